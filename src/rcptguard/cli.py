@@ -1,0 +1,198 @@
+"""The `rcptguard` command line.
+
+Exit status of deciding commands: 0 if every verdict is pass, 1 if any is not, 2 for a usage or config error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+
+from rcptguard import __version__
+from rcptguard.domains import MAX_ADDRESS, MAX_INPUT, DomainError, normalize_domain
+from rcptguard.guard import Guard, malformed_verdict
+from rcptguard.model import Action, Malformed, Verdict
+from rcptguard.policy import ConfigError, Policy, load_policy
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_COLOURS = {Action.PASS: "green", Action.WARN: "yellow", Action.HOLD: "red", Action.REJECT: "red"}
+
+
+def detection_options(func: F) -> F:
+    """The options every deciding command takes: --config, --protect, --known, --known-file."""
+    options = [
+        click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+                     help="TOML policy file (see docs/configuration.md)."),
+        click.option("--protect", multiple=True, metavar="DOMAIN",
+                     help="A protected domain or whole suffix (mil); repeatable."),
+        click.option("--known", multiple=True, metavar="DOMAIN", help="A domain you write to; repeatable."),
+        click.option("--known-file", "known_files", multiple=True,
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="File of known domains, one a line ('domain' or 'domain count')."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_policy(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
+                 known_files: tuple[Path, ...]) -> Policy:
+    """The policy from the config file and command-line options; a config error exits with status 2."""
+    try:
+        return load_policy(config).with_domains(protect, known, known_files)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def build_guard(policy: Policy) -> Guard:
+    try:
+        return Guard(policy)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rcptguard")
+def main() -> None:
+    """Stops email from leaving for the wrong recipient: typo and lookalike domains, caught in the mail path."""
+
+
+def read_lines(stream: IO[bytes]) -> Iterator[str | Malformed]:
+    """Lines of a byte stream; a line longer than MAX_INPUT bytes is skipped in bounded memory and reported."""
+    while True:
+        chunk = stream.readline(MAX_INPUT + 1)
+        if not chunk:
+            return
+        if len(chunk) > MAX_INPUT and not chunk.endswith(b"\n"):
+            size = len(chunk)
+            head = chunk[:60].decode("utf-8", errors="replace")
+            while chunk and not chunk.endswith(b"\n"):
+                chunk = stream.readline(1 << 16)
+                size += len(chunk)
+            yield Malformed(head + "...", f"the line is {size} bytes long; an address has at most {MAX_ADDRESS}")
+            continue
+        yield chunk.rstrip(b"\r\n").decode("utf-8", errors="replace")
+
+
+def _addresses(addresses: tuple[str, ...]) -> Iterator[str | Malformed]:
+    for item in addresses:
+        if item == "-":
+            for line in read_lines(sys.stdin.buffer):
+                if isinstance(line, Malformed) or line.strip():
+                    yield line
+        else:
+            yield item
+
+
+def format_text(verdict: Verdict, colour: bool) -> str:
+    label = click.style(f"{verdict.action!s:<6}", fg=_COLOURS[verdict.action], bold=True) if colour \
+        else f"{verdict.action!s:<6}"
+    head = f"{label} {verdict.address}"
+    if verdict.suggestion:
+        head += f"  ->  {verdict.suggestion}"
+    lines = [head, f"       {verdict.reason}"]
+    scored = [s for s in verdict.signals if s.score]
+    if scored:
+        parts = ", ".join(f"{s.name} {s.score:+.1f}" for s in scored)
+        lines.append(f"       score {verdict.score:.1f}: {parts}")
+    return "\n".join(lines)
+
+
+@main.command()
+@detection_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text", show_default=True)
+@click.argument("addresses", nargs=-1, required=True)
+def check(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+          fmt: str, addresses: tuple[str, ...]) -> None:
+    """Check recipient ADDRESSES ('-' reads them from stdin, one a line)."""
+    guard = build_guard(build_policy(config, protect, known, known_files))
+    worst = Action.PASS
+    collected = []
+    colour = sys.stdout.isatty()
+    for raw in _addresses(addresses):
+        verdict = malformed_verdict(raw) if isinstance(raw, Malformed) else guard.check(raw)
+        worst = max(worst, verdict.action)
+        if fmt == "jsonl":
+            click.echo(json.dumps(verdict.to_json(), ensure_ascii=False))
+        elif fmt == "json":
+            collected.append(verdict.to_json())
+        else:
+            click.echo(format_text(verdict, colour))
+    if fmt == "json":
+        click.echo(json.dumps(collected, ensure_ascii=False, indent=2))
+    sys.exit(0 if worst is Action.PASS else 1)
+
+
+@main.command()
+@detection_options
+@click.argument("domain")
+def explain(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+            domain: str) -> None:
+    """Show every domain DOMAIN could be a slip of, with each candidate's score, and the verdict."""
+    guard = build_guard(build_policy(config, protect, known, known_files))
+    try:
+        parsed = normalize_domain(domain.rsplit("@", 1)[-1])
+    except DomainError as exc:
+        raise click.UsageError(f"{domain!r}: {exc}") from None
+    click.echo(f"{parsed.display()}  suffix .{parsed.suffix}")
+    ranked = guard.rank(parsed)
+    if not ranked:
+        click.echo("  no candidates")
+    for item in ranked:
+        c = item.candidate
+        parts = ", ".join(f"{s.name} {s.score:+.1f}" for s in item.signals)
+        click.echo(f"  {item.score:5.1f}  {c.intended:<40} {c.family.value:<8} {c.target.role!s:<9} {parts}")
+        detail = item.slip.evidence.get("detail")
+        if detail:
+            click.echo(f"         {detail}")
+    verdict = guard.check(f"postmaster@{parsed.ascii}")
+    click.echo(f"verdict: {verdict.action}" + (f" (intended {verdict.intended})" if verdict.intended else ""))
+    click.echo(f"  {verdict.reason}")
+
+
+@main.command("detectors")
+def detectors_command() -> None:
+    """List the detectors, the signal each emits, and its default weight."""
+    from rcptguard.detect import catalogue  # noqa: PLC0415 - only this command needs the catalogue
+
+    policy = load_policy()
+    for item in catalogue():
+        click.echo(f"{item.name:<16} {item.family.value:<8} {policy.weight(item.name):5.1f}  {item.description}")
+
+
+@main.command("eval")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Policy file applied under every profile.")
+@click.option("--profiles", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="JSON: profile name -> {protect: [...], known: [...]}.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--min-recall", type=float, default=None, help="Exit 1 if recall is below this.")
+@click.option("--max-hard-fp", type=int, default=None, help="Exit 1 if more hard false positives than this.")
+@click.option("--max-soft-fp-rate", type=float, default=None, help="Exit 1 if the soft false-positive rate is above.")
+@click.argument("cases", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def eval_command(config: Path | None, profiles: Path, fmt: str, min_recall: float | None,
+                 max_hard_fp: int | None, max_soft_fp_rate: float | None, cases: Path) -> None:
+    """Measure the engine on a labelled CASES.csv (case,profile,recipient,expected,category)."""
+    from rcptguard.evaluate import EvalError, evaluate, render_text  # noqa: PLC0415
+
+    policy = build_policy(config, (), (), ())
+    try:
+        report = evaluate(cases, profiles, policy)
+    except EvalError as exc:
+        raise click.UsageError(str(exc)) from None
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(report))
+    failed = (
+        (min_recall is not None and report.recall < min_recall)
+        or (max_hard_fp is not None and len(report.hard_fp) > max_hard_fp)
+        or (max_soft_fp_rate is not None and report.soft_fp_rate > max_soft_fp_rate)
+    )
+    sys.exit(1 if failed else 0)

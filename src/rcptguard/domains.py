@@ -1,0 +1,161 @@
+"""Parse recipient addresses once and normalise their domains (UTS-46, Public Suffix List).
+
+Malformed input is returned as a `Malformed` value with a reason, never raised: a gateway must be able to
+answer every input without a traceback.
+
+The Public Suffix List comes from the `publicsuffixlist` package (ICANN section only: mail goes to
+registrable domains, not to private hosting suffixes). Refresh it with `pip install -U publicsuffixlist`, or
+point `psl_file` in the config at a newer `public_suffix_list.dat`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+from rcptguard.model import Address, Domain, Malformed
+
+MAX_DOMAIN = 253  # octets of the A-label form, without the trailing dot (RFC 1035)
+MAX_LABEL = 63
+MAX_LOCAL = 64  # octets (RFC 5321 4.5.3.1.1)
+MAX_ADDRESS = 254  # octets of local@domain (RFC 5321 forward-path of 256 less the angle brackets)
+MAX_INPUT = 4096  # characters looked at before anything else
+
+_LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]+\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_QUOTED = re.compile(r'"((?:[^"\\\r\n]|\\[\x20-\x7e])*)"\Z')
+
+
+class DomainError(ValueError):
+    """A domain that cannot be a mail domain; the message says why in plain words."""
+
+
+_psl = PublicSuffixList(only_icann=True)
+
+
+def use_suffix_list(path: Path) -> None:
+    """Load a newer `public_suffix_list.dat` than the one the package ships."""
+    global _psl  # noqa: PLW0603 - one list per process, replaced only at configuration time
+    with path.open("rb") as source:
+        _psl = PublicSuffixList(source, only_icann=True)
+    normalize_domain.cache_clear()
+
+
+def public_suffix(ascii_domain: str) -> str:
+    """The public suffix of an A-label domain; an unlisted top-level label counts as a suffix."""
+    suffix: str | None = _psl.publicsuffix(ascii_domain, accept_unknown=True)
+    return suffix or ascii_domain.rsplit(".", 1)[-1]
+
+
+def is_public_suffix(ascii_domain: str) -> bool:
+    return public_suffix(ascii_domain) == ascii_domain
+
+
+@lru_cache(maxsize=65536)
+def normalize_domain(raw: str) -> Domain:
+    """Normalise a domain to lower case A-label and U-label forms; raise DomainError if it is not one."""
+    text = raw.removesuffix(".")
+    if not text:
+        raise DomainError("the domain is empty")
+    if _CONTROL.search(text) or any(c.isspace() for c in text):
+        raise DomainError("the domain contains spaces or control characters")
+    if text.isascii():
+        ascii_form = text.lower()
+        if "xn--" in ascii_form:
+            try:
+                unicode_form = idna.decode(ascii_form)
+                ascii_form = idna.encode(unicode_form, uts46=True).decode("ascii")
+            except (idna.IDNAError, UnicodeError) as exc:
+                raise DomainError(f"the domain is not a valid internationalised name ({exc})") from None
+        else:
+            unicode_form = ascii_form
+    else:
+        try:
+            ascii_form = idna.encode(text, uts46=True).decode("ascii")
+            unicode_form = idna.decode(ascii_form)
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise DomainError(f"the domain is not a valid internationalised name ({exc})") from None
+    _check_ascii_domain(ascii_form)
+    return Domain(ascii=ascii_form, unicode=unicode_form, suffix=public_suffix(ascii_form))
+
+
+def _check_ascii_domain(domain: str) -> None:
+    if len(domain) > MAX_DOMAIN:
+        raise DomainError(f"the domain is {len(domain)} characters long; at most {MAX_DOMAIN} are allowed")
+    labels = domain.split(".")
+    for label in labels:
+        if not label:
+            raise DomainError("the domain has an empty label (two dots in a row, or a leading dot)")
+        if len(label) > MAX_LABEL:
+            raise DomainError(f"a label of the domain is {len(label)} characters long; at most 63 are allowed")
+        if not _LDH_LABEL.match(label):
+            raise DomainError(f"the label {label[:40]!r} has characters a domain name cannot have")
+    if labels[-1].isdigit():
+        raise DomainError("the domain ends in a number: an IP address is not a mail domain")
+
+
+def parse_address(raw: str) -> Address | Malformed:
+    """Parse one recipient: `user@example.com`, `<user@example.com>`, `Name <user@example.com>`,
+    quoted local parts, UTF-8 local parts, IDN domains in either form, a trailing dot, any case."""
+    if len(raw) > MAX_INPUT:
+        return Malformed(raw[:80] + "...", f"the address is {len(raw)} characters long")
+    text = raw.strip(" \t")
+    if _CONTROL.search(text):
+        return Malformed(raw, "the address contains a line break, NUL or another control character")
+    if text.endswith(">") and "<" in text:
+        text = text[text.rindex("<") + 1 : -1].strip()
+    if not text:
+        return Malformed(raw, "the address is empty")
+    local, sep, domain_text = _split_local(text)
+    if not sep:
+        return Malformed(raw, local)
+    if not local:
+        return Malformed(raw, "the address has nothing before the @")
+    if "@" in domain_text:
+        return Malformed(raw, "the address has more than one @")
+    if not domain_text:
+        return Malformed(raw, "the address has no domain after the @")
+    if domain_text.startswith("["):
+        return Malformed(raw, "the address names an IP address instead of a domain")
+    if not local.startswith('"') and (
+        ".." in local or local.startswith(".") or local.endswith(".") or not _ATEXT.match(local.replace(".", ""))
+    ):
+        return Malformed(raw, "the part before the @ has characters an address cannot have unquoted")
+    local_octets = len(local.encode("utf-8", "surrogatepass"))
+    if local_octets > MAX_LOCAL:
+        return Malformed(raw, f"the part before the @ is {local_octets} octets long; at most 64 are allowed")
+    try:
+        domain = normalize_domain(domain_text)
+    except DomainError as exc:
+        return Malformed(raw, str(exc))
+    if local_octets + 1 + len(domain.ascii) > MAX_ADDRESS:
+        return Malformed(raw, f"the address is longer than {MAX_ADDRESS} octets")
+    return Address(local=local, domain=domain)
+
+
+def _split_local(text: str) -> tuple[str, str, str]:
+    """Split at the @ that ends the local part; on failure the first item is the reason."""
+    if text.startswith('"'):
+        end = 1
+        while end < len(text):
+            if text[end] == "\\":
+                end += 2
+                continue
+            if text[end] == '"':
+                break
+            end += 1
+        if end >= len(text) or not _QUOTED.match(text[: end + 1]):
+            return "the quoted part before the @ is not closed", "", ""
+        rest = text[end + 1 :]
+        if not rest.startswith("@"):
+            return "the quoted part must be followed by @", "", ""
+        return text[: end + 1], "@", rest[1:]
+    if "@" not in text:
+        return "the address has no @", "", ""
+    local, _, domain = text.partition("@")
+    return local, "@", domain

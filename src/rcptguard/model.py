@@ -1,0 +1,137 @@
+"""The core types every door into the mail path shares: addresses, domains, signals and verdicts."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Action(enum.IntEnum):
+    """What to do with one recipient, ordered from mildest to strongest."""
+
+    PASS = 0
+    WARN = 1
+    HOLD = 2
+    REJECT = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Action:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            names = ", ".join(str(a) for a in cls)
+            raise ValueError(f"unknown action {text!r} (expected one of {names})") from None
+
+
+class Role(enum.IntEnum):
+    """Why the engine knows a domain; a higher role is a stronger prior that mail is meant for it."""
+
+    POPULAR = 1  # a major mailbox provider from the shipped list
+    KNOWN = 2  # a correspondent: configured or learned from traffic
+    PROTECTED = 3  # the organisation's own domains, or a whole suffix such as mil
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A normalised domain name: lower case, no trailing dot, UTS-46 mapped.
+
+    `ascii` is the A-label form (`xn--...`), `unicode` the U-label form; both are kept so that either
+    spelling of one domain gets the same verdict. `suffix` is the public suffix of the ASCII form.
+    """
+
+    ascii: str
+    unicode: str
+    suffix: str
+
+    @property
+    def labels(self) -> int:
+        return self.ascii.count(".") + 1
+
+    @property
+    def is_idn(self) -> bool:
+        return self.ascii != self.unicode
+
+    def display(self) -> str:
+        """The form a person reads: the Unicode form, with the A-label beside it for IDN."""
+        return f"{self.unicode} ({self.ascii})" if self.is_idn else self.ascii
+
+    def __str__(self) -> str:
+        return self.unicode
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A recipient address parsed once: the local part as given and a normalised domain."""
+
+    local: str
+    domain: Domain
+
+    @property
+    def text(self) -> str:
+        return f"{self.local}@{self.domain.unicode}"
+
+    def with_domain(self, domain: str) -> str:
+        return f"{self.local}@{domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """An address that could not be parsed: the raw text and a reason a person understands."""
+
+    raw: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A named finding with its evidence, like an rspamd symbol: `TLD_SLIP(typed=army.ml, likely=army.mil)`.
+
+    Detectors emit signals without scores; the policy gives each one its weight.
+    """
+
+    name: str
+    evidence: dict[str, str] = field(default_factory=dict)
+    score: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "score": round(self.score, 2), "evidence": dict(self.evidence)}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision for one recipient, in the shape every gateway turns into its own protocol's answer."""
+
+    address: str
+    domain: str | None
+    action: Action
+    score: float
+    signals: tuple[Signal, ...]
+    reason: str
+    intended: str | None = None
+    suggestion: str | None = None
+    domain_ascii: str | None = None
+    alternatives: tuple[str, ...] = ()
+
+    def signal(self, name: str) -> Signal | None:
+        return next((s for s in self.signals if s.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "domain": self.domain,
+            "domain_ascii": self.domain_ascii,
+            "verdict": str(self.action),
+            "intended": self.intended,
+            "suggestion": self.suggestion,
+            "score": round(self.score, 2),
+            "signals": [s.to_json() for s in self.signals],
+            "reason": self.reason,
+            "alternatives": list(self.alternatives),
+        }

@@ -1,0 +1,64 @@
+"""Reasons in plain words: what a sender reads in a bounce, a warning header or on the confirmation page."""
+
+from __future__ import annotations
+
+from rcptguard.countries import describe_tld
+from rcptguard.index import Entry
+from rcptguard.model import Domain, Role, Signal
+
+_TLD_SLIP_WORDS = {
+    "omission": "one letter short of .{meant}",
+    "repetition": ".{meant} with a letter typed twice",
+    "transposition": ".{meant} with two letters swapped",
+    "keyboard": "one key away from .{meant}",
+}
+
+
+def _suffix_note(suffix: str) -> str:
+    described = describe_tld(suffix)
+    return f".{suffix} is {described}" if described else f".{suffix} is another suffix"
+
+
+def slip_phrase(signal: Signal) -> str:
+    """What the slip is, as the second half of "x looks like y: ..."."""
+    ev = signal.evidence
+    meant, _, typed = ev.get("edit", "→").partition("→")
+    if signal.name == "TLD_SLIP":
+        words = _TLD_SLIP_WORDS.get(ev.get("slip", ""), "close to .{meant}").format(meant=meant)
+        return f"{_suffix_note(typed)}, {words}"
+    if signal.name == "TLD_HABIT":
+        return f".{typed} typed out of habit for .{meant}"
+    if signal.name == "SUFFIX_APPEND":
+        extra = typed[len(meant) + 1 :]
+        described = describe_tld(extra)
+        note = f" ({described})" if described else ""
+        return f"'.{extra}'{note} added after .{meant}"
+    if signal.name in ("TLD_CHANGE", "TLD_SWAP"):
+        return f"{_suffix_note(typed)}, in place of .{meant}"
+    if signal.name == "IDN_HOMOGLYPH":
+        return f"it is a different domain that uses {ev.get('letters', 'letters of another script')}"
+    return ev.get("detail", "one letter differs")
+
+
+def target_phrase(entry: Entry, intended: str) -> str:
+    if entry.role is Role.PROTECTED:
+        if entry.is_suffix:
+            return f"{intended} is under .{entry.domain.unicode}, which you protect."
+        return f"{entry.domain.unicode} is one of your own domains."
+    if entry.role is Role.KNOWN:
+        return f"You write to {entry.domain.unicode}."
+    return f"{entry.domain.unicode} is a major mail provider."
+
+
+def looks_like(typed: Domain, intended: str, signal: Signal) -> str:
+    return f"{typed.display()} looks like {intended}: {slip_phrase(signal)}."
+
+
+def covered_reason(domain: Domain, entry: Entry) -> str:
+    if entry.role is Role.PROTECTED:
+        if entry.is_suffix:
+            return f"{domain.display()} is under .{entry.domain.unicode}, which you protect."
+        return f"{domain.display()} is one of your own domains."
+    if entry.count:
+        return f"You have written to {entry.domain.unicode} {entry.count} times."
+    return f"{entry.domain.unicode} is one of your known correspondents."

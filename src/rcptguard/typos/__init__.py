@@ -1,0 +1,1 @@
+"""The typo model: keyboard layouts, visual skeletons, and the shape of a single edit."""

@@ -1,0 +1,33 @@
+"""Visual skeletons (Unicode TR39): two strings with one skeleton look alike on screen.
+
+The confusables data and the skeleton algorithm come from ICU (through PyICU), which tracks each Unicode
+release. TR39's skeleton is case-sensitive; domains are not, so the skeleton is folded to lower case and
+taken again until it stops changing (`0` -> `O` -> `o`, `m` -> `rn`).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+
+import icu
+
+_checker = icu.SpoofChecker()
+_ANY_CASE = 8  # USPOOF_ANY_CASE
+
+
+@lru_cache(maxsize=65536)
+def skeleton(text: str) -> str:
+    """The lower-case TR39 skeleton of `text`."""
+    current = text
+    for _ in range(4):
+        following = _checker.getSkeleton(_ANY_CASE, current).casefold()
+        if following == current:
+            break
+        current = following
+    return current
+
+
+def scripts_of(text: str) -> dict[str, str]:
+    """The non-ASCII characters of `text`, each with its Unicode name (for the sender to read)."""
+    return {ch: unicodedata.name(ch, f"U+{ord(ch):04X}") for ch in dict.fromkeys(text) if not ch.isascii()}
