@@ -77,7 +77,11 @@ def read_lines(stream: IO[bytes]) -> Iterator[str | Malformed]:
                 size += len(chunk)
             yield Malformed(head + "...", f"the line is {size} bytes long; an address has at most {MAX_ADDRESS}")
             continue
-        yield chunk.rstrip(b"\r\n").decode("utf-8", errors="replace")
+        line = chunk.rstrip(b"\r\n")
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield Malformed(line[:60].decode("utf-8", errors="replace"), "the line is not valid UTF-8")
 
 
 def _addresses(addresses: tuple[str, ...]) -> Iterator[str | Malformed]:

@@ -1,0 +1,145 @@
+"""The engine's verdicts: what is held, what passes, and the words the sender reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from rcptguard.guard import Guard
+from rcptguard.model import Action
+from tests.conftest import make_guard
+
+
+@pytest.mark.parametrize(("address", "intended"), [
+    ("x@army.ml", "army.mil"),
+    ("x@mail.ml", "mail.mil"),
+    ("x@us.af.ml", "us.af.mil"),
+    ("x@usace.army.ml", "usace.army.mil"),
+    ("x@af.il", "af.mil"),
+])
+def test_mil_slips_are_held_with_mali_in_the_reason(pentagon: Guard, address: str, intended: str) -> None:
+    """A .mil address typed one letter short is held, names the domain meant and says whose domain it hit."""
+    verdict = pentagon.check(address)
+    assert verdict.action >= Action.HOLD
+    assert verdict.intended == intended
+    assert verdict.suggestion == f"x@{intended}"
+    assert verdict.signals[0].name == "TLD_SLIP"
+    if address.endswith(".ml"):
+        assert "Mali" in verdict.reason
+
+
+@pytest.mark.parametrize("address", ["x@army.mil", "x@navy.mil", "x@AF.MIL", "x@usace.army.mil.", "<x@js.mil>"])
+def test_protected_suffix_passes(pentagon: Guard, address: str) -> None:
+    """Anything under a protected suffix passes, in any case and with a trailing dot."""
+    verdict = pentagon.check(address)
+    assert verdict.action is Action.PASS
+    assert verdict.signals[0].name == "PROTECTED_DOMAIN"
+
+
+def test_known_correspondent_and_its_subdomains_pass() -> None:
+    """A known domain and any subdomain of it pass as known correspondents."""
+    guard = make_guard(known=("us.meridianbank.com",))
+    for address in ("a@us.meridianbank.com", "a@ops.us.meridianbank.com"):
+        assert guard.check(address).action is Action.PASS
+    held = guard.check("a@usmeridianbank.com")
+    assert held.action is Action.HOLD
+    assert held.intended == "us.meridianbank.com"
+
+
+def test_unicode_and_ascii_forms_get_one_verdict() -> None:
+    """The U-label and the A-label of one domain get the same verdict, intended domain and reason."""
+    guard = make_guard(protect=("altavista-group.com",))
+    unicode_form = guard.check("a@altаvista-group.com")
+    ascii_form = guard.check("a@xn--altvista-group-xtl.com")
+    assert unicode_form.action is Action.HOLD
+    assert unicode_form.to_json() == ascii_form.to_json() | {"address": unicode_form.address}
+    assert unicode_form.signals[0].name == "IDN_HOMOGLYPH"
+    assert "xn--altvista-group-xtl.com" in unicode_form.reason
+
+
+def test_real_providers_near_a_known_domain_are_not_held() -> None:
+    """ymail.com, email.com and mail.com are real providers one edit from gmail.com: at most a warning."""
+    guard = make_guard(known=("gmail.com",))
+    for address in ("a@ymail.com", "a@email.com", "a@mail.com", "a@gmx.com"):
+        assert guard.check(address).action <= Action.WARN, address
+
+
+def test_same_owner_passes() -> None:
+    """gmx.net and gmx.de belong to one owner: writing to gmx.de makes gmx.net no slip."""
+    verdict = make_guard(known=("gmx.de",)).check("a@gmx.net")
+    assert verdict.action is Action.PASS
+    assert verdict.signal("SAME_OWNER") is not None
+
+
+def test_two_unknown_providers_pass() -> None:
+    """A major provider that resembles another major provider, neither written to, passes."""
+    assert make_guard(protect=("quillhaven.ai",)).check("a@gmail.com").action is Action.PASS
+
+
+def test_restricted_suffix_caps_at_warn() -> None:
+    """usda.gov is a real agency one letter from usa.gov: it gets a warning, never a hold."""
+    verdict = make_guard(known=("usa.gov",)).check("a@usda.gov")
+    assert verdict.action is Action.WARN
+    assert verdict.signal("RESTRICTED_SUFFIX") is not None
+    assert verdict.intended == "usa.gov"
+
+
+def test_unrelated_domain_passes_without_signals(pentagon: Guard) -> None:
+    """A domain near nothing indexed passes and says so."""
+    verdict = pentagon.check("someone@example.org")
+    assert verdict.action is Action.PASS
+    assert verdict.signals == ()
+    assert verdict.intended is None
+    assert "does not look like" in verdict.reason
+
+
+def test_malformed_address_is_rejected_with_its_problem(pentagon: Guard) -> None:
+    """A malformed address gets reject with a MALFORMED_ADDRESS signal that says what is wrong."""
+    verdict = pentagon.check("a@@b.com")
+    assert verdict.action is Action.REJECT
+    assert verdict.signals[0].name == "MALFORMED_ADDRESS"
+    assert "@" in verdict.signals[0].evidence["problem"]
+
+
+def test_short_names_are_only_warned() -> None:
+    """A one-letter change to a three-letter name (cvs.com -> cbs.com) is too likely a real domain to hold."""
+    guard = make_guard(known=("cvs.com",))
+    assert guard.check("a@cbs.com").action is Action.WARN
+    assert guard.check("a@cvs.co").action is Action.HOLD
+
+
+def test_learned_correspondent_is_not_first_contact() -> None:
+    """A domain written to before (but not yet known) loses the first-contact point."""
+    fresh = make_guard(known=("stripe.com",)).check("a@strpe.com")
+    seen = make_guard(known=("stripe.com",), **{"strpe.com": 1}).check("a@strpe.com")
+    assert fresh.signal("FIRST_CONTACT") is not None
+    assert seen.signal("FIRST_CONTACT") is None
+    assert seen.score == fresh.score - 1.0
+
+
+def test_learned_domain_becomes_known_after_enough_messages() -> None:
+    """A learned domain with at least learn_min_count messages is a known correspondent."""
+    guard = make_guard(known=("stripe.com",), **{"strpe.com": 5})
+    assert guard.check("a@strpe.com").action is Action.PASS
+
+
+def test_ties_break_deterministically() -> None:
+    """Two intended domains at equal score: the same one wins whatever the order they were given in."""
+    one = make_guard(known=("abcdj.com", "abcdk.com")).check("a@abcdq.com")
+    two = make_guard(known=("abcdk.com", "abcdj.com")).check("a@abcdq.com")
+    assert one.signals[0].name == two.signals[0].name == "SUBSTITUTION"
+    assert one.intended == two.intended == "abcdj.com"
+    assert one.alternatives == two.alternatives == ("abcdk.com",)
+
+
+def test_score_is_the_sum_of_signals(pentagon: Guard) -> None:
+    """The verdict's score is the sum of its signals' scores, so the explanation adds up."""
+    verdict = pentagon.check("x@gmial.com")
+    assert verdict.score == pytest.approx(sum(s.score for s in verdict.signals))
+    assert verdict.score == pytest.approx(6.0 + 2.5 + 1.0)
+
+
+def test_popular_provider_typo_is_held_even_if_not_known() -> None:
+    """gmial.com is held for gmail.com even when the organisation has never written to gmail.com."""
+    verdict = make_guard(protect=("quillhaven.ai",)).check("a@gmial.com")
+    assert verdict.action is Action.HOLD
+    assert verdict.intended == "gmail.com"
