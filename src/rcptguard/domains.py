@@ -27,7 +27,8 @@ MAX_INPUT = 4096  # characters looked at before anything else
 
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]+\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (NEL), line/paragraph separators
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _QUOTED = re.compile(r'"((?:[^"\\\r\n]|\\[\x20-\x7e])*)"\Z')
 
 
@@ -35,21 +36,55 @@ class DomainError(ValueError):
     """A domain that cannot be a mail domain; the message says why in plain words."""
 
 
-_psl = PublicSuffixList(only_icann=True)
+class _SuffixList:
+    """The Public Suffix List, with look-ups memoised on the few labels that can decide them.
+
+    A domain's public suffix depends only on its last N labels, N being the depth of the longest rule under
+    its top-level label (1 for com, 3 for uk's `*.sch.uk`). Memoising on that tail makes the look-up for the
+    common top-level domains a dictionary hit, whatever the number of distinct domains.
+    """
+
+    def __init__(self, psl: PublicSuffixList) -> None:
+        self.psl = psl
+        rules = getattr(psl, "_publicsuffix", None)
+        self.depth: dict[str, int] = {}
+        self.default_depth = 1
+        if rules is None:  # another version of the package: no shortcut, always correct
+            self.default_depth = 64
+        else:
+            for rule in rules:
+                name = rule.lstrip("!")
+                tld = name.rsplit(".", 1)[-1]
+                self.depth[tld] = max(self.depth.get(tld, 1), name.count(".") + 1)
+        self.lookup = lru_cache(maxsize=16384)(self._lookup)
+
+    def _lookup(self, tail: str) -> str:
+        suffix: str | None = self.psl.publicsuffix(tail, accept_unknown=True)
+        return suffix or tail.rsplit(".", 1)[-1]
+
+    def suffix(self, ascii_domain: str) -> str:
+        tld = ascii_domain[ascii_domain.rfind(".") + 1 :]
+        depth = self.depth.get(tld, self.default_depth)
+        if depth == 1:
+            return tld
+        labels = ascii_domain.split(".")
+        return self.lookup(".".join(labels[-depth:]))
+
+
+_psl = _SuffixList(PublicSuffixList(only_icann=True))
 
 
 def use_suffix_list(path: Path) -> None:
     """Load a newer `public_suffix_list.dat` than the one the package ships."""
     global _psl  # noqa: PLW0603 - one list per process, replaced only at configuration time
     with path.open("rb") as source:
-        _psl = PublicSuffixList(source, only_icann=True)
+        _psl = _SuffixList(PublicSuffixList(source, only_icann=True))
     normalize_domain.cache_clear()
 
 
 def public_suffix(ascii_domain: str) -> str:
     """The public suffix of an A-label domain; an unlisted top-level label counts as a suffix."""
-    suffix: str | None = _psl.publicsuffix(ascii_domain, accept_unknown=True)
-    return suffix or ascii_domain.rsplit(".", 1)[-1]
+    return _psl.suffix(ascii_domain)
 
 
 def is_public_suffix(ascii_domain: str) -> bool:
@@ -62,7 +97,7 @@ def normalize_domain(raw: str) -> Domain:
     text = raw.removesuffix(".")
     if not text:
         raise DomainError("the domain is empty")
-    if _CONTROL.search(text) or any(c.isspace() for c in text):
+    if _SPACE_OR_CONTROL.search(text):
         raise DomainError("the domain contains spaces or control characters")
     if text.isascii():
         ascii_form = text.lower()
@@ -108,7 +143,7 @@ def parse_address(raw: str) -> Address | Malformed:
     if _CONTROL.search(text):
         return Malformed(raw, "the address contains a line break, NUL or another control character")
     if text.endswith(">") and "<" in text:
-        text = text[text.rindex("<") + 1 : -1].strip()
+        text = _strip_angle_brackets(text)
     if not text:
         return Malformed(raw, "the address is empty")
     local, sep, domain_text = _split_local(text)
@@ -136,6 +171,21 @@ def parse_address(raw: str) -> Address | Malformed:
     if local_octets + 1 + len(domain.ascii) > MAX_ADDRESS:
         return Malformed(raw, f"the address is longer than {MAX_ADDRESS} octets")
     return Address(local=local, domain=domain)
+
+
+def _strip_angle_brackets(text: str) -> str:
+    """`<path>` or `Display Name <path>` -> `path`, finding the `<` that opens the path outside any quotes."""
+    opening, quoted, escaped = -1, False, False
+    for i, ch in enumerate(text[:-1]):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            opening = i
+    return text[opening + 1 : -1].strip() if opening >= 0 else text
 
 
 def _split_local(text: str) -> tuple[str, str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from rcptguard.detect import classify
@@ -26,7 +27,20 @@ from rcptguard.providers import providers
 from rcptguard.reasons import covered_reason, looks_like, target_phrase
 
 _WEAK_FOR_POPULAR = frozenset({"TLD_SWAP", "TLD_CHANGE"})
+JUDGEMENT_CACHE = 65536  # domains whose judgement is remembered; mail traffic repeats domains heavily
 ALTERNATIVE_MARGIN = 1.5  # other candidates this close to the best are named as alternatives
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What the guard decided about a domain; a Verdict is this with the address filled in."""
+
+    action: Action
+    score: float
+    signals: tuple[Signal, ...]
+    reason: str
+    intended: str | None = None
+    alternatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,8 @@ class Guard:
         self._learned = dict(learned or {})
         self._restricted = tuple("." + s for s in policy.restricted_suffixes)
         self.index = DomainIndex(self._entries())
+        # A domain's judgement depends only on the index and policy, both fixed for this guard's lifetime.
+        self.judge = lru_cache(maxsize=JUDGEMENT_CACHE)(self._judge)
 
     def _entries(self) -> Iterable[Entry]:
         policy = self.policy
@@ -102,17 +118,24 @@ class Guard:
         return self.check_address(parsed)
 
     def check_address(self, address: Address) -> Verdict:
-        domain = address.domain
+        """The verdict for a parsed address: the domain's judgement, with the address filled in."""
+        judged = self.judge(address.domain)
+        suggestion = address.with_domain(judged.intended) if judged.intended else None
+        return Verdict(address=address.text, domain=address.domain.unicode, action=judged.action,
+                       score=judged.score, signals=judged.signals, reason=judged.reason,
+                       intended=judged.intended, suggestion=suggestion, domain_ascii=address.domain.ascii,
+                       alternatives=judged.alternatives)
+
+    def _judge(self, domain: Domain) -> Judgement:
         covered = self.index.covering(domain)
-        if covered is not None and covered.role >= Role.KNOWN:
+        if covered is not None:
             name = "PROTECTED_DOMAIN" if covered.role is Role.PROTECTED else "KNOWN_CORRESPONDENT"
             signal = Signal(name, {"domain": covered.domain.unicode})
-            return self._verdict(address, Action.PASS, 0.0, (signal,), covered_reason(domain, covered))
+            return Judgement(Action.PASS, 0.0, (signal,), covered_reason(domain, covered))
         ranked = self.rank(domain)
         if not ranked:
-            verdict = self._verdict(address, Action.PASS, 0.0, (),
-                                    f"{domain.display()} does not look like any protected or known domain.")
-            return self._forced(address, verdict, None)
+            reason = f"{domain.display()} does not look like any protected or known domain."
+            return self._forced(domain, Judgement(Action.PASS, 0.0, (), reason), None)
         best = ranked[0]
         action = self.policy.action_for(best.score)
         signals = list(best.signals)
@@ -128,10 +151,10 @@ class Guard:
         if action >= Action.WARN and alternatives:
             notes.append(f"It also resembles {', '.join(alternatives)}.")
         intended = best.candidate.intended
-        verdict = self._verdict(address, action, best.score, tuple(signals), " ".join(notes),
-                                intended=intended if action >= Action.WARN else None,
-                                alternatives=alternatives if action >= Action.WARN else ())
-        return self._forced(address, verdict, intended)
+        judged = Judgement(action, best.score, tuple(signals), " ".join(notes),
+                           intended if action >= Action.WARN else None,
+                           alternatives if action >= Action.WARN else ())
+        return self._forced(domain, judged, intended)
 
     def rank(self, domain: Domain) -> list[Scored]:
         """Every candidate the typed domain could be a slip of, best first (ties broken by name)."""
@@ -205,30 +228,18 @@ class Guard:
                          f"so {domain.unicode} is probably real.")
         return action, notes
 
-    def _forced(self, address: Address, verdict: Verdict, intended: str | None) -> Verdict:
-        ascii_name = address.domain.ascii
+    def _forced(self, domain: Domain, judged: Judgement, intended: str | None) -> Judgement:
         for rule in self.policy.force:
-            if not rule.matches(ascii_name):
+            if not rule.matches(domain.ascii):
                 continue
-            if rule.unless_known and self.index.covering(address.domain) is not None:
+            if rule.unless_known and self.index.covering(domain) is not None:
                 continue
             signal = Signal("FORCE_RULE", {"rule": ", ".join(rule.suffixes + rule.domains),
                                            "action": str(rule.action)})
-            reason = " ".join(x for x in (rule.message, verdict.reason) if x)
-            return self._verdict(address, rule.action, verdict.score, (*verdict.signals, signal), reason,
-                                 intended=intended if rule.action >= Action.WARN else None,
-                                 alternatives=verdict.alternatives)
-        return verdict
-
-    @staticmethod
-    def _verdict(address: Address, action: Action, score: float, signals: tuple[Signal, ...], reason: str,
-                 intended: str | None = None, alternatives: tuple[str, ...] = ()) -> Verdict:
-        suggestion = address.with_domain(intended) if intended else None
-        if suggestion is not None and suggestion == address.text:
-            suggestion = None
-        return Verdict(address=address.text, domain=address.domain.unicode, action=action, score=score,
-                       signals=signals, reason=reason, intended=intended, suggestion=suggestion,
-                       domain_ascii=address.domain.ascii, alternatives=alternatives)
+            reason = " ".join(x for x in (rule.message, judged.reason) if x)
+            return Judgement(rule.action, judged.score, (*judged.signals, signal), reason,
+                             intended if rule.action >= Action.WARN else None, judged.alternatives)
+        return judged
 
 
 def malformed_verdict(bad: Malformed) -> Verdict:

@@ -6,7 +6,7 @@ whatever the number of indexed domains:
 * `_cover`      exact domains and whole suffixes (`mil`); a typed domain under one of them is fine.
 * `_by_stem`    name without its public suffix (`raytheon`), for suffix slips (`raytheon.co`).
 * `_slips`      one-edit variants of protected/known *suffix entries* (`ml` -> `mil`), for `army.ml`.
-* `_deleted`    the deletion neighbourhood of each name (`gmal.com`, `gmil.com`, ...): one omission,
+* `_near`       each name and its deletion neighbourhood (`gmal.com`, `gmil.com`, ...): one omission,
                 insertion, substitution or transposition in the typed name meets it in one or two look-ups
                 (the symmetric-delete method).
 * `_skeleton`   TR39 skeletons, for homoglyphs in either script (`аmazon.com`, `arnazon.com`).
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import idna
 
 from rcptguard.model import Domain, Role
-from rcptguard.typos.edits import deletions, one_edit_variants
+from rcptguard.typos.edits import Edit, deletions, one_edit_variants, single_edit
 from rcptguard.typos.skeleton import skeleton
 
 MAX_PREFIX_LABELS = 3  # typed labels left of a match that are carried over (`x.y.gmial.com`)
@@ -43,14 +43,13 @@ class Entry:
     count: int = 0  # messages sent there, when learned from traffic
     owner: str | None = None  # provider group, for domains of one owner (gmx.de, gmx.net)
     is_suffix: bool = False  # a whole public suffix such as mil: everything under it is covered
+    stem: str = field(init=False, compare=False)  # the Unicode name left of the public suffix
+    suffix: str = field(init=False, compare=False)  # the Unicode public suffix
 
-    @property
-    def stem(self) -> str:
-        return split_unicode(self.domain)[0]
-
-    @property
-    def suffix(self) -> str:
-        return split_unicode(self.domain)[1]
+    def __post_init__(self) -> None:
+        stem, suffix = split_unicode(self.domain)
+        object.__setattr__(self, "stem", stem)
+        object.__setattr__(self, "suffix", suffix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +64,7 @@ class Candidate:
     typed_suffix: str
     intended_stem: str
     intended_suffix: str
+    edit: Edit | None = None  # NAME family: the one edit from the intended domain to the typed one
 
 
 def split_unicode(domain: Domain) -> tuple[str, str]:
@@ -102,7 +102,7 @@ class DomainIndex:
         self._by_name: dict[str, Entry] = {}
         self._by_stem: dict[str, tuple[Entry, ...]] = {}
         self._slips: dict[str, tuple[Entry, ...]] = {}
-        self._deleted: dict[str, tuple[Entry, ...]] = {}
+        self._near: dict[str, tuple[Entry, ...]] = {}
         self._skeleton: dict[str, tuple[Entry, ...]] = {}
         merged: dict[str, Entry] = {}
         for entry in entries:
@@ -127,12 +127,13 @@ class DomainIndex:
             for variant in one_edit_variants(entry.domain.ascii, _SUFFIX_ALPHABET):
                 _add(self._slips, variant, entry)
             return
-        stem, suffix = split_unicode(entry.domain)
+        stem, suffix = entry.stem, entry.suffix
         self._by_name[entry.domain.unicode] = entry
         _add(self._by_stem, stem, entry)
+        _add(self._near, entry.domain.unicode, entry)
         for shorter in deletions(stem):
             if shorter and not shorter.startswith(".") and not shorter.endswith("."):
-                _add(self._deleted, f"{shorter}.{suffix}", entry)
+                _add(self._near, f"{shorter}.{suffix}", entry)
         _add(self._skeleton, skeleton(entry.domain.unicode), entry)
 
     # -- look-ups -------------------------------------------------------------------------------------
@@ -189,28 +190,23 @@ class DomainIndex:
                 inner_stem, _, inner_suffix = inner.rpartition(".")
                 yield Candidate(Family.SUFFIX, typed, outer, prefix + inner, inner_stem,
                                 typed[len(inner_stem) + 1 :], inner_stem, inner_suffix)
-        # One edit inside the name: gmial.com <- gmail.com (symmetric delete).
-        for entry in self._deleted.get(typed, ()):
-            yield self._name(prefix, typed, stem, suffix, entry)
-        for shorter in deletions(stem):
-            if not shorter or shorter[0] == "." or shorter[-1] == ".":
-                continue
-            key = f"{shorter}.{suffix}"
-            exact = self._by_name.get(key)
-            if exact is not None:
-                yield self._name(prefix, typed, stem, suffix, exact)
-            for entry in self._deleted.get(key, ()):
-                yield self._name(prefix, typed, stem, suffix, entry)
+        # One edit inside the name: gmial.com <- gmail.com (symmetric delete), verified as a single edit.
+        # The typed name is looked up among the deletions of indexed names (an omission), and each of its
+        # own deletions among indexed names (an insertion) and their deletions (a substitution or swap).
+        near = self._near
+        tail = "." + suffix
+        found = [hit for key in (typed, *(stem[:i] + stem[i + 1 :] + tail for i in range(len(stem))))
+                 if (hit := near.get(key)) is not None]
+        for entry in dict.fromkeys(e for hit in found for e in hit):
+            edit = single_edit(typed, entry.domain.unicode)
+            if edit is not None:
+                yield Candidate(Family.NAME, typed, entry, prefix + entry.domain.unicode,
+                                stem, suffix, entry.stem, entry.suffix, edit)
         # The same look: аmazon.com <- amazon.com, arnazon.com <- amazon.com.
         for entry in self._skeleton.get(skeleton(typed), ()):
             if entry.domain.unicode != typed:
                 yield Candidate(Family.SKELETON, typed, entry, prefix + entry.domain.unicode,
                                 stem, suffix, entry.stem, entry.suffix)
-
-    @staticmethod
-    def _name(prefix: str, typed: str, stem: str, suffix: str, entry: Entry) -> Candidate:
-        return Candidate(Family.NAME, typed, entry, prefix + entry.domain.unicode,
-                         stem, suffix, entry.stem, entry.suffix)
 
     def entries(self) -> Iterator[Entry]:
         yield from self._cover.values()

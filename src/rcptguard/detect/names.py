@@ -6,12 +6,8 @@ from collections.abc import Callable
 
 from rcptguard.index import Candidate
 from rcptguard.model import Signal
-from rcptguard.typos.edits import Edit, Op, single_edit
+from rcptguard.typos.edits import Edit, Op
 from rcptguard.typos.slips import VOWELS, describe, is_bitflip, is_lookalike, is_repetition, keyboard_layouts
-
-
-def _edit(c: Candidate) -> Edit | None:
-    return single_edit(c.typed, c.target.domain.unicode)
 
 
 def _signal(name: str, c: Candidate, edit: Edit, detail: str | None = None) -> Signal:
@@ -24,7 +20,7 @@ def _signal(name: str, c: Candidate, edit: Edit, detail: str | None = None) -> S
 
 def _detector(name: str, doc: str, test: Callable[[Edit], bool]) -> Callable[[Candidate], Signal | None]:
     def detect(c: Candidate) -> Signal | None:
-        edit = _edit(c)
+        edit = c.edit
         return _signal(name, c, edit) if edit is not None and test(edit) else None
 
     detect.__name__ = name.lower()

@@ -19,6 +19,12 @@ _ANY_CASE = 8  # USPOOF_ANY_CASE
 @lru_cache(maxsize=65536)
 def skeleton(text: str) -> str:
     """The lower-case TR39 skeleton of `text`."""
+    if text.isascii():
+        return text.translate(_ASCII)
+    return _skeleton(text)
+
+
+def _skeleton(text: str) -> str:
     current = text
     for _ in range(4):
         following = _checker.getSkeleton(_ANY_CASE, current).casefold()
@@ -26,6 +32,10 @@ def skeleton(text: str) -> str:
             break
         current = following
     return current
+
+
+# The skeleton maps each code point on its own, so an ASCII string's skeleton is a per-character table.
+_ASCII = str.maketrans({chr(c): _skeleton(chr(c)) for c in range(128)})
 
 
 def scripts_of(text: str) -> dict[str, str]:
