@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def measure(size: int, queries: int, baseline_queries: int, mix: str) -> dict[str, float]:
-    import corpus
     from rapidfuzz import process
 
+    import corpus
     from rcptguard.domains import normalize_domain
     from rcptguard.guard import Guard
     from rcptguard.policy import load_policy
