@@ -70,9 +70,11 @@ def read_known_file(path: Path) -> list[tuple[str, int]]:
         name, _, count = text.partition(" ")
         try:
             domain = normalize_domain(name.strip().lstrip("*").lstrip(".").rsplit("@", 1)[-1])
-            out.append((domain.ascii, int(count.strip() or 0)))
-        except (DomainError, ValueError) as exc:
-            raise ConfigError(f"{text!r}: {exc}", path=path, line=number) from None
+        except DomainError as exc:
+            raise ConfigError(f"{name!r}: {exc}", path=path, line=number) from None
+        if count.strip() and not count.strip().isdigit():
+            raise ConfigError(f"expected 'domain' or 'domain count', got {text!r}", path=path, line=number)
+        out.append((domain.ascii, int(count.strip() or 0)))
     return out
 
 
@@ -82,7 +84,11 @@ class Guard:
     def __init__(self, policy: Policy, learned: Mapping[str, int] | None = None) -> None:
         self.policy = policy
         if policy.psl_file is not None:
-            use_suffix_list(policy.psl_file)
+            try:
+                use_suffix_list(policy.psl_file)
+            except OSError as exc:
+                raise ConfigError(f"cannot read the suffix list ({exc.strerror})", path=policy.psl_file,
+                                  key="psl_file") from None
         self._learned = dict(learned or {})
         self._restricted = tuple("." + s for s in policy.restricted_suffixes)
         self.index = DomainIndex(self._entries())
@@ -131,7 +137,7 @@ class Guard:
         if covered is not None:
             name = "PROTECTED_DOMAIN" if covered.role is Role.PROTECTED else "KNOWN_CORRESPONDENT"
             signal = Signal(name, {"domain": covered.domain.unicode})
-            return Judgement(Action.PASS, 0.0, (signal,), covered_reason(domain, covered))
+            return self._forced(domain, Judgement(Action.PASS, 0.0, (signal,), covered_reason(domain, covered)), None)
         ranked = self.rank(domain)
         if not ranked:
             reason = f"{domain.display()} does not look like any protected or known domain."

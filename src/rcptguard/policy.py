@@ -170,7 +170,7 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
 
     from rcptguard.detect import catalogue  # noqa: PLC0415 - detectors import the index, which imports nothing here
 
-    signal_names = {d.name for d in catalogue()} | {"FIRST_CONTACT"}
+    signal_names = {d.name for d in catalogue()}
     weights = {}
     for name, value in merged["weights"].items():
         if name not in signal_names:

@@ -99,3 +99,27 @@ def test_bad_line_in_known_file_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, 'known_files = ["known.txt"]\n')
     with pytest.raises(ConfigError, match=r"known\.txt:3"):
         Guard(load_policy(path))
+
+
+def test_force_rule_without_unless_known_also_catches_known_domains(tmp_path: Path) -> None:
+    """With unless_known = false, a force rule acts on known domains too."""
+    path = write(tmp_path, 'known = ["shop.ml"]\n[[force]]\nsuffixes = ["ml"]\nunless_known = false\n'
+                           'action = "hold"\n')
+    verdict = Guard(load_policy(path)).check("a@shop.ml")
+    assert verdict.action is Action.HOLD
+    assert verdict.signal("FORCE_RULE") is not None
+
+
+def test_missing_suffix_list_file_is_a_config_error(tmp_path: Path) -> None:
+    """A psl_file that does not exist is a clear config error, not a traceback."""
+    path = write(tmp_path, 'psl_file = "nope.dat"\n')
+    with pytest.raises(ConfigError, match="psl_file: cannot read the suffix list"):
+        Guard(load_policy(path))
+
+
+def test_known_file_with_a_bad_count_names_the_line(tmp_path: Path) -> None:
+    """A count that is not a number is reported with the line and the expected format."""
+    (tmp_path / "known.txt").write_text("good.com 3\nother.com many\n", encoding="utf-8")
+    path = write(tmp_path, 'known_files = ["known.txt"]\n')
+    with pytest.raises(ConfigError, match=r"known\.txt:2: expected 'domain' or 'domain count'"):
+        Guard(load_policy(path))

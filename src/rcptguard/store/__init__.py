@@ -1,0 +1,106 @@
+"""The store: learned correspondents (and, later, the quarantine), on SQLite by default or PostgreSQL.
+
+    store = Store.open("sqlite:///rcptguard.db")   # creates and migrates the schema
+    store.add_counts({"army.mil": 3})
+    store.learned()                                 # {"army.mil": 3}
+
+SQLite runs in WAL mode with synchronous=FULL, so a committed write survives a crash or power loss.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from rcptguard.store.schema import correspondents, metadata
+
+DEFAULT_URL = "sqlite:///rcptguard.db"
+
+__all__ = ["DEFAULT_URL", "Store", "StoreError", "metadata"]
+
+
+class StoreError(RuntimeError):
+    """The store cannot be reached or written; gateways answer 4xx so that the mail is retried."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str = DEFAULT_URL, *, migrate: bool = True) -> Store:
+        try:
+            if url.startswith("sqlite"):
+                engine = create_engine(url, connect_args={"timeout": 5})
+                event.listen(engine, "connect", _sqlite_pragmas)
+                path = engine.url.database
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            store = cls(engine)
+            if migrate:
+                store.migrate()
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot open the store at {url}: {exc}") from exc
+        return store
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version (alembic upgrade head)."""
+        from alembic import command  # noqa: PLC0415 - alembic is only needed when migrating
+        from alembic.config import Config  # noqa: PLC0415
+
+        config = Config()
+        config.set_main_option("script_location", "rcptguard.store:migrations")
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- correspondents -------------------------------------------------------------------------------
+
+    def learned(self) -> dict[str, int]:
+        """Every domain mail was let through to, with its message count."""
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(select(correspondents.c.domain, correspondents.c.count))
+                return {domain: int(count) for domain, count in rows}
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read correspondents: {exc}") from exc
+
+    def add_counts(self, counts: Mapping[str, int], when: dt.datetime | None = None) -> None:
+        """Add message counts to correspondents in one transaction (creating the domains not seen yet)."""
+        if not counts:
+            return
+        now = when or dt.datetime.now(dt.UTC)
+        rows = [{"domain": d, "count": n, "first_seen": now, "last_seen": now} for d, n in sorted(counts.items())]
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(correspondents)
+        statement = statement.on_conflict_do_update(
+            index_elements=[correspondents.c.domain],
+            set_={"count": correspondents.c.count + statement.excluded.count,
+                  "last_seen": statement.excluded.last_seen},
+        )
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement, rows)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record correspondents: {exc}") from exc
