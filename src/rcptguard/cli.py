@@ -5,6 +5,7 @@ Exit status of deciding commands: 0 if every verdict is pass, 1 if any is not, 2
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -200,3 +201,90 @@ def eval_command(config: Path | None, profiles: Path, fmt: str, min_recall: floa
         or (max_soft_fp_rate is not None and report.soft_fp_rate > max_soft_fp_rate)
     )
     sys.exit(1 if failed else 0)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def db_url(policy: Policy, flag: str | None) -> str:
+    """The store URL: --db wins over [db] url in the config file, which wins over the default."""
+    from rcptguard.store import DEFAULT_URL  # noqa: PLC0415
+
+    if flag:
+        return flag
+    section = policy.sections.get("db", {})
+    url = section.get("url") if isinstance(section, dict) else None
+    if url is not None and not isinstance(url, str):
+        raise click.UsageError(f"{policy.source}: db.url: expected a string")
+    return url or DEFAULT_URL
+
+
+@main.command()
+@detection_options
+@click.option("--listen", default="127.0.0.1:10040", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--stdio", is_flag=True, help="Serve one connection on stdin/stdout (Postfix spawn in master.cf).")
+@click.option("--db", "db", metavar="URL", help="Store URL (sqlite:///path or postgresql://...); wins over the config.")
+@click.option("--hold-mode", type=click.Choice(["reject", "hold"]), default=None,
+              help="What a hold verdict does: REJECT with the explanation, or Postfix HOLD.")
+@click.option("--log-level", default="info", show_default=True)
+def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+            listen: str, stdio: bool, db: str | None, hold_mode: str | None, log_level: str) -> None:
+    """Postfix policy service: refuse mistyped recipients at RCPT time."""
+    import asyncio  # noqa: PLC0415
+
+    from rcptguard import logs  # noqa: PLC0415
+    from rcptguard.gateways.policyd import PolicyService, PolicySettings, serve, serve_stdio  # noqa: PLC0415
+    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+
+    logs.setup(log_level)
+    policy = build_policy(config, protect, known, known_files)
+    host, port = _listen(listen)
+    section = dict(policy.sections.get("policyd", {}))
+    if hold_mode:
+        section["hold_mode"] = hold_mode
+    try:
+        settings = PolicySettings.from_section(section)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
+    try:
+        store = Store.open(db_url(policy, db))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def factory(learned: dict[str, int]) -> Guard:
+        return Guard(policy, learned=learned)
+
+    try:
+        service = PolicyService(factory, store, settings)
+    except (ConfigError, StoreError) as exc:
+        raise click.UsageError(str(exc)) from None
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_stdio(service) if stdio else serve(service, host, port))
+
+
+@main.command()
+@click.option("--postfix-config", type=click.Path(file_okay=False, path_type=Path),
+              help="Postfix config directory of the instance (postsuper -c).")
+@click.argument("queue_ids", nargs=-1, required=True)
+def release(postfix_config: Path | None, queue_ids: tuple[str, ...]) -> None:
+    """Release messages that the policy service put on Postfix HOLD (postsuper -H QUEUE_ID)."""
+    import re  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    for queue_id in queue_ids:
+        if not re.fullmatch(r"[0-9A-Za-z]{6,32}", queue_id):
+            raise click.BadParameter(f"not a Postfix queue ID: {queue_id!r}")
+    command = ["postsuper"]
+    if postfix_config:
+        command += ["-c", str(postfix_config)]
+    for queue_id in queue_ids:
+        command += ["-H", queue_id]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    output = (result.stdout + result.stderr).strip()
+    if output:
+        click.echo(output)
+    sys.exit(0 if result.returncode == 0 else 1)

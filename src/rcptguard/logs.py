@@ -34,5 +34,5 @@ def setup(level: str = "info") -> None:
     root.propagate = False
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: object) -> None:
     logger.log(level, name, extra={"fields": fields})

@@ -30,7 +30,7 @@ class StoreError(RuntimeError):
     """The store cannot be reached or written; gateways answer 4xx so that the mail is retried."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - a DB-API connection
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")

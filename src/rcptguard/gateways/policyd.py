@@ -1,0 +1,304 @@
+"""A Postfix policy service (SMTPD_POLICY_README): refuse a mistyped recipient at RCPT time.
+
+Postfix sends `name=value` lines ended by an empty line; the service answers one `action=...` line and an
+empty line, on persistent connections, many clients at once. Each verdict becomes a Postfix action:
+
+    pass    DUNNO                                       (never OK: relay restrictions still apply)
+    warn    PREPEND X-Rcptguard-Warning: <explanation>
+    hold    REJECT <status> <explanation>               (hold_mode = "reject", the default)
+            HOLD <explanation>  + a notice to the sender (hold_mode = "hold"; `rcptguard release QUEUE_ID`)
+    reject  REJECT <status> <explanation>
+
+It fails closed: on a protocol violation or an internal error it answers nothing and closes the connection,
+so Postfix applies `smtpd_policy_service_default_action` (451 4.3.5), never a permit.
+
+Every recipient domain it lets through (pass or warn) is counted as a correspondent in the store, so a
+domain written to regularly stops being a first contact; counts survive restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+import smtplib
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Literal
+
+from rcptguard import logs
+from rcptguard.guard import Guard, malformed_verdict
+from rcptguard.model import Action, Malformed, Verdict
+from rcptguard.store import Store, StoreError
+
+from .replies import ascii_line, explanation, header_value
+
+log = logging.getLogger("rcptguard.policyd")
+
+MAX_LINE = 16384  # a policy attribute line longer than this is a protocol violation
+MAX_ATTRIBUTES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """The `[policyd]` section of the config file."""
+
+    hold_mode: Literal["reject", "hold"] = "reject"
+    reject_status: str = "5.7.1"
+    malformed_status: str = "5.1.3"
+    warn_header: str = "X-Rcptguard-Warning"
+    idle_timeout: float = 330.0  # longer than Postfix's max_idle (300 s): Postfix closes first
+    flush_interval: float = 2.0  # seconds between writes of learned counts to the store
+    rebuild_interval: float = 60.0  # seconds between index rebuilds when new domains became known
+    notify_smtp: str | None = None  # host:port to send hold notices through
+    notify_from: str = "postmaster"
+
+    @classmethod
+    def from_section(cls, section: dict[str, object]) -> PolicySettings:
+        known = {f: getattr(cls, f) for f in cls.__dataclass_fields__}
+        values: dict[str, object] = {}
+        for key, value in section.items():
+            if key not in known:
+                raise ValueError(f"policyd.{key}: unknown key (expected one of: {', '.join(sorted(known))})")
+            values[key] = value
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.hold_mode not in ("reject", "hold"):
+            raise ValueError("policyd.hold_mode: expected 'reject' or 'hold'")
+        return settings
+
+
+class ProtocolError(Exception):
+    """The peer broke the policy protocol; the connection is closed without an answer."""
+
+
+def postfix_action(verdict: Verdict, settings: PolicySettings) -> str:
+    """The table from a verdict to a Postfix access(5) action."""
+    action = verdict.action
+    if action is Action.PASS:
+        return "DUNNO"
+    text = ascii_line(explanation(verdict))
+    if action is Action.WARN:
+        return f"PREPEND {settings.warn_header}: {header_value(explanation(verdict))}"
+    if verdict.signal("MALFORMED_ADDRESS") is not None:
+        return f"REJECT {settings.malformed_status} {ascii_line(verdict.reason)}"
+    if action is Action.HOLD and settings.hold_mode == "hold":
+        return f"HOLD {text}"
+    return f"REJECT {settings.reject_status} {text}"
+
+
+class Learner:
+    """Counts the recipient domains mail is let through to, and writes them to the store in batches."""
+
+    def __init__(self, store: Store | None, initial: dict[str, int]) -> None:
+        self.store = store
+        self.counts: Counter[str] = Counter(initial)
+        self.pending: Counter[str] = Counter()
+        self.newly_known = False
+
+    def saw(self, domain: str, min_count: int) -> None:
+        self.counts[domain] += 1
+        self.pending[domain] += 1
+        if self.counts[domain] == min_count:
+            self.newly_known = True
+
+    def flush(self) -> None:
+        if not self.pending or self.store is None:
+            return
+        batch, self.pending = self.pending, Counter()
+        try:
+            self.store.add_counts(batch)
+        except StoreError:
+            self.pending.update(batch)  # try again next time; learning is never worth a lost message
+            raise
+
+
+class PolicyService:
+    """The policy protocol on any number of connections, one shared guard."""
+
+    def __init__(self, guard_factory: Callable[[dict[str, int]], Guard], store: Store | None,
+                 settings: PolicySettings) -> None:
+        self.settings = settings
+        self.store = store
+        self._factory = guard_factory
+        learned = store.learned() if store is not None else {}
+        self.learner = Learner(store, learned)
+        self.guard = guard_factory(dict(learned))
+        self.requests = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- deciding -------------------------------------------------------------------------------------
+
+    def decide(self, attrs: dict[str, str]) -> str:
+        """The action for one request; raises on an internal error (the caller then closes the connection)."""
+        recipient = attrs.get("recipient", "")
+        if not recipient:
+            return "DUNNO"  # nothing to check (a request from a stage without a recipient)
+        if "\ufffd" in recipient:
+            verdict = malformed_verdict(Malformed(recipient, "the address is not valid UTF-8"))
+        else:
+            verdict = self.guard.check(recipient)
+        action = postfix_action(verdict, self.settings)
+        if verdict.action <= Action.WARN and verdict.domain_ascii:
+            self.learner.saw(verdict.domain_ascii, self.guard.policy.learn_min_count)
+        logs.event(log, "decision", sender=attrs.get("sender", ""), recipient=recipient,
+                   client_address=attrs.get("client_address", ""), sasl_username=attrs.get("sasl_username", ""),
+                   queue_id=attrs.get("queue_id", ""), verdict=str(verdict.action), intended=verdict.intended,
+                   score=round(verdict.score, 2), signals=[s.name for s in verdict.signals],
+                   reply=action.split(" ", 1)[0])
+        if verdict.action is Action.HOLD and self.settings.hold_mode == "hold":
+            self._notify(attrs.get("sender", ""), verdict)
+        return action
+
+    def _notify(self, sender: str, verdict: Verdict) -> None:
+        if not self.settings.notify_smtp or not sender:
+            return
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._send_notice, sender, verdict))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _send_notice(self, sender: str, verdict: Verdict) -> None:
+        host, _, port = (self.settings.notify_smtp or "").rpartition(":")
+        message = EmailMessage()
+        message["From"] = self.settings.notify_from
+        message["To"] = sender
+        message["Subject"] = f"Your message to {verdict.address} is on hold"
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain="rcptguard.invalid")
+        message["Auto-Submitted"] = "auto-generated"
+        suggestion = f"\nYou probably meant: {verdict.suggestion}\n" if verdict.suggestion else ""
+        message.set_content(
+            f"Your message to {verdict.address} has been held and not sent.\n\n{verdict.reason}\n{suggestion}\n"
+            "Ask your mail administrator to release it if the address is right, or send it again to the "
+            "right address.\n")
+        try:
+            with smtplib.SMTP(host, int(port), timeout=30) as smtp:
+                smtp.send_message(message, from_addr="", to_addrs=[sender])
+        except (OSError, smtplib.SMTPException, ValueError):
+            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipient=verdict.address)
+
+    # -- the protocol ---------------------------------------------------------------------------------
+
+    async def read_request(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
+        """One request's attributes, or None at a clean end of the connection."""
+        attrs: dict[str, str] = {}
+        while True:
+            try:
+                line = await asyncio.wait_for(reader.readuntil(b"\n"), self.settings.idle_timeout)
+            except asyncio.IncompleteReadError as exc:
+                if not exc.partial and not attrs:
+                    return None
+                raise ProtocolError("connection closed in the middle of a request") from None
+            except asyncio.LimitOverrunError:
+                raise ProtocolError(f"attribute line longer than {MAX_LINE} bytes") from None
+            except TimeoutError:
+                raise ProtocolError("idle too long") from None
+            line = line.rstrip(b"\r\n")
+            if not line:
+                if not attrs:
+                    raise ProtocolError("empty request")
+                return attrs
+            name, sep, value = line.partition(b"=")
+            if not sep or not name:
+                raise ProtocolError("a line without name=value")
+            if len(attrs) >= MAX_ATTRIBUTES:
+                raise ProtocolError("too many attributes")
+            attrs[name.decode("ascii", "replace")] = value.decode("utf-8", "replace")
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or "stdio"
+        try:
+            while True:
+                attrs = await self.read_request(reader)
+                if attrs is None:
+                    break
+                answer = self.decide(attrs)
+                self.requests += 1
+                writer.write(f"action={answer}\n\n".encode())
+                await writer.drain()
+        except ProtocolError as exc:
+            logs.event(log, "protocol error", logging.WARNING, peer=str(peer), problem=str(exc))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:  # fail closed: no answer at all, Postfix applies its default action (4xx)
+            log.exception("internal error; connection closed without an answer", extra={"fields": {"peer": str(peer)}})
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    # -- background work ------------------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Write learned counts to the store, and rebuild the index when domains became known."""
+        last_rebuild = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            try:
+                await asyncio.to_thread(self.learner.flush)
+            except StoreError as exc:
+                logs.event(log, "store unavailable; counts kept for later", logging.WARNING, error=str(exc))
+            if self.learner.newly_known and time.monotonic() - last_rebuild >= self.settings.rebuild_interval:
+                self.learner.newly_known = False
+                snapshot = dict(self.learner.counts)
+                self.guard = await asyncio.to_thread(self._factory, snapshot)
+                last_rebuild = time.monotonic()
+                logs.event(log, "index rebuilt", learned=len(snapshot))
+
+    def close(self) -> None:
+        try:
+            self.learner.flush()
+        except StoreError as exc:
+            logs.event(log, "could not save learned counts", logging.ERROR, error=str(exc))
+
+
+def raise_fd_limit() -> None:
+    """Allow as many open connections as the hard limit does (the soft limit is often 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+async def serve(service: PolicyService, host: str, port: int, ready: Callable[[int], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM or SIGINT (or until `stop` is set), then save what was learned."""
+    raise_fd_limit()
+    server = await asyncio.start_server(service.connection, host, port, limit=MAX_LINE, reuse_address=True,
+                                        backlog=1024)
+    bound = server.sockets[0].getsockname()[1]
+    logs.event(log, "listening", host=host, port=bound)
+    if ready is not None:
+        ready(bound)
+    maintenance = asyncio.create_task(service.maintain())
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread (tests)
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        async with server:
+            await stop.wait()
+    finally:
+        maintenance.cancel()
+        await asyncio.to_thread(service.close)
+        logs.event(log, "stopped", requests=service.requests)
+
+
+async def serve_stdio(service: PolicyService) -> None:
+    """One connection on stdin/stdout, for Postfix's spawn(8) in master.cf."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(1, "wb"))
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    try:
+        await service.connection(reader, writer)
+    finally:
+        service.close()

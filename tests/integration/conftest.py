@@ -1,0 +1,64 @@
+"""Fixtures for integration tests: a recording SMTP sink and private Postfix instances that relay to it."""
+
+from __future__ import annotations
+
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.postfix import PostfixInstance, PostfixMissingError, check_installed, free_port
+from tests.integration.sink import RecordingSink
+
+MakePostfix = Callable[..., PostfixInstance]
+
+
+def make_traversable(path: Path) -> None:
+    """Let the ``postfix`` user traverse every folder from the temp root down to ``path``.
+
+    pytest creates ``/tmp/pytest-of-USER`` with mode 0700 (and resets it so each session); Postfix daemons run
+    as ``postfix`` and need search (x) permission on each parent of their queue and data directories.
+    """
+    tmp_root = Path(tempfile.gettempdir()).resolve()
+    path = path.resolve()
+    for folder in [path, *path.parents]:
+        if folder in {tmp_root, folder.parent}:
+            break
+        mode = folder.stat().st_mode
+        if mode & stat.S_IXOTH == 0:
+            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+@pytest.fixture
+def sink() -> Iterator[RecordingSink]:
+    """A started recording SMTP sink on 127.0.0.1, stopped after the test."""
+    with RecordingSink() as started:
+        yield started
+
+
+@pytest.fixture
+def postfix(sink: RecordingSink, tmp_path: Path) -> Iterator[MakePostfix]:
+    """Factory: ``make(main_cf=..., master_cf_extra=...)`` starts a private Postfix that relays to ``sink``."""
+    try:
+        check_installed()
+    except PostfixMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    make_traversable(tmp_path)
+    instances: list[PostfixInstance] = []
+
+    def make(main_cf: dict[str, str] | None = None, master_cf_extra: str = "") -> PostfixInstance:
+        instance = PostfixInstance(
+            tmp_path / f"postfix{len(instances)}",
+            smtpd_port=free_port(),
+            relay_port=sink.port,
+            main_cf=main_cf,
+            master_cf_extra=master_cf_extra,
+        )
+        instances.append(instance)
+        return instance.start()
+
+    yield make
+    for instance in reversed(instances):
+        instance.stop()

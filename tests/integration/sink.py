@@ -1,0 +1,158 @@
+"""A recording SMTP sink: the next hop that a private Postfix relays to in integration tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from aiosmtpd.controller import Controller
+
+from tests.integration.postfix import free_port
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as the sink received it: envelope sender, accepted recipients and the raw DATA bytes.
+
+    ``mail_from`` is ``""`` for the null sender (``MAIL FROM:<>``, e.g. a bounce); ``data`` is the DATA content
+    after dot-unstuffing, with its original CRLF line endings.
+    """
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+
+
+class _Handler:
+    """aiosmtpd hooks that record messages and optionally refuse recipients or DATA."""
+
+    def __init__(self, sink: RecordingSink) -> None:
+        self._sink = sink
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        reply = (self._sink.reply_rcpt or {}).get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        if self._sink.reply_data is not None:
+            return self._sink.reply_data
+        data = envelope.original_content
+        if data is None:  # aiosmtpd always sets it before calling the hook; keep the type checker honest
+            data = b""
+        mail_from = envelope.mail_from or ""
+        if mail_from == "<>":  # aiosmtpd keeps the null reverse-path literally; a bounce has mail_from == ""
+            mail_from = ""
+        self._sink._record(Message(mail_from, tuple(envelope.rcpt_tos), bytes(data)))
+        return "250 2.0.0 OK: recorded"
+
+
+class RecordingSink:
+    """A real SMTP server on 127.0.0.1 that records every message it accepts.
+
+    The port is chosen once, so ``stop()`` followed by ``start()`` serves on the same port again (a Postfix
+    instance whose ``relayhost`` points here keeps working).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        reply_rcpt: dict[str, str] | None = None,
+        reply_data: str | None = None,
+    ) -> None:
+        self.host = "127.0.0.1"
+        self.port = port if port is not None else free_port()
+        self.reply_rcpt = reply_rcpt
+        self.reply_data = reply_data
+        self._lock = threading.Lock()
+        self._messages: list[Message] = []
+        self._controller: Controller | None = None
+
+    # -- recording -------------------------------------------------------------------------------------------
+
+    def _record(self, message: Message) -> None:
+        with self._lock:
+            self._messages.append(message)
+
+    @property
+    def messages(self) -> list[Message]:
+        """A snapshot of the messages received so far, in arrival order."""
+        with self._lock:
+            return list(self._messages)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._messages.clear()
+
+    def rcpts(self) -> list[str]:
+        """Every recipient of every message received so far, in arrival order."""
+        return [rcpt for message in self.messages for rcpt in message.rcpt_tos]
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[Message]:
+        """Poll until at least ``count`` messages arrived; raise AssertionError listing what did arrive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.messages
+            if len(got) >= count:
+                return got
+            if time.monotonic() >= deadline:
+                summary = [(m.mail_from, m.rcpt_tos, len(m.data)) for m in got]
+                raise AssertionError(f"sink got {len(got)} of {count} messages within {timeout:.1f}s: {summary}")
+            time.sleep(0.05)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    def start(self) -> Self:
+        if self._controller is not None:
+            return self
+        controller = Controller(
+            _Handler(self),
+            hostname=self.host,
+            port=self.port,
+            decode_data=False,
+            enable_SMTPUTF8=True,
+            ready_timeout=10.0,
+        )
+        controller.start()
+        self._controller = controller
+        return self
+
+    def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RecordingSink {self.host}:{self.port} {state}, {len(self.messages)} messages>"

@@ -1,0 +1,273 @@
+"""The policy service on real sockets: the protocol, the reply table, bad input, fail-closed behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rcptguard.gateways.policyd import PolicyService, PolicySettings, serve
+from rcptguard.guard import Guard
+from rcptguard.model import Verdict
+from rcptguard.policy import load_policy
+from rcptguard.store import Store
+
+
+class Server:
+    """A PolicyService on a loopback port, served by an event loop in a thread."""
+
+    def __init__(self, service: PolicyService) -> None:
+        self.service = service
+        self.loop = asyncio.new_event_loop()
+        self.stop = asyncio.Event()
+        ready = threading.Event()
+        self.port = 0
+
+        def on_ready(port: int) -> None:
+            self.port = port
+            ready.set()
+
+        self.thread = threading.Thread(
+            target=self.loop.run_until_complete,
+            args=(serve(service, "127.0.0.1", 0, on_ready, self.stop),), daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def guard_factory(protect: tuple[str, ...] = ("mil",), known: tuple[str, ...] = ("gmail.com",)):
+    policy = load_policy().with_domains(protect, known)
+    return lambda learned: Guard(policy, learned=learned)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    running = Server(PolicyService(guard_factory(), store, PolicySettings(flush_interval=0.05)))
+    yield running
+    running.close()
+
+
+def request(port: int, *requests: dict[str, str], raw: bytes | None = None, timeout: float = 5) -> list[str]:
+    """Send requests on one connection; return the actions read back (until the server closes or all came)."""
+    payload = raw if raw is not None else b"".join(
+        b"".join(f"{k}={v}\n".encode() for k, v in r.items()) + b"\n" for r in requests)
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the server closed on a violation: no answer
+            return []
+        expected = len(requests)
+        while data.count(b"\n\n") < expected or expected == 0:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            data += chunk
+    return [block.removeprefix("action=") for block in data.decode().split("\n\n") if block]
+
+
+def rcpt(recipient: str, **more: str) -> dict[str, str]:
+    return {"request": "smtpd_access_policy", "protocol_state": "RCPT", "sender": "me@example-corp.com",
+            "recipient": recipient, **more}
+
+
+def test_reply_table(server: Server) -> None:
+    """pass -> DUNNO, warn -> PREPEND a warning header, hold -> REJECT 5.7.1 with the reason and suggestion."""
+    answers = request(server.port, rcpt("x@army.mil"), rcpt("x@ymail.com"), rcpt("x@army.ml"), rcpt("a@@b"))
+    assert answers[0] == "DUNNO"
+    assert answers[1].startswith("PREPEND X-Rcptguard-Warning: ymail.com looks like gmail.com")
+    assert answers[2] == ("REJECT 5.7.1 army.ml looks like army.mil: .ml is Mali's country domain, one letter "
+                          "short of .mil. Did you mean x@army.mil? Check the address.")
+    assert answers[3].startswith("REJECT 5.1.3 This is not a valid address")
+
+
+def test_hold_mode_answers_postfix_hold(tmp_path: Path) -> None:
+    """With hold_mode = hold, a held recipient gets Postfix's HOLD action with the explanation."""
+    running = Server(PolicyService(guard_factory(), None, PolicySettings(hold_mode="hold")))
+    try:
+        (answer,) = request(running.port, rcpt("x@army.ml"))
+    finally:
+        running.close()
+    assert answer.startswith("HOLD army.ml looks like army.mil")
+
+
+def test_never_permits(server: Server) -> None:
+    """No answer is ever OK (or any other permit): relay restrictions must still apply."""
+    recipients = ["x@army.mil", "x@gmail.com", "x@example.org", "x@army.ml", "x@ymail.com", "", "<>", "x@[1.2.3.4]"]
+    answers = request(server.port, *(rcpt(r) for r in recipients))
+    assert len(answers) == len(recipients)
+    assert all(a.split(" ", 1)[0] in {"DUNNO", "PREPEND", "REJECT"} for a in answers)
+
+
+def test_request_without_recipient_is_dunno(server: Server) -> None:
+    """A request with no recipient attribute (another stage) gets DUNNO."""
+    assert request(server.port, {"request": "smtpd_access_policy", "protocol_state": "DATA"}) == ["DUNNO"]
+
+
+def test_many_clients_at_once(server: Server) -> None:
+    """Fifty persistent connections, each with ten requests, all answered correctly."""
+    results: list[list[str]] = []
+
+    def client() -> None:
+        results.append(request(server.port, *[rcpt("x@army.ml"), rcpt("y@navy.mil")] * 5))
+
+    threads = [threading.Thread(target=client) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 50
+    assert all(len(r) == 10 and r[0].startswith("REJECT") and r[1] == "DUNNO" for r in results)
+
+
+@pytest.mark.parametrize("raw", [
+    b"this is not a policy request\n\n",
+    b"=novalue\n\n",
+    b"\n",
+    b"recipient=" + b"a" * (1024 * 1024) + b"@army.ml\n\n",
+])
+def test_garbage_closes_without_an_answer(server: Server, raw: bytes) -> None:
+    """Garbage lines, an empty request or a 1 MB line: the connection is closed with no answer at all."""
+    assert request(server.port, raw=raw) == []
+    assert request(server.port, rcpt("x@army.mil")) == ["DUNNO"]  # the service lives on
+
+
+def test_non_utf8_recipient_is_rejected_as_malformed(server: Server) -> None:
+    """A recipient that is not UTF-8 gets REJECT 5.1.3, not a pass."""
+    raw = b"request=smtpd_access_policy\nrecipient=\xff\xfe@army.mil\n\n"
+    (answer,) = request(server.port, raw=raw)
+    assert answer.startswith("REJECT 5.1.3")
+    assert "UTF-8" in answer
+
+
+def test_half_request_then_disconnect(server: Server) -> None:
+    """A client that sends half a request and goes away does no harm."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"request=smtpd_access_policy\nrecipient=x@ar")
+    assert request(server.port, rcpt("x@army.ml"))[0].startswith("REJECT")
+
+
+class ExplodingGuard(Guard):
+    def check(self, raw: str) -> Verdict:
+        if raw == "boom@example.com":
+            raise RuntimeError("injected fault")
+        return super().check(raw)
+
+
+def test_internal_error_closes_without_an_answer() -> None:
+    """An exception inside the service closes the connection unanswered: Postfix then defers (4xx)."""
+    policy = load_policy().with_domains(("mil",))
+    running = Server(PolicyService(lambda learned: ExplodingGuard(policy, learned), None, PolicySettings()))
+    try:
+        assert request(running.port, rcpt("x@army.mil"), rcpt("boom@example.com"), rcpt("x@navy.mil")) == ["DUNNO"]
+        assert request(running.port, rcpt("x@navy.mil")) == ["DUNNO"]
+    finally:
+        running.close()
+
+
+def test_learned_counts_are_stored(tmp_path: Path) -> None:
+    """Domains let through are counted in the store; held ones are not."""
+    store = Store.open(f"sqlite:///{tmp_path / 'learn.db'}")
+    running = Server(PolicyService(guard_factory(), store, PolicySettings(flush_interval=0.05)))
+    try:
+        request(running.port, rcpt("a@partner.example"), rcpt("b@partner.example"), rcpt("x@army.ml"))
+        time.sleep(0.3)
+    finally:
+        running.close()
+    assert Store.open(f"sqlite:///{tmp_path / 'learn.db'}").learned() == {"partner.example": 2}
+
+
+def test_learned_domain_stops_being_first_contact(tmp_path: Path) -> None:
+    """After restarts, a domain written to often enough is a known correspondent."""
+    url = f"sqlite:///{tmp_path / 'learn.db'}"
+    Store.open(url).add_counts({"strpe.com": 5})
+    service = PolicyService(guard_factory(known=("stripe.com",)), Store.open(url), PolicySettings())
+    assert service.decide(rcpt("a@strpe.com")) == "DUNNO"
+    fresh = PolicyService(guard_factory(known=("stripe.com",)), None, PolicySettings())
+    assert fresh.decide(rcpt("a@strpe.com")).startswith("REJECT")
+
+
+@contextlib.contextmanager
+def policyd_process(tmp_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The real `rcptguard policyd` command in its own process; its log goes to tmp_path/policyd.log."""
+    exe = Path(sys.executable).parent / "rcptguard"
+    with (tmp_path / "policyd.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(exe), "policyd", "--protect", "mil", "--listen", f"127.0.0.1:{port}",
+             "--db", f"sqlite:///{tmp_path / 'p.db'}"], stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("policyd did not start") from None
+                time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_thousand_idle_connections_memory_flat(tmp_path: Path) -> None:
+    """1,000 idle connections: the real process still answers, and its memory stays flat."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    port = _free_port()
+    with policyd_process(tmp_path, port) as proc:
+        process = psutil.Process(proc.pid)
+        request(port, *[rcpt(f"x{i}@army.ml") for i in range(200)])
+        before = process.memory_info().rss
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(1000)]
+        try:
+            for sock in idle[:500]:
+                sock.sendall(b"request=smtpd_access_policy\n")  # half a request, then silence
+            assert request(port, rcpt("x@army.ml"))[0].startswith("REJECT")
+            during = process.memory_info().rss
+        finally:
+            for sock in idle:
+                sock.close()
+        request(port, *[rcpt(f"y{i}@army.ml") for i in range(200)])
+        assert proc.poll() is None
+        assert during - before < 30 * 1024 * 1024, (before, during)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    assert '"event": "stopped"' in (tmp_path / "policyd.log").read_text()
+
+
+def test_sigterm_saves_learned_counts(tmp_path: Path) -> None:
+    """On SIGTERM the process saves what it learned, and a new process starts from it."""
+    port = _free_port()
+    with policyd_process(tmp_path, port) as proc:
+        request(port, rcpt("a@partner.example"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    assert Store.open(f"sqlite:///{tmp_path / 'p.db'}").learned() == {"partner.example": 1}
