@@ -263,7 +263,10 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_stdio(service) if stdio else serve(service, host, port))
+        if stdio:
+            serve_stdio(service, sys.stdin.buffer, sys.stdout.buffer)
+        else:
+            asyncio.run(serve(service, host, port))
 
 
 @main.command()

@@ -271,3 +271,19 @@ def test_sigterm_saves_learned_counts(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     assert Store.open(f"sqlite:///{tmp_path / 'p.db'}").learned() == {"partner.example": 1}
+
+
+def test_stdio_mode_for_postfix_spawn(tmp_path: Path) -> None:
+    """`policyd --stdio` (master.cf spawn) answers requests on stdin/stdout and exits at end of input."""
+    exe = Path(sys.executable).parent / "rcptguard"
+    payload = b"request=smtpd_access_policy\nrecipient=x@army.ml\n\nrecipient=x@army.mil\n\nrecipient=half"
+    result = subprocess.run([str(exe), "policyd", "--stdio", "--protect", "mil",
+                             "--db", f"sqlite:///{tmp_path / 's.db'}"],
+                            input=payload, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0
+    answers = result.stdout.decode().split("\n\n")
+    assert answers[0].startswith("action=REJECT 5.7.1 army.ml looks like army.mil")
+    assert answers[1] == "action=DUNNO"
+    assert answers[2] == ""
+    assert b"connection closed in the middle of a request" in result.stderr
+    assert Store.open(f"sqlite:///{tmp_path / 's.db'}").learned() == {"army.mil": 1}

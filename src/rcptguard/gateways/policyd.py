@@ -21,18 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import resource
 import signal
 import smtplib
-import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from rcptguard import logs
 from rcptguard.guard import Guard, malformed_verdict
@@ -77,6 +76,22 @@ class PolicySettings:
 
 class ProtocolError(Exception):
     """The peer broke the policy protocol; the connection is closed without an answer."""
+
+
+def add_attribute(attrs: dict[str, str], line: bytes) -> bool:
+    """Add one `name=value` line to a request; True when the line was the empty one that ends it."""
+    line = line.rstrip(b"\r\n")
+    if not line:
+        if not attrs:
+            raise ProtocolError("empty request")
+        return True
+    name, sep, value = line.partition(b"=")
+    if not sep or not name:
+        raise ProtocolError("a line without name=value")
+    if len(attrs) >= MAX_ATTRIBUTES:
+        raise ProtocolError("too many attributes")
+    attrs[name.decode("ascii", "replace")] = value.decode("utf-8", "replace")
+    return False
 
 
 def postfix_action(verdict: Verdict, settings: PolicySettings) -> str:
@@ -160,7 +175,12 @@ class PolicyService:
     def _notify(self, sender: str, verdict: Verdict) -> None:
         if not self.settings.notify_smtp or not sender:
             return
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._send_notice, sender, verdict))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # stdio mode has no event loop
+            threading.Thread(target=self._send_notice, args=(sender, verdict)).start()
+            return
+        task = loop.create_task(asyncio.to_thread(self._send_notice, sender, verdict))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -200,17 +220,8 @@ class PolicyService:
                 raise ProtocolError(f"attribute line longer than {MAX_LINE} bytes") from None
             except TimeoutError:
                 raise ProtocolError("idle too long") from None
-            line = line.rstrip(b"\r\n")
-            if not line:
-                if not attrs:
-                    raise ProtocolError("empty request")
+            if add_attribute(attrs, line):
                 return attrs
-            name, sep, value = line.partition(b"=")
-            if not sep or not name:
-                raise ProtocolError("a line without name=value")
-            if len(attrs) >= MAX_ATTRIBUTES:
-                raise ProtocolError("too many attributes")
-            attrs[name.decode("ascii", "replace")] = value.decode("utf-8", "replace")
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or "stdio"
@@ -291,14 +302,30 @@ async def serve(service: PolicyService, host: str, port: int, ready: Callable[[i
         logs.event(log, "stopped", requests=service.requests)
 
 
-async def serve_stdio(service: PolicyService) -> None:
-    """One connection on stdin/stdout, for Postfix's spawn(8) in master.cf."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(1, "wb"))
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+def _requests(stdin: BinaryIO) -> Iterator[dict[str, str]]:
+    attrs: dict[str, str] = {}
+    while line := stdin.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE:
+            raise ProtocolError(f"attribute line longer than {MAX_LINE} bytes")
+        if add_attribute(attrs, line):
+            yield attrs
+            attrs = {}
+    if attrs:
+        raise ProtocolError("connection closed in the middle of a request")
+
+
+def serve_stdio(service: PolicyService, stdin: BinaryIO, stdout: BinaryIO) -> None:
+    """One connection on stdin/stdout, for Postfix's spawn(8) in master.cf: blocking, like the peer."""
     try:
-        await service.connection(reader, writer)
+        for attrs in _requests(stdin):
+            stdout.write(f"action={service.decide(attrs)}\n\n".encode())
+            stdout.flush()
+            service.requests += 1
+    except ProtocolError as exc:
+        logs.event(log, "protocol error", logging.WARNING, peer="stdio", problem=str(exc))
+    except (BrokenPipeError, ConnectionError):
+        pass
+    except Exception:  # fail closed: no answer, the peer sees the connection end
+        log.exception("internal error; connection closed without an answer")
     finally:
         service.close()
