@@ -43,6 +43,7 @@ from .replies import ascii_line, explanation, header_value
 log = logging.getLogger("rcptguard.policyd")
 
 MAX_LINE = 16384  # a policy attribute line longer than this is a protocol violation
+MAX_REQUEST = 65536  # and a whole request longer than this
 MAX_ATTRIBUTES = 200
 
 
@@ -80,6 +81,8 @@ class ProtocolError(Exception):
 
 def add_attribute(attrs: dict[str, str], line: bytes) -> bool:
     """Add one `name=value` line to a request; True when the line was the empty one that ends it."""
+    if len(line) > MAX_LINE:
+        raise ProtocolError(f"attribute line longer than {MAX_LINE} bytes")
     line = line.rstrip(b"\r\n")
     if not line:
         if not attrs:
@@ -208,20 +211,22 @@ class PolicyService:
 
     async def read_request(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
         """One request's attributes, or None at a clean end of the connection."""
+        try:
+            async with asyncio.timeout(self.settings.idle_timeout):
+                block = await reader.readuntil(b"\n\n")
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial.strip():
+                return None
+            raise ProtocolError("connection closed in the middle of a request") from None
+        except asyncio.LimitOverrunError:
+            raise ProtocolError(f"request longer than {MAX_REQUEST} bytes") from None
+        except TimeoutError:
+            raise ProtocolError("idle too long") from None
         attrs: dict[str, str] = {}
-        while True:
-            try:
-                line = await asyncio.wait_for(reader.readuntil(b"\n"), self.settings.idle_timeout)
-            except asyncio.IncompleteReadError as exc:
-                if not exc.partial and not attrs:
-                    return None
-                raise ProtocolError("connection closed in the middle of a request") from None
-            except asyncio.LimitOverrunError:
-                raise ProtocolError(f"attribute line longer than {MAX_LINE} bytes") from None
-            except TimeoutError:
-                raise ProtocolError("idle too long") from None
+        for line in block.split(b"\n")[:-1]:
             if add_attribute(attrs, line):
-                return attrs
+                break
+        return attrs
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or "stdio"
@@ -281,7 +286,7 @@ async def serve(service: PolicyService, host: str, port: int, ready: Callable[[i
                 stop: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM or SIGINT (or until `stop` is set), then save what was learned."""
     raise_fd_limit()
-    server = await asyncio.start_server(service.connection, host, port, limit=MAX_LINE, reuse_address=True,
+    server = await asyncio.start_server(service.connection, host, port, limit=MAX_REQUEST, reuse_address=True,
                                         backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     logs.event(log, "listening", host=host, port=bound)
