@@ -7,7 +7,6 @@ recipient is `accepted` only when the next hop said 250 to its RCPT and to the D
 from __future__ import annotations
 
 import smtplib
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -79,18 +78,18 @@ def deliver(hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,
                 smtp.rset()
                 return DeliveryResult((), {**temp, **dict.fromkeys(accepted, (451, "not sent: retry"))}, perm)
             try:
-                code, reply = smtp.data(data)
+                code, data_reply = smtp.data(data)
             except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
-                code, reply = exc.smtp_code, exc.smtp_error
+                code, data_reply = exc.smtp_code, exc.smtp_error
             if code != 250:
-                return _whole(code, _text(reply), accepted, perm)
+                return _whole(code, _text(data_reply), accepted, perm)
             return DeliveryResult(tuple(accepted), {}, perm)
     except smtplib.SMTPServerDisconnected as exc:
         return DeliveryResult(error=f"next hop {hop} disconnected: {exc}",
                               temp_failed=dict.fromkeys(rcpts, (451, "next hop disconnected")))
     except smtplib.SMTPResponseException as exc:
         return _whole(exc.smtp_code, _text(exc.smtp_error), rcpts)
-    except (OSError, socket.timeout, smtplib.SMTPException) as exc:
+    except (OSError, smtplib.SMTPException) as exc:
         return DeliveryResult(error=f"next hop {hop} unreachable: {exc}",
                               temp_failed=dict.fromkeys(rcpts, (451, "next hop unreachable")))
 
