@@ -77,6 +77,7 @@ def deliver(hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,
             if temp or not accepted:
                 smtp.rset()
                 return DeliveryResult((), {**temp, **dict.fromkeys(accepted, (451, "not sent: retry"))}, perm)
+            data_reply: bytes | str
             try:
                 code, data_reply = smtp.data(data)
             except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
