@@ -25,8 +25,6 @@ import resource
 import signal
 import smtplib
 import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -34,9 +32,10 @@ from email.utils import formatdate, make_msgid
 from typing import BinaryIO, Literal
 
 from rcptguard import logs
-from rcptguard.guard import Guard, malformed_verdict
+from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
-from rcptguard.store import Store, StoreError
+from rcptguard.runtime import GuardFactory, Runtime
+from rcptguard.store import Store
 
 from .replies import ascii_line, explanation, header_value
 
@@ -112,43 +111,13 @@ def postfix_action(verdict: Verdict, settings: PolicySettings) -> str:
     return f"REJECT {settings.reject_status} {text}"
 
 
-class Learner:
-    """Counts the recipient domains mail is let through to, and writes them to the store in batches."""
-
-    def __init__(self, store: Store | None, initial: dict[str, int]) -> None:
-        self.store = store
-        self.counts: Counter[str] = Counter(initial)
-        self.pending: Counter[str] = Counter()
-        self.newly_known = False
-
-    def saw(self, domain: str, min_count: int) -> None:
-        self.counts[domain] += 1
-        self.pending[domain] += 1
-        if self.counts[domain] == min_count:
-            self.newly_known = True
-
-    def flush(self) -> None:
-        if not self.pending or self.store is None:
-            return
-        batch, self.pending = self.pending, Counter()
-        try:
-            self.store.add_counts(batch)
-        except StoreError:
-            self.pending.update(batch)  # try again next time; learning is never worth a lost message
-            raise
-
-
 class PolicyService:
     """The policy protocol on any number of connections, one shared guard."""
 
-    def __init__(self, guard_factory: Callable[[dict[str, int]], Guard], store: Store | None,
-                 settings: PolicySettings) -> None:
+    def __init__(self, guard_factory: GuardFactory, store: Store | None, settings: PolicySettings) -> None:
         self.settings = settings
-        self.store = store
-        self._factory = guard_factory
-        learned = store.learned() if store is not None else {}
-        self.learner = Learner(store, learned)
-        self.guard = guard_factory(dict(learned))
+        self.runtime = Runtime(guard_factory, store, flush_interval=settings.flush_interval,
+                               rebuild_interval=settings.rebuild_interval)
         self.requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -162,10 +131,10 @@ class PolicyService:
         if "\ufffd" in recipient:
             verdict = malformed_verdict(Malformed(recipient, "the address is not valid UTF-8"))
         else:
-            verdict = self.guard.check(recipient)
+            verdict = self.runtime.guard.check(recipient)
         action = postfix_action(verdict, self.settings)
         if verdict.action <= Action.WARN and verdict.domain_ascii:
-            self.learner.saw(verdict.domain_ascii, self.guard.policy.learn_min_count)
+            self.runtime.saw(verdict.domain_ascii)
         logs.event(log, "decision", sender=attrs.get("sender", ""), recipient=recipient,
                    client_address=attrs.get("client_address", ""), sasl_username=attrs.get("sasl_username", ""),
                    queue_id=attrs.get("queue_id", ""), verdict=str(verdict.action), intended=verdict.intended,
@@ -249,29 +218,8 @@ class PolicyService:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    # -- background work ------------------------------------------------------------------------------
-
-    async def maintain(self) -> None:
-        """Write learned counts to the store, and rebuild the index when domains became known."""
-        last_rebuild = time.monotonic()
-        while True:
-            await asyncio.sleep(self.settings.flush_interval)
-            try:
-                await asyncio.to_thread(self.learner.flush)
-            except StoreError as exc:
-                logs.event(log, "store unavailable; counts kept for later", logging.WARNING, error=str(exc))
-            if self.learner.newly_known and time.monotonic() - last_rebuild >= self.settings.rebuild_interval:
-                self.learner.newly_known = False
-                snapshot = dict(self.learner.counts)
-                self.guard = await asyncio.to_thread(self._factory, snapshot)
-                last_rebuild = time.monotonic()
-                logs.event(log, "index rebuilt", learned=len(snapshot))
-
     def close(self) -> None:
-        try:
-            self.learner.flush()
-        except StoreError as exc:
-            logs.event(log, "could not save learned counts", logging.ERROR, error=str(exc))
+        self.runtime.close()
 
 
 def raise_fd_limit() -> None:
@@ -292,7 +240,7 @@ async def serve(service: PolicyService, host: str, port: int, ready: Callable[[i
     logs.event(log, "listening", host=host, port=bound)
     if ready is not None:
         ready(bound)
-    maintenance = asyncio.create_task(service.maintain())
+    maintenance = asyncio.create_task(service.runtime.maintain())
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
