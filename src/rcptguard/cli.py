@@ -291,3 +291,58 @@ def release(postfix_config: Path | None, queue_ids: tuple[str, ...]) -> None:
     if output:
         click.echo(output)
     sys.exit(0 if result.returncode == 0 else 1)
+
+
+@main.command()
+@detection_options
+@click.option("--listen", default="127.0.0.1:10025", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--next-hop", "next_hop", metavar="HOST:PORT",
+              help="Where accepted mail goes (default: [relay] next_hop, else 127.0.0.1:10026).")
+@click.option("--db", "db", metavar="URL", help="Store URL (sqlite:///path or postgresql://...); wins over the config.")
+@click.option("--allow", multiple=True, metavar="CIDR",
+              help="Client network allowed to send through the relay; repeatable (default: loopback only).")
+@click.option("--log-level", default="info", show_default=True)
+def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+          listen: str, next_hop: str | None, db: str | None, allow: tuple[str, ...], log_level: str) -> None:
+    """SMTP relay / Postfix content filter: forward what passes, hold mistyped recipients in the quarantine."""
+    import asyncio  # noqa: PLC0415
+
+    from rcptguard import logs  # noqa: PLC0415
+    from rcptguard.gateways import relay as relay_mod  # noqa: PLC0415
+    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+
+    logs.setup(log_level)
+    policy = build_policy(config, protect, known, known_files)
+    host, port = _listen(listen)
+    section = dict(policy.sections.get("relay", {}))
+    if next_hop:
+        section["next_hop"] = next_hop
+    if allow:
+        section["allow"] = list(allow)
+    try:
+        settings = relay_mod.RelaySettings.from_section(section)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
+    try:
+        store = Store.open(db_url(policy, db))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def factory(learned: dict[str, int]) -> Guard:
+        return Guard(policy, learned=learned)
+
+    try:
+        handler, quarantine = relay_mod.build(factory, store, settings)
+    except (ConfigError, StoreError) as exc:
+        raise click.UsageError(str(exc)) from None
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(relay_mod.serve(handler, host, port, quarantine=quarantine))
+
+
+def _register() -> None:
+    from rcptguard.cli_quarantine import quarantine  # noqa: PLC0415 - the group imports helpers from here
+
+    main.add_command(quarantine)
+
+
+_register()

@@ -241,7 +241,7 @@ class Guard:
             if rule.unless_known and self.index.covering(domain) is not None:
                 continue
             signal = Signal("FORCE_RULE", {"rule": ", ".join(rule.suffixes + rule.domains),
-                                           "action": str(rule.action)})
+                                           "action": str(rule.action), "message": rule.message})
             reason = " ".join(x for x in (rule.message, judged.reason) if x)
             return Judgement(rule.action, judged.score, (*judged.signals, signal), reason,
                              intended if rule.action >= Action.WARN else None, judged.alternatives)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ class _Handler:
         if mail_from == "<>":  # aiosmtpd keeps the null reverse-path literally; a bounce has mail_from == ""
             mail_from = ""
         self._sink._record(Message(mail_from, tuple(envelope.rcpt_tos), bytes(data)))
+        if self._sink.delay_data:  # recorded first, answered late: a client that dies meanwhile may resend
+            await asyncio.sleep(self._sink.delay_data)
         return "250 2.0.0 OK: recorded"
 
 
@@ -75,11 +78,13 @@ class RecordingSink:
         *,
         reply_rcpt: dict[str, str] | None = None,
         reply_data: str | None = None,
+        delay_data: float = 0.0,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port()
         self.reply_rcpt = reply_rcpt
         self.reply_data = reply_data
+        self.delay_data = delay_data
         self._lock = threading.Lock()
         self._messages: list[Message] = []
         self._controller: Controller | None = None

@@ -24,11 +24,17 @@ def ascii_line(text: str, limit: int = MAX_REPLY_TEXT) -> str:
 
 
 def explanation(verdict: Verdict) -> str:
-    """What looked wrong and what was probably meant, for a bounce or a warning header."""
-    first = verdict.reason.split(". ", 1)[0].rstrip(".") + "."
-    if verdict.suggestion:
-        return f"{first} Did you mean {verdict.suggestion}? Check the address."
-    return f"{first} Check the address."
+    """What looked wrong and what was probably meant, for a bounce or a warning header: the finding, the
+    message of a force rule if one decided, and the suggestion."""
+    forced = verdict.signal("FORCE_RULE")
+    message = forced.evidence.get("message", "") if forced else ""
+    reason = verdict.reason.removeprefix(message).strip() if message else verdict.reason
+    parts = [reason.split(". ", 1)[0].rstrip(".") + "."]
+    if message:
+        parts.append(message)
+    parts.append(f"Did you mean {verdict.suggestion}? Check the address." if verdict.suggestion
+                 else "Check the address.")
+    return " ".join(parts)
 
 
 def header_value(text: str) -> str:

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -13,4 +28,67 @@ correspondents = Table(
     Column("count", BigInteger, nullable=False),  # messages let through to it
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
+HOLD_STATES = ("held", "released", "corrected", "cancelled", "expired")
+DELIVERY_STATES = ("none", "pending", "sending", "delivered", "failed")  # sending: claimed by one worker
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+# The quarantine: one row per held message (its exact bytes, once), one hold per held recipient of it.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),  # uuid4 hex
+    Column("key", String(64), nullable=False, unique=True),  # sha256: mail_from, held recipients, content
+    Column("mail_from", Text, nullable=False),  # "" for the null sender
+    Column("content", LargeBinary, nullable=False),  # the exact DATA bytes
+    Column("size", Integer, nullable=False),
+    Column("subject", Text, nullable=False),  # decoded, for display
+    Column("message_id_header", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("client", Text, nullable=False),  # who handed it over
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", String(16), primary_key=True),  # short, typable: 10 chars of lower-case base32
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("intended", Text),
+    Column("suggestion", Text),
+    Column("reason", Text, nullable=False),
+    Column("signals", Text, nullable=False),  # JSON list of {name, score, evidence}
+    Column("score", Float, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", Text),
+    Column("deliver_to", Text),
+    Column("delivery", String(16), nullable=False),
+    Column("delivery_attempts", Integer, nullable=False),
+    Column("claimed_at", DateTime(timezone=True)),  # when a worker set delivery to sending
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    UniqueConstraint("message_id", "recipient", name="uq_holds_message_recipient"),
+    CheckConstraint(_in("state", HOLD_STATES), name="ck_holds_state"),
+    CheckConstraint(_in("delivery", DELIVERY_STATES), name="ck_holds_delivery"),
+    Index("ix_holds_state_created", "state", "created_at"),
+    Index("ix_holds_delivery", "delivery"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hold_id", String(16), ForeignKey("holds.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
 )

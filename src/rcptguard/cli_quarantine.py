@@ -1,0 +1,392 @@
+"""`rcptguard quarantine`: list, inspect, release, correct, cancel and expire held messages.
+
+Exit status: 0 when the command did what was asked, 1 when it could not (unknown ID, already decided, the next
+hop refused the message for good, the store is unavailable), 2 for a usage or config error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import json
+import re
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from rcptguard.delivery import NextHop, deliver
+
+if TYPE_CHECKING:
+    from rcptguard.policy import Policy
+    from rcptguard.store.quarantine import Hold, Quarantine
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"\s*(\d+)\s*([smhdw]?)\s*\Z")
+
+
+def store_options(func: F) -> F:
+    """--config and --db, which every quarantine command takes."""
+    func = click.option("--db", "db", metavar="URL",
+                        help="Store URL (sqlite:///path or postgresql://...); wins over [db] url in the config.")(func)
+    return click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+                        help="TOML config file (see docs/configuration.md).")(func)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Store and quarantine errors become one line on stderr and exit status 1, never a traceback."""
+    from rcptguard.store import StoreError  # noqa: PLC0415
+    from rcptguard.store.quarantine import QuarantineError  # noqa: PLC0415
+
+    try:
+        yield
+    except (StoreError, QuarantineError) as exc:
+        raise click.ClickException(_one_line(exc)) from None
+
+
+def _open(config: Path | None, db: str | None) -> tuple[Quarantine, Policy]:
+    from alembic.util import CommandError  # noqa: PLC0415
+
+    from rcptguard.cli import build_policy, db_url  # noqa: PLC0415 - cli imports this module
+    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+    from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415
+
+    policy = build_policy(config, (), (), ())
+    url = db_url(policy, db)
+    try:
+        store = Store.open(url)
+    except StoreError as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    except CommandError as exc:  # e.g. a database migrated by a newer rcptguard
+        raise click.ClickException(f"cannot open the store at {url}: {_one_line(exc)}") from None
+    click.get_current_context().call_on_close(store.close)
+    return Quarantine(store), policy
+
+
+def _next_hop(policy: Policy, flag: str | None, *, required: bool = True) -> NextHop | None:
+    """--next-hop, else [relay] next_hop in the config."""
+    value: object = flag
+    where = "--next-hop"
+    if not value:
+        section = policy.sections.get("relay", {})
+        value = section.get("next_hop") if isinstance(section, dict) else None
+        where = f"{policy.source}: relay.next_hop"
+    if not value:
+        if required:
+            raise click.UsageError("no next hop: give --next-hop HOST:PORT or set next_hop in [relay] of the config")
+        return None
+    if not isinstance(value, str):
+        raise click.UsageError(f"{where}: expected a string HOST:PORT")
+    try:
+        return NextHop.parse(value)
+    except ValueError as exc:
+        raise click.UsageError(f"{where}: {exc}") from None
+
+
+def _retention(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.timedelta:
+    match = _DURATION.match(value)
+    if not match or (not match.group(2) and int(match.group(1)) != 0):
+        raise click.BadParameter(f"expected a duration such as 7d, 36h or 90m, got {value!r}")
+    return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2) or "s"])
+
+
+def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from rcptguard.domains import parse_address  # noqa: PLC0415
+    from rcptguard.model import Malformed  # noqa: PLC0415
+
+    parsed = parse_address(value)
+    if isinstance(parsed, Malformed):
+        raise click.BadParameter(f"{value!r}: {parsed.reason}")
+    return f"{parsed.local}@{parsed.domain.ascii}"
+
+
+def _actor(value: str | None) -> str:
+    if value:
+        return value
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "cli"
+
+
+def _age(since: dt.datetime, now: dt.datetime) -> str:
+    seconds = max(0, int((now - since).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+# -- the group ------------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def quarantine() -> None:
+    """Held messages: list, show, release (or correct), cancel, expire."""
+
+
+@quarantine.command("list")
+@store_options
+@click.option("--state", type=click.Choice(["held", "released", "corrected", "cancelled", "expired", "all"]),
+              default="held", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many, oldest first.")
+def list_command(config: Path | None, db: str | None, state: str, fmt: str, limit: int | None) -> None:
+    """List holds, oldest first."""
+    store, _policy = _open(config, db)
+    with _errors():
+        found = store.list(None if state == "all" else state, limit)
+    if fmt == "jsonl":
+        for hold in found:
+            click.echo(json.dumps(hold.to_json(), ensure_ascii=False))
+        return
+    if not found:
+        click.echo("nothing held" if state == "held" else f"no holds in state {state}")
+        return
+    now = dt.datetime.now(dt.UTC)
+    show_state = state == "all"
+    head = f"{'ID':<10}  {'AGE':>4}  " + (f"{'STATE':<9}  " if show_state else "")
+    click.echo(head + f"{'SENDER':<28}  {'RECIPIENT -> SUGGESTION':<44}  {'SUBJECT':<28}  REASON")
+    for hold in found:
+        target = hold.recipient + (f" -> {hold.suggestion}" if hold.suggestion else "")
+        line = f"{hold.id:<10}  {_age(hold.created_at, now):>4}  " + (f"{hold.state:<9}  " if show_state else "")
+        line += (f"{_cut(hold.mail_from or '<>', 28):<28}  {_cut(target, 44):<44}  "
+                 f"{_cut(hold.subject, 28):<28}  {hold.reason}")
+        click.echo(line)
+
+
+@quarantine.command()
+@store_options
+@click.argument("hold_id")
+def show(config: Path | None, db: str | None, hold_id: str) -> None:
+    """Show one hold: every field, its history and the message headers (never the body)."""
+    from rcptguard.store.quarantine import header_block  # noqa: PLC0415
+
+    store, _policy = _open(config, db)
+    with _errors():
+        hold = store.require(hold_id)
+        history = store.events(hold_id)
+        headers = header_block(store.content(hold_id))
+    fields: list[tuple[str, object]] = [
+        ("id", hold.id), ("state", hold.state), ("sender", hold.mail_from or "<>"), ("recipient", hold.recipient),
+        ("intended", hold.intended or "-"), ("suggestion", hold.suggestion or "-"), ("reason", hold.reason),
+        ("score", f"{hold.score:.1f}"), ("subject", hold.subject), ("message-id", hold.message_id_header or "-"),
+        ("size", f"{hold.size} bytes"), ("client", hold.client or "-"), ("received", _when(hold.received_at)),
+        ("held", _when(hold.created_at)), ("decided", _when(hold.decided_at)), ("decided by", hold.decided_by or "-"),
+        ("deliver to", hold.deliver_to or "-"), ("delivery", hold.delivery),
+        ("attempts", hold.delivery_attempts), ("delivered", _when(hold.delivered_at)),
+        ("last error", hold.last_error or "-"), ("stored message", hold.message_id),
+    ]
+    for name, value in fields:
+        click.echo(f"{name + ':':<16}{value}")
+    click.echo("signals:")
+    for signal in hold.signals or [{"name": "-"}]:
+        evidence = ", ".join(f"{k}={v}" for k, v in dict(signal.get("evidence") or {}).items())
+        score = signal.get("score")
+        click.echo(f"  {signal.get('name')}" + (f" {float(score):+.1f}" if score is not None else "")
+                   + (f"  ({evidence})" if evidence else ""))
+    click.echo("events:")
+    for item in history:
+        detail = f"  {item.detail}" if item.detail else ""
+        click.echo(f"  {_when(item.at)}  {item.actor}: {item.from_state} -> {item.to_state}{detail}")
+    if not history:
+        click.echo("  none")
+    click.echo("headers:")
+    for line in headers.splitlines():
+        click.echo(f"  {line}")
+
+
+@quarantine.command("release")
+@store_options
+@click.argument("hold_id")
+@click.option("--to", "to", metavar="ADDRESS", callback=_address,
+              help="Deliver to this address instead (the hold is recorded as corrected).")
+@click.option("--next-hop", "next_hop", metavar="HOST:PORT", help="Where to deliver; default: [relay] next_hop.")
+@click.option("--actor", metavar="NAME", help="Who decides, for the audit log (default: the user name).")
+def release_command(config: Path | None, db: str | None, hold_id: str, to: str | None, next_hop: str | None,
+                    actor: str | None) -> None:
+    """Release a held message to its recipient (or, with --to, to the corrected address) and deliver it."""
+    store, policy = _open(config, db)
+    hop = _next_hop(policy, next_hop)
+    assert hop is not None  # required=True
+    with _errors():
+        outcome = store.release_outcome(hold_id, _actor(actor), hop, to=to)
+    hold = outcome.hold
+    target = hold.deliver_to or hold.recipient
+    verb = f"corrected to {target}" if hold.state == "corrected" else "released"
+    if outcome.result is None:
+        click.echo(f"{hold.id}: {verb}; its delivery is being handled by another worker ({hold.delivery})")
+    elif hold.delivery == "delivered":
+        click.echo(f"{hold.id}: {verb}; delivered to {target} via {hop}")
+    elif hold.delivery == "failed":
+        click.echo(f"{hold.id}: {verb}, but {hop} refused {target} for good: {hold.last_error}", err=True)
+        sys.exit(1)
+    else:
+        click.echo(f"{hold.id}: {verb}; delivery to {target} failed for now ({hold.last_error}); "
+                   "it will be retried by `rcptguard quarantine deliver-pending`")
+
+
+@quarantine.command()
+@store_options
+@click.argument("hold_id")
+@click.option("--actor", metavar="NAME", help="Who decides, for the audit log (default: the user name).")
+def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None) -> None:
+    """Cancel a held message: it is never sent to this recipient."""
+    store, _policy = _open(config, db)
+    with _errors():
+        hold = store.cancel(hold_id, _actor(actor))
+    click.echo(f"{hold.id}: cancelled; {hold.recipient} will not get the message")
+
+
+@quarantine.command("deliver-pending")
+@store_options
+@click.option("--next-hop", "next_hop", metavar="HOST:PORT", help="Where to deliver; default: [relay] next_hop.")
+def deliver_pending_command(config: Path | None, db: str | None, next_hop: str | None) -> None:
+    """Retry the deliveries of released messages that failed for now."""
+    store, policy = _open(config, db)
+    hop = _next_hop(policy, next_hop)
+    assert hop is not None
+    with _errors():
+        waiting = len(store.pending_deliveries())
+        delivered = store.deliver_pending(hop)
+        left = len(store.pending_deliveries())
+    click.echo(f"delivered {delivered} of {waiting} pending; {left} still pending")
+
+
+@quarantine.command()
+@store_options
+@click.option("--retention", default="7d", show_default=True, callback=_retention,
+              help="Expire holds older than this (s, m, h, d, w).")
+@click.option("--next-hop", "next_hop", metavar="HOST:PORT",
+              help="Where the notices to senders go; default: [relay] next_hop.")
+@click.option("--notice-from", metavar="ADDRESS", default=None,
+              help="From: of the notices (default MAILER-DAEMON@ this host's name).")
+@click.option("--no-notify", is_flag=True, help="Expire without telling the senders.")
+@click.option("--actor", metavar="NAME", default="expiry", show_default=True, help="Who expires, for the audit log.")
+def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_hop: str | None,
+           notice_from: str | None, no_notify: bool, actor: str) -> None:
+    """Expire holds nobody decided on within the retention, and tell each sender that the message was not sent."""
+    from rcptguard.store.quarantine import needs_smtputf8  # noqa: PLC0415
+
+    store, policy = _open(config, db)
+    hop = None if no_notify else _next_hop(policy, next_hop)
+    with _errors():
+        expired = store.expire_due(retention, actor)
+        contents = {hold.message_id: store.content(hold.id) for hold in expired}
+    for hold in expired:
+        click.echo(f"{hold.id}: expired ({hold.mail_from or '<>'} -> {hold.recipient})")
+    notified = 0
+    if hop is not None:
+        host = socket.getfqdn() or "localhost"
+        sender = notice_from or f"MAILER-DAEMON@{host}"
+        by_message: dict[str, list[Hold]] = {}
+        for hold in expired:
+            by_message.setdefault(hold.message_id, []).append(hold)
+        for message_id, group in by_message.items():
+            first = group[0]
+            if not _wants_notice(first.mail_from, contents[message_id]):
+                continue
+            try:
+                data = expiry_notice(group, sender, retention, host)
+            except (ValueError, TypeError) as exc:
+                click.echo(f"warning: cannot write the notice to {first.mail_from}: {exc}", err=True)
+                continue
+            result = deliver(hop, "", [first.mail_from], data, smtputf8=needs_smtputf8(first.mail_from))
+            if first.mail_from in result.accepted:
+                notified += 1
+            else:
+                reason = result.error or "; ".join(f"{c} {t}" for c, t in
+                                                   {**result.temp_failed, **result.perm_failed}.values())
+                click.echo(f"warning: the notice to {first.mail_from} was not sent: {reason}", err=True)
+    click.echo(f"expired {len(expired)}; notified {notified} sender{'s' if notified != 1 else ''}")
+
+
+# -- the expiry notice ----------------------------------------------------------------------------------------
+
+
+def _wants_notice(mail_from: str, content: bytes) -> bool:
+    """Never answer the null sender, nor a message that is itself automatic (RFC 3834)."""
+    if not mail_from:
+        return False
+    try:
+        auto = BytesHeaderParser(policy=email_policy.default).parsebytes(content).get("auto-submitted")
+    except Exception:  # noqa: BLE001 - unreadable headers: notify
+        return True
+    return auto is None or str(auto).strip().lower().startswith("no")
+
+
+def _duration_words(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def expiry_notice(group: list[Hold], notice_from: str, retention: dt.timedelta, host: str) -> bytes:
+    """A plain-text notice to the sender that the message was not sent to the recipients in `group`.
+
+    It names the message by its subject and date and never quotes its body.
+    """
+    first = group[0]
+    lines = [
+        f"This is an automatic notice from the mail server {host}.",
+        "",
+        "Your message",
+        f"    Subject: {first.subject or '(no subject)'}",
+        f"    Date:    {format_datetime(first.received_at)}",
+        "was NOT sent to:",
+        "",
+    ]
+    for hold in group:
+        lines.append(f"    {hold.recipient}")
+        lines.append(f"        {hold.reason}")
+        if hold.suggestion:
+            lines.append(f"        Did you mean {hold.suggestion}?")
+    lines += [
+        "",
+        "It was held because the recipient's address looks mistyped, and nobody",
+        f"released it within {_duration_words(retention)}. If the address is right, please send",
+        "the message again; otherwise send it to the correct address.",
+        "",
+    ]
+    utf8 = not (first.mail_from.isascii() and notice_from.isascii())
+    message = EmailMessage(policy=email_policy.SMTPUTF8 if utf8 else email_policy.SMTP)
+    message["From"] = notice_from
+    message["To"] = first.mail_from
+    message["Subject"] = f"Not sent: {first.subject}" if first.subject else "Your message was not sent"
+    message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    message["Message-ID"] = make_msgid("rcptguard", domain=host)
+    message["Auto-Submitted"] = "auto-replied"
+    if re.fullmatch(r"<[^<>\s]+>", first.message_id_header):
+        message["In-Reply-To"] = first.message_id_header
+        message["References"] = first.message_id_header
+    message.set_content("\n".join(lines))
+    return message.as_bytes()

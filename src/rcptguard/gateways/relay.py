@@ -1,0 +1,330 @@
+"""An SMTP relay and Postfix after-queue content filter that holds mistyped recipients in a quarantine.
+
+    Postfix -> 127.0.0.1:10025 (rcptguard relay) -> 127.0.0.1:10026 (back into Postfix, or any next hop)
+
+Per recipient, at RCPT time the guard decides; after DATA the message is split:
+
+    pass    forwarded to the next hop unchanged
+    warn    forwarded with an X-Rcptguard-Warning header per warned recipient
+    hold    stored in the quarantine (idempotent: a redelivered message is held once)
+    reject  refused at RCPT with the explanation (550 5.7.1)
+
+The reply after DATA is 250 only when every recipient is accounted for: the held copy is durably stored and
+the next hop accepted the forwarded ones. Otherwise 4xx, so the sending MTA keeps the message and retries
+(a retry may repeat a delivery once; it never loses one). Recipients the next hop refuses permanently get a
+DSN to the sender (or, when nothing else was accepted, the 5xx itself). Any internal error is
+`451 4.3.0`, never a 5xx, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.header
+import email.utils
+import ipaddress
+import logging
+import re
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from rcptguard import logs
+from rcptguard.delivery import DeliveryResult, NextHop, deliver
+from rcptguard.model import Action, Verdict
+from rcptguard.runtime import GuardFactory, Runtime
+from rcptguard.store import Store, StoreError
+from rcptguard.store.quarantine import HeldRecipient, Quarantine
+
+from .replies import ascii_line, explanation, header_value
+
+log = logging.getLogger("rcptguard.relay")
+
+TEMPFAIL = "451 4.3.0 Internal error, message not accepted; try again later"
+DEFAULT_SIZE_LIMIT = 64 * 1024 * 1024  # above Postfix's message_size_limit default (10 MB)
+_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """The `[relay]` section of the config file."""
+
+    next_hop: str = "127.0.0.1:10026"
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # client networks that may send through the relay
+    size_limit: int = DEFAULT_SIZE_LIMIT
+    hostname: str | None = None
+    reject_status: str = "5.7.1"
+    warn_header: str = "X-Rcptguard-Warning"
+    flush_interval: float = 2.0
+    rebuild_interval: float = 60.0
+    retry_interval: float = 30.0  # seconds between attempts to deliver released messages still pending
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> RelaySettings:
+        names = set(cls.__dataclass_fields__) - {"networks"}
+        unknown = set(section) - names
+        if unknown:
+            raise ValueError(f"relay.{min(unknown)}: unknown key (expected one of: {', '.join(sorted(names))})")
+        values = dict(section)
+        if "allow" in values:
+            values["allow"] = tuple(values["allow"])
+        settings = cls(**values)
+        try:
+            networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.allow)
+        except ValueError as exc:
+            raise ValueError(f"relay.allow: {exc}") from None
+        NextHop.parse(settings.next_hop)
+        return cls(**{**values, "networks": networks})
+
+
+def normalise_line_endings(content: bytes) -> bytes:
+    """Every bare CR or LF becomes CRLF, so no sequence in the body can end DATA early downstream."""
+    return _LINE_ENDINGS.sub(b"\r\n", content)
+
+
+def with_warnings(content: bytes, header: str, verdicts: Sequence[Verdict]) -> bytes:
+    lines = b"".join(f"{header}: {header_value(f'{v.address}: {explanation(v)}')}\r\n".encode() for v in verdicts)
+    return lines + content
+
+
+def _subject(content: bytes) -> str:
+    head = content.split(b"\r\n\r\n", 1)[0]
+    match = re.search(rb"^Subject:[ \t]*(.*(?:\r\n[ \t].*)*)", head, re.MULTILINE | re.IGNORECASE)
+    if not match:
+        return ""
+    raw = match.group(1).decode("utf-8", "replace").replace("\r\n", "")
+    try:
+        return str(email.header.make_header(email.header.decode_header(raw)))
+    except (ValueError, LookupError):
+        return raw
+
+
+def dsn(mail_from: str, failed: dict[str, tuple[int, str]], hostname: str) -> bytes:
+    """A delivery status notification (RFC 3464) for recipients the next hop refused permanently."""
+    boundary = email.utils.make_msgid().strip("<>").replace("@", ".")
+    lines = "\r\n".join(f"  {rcpt}: {code} {ascii_line(text, 300)}" for rcpt, (code, text) in failed.items())
+    status = "\r\n".join(
+        f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.0.0\r\n"
+        f"Diagnostic-Code: smtp; {code} {ascii_line(text, 300)}\r\n" for rcpt, (code, text) in failed.items())
+    return (
+        f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\nTo: {mail_from}\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\nDate: {email.utils.formatdate()}\r\n"
+        f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\nAuto-Submitted: auto-replied\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; "
+        f'boundary="{boundary}"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n'
+        f"Your message could not be delivered to these recipients:\r\n\r\n{lines}\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {hostname}\r\n\r\n"
+        f"{status}\r\n--{boundary}--\r\n").encode()
+
+
+_PATH = re.compile(r"(?i:FROM|TO):[ \t]*<[^<>\r\n]*>(?:[ \t]+[^\r\n]*)?\Z")
+
+
+class _CRLFLines:
+    """A StreamReader whose command lines end only at CRLF: a bare LF stays inside the line (and the path
+    check below refuses it) instead of ending a command early."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        return await self._reader.readuntil(b"\r\n" if separator == b"\n" else separator)
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - everything else is the StreamReader's
+        return getattr(self._reader, name)
+
+
+class GuardedSMTP(SMTP):
+    """aiosmtpd's SMTP, strict about command lines and paths: a command ends at CRLF only, and a path must
+    be a closed `<...>` with no CR or LF inside, so `RCPT TO:<a@arm\ny.mil>` is refused, not cut short."""
+
+    def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super()._cb_client_connected(cast("asyncio.StreamReader", _CRLFLines(reader)), writer)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        if arg is not None and not _PATH.match(arg):
+            await self.push("501 5.5.4 Syntax: MAIL FROM:<address>")
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        if arg is not None and not _PATH.match(arg):
+            await self.push("501 5.5.4 Syntax: RCPT TO:<address>")
+            return
+        await super().smtp_RCPT(arg)
+
+
+class RelayHandler:
+    """aiosmtpd hooks: decide at RCPT, split and account for every recipient after DATA."""
+
+    def __init__(self, runtime: Runtime, quarantine: Quarantine | None, settings: RelaySettings,
+                 deliver_fn: Callable[..., DeliveryResult] = deliver) -> None:
+        self.runtime = runtime
+        self.quarantine = quarantine
+        self.settings = settings
+        self.next_hop = NextHop.parse(settings.next_hop)
+        self.hostname = settings.hostname or "rcptguard.localhost"
+        self._deliver = deliver_fn
+        self.accepted = 0
+
+    def _allowed(self, session: Session) -> bool:
+        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+        try:
+            address = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.settings.networks)
+
+    async def handle_MAIL(self, _server: SMTP, session: Session, envelope: Envelope,  # noqa: N802 - aiosmtpd hook
+                          address: str, mail_options: list[str]) -> str:
+        if not self._allowed(session):
+            return "550 5.7.1 Relaying denied: this client may not send through this relay"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.rcptguard = {}  # type: ignore[attr-defined] # verdicts by recipient, for DATA
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, _server: SMTP, session: Session, envelope: Envelope,  # noqa: N802 - aiosmtpd hook
+                          address: str, rcpt_options: list[str]) -> str:
+        if not self._allowed(session):
+            return "550 5.7.1 Relaying denied: this client may not send through this relay"
+        verdict = self.runtime.guard.check(address)
+        if verdict.signal("MALFORMED_ADDRESS") is not None:
+            return f"553 5.1.3 {ascii_line(verdict.reason)}"
+        if verdict.action is Action.REJECT:
+            logs.event(log, "rejected", sender=envelope.mail_from, recipient=address, verdict="reject",
+                       intended=verdict.intended, signals=[s.name for s in verdict.signals])
+            return f"550 {self.settings.reject_status} {ascii_line(explanation(verdict))}"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        envelope.rcptguard[address] = verdict  # type: ignore[attr-defined]
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        try:
+            return await self._data(session, envelope)
+        except Exception:  # never a 5xx for our own failure: the client keeps the message and retries
+            log.exception("internal error in DATA")
+            return TEMPFAIL
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("internal error", exc_info=error)
+        return TEMPFAIL
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content
+        if not isinstance(raw, bytes):
+            return TEMPFAIL
+        content = normalise_line_endings(raw)
+        mail_from = envelope.mail_from or ""
+        verdicts: dict[str, Verdict] = envelope.rcptguard  # type: ignore[attr-defined]
+        passed = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.PASS]
+        warned = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.WARN]
+        held = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.HOLD]
+        utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
+
+        hold_ids: list[str] = []
+        if held:
+            if self.quarantine is None:
+                return "451 4.3.0 Quarantine not configured; try again later"
+            recipients = [HeldRecipient(r, verdicts[r].intended, verdicts[r].suggestion, verdicts[r].reason,
+                                        [s.to_json() for s in verdicts[r].signals], verdicts[r].score) for r in held]
+            client = session.peer[0] if isinstance(session.peer, tuple) else ""
+            try:
+                holds = await asyncio.to_thread(self.quarantine.hold, mail_from=mail_from, recipients=recipients,
+                                                content=content, client=str(client))
+            except StoreError as exc:
+                logs.event(log, "quarantine unavailable", logging.ERROR, error=str(exc))
+                return "451 4.3.0 Quarantine unavailable; try again later"
+            hold_ids = [h.id for h in holds]
+
+        perm_failed: dict[str, tuple[int, str]] = {}
+        accepted: list[str] = []
+        groups = [(passed, content)]
+        if warned:
+            groups.append((warned, with_warnings(content, self.settings.warn_header, [verdicts[r] for r in warned])))
+        for rcpts, body in groups:
+            if not rcpts:
+                continue
+            result = await asyncio.to_thread(self._deliver, self.next_hop, mail_from, rcpts, body, smtputf8=utf8)
+            if result.temporary:
+                first = next(iter(result.temp_failed.values()), (451, result.error or ""))
+                logs.event(log, "next hop deferred", logging.WARNING, sender=mail_from, error=result.error,
+                           reply=f"{first[0]} {first[1]}")
+                return f"451 4.4.0 Next hop deferred: {ascii_line(first[1], 200)}"
+            accepted.extend(result.accepted)
+            perm_failed.update(result.perm_failed)
+
+        if perm_failed:
+            if not accepted and not hold_ids:
+                code, text = next(iter(perm_failed.values()))
+                return f"{code if 500 <= code < 600 else 550} 5.0.0 Next hop refused: {ascii_line(text, 200)}"
+            if mail_from:
+                report = dsn(mail_from, perm_failed, self.hostname)
+                result = await asyncio.to_thread(self._deliver, self.next_hop, "", [mail_from], report)
+                if result.temporary:
+                    return "451 4.4.0 Could not send a delivery report; try again later"
+        for rcpt in accepted:
+            domain = verdicts[rcpt].domain_ascii
+            if domain:
+                self.runtime.saw(domain)
+        self.accepted += 1
+        logs.event(log, "message", sender=mail_from, forwarded=accepted, held=dict(zip(held, hold_ids, strict=False)),
+                   refused_by_next_hop=sorted(perm_failed), warned=warned, size=len(content))
+        note = f"; held {len(hold_ids)} for confirmation ({', '.join(hold_ids)})" if hold_ids else ""
+        return f"250 2.0.0 OK: forwarded {len(accepted)}{note}"
+
+
+async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[[int], None] | None = None,
+                stop: asyncio.Event | None = None, quarantine: Quarantine | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop`); retry pending released deliveries in the background."""
+    loop = asyncio.get_running_loop()
+    settings = handler.settings
+
+    def factory() -> SMTP:
+        return GuardedSMTP(handler, data_size_limit=settings.size_limit, enable_SMTPUTF8=True, decode_data=False,
+                    hostname=handler.hostname, ident="rcptguard relay", timeout=300, loop=loop)
+
+    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    bound = server.sockets[0].getsockname()[1]
+    logs.event(log, "listening", host=host, port=bound, next_hop=str(handler.next_hop))
+    if ready is not None:
+        ready(bound)
+    stop = stop or asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    tasks = [asyncio.create_task(handler.runtime.maintain())]
+    if quarantine is not None:
+        tasks.append(asyncio.create_task(_retry_pending(quarantine, handler.next_hop, settings.retry_interval)))
+    try:
+        async with server:
+            await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.to_thread(handler.runtime.close)
+        logs.event(log, "stopped", messages=handler.accepted)
+
+
+async def _retry_pending(quarantine: Quarantine, next_hop: NextHop, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(quarantine.deliver_pending, next_hop)
+        except StoreError as exc:
+            logs.event(log, "pending deliveries not retried", logging.WARNING, error=str(exc))
+
+
+def build(factory: GuardFactory, store: Store | None,
+          settings: RelaySettings) -> tuple[RelayHandler, Quarantine | None]:
+    runtime = Runtime(factory, store, flush_interval=settings.flush_interval,
+                      rebuild_interval=settings.rebuild_interval)
+    quarantine = Quarantine(store) if store is not None else None
+    return RelayHandler(runtime, quarantine, settings), quarantine

@@ -1,0 +1,526 @@
+"""The durable per-recipient quarantine: held messages wait here until a person releases, corrects or cancels them.
+
+    quarantine = Quarantine(Store.open(url))
+    holds = quarantine.hold(mail_from="a@example.org", recipients=[HeldRecipient(...)], content=data)
+    quarantine.release(holds[0].id, "alice", NextHop.parse("127.0.0.1:10026"))
+
+A message is stored once (its exact bytes) with one hold per held recipient. `hold()` is one transaction and is
+idempotent: handing the same message over again (same sender, held recipients and bytes) returns the holds
+already stored. Every decision is one atomic `UPDATE ... WHERE state = 'held'`, so of two racing decisions
+exactly one wins, and only its caller delivers; a delivery is claimed (`delivery = 'sending'`) before it is
+sent, so two workers never send the same one. Every state change is written to `events` (who and when).
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email import policy as email_policy
+from email.parser import BytesHeaderParser
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, Select, and_, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from rcptguard.delivery import DeliveryResult, NextHop, deliver
+from rcptguard.store import Store, StoreError
+from rcptguard.store.schema import events, holds, messages
+
+__all__ = [
+    "DECISIONS",
+    "STATES",
+    "AlreadyDecided",
+    "Event",
+    "HeldRecipient",
+    "Hold",
+    "NotFound",
+    "NotPending",
+    "Quarantine",
+    "QuarantineError",
+    "ReleaseOutcome",
+]
+
+STATES = ("held", "released", "corrected", "cancelled", "expired")
+DECISIONS = ("released", "corrected", "cancelled", "expired")
+_DELIVERING = ("released", "corrected")
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lower case: no 0/1/8/9 to confuse
+_ID_LENGTH = 10  # 50 bits
+STALE_CLAIM = dt.timedelta(minutes=15)  # a 'sending' claim older than this is taken to be a crashed worker's
+
+
+class QuarantineError(Exception):
+    """A request the quarantine cannot carry out (as opposed to StoreError: the database failed)."""
+
+
+class NotFound(QuarantineError):  # noqa: N818 - the name reads as the answer
+    def __init__(self, hold_id: str) -> None:
+        super().__init__(f"no held message with id {hold_id!r}")
+        self.hold_id = hold_id
+
+
+class AlreadyDecided(QuarantineError):  # noqa: N818
+    def __init__(self, hold_id: str, state: str, decided_by: str | None = None) -> None:
+        by = f" by {decided_by}" if decided_by else ""
+        super().__init__(f"{hold_id} was already decided: it is {state}{by}")
+        self.hold_id = hold_id
+        self.state = state
+        self.decided_by = decided_by
+
+
+class NotPending(QuarantineError):  # noqa: N818
+    def __init__(self, hold_id: str, delivery: str) -> None:
+        super().__init__(f"{hold_id} has no delivery in progress (delivery is {delivery})")
+        self.hold_id = hold_id
+        self.delivery = delivery
+
+
+@dataclass(frozen=True)
+class HeldRecipient:
+    """One recipient to hold, with the verdict that held it."""
+
+    address: str
+    intended: str | None
+    suggestion: str | None
+    reason: str
+    signals: list[dict[str, Any]]
+    score: float
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One held recipient of a stored message, with the message's envelope and summary (never its content)."""
+
+    id: str
+    message_id: str
+    recipient: str
+    intended: str | None
+    suggestion: str | None
+    reason: str
+    signals: list[dict[str, Any]]
+    score: float
+    state: str
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    decided_by: str | None
+    deliver_to: str | None
+    delivery: str
+    delivery_attempts: int
+    delivered_at: dt.datetime | None
+    last_error: str | None
+    mail_from: str
+    subject: str
+    message_id_header: str
+    received_at: dt.datetime
+    size: int
+    client: str
+
+    def to_json(self) -> dict[str, Any]:
+        def when(value: dt.datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.id, "message_id": self.message_id, "recipient": self.recipient,
+            "intended": self.intended, "suggestion": self.suggestion, "reason": self.reason,
+            "signals": self.signals, "score": self.score, "state": self.state,
+            "created_at": when(self.created_at), "decided_at": when(self.decided_at),
+            "decided_by": self.decided_by, "deliver_to": self.deliver_to, "delivery": self.delivery,
+            "delivery_attempts": self.delivery_attempts, "delivered_at": when(self.delivered_at),
+            "last_error": self.last_error, "mail_from": self.mail_from, "subject": self.subject,
+            "message_id_header": self.message_id_header, "received_at": when(self.received_at),
+            "size": self.size, "client": self.client,
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    """One state change of a hold: who made it and when."""
+
+    id: int
+    hold_id: str
+    at: dt.datetime
+    actor: str
+    from_state: str
+    to_state: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "hold_id": self.hold_id, "at": self.at.isoformat(), "actor": self.actor,
+                "from_state": self.from_state, "to_state": self.to_state, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    """What one delivery attempt did: the hold afterwards and the next hop's answer (None if not sent here)."""
+
+    hold: Hold
+    result: DeliveryResult | None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands datetimes back naive; everything is stored in UTC."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _opt_utc(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else _utc(value)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A database error as one line: the driver's message, without SQLAlchemy's background link."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def new_hold_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+
+def message_key(mail_from: str, recipients: Sequence[str], content: bytes) -> str:
+    """The idempotency key: sha256 over the sender, the sorted held recipients and the exact bytes."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([mail_from, sorted(recipients)], ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    digest.update(b"\0")
+    digest.update(content)
+    return digest.hexdigest()
+
+
+def _clean(text: str, limit: int = 998) -> str:
+    """Header text fit for a database and a terminal: valid UTF-8, one line, no control characters."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(" " if ch in "\r\n\t" else ch for ch in text if ch >= " " or ch in "\r\n\t")
+    return " ".join(text.split())[:limit]
+
+
+def summarize(content: bytes) -> tuple[str, str]:
+    """The decoded Subject and the Message-ID of a message, "" where missing or unreadable."""
+    try:
+        parsed = BytesHeaderParser(policy=email_policy.default).parsebytes(content)
+        subject, message_id = parsed.get("subject"), parsed.get("message-id")
+        return _clean(str(subject or "")), _clean(str(message_id or ""))
+    except Exception:  # noqa: BLE001 - a malformed header must never stop a hold; the summary is only for display
+        return "", ""
+
+
+def header_block(content: bytes) -> str:
+    """The header section of a message as text (everything before the first empty line), never the body."""
+    end = len(content)
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        found = content.find(separator)
+        if found != -1:
+            end = min(end, found)
+    return content[:end].decode("utf-8", "replace")
+
+
+def needs_smtputf8(*addresses: str) -> bool:
+    return not all(address.isascii() for address in addresses)
+
+
+_HOLD_COLUMNS = (
+    *(c for c in holds.c if c.name != "claimed_at"),
+    messages.c.mail_from, messages.c.subject, messages.c.message_id_header, messages.c.received_at,
+    messages.c.size, messages.c.client,
+)
+
+
+def _hold_query() -> Select[Any]:
+    return select(*_HOLD_COLUMNS).select_from(holds.join(messages, holds.c.message_id == messages.c.id))
+
+
+def _to_hold(m: RowMapping) -> Hold:
+    return Hold(
+        id=m["id"], message_id=m["message_id"], recipient=m["recipient"], intended=m["intended"],
+        suggestion=m["suggestion"], reason=m["reason"], signals=json.loads(m["signals"]), score=float(m["score"]),
+        state=m["state"], created_at=_utc(m["created_at"]), decided_at=_opt_utc(m["decided_at"]),
+        decided_by=m["decided_by"], deliver_to=m["deliver_to"], delivery=m["delivery"],
+        delivery_attempts=int(m["delivery_attempts"]), delivered_at=_opt_utc(m["delivered_at"]),
+        last_error=m["last_error"], mail_from=m["mail_from"], subject=m["subject"],
+        message_id_header=m["message_id_header"], received_at=_utc(m["received_at"]), size=int(m["size"]),
+        client=m["client"],
+    )
+
+
+class Quarantine:
+    """Held messages in the store. Every method is safe to call from several threads and processes at once."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    # -- holding ----------------------------------------------------------------------------------------------
+
+    def hold(self, *, mail_from: str, recipients: Sequence[HeldRecipient], content: bytes,
+             client: str = "") -> builtins.list[Hold]:
+        """Store the message and hold each recipient, in one durable transaction; the holds in recipient order.
+
+        Idempotent: the same sender, held recipients and bytes again return the holds already stored.
+        """
+        if not recipients:
+            return []
+        addresses = [r.address for r in recipients]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("a recipient is held at most once per message")
+        now = _now()
+        key = message_key(mail_from, addresses, content)
+        subject, message_id_header = summarize(content)
+        signals = [json.dumps(r.signals, ensure_ascii=False) for r in recipients]  # TypeError: not JSON
+        message_row = {
+            "id": uuid.uuid4().hex, "key": key, "mail_from": mail_from, "content": content, "size": len(content),
+            "subject": subject, "message_id_header": message_id_header, "received_at": now, "client": client,
+        }
+        try:
+            with self.engine.begin() as connection:
+                self._insert_ignoring(connection, messages, [messages.c.key], [message_row])
+                message_id = connection.execute(select(messages.c.id).where(messages.c.key == key)).scalar_one()
+                hold_rows = [{
+                    "id": new_hold_id(), "message_id": message_id, "recipient": r.address, "intended": r.intended,
+                    "suggestion": r.suggestion, "reason": r.reason, "signals": signal_json,
+                    "score": float(r.score), "state": "held", "created_at": now, "delivery": "none",
+                    "delivery_attempts": 0,
+                } for r, signal_json in zip(recipients, signals, strict=True)]
+                self._insert_ignoring(connection, holds, [holds.c.message_id, holds.c.recipient], hold_rows)
+                rows = connection.execute(
+                    _hold_query().where(holds.c.message_id == message_id, holds.c.recipient.in_(addresses))
+                ).mappings().all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store the held message: {_one_line(exc)}") from exc
+        by_address = {row["recipient"]: _to_hold(row) for row in rows}
+        return [by_address[address] for address in addresses]
+
+    def _insert_ignoring(self, connection: Connection, table: Any, keys: builtins.list[Any],  # noqa: ANN401
+                         rows: builtins.list[dict[str, Any]]) -> None:
+        """INSERT ... ON CONFLICT (keys) DO NOTHING; elsewhere, insert what is missing under a savepoint."""
+        dialect = connection.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            insert_ = sqlite_insert if dialect == "sqlite" else pg_insert
+            connection.execute(insert_(table).on_conflict_do_nothing(index_elements=keys), rows)
+            return
+        for row in rows:  # pragma: no cover - only SQLite and PostgreSQL are supported stores
+            try:
+                with connection.begin_nested():
+                    connection.execute(insert(table), [row])
+            except IntegrityError:
+                continue
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def _read(self, what: str, query: Select[Any]) -> builtins.list[RowMapping]:
+        try:
+            with self.engine.connect() as connection:
+                return builtins.list(connection.execute(query).mappings().all())
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read {what}: {_one_line(exc)}") from exc
+
+    def get(self, hold_id: str) -> Hold | None:
+        rows = self._read("the quarantine", _hold_query().where(holds.c.id == hold_id))
+        return _to_hold(rows[0]) if rows else None
+
+    def require(self, hold_id: str) -> Hold:
+        """The hold, or NotFound."""
+        hold = self.get(hold_id)
+        if hold is None:
+            raise NotFound(hold_id)
+        return hold
+
+    def content(self, hold_id: str) -> bytes:
+        """The exact bytes of the held message."""
+        query = select(messages.c.content).select_from(holds.join(messages, holds.c.message_id == messages.c.id))
+        rows = self._read("the held message", query.where(holds.c.id == hold_id))
+        if not rows:
+            raise NotFound(hold_id)
+        return bytes(rows[0]["content"])
+
+    def list(self, state: str | None = "held", limit: int | None = None) -> builtins.list[Hold]:
+        """Holds in `state` (None: every state), oldest first."""
+        if state is not None and state not in STATES:
+            raise ValueError(f"unknown state {state!r} (expected one of {', '.join(STATES)})")
+        query = _hold_query().order_by(holds.c.created_at, holds.c.message_id, holds.c.recipient)
+        if state is not None:
+            query = query.where(holds.c.state == state)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_to_hold(row) for row in self._read("the quarantine", query)]
+
+    def events(self, hold_id: str) -> builtins.list[Event]:
+        """The audit log of one hold, oldest first."""
+        query = select(events).where(events.c.hold_id == hold_id).order_by(events.c.id)
+        return [Event(id=int(m["id"]), hold_id=m["hold_id"], at=_utc(m["at"]), actor=m["actor"],
+                      from_state=m["from_state"], to_state=m["to_state"], detail=m["detail"])
+                for m in self._read("the audit log", query)]
+
+    def pending_deliveries(self) -> builtins.list[Hold]:
+        """Released or corrected holds not delivered yet (waiting for a retry, or being sent now), oldest first."""
+        query = _hold_query().where(holds.c.delivery.in_(("pending", "sending")))
+        return [_to_hold(row) for row in self._read("the quarantine", query.order_by(holds.c.decided_at))]
+
+    # -- deciding ---------------------------------------------------------------------------------------------
+
+    def decide(self, hold_id: str, to_state: str, actor: str, *, deliver_to: str | None = None,
+               detail: str = "") -> Hold:
+        """Move a held recipient to `to_state`, atomically: of two racing calls exactly one wins.
+
+        released and corrected set the delivery to pending (to `deliver_to`, by default the recipient).
+        Raises AlreadyDecided if it is no longer held, NotFound if there is no such hold.
+        """
+        if to_state not in DECISIONS:
+            raise ValueError(f"cannot decide {to_state!r} (expected one of {', '.join(DECISIONS)})")
+        if to_state == "corrected" and not deliver_to:
+            raise ValueError("a correction needs the address to deliver to")
+        if to_state not in _DELIVERING:
+            deliver_to = None
+        now = _now()
+        values: dict[str, Any] = {
+            "state": to_state, "decided_at": now, "decided_by": actor,
+            "delivery": "pending" if to_state in _DELIVERING else "none",
+        }
+        if to_state in _DELIVERING:
+            values["deliver_to"] = deliver_to or holds.c.recipient
+        try:
+            with self.engine.begin() as connection:
+                # The UPDATE comes first: on SQLite the transaction starts as a writer, so it waits for a racing
+                # writer (busy_timeout) instead of failing on a stale snapshot.
+                result = connection.execute(
+                    update(holds).where(holds.c.id == hold_id, holds.c.state == "held").values(values)
+                )
+                if result.rowcount == 1:
+                    row = connection.execute(_hold_query().where(holds.c.id == hold_id)).mappings().one()
+                    text = detail or (f"deliver to {row['deliver_to']}" if to_state in _DELIVERING else "")
+                    connection.execute(insert(events).values(
+                        hold_id=hold_id, at=now, actor=actor, from_state="held", to_state=to_state, detail=text,
+                    ))
+                    return _to_hold(row)
+                current = connection.execute(
+                    select(holds.c.state, holds.c.decided_by).where(holds.c.id == hold_id)
+                ).mappings().one_or_none()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record the decision on {hold_id}: {_one_line(exc)}") from exc
+        if current is None:
+            raise NotFound(hold_id)
+        raise AlreadyDecided(hold_id, current["state"], current["decided_by"])
+
+    def cancel(self, hold_id: str, actor: str) -> Hold:
+        """Never send it to this recipient."""
+        return self.decide(hold_id, "cancelled", actor)
+
+    def expire_due(self, retention: dt.timedelta, actor: str = "expiry") -> builtins.list[Hold]:
+        """Expire every hold created at least `retention` ago and still held; the holds this call expired."""
+        cutoff = _now() - retention
+        query = select(holds.c.id).where(holds.c.state == "held", holds.c.created_at <= cutoff)
+        expired = []
+        for row in self._read("the quarantine", query.order_by(holds.c.created_at)):
+            hold_id = row["id"]
+            try:
+                expired.append(self.decide(hold_id, "expired", actor,
+                                           detail=f"not released within {_duration(retention)}"))
+            except AlreadyDecided:  # decided by a person while we were expiring: their decision stands
+                continue
+        return expired
+
+    # -- delivering -------------------------------------------------------------------------------------------
+
+    def _claim(self, hold_id: str, *, stale_after: dt.timedelta = STALE_CLAIM) -> bool:
+        """Take the pending delivery of one hold (or a crashed worker's stale claim); True for exactly one caller."""
+        now = _now()
+        try:
+            with self.engine.begin() as connection:
+                result = connection.execute(update(holds).where(
+                    holds.c.id == hold_id,
+                    or_(holds.c.delivery == "pending",
+                        and_(holds.c.delivery == "sending", holds.c.claimed_at <= now - stale_after)),
+                ).values(delivery="sending", claimed_at=now))
+                return bool(result.rowcount == 1)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot claim the delivery of {hold_id}: {_one_line(exc)}") from exc
+
+    def _mark(self, hold_id: str, values: dict[str, Any]) -> Hold:
+        try:
+            with self.engine.begin() as connection:
+                result = connection.execute(update(holds).where(
+                    holds.c.id == hold_id, holds.c.delivery.in_(("pending", "sending"))
+                ).values(values))
+                current = connection.execute(_hold_query().where(holds.c.id == hold_id)).mappings().one_or_none()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record the delivery of {hold_id}: {_one_line(exc)}") from exc
+        if current is None:
+            raise NotFound(hold_id)
+        hold = _to_hold(current)
+        if result.rowcount != 1:
+            raise NotPending(hold_id, hold.delivery)
+        return hold
+
+    def mark_delivered(self, hold_id: str) -> Hold:
+        """The next hop accepted the released message."""
+        return self._mark(hold_id, {"delivery": "delivered", "delivered_at": _now(), "claimed_at": None,
+                                    "delivery_attempts": holds.c.delivery_attempts + 1, "last_error": None})
+
+    def mark_failed(self, hold_id: str, error: str, permanent: bool) -> Hold:
+        """A delivery attempt failed: permanent gives up, temporary leaves it pending for deliver_pending()."""
+        return self._mark(hold_id, {"delivery": "failed" if permanent else "pending", "claimed_at": None,
+                                    "delivery_attempts": holds.c.delivery_attempts + 1, "last_error": error})
+
+    def _send(self, hold_id: str, next_hop: NextHop) -> ReleaseOutcome:
+        """Deliver a hold this caller has claimed, and record the outcome."""
+        hold = self.require(hold_id)
+        target = hold.deliver_to or hold.recipient
+        result = deliver(next_hop, hold.mail_from, [target], self.content(hold_id),
+                         smtputf8=needs_smtputf8(hold.mail_from, target))
+        if target in result.accepted:
+            return ReleaseOutcome(self.mark_delivered(hold_id), result)
+        code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")
+        error = result.error or (f"{code} {text}" if code else "not accepted by the next hop")
+        if target in result.perm_failed and target not in result.temp_failed:
+            return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=True), result)
+        return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=False), result)
+
+    def release_outcome(self, hold_id: str, actor: str, next_hop: NextHop, *,
+                        to: str | None = None) -> ReleaseOutcome:
+        """release(), also returning the next hop's answer (None if another worker took the delivery)."""
+        current = self.require(hold_id)
+        if to is not None and to != current.recipient:
+            hold = self.decide(hold_id, "corrected", actor, deliver_to=to)
+        else:
+            hold = self.decide(hold_id, "released", actor)
+        if not self._claim(hold.id):  # deliver_pending() on another worker took it between the two
+            return ReleaseOutcome(self.require(hold_id), None)
+        return self._send(hold_id, next_hop)
+
+    def release(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None) -> Hold:
+        """Release a held recipient (to `to` instead: corrected) and deliver the stored bytes to the next hop.
+
+        Only the caller whose decision won delivers. Raises AlreadyDecided, NotFound, StoreError. The hold returned
+        says what happened: delivery delivered, pending (a temporary failure; deliver_pending() retries) or failed.
+        """
+        return self.release_outcome(hold_id, actor, next_hop, to=to).hold
+
+    def deliver_pending(self, next_hop: NextHop, *, stale_after: dt.timedelta = STALE_CLAIM) -> int:
+        """Retry every pending delivery once, each claimed first so that no two workers send the same one.
+
+        Returns how many were delivered. A claim older than `stale_after` (a worker died mid-send) is taken over.
+        """
+        delivered = 0
+        for hold in self.pending_deliveries():
+            if self._claim(hold.id, stale_after=stale_after) and \
+                    self._send(hold.id, next_hop).hold.delivery == "delivered":
+                delivered += 1
+        return delivered
+
+
+def _duration(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"

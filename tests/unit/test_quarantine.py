@@ -1,0 +1,452 @@
+"""The quarantine on SQLite with a real SMTP next hop on loopback: holding, deciding, delivering, expiring, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select, text
+
+from rcptguard.cli_quarantine import quarantine as quarantine_group
+from rcptguard.delivery import NextHop
+from rcptguard.store import Store, StoreError
+from rcptguard.store.quarantine import AlreadyDecided, HeldRecipient, NotFound, Quarantine
+from rcptguard.store.schema import messages
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+
+SENDER = "alice@example.org"
+CONTENT = (
+    b"From: Alice <alice@example.org>\r\n"
+    b"To: bob@gmial.com\r\n"
+    b"Subject: =?utf-8?q?Quarterly_r=C3=A9sum=C3=A9?=\r\n"
+    b"Message-ID: <q1@example.org>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"Caf\xc3\xa9 at n\xc3\xa4chste Woche, the secret body text.\r\n"
+    b".a line that starts with a dot\r\n"
+    b"..and one with two\r\n"
+    b"bare\nnewline and trailing spaces   \r\n"
+    b".\r\n"
+    b"end\r\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+
+
+class Sink:
+    """A recording SMTP next hop on 127.0.0.1 (aiosmtpd), optionally refusing some recipients."""
+
+    def __init__(self, port: int | None = None, refuse: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.refuse = refuse or {}
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._controller: Controller | None = None
+
+    @property
+    def hop(self) -> NextHop:
+        return NextHop("127.0.0.1", self.port, timeout=10)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
+                          options: list[str]) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        mail_from = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
+        with self._lock:
+            self.received.append(Received(mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content or b"")))
+        return "250 2.0.0 OK"
+
+    def start(self) -> Sink:
+        controller = Controller(self, hostname="127.0.0.1", port=self.port, decode_data=False,
+                                enable_SMTPUTF8=True, ready_timeout=10.0)
+        controller.start()
+        self._controller = controller
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'quarantine.db'}"
+
+
+@pytest.fixture
+def quarantine(db_url: str) -> Iterator[Quarantine]:
+    store = Store.open(db_url)
+    yield Quarantine(store)
+    store.close()
+
+
+def held(address: str = "bob@gmial.com", suggestion: str | None = "bob@gmail.com") -> HeldRecipient:
+    return HeldRecipient(
+        address=address, intended=suggestion, suggestion=suggestion,
+        reason="gmial.com looks like a slip of gmail.com",
+        signals=[{"name": "TYPO_SWAP", "score": 6.0, "evidence": {"typed": "gmial.com", "likely": "gmail.com"}}],
+        score=6.0,
+    )
+
+
+def hold_one(quarantine: Quarantine, address: str = "bob@gmial.com", content: bytes = CONTENT) -> str:
+    return quarantine.hold(mail_from=SENDER, recipients=[held(address)], content=content, client="mua.example")[0].id
+
+
+# -- holding ----------------------------------------------------------------------------------------------------
+
+
+def test_same_message_twice_is_held_once(quarantine: Quarantine) -> None:
+    """Handing the same sender, recipients and bytes over twice returns the same holds and stores one message."""
+    first = quarantine.hold(mail_from=SENDER, recipients=[held(), held("carol@yaho.com", "carol@yahoo.com")],
+                            content=CONTENT)
+    again = quarantine.hold(mail_from=SENDER, recipients=[held("carol@yaho.com", "carol@yahoo.com"), held()],
+                            content=CONTENT)
+    assert [h.id for h in again] == [first[1].id, first[0].id]
+    assert len(quarantine.list()) == 2
+    with quarantine.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(messages)).scalar_one() == 1
+
+
+def test_hold_records_the_summary(quarantine: Quarantine) -> None:
+    """A hold carries the verdict, the decoded subject, the Message-ID and the size, and starts held."""
+    hold = quarantine.require(hold_one(quarantine))
+    assert (hold.state, hold.delivery, hold.delivery_attempts) == ("held", "none", 0)
+    assert hold.subject == "Quarterly résumé"
+    assert hold.message_id_header == "<q1@example.org>"
+    assert hold.size == len(CONTENT)
+    assert hold.suggestion == "bob@gmail.com"
+    assert hold.signals[0]["name"] == "TYPO_SWAP"
+    assert hold.client == "mua.example"
+    assert quarantine.content(hold.id) == CONTENT
+
+
+def test_failed_hold_writes_nothing(quarantine: Quarantine) -> None:
+    """A hold whose second insert fails leaves no message behind and raises StoreError."""
+    with quarantine.engine.begin() as connection:
+        connection.execute(text("CREATE TRIGGER no_holds BEFORE INSERT ON holds BEGIN SELECT RAISE(ABORT, 'x'); END"))
+    with pytest.raises(StoreError, match="cannot store the held message"):
+        hold_one(quarantine)
+    with quarantine.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(messages)).scalar_one() == 0
+
+
+def test_unknown_hold_is_not_found(quarantine: Quarantine, sink: Sink) -> None:
+    """Deciding or reading an id that does not exist raises NotFound."""
+    assert quarantine.get("nosuchhold") is None
+    with pytest.raises(NotFound):
+        quarantine.cancel("nosuchhold", "alice")
+    with pytest.raises(NotFound):
+        quarantine.release("nosuchhold", "alice", sink.hop)
+    with pytest.raises(NotFound):
+        quarantine.content("nosuchhold")
+
+
+# -- releasing --------------------------------------------------------------------------------------------------
+
+
+def test_release_delivers_the_exact_bytes(quarantine: Quarantine, sink: Sink) -> None:
+    """Release hands the next hop the stored bytes unchanged (8-bit, CRLF, leading dots) for the recipient."""
+    hold_id = hold_one(quarantine)
+    hold = quarantine.release(hold_id, "alice", sink.hop)
+    assert (hold.state, hold.delivery, hold.deliver_to, hold.delivery_attempts) == \
+        ("released", "delivered", "bob@gmial.com", 1)
+    assert hold.delivered_at is not None
+    assert sink.received == [Received(SENDER, ("bob@gmial.com",), CONTENT)]
+
+
+def test_release_to_corrects_the_address(quarantine: Quarantine, sink: Sink) -> None:
+    """Release with a different address delivers there and records the hold as corrected."""
+    hold = quarantine.release(hold_one(quarantine), "alice", sink.hop, to="bob@gmail.com")
+    assert (hold.state, hold.deliver_to, hold.delivery) == ("corrected", "bob@gmail.com", "delivered")
+    assert [r.rcpt_tos for r in sink.received] == [("bob@gmail.com",)]
+    assert sink.received[0].data == CONTENT
+
+
+def test_racing_releases_deliver_once(quarantine: Quarantine, sink: Sink) -> None:
+    """Two threads releasing one hold at once: one delivery, one AlreadyDecided; a replay changes nothing."""
+    hold_id = hold_one(quarantine)
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def release() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(quarantine.release(hold_id, threading.current_thread().name, sink.hop))
+        except AlreadyDecided as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=release, name=f"worker{i}") for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(type(o).__name__ for o in outcomes) == ["AlreadyDecided", "Hold"]
+    assert len(sink.received) == 1
+    with pytest.raises(AlreadyDecided) as info:
+        quarantine.release(hold_id, "mallory", sink.hop)
+    assert info.value.state == "released"
+    assert len(sink.received) == 1
+    assert len(quarantine.events(hold_id)) == 1
+
+
+def test_cancelled_hold_cannot_be_released(quarantine: Quarantine, sink: Sink) -> None:
+    """A cancelled hold refuses a later release and nothing is sent."""
+    hold_id = hold_one(quarantine)
+    assert quarantine.cancel(hold_id, "alice").state == "cancelled"
+    with pytest.raises(AlreadyDecided, match="cancelled by alice"):
+        quarantine.release(hold_id, "bob", sink.hop)
+    assert sink.received == []
+
+
+def test_next_hop_down_leaves_delivery_pending(quarantine: Quarantine) -> None:
+    """A release while the next hop is down stays pending, and deliver_pending delivers it once when it is up."""
+    hop_later = Sink()
+    hold_id = hold_one(quarantine)
+    hold = quarantine.release(hold_id, "alice", hop_later.hop)
+    assert (hold.state, hold.delivery, hold.delivery_attempts) == ("released", "pending", 1)
+    assert hold.last_error
+    assert [h.id for h in quarantine.pending_deliveries()] == [hold_id]
+    hop_later.start()
+    try:
+        assert quarantine.deliver_pending(hop_later.hop) == 1
+        assert quarantine.deliver_pending(hop_later.hop) == 0
+    finally:
+        hop_later.stop()
+    assert [r.data for r in hop_later.received] == [CONTENT]
+    assert quarantine.require(hold_id).delivery == "delivered"
+    assert quarantine.pending_deliveries() == []
+
+
+def test_permanent_refusal_marks_failed(quarantine: Quarantine) -> None:
+    """A 5xx from the next hop for the recipient marks the delivery failed and deliver_pending leaves it alone."""
+    refusing = Sink(refuse={"bob@gmial.com": "550 5.1.1 no such user"}).start()
+    try:
+        hold = quarantine.release(hold_one(quarantine), "alice", refusing.hop)
+        assert (hold.delivery, hold.delivery_attempts) == ("failed", 1)
+        assert "550" in (hold.last_error or "")
+        assert quarantine.deliver_pending(refusing.hop) == 0
+    finally:
+        refusing.stop()
+    assert refusing.received == []
+
+
+def test_racing_workers_deliver_pending_once(quarantine: Quarantine, sink: Sink) -> None:
+    """Four workers running deliver_pending at once send each pending delivery exactly once."""
+    down = NextHop("127.0.0.1", free_port(), timeout=5)
+    ids = [hold_one(quarantine, f"user{i}@gmial.com") for i in range(3)]
+    for hold_id in ids:
+        assert quarantine.release(hold_id, "alice", down).delivery == "pending"
+    barrier = threading.Barrier(4)
+    counts: list[int] = []
+
+    def work() -> None:
+        barrier.wait()
+        counts.append(quarantine.deliver_pending(sink.hop))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sum(counts) == 3
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == [f"user{i}@gmial.com" for i in range(3)]
+
+
+# -- expiry and the audit log -----------------------------------------------------------------------------------
+
+
+def test_expire_due_expires_and_records(quarantine: Quarantine) -> None:
+    """A zero retention expires every held hold, records the event, and leaves decided holds alone."""
+    waiting, decided = hold_one(quarantine), hold_one(quarantine, "carol@yaho.com")
+    quarantine.cancel(decided, "alice")
+    assert quarantine.expire_due(dt.timedelta(days=1)) == []
+    expired = quarantine.expire_due(dt.timedelta(0))
+    assert [h.id for h in expired] == [waiting]
+    assert quarantine.require(waiting).state == "expired"
+    assert quarantine.require(decided).state == "cancelled"
+    event = quarantine.events(waiting)[-1]
+    assert (event.actor, event.from_state, event.to_state) == ("expiry", "held", "expired")
+    assert quarantine.expire_due(dt.timedelta(0)) == []
+
+
+def test_events_record_who_and_when(quarantine: Quarantine, sink: Sink) -> None:
+    """Every state change writes one event with the actor, the time, the states and the delivery address."""
+    before = dt.datetime.now(dt.UTC)
+    hold_id = hold_one(quarantine)
+    assert quarantine.events(hold_id) == []
+    quarantine.release(hold_id, "alice@example.org", sink.hop, to="bob@gmail.com")
+    after = dt.datetime.now(dt.UTC)
+    [event] = quarantine.events(hold_id)
+    assert (event.actor, event.from_state, event.to_state) == ("alice@example.org", "held", "corrected")
+    assert before <= event.at <= after
+    assert "bob@gmail.com" in event.detail
+    hold = quarantine.require(hold_id)
+    assert (hold.decided_by, hold.decided_at) == ("alice@example.org", event.at)
+
+
+# -- the command line -------------------------------------------------------------------------------------------
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(quarantine_group, list(args))
+
+
+def test_cli_list_text_and_jsonl(quarantine: Quarantine, db_url: str) -> None:
+    """`list` prints a readable row per held recipient, and one JSON object per hold with --format jsonl."""
+    hold_id = hold_one(quarantine)
+    result = run("list", "--db", db_url)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith(hold_id))
+    for part in (SENDER, "bob@gmial.com -> bob@gmail.com", "Quarterly résumé", "slip of gmail.com"):
+        assert part in row
+    result = run("list", "--db", db_url, "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    [item] = [json.loads(line) for line in result.output.splitlines()]
+    assert (item["id"], item["state"], item["recipient"]) == (hold_id, "held", "bob@gmial.com")
+    assert run("list", "--db", db_url, "--state", "released", "--format", "jsonl").output == ""
+
+
+def test_cli_show_has_fields_events_and_headers_not_body(quarantine: Quarantine, db_url: str) -> None:
+    """`show` prints the fields, the history and the headers, never the body."""
+    hold_id = hold_one(quarantine)
+    quarantine.cancel(hold_id, "alice")
+    result = run("show", "--db", db_url, hold_id)
+    assert result.exit_code == 0, result.output
+    assert "state:" in result.output
+    assert "cancelled" in result.output
+    assert "alice: held -> cancelled" in result.output
+    assert "Message-ID: <q1@example.org>" in result.output
+    assert "TYPO_SWAP" in result.output
+    assert "secret body" not in result.output
+
+
+def test_cli_release_then_replay(quarantine: Quarantine, db_url: str, sink: Sink) -> None:
+    """`release` delivers and exits 0; releasing it again exits 1 saying it was already decided."""
+    hold_id = hold_one(quarantine)
+    result = run("release", "--db", db_url, hold_id, "--next-hop", str(sink.hop), "--actor", "alice",
+                 "--to", "bob@gmail.com")
+    assert result.exit_code == 0, result.output
+    assert "delivered to bob@gmail.com" in result.output
+    assert [r.rcpt_tos for r in sink.received] == [("bob@gmail.com",)]
+    result = run("release", "--db", db_url, hold_id, "--next-hop", str(sink.hop))
+    assert result.exit_code == 1
+    assert "already decided" in result.stderr
+    assert "Traceback" not in result.output
+    assert len(sink.received) == 1
+
+
+def test_cli_release_with_the_hop_down_says_it_will_retry(quarantine: Quarantine, db_url: str) -> None:
+    """`release` with the next hop down exits 0, says it will be retried, and `deliver-pending` delivers later."""
+    later = Sink()
+    hold_id = hold_one(quarantine)
+    result = run("release", "--db", db_url, hold_id, "--next-hop", str(later.hop))
+    assert result.exit_code == 0, result.output
+    assert "retried" in result.output
+    later.start()
+    try:
+        result = run("deliver-pending", "--db", db_url, "--next-hop", str(later.hop))
+    finally:
+        later.stop()
+    assert result.exit_code == 0, result.output
+    assert "delivered 1" in result.output
+    assert len(later.received) == 1
+
+
+def test_cli_release_reads_the_next_hop_from_the_config(quarantine: Quarantine, tmp_path: Path, sink: Sink) -> None:
+    """`release` without --next-hop uses [relay] next_hop, and [db] url, from the config file."""
+    hold_id = hold_one(quarantine)
+    config = tmp_path / "rcptguard.toml"
+    config.write_text(f'[db]\nurl = "{quarantine.engine.url}"\n[relay]\nnext_hop = "{sink.hop}"\n', "utf-8")
+    result = run("release", "--config", str(config), hold_id)
+    assert result.exit_code == 0, result.output
+    assert len(sink.received) == 1
+
+
+def test_cli_cancel(quarantine: Quarantine, db_url: str) -> None:
+    """`cancel` records the cancellation with the actor and exits 0; cancelling again exits 1."""
+    hold_id = hold_one(quarantine)
+    result = run("cancel", "--db", db_url, hold_id, "--actor", "alice")
+    assert result.exit_code == 0, result.output
+    assert quarantine.require(hold_id).state == "cancelled"
+    assert quarantine.events(hold_id)[0].actor == "alice"
+    assert run("cancel", "--db", db_url, hold_id).exit_code == 1
+
+
+def test_cli_expire_notifies_the_sender_without_the_body(quarantine: Quarantine, db_url: str, sink: Sink) -> None:
+    """`expire` expires what is due and sends the sender an auto-replied notice from <> that omits the body."""
+    hold_id = hold_one(quarantine)
+    result = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(sink.hop))
+    assert result.exit_code == 0, result.output
+    assert quarantine.require(hold_id).state == "expired"
+    [notice] = sink.received
+    assert (notice.mail_from, notice.rcpt_tos) == ("", (SENDER,))
+    assert b"Auto-Submitted: auto-replied" in notice.data
+    assert b"In-Reply-To: <q1@example.org>" in notice.data
+    assert b"bob@gmial.com" in notice.data
+    assert b"secret body" not in notice.data
+    assert b"n\xc3\xa4chste" not in notice.data
+
+
+def test_cli_unknown_id_is_one_clear_line(db_url: str) -> None:
+    """An unknown id exits 1 with one line naming it on stderr, and no traceback."""
+    for command in ("show", "cancel"):
+        result = run(command, "--db", db_url, "nosuchhold")
+        assert result.exit_code == 1
+        assert result.stderr.strip().splitlines() == ["Error: no held message with id 'nosuchhold'"]
+
+
+def test_cli_unwritable_store_is_one_clear_line(tmp_path: Path) -> None:
+    """A --db the store cannot be created at exits 1 with one line on stderr, and no traceback."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("", "utf-8")
+    result = run("list", "--db", f"sqlite:///{blocker / 'q.db'}")
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot open the store")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_cli_release_without_a_next_hop_is_a_usage_error(quarantine: Quarantine, db_url: str) -> None:
+    """`release` with no --next-hop and none in the config exits 2 and decides nothing."""
+    hold_id = hold_one(quarantine)
+    result = run("release", "--db", db_url, hold_id)
+    assert result.exit_code == 2
+    assert "next hop" in result.stderr
+    assert quarantine.require(hold_id).state == "held"

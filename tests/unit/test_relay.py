@@ -1,0 +1,346 @@
+"""The relay on real sockets, with a real SMTP next hop: splitting, holding, and never losing a message."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rcptguard.gateways.relay import RelayHandler, RelaySettings, build, normalise_line_endings, serve
+from rcptguard.guard import Guard
+from rcptguard.model import Action, Verdict
+from rcptguard.policy import ForceRule, load_policy
+from rcptguard.runtime import GuardFactory
+from rcptguard.store import Store
+from rcptguard.store.quarantine import Quarantine
+from tests.integration.sink import RecordingSink
+
+BODY = (b"From: me@example-corp.com\r\nTo: crew\r\nSubject: crew list\r\nMessage-ID: <m1@example-corp.com>\r\n"
+        b"\r\nPassport numbers: \xc3\xa9t\xc3\xa9\r\n.starts with a dot\r\nend\r\n")
+
+
+class Relay:
+    """A relay on a loopback port, served by an event loop in a thread."""
+
+    def __init__(self, handler: RelayHandler, quarantine: Quarantine | None) -> None:
+        self.handler = handler
+        self.quarantine = quarantine
+        self.loop = asyncio.new_event_loop()
+        self.stop = asyncio.Event()
+        ready = threading.Event()
+        self.port = 0
+
+        def on_ready(port: int) -> None:
+            self.port = port
+            ready.set()
+
+        self.thread = threading.Thread(target=self.loop.run_until_complete, daemon=True, args=(
+            serve(handler, "127.0.0.1", 0, ready=on_ready, stop=self.stop, quarantine=quarantine),))
+        self.thread.start()
+        assert ready.wait(10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(10)
+        self.loop.close()
+
+    def smtp(self) -> smtplib.SMTP:
+        return smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+
+
+def policy_factory(force_ml: bool = False) -> GuardFactory:
+    policy = load_policy().with_domains(("mil", "example-corp.com"), ("gmail.com",))
+    if force_ml:
+        policy = replace(policy, force=(ForceRule(Action.REJECT, suffixes=("ml",), message="Mali is blocked."),))
+    return lambda learned: Guard(policy, learned=learned)
+
+
+@pytest.fixture
+def sink() -> Iterator[RecordingSink]:
+    with RecordingSink() as started:
+        yield started
+
+
+def make_relay(tmp_path: Path, sink: RecordingSink, *, force_ml: bool = False, store_url: str | None = None,
+               **settings: object) -> Relay:
+    store = Store.open(store_url or f"sqlite:///{tmp_path / 'relay.db'}")
+    relay_settings = RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}", "flush_interval": 0.05,
+                                                 **settings})
+    handler, quarantine = build(policy_factory(force_ml), store, relay_settings)
+    return Relay(handler, quarantine)
+
+
+@pytest.fixture
+def relay(tmp_path: Path, sink: RecordingSink) -> Iterator[Relay]:
+    running = make_relay(tmp_path, sink)
+    yield running
+    running.close()
+
+
+def send(relay: Relay, rcpts: list[str], body: bytes = BODY) -> tuple[int, bytes, dict[str, tuple[int, bytes]]]:
+    """MAIL, RCPT each, DATA; return the DATA reply and the refused recipients."""
+    with relay.smtp() as smtp:
+        smtp.ehlo()
+        smtp.mail("me@example-corp.com")
+        refused = {}
+        for rcpt in rcpts:
+            code, text = smtp.rcpt(rcpt)
+            if code >= 400:
+                refused[rcpt] = (code, text)
+        if len(refused) == len(rcpts):
+            return 0, b"", refused
+        code, text = smtp.data(body)
+        return code, text, refused
+
+
+def test_pass_is_forwarded_byte_for_byte(relay: Relay, sink: RecordingSink) -> None:
+    """A passing recipient gets the message exactly as sent (8-bit, a leading dot), nothing added."""
+    code, text, refused = send(relay, ["x@army.mil"])
+    assert (code, refused) == (250, {})
+    assert b"forwarded 1" in text
+    (got,) = sink.wait_for(1)
+    assert got.rcpt_tos == ("x@army.mil",)
+    assert got.data == BODY
+
+
+def test_warned_recipient_gets_a_warning_header(relay: Relay, sink: RecordingSink) -> None:
+    """A warned recipient is forwarded with an X-Rcptguard-Warning header that explains."""
+    code, _, _ = send(relay, ["a@ymail.com"])
+    assert code == 250
+    (got,) = sink.wait_for(1)
+    assert got.data.startswith(b"X-Rcptguard-Warning: a@ymail.com: ymail.com looks like gmail.com")
+    assert got.data.endswith(BODY)
+
+
+def test_held_recipient_is_stored_not_forwarded(relay: Relay, sink: RecordingSink) -> None:
+    """A held recipient is in the quarantine, byte-identical, and nothing reaches the next hop for it."""
+    code, text, _ = send(relay, ["j.doe@army.ml"])
+    assert code == 250
+    assert b"held 1" in text
+    assert relay.quarantine is not None
+    (held,) = relay.quarantine.list()
+    assert held.recipient == "j.doe@army.ml"
+    assert held.intended == "army.mil"
+    assert held.suggestion == "j.doe@army.mil"
+    assert held.id.encode() in text
+    assert relay.quarantine.content(held.id) == BODY
+    assert sink.messages == []
+
+
+def test_one_message_mixes_all_four(tmp_path: Path, sink: RecordingSink) -> None:
+    """pass, warn and hold in one message, reject at RCPT: each recipient goes its own way."""
+    relay = make_relay(tmp_path, sink, force_ml=True)
+    try:
+        assert relay.quarantine is not None
+        code, _, refused = send(relay, ["a@army.mil", "b@ymail.com", "c@gmial.com", "d@army.ml"])
+        assert code == 250
+        assert set(refused) == {"d@army.ml"}
+        assert refused["d@army.ml"][0] == 550
+        assert refused["d@army.ml"][1] == (b"5.7.1 army.ml looks like army.mil: .ml is Mali's country domain, "
+                                           b"one letter short of .mil. Mali is blocked. Did you mean d@army.mil? "
+                                           b"Check the address.")
+        got = sink.wait_for(2)
+        assert sorted(r for m in got for r in m.rcpt_tos) == ["a@army.mil", "b@ymail.com"]
+        assert [h.recipient for h in relay.quarantine.list()] == ["c@gmial.com"]
+    finally:
+        relay.close()
+
+
+def test_not_an_open_relay(tmp_path: Path, sink: RecordingSink) -> None:
+    """A client outside the allowed networks cannot send through the relay."""
+    relay = make_relay(tmp_path, sink, allow=["192.0.2.0/24"])
+    try:
+        with relay.smtp() as smtp:
+            smtp.ehlo()
+            code, text = smtp.mail("me@example-corp.com")
+        assert code == 550
+        assert b"Relaying denied" in text
+    finally:
+        relay.close()
+
+
+def test_next_hop_down_is_a_temporary_failure_and_holds_once(tmp_path: Path, sink: RecordingSink) -> None:
+    """Next hop down: 451 and nothing lost; the retry after it is back holds the held recipient only once."""
+    relay = make_relay(tmp_path, sink)
+    try:
+        sink.stop()
+        code, text, _ = send(relay, ["a@army.mil", "b@army.ml"])
+        assert code == 451
+        assert b"4.4.0" in text
+        sink.start()
+        code, _, _ = send(relay, ["a@army.mil", "b@army.ml"])
+        assert code == 250
+        assert [m.rcpt_tos for m in sink.wait_for(1)] == [("a@army.mil",)]
+        assert relay.quarantine is not None
+        assert len(relay.quarantine.list()) == 1
+    finally:
+        relay.close()
+
+
+@pytest.mark.parametrize(("reply_rcpt", "reply_data"), [
+    ({"a@army.mil": "450 4.2.0 mailbox busy"}, None),
+    (None, "451 4.3.0 try later"),
+    (None, "421 4.3.2 shutting down"),
+])
+def test_next_hop_temporary_replies_give_451(tmp_path: Path, reply_rcpt: dict[str, str] | None,
+                                              reply_data: str | None) -> None:
+    """A 4xx from the next hop at RCPT or DATA (or a 421) means 451 here: the sender keeps the message."""
+    with RecordingSink(reply_rcpt=reply_rcpt, reply_data=reply_data) as sink:
+        relay = make_relay(tmp_path, sink)
+        try:
+            code, _, _ = send(relay, ["a@army.mil", "b@navy.mil"])
+        finally:
+            relay.close()
+        assert 400 <= code < 500
+        assert sink.messages == []
+
+
+def test_permanent_refusal_of_one_recipient_sends_a_dsn(tmp_path: Path) -> None:
+    """The next hop refuses one recipient for good: the others are delivered and the sender gets a DSN."""
+    with RecordingSink(reply_rcpt={"nobody@army.mil": "550 5.1.1 no such user"}) as sink:
+        relay = make_relay(tmp_path, sink)
+        try:
+            code, _, _ = send(relay, ["a@army.mil", "nobody@army.mil"])
+        finally:
+            relay.close()
+        assert code == 250
+        got = sink.wait_for(2)
+    assert got[0].rcpt_tos == ("a@army.mil",)
+    assert got[1].mail_from == ""
+    assert got[1].rcpt_tos == ("me@example-corp.com",)
+    assert b"nobody@army.mil: 550 5.1.1 no such user" in got[1].data
+    assert b"Passport" not in got[1].data
+
+
+def test_permanent_refusal_of_everything_is_a_5xx(tmp_path: Path) -> None:
+    """If the next hop refuses every recipient for good and nothing is held, the sender's MTA gets the 5xx."""
+    with RecordingSink(reply_rcpt={"nobody@army.mil": "550 5.1.1 no such user"}) as sink:
+        relay = make_relay(tmp_path, sink)
+        try:
+            code, text, _ = send(relay, ["nobody@army.mil"])
+        finally:
+            relay.close()
+    assert code == 550
+    assert b"no such user" in text
+
+
+class ExplodingGuard(Guard):
+    def check(self, raw: str) -> Verdict:
+        if raw.startswith("boom@"):
+            raise RuntimeError("injected fault")
+        return super().check(raw)
+
+
+def test_exception_in_the_handler_is_451(tmp_path: Path, sink: RecordingSink) -> None:
+    """An exception inside the relay answers 451 4.3.0, with no traceback in the reply."""
+    policy = load_policy().with_domains(("mil",))
+    store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
+    handler, quarantine = build(lambda learned: ExplodingGuard(policy, learned), store,
+                                RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}"}))
+    relay = Relay(handler, quarantine)
+    try:
+        with relay.smtp() as smtp:
+            smtp.ehlo()
+            smtp.mail("me@example-corp.com")
+            code, text = smtp.rcpt("boom@army.mil")
+    finally:
+        relay.close()
+    assert code == 451
+    assert text.startswith(b"4.3.0")
+    assert b"Traceback" not in text
+    assert b"RuntimeError" not in text
+
+
+def test_database_locked_is_451_and_nothing_half_written(tmp_path: Path, sink: RecordingSink) -> None:
+    """With the store locked by another writer, a held message gets 451 and no entry appears."""
+    path = tmp_path / "locked.db"
+    relay = make_relay(tmp_path, sink, store_url=f"sqlite:///{path}")
+    blocker = sqlite3.connect(path, timeout=0)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        code, text, _ = send(relay, ["a@army.ml"])
+        assert code == 451
+        assert b"Quarantine unavailable" in text
+        blocker.rollback()
+        assert relay.quarantine is not None
+        assert relay.quarantine.list() == []
+    finally:
+        blocker.close()
+        relay.close()
+
+
+def test_database_gone_is_451(tmp_path: Path, sink: RecordingSink) -> None:
+    """With the store's directory removed under it, a held message gets 451."""
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    relay = make_relay(tmp_path, sink, store_url=f"sqlite:///{folder / 'store.db'}")
+    try:
+        relay.handler.runtime.store.engine.dispose()  # type: ignore[union-attr]
+        for item in folder.iterdir():
+            item.unlink()
+        folder.rmdir()
+        code, _, _ = send(relay, ["a@army.ml"])
+        assert code == 451
+    finally:
+        relay.close()
+
+
+def test_same_message_twice_is_held_once(relay: Relay) -> None:
+    """A message delivered twice (the MTA retried after a lost 250) gives one quarantine entry."""
+    first = send(relay, ["a@army.ml", "b@army.ml"])
+    second = send(relay, ["a@army.ml", "b@army.ml"])
+    assert first[0] == second[0] == 250
+    assert relay.quarantine is not None
+    assert sorted(h.recipient for h in relay.quarantine.list()) == ["a@army.ml", "b@army.ml"]
+    assert first[1] == second[1]
+
+
+@pytest.mark.parametrize("smuggled", [b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n"])
+def test_smtp_smuggling_gives_one_message(relay: Relay, sink: RecordingSink, smuggled: bytes) -> None:
+    """A body with a fake end of DATA and a second transaction inside it is one message downstream."""
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        script = (b"EHLO client\r\nMAIL FROM:<me@example-corp.com>\r\nRCPT TO:<x@army.mil>\r\nDATA\r\n"
+                  b"Subject: one\r\n\r\nfirst" + smuggled + b"MAIL FROM:<evil@example.org>\r\n"
+                  b"RCPT TO:<victim@army.mil>\r\nDATA\r\nSubject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n")
+        sock.sendall(script)
+        replies = reader.read()
+    assert replies.count(b"250 2.0.0 OK: forwarded") == 1
+    got = sink.wait_for(1)
+    assert len(sink.messages) == 1
+    assert got[0].rcpt_tos == ("x@army.mil",)
+    assert b"\r\n..\r\n" in got[0].data or b"\r\n.MAIL" not in got[0].data
+    assert normalise_line_endings(got[0].data) == got[0].data  # no bare CR or LF left
+
+
+@pytest.mark.parametrize("address", [b"a@army.mil\r\nRCPT TO:<b@army.ml>", b"a@arm\ny.mil", b"a\r@army.mil",
+                                     b"a@army.mil\nRCPT TO:<b@army.mil"])
+def test_cr_lf_inside_addresses_is_refused(relay: Relay, sink: RecordingSink, address: bytes) -> None:
+    """CR or LF inside an address: no recipient is accepted, neither a cut-off one nor an injected one."""
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"EHLO c\r\nMAIL FROM:<me@example-corp.com>\r\nRCPT TO:<" + address + b">\r\nQUIT\r\n")
+        replies = reader.read().decode()
+    assert "250 2.1.0 OK" in replies
+    assert "250 2.1.5" not in replies, replies
+    assert "501 5.5.4" in replies or "553 5.1.3" in replies
+    assert sink.messages == []
+
+
+def test_learns_correspondents_from_forwarded_mail(tmp_path: Path, sink: RecordingSink) -> None:
+    """Domains the relay forwards to are counted in the same store as the policy service's."""
+    relay = make_relay(tmp_path, sink)
+    try:
+        send(relay, ["a@partner.example", "b@partner.example", "c@army.ml"])
+    finally:
+        relay.close()
+    assert Store.open(f"sqlite:///{tmp_path / 'relay.db'}").learned() == {"partner.example": 2}
