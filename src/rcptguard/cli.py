@@ -5,10 +5,11 @@ Exit status of deciding commands: 0 if every verdict is pass, 1 if any is not, 2
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -203,6 +204,16 @@ def eval_command(config: Path | None, profiles: Path, fmt: str, min_recall: floa
     sys.exit(1 if failed else 0)
 
 
+def run_async(main_coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a server on uvloop (libuv) when it is installed, else on asyncio's own loop."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        asyncio.run(main_coroutine)
+    else:
+        uvloop.run(main_coroutine)
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -234,7 +245,6 @@ def db_url(policy: Policy, flag: str | None) -> str:
 def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
             listen: str, stdio: bool, db: str | None, hold_mode: str | None, log_level: str) -> None:
     """Postfix policy service: refuse mistyped recipients at RCPT time."""
-    import asyncio  # noqa: PLC0415
 
     from rcptguard import logs  # noqa: PLC0415
     from rcptguard.gateways.policyd import PolicyService, PolicySettings, serve, serve_stdio  # noqa: PLC0415
@@ -266,7 +276,7 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
         if stdio:
             serve_stdio(service, sys.stdin.buffer, sys.stdout.buffer)
         else:
-            asyncio.run(serve(service, host, port))
+            run_async(serve(service, host, port))
 
 
 @main.command()
@@ -305,7 +315,6 @@ def release(postfix_config: Path | None, queue_ids: tuple[str, ...]) -> None:
 def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
           listen: str, next_hop: str | None, db: str | None, allow: tuple[str, ...], log_level: str) -> None:
     """SMTP relay / Postfix content filter: forward what passes, hold mistyped recipients in the quarantine."""
-    import asyncio  # noqa: PLC0415
 
     from rcptguard import logs  # noqa: PLC0415
     from rcptguard.gateways import relay as relay_mod  # noqa: PLC0415
@@ -336,7 +345,7 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(relay_mod.serve(handler, host, port, quarantine=quarantine))
+        run_async(relay_mod.serve(handler, host, port, quarantine=quarantine))
 
 
 def _register() -> None:

@@ -33,7 +33,7 @@ from typing import Any, cast
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from rcptguard import logs
-from rcptguard.delivery import DeliveryResult, NextHop, deliver
+from rcptguard.delivery import AsyncPool, DeliveryResult, NextHop
 from rcptguard.model import Action, Verdict
 from rcptguard.runtime import GuardFactory, Runtime
 from rcptguard.store import Store, StoreError
@@ -61,6 +61,7 @@ class RelaySettings:
     flush_interval: float = 2.0
     rebuild_interval: float = 60.0
     retry_interval: float = 30.0  # seconds between attempts to deliver released messages still pending
+    workers: int = 32  # connections to the next hop kept open between messages
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -162,11 +163,12 @@ class RelayHandler:
     """aiosmtpd hooks: decide at RCPT, split and account for every recipient after DATA."""
 
     def __init__(self, runtime: Runtime, quarantine: Quarantine | None, settings: RelaySettings,
-                 deliver_fn: Callable[..., DeliveryResult] = deliver) -> None:
+                 deliver_fn: Callable[..., DeliveryResult] | None = None) -> None:
         self.runtime = runtime
         self.quarantine = quarantine
         self.settings = settings
         self.next_hop = NextHop.parse(settings.next_hop)
+        self.pool = AsyncPool(self.next_hop, size=settings.workers)
         self.hostname = settings.hostname or "rcptguard.localhost"
         self._deliver = deliver_fn
         self.accepted = 0
@@ -213,6 +215,12 @@ class RelayHandler:
             log.exception("internal error in DATA")
             return TEMPFAIL
 
+    async def _forward(self, mail_from: str, rcpts: list[str], body: bytes, *,
+                       smtputf8: bool = False) -> DeliveryResult:
+        if self._deliver is not None:  # a synchronous delivery function (tests)
+            return await asyncio.to_thread(self._deliver, self.next_hop, mail_from, rcpts, body, smtputf8=smtputf8)
+        return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8)
+
     async def handle_exception(self, error: Exception) -> str:
         log.error("internal error", exc_info=error)
         return TEMPFAIL
@@ -252,7 +260,7 @@ class RelayHandler:
         for rcpts, body in groups:
             if not rcpts:
                 continue
-            result = await asyncio.to_thread(self._deliver, self.next_hop, mail_from, rcpts, body, smtputf8=utf8)
+            result = await self._forward(mail_from, rcpts, body, smtputf8=utf8)
             if result.temporary:
                 first = next(iter(result.temp_failed.values()), (451, result.error or ""))
                 logs.event(log, "next hop deferred", logging.WARNING, sender=mail_from, error=result.error,
@@ -267,7 +275,7 @@ class RelayHandler:
                 return f"{code if 500 <= code < 600 else 550} 5.0.0 Next hop refused: {ascii_line(text, 200)}"
             if mail_from:
                 report = dsn(mail_from, perm_failed, self.hostname)
-                result = await asyncio.to_thread(self._deliver, self.next_hop, "", [mail_from], report)
+                result = await self._forward("", [mail_from], report)
                 if result.temporary:
                     return "451 4.4.0 Could not send a delivery report; try again later"
         for rcpt in accepted:
@@ -310,6 +318,7 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
         for task in tasks:
             task.cancel()
         await asyncio.to_thread(handler.runtime.close)
+        await handler.pool.close()
         logs.event(log, "stopped", messages=handler.accepted)
 
 
