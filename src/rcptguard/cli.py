@@ -324,6 +324,14 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     policy = build_policy(config, protect, known, known_files)
     host, port = _listen(listen)
     section = dict(policy.sections.get("relay", {}))
+    web_section, notify_section = policy.sections.get("web", {}), policy.sections.get("notify", {})
+    if "base_url" in web_section:
+        section.setdefault("base_url", web_section["base_url"])
+    if "template_dir" in notify_section:
+        base = policy.source.parent if policy.source else Path()
+        section.setdefault("template_dir", str(base / notify_section["template_dir"]))
+    if "from" in notify_section:
+        section.setdefault("notice_from", notify_section["from"])
     if next_hop:
         section["next_hop"] = next_hop
     if allow:
@@ -346,6 +354,63 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
         run_async(relay_mod.serve(handler, host, port, quarantine=quarantine))
+
+
+@main.command()
+@detection_options
+@click.option("--listen", default="127.0.0.1:8025", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--db", "db", metavar="URL", help="Store URL (sqlite:///path or postgresql://...); wins over the config.")
+@click.option("--next-hop", "next_hop", metavar="HOST:PORT",
+              help="Where released mail goes (default: [relay] next_hop, else 127.0.0.1:10026).")
+@click.option("--log-level", default="info", show_default=True)
+def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+        listen: str, db: str | None, next_hop: str | None, log_level: str) -> None:
+    """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check)."""
+    from rcptguard import logs  # noqa: PLC0415
+    from rcptguard.delivery import NextHop  # noqa: PLC0415
+    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+    from rcptguard.store.links import Links  # noqa: PLC0415
+    from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415
+    from rcptguard.web import create_app  # noqa: PLC0415
+    from rcptguard.web.server import serve  # noqa: PLC0415
+
+    logs.setup(log_level)
+    policy = build_policy(config, protect, known, known_files)
+    host, port = _listen(listen)
+    section = policy.sections.get("web", {})
+    relay_section = policy.sections.get("relay", {})
+    base = policy.source.parent if policy.source else Path()
+    try:
+        hop = NextHop.parse(next_hop or str(relay_section.get("next_hop", "127.0.0.1:10026")))
+        store = Store.open(db_url(policy, db))
+        secret = web_secret(section, base)
+    except (ValueError, OSError) as exc:
+        raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    guard = build_guard(policy)
+    template_dir = section.get("template_dir")
+    app = create_app(quarantine=Quarantine(store), links=Links(store), guard_provider=lambda: guard, next_hop=hop,
+                     secret=secret, admin_user=section.get("admin_user"), admin_password=section.get("admin_password"),
+                     template_dir=base / template_dir if template_dir else None)
+    serve(app, host, port, log_level=log_level)
+
+
+def web_secret(section: dict[str, Any], base: Path) -> bytes:
+    """The key of the page's CSRF tokens: `[web] secret`, or the file `[web] secret_file` (created, 0600,
+    with 32 random bytes when missing; default `rcptguard-web.secret` next to the config)."""
+    import secrets  # noqa: PLC0415
+
+    if section.get("secret"):
+        value = str(section["secret"]).encode()
+        if len(value) < 16:
+            raise ValueError("web.secret: at least 16 characters")
+        return value
+    path = base / str(section.get("secret_file", "rcptguard-web.secret"))
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32), encoding="ascii")
+    return path.read_text(encoding="ascii").strip().encode()
 
 
 def _register() -> None:

@@ -14,10 +14,6 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Iterator
-from email import policy as email_policy
-from email.message import EmailMessage
-from email.parser import BytesHeaderParser
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -292,6 +288,7 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
 def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_hop: str | None,
            notice_from: str | None, no_notify: bool, actor: str) -> None:
     """Expire holds nobody decided on within the retention, and tell each sender that the message was not sent."""
+    from rcptguard.notify import Notifier, wants_notice  # noqa: PLC0415
     from rcptguard.store.quarantine import needs_smtputf8  # noqa: PLC0415
 
     store, policy = _open(config, db)
@@ -310,10 +307,10 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
             by_message.setdefault(hold.message_id, []).append(hold)
         for message_id, group in by_message.items():
             first = group[0]
-            if not _wants_notice(first.mail_from, contents[message_id]):
+            if not wants_notice(first.mail_from, contents[message_id]):
                 continue
             try:
-                data = expiry_notice(group, sender, retention, host)
+                data = Notifier(host=host, sender=sender, template_dir=_template_dir(policy)).expired(group, retention)
             except (ValueError, TypeError) as exc:
                 click.echo(f"warning: cannot write the notice to {first.mail_from}: {exc}", err=True)
                 continue
@@ -327,66 +324,10 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
     click.echo(f"expired {len(expired)}; notified {notified} sender{'s' if notified != 1 else ''}")
 
 
-# -- the expiry notice ----------------------------------------------------------------------------------------
-
-
-def _wants_notice(mail_from: str, content: bytes) -> bool:
-    """Never answer the null sender, nor a message that is itself automatic (RFC 3834)."""
-    if not mail_from:
-        return False
-    try:
-        auto = BytesHeaderParser(policy=email_policy.default).parsebytes(content).get("auto-submitted")
-    except Exception:  # noqa: BLE001 - unreadable headers: notify
-        return True
-    return auto is None or str(auto).strip().lower().startswith("no")
-
-
-def _duration_words(value: dt.timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
-
-
-def expiry_notice(group: list[Hold], notice_from: str, retention: dt.timedelta, host: str) -> bytes:
-    """A plain-text notice to the sender that the message was not sent to the recipients in `group`.
-
-    It names the message by its subject and date and never quotes its body.
-    """
-    first = group[0]
-    lines = [
-        f"This is an automatic notice from the mail server {host}.",
-        "",
-        "Your message",
-        f"    Subject: {first.subject or '(no subject)'}",
-        f"    Date:    {format_datetime(first.received_at)}",
-        "was NOT sent to:",
-        "",
-    ]
-    for hold in group:
-        lines.append(f"    {hold.recipient}")
-        lines.append(f"        {hold.reason}")
-        if hold.suggestion:
-            lines.append(f"        Did you mean {hold.suggestion}?")
-    lines += [
-        "",
-        "It was held because the recipient's address looks mistyped, and nobody",
-        f"released it within {_duration_words(retention)}. If the address is right, please send",
-        "the message again; otherwise send it to the correct address.",
-        "",
-    ]
-    utf8 = not (first.mail_from.isascii() and notice_from.isascii())
-    message = EmailMessage(policy=email_policy.SMTPUTF8 if utf8 else email_policy.SMTP)
-    message["From"] = notice_from
-    message["To"] = first.mail_from
-    message["Subject"] = f"Not sent: {first.subject}" if first.subject else "Your message was not sent"
-    message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    message["Message-ID"] = make_msgid("rcptguard", domain=host)
-    message["Auto-Submitted"] = "auto-replied"
-    if re.fullmatch(r"<[^<>\s]+>", first.message_id_header):
-        message["In-Reply-To"] = first.message_id_header
-        message["References"] = first.message_id_header
-    message.set_content("\n".join(lines))
-    return message.as_bytes()
+def _template_dir(policy: Policy) -> Path | None:
+    section = policy.sections.get("notify", {})
+    value = section.get("template_dir") if isinstance(section, dict) else None
+    if value is None:
+        return None
+    base = policy.source.parent if policy.source else Path()
+    return base / str(value)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import re
 import smtplib
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -131,6 +135,33 @@ def test_held_recipient_is_stored_not_forwarded(relay: Relay, sink: RecordingSin
     assert held.suggestion == "j.doe@army.mil"
     assert held.id.encode() in text
     assert relay.quarantine.content(held.id) == BODY
+    (notice,) = sink.wait_for(1)  # the only thing that left: the notice to the sender
+    assert (notice.mail_from, notice.rcpt_tos) == ("", ("me@example-corp.com",))
+
+
+def test_sender_is_notified_once_with_a_link_and_no_body(relay: Relay, sink: RecordingSink) -> None:
+    """The notice names the held recipient, the reason and the suggestion, carries one link, never the body,
+    and a redelivery of the same message sends no second notice."""
+    send(relay, ["j.doe@army.ml"])
+    send(relay, ["j.doe@army.ml"])
+    (notice,) = sink.wait_for(1)
+    time.sleep(0.3)
+    assert len(sink.messages) == 1
+    parsed = email.message_from_bytes(notice.data, policy=email.policy.default)
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert parsed.get_content_type() == "multipart/alternative"
+    text = "".join(str(part.get_content()) for part in parsed.iter_parts())
+    assert "j.doe@army.ml" in text
+    assert "army.ml looks like army.mil" in text
+    assert "j.doe@army.mil" in text
+    assert len(set(re.findall(r"http://127\.0\.0\.1:8025/confirm/[A-Za-z0-9_-]+", text))) == 1
+    assert "Passport" not in text
+
+
+def test_no_notice_for_an_automatic_message(relay: Relay, sink: RecordingSink) -> None:
+    """A held message that is itself automatic (Auto-Submitted) gets no notice (RFC 3834)."""
+    send(relay, ["j.doe@army.ml"], body=b"Auto-Submitted: auto-generated\r\n" + BODY)
+    time.sleep(0.5)
     assert sink.messages == []
 
 
@@ -146,8 +177,8 @@ def test_one_message_mixes_all_four(tmp_path: Path, sink: RecordingSink) -> None
         assert refused["d@army.ml"][1] == (b"5.7.1 army.ml looks like army.mil: .ml is Mali's country domain, "
                                            b"one letter short of .mil. Mali is blocked. Did you mean d@army.mil? "
                                            b"Check the address.")
-        got = sink.wait_for(2)
-        assert sorted(r for m in got for r in m.rcpt_tos) == ["a@army.mil", "b@ymail.com"]
+        got = sink.wait_for(3)
+        assert sorted(r for m in got for r in m.rcpt_tos) == ["a@army.mil", "b@ymail.com", "me@example-corp.com"]
         assert [h.recipient for h in relay.quarantine.list()] == ["c@gmial.com"]
     finally:
         relay.close()

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import email.header
 import email.utils
 import ipaddress
 import logging
 import re
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -35,9 +38,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from rcptguard import logs
 from rcptguard.delivery import AsyncPool, DeliveryResult, NextHop
 from rcptguard.model import Action, Verdict
+from rcptguard.notify import Notifier, wants_notice
 from rcptguard.runtime import GuardFactory, Runtime
 from rcptguard.store import Store, StoreError
-from rcptguard.store.quarantine import HeldRecipient, Quarantine
+from rcptguard.store.links import Links
+from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine
 
 from .replies import ascii_line, explanation, header_value
 
@@ -62,6 +67,11 @@ class RelaySettings:
     rebuild_interval: float = 60.0
     retry_interval: float = 30.0  # seconds between attempts to deliver released messages still pending
     workers: int = 32  # connections to the next hop kept open between messages
+    notify: bool = True  # send each sender of a held message a notice with a link to the confirmation page
+    base_url: str = "http://127.0.0.1:8025"  # where `rcptguard web` is reached by senders ([web] base_url)
+    notice_from: str = ""  # From: of notices (default MAILER-DAEMON@hostname)
+    link_days: float = 7.0  # how long a confirmation link works; held mail expires after the same time
+    template_dir: str | None = None  # operator's notice templates ([notify] template_dir)
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -168,8 +178,11 @@ class RelayHandler:
         self.quarantine = quarantine
         self.settings = settings
         self.next_hop = NextHop.parse(settings.next_hop)
+        self.hostname = settings.hostname or socket.getfqdn() or "localhost"
         self.pool = AsyncPool(self.next_hop, size=settings.workers)
-        self.hostname = settings.hostname or "rcptguard.localhost"
+        self.links = Links(quarantine.store) if quarantine is not None else None
+        self.notifier = Notifier(host=self.hostname, sender=settings.notice_from,
+                                 template_dir=Path(settings.template_dir) if settings.template_dir else None)
         self._deliver = deliver_fn
         self.accepted = 0
 
@@ -221,6 +234,25 @@ class RelayHandler:
             return await asyncio.to_thread(self._deliver, self.next_hop, mail_from, rcpts, body, smtputf8=smtputf8)
         return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8)
 
+    async def _notify(self, holds: list[Hold]) -> None:
+        """Tell the sender what was held and give the one link to choose; a failure here loses no mail
+        (the message is held, and expiry tells the sender in the end), so it is logged, not answered 4xx."""
+        assert self.links is not None
+        ttl = dt.timedelta(days=self.settings.link_days)
+        try:
+            token = await asyncio.to_thread(self.links.issue_once, holds[0].message_id, ttl)
+        except (StoreError, ValueError) as exc:
+            logs.event(log, "no link for the notice", logging.WARNING, error=str(exc))
+            return
+        if token is None:
+            return  # already told, on an earlier delivery of the same message
+        link = f"{self.settings.base_url.rstrip('/')}/confirm/{token}"
+        notice = self.notifier.held(holds, link, ttl)
+        sender = holds[0].mail_from
+        result = await self._forward("", [sender], notice, smtputf8=not sender.isascii())
+        if sender not in result.accepted:
+            logs.event(log, "notice not sent", logging.WARNING, sender=sender, error=result.error)
+
     async def handle_exception(self, error: Exception) -> str:
         log.error("internal error", exc_info=error)
         return TEMPFAIL
@@ -251,6 +283,8 @@ class RelayHandler:
                 logs.event(log, "quarantine unavailable", logging.ERROR, error=str(exc))
                 return "451 4.3.0 Quarantine unavailable; try again later"
             hold_ids = [h.id for h in holds]
+            if self.settings.notify and wants_notice(mail_from, content):
+                await self._notify(holds)
 
         perm_failed: dict[str, tuple[int, str]] = {}
         accepted: list[str] = []

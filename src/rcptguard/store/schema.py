@@ -92,3 +92,15 @@ events = Table(
     Column("to_state", String(16), nullable=False),
     Column("detail", Text, nullable=False),
 )
+
+# Confirmation links: one per held message, mailed to its sender. Only the sha256 of the raw token is stored, so the
+# table alone cannot be turned back into working links.
+links = Table(
+    "links",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 hex of the raw token
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),  # set once no hold of the message is still held
+)

@@ -1,0 +1,125 @@
+"""Notices to senders: "your message is held, choose here" and "your message was not sent".
+
+Plain text plus simple HTML, from Jinja2 templates an operator can override (`[notify] template_dir`:
+files named like those in `rcptguard/data/templates/`). A notice never contains the held message's body.
+It goes out from the null sender with `Auto-Submitted: auto-replied`, and is never sent to the null sender
+or in answer to a message that is itself automatic (RFC 3834).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, make_msgid
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+
+
+class HeldView(Protocol):
+    """What a notice needs of a hold (rcptguard.store.quarantine.Hold has it)."""
+
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def suggestion(self) -> str | None: ...
+    @property
+    def mail_from(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def message_id_header(self) -> str: ...
+    @property
+    def received_at(self) -> dt.datetime: ...
+
+
+@dataclass(frozen=True)
+class Notifier:
+    host: str = ""
+    sender: str = ""  # From: of notices; default MAILER-DAEMON@host
+    template_dir: Path | None = None
+
+    @cached_property
+    def _env(self) -> jinja2.Environment:
+        loaders: list[jinja2.BaseLoader] = []
+        if self.template_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(self.template_dir))
+        loaders.append(jinja2.PackageLoader("rcptguard", "data/templates"))
+        return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "html.j2"), default_for_string=False), keep_trailing_newline=True)
+
+    @property
+    def hostname(self) -> str:
+        return self.host or socket.getfqdn() or "localhost"
+
+    def held(self, holds: Sequence[HeldView], link: str, retention: dt.timedelta) -> bytes:
+        """The notice that a message waits for its sender's choice, with the one link to the page."""
+        first = holds[0]
+        subject = f"Not sent yet: {first.subject}" if first.subject else "Your message has not been sent yet"
+        return self._message("notice_hold", holds, subject, link=link, retention=duration_words(retention))
+
+    def expired(self, holds: Sequence[HeldView], retention: dt.timedelta) -> bytes:
+        """The notice that a held message was not sent, because nobody chose within the retention."""
+        first = holds[0]
+        subject = f"Not sent: {first.subject}" if first.subject else "Your message was not sent"
+        return self._message("notice_expired", holds, subject, retention=duration_words(retention))
+
+    def _message(self, template: str, holds: Sequence[HeldView], subject: str, **context: Any) -> bytes:  # noqa: ANN401
+        first = holds[0]
+        values = {"holds": holds, "subject": first.subject, "date": format_datetime(first.received_at),
+                  "host": self.hostname, **context}
+        text = self._env.get_template(f"{template}.txt.j2").render(values)
+        html = self._env.get_template(f"{template}.html.j2").render(values)
+        utf8 = not first.mail_from.isascii()
+        message = EmailMessage(policy=email_policy.SMTPUTF8 if utf8 else email_policy.SMTP)
+        message["From"] = self.sender or f"MAILER-DAEMON@{self.hostname}"
+        message["To"] = header_safe(first.mail_from)
+        message["Subject"] = header_safe(subject)
+        message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+        message["Message-ID"] = make_msgid("rcptguard", domain=self.hostname)
+        message["Auto-Submitted"] = "auto-replied"
+        if re.fullmatch(r"<[^<>\s]+>", first.message_id_header or ""):
+            message["In-Reply-To"] = first.message_id_header
+            message["References"] = first.message_id_header
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        return message.as_bytes()
+
+
+def header_safe(value: str) -> str:
+    """A header value with no way to start another header: line breaks and controls become spaces."""
+    cleaned = "".join(" " if (ord(c) < 32 or c in "\x7f\u2028\u2029\x85") else c for c in value)
+    return " ".join(cleaned.split())[:300]
+
+
+def wants_notice(mail_from: str, content: bytes) -> bool:
+    """Never answer the null sender, nor a message that is itself automatic (RFC 3834)."""
+    if not mail_from:
+        return False
+    try:
+        auto = BytesHeaderParser(policy=email_policy.default).parsebytes(content).get("auto-submitted")
+    except Exception:  # noqa: BLE001 - unreadable headers: notify
+        return True
+    return auto is None or str(auto).strip().lower().startswith("no")
+
+
+def duration_words(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = round(seconds / size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+__all__ = ["HeldView", "Notifier", "duration_words", "header_safe", "wants_notice"]
