@@ -91,8 +91,9 @@ class Notifier:
         if re.fullmatch(r"<[^<>\s]+>", first.message_id_header or ""):
             message["In-Reply-To"] = first.message_id_header
             message["References"] = first.message_id_header
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
+        # 7bit/8bit rather than quoted-printable: the link stays one unbroken line in any raw view.
+        message.set_content(text, cte="7bit" if text.isascii() else "8bit")
+        message.add_alternative(html, subtype="html", cte="7bit" if html.isascii() else "8bit")
         return message.as_bytes()
 
 

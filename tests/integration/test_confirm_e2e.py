@@ -1,0 +1,189 @@
+"""End to end with real parts: Postfix -> relay -> quarantine -> notice -> Chromium on the page -> delivery."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.integration.conftest import MakePostfix
+from tests.integration.postfix import PostfixInstance, free_port
+from tests.integration.sink import Message, RecordingSink
+from tests.integration.test_relay_postfix import documented, send
+
+pytestmark = pytest.mark.integration
+
+RCPTGUARD = str(Path(sys.executable).parent / "rcptguard")
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("RCPTGUARD_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(f"{log.name} did not start: {log.read_text()}") from None
+            time.sleep(0.1)
+        else:
+            return
+
+
+@contextlib.contextmanager
+def started(command: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, stderr=out, stdout=out)
+    try:
+        wait_port(port, proc, log)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+@dataclass
+class Stack:
+    postfix: PostfixInstance
+    sink: RecordingSink
+    db: str
+    reinject: int
+    config: Path
+
+    def notice(self, count: int = 1) -> Message:
+        """The latest notice to the sender among the first `count` ones."""
+        notices = []
+        deadline = time.monotonic() + 60
+        while len(notices) < count:
+            notices = [m for m in self.sink.messages if m.rcpt_tos == ("me@example-corp.com",)]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no notice: {self.sink.messages}")
+            time.sleep(0.1)
+        return notices[count - 1]
+
+    def delivered_to(self, address: str) -> list[Message]:
+        return [m for m in self.sink.messages if address in m.rcpt_tos]
+
+
+def text_of(message: Message) -> str:
+    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+    return "".join(str(part.get_content()) for part in parsed.walk() if part.get_content_maintype() == "text")
+
+
+def link_in(message: Message) -> str:
+    links = set(re.findall(r"http://127\.0\.0\.1:\d+/confirm/[A-Za-z0-9_-]+", text_of(message)))
+    assert len(links) == 1, links
+    return links.pop()
+
+
+@pytest.fixture
+def stack(postfix: MakePostfix, sink: RecordingSink, tmp_path: Path) -> Iterator[Stack]:
+    """Postfix with the relay as content filter, the web page, one store; the sink gets mail and notices."""
+    relay_port, reinject, web_port = free_port(), free_port(), free_port()
+    main, master = documented(relay_port, reinject)
+    instance = postfix(main_cf=main, master_cf_extra=master)
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    config = tmp_path / "rcptguard.toml"
+    config.write_text(f'protect = ["mil", "example-corp.com"]\nknown = ["gmail.com"]\n\n[relay]\n'
+                      f'next_hop = "127.0.0.1:{reinject}"\n\n[web]\nbase_url = "http://127.0.0.1:{web_port}"\n'
+                      f'secret = "an e2e test secret of enough length"\n', encoding="utf-8")
+    relay = [RCPTGUARD, "relay", "--config", str(config), "--listen", f"127.0.0.1:{relay_port}", "--db", db]
+    web = [RCPTGUARD, "web", "--config", str(config), "--listen", f"127.0.0.1:{web_port}", "--db", db]
+    with started(relay, relay_port, tmp_path / "relay.log"), started(web, web_port, tmp_path / "web.log"):
+        yield Stack(instance, sink, db, reinject, config)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield launched
+        launched.close()
+
+
+def shot(page: object, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_send_to_the_suggestion_instead(stack: Stack, browser: Browser) -> None:
+    """The sender follows the notice's link, chooses "Send to army.mil instead", and the message reaches
+    x@army.mil exactly once; x@army.ml never gets it."""
+    assert send(stack.postfix, "x@army.ml", subject="crew list") == {}
+    notice = stack.notice()
+    body = text_of(notice)
+    assert "army.ml looks like army.mil" in body
+    assert "Passport numbers" not in body
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    page.goto(link_in(notice))
+    assert page.get_by_role("heading").first.is_visible()
+    assert "crew list" in page.content()
+    shot(page, "confirm-page-phone")
+    page.get_by_role("button", name="Send to army.mil instead").click()
+    page.wait_for_load_state()
+    shot(page, "outcome-sent")
+    assert "x@army.mil" in page.content()
+    deadline = time.monotonic() + 60
+    while not stack.delivered_to("x@army.mil"):
+        assert time.monotonic() < deadline, stack.sink.messages
+        time.sleep(0.1)
+    stack.postfix.wait_queue_empty()
+    time.sleep(1)
+    (delivered,) = stack.delivered_to("x@army.mil")
+    assert b"Passport numbers" in delivered.data
+    assert stack.delivered_to("x@army.ml") == []
+    page.go_back()
+    page.reload()
+    page.close()
+    time.sleep(0.5)
+    assert len(stack.delivered_to("x@army.mil")) == 1
+
+
+def test_dont_send(stack: Stack, browser: Browser) -> None:
+    """"Don't send" on the page: the message is never delivered to anyone."""
+    assert send(stack.postfix, "x@army.ml", subject="do not send") == {}
+    page = browser.new_page()
+    page.goto(link_in(stack.notice()))
+    page.get_by_role("button", name="Don't send").click()
+    page.wait_for_load_state()
+    shot(page, "outcome-not-sent")
+    assert "not" in page.content().lower()
+    time.sleep(3)
+    assert stack.delivered_to("x@army.ml") == stack.delivered_to("x@army.mil") == []
+    result = subprocess.run([RCPTGUARD, "quarantine", "list", "--state", "cancelled", "--db", stack.db,
+                             "--format", "jsonl"], capture_output=True, text=True, check=True)
+    assert '"recipient": "x@army.ml"' in result.stdout
+    page.close()
+
+
+def test_left_to_expire_tells_the_sender(stack: Stack) -> None:
+    """Nobody chooses: on expiry the sender gets a notice that the message was not sent, without its body."""
+    assert send(stack.postfix, "x@army.ml", subject="forgotten") == {}
+    stack.notice()
+    result = subprocess.run([RCPTGUARD, "quarantine", "expire", "--retention", "0", "--db", stack.db,
+                             "--next-hop", f"127.0.0.1:{stack.reinject}"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    expired = stack.notice(2)
+    text = text_of(expired)
+    assert "was NOT sent" in text or "was not sent" in text.lower()
+    assert "x@army.ml" in text
+    assert "Passport numbers" not in text
+    assert stack.delivered_to("x@army.ml") == stack.delivered_to("x@army.mil") == []
