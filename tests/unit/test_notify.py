@@ -1,0 +1,104 @@
+"""Notices to senders: what they say, what they never carry, and no header injection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rcptguard.notify import Notifier, duration_words, header_safe, wants_notice
+
+
+@dataclass(frozen=True)
+class FakeHold:
+    recipient: str = "j.doe@army.ml"
+    reason: str = "army.ml looks like army.mil: .ml is Mali's country domain, one letter short of .mil."
+    suggestion: str | None = "j.doe@army.mil"
+    mail_from: str = "me@example-corp.com"
+    subject: str = "crew list"
+    message_id_header: str = "<m1@example-corp.com>"
+    received_at: dt.datetime = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def text_parts(message: email.message.EmailMessage) -> dict[str, str]:
+    return {part.get_content_type(): str(part.get_content()) for part in message.iter_parts()}
+
+
+def test_held_notice_says_why_and_gives_one_link() -> None:
+    """The held notice names the recipient, the reason and the suggestion, in text and HTML, with the link."""
+    notice = parse(Notifier(host="mx.example-corp.com").held([FakeHold()], "https://g.example/confirm/abc",
+                                                             dt.timedelta(days=7)))
+    assert notice["To"] == "me@example-corp.com"
+    assert notice["From"] == "MAILER-DAEMON@mx.example-corp.com"
+    assert notice["Auto-Submitted"] == "auto-replied"
+    assert notice["In-Reply-To"] == "<m1@example-corp.com>"
+    assert notice["Subject"] == "Not sent yet: crew list"
+    parts = text_parts(notice)
+    for body in parts.values():
+        assert "j.doe@army.ml" in body
+        assert "Mali" in body
+        assert "j.doe@army.mil" in body
+        assert body.count("https://g.example/confirm/abc") == 1
+        assert "1 week" in body
+    assert set(parts) == {"text/plain", "text/html"}
+
+
+def test_html_part_escapes_what_came_from_the_message() -> None:
+    """A subject with HTML in it is escaped in the HTML part."""
+    notice = parse(Notifier().held([FakeHold(subject="<script>alert(1)</script>")], "https://g/c/x",
+                                   dt.timedelta(days=1)))
+    html = text_parts(notice)["text/html"]
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+
+
+@pytest.mark.parametrize("subject", ["crew\r\nBcc: evil@example.org", "crew\nBcc: evil@example.org",
+                                     "crew\rBcc: evil@example.org", "crew\u2028Bcc: evil@example.org"])
+def test_no_header_injection_through_the_subject(subject: str) -> None:
+    """A crafted subject cannot add a header to the notice."""
+    data = Notifier().held([FakeHold(subject=subject)], "https://g/c/x", dt.timedelta(days=1))
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc:" not in head
+    assert b"\nBcc:" not in head
+    assert parse(data)["Bcc"] is None
+
+
+def test_expired_notice_says_not_sent_without_the_body() -> None:
+    """The expiry notice says the message was not sent to whom, and why."""
+    notice = parse(Notifier().expired([FakeHold()], dt.timedelta(days=7)))
+    assert notice["Subject"] == "Not sent: crew list"
+    body = text_parts(notice)["text/plain"]
+    assert "was NOT sent to" in body
+    assert "j.doe@army.ml" in body
+
+
+def test_operator_templates_override_the_shipped_ones(tmp_path: Path) -> None:
+    """A template in the operator's directory replaces the shipped one of the same name."""
+    (tmp_path / "notice_hold.txt.j2").write_text("Custom: {{ holds[0].recipient }} {{ link }}\n", encoding="utf-8")
+    notice = parse(Notifier(template_dir=tmp_path).held([FakeHold()], "https://g/c/x", dt.timedelta(days=1)))
+    assert text_parts(notice)["text/plain"].strip() == "Custom: j.doe@army.ml https://g/c/x"
+    assert "army.mil" in text_parts(notice)["text/html"]  # the HTML part still comes from the shipped template
+
+
+def test_who_gets_a_notice() -> None:
+    """No notice to the null sender, nor for an automatic message; a normal one gets it."""
+    assert not wants_notice("", b"Subject: x\r\n\r\nbody")
+    assert not wants_notice("a@b.com", b"Auto-Submitted: auto-replied\r\nSubject: x\r\n\r\nbody")
+    assert wants_notice("a@b.com", b"Auto-Submitted: no\r\nSubject: x\r\n\r\nbody")
+    assert wants_notice("a@b.com", b"Subject: x\r\n\r\nbody")
+
+
+def test_helpers() -> None:
+    """Durations read as words; header values lose line breaks."""
+    assert duration_words(dt.timedelta(days=7)) == "1 week"
+    assert duration_words(dt.timedelta(days=2)) == "2 days"
+    assert duration_words(dt.timedelta(hours=5)) == "5 hours"
+    assert header_safe("a\r\nb\tc") == "a b c"
