@@ -29,6 +29,9 @@ _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (NEL), line/paragraph separators
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A plain dot-atom address, optionally in angle brackets: the common case, answered in one match;
+# everything else takes the careful path below.
+_SIMPLE = re.compile(r"<?([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)@([A-Za-z0-9.-]{1,253})>?")
 _QUOTED = re.compile(r'"((?:[^"\\\r\n]|\\[\x20-\x7e])*)"\Z')
 
 
@@ -137,6 +140,14 @@ def _check_ascii_domain(domain: str) -> None:
 def parse_address(raw: str) -> Address | Malformed:
     """Parse one recipient: `user@example.com`, `<user@example.com>`, `Name <user@example.com>`,
     quoted local parts, UTF-8 local parts, IDN domains in either form, a trailing dot, any case."""
+    simple = _SIMPLE.fullmatch(raw)
+    if simple is not None and len(simple[1]) <= MAX_LOCAL and (raw[0] == "<") == (raw[-1] == ">"):
+        try:
+            domain = normalize_domain(simple[2])
+        except DomainError as exc:
+            return Malformed(raw, str(exc))
+        if len(simple[1]) + 1 + len(domain.ascii) <= MAX_ADDRESS:
+            return Address(local=simple[1], domain=domain)
     if len(raw) > MAX_INPUT:
         return Malformed(raw[:80] + "...", f"the address is {len(raw)} characters long")
     text = raw.strip(" \t")
