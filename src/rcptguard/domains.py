@@ -31,7 +31,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (NEL),
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A plain dot-atom address, optionally in angle brackets: the common case, answered in one match;
 # everything else takes the careful path below.
-_SIMPLE = re.compile(r"<?([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)@([A-Za-z0-9.-]{1,253})>?")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE = re.compile(rf"<?({_ATOM}(?:\.{_ATOM})*)@([A-Za-z0-9.-]{{1,253}})>?")
 _QUOTED = re.compile(r'"((?:[^"\\\r\n]|\\[\x20-\x7e])*)"\Z')
 
 
