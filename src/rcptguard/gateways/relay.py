@@ -28,7 +28,7 @@ import logging
 import re
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -94,6 +94,9 @@ class RelaySettings:
 
 def normalise_line_endings(content: bytes) -> bytes:
     """Every bare CR or LF becomes CRLF, so no sequence in the body can end DATA early downstream."""
+    crlf = content.count(b"\r\n")
+    if content.count(b"\r") == crlf == content.count(b"\n"):
+        return content  # nothing bare: the usual case, decided by three scans in C
     return _LINE_ENDINGS.sub(b"\r\n", content)
 
 
@@ -132,6 +135,8 @@ def dsn(mail_from: str, failed: dict[str, tuple[int, str]], hostname: str) -> by
         f"{status}\r\n--{boundary}--\r\n").encode()
 
 
+_PLAIN_PATH = re.compile(r"[ \t]*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                         r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL)
 _PATH = re.compile(r"(?i:FROM|TO):[ \t]*<[^<>\r\n]*>(?:[ \t]+[^\r\n]*)?\Z")
 
 
@@ -142,8 +147,9 @@ class _CRLFLines:
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
 
-    async def readuntil(self, separator: bytes = b"\n") -> bytes:
-        return await self._reader.readuntil(b"\r\n" if separator == b"\n" else separator)
+    def readuntil(self, separator: bytes = b"\n") -> Coroutine[Any, Any, bytes]:
+        # The reader's own coroutine, not a wrapper around it: DATA reads every line through here.
+        return self._reader.readuntil(b"\r\n" if separator == b"\n" else separator)
 
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - everything else is the StreamReader's
         return getattr(self._reader, name)
@@ -155,6 +161,15 @@ class GuardedSMTP(SMTP):
 
     def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super()._cb_client_connected(cast("asyncio.StreamReader", _CRLFLines(reader)), writer)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # A plain <local@domain> in one match; anything else through aiosmtpd's full RFC 5322 parser
+        # (which also defines a class on every call: a third of the relay's time per message).
+        plain = _PLAIN_PATH.match(arg)
+        if plain is not None and len(plain[1].rpartition("@")[0]) <= (self.local_part_limit or 64):
+            return plain[1], plain[2]
+        result: tuple[str | None, str | None] = super()._getaddr(arg)
+        return result
 
     async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
         if arg is not None and not _PATH.match(arg):
