@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,6 +20,9 @@ from rcptguard.domains import MAX_ADDRESS, MAX_INPUT, DomainError, normalize_dom
 from rcptguard.guard import Guard, malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.policy import ConfigError, Policy, load_policy
+
+if TYPE_CHECKING:
+    from rcptguard.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -204,6 +207,21 @@ def eval_command(config: Path | None, profiles: Path, fmt: str, min_recall: floa
     sys.exit(1 if failed else 0)
 
 
+def open_gateway(policy: Policy, db: str | None) -> tuple[Store, Callable[[dict[str, int]], Guard]]:
+    """The store a gateway learns into, and how it builds its guard from what was learned."""
+    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+
+    try:
+        store = Store.open(db_url(policy, db))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def factory(learned: dict[str, int]) -> Guard:
+        return Guard(policy, learned=learned)
+
+    return store, factory
+
+
 def run_async(main_coroutine: Coroutine[Any, Any, None]) -> None:
     """Run a server on uvloop (libuv) when it is installed, else on asyncio's own loop."""
     try:
@@ -248,7 +266,7 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
 
     from rcptguard import logs  # noqa: PLC0415
     from rcptguard.gateways.policyd import PolicyService, PolicySettings, serve, serve_stdio  # noqa: PLC0415
-    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+    from rcptguard.store import StoreError  # noqa: PLC0415
 
     logs.setup(log_level)
     policy = build_policy(config, protect, known, known_files)
@@ -260,14 +278,7 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
         settings = PolicySettings.from_section(section)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
-    try:
-        store = Store.open(db_url(policy, db))
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-
-    def factory(learned: dict[str, int]) -> Guard:
-        return Guard(policy, learned=learned)
-
+    store, factory = open_gateway(policy, db)
     try:
         service = PolicyService(factory, store, settings)
     except (ConfigError, StoreError) as exc:
@@ -318,7 +329,7 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
 
     from rcptguard import logs  # noqa: PLC0415
     from rcptguard.gateways import relay as relay_mod  # noqa: PLC0415
-    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+    from rcptguard.store import StoreError  # noqa: PLC0415
 
     logs.setup(log_level)
     policy = build_policy(config, protect, known, known_files)
@@ -340,14 +351,7 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
         settings = relay_mod.RelaySettings.from_section(section)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
-    try:
-        store = Store.open(db_url(policy, db))
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-
-    def factory(learned: dict[str, int]) -> Guard:
-        return Guard(policy, learned=learned)
-
+    store, factory = open_gateway(policy, db)
     try:
         handler, quarantine = relay_mod.build(factory, store, settings)
     except (ConfigError, StoreError) as exc:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,37 +19,12 @@ from tests.integration.conftest import MakePostfix
 from tests.integration.postfix import PostfixInstance, free_port
 from tests.integration.sink import Message, RecordingSink
 from tests.integration.test_relay_postfix import documented, send
+from tests.processes import RCPTGUARD, running
 
 pytestmark = pytest.mark.integration
 
-RCPTGUARD = str(Path(sys.executable).parent / "rcptguard")
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("RCPTGUARD_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise AssertionError(f"{log.name} did not start: {log.read_text()}") from None
-            time.sleep(0.1)
-        else:
-            return
-
-
-@contextlib.contextmanager
-def started(command: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(command, stderr=out, stdout=out)
-    try:
-        wait_port(port, proc, log)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 @dataclass
@@ -102,7 +74,7 @@ def stack(postfix: MakePostfix, sink: RecordingSink, tmp_path: Path) -> Iterator
                       f'secret = "an e2e test secret of enough length"\n', encoding="utf-8")
     relay = [RCPTGUARD, "relay", "--config", str(config), "--listen", f"127.0.0.1:{relay_port}", "--db", db]
     web = [RCPTGUARD, "web", "--config", str(config), "--listen", f"127.0.0.1:{web_port}", "--db", db]
-    with started(relay, relay_port, tmp_path / "relay.log"), started(web, web_port, tmp_path / "web.log"):
+    with running(relay, relay_port, tmp_path / "relay.log"), running(web, web_port, tmp_path / "web.log"):
         yield Stack(instance, sink, db, reinject, config)
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,11 +15,11 @@ import pytest
 from tests.integration.conftest import MakePostfix
 from tests.integration.postfix import PostfixInstance, free_port
 from tests.integration.sink import RecordingSink
+from tests.processes import RCPTGUARD, running
 
 pytestmark = pytest.mark.integration
 
 DOCS = Path(__file__).parents[2] / "docs" / "postfix" / "policyd.main.cf"
-RCPTGUARD = str(Path(sys.executable).parent / "rcptguard")
 
 
 def documented_main_cf(port: int) -> dict[str, str]:
@@ -45,24 +42,9 @@ def documented_main_cf(port: int) -> dict[str, str]:
 @contextlib.contextmanager
 def policyd(tmp_path: Path, port: int, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """`rcptguard policyd` as its own process, protecting mil, knowing gmail.com."""
-    with (tmp_path / f"policyd-{port}.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [RCPTGUARD, "policyd", "--protect", "mil", "--known", "gmail.com", "--listen", f"127.0.0.1:{port}",
-             "--db", f"sqlite:///{tmp_path / 'store.db'}", *args], stderr=log)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("policyd did not start") from None
-                time.sleep(0.1)
+    with running([RCPTGUARD, "policyd", "--protect", "mil", "--known", "gmail.com", "--listen", f"127.0.0.1:{port}",
+                  "--db", f"sqlite:///{tmp_path / 'store.db'}", *args], port, tmp_path / f"policyd-{port}.log") as proc:
         yield proc
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def message(*to: str, subject: str = "crew list") -> EmailMessage:

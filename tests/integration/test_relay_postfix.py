@@ -6,10 +6,8 @@ import contextlib
 import json
 import signal
 import smtplib
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -21,11 +19,11 @@ import pytest
 from tests.integration.conftest import MakePostfix
 from tests.integration.postfix import PostfixInstance, free_port
 from tests.integration.sink import RecordingSink
+from tests.processes import RCPTGUARD, wait_port
 
 pytestmark = pytest.mark.integration
 
 DOCS = Path(__file__).parents[2] / "docs" / "postfix"
-RCPTGUARD = str(Path(sys.executable).parent / "rcptguard")
 
 
 def documented(relay_port: int, reinject_port: int) -> tuple[dict[str, str], str]:
@@ -56,16 +54,8 @@ class RelayProcess:
             self.proc = subprocess.Popen(
                 [RCPTGUARD, "relay", "--protect", "mil", "--known", "gmail.com", "--listen", f"127.0.0.1:{self.port}",
                  "--next-hop", f"127.0.0.1:{self.next_hop}", "--db", self.db], stderr=log)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError(f"relay did not start: {self.log.read_text()}") from None
-                time.sleep(0.1)
-            else:
-                return self
+        wait_port(self.port, self.proc, self.log)
+        return self
 
     def kill(self, signum: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:

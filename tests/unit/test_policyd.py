@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import resource
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,32 +20,15 @@ from rcptguard.guard import Guard
 from rcptguard.model import Verdict
 from rcptguard.policy import load_policy
 from rcptguard.store import Store
+from tests.processes import RCPTGUARD, ServedInThread, running
 
 
-class Server:
+class Server(ServedInThread):
     """A PolicyService on a loopback port, served by an event loop in a thread."""
 
     def __init__(self, service: PolicyService) -> None:
         self.service = service
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        ready = threading.Event()
-        self.port = 0
-
-        def on_ready(port: int) -> None:
-            self.port = port
-            ready.set()
-
-        self.thread = threading.Thread(
-            target=self.loop.run_until_complete,
-            args=(serve(service, "127.0.0.1", 0, on_ready, self.stop),), daemon=True)
-        self.thread.start()
-        assert ready.wait(10)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(10)
-        self.loop.close()
+        super().__init__(lambda ready, stop: serve(service, "127.0.0.1", 0, ready, stop))
 
 
 def guard_factory(protect: tuple[str, ...] = ("mil",), known: tuple[str, ...] = ("gmail.com",)):
@@ -209,26 +190,9 @@ def test_learned_domain_stops_being_first_contact(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def policyd_process(tmp_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """The real `rcptguard policyd` command in its own process; its log goes to tmp_path/policyd.log."""
-    exe = Path(sys.executable).parent / "rcptguard"
-    with (tmp_path / "policyd.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(exe), "policyd", "--protect", "mil", "--listen", f"127.0.0.1:{port}",
-             "--db", f"sqlite:///{tmp_path / 'p.db'}"], stderr=log)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("policyd did not start") from None
-                time.sleep(0.1)
+    with running([RCPTGUARD, "policyd", "--protect", "mil", "--listen", f"127.0.0.1:{port}",
+                  "--db", f"sqlite:///{tmp_path / 'p.db'}"], port, tmp_path / "policyd.log") as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def _free_port() -> int:
@@ -275,9 +239,8 @@ def test_sigterm_saves_learned_counts(tmp_path: Path) -> None:
 
 def test_stdio_mode_for_postfix_spawn(tmp_path: Path) -> None:
     """`policyd --stdio` (master.cf spawn) answers requests on stdin/stdout and exits at end of input."""
-    exe = Path(sys.executable).parent / "rcptguard"
     payload = b"request=smtpd_access_policy\nrecipient=x@army.ml\n\nrecipient=x@army.mil\n\nrecipient=half"
-    result = subprocess.run([str(exe), "policyd", "--stdio", "--protect", "mil",
+    result = subprocess.run([RCPTGUARD, "policyd", "--stdio", "--protect", "mil",
                              "--db", f"sqlite:///{tmp_path / 's.db'}"],
                             input=payload, capture_output=True, timeout=60, check=False)
     assert result.returncode == 0

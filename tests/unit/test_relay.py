@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import re
 import smtplib
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,35 +23,20 @@ from rcptguard.runtime import GuardFactory
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
 from tests.integration.sink import RecordingSink
+from tests.processes import ServedInThread
 
 BODY = (b"From: me@example-corp.com\r\nTo: crew\r\nSubject: crew list\r\nMessage-ID: <m1@example-corp.com>\r\n"
         b"\r\nPassport numbers: \xc3\xa9t\xc3\xa9\r\n.starts with a dot\r\nend\r\n")
 
 
-class Relay:
+class Relay(ServedInThread):
     """A relay on a loopback port, served by an event loop in a thread."""
 
     def __init__(self, handler: RelayHandler, quarantine: Quarantine | None) -> None:
         self.handler = handler
         self.quarantine = quarantine
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        ready = threading.Event()
-        self.port = 0
-
-        def on_ready(port: int) -> None:
-            self.port = port
-            ready.set()
-
-        self.thread = threading.Thread(target=self.loop.run_until_complete, daemon=True, args=(
-            serve(handler, "127.0.0.1", 0, ready=on_ready, stop=self.stop, quarantine=quarantine),))
-        self.thread.start()
-        assert ready.wait(10)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(10)
-        self.loop.close()
+        super().__init__(lambda ready, stop: serve(handler, "127.0.0.1", 0, ready=ready, stop=stop,
+                                                   quarantine=quarantine))
 
     def smtp(self) -> smtplib.SMTP:
         return smtplib.SMTP("127.0.0.1", self.port, timeout=30)

@@ -1,0 +1,78 @@
+"""Real processes and servers for tests: the `rcptguard` command, and asyncio servers run in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+RCPTGUARD = str(Path(sys.executable).parent / "rcptguard")
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None,
+              timeout: float = 30.0) -> None:
+    """Until something accepts connections on 127.0.0.1:port; fails early if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+                detail = log.read_text() if log is not None and log.exists() else ""
+                raise AssertionError(f"nothing listens on port {port}: {detail}") from None
+            time.sleep(0.1)
+        else:
+            return
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (its output appended to `log`), up once its port answers, terminated at the end."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=out)
+    try:
+        wait_port(port, proc, log)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+Serve = Callable[[Callable[[int], None], asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class ServedInThread:
+    """An asyncio server on an event loop in a thread: `serve(ready, stop)` calls `ready(port)` once
+    listening and returns when `stop` is set."""
+
+    def __init__(self, serve: Serve) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.stop = asyncio.Event()
+        ready = threading.Event()
+        self.port = 0
+
+        def on_ready(port: int) -> None:
+            self.port = port
+            ready.set()
+
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(serve(on_ready, self.stop),),
+                                       daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "the server did not start"
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(10)
+        self.loop.close()
