@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.pg import PostgresMissingError, PostgresServer
 from tests.integration.postfix import PostfixInstance, PostfixMissingError, check_installed, free_port
 from tests.integration.sink import RecordingSink
 
 MakePostfix = Callable[..., PostfixInstance]
+_postgres_databases = itertools.count(1)
 
 
 def make_traversable(path: Path) -> None:
@@ -62,3 +65,23 @@ def postfix(sink: RecordingSink, tmp_path: Path) -> Iterator[MakePostfix]:
     yield make
     for instance in reversed(instances):
         instance.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server on 127.0.0.1 for the whole test session, stopped at its end."""
+    try:
+        server = PostgresServer()
+    except PostgresMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server (dropped after the test); its SQLAlchemy URL."""
+    name = f"test_{next(_postgres_databases)}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)

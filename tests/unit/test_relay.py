@@ -336,9 +336,9 @@ def test_smtp_smuggling_gives_one_message(relay: Relay, sink: RecordingSink, smu
 
 
 @pytest.mark.parametrize("address", [b"a@army.mil\r\nRCPT TO:<b@army.ml>", b"a@arm\ny.mil", b"a\r@army.mil",
-                                     b"a@army.mil\nRCPT TO:<b@army.mil"])
+                                     b"a@army.mil\nRCPT TO:<b@army.mil", b"a\x00@army.mil"])
 def test_cr_lf_inside_addresses_is_refused(relay: Relay, sink: RecordingSink, address: bytes) -> None:
-    """CR or LF inside an address: no recipient is accepted, neither a cut-off one nor an injected one."""
+    """CR, LF or NUL inside an address: no recipient is accepted, neither a cut-off one nor an injected one."""
     with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as sock:
         reader = sock.makefile("rb")
         reader.readline()

@@ -137,7 +137,7 @@ def dsn(mail_from: str, failed: dict[str, tuple[int, str]], hostname: str) -> by
 
 _PLAIN_PATH = re.compile(r"[ \t]*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                          r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL)
-_PATH = re.compile(r"(?i:FROM|TO):[ \t]*<[^<>\r\n]*>(?:[ \t]+[^\r\n]*)?\Z")
+_PATH = re.compile(r"(?i:FROM|TO):[ \t]*<[^<>\x00-\x1f\x7f]*>(?:[ \t]+[^\x00-\x1f\x7f]*)?\Z")
 
 
 class _CRLFLines:

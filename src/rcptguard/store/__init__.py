@@ -9,12 +9,15 @@ SQLite runs in WAL mode with synchronous=FULL, so a committed write survives a c
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Mapping
+import fcntl
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from rcptguard.store.schema import correspondents, metadata
 
 DEFAULT_URL = "sqlite:///rcptguard.db"
+_MIGRATION_LOCK_KEY = 0x72637074  # "rcpt": PostgreSQL advisory lock held while migrating
+_MIGRATING = threading.Lock()  # alembic is not thread-safe
 
 __all__ = ["DEFAULT_URL", "Store", "StoreError", "metadata"]
 
@@ -62,15 +67,32 @@ class Store:
         return store
 
     def migrate(self) -> None:
-        """Bring the schema to the newest version (alembic upgrade head)."""
+        """Bring the schema to the newest version (alembic upgrade head), one migrator at a time: the
+        relay, the policy service and the web page may all start at once on a new database."""
         from alembic import command  # noqa: PLC0415 - alembic is only needed when migrating
         from alembic.config import Config  # noqa: PLC0415
 
         config = Config()
         config.set_main_option("script_location", "rcptguard.store:migrations")
-        with self.engine.begin() as connection:
+        with _MIGRATING, self._file_lock(), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """For SQLite, whose schema changes do not lock out another process: a lock file beside it."""
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not path or path == ":memory:":
+            yield
+            return
+        with open(f"{path}.migrate-lock", "a+b") as handle:  # noqa: PTH123 - fcntl needs a file object
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,394 @@
+"""The store on a real PostgreSQL server (a throwaway cluster on loopback): schema, quarantine, links, relay."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import multiprocessing
+import signal
+import smtplib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import Table, func, inspect, select, text, update
+
+from rcptguard.delivery import NextHop
+from rcptguard.store import Store
+from rcptguard.store.links import LinkExpired, LinkInvalid, Links
+from rcptguard.store.quarantine import AlreadyDecided, HeldRecipient, Hold, NotFound, Quarantine
+from rcptguard.store.schema import events, holds, messages
+from tests.integration.postfix import free_port
+from tests.integration.sink import Message, RecordingSink
+from tests.integration.test_relay_postfix import RelayProcess, held
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+THREADS = 8
+SENDER = "alice@example.org"
+CONTENT = (
+    b"From: Alice <alice@example.org>\r\n"
+    b"To: bob@gmial.com\r\n"
+    b"Subject: =?utf-8?q?Quarterly_r=C3=A9sum=C3=A9?=\r\n"
+    b"Message-ID: <pg1@example.org>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"Caf\xc3\xa9 at n\xc3\xa4chste Woche, the secret body text.\r\n"
+    b".a line that starts with a dot\r\n"
+    b"..and one with two\r\n"
+    b"bare\nnewline and trailing spaces   \r\n"
+    b"not UTF-8: \xff\xfe\x80 and a NUL \x00 byte\r\n"
+    b".\r\n"
+    b"end\r\n"
+)
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[Store]:
+    opened = Store.open(postgres_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def quarantine(store: Store) -> Quarantine:
+    return Quarantine(store)
+
+
+@pytest.fixture
+def hop(sink: RecordingSink) -> NextHop:
+    return NextHop(sink.host, sink.port, timeout=10)
+
+
+def recipient(address: str = "bob@gmial.com", suggestion: str | None = "bob@gmail.com") -> HeldRecipient:
+    return HeldRecipient(
+        address=address, intended=suggestion, suggestion=suggestion,
+        reason="gmial.com looks like a slip of gmail.com",
+        signals=[{"name": "TYPO_SWAP", "score": 6.0, "evidence": {"typed": "gmial.com", "likely": "gmail.com"}}],
+        score=6.0,
+    )
+
+
+def hold_one(quarantine: Quarantine, address: str = "bob@gmial.com", content: bytes = CONTENT) -> Hold:
+    return quarantine.hold(mail_from=SENDER, recipients=[recipient(address)], content=content, client="mua")[0]
+
+
+def race(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
+    """Run work(0..count-1) in `count` threads released at once; each result or the exception it raised."""
+    barrier = threading.Barrier(count)
+    results: dict[int, T | BaseException] = {}
+
+    def run(index: int) -> None:
+        barrier.wait(10)
+        try:
+            results[index] = work(index)
+        except Exception as exc:  # noqa: BLE001 - the caller asserts on what each thread got
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"racer{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive(), "a racing thread hung"
+    return [results[i] for i in range(count)]
+
+
+def count_rows(store: Store, table: Table) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+# -- schema and correspondents ------------------------------------------------------------------------------------
+
+
+def test_open_migrates_the_schema(postgres_url: str) -> None:
+    """Store.open creates every table at the newest revision, and opening again changes nothing."""
+    first = Store.open(postgres_url)
+    try:
+        with first.engine.connect() as connection:
+            assert connection.dialect.name == "postgresql"
+            tables = set(inspect(connection).get_table_names())
+            assert {"alembic_version", "correspondents", "messages", "holds", "events", "links"} <= tables
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+    finally:
+        first.close()
+    again = Store.open(postgres_url)
+    try:
+        with again.engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+    finally:
+        again.close()
+
+
+def test_learned_counts_add_up_and_survive_reopening(postgres_url: str) -> None:
+    """Counts added by 8 threads at once (overlapping domains) sum exactly and are still there after reopening."""
+    store = Store.open(postgres_url)
+    try:
+        store.add_counts({"army.mil": 3})
+        store.add_counts({})
+        results = race(THREADS, lambda i: store.add_counts({"army.mil": 1, "navy.mil": 2, f"d{i}.example": i + 1}))
+        assert results == [None] * THREADS
+    finally:
+        store.close()
+    reopened = Store.open(postgres_url)
+    try:
+        learned = reopened.learned()
+    finally:
+        reopened.close()
+    expected = {"army.mil": 3 + THREADS, "navy.mil": 2 * THREADS} | {f"d{i}.example": i + 1 for i in range(THREADS)}
+    assert learned == expected
+
+
+# -- holding ------------------------------------------------------------------------------------------------------
+
+
+def test_same_message_twice_is_held_once(quarantine: Quarantine, store: Store) -> None:
+    """The same sender, recipients and bytes handed over twice return the same holds over one stored message."""
+    first = quarantine.hold(mail_from=SENDER, recipients=[recipient(), recipient("carol@yaho.com", "carol@yahoo.com")],
+                            content=CONTENT)
+    again = quarantine.hold(mail_from=SENDER, recipients=[recipient("carol@yaho.com", "carol@yahoo.com"), recipient()],
+                            content=CONTENT)
+    assert [h.id for h in again] == [first[1].id, first[0].id]
+    assert len(quarantine.list()) == 2
+    assert count_rows(store, messages) == 1
+
+
+def test_hold_from_eight_threads_at_once_stores_one_message(quarantine: Quarantine, store: Store) -> None:
+    """Eight threads holding the same message at once all get the same holds; one message and two holds exist."""
+    recipients = [recipient(), recipient("carol@yaho.com", "carol@yahoo.com")]
+    results = race(THREADS, lambda _i: quarantine.hold(mail_from=SENDER, recipients=recipients, content=CONTENT))
+    assert all(isinstance(r, list) for r in results), results
+    ids = {tuple(h.id for h in r) for r in results if isinstance(r, list)}
+    assert len(results) == THREADS
+    assert len(ids) == 1
+    assert count_rows(store, messages) == 1
+    assert count_rows(store, holds) == 2
+
+
+def test_content_is_byte_identical(quarantine: Quarantine) -> None:
+    """The stored bytes come back unchanged: 8-bit, CRLF and bare LF, leading dots, NUL and every byte value."""
+    every_byte = CONTENT + bytes(range(256)) + b"\r\n"
+    hold = hold_one(quarantine, content=every_byte)
+    assert quarantine.content(hold.id) == every_byte
+    assert hold.size == len(every_byte)
+    assert hold.subject == "Quarterly résumé"
+    assert hold.message_id_header == "<pg1@example.org>"
+    assert hold.created_at.tzinfo is not None
+    assert abs(hold.created_at - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+
+
+def test_unknown_hold_is_not_found(quarantine: Quarantine) -> None:
+    """Reading or deciding an id that does not exist raises NotFound."""
+    assert quarantine.get("nosuchhold") is None
+    with pytest.raises(NotFound):
+        quarantine.cancel("nosuchhold", "alice")
+    with pytest.raises(NotFound):
+        quarantine.content("nosuchhold")
+
+
+# -- deciding -----------------------------------------------------------------------------------------------------
+
+
+DECIDERS: dict[str, Callable[[Quarantine, str, int], Hold]] = {
+    "cancel": lambda q, hold_id, i: q.cancel(hold_id, f"user{i}"),
+    "decide": lambda q, hold_id, i: q.decide(hold_id, ("released", "cancelled", "expired")[i % 3], f"user{i}"),
+    "correct": lambda q, hold_id, i: q.decide(hold_id, "corrected", f"user{i}", deliver_to=f"bob{i}@gmail.com"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(DECIDERS))
+def test_racing_decisions_have_exactly_one_winner(quarantine: Quarantine, how: str) -> None:
+    """Eight threads deciding one hold at once: one wins, seven get AlreadyDecided naming it, one event is written."""
+    decide = DECIDERS[how]
+    for round_ in range(3):
+        hold_id = hold_one(quarantine, address=f"bob{round_}@gmial.com").id
+        results = race(THREADS, functools.partial(decide, quarantine, hold_id))
+        winners = [r for r in results if isinstance(r, Hold)]
+        losers = [r for r in results if isinstance(r, AlreadyDecided)]
+        assert (len(winners), len(losers)) == (1, THREADS - 1), results
+        (winner,) = winners
+        assert {(e.state, e.decided_by) for e in losers} == {(winner.state, winner.decided_by)}
+        final = quarantine.require(hold_id)
+        assert (final.state, final.decided_by, final.deliver_to) == (winner.state, winner.decided_by,
+                                                                     winner.deliver_to)
+        log = quarantine.events(hold_id)
+        assert [(e.actor, e.from_state, e.to_state) for e in log] == [(winner.decided_by, "held", winner.state)]
+
+
+def test_expire_due_expires_only_old_holds_once(quarantine: Quarantine, store: Store) -> None:
+    """expire_due expires holds older than the retention, leaves newer and decided ones alone, and is idempotent."""
+    old, decided, new = (hold_one(quarantine, address=a) for a in ("a@gmial.com", "b@gmial.com", "c@gmial.com"))
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
+    with store.engine.begin() as connection:
+        connection.execute(update(holds).where(holds.c.id.in_((old.id, decided.id))).values(created_at=long_ago))
+    quarantine.cancel(decided.id, "alice")
+    expired = quarantine.expire_due(dt.timedelta(days=7))
+    assert [(h.id, h.state, h.decided_by) for h in expired] == [(old.id, "expired", "expiry")]
+    assert quarantine.expire_due(dt.timedelta(days=7)) == []
+    assert quarantine.require(decided.id).state == "cancelled"
+    assert quarantine.require(new.id).state == "held"
+    assert [e.detail for e in quarantine.events(old.id)] == ["not released within 7 days"]
+
+
+def test_racing_expiry_expires_each_hold_once(quarantine: Quarantine, store: Store) -> None:
+    """Eight expiry workers at once expire every due hold exactly once between them."""
+    ids = [hold_one(quarantine, address=f"u{i}@gmial.com").id for i in range(5)]
+    with store.engine.begin() as connection:
+        connection.execute(update(holds).values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)))
+    results = race(THREADS, lambda i: quarantine.expire_due(dt.timedelta(days=1), actor=f"expiry{i}"))
+    expired = [h.id for r in results if isinstance(r, list) for h in r]
+    assert sorted(expired) == sorted(ids), results
+    assert count_rows(store, events) == len(ids)
+
+
+# -- delivering ---------------------------------------------------------------------------------------------------
+
+
+def test_release_delivers_the_exact_bytes_once(quarantine: Quarantine, sink: RecordingSink, hop: NextHop) -> None:
+    """A release sends the stored bytes unchanged to a real SMTP next hop, once, and records the delivery."""
+    hold = hold_one(quarantine)
+    released = quarantine.release(hold.id, "alice", hop)
+    assert (released.state, released.delivery, released.deliver_to, released.delivery_attempts) == \
+        ("released", "delivered", "bob@gmial.com", 1)
+    assert released.delivered_at is not None
+    assert sink.messages == [Message(SENDER, ("bob@gmial.com",), CONTENT)]
+    with pytest.raises(AlreadyDecided):
+        quarantine.release(hold.id, "mallory", hop)
+    assert len(sink.messages) == 1
+
+
+def release_as_worker(quarantine: Quarantine, hold_id: str, hop: NextHop, worker: int) -> Hold:
+    return quarantine.release(hold_id, f"worker{worker}", hop)
+
+
+def test_racing_releases_deliver_exactly_once(quarantine: Quarantine, sink: RecordingSink, hop: NextHop) -> None:
+    """Two release calls racing on the same hold (five holds in a row): each is delivered exactly once."""
+    addresses = [f"r{i}@gmial.com" for i in range(5)]
+    for address in addresses:
+        hold_id = hold_one(quarantine, address=address).id
+        results = race(2, functools.partial(release_as_worker, quarantine, hold_id, hop))
+        assert sorted(type(r).__name__ for r in results) == ["AlreadyDecided", "Hold"], results
+        (winner,) = [r for r in results if isinstance(r, Hold)]
+        assert winner.delivery == "delivered"
+        assert len(quarantine.events(hold_id)) == 1
+    assert sorted(sink.rcpts()) == sorted(addresses)
+    assert all(m.data == CONTENT for m in sink.messages)
+
+
+def test_racing_deliver_pending_sends_once(quarantine: Quarantine, sink: RecordingSink, hop: NextHop) -> None:
+    """Deliveries left pending while the next hop was down are sent once by eight racing deliver_pending workers."""
+    down = NextHop("127.0.0.1", free_port(), timeout=5)
+    ids = [hold_one(quarantine, address=f"p{i}@gmial.com").id for i in range(3)]
+    for hold_id in ids:
+        assert quarantine.release(hold_id, "alice", down).delivery == "pending"
+    results = race(THREADS, lambda _i: quarantine.deliver_pending(hop))
+    assert sum(r for r in results if isinstance(r, int)) == len(ids), results
+    assert sorted(sink.rcpts()) == sorted(f"p{i}@gmial.com" for i in range(3))
+    assert quarantine.pending_deliveries() == []
+
+
+# -- links --------------------------------------------------------------------------------------------------------
+
+
+def test_links_issue_resolve_and_refuse_bad_tokens(quarantine: Quarantine, store: Store) -> None:
+    """A link resolves to its message; a tampered, malformed or unknown token is invalid, an old one expired."""
+    links = Links(store)
+    hold = hold_one(quarantine)
+    token = links.issue(hold.message_id, dt.timedelta(days=7))
+    info = links.resolve(token)
+    assert (info.message_id, info.used_at) == (hold.message_id, None)
+    assert info.expires_at - info.created_at == dt.timedelta(days=7)
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM links WHERE id = :raw"), {"raw": token}).scalar() == 0
+    for bad in (token[:-1] + ("A" if token[-1] != "A" else "B"), "short", "x" * 43, ""):
+        with pytest.raises(LinkInvalid):
+            links.resolve(bad)
+    brief = links.issue(hold.message_id, dt.timedelta(milliseconds=1))
+    time.sleep(0.01)
+    with pytest.raises(LinkExpired):
+        links.resolve(brief)
+    with pytest.raises(ValueError, match="no held message"):
+        links.issue("0" * 32, dt.timedelta(days=1))
+
+
+def test_links_issue_once(quarantine: Quarantine, store: Store) -> None:
+    """issue_once gives a message its first link and None afterwards (a redelivery sends no second notice)."""
+    links = Links(store)
+    hold = hold_one(quarantine)
+    first = links.issue_once(hold.message_id, dt.timedelta(days=7))
+    assert first is not None
+    assert links.resolve(first).message_id == hold.message_id
+    assert links.issue_once(hold.message_id, dt.timedelta(days=7)) is None
+
+
+def test_links_mark_used_only_when_every_hold_is_decided(quarantine: Quarantine, store: Store) -> None:
+    """mark_used_if_done waits for every hold of its own message (not others'), then sets used_at exactly once."""
+    links = Links(store)
+    first, second = quarantine.hold(mail_from=SENDER, recipients=[recipient(), recipient("carol@yaho.com")],
+                                    content=CONTENT)
+    other = hold_one(quarantine, address="dave@gmial.com", content=CONTENT + b"another message\r\n")
+    token = links.issue(first.message_id, dt.timedelta(days=7))
+    assert links.hold_ids(first.message_id) == sorted([first.id, second.id],
+                                                      key=lambda i: quarantine.require(i).recipient)
+    quarantine.cancel(first.id, "alice")
+    assert links.mark_used_if_done(token) is False
+    quarantine.cancel(second.id, "alice")
+    assert quarantine.require(other.id).state == "held"  # another message still held must not matter
+    results = race(THREADS, lambda _i: links.mark_used_if_done(token))
+    assert sorted(results, key=bool) == [False] * (THREADS - 1) + [True]
+    assert links.mark_used_if_done(token) is False
+    assert links.resolve(token).used_at is not None
+    assert links.mark_used_if_done("not a token") is False
+
+
+# -- the relay end to end -----------------------------------------------------------------------------------------
+
+
+def test_relay_forwards_and_holds_with_postgres(postgres_url: str, sink: RecordingSink, tmp_path: Path) -> None:
+    """`rcptguard relay --db postgresql+psycopg://...` forwards x@army.mil to the next hop and holds y@army.ml."""
+    relay = RelayProcess(tmp_path, free_port(), sink.port, postgres_url).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as client:
+            refused = client.sendmail("me@example-corp.com", ["x@army.mil", "y@army.ml"],
+                                      b"From: me@example-corp.com\r\nTo: x@army.mil, y@army.ml\r\n"
+                                      b"Subject: crew list\r\nMessage-ID: <crew@example-corp.com>\r\n\r\nhello\r\n")
+        assert refused == {}
+        sink.wait_for(1)
+        sink.wait_for(2)  # the mail to x, then the notice to the sender with the link to the held message
+    finally:
+        relay.kill(signal.SIGTERM)
+    forwarded = [m for m in sink.messages if "x@army.mil" in m.rcpt_tos]
+    assert [m.rcpt_tos for m in forwarded] == [("x@army.mil",)]
+    assert "y@army.ml" not in sink.rcpts()
+    assert [m.rcpt_tos for m in sink.messages if m not in forwarded] == [("me@example-corp.com",)]
+    (entry,) = held(postgres_url)
+    assert (entry["recipient"], entry["suggestion"], entry["state"]) == ("y@army.ml", "y@army.mil", "held")
+    assert entry["mail_from"] == "me@example-corp.com"
+
+
+def _open_and_count(url: str) -> dict[str, int]:
+    store = Store.open(url)
+    store.add_counts({"partner.example": 1})
+    counts = store.learned()
+    store.close()
+    return counts
+
+
+def test_many_processes_migrate_a_new_database_at_once(postgres_url: str) -> None:
+    """Six processes opening one new PostgreSQL database at once all succeed (an advisory lock serialises
+    the migration), as when the relay, the policy service and the web page start together."""
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        results = pool.map(_open_and_count, [postgres_url] * 6)
+    assert all("partner.example" in r for r in results)
+    store = Store.open(postgres_url)
+    try:
+        assert store.learned() == {"partner.example": 6}
+    finally:
+        store.close()

@@ -1,0 +1,31 @@
+"""The store: migrations and learned counts on SQLite (PostgreSQL: tests/integration/test_postgres_store.py)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+from rcptguard.store import Store
+
+
+def _open_and_read(url: str) -> dict[str, int]:
+    store = Store.open(url)
+    store.add_counts({"partner.example": 1})
+    return store.learned()
+
+
+def test_many_processes_opening_a_new_database_at_once(tmp_path: Path) -> None:
+    """Six processes opening (and so migrating) one new database at once all succeed: migrations are serialised."""
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        results = pool.map(_open_and_read, [url] * 6)
+    assert all("partner.example" in r for r in results)
+    assert Store.open(url).learned() == {"partner.example": 6}
+
+
+def test_counts_add_up_and_survive_reopening(tmp_path: Path) -> None:
+    """Counts of one domain add up across calls and are there after reopening."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store.open(url).add_counts({"a.example": 2, "b.example": 1})
+    Store.open(url).add_counts({"a.example": 3})
+    assert Store.open(url).learned() == {"a.example": 5, "b.example": 1}
