@@ -31,7 +31,7 @@ JUDGEMENT_CACHE = 65536  # domains whose judgement is remembered; mail traffic r
 ALTERNATIVE_MARGIN = 1.5  # other candidates this close to the best are named as alternatives
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value never changed once made; not frozen, which costs on every check
 class Judgement:
     """What the guard decided about a domain; a Verdict is this with the address filled in."""
 
@@ -43,7 +43,7 @@ class Judgement:
     alternatives: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value never changed once made; not frozen, which costs on every check
 class Scored:
     """A candidate with the signals that explain it and their total score."""
 

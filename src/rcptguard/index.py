@@ -52,7 +52,7 @@ class Entry:
         object.__setattr__(self, "suffix", suffix)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value never changed once made; not frozen, which costs on every check
 class Candidate:
     """A possible intended domain for a typed one, and the two strings a detector compares."""
 

@@ -66,7 +66,7 @@ class Domain:
         return self.unicode
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value never changed once made; not frozen, which costs on every check
 class Address:
     """A recipient address parsed once: the local part as given and a normalised domain."""
 
@@ -89,7 +89,7 @@ class Malformed:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value never changed once made; not frozen, which costs on every check
 class Signal:
     """A named finding with its evidence, like an rspamd symbol: `TLD_SLIP(typed=army.ml, likely=army.mil)`.
 
@@ -104,7 +104,7 @@ class Signal:
         return {"name": self.name, "score": round(self.score, 2), "evidence": dict(self.evidence)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value never changed once made; not frozen, which costs on every check
 class Verdict:
     """The decision for one recipient, in the shape every gateway turns into its own protocol's answer."""
 

@@ -13,7 +13,7 @@ class Op(enum.Enum):
     TRANSPOSITION = "transposition"  # two neighbouring characters swapped
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value never changed once made; not frozen, which costs on every check
 class Edit:
     """One edit turning `intended` into `typed`, at index `pos` of `intended` (of `typed` for insertions).
 
