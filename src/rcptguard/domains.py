@@ -26,6 +26,7 @@ MAX_ADDRESS = 254  # octets of local@domain (RFC 5321 forward-path of 256 less t
 MAX_INPUT = 4096  # characters looked at before anything else
 
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_LDH_DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*\Z")
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (NEL), line/paragraph separators
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -124,6 +125,8 @@ def normalize_domain(raw: str) -> Domain:
 
 
 def _check_ascii_domain(domain: str) -> None:
+    if len(domain) <= MAX_DOMAIN and _LDH_DOMAIN.match(domain) and not domain[domain.rfind(".") + 1 :].isdigit():
+        return  # the usual case, in one match; otherwise find what is wrong, for the message
     if len(domain) > MAX_DOMAIN:
         raise DomainError(f"the domain is {len(domain)} characters long; at most {MAX_DOMAIN} are allowed")
     labels = domain.split(".")
