@@ -61,6 +61,14 @@ def deliver(hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,
             return transaction(smtp, mail_from, rcpts, data, smtputf8=smtputf8)
     except (OSError, smtplib.SMTPException) as exc:
         return _failed(hop, exc, rcpts)
+    except UnicodeError:
+        return _unencodable(rcpts)
+
+
+def _unencodable(rcpts: Sequence[str]) -> DeliveryResult:
+    """An address the next hop cannot take (UTF-8 without SMTPUTF8 there): a permanent failure."""
+    text = "5.6.7 the next hop does not support SMTPUTF8, which this address needs"
+    return DeliveryResult((), {}, dict.fromkeys(rcpts, (553, text)), error=text)
 
 
 def _connect(hop: NextHop) -> smtplib.SMTP:
@@ -151,6 +159,9 @@ class Pool:
                 if smtp is None:
                     smtp = _connect(self.hop)
                 result = transaction(smtp, mail_from, rcpts, data, smtputf8=smtputf8)
+            except UnicodeError:
+                _close(smtp)
+                return _unencodable(rcpts)
             except (OSError, smtplib.SMTPException) as exc:
                 _close(smtp)
                 if reused and attempt == 0 and isinstance(exc, ClosedBeforeMail):
@@ -221,6 +232,9 @@ class AsyncPool:
                 if reused and attempt == 0:
                     continue
                 return _failed(self.hop, exc, rcpts)
+            except UnicodeError:
+                await _async_close(smtp)
+                return _unencodable(rcpts)
             except (OSError, aiosmtplib.SMTPException, TimeoutError) as exc:
                 await _async_close(smtp)
                 if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421:

@@ -174,7 +174,7 @@ class Guard:
             signals = [Signal(slip.name, slip.evidence, self.policy.weight(slip.name))]
             signals.extend(self._context(domain, candidate))
             scored.append(Scored(candidate, tuple(signals), sum(s.score for s in signals)))
-        scored.sort(key=lambda s: (-s.score, s.candidate.intended))
+        scored.sort(key=_rank_key)
         return scored
 
     def _context(self, domain: Domain, candidate: Candidate) -> list[Signal]:
@@ -246,6 +246,17 @@ class Guard:
             return Judgement(rule.action, judged.score, (*judged.signals, signal), reason,
                              intended if rule.action >= Action.WARN else None, judged.alternatives)
         return judged
+
+
+# Among equal scores: the domain the organisation knows best, then the commoner slip (a dropped letter
+# before a neighbouring key: hotmail.co is hotmail.com rather than hotmail.cl), then the name.
+_SLIP_ORDER = {"omission": 0, "transposition": 1, "repetition": 2, "keyboard": 3}
+
+
+def _rank_key(item: Scored) -> tuple[float, int, int, str]:
+    kind = item.slip.evidence.get("slip") or item.slip.evidence.get("edit", "")
+    return (-item.score, -int(item.candidate.target.role), _SLIP_ORDER.get(kind, len(_SLIP_ORDER)),
+            item.candidate.intended)
 
 
 def malformed_verdict(bad: Malformed) -> Verdict:

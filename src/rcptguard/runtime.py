@@ -38,12 +38,20 @@ class Learner:
         if self.counts[domain] == min_count:
             self.newly_known = True
 
-    def flush(self) -> None:
-        if not self.pending or self.store is None:
-            return
+    def take(self) -> Counter[str]:
+        """The counts not yet written, handed over (call on the thread that calls `saw`)."""
         batch, self.pending = self.pending, Counter()
-        try:
+        return batch
+
+    def write(self, batch: Counter[str]) -> None:
+        """Write a batch to the store (any thread)."""
+        if batch and self.store is not None:
             self.store.add_counts(batch)
+
+    def flush(self) -> None:
+        batch = self.take()
+        try:
+            self.write(batch)
         except StoreError:
             self.pending.update(batch)  # try again next time; learning is never worth a lost message
             raise
@@ -70,15 +78,22 @@ class Runtime:
         last_rebuild = time.monotonic()
         while True:
             await asyncio.sleep(self.flush_interval)
+            batch = self.learner.take()  # swapped here, on the loop that counts: no count is lost meanwhile
             try:
-                await asyncio.to_thread(self.learner.flush)
-            except StoreError as exc:
+                await asyncio.to_thread(self.learner.write, batch)
+            except Exception as exc:  # noqa: BLE001 - keep the counts, and keep the loop alive
+                self.learner.pending.update(batch)
                 logs.event(log, "store unavailable; counts kept for later", logging.WARNING, error=str(exc))
             if self.learner.newly_known and time.monotonic() - last_rebuild >= self.rebuild_interval:
                 self.learner.newly_known = False
                 snapshot = dict(self.learner.counts)
-                self.guard = await asyncio.to_thread(self.factory, snapshot)
-                last_rebuild = time.monotonic()
+                try:
+                    self.guard = await asyncio.to_thread(self.factory, snapshot)
+                except Exception as exc:  # noqa: BLE001 - the old guard keeps serving
+                    logs.event(log, "index rebuild failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+                    continue
+                finally:
+                    last_rebuild = time.monotonic()
                 logs.event(log, "index rebuilt", learned=len(snapshot))
 
     def close(self) -> None:

@@ -102,8 +102,27 @@ def test_warned_recipient_gets_a_warning_header(relay: Relay, sink: RecordingSin
     code, _, _ = send(relay, ["a@ymail.com"])
     assert code == 250
     (got,) = sink.wait_for(1)
-    assert got.data.startswith(b"X-Rcptguard-Warning: a@ymail.com: ymail.com looks like gmail.com")
+    assert got.data.startswith(b"X-Rcptguard-Warning: ymail.com looks like gmail.com")
     assert got.data.endswith(BODY)
+
+
+def test_warning_headers_name_no_address(relay: Relay, sink: RecordingSink) -> None:
+    """The warned copy goes to every warned recipient: its headers name domains, never an address (Bcc)."""
+    code, _, _ = send(relay, ["visible@ymail.com", "secret.bcc@gmail.de"])
+    assert code == 250
+    (got,) = sink.wait_for(1)
+    head = got.data.split(b"\r\n\r\n", 1)[0]
+    assert head.count(b"X-Rcptguard-Warning:") == 2
+    assert b"visible@" not in head
+    assert b"secret.bcc" not in head
+
+
+def test_a_recipient_named_twice_is_held_once(relay: Relay, sink: RecordingSink) -> None:
+    """RCPT TO the same held address twice: the message is accepted and held once, not deferred for ever."""
+    code, _, _ = send(relay, ["j@gmial.com", "j@gmial.com"])
+    assert code == 250
+    assert relay.quarantine is not None
+    assert [h.recipient for h in relay.quarantine.list()] == ["j@gmial.com"]
 
 
 def test_held_recipient_is_stored_not_forwarded(relay: Relay, sink: RecordingSink) -> None:
@@ -186,12 +205,15 @@ def test_next_hop_down_is_a_temporary_failure_and_holds_once(tmp_path: Path, sin
     try:
         sink.stop()
         code, text, _ = send(relay, ["a@army.mil", "b@army.ml"])
+        assert code == 451  # the sender could not be told (the notice goes through the next hop): retry
+        code, text, _ = send(relay, ["a@army.mil"])
         assert code == 451
         assert b"4.4.0" in text
         sink.start()
         code, _, _ = send(relay, ["a@army.mil", "b@army.ml"])
         assert code == 250
-        assert [m.rcpt_tos for m in sink.wait_for(1)] == [("a@army.mil",)]
+        got = sink.wait_for(2)
+        assert sorted(m.rcpt_tos for m in got) == [("a@army.mil",), ("me@example-corp.com",)]  # mail, one notice
         assert relay.quarantine is not None
         assert len(relay.quarantine.list()) == 1
     finally:

@@ -37,7 +37,7 @@ from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.runtime import GuardFactory, Runtime
 from rcptguard.store import Store
 
-from .replies import ascii_line, explanation, header_value
+from .replies import ascii_line, explanation, header_value, warning_text
 
 log = logging.getLogger("rcptguard.policyd")
 
@@ -103,7 +103,7 @@ def postfix_action(verdict: Verdict, settings: PolicySettings) -> str:
         return "DUNNO"
     text = ascii_line(explanation(verdict))
     if action is Action.WARN:
-        return f"PREPEND {settings.warn_header}: {header_value(explanation(verdict))}"
+        return f"PREPEND {settings.warn_header}: {header_value(warning_text(verdict))}"
     if verdict.signal("MALFORMED_ADDRESS") is not None:
         return f"REJECT {settings.malformed_status} {ascii_line(verdict.reason)}"
     if action is Action.HOLD and settings.hold_mode == "hold":

@@ -44,7 +44,7 @@ from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
 from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine
 
-from .replies import ascii_line, explanation, header_value
+from .replies import ascii_line, explanation, header_value, warning_text
 
 log = logging.getLogger("rcptguard.relay")
 
@@ -101,8 +101,10 @@ def normalise_line_endings(content: bytes) -> bytes:
 
 
 def with_warnings(content: bytes, header: str, verdicts: Sequence[Verdict]) -> bytes:
-    lines = b"".join(f"{header}: {header_value(f'{v.address}: {explanation(v)}')}\r\n".encode() for v in verdicts)
-    return lines + content
+    """The copy for warned recipients, with one header per warned domain: domains only, never an address,
+    since the copy goes to every warned recipient (a Bcc recipient's address must not show)."""
+    found = dict.fromkeys(warning_text(v) for v in verdicts)
+    return b"".join(f"{header}: {header_value(text)}\r\n".encode() for text in found) + content
 
 
 def _subject(content: bytes) -> str:
@@ -158,6 +160,10 @@ class _CRLFLines:
 class GuardedSMTP(SMTP):
     """aiosmtpd's SMTP, strict about command lines and paths: a command ends at CRLF only, and a path must
     be a closed `<...>` with no CR or LF inside, so `RCPT TO:<a@arm\ny.mil>` is refused, not cut short."""
+
+    # A body with bare LF line endings has CRLF-"lines" far longer than 1,000 bytes; they are accepted and
+    # normalised before forwarding rather than refused with a 500 (which would bounce the message).
+    line_length_limit = 1 << 16
 
     def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super()._cb_client_connected(cast("asyncio.StreamReader", _CRLFLines(reader)), writer)
@@ -231,6 +237,8 @@ class RelayHandler:
             logs.event(log, "rejected", sender=envelope.mail_from, recipient=address, verdict="reject",
                        intended=verdict.intended, signals=[s.name for s in verdict.signals])
             return f"550 {self.settings.reject_status} {ascii_line(explanation(verdict))}"
+        if address in envelope.rcpt_tos:
+            return "250 2.1.5 OK (already a recipient)"  # once is enough: a recipient is accounted for once
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         envelope.rcptguard[address] = verdict  # type: ignore[attr-defined]
@@ -249,24 +257,36 @@ class RelayHandler:
             return await asyncio.to_thread(self._deliver, self.next_hop, mail_from, rcpts, body, smtputf8=smtputf8)
         return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8)
 
-    async def _notify(self, holds: list[Hold]) -> None:
-        """Tell the sender what was held and give the one link to choose; a failure here loses no mail
-        (the message is held, and expiry tells the sender in the end), so it is logged, not answered 4xx."""
+    async def _notify(self, holds: list[Hold]) -> bool:
+        """Tell the sender what was held and give the one link to choose. False when that failed for now:
+        the message is then answered 4xx, and its next delivery (held once, by its key) tries again."""
         assert self.links is not None
         ttl = dt.timedelta(days=self.settings.link_days)
         try:
             token = await asyncio.to_thread(self.links.issue_once, holds[0].message_id, ttl)
         except (StoreError, ValueError) as exc:
             logs.event(log, "no link for the notice", logging.WARNING, error=str(exc))
-            return
+            return False
         if token is None:
-            return  # already told, on an earlier delivery of the same message
+            return True  # already told, on an earlier delivery of the same message
         link = f"{self.settings.base_url.rstrip('/')}/confirm/{token}"
-        notice = self.notifier.held(holds, link, ttl)
         sender = holds[0].mail_from
-        result = await self._forward("", [sender], notice, smtputf8=not sender.isascii())
-        if sender not in result.accepted:
-            logs.event(log, "notice not sent", logging.WARNING, sender=sender, error=result.error)
+        result: DeliveryResult | None = None
+        try:
+            notice = self.notifier.held(holds, link, ttl)
+            result = await self._forward("", [sender], notice, smtputf8=not sender.isascii())
+        except Exception as exc:  # noqa: BLE001 - an operator's template may fail: try again later
+            logs.event(log, "notice failed", logging.ERROR, sender=sender, error=f"{type(exc).__name__}: {exc}")
+        if result is not None and sender in result.accepted:
+            return True
+        if result is not None and not result.temporary:
+            logs.event(log, "notice refused", logging.WARNING, sender=sender, error=result.error)
+            return True  # the sender's address is refused for good: nothing a retry can mend
+        logs.event(log, "notice not sent; will retry", logging.WARNING, sender=sender,
+                   error=result.error if result else "template")
+        with contextlib.suppress(StoreError):
+            await asyncio.to_thread(self.links.revoke, token)
+        return False
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("internal error", exc_info=error)
@@ -298,8 +318,8 @@ class RelayHandler:
                 logs.event(log, "quarantine unavailable", logging.ERROR, error=str(exc))
                 return "451 4.3.0 Quarantine unavailable; try again later"
             hold_ids = [h.id for h in holds]
-            if self.settings.notify and wants_notice(mail_from, content):
-                await self._notify(holds)
+            if self.settings.notify and wants_notice(mail_from, content) and not await self._notify(holds):
+                return "451 4.3.0 Could not tell the sender about the held recipients; try again later"
 
         perm_failed: dict[str, tuple[int, str]] = {}
         accepted: list[str] = []
@@ -376,8 +396,8 @@ async def _retry_pending(quarantine: Quarantine, next_hop: NextHop, interval: fl
         await asyncio.sleep(interval)
         try:
             await asyncio.to_thread(quarantine.deliver_pending, next_hop)
-        except StoreError as exc:
-            logs.event(log, "pending deliveries not retried", logging.WARNING, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+            logs.event(log, "pending deliveries not retried", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
 
 
 def build(factory: GuardFactory, store: Store | None,

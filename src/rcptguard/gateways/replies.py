@@ -43,3 +43,9 @@ def header_value(text: str) -> str:
     if line.isascii():
         return line[:900]
     return Header(line[:300], "utf-8").encode(linesep=" ")
+
+
+def warning_text(verdict: Verdict) -> str:
+    """A warning about the recipient's domain, for a header every recipient may see: no address in it."""
+    first = verdict.reason.split(". ", 1)[0].rstrip(".") + "."
+    return f"{first} Check the address." if verdict.intended else first

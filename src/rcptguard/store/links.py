@@ -18,7 +18,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import and_, delete, exists, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from rcptguard.store import Store, StoreError
@@ -121,6 +121,14 @@ class Links:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read the links: {_one_line(exc)}") from exc
         return None if found is not None else self.issue(message_id, ttl)
+
+    def revoke(self, raw: str) -> None:
+        """Forget a link (its notice could not be sent: the next delivery of the message issues another)."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(delete(links).where(links.c.id == token_hash(raw)))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot remove the link: {_one_line(exc)}") from exc
 
     def resolve(self, raw: str) -> LinkInfo:
         """The link behind a raw token; LinkInvalid if malformed or unknown, LinkExpired if past its lifetime."""
