@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -392,7 +393,10 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
         raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    guard = build_guard(policy)
+    try:
+        guard = Guard(policy, learned=store.learned())  # as the relay sees it, so /v1/check agrees with it
+    except (ConfigError, StoreError) as exc:
+        raise click.UsageError(str(exc)) from None
     template_dir = section.get("template_dir")
     app = create_app(quarantine=Quarantine(store), links=Links(store), guard_provider=lambda: guard, next_hop=hop,
                      secret=secret, admin_user=section.get("admin_user"), admin_password=section.get("admin_password"),
@@ -412,9 +416,19 @@ def web_secret(section: dict[str, Any], base: Path) -> bytes:
         return value
     path = base / str(section.get("secret_file", "rcptguard-web.secret"))
     if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32), encoding="ascii")
-    return path.read_text(encoding="ascii").strip().encode()
+        # Written whole under another name, then linked into place: a second worker starting at the same
+        # moment either sees no file (and loses the race to create it) or the complete one.
+        fresh = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32))
+        with contextlib.suppress(FileExistsError):
+            os.link(fresh, path)
+        fresh.unlink()
+    value = path.read_text(encoding="ascii").strip().encode()
+    if len(value) < 16:
+        raise ValueError(f"web.secret_file: {path} holds fewer than 16 characters")
+    return value
 
 
 def _register() -> None:

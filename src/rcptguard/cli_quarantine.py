@@ -75,8 +75,11 @@ def _open(config: Path | None, db: str | None) -> tuple[Quarantine, Policy]:
     return Quarantine(store), policy
 
 
-def _next_hop(policy: Policy, flag: str | None, *, required: bool = True) -> NextHop | None:
-    """--next-hop, else [relay] next_hop in the config."""
+DEFAULT_NEXT_HOP = "127.0.0.1:10026"
+
+
+def _next_hop(policy: Policy, flag: str | None) -> NextHop:
+    """--next-hop, else [relay] next_hop in the config, else 127.0.0.1:10026 (like the relay and web page)."""
     value: object = flag
     where = "--next-hop"
     if not value:
@@ -84,9 +87,8 @@ def _next_hop(policy: Policy, flag: str | None, *, required: bool = True) -> Nex
         value = section.get("next_hop") if isinstance(section, dict) else None
         where = f"{policy.source}: relay.next_hop"
     if not value:
-        if required:
-            raise click.UsageError("no next hop: give --next-hop HOST:PORT or set next_hop in [relay] of the config")
-        return None
+        value = DEFAULT_NEXT_HOP  # as the relay and the web page do: Postfix's re-injection port
+        where = "default next hop"
     if not isinstance(value, str):
         raise click.UsageError(f"{where}: expected a string HOST:PORT")
     try:
@@ -301,7 +303,8 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
     notified = 0
     if hop is not None:
         host = socket.getfqdn() or "localhost"
-        sender = notice_from or f"MAILER-DAEMON@{host}"
+        notify_section = policy.sections.get("notify", {})
+        sender = notice_from or str(notify_section.get("from") or "") or f"MAILER-DAEMON@{host}"
         by_message: dict[str, list[Hold]] = {}
         for hold in expired:
             by_message.setdefault(hold.message_id, []).append(hold)

@@ -24,6 +24,11 @@ _TOP_KEYS = {"protect", "known", "known_files", "providers", "restricted_suffixe
              "psl_file", "thresholds", "weights", "priors", "force", "db", "policyd", "relay", "web", "notify"}
 _PRIOR_KEYS = {"protected", "known", "known_per_doubling", "popular", "first_contact", "short_name",
                "short_name_4"}
+_SECTION_KEYS = {  # the gateways' sections; [policyd] and [relay] are checked by their own settings
+    "db": {"url"},
+    "web": {"base_url", "secret", "secret_file", "admin_user", "admin_password", "template_dir"},
+    "notify": {"from", "template_dir"},
+}
 _FORCE_KEYS = {"suffixes", "domains", "unless_known", "action", "message"}
 
 
@@ -155,6 +160,13 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
             raise fail(table, "expected a table")
         merged[table] = {**base.get(table, {}), **value}
 
+    for name, allowed in _SECTION_KEYS.items():
+        section = user.get(name, {})
+        if not isinstance(section, dict):
+            raise fail(name, "expected a table")
+        for key in section:
+            if key not in allowed:
+                raise fail(f"{name}.{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
     thresholds: dict[Action, float] = {}
     for name, value in merged["thresholds"].items():
         try:

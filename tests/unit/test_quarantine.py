@@ -443,10 +443,10 @@ def test_cli_unwritable_store_is_one_clear_line(tmp_path: Path) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_cli_release_without_a_next_hop_is_a_usage_error(quarantine: Quarantine, db_url: str) -> None:
-    """`release` with no --next-hop and none in the config exits 2 and decides nothing."""
+def test_cli_release_with_a_bad_next_hop_is_a_usage_error(quarantine: Quarantine, db_url: str) -> None:
+    """`release` with a malformed --next-hop exits 2 and decides nothing."""
     hold_id = hold_one(quarantine)
-    result = run("release", "--db", db_url, hold_id)
+    result = run("release", "--db", db_url, "--next-hop", "nowhere", hold_id)
     assert result.exit_code == 2
-    assert "next hop" in result.stderr
+    assert "HOST:PORT" in result.stderr
     assert quarantine.require(hold_id).state == "held"
