@@ -123,3 +123,12 @@ def test_known_file_with_a_bad_count_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, 'known_files = ["known.txt"]\n')
     with pytest.raises(ConfigError, match=r"known\.txt:2: expected 'domain' or 'domain count'"):
         Guard(load_policy(path))
+
+
+def test_unknown_key_in_a_gateway_section_names_it(tmp_path: Path) -> None:
+    """A misspelt key in [web] (which would silently turn the admin pages off) is a config error."""
+    path = write(tmp_path, '[web]\nadmin_user = "ops"\nadmin_pasword = "x"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+    assert caught.value.key == "web.admin_pasword"
+    assert caught.value.line == 3
