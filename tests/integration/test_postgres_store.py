@@ -19,8 +19,9 @@ from sqlalchemy import Table, func, inspect, select, text, update
 from rcptguard.delivery import NextHop
 from rcptguard.store import Store
 from rcptguard.store.links import LinkExpired, LinkInvalid, Links
-from rcptguard.store.quarantine import AlreadyDecided, HeldRecipient, Hold, NotFound, Quarantine
+from rcptguard.store.quarantine import AlreadyDecided, Hold, NotFound, Quarantine
 from rcptguard.store.schema import events, holds, messages
+from tests.holds import gmial_recipient as recipient
 from tests.integration.postfix import free_port
 from tests.integration.sink import Message, RecordingSink
 from tests.integration.test_relay_postfix import RelayProcess, held
@@ -64,15 +65,6 @@ def quarantine(store: Store) -> Quarantine:
 @pytest.fixture
 def hop(sink: RecordingSink) -> NextHop:
     return NextHop(sink.host, sink.port, timeout=10)
-
-
-def recipient(address: str = "bob@gmial.com", suggestion: str | None = "bob@gmail.com") -> HeldRecipient:
-    return HeldRecipient(
-        address=address, intended=suggestion, suggestion=suggestion,
-        reason="gmial.com looks like a slip of gmail.com",
-        signals=[{"name": "TYPO_SWAP", "score": 6.0, "evidence": {"typed": "gmial.com", "likely": "gmail.com"}}],
-        score=6.0,
-    )
 
 
 def hold_one(quarantine: Quarantine, address: str = "bob@gmial.com", content: bytes = CONTENT) -> Hold:

@@ -19,8 +19,9 @@ from sqlalchemy import func, select, text
 from rcptguard.cli_quarantine import quarantine as quarantine_group
 from rcptguard.delivery import NextHop
 from rcptguard.store import Store, StoreError
-from rcptguard.store.quarantine import AlreadyDecided, HeldRecipient, NotFound, Quarantine
+from rcptguard.store.quarantine import AlreadyDecided, NotFound, Quarantine
 from rcptguard.store.schema import messages
+from tests.holds import gmial_recipient as held
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -114,15 +115,6 @@ def quarantine(db_url: str) -> Iterator[Quarantine]:
     store = Store.open(db_url)
     yield Quarantine(store)
     store.close()
-
-
-def held(address: str = "bob@gmial.com", suggestion: str | None = "bob@gmail.com") -> HeldRecipient:
-    return HeldRecipient(
-        address=address, intended=suggestion, suggestion=suggestion,
-        reason="gmial.com looks like a slip of gmail.com",
-        signals=[{"name": "TYPO_SWAP", "score": 6.0, "evidence": {"typed": "gmial.com", "likely": "gmail.com"}}],
-        score=6.0,
-    )
 
 
 def hold_one(quarantine: Quarantine, address: str = "bob@gmial.com", content: bytes = CONTENT) -> str:
