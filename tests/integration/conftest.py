@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -48,12 +50,15 @@ def postfix(sink: RecordingSink, tmp_path: Path) -> Iterator[MakePostfix]:
         check_installed()
     except PostfixMissingError as exc:
         pytest.fail(str(exc), pytrace=False)
-    make_traversable(tmp_path)
+    # Not under tmp_path: pytest resets /tmp/pytest-of-USER to 0700 whenever another session starts, and
+    # the postfix user must be able to reach its queue. A folder of our own, 0755, removed afterwards.
+    base = Path(tempfile.mkdtemp(prefix="rcptguard-postfix-"))
+    base.chmod(0o755)
     instances: list[PostfixInstance] = []
 
     def make(main_cf: dict[str, str] | None = None, master_cf_extra: str = "") -> PostfixInstance:
         instance = PostfixInstance(
-            tmp_path / f"postfix{len(instances)}",
+            base / f"postfix{len(instances)}",
             smtpd_port=free_port(),
             relay_port=sink.port,
             main_cf=main_cf,
@@ -65,6 +70,10 @@ def postfix(sink: RecordingSink, tmp_path: Path) -> Iterator[MakePostfix]:
     yield make
     for instance in reversed(instances):
         instance.stop()
+    for instance in instances:  # keep the mail log with the test's other files
+        with contextlib.suppress(OSError):
+            (tmp_path / f"{instance.workdir.name}.log").write_text(instance.log(), encoding="utf-8")
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
