@@ -7,7 +7,6 @@ recipient is `accepted` only when the next hop said 250 to its RCPT and to the D
 from __future__ import annotations
 
 import smtplib
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -129,69 +128,6 @@ def transaction(smtp: smtplib.SMTP, mail_from: str, rcpts: Sequence[str], data: 
 
 class ClosedBeforeMail(smtplib.SMTPServerDisconnected):
     """The connection was gone when MAIL was sent: nothing of this message reached the next hop."""
-
-
-class Pool:
-    """Persistent connections to one next hop, reused across messages (thread-safe).
-
-    A reused connection the next hop has meanwhile closed fails at MAIL, before anything was sent: that
-    one case is retried once on a fresh connection. Any other failure discards the connection.
-    """
-
-    def __init__(self, hop: NextHop, size: int = 16) -> None:
-        self.hop = hop
-        self.size = size
-        self._idle: list[smtplib.SMTP] = []
-        self._lock = threading.Lock()
-
-    def deliver(self, hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-                smtputf8: bool = False) -> DeliveryResult:
-        """Same contract as `deliver` (the `hop` argument must be this pool's)."""
-        if not rcpts:
-            return DeliveryResult()
-        if hop != self.hop:
-            return deliver(hop, mail_from, rcpts, data, smtputf8=smtputf8)
-        for attempt in range(2):
-            with self._lock:
-                smtp = self._idle.pop() if self._idle else None
-            reused = smtp is not None
-            try:
-                if smtp is None:
-                    smtp = _connect(self.hop)
-                result = transaction(smtp, mail_from, rcpts, data, smtputf8=smtputf8)
-            except UnicodeError:
-                _close(smtp)
-                return _unencodable(rcpts)
-            except (OSError, smtplib.SMTPException) as exc:
-                _close(smtp)
-                if reused and attempt == 0 and isinstance(exc, ClosedBeforeMail):
-                    continue  # a stale idle connection: safe to try once more on a new one
-                return _failed(self.hop, exc, rcpts)
-            self._put(smtp)
-            return result
-        return _failed(self.hop, smtplib.SMTPServerDisconnected("next hop closed the connection"), rcpts)
-
-    def _put(self, smtp: smtplib.SMTP) -> None:
-        with self._lock:
-            if len(self._idle) < self.size:
-                self._idle.append(smtp)
-                return
-        _close(smtp)
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for smtp in idle:
-            _close(smtp)
-
-
-def _close(smtp: smtplib.SMTP | None) -> None:
-    if smtp is None:
-        return
-    try:
-        smtp.quit()
-    except (OSError, smtplib.SMTPException):
-        smtp.close()
 
 
 def _whole(code: int, text: str, rcpts: Sequence[str],

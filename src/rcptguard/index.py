@@ -218,7 +218,3 @@ class DomainIndex:
             if entry.domain.unicode != typed:
                 yield Candidate(Family.SKELETON, typed, entry, prefix + entry.domain.unicode,
                                 stem, suffix, entry.stem, entry.suffix)
-
-    def entries(self) -> Iterator[Entry]:
-        yield from self._cover.values()
-        yield from self._popular.values()

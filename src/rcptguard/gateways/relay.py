@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import email.header
 import email.utils
 import ipaddress
 import logging
@@ -107,18 +106,6 @@ def with_warnings(content: bytes, header: str, verdicts: Sequence[Verdict]) -> b
     return b"".join(f"{header}: {header_value(text)}\r\n".encode() for text in found) + content
 
 
-def _subject(content: bytes) -> str:
-    head = content.split(b"\r\n\r\n", 1)[0]
-    match = re.search(rb"^Subject:[ \t]*(.*(?:\r\n[ \t].*)*)", head, re.MULTILINE | re.IGNORECASE)
-    if not match:
-        return ""
-    raw = match.group(1).decode("utf-8", "replace").replace("\r\n", "")
-    try:
-        return str(email.header.make_header(email.header.decode_header(raw)))
-    except (ValueError, LookupError):
-        return raw
-
-
 def dsn(mail_from: str, failed: dict[str, tuple[int, str]], hostname: str) -> bytes:
     """A delivery status notification (RFC 3464) for recipients the next hop refused permanently."""
     boundary = email.utils.make_msgid().strip("<>").replace("@", ".")
@@ -193,8 +180,7 @@ class GuardedSMTP(SMTP):
 class RelayHandler:
     """aiosmtpd hooks: decide at RCPT, split and account for every recipient after DATA."""
 
-    def __init__(self, runtime: Runtime, quarantine: Quarantine | None, settings: RelaySettings,
-                 deliver_fn: Callable[..., DeliveryResult] | None = None) -> None:
+    def __init__(self, runtime: Runtime, quarantine: Quarantine | None, settings: RelaySettings) -> None:
         self.runtime = runtime
         self.quarantine = quarantine
         self.settings = settings
@@ -204,7 +190,6 @@ class RelayHandler:
         self.links = Links(quarantine.store) if quarantine is not None else None
         self.notifier = Notifier(host=self.hostname, sender=settings.notice_from,
                                  template_dir=Path(settings.template_dir) if settings.template_dir else None)
-        self._deliver = deliver_fn
         self.accepted = 0
 
     def _allowed(self, session: Session) -> bool:
@@ -253,8 +238,6 @@ class RelayHandler:
 
     async def _forward(self, mail_from: str, rcpts: list[str], body: bytes, *,
                        smtputf8: bool = False) -> DeliveryResult:
-        if self._deliver is not None:  # a synchronous delivery function (tests)
-            return await asyncio.to_thread(self._deliver, self.next_hop, mail_from, rcpts, body, smtputf8=smtputf8)
         return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8)
 
     async def _notify(self, holds: list[Hold]) -> bool:
