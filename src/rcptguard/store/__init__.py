@@ -28,11 +28,27 @@ DEFAULT_URL = "sqlite:///rcptguard.db"
 _MIGRATION_LOCK_KEY = 0x72637074  # "rcpt": PostgreSQL advisory lock held while migrating
 _MIGRATING = threading.Lock()  # alembic is not thread-safe
 
-__all__ = ["DEFAULT_URL", "Store", "StoreError", "metadata"]
+__all__ = ["DEFAULT_URL", "Store", "StoreError", "as_utc", "error_line", "metadata", "utc_now"]
 
 
 class StoreError(RuntimeError):
     """The store cannot be reached or written; gateways answer 4xx so that the mail is retried."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands datetimes back naive; everything is stored in UTC."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def error_line(exc: BaseException) -> str:
+    """A database error as one line: the driver's message, without SQLAlchemy's background link."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - a DB-API connection
@@ -112,7 +128,7 @@ class Store:
         """Add message counts to correspondents in one transaction (creating the domains not seen yet)."""
         if not counts:
             return
-        now = when or dt.datetime.now(dt.UTC)
+        now = when or utc_now()
         rows = [{"domain": d, "count": n, "first_seen": now, "last_seen": now} for d, n in sorted(counts.items())]
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         statement = insert(correspondents)

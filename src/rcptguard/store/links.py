@@ -22,6 +22,9 @@ from sqlalchemy import and_, delete, exists, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from rcptguard.store import Store, StoreError
+from rcptguard.store import as_utc as _utc
+from rcptguard.store import error_line as _one_line
+from rcptguard.store import utc_now as _now
 from rcptguard.store.schema import holds, links, messages
 
 __all__ = ["TOKEN_BYTES", "LinkError", "LinkExpired", "LinkInfo", "LinkInvalid", "Links", "token_hash"]
@@ -67,21 +70,6 @@ def token_hash(raw: str) -> str:
 
 def _well_formed(raw: str) -> bool:
     return _TOKEN.fullmatch(raw) is not None
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands datetimes back naive; everything is stored in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _one_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc)
-    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 class Links:

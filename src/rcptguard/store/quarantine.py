@@ -32,6 +32,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rcptguard.delivery import DeliveryResult, NextHop, deliver
 from rcptguard.store import Store, StoreError
+from rcptguard.store import as_utc as _utc
+from rcptguard.store import error_line as _one_line
+from rcptguard.store import utc_now as _now
 from rcptguard.store.schema import events, holds, messages
 
 __all__ = [
@@ -164,24 +167,8 @@ class ReleaseOutcome:
     result: DeliveryResult | None
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands datetimes back naive; everything is stored in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
 def _opt_utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else _utc(value)
-
-
-def _one_line(exc: BaseException) -> str:
-    """A database error as one line: the driver's message, without SQLAlchemy's background link."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc)
-    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 def new_hold_id() -> str:
