@@ -372,8 +372,8 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
         listen: str, db: str | None, next_hop: str | None, log_level: str) -> None:
     """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check)."""
     from rcptguard import logs  # noqa: PLC0415
-    from rcptguard.delivery import NextHop  # noqa: PLC0415
-    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+    from rcptguard.delivery import DEFAULT_NEXT_HOP, NextHop  # noqa: PLC0415
+    from rcptguard.store import StoreError  # noqa: PLC0415
     from rcptguard.store.links import Links  # noqa: PLC0415
     from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415
     from rcptguard.web import create_app  # noqa: PLC0415
@@ -386,15 +386,13 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     relay_section = policy.sections.get("relay", {})
     base = policy.source.parent if policy.source else Path()
     try:
-        hop = NextHop.parse(next_hop or str(relay_section.get("next_hop", "127.0.0.1:10026")))
-        store = Store.open(db_url(policy, db))
+        hop = NextHop.parse(next_hop or str(relay_section.get("next_hop", DEFAULT_NEXT_HOP)))
         secret = web_secret(section, base)
     except (ValueError, OSError) as exc:
         raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    store, factory = open_gateway(policy, db)
     try:
-        guard = Guard(policy, learned=store.learned())  # as the relay sees it, so /v1/check agrees with it
+        guard = factory(store.learned())  # as the relay sees it, so /v1/check agrees with it
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     template_dir = section.get("template_dir")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from rcptguard.delivery import NextHop, deliver
+from rcptguard.delivery import DEFAULT_NEXT_HOP, NextHop, deliver
 
 if TYPE_CHECKING:
     from rcptguard.policy import Policy
@@ -73,9 +73,6 @@ def _open(config: Path | None, db: str | None) -> tuple[Quarantine, Policy]:
         raise click.ClickException(f"cannot open the store at {url}: {_one_line(exc)}") from None
     click.get_current_context().call_on_close(store.close)
     return Quarantine(store), policy
-
-
-DEFAULT_NEXT_HOP = "127.0.0.1:10026"
 
 
 def _next_hop(policy: Policy, flag: str | None) -> NextHop:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+DEFAULT_NEXT_HOP = "127.0.0.1:10026"  # Postfix's re-injection port in the content-filter setup
+
 
 @dataclass(frozen=True, slots=True)
 class NextHop:

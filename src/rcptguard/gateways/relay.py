@@ -35,7 +35,7 @@ from typing import Any, cast
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from rcptguard import logs
-from rcptguard.delivery import AsyncPool, DeliveryResult, NextHop
+from rcptguard.delivery import DEFAULT_NEXT_HOP, AsyncPool, DeliveryResult, NextHop
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Notifier, wants_notice
 from rcptguard.runtime import GuardFactory, Runtime
@@ -56,7 +56,7 @@ _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 class RelaySettings:
     """The `[relay]` section of the config file."""
 
-    next_hop: str = "127.0.0.1:10026"
+    next_hop: str = DEFAULT_NEXT_HOP
     allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # client networks that may send through the relay
     size_limit: int = DEFAULT_SIZE_LIMIT
     hostname: str | None = None
