@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 
 TRIVIAL = r"""
 import asyncio, sys
@@ -43,26 +44,6 @@ async def main():
         await server.serve_forever()
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("server exited") from None
-            time.sleep(0.05)
-        else:
-            return
-    raise RuntimeError("server did not start")
 
 
 def _client(port: int, chunk: list[bytes]) -> list[float]:
@@ -99,6 +80,9 @@ def payloads(addresses: list[str]) -> list[bytes]:
 
 
 def main() -> None:
+    from tests.integration.postfix import free_port
+    from tests.processes import wait_port
+
     import corpus
     from rcptguard.store import Store
 

@@ -16,45 +16,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from tests.integration.conftest import make_traversable
 from tests.integration.postfix import PostfixInstance, free_port
+from tests.processes import running
 
 CONCURRENCY = "20"
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        else:
-            return
-
-
-@contextlib.contextmanager
-def process(command: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def run(work: Path, messages: int, through_relay: bool) -> float:
@@ -68,8 +43,10 @@ def run(work: Path, messages: int, through_relay: bool) -> float:
     relay = [str(Path(sys.executable).parent / "rcptguard"), "relay", "--protect", "example-corp.com",
              "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}",
              "--db", f"sqlite:///{work / 'store.db'}", "--log-level", "warning"]
-    relaying = process(relay, relay_port) if through_relay else contextlib.nullcontext()
-    with process(sink, sink_port), instance, relaying:
+    logs = work / ("relay" if through_relay else "direct")
+    logs.mkdir(parents=True, exist_ok=True)
+    relaying = running(relay, relay_port, logs / "relay.log") if through_relay else contextlib.nullcontext()
+    with running(sink, sink_port, logs / "sink.log"), instance, relaying:
         start = time.perf_counter()
         subprocess.run(["smtp-source", "-s", "20", "-m", str(messages), "-l", "10240", "-d",
                         "-f", "me@example-corp.com", "-t", "someone@partner.example",
