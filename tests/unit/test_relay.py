@@ -357,6 +357,42 @@ def test_smtp_smuggling_gives_one_message(relay: Relay, sink: RecordingSink, smu
     assert normalise_line_endings(got[0].data) == got[0].data  # no bare CR or LF left
 
 
+def test_pipelined_transactions_are_two_messages(relay: Relay, sink: RecordingSink) -> None:
+    """Two whole transactions in one write (PIPELINING): both forwarded, each with its own body."""
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"EHLO client\r\nMAIL FROM:<me@example-corp.com>\r\nRCPT TO:<x@army.mil>\r\nDATA\r\n"
+                     b"Subject: one\r\n\r\n..first\r\n.\r\nMAIL FROM:<me@example-corp.com>\r\n"
+                     b"RCPT TO:<y@army.mil>\r\nDATA\r\nSubject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n")
+        replies = reader.read()
+    assert replies.count(b"250 2.0.0 OK: forwarded 1") == 2, replies
+    first, second = sink.wait_for(2)
+    assert (first.rcpt_tos, first.data) == (("x@army.mil",), b"Subject: one\r\n\r\n.first\r\n")
+    assert (second.rcpt_tos, second.data) == (("y@army.mil",), b"Subject: two\r\n\r\nsecond\r\n")
+
+
+def test_too_big_is_refused_and_the_session_goes_on(tmp_path: Path, sink: RecordingSink) -> None:
+    """Over the size limit: 552 after the whole message is read, nothing forwarded; the next one passes."""
+    relay = make_relay(tmp_path, sink, size_limit=100_000)
+    try:
+        with relay.smtp() as smtp:
+            smtp.ehlo()
+            assert smtp.has_extn("size")
+            smtp.mail("me@example-corp.com")
+            smtp.rcpt("x@army.mil")
+            assert smtp.data(b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 101)[0] == 552
+            smtp.mail("me@example-corp.com")
+            smtp.rcpt("x@army.mil")
+            assert smtp.data(b"Subject: small\r\n\r\n" + (b"x" * 998 + b"\r\n") * 90)[0] == 250
+        (got,) = sink.wait_for(1)
+        assert got.data.startswith(b"Subject: small")
+        time.sleep(0.2)
+        assert len(sink.messages) == 1
+    finally:
+        relay.close()
+
+
 @pytest.mark.parametrize("address", [b"a@army.mil\r\nRCPT TO:<b@army.ml>", b"a@arm\ny.mil", b"a\r@army.mil",
                                      b"a@army.mil\nRCPT TO:<b@army.mil", b"a\x00@army.mil"])
 def test_cr_lf_inside_addresses_is_refused(relay: Relay, sink: RecordingSink, address: bytes) -> None:

@@ -129,6 +129,10 @@ _PLAIN_PATH = re.compile(r"[ \t]*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-
 _PATH = re.compile(r"(?i:FROM|TO):[ \t]*<[^<>\x00-\x1f\x7f]*>(?:[ \t]+[^\x00-\x1f\x7f]*)?\Z")
 
 
+_END_OF_DATA = b"\r\n.\r\n"
+_DRAIN = 1 << 30  # more than a StreamReader ever buffers: one read() takes all it has
+
+
 class _CRLFLines:
     """A StreamReader whose command lines end only at CRLF: a bare LF stays inside the line (and the path
     check below refuses it) instead of ending a command early."""
@@ -137,8 +141,41 @@ class _CRLFLines:
         self._reader = reader
 
     def readuntil(self, separator: bytes = b"\n") -> Coroutine[Any, Any, bytes]:
-        # The reader's own coroutine, not a wrapper around it: DATA reads every line through here.
         return self._reader.readuntil(b"\r\n" if separator == b"\n" else separator)
+
+    async def read_data(self, size_limit: int | None) -> bytes | None:
+        """The message after DATA, dots unstuffed, read in whatever chunks arrive rather than line by line.
+
+        It ends where aiosmtpd's own loop would end it: at the first line that is a single dot between
+        CRLFs (the CRLF that ended the DATA command counts as the one before a first line). A bare CR or
+        LF never ends a line here. None when the message is longer than `size_limit`: it is read to its
+        end and dropped. Bytes after the end (a pipelined next command) go back to the reader.
+        """
+        reader = self._reader
+        buffer = bytearray(b"\r\n")
+        searched = 0
+        too_big = False
+        while True:
+            chunk = await reader.read(_DRAIN)  # the reader's buffer is empty after this
+            if not chunk:  # end of stream: aiosmtpd has already cancelled this session
+                raise asyncio.CancelledError
+            buffer += chunk
+            end = buffer.find(_END_OF_DATA, searched)
+            if end >= 0:
+                rest = buffer[end + len(_END_OF_DATA):]
+                if rest and not reader.at_eof():
+                    reader.feed_data(bytes(rest))  # no await since read(): this puts it back in front
+                if too_big or (size_limit and end > size_limit):
+                    return None
+                body = buffer[:end + 2]
+                if b"\r\n." in body:
+                    body = body.replace(b"\r\n.", b"\r\n")
+                return bytes(body[2:])
+            searched = max(len(buffer) - len(_END_OF_DATA) + 1, 0)
+            if too_big or (size_limit and searched > size_limit):  # the message is at least `searched` long
+                too_big = True  # read on to the end, keeping only what may be the start of it
+                del buffer[:searched]
+                searched = 0
 
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - everything else is the StreamReader's
         return getattr(self._reader, name)
@@ -146,14 +183,38 @@ class _CRLFLines:
 
 class GuardedSMTP(SMTP):
     """aiosmtpd's SMTP, strict about command lines and paths: a command ends at CRLF only, and a path must
-    be a closed `<...>` with no CR or LF inside, so `RCPT TO:<a@arm\ny.mil>` is refused, not cut short."""
+    be a closed `<...>` with no CR or LF inside, so `RCPT TO:<a@arm\ny.mil>` is refused, not cut short.
+    DATA is read in chunks (aiosmtpd reads it a line at a time: most of a relay's time per message)."""
 
-    # A body with bare LF line endings has CRLF-"lines" far longer than 1,000 bytes; they are accepted and
-    # normalised before forwarding rather than refused with a 500 (which would bounce the message).
-    line_length_limit = 1 << 16
+    line_length_limit = 1 << 16  # of a command line; message lines may be any length (normalised later)
 
     def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super()._cb_client_connected(cast("asyncio.StreamReader", _CRLFLines(reader)), writer)
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command name
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        reader = cast("_CRLFLines", self._reader)
+        try:
+            content = await reader.read_data(self.data_size_limit)
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
+        if content is None:
+            self.envelope = self._create_envelope()
+            await self.push("552 5.3.4 Error: Too much mail data")
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+        self.envelope = self._create_envelope()
+        await self.push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # A plain <local@domain> in one match; anything else through aiosmtpd's full RFC 5322 parser
