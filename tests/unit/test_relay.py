@@ -372,6 +372,28 @@ def test_pipelined_transactions_are_two_messages(relay: Relay, sink: RecordingSi
     assert (second.rcpt_tos, second.data) == (("y@army.mil",), b"Subject: two\r\n\r\nsecond\r\n")
 
 
+def test_pipelining_replies_in_order(relay: Relay, sink: RecordingSink) -> None:
+    """PIPELINING is offered; a group of MAIL, RCPTs (good, malformed, syntax error) and DATA gets one reply
+    each, in order, and only the good recipient is forwarded."""
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"EHLO client\r\n")
+        ehlo = [reader.readline()]
+        while ehlo[-1][3:4] == b"-":
+            ehlo.append(reader.readline())
+        assert b"250-PIPELINING\r\n" in ehlo
+        sock.sendall(b"MAIL FROM:<me@example-corp.com>\r\nRCPT TO:<x@army.mil>\r\nRCPT TO:<a@@b>\r\n"
+                     b"RCPT TO:x@army.mil\r\nDATA\r\n")
+        replies = [reader.readline()[:3] for _ in range(5)]
+        assert replies == [b"250", b"250", b"553", b"501", b"354"]
+        sock.sendall(b"Subject: piped\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        assert reader.readline().startswith(b"250 2.0.0 OK: forwarded 1")
+        assert reader.readline().startswith(b"221")
+    (got,) = sink.wait_for(1)
+    assert (got.rcpt_tos, got.data) == (("x@army.mil",), b"Subject: piped\r\n\r\nbody\r\n")
+
+
 def test_too_big_is_refused_and_the_session_goes_on(tmp_path: Path, sink: RecordingSink) -> None:
     """Over the size limit: 552 after the whole message is read, nothing forwarded; the next one passes."""
     relay = make_relay(tmp_path, sink, size_limit=100_000)
