@@ -50,6 +50,20 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        self._sink.connections += 1
+        if self._sink.pipelining:  # aiosmtpd reads pipelined commands in order; it just does not say so
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self._sink.reply_data is not None:
             return self._sink.reply_data
@@ -79,12 +93,15 @@ class RecordingSink:
         reply_rcpt: dict[str, str] | None = None,
         reply_data: str | None = None,
         delay_data: float = 0.0,
+        pipelining: bool = False,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port()
         self.reply_rcpt = reply_rcpt
         self.reply_data = reply_data
         self.delay_data = delay_data
+        self.pipelining = pipelining
+        self.connections = 0  # EHLOs seen: how many SMTP sessions clients opened
         self._lock = threading.Lock()
         self._messages: list[Message] = []
         self._controller: Controller | None = None

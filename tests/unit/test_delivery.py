@@ -1,0 +1,205 @@
+"""The relay's SMTP client (AsyncPool): every recipient accounted for, against real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Self
+
+import pytest
+
+from rcptguard.delivery import AsyncPool, DeliveryResult, NextHop, dot_stuffed
+from tests.integration.postfix import free_port
+from tests.integration.sink import RecordingSink
+
+BODY = b"From: a@example.org\r\nSubject: dots\r\n\r\n.one\r\n..two\r\nlast line\r\n"
+
+
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelined"])
+def sink(request: pytest.FixtureRequest) -> Iterator[RecordingSink]:
+    with RecordingSink(pipelining=request.param) as started:
+        yield started
+
+
+def deliver(pool: AsyncPool, *messages: tuple[str, list[str], bytes]) -> list[DeliveryResult]:
+    """Deliver `messages` one after another through `pool` on a fresh event loop; close the pool after."""
+
+    async def run() -> list[DeliveryResult]:
+        try:
+            return [await pool.deliver(sender, rcpts, data, smtputf8=not all(r.isascii() for r in rcpts))
+                    for sender, rcpts, data in messages]
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def pool_for(port: int, **kwargs: float) -> AsyncPool:
+    return AsyncPool(NextHop("127.0.0.1", port, **kwargs))
+
+
+@pytest.mark.parametrize(("data", "sent"), [
+    (b"a\r\n.b\r\n", b"a\r\n..b\r\n.\r\n"),
+    (b".b\r\n", b"..b\r\n.\r\n"),
+    (b"no final line end", b"no final line end\r\n.\r\n"),
+    (b"bare\nLF\rCR\r\n.\n", b"bare\r\nLF\r\nCR\r\n..\r\n.\r\n"),
+    (b"", b".\r\n"),
+])
+def test_dot_stuffed(data: bytes, sent: bytes) -> None:
+    assert dot_stuffed(data) == sent
+
+
+def test_forwards_byte_for_byte_on_one_connection(sink: RecordingSink) -> None:
+    """Messages arrive exactly as given (dots unstuffed by the server again); the connection is reused."""
+    results = deliver(pool_for(sink.port), *[("me@example.org", ["x@army.mil", "y@army.mil"], BODY)] * 3)
+    assert [r.accepted for r in results] == [("x@army.mil", "y@army.mil")] * 3
+    got = sink.wait_for(3)
+    assert [m.data for m in got] == [BODY] * 3
+    assert got[0].rcpt_tos == ("x@army.mil", "y@army.mil")
+    assert sink.connections == 1
+
+
+def test_null_sender_and_utf8_addresses(sink: RecordingSink) -> None:
+    (result,) = deliver(pool_for(sink.port), ("", ["pépé@exämple.org"], BODY))
+    assert result.accepted == ("pépé@exämple.org",)
+    (got,) = sink.wait_for(1)
+    assert (got.mail_from, got.rcpt_tos) == ("", ("pépé@exämple.org",))
+
+
+def test_one_recipient_refused_for_good(sink: RecordingSink) -> None:
+    """A 550 for one recipient: the others get the message, the refused one is reported permanent."""
+    sink.reply_rcpt = {"gone@army.mil": "550 5.1.1 no such user"}
+    (result,) = deliver(pool_for(sink.port), ("me@example.org", ["x@army.mil", "gone@army.mil"], BODY))
+    assert result.accepted == ("x@army.mil",)
+    assert result.perm_failed == {"gone@army.mil": (550, "5.1.1 no such user")}
+    assert not result.temporary
+    assert sink.wait_for(1)[0].rcpt_tos == ("x@army.mil",)
+
+
+def test_a_deferred_recipient_sends_nothing(sink: RecordingSink) -> None:
+    """A 4xx for one recipient: no DATA for anyone (a retry must not deliver twice); the next message on
+    the pool goes through, even when a pipelined DATA had already been accepted (that session is closed)."""
+    sink.reply_rcpt = {"later@army.mil": "451 4.3.0 try later"}
+    first, second = deliver(pool_for(sink.port), ("me@example.org", ["x@army.mil", "later@army.mil"], BODY),
+                            ("me@example.org", ["y@army.mil"], BODY))
+    assert first.temporary
+    assert first.accepted == ()
+    assert first.temp_failed == {"later@army.mil": (451, "4.3.0 try later"), "x@army.mil": (451, "not sent: retry")}
+    assert second.accepted == ("y@army.mil",)
+    assert [m.rcpt_tos for m in sink.wait_for(1)] == [("y@army.mil",)]
+
+
+def test_every_recipient_refused(sink: RecordingSink) -> None:
+    sink.reply_rcpt = {"a@army.mil": "550 5.1.1 no", "b@army.mil": "553 5.1.3 bad"}
+    (result,) = deliver(pool_for(sink.port), ("me@example.org", ["a@army.mil", "b@army.mil"], BODY))
+    assert result.accepted == ()
+    assert set(result.perm_failed) == {"a@army.mil", "b@army.mil"}
+    assert not result.temporary
+    assert sink.messages == []
+
+
+@pytest.mark.parametrize(("reply", "temporary"), [("554 5.6.0 content refused", False),
+                                                   ("451 4.3.0 queue full", True),
+                                                   ("421 4.3.2 shutting down", True)])
+def test_refused_after_data(sink: RecordingSink, reply: str, temporary: bool) -> None:
+    sink.reply_data = reply
+    first, second = deliver(pool_for(sink.port), ("me@example.org", ["x@army.mil"], BODY),
+                            ("me@example.org", ["y@army.mil"], BODY))
+    assert first.accepted == ()
+    assert first.temporary is temporary
+    assert second.temporary is temporary  # and the pool still works after it (a new session after 421)
+
+
+def test_next_hop_down_is_temporary() -> None:
+    (result,) = deliver(pool_for(free_port(), timeout=5), ("me@example.org", ["x@army.mil"], BODY))
+    assert result.temporary
+    assert result.temp_failed == {"x@army.mil": (451, "next hop unavailable")}
+    assert result.error is not None
+    assert "Connection" in result.error or "connect" in result.error.lower()
+
+
+def test_stale_idle_connection_is_replaced(sink: RecordingSink) -> None:
+    """The next hop closed the idle session (restart, idle timeout): the message goes on a new one."""
+
+    async def run() -> list[DeliveryResult]:
+        pool = pool_for(sink.port)
+        try:
+            first = await pool.deliver("me@example.org", ["x@army.mil"], BODY)
+            await asyncio.to_thread(sink.stop)
+            await asyncio.to_thread(sink.start)
+            second = await pool.deliver("me@example.org", ["y@army.mil"], BODY)
+            return [first, second]
+        finally:
+            await pool.close()
+
+    first, second = asyncio.run(run())
+    assert (first.accepted, second.accepted) == (("x@army.mil",), ("y@army.mil",))
+    assert [m.rcpt_tos for m in sink.wait_for(2)] == [("x@army.mil",), ("y@army.mil",)]
+
+
+def test_utf8_address_without_smtputf8_is_refused_for_good() -> None:
+    """A next hop without SMTPUTF8 cannot take a UTF-8 address: a permanent failure, not a retry loop."""
+    with Scripted([b"220 hi", b"250 old-server"]) as server:
+        (result,) = deliver(pool_for(server.port), ("me@example.org", ["pépé@exämple.org"], BODY))
+    assert result.perm_failed["pépé@exämple.org"][0] == 553
+    assert not result.temporary
+
+
+@pytest.mark.parametrize("script", [
+    [b"554 5.3.2 go away"],                                   # refused greeting
+    [b"220 hi", b"500 what", b"502 no HELO either"],           # neither EHLO nor HELO
+    [b"220 hi", b"250 ok", b"hello there"],                    # not an SMTP reply to MAIL
+    [b"220 hi", b"250 ok", b"250 ok", b"250 ok", b"354 go"],  # then silence: closed before the final reply
+    [b"220 hi", b"250 ok", b"250 ok", b"250 ok", b"354 go", b"421 4.4.2 bye"],
+])
+def test_broken_next_hops_give_temporary_failures(script: list[bytes]) -> None:
+    """Whatever the next hop does wrong, the answer is "try again later", never a refusal of the message."""
+    with Scripted(script) as server:
+        (result,) = deliver(pool_for(server.port, timeout=5), ("me@example.org", ["x@army.mil"], BODY))
+    assert result.temporary, result
+    assert result.accepted == ()
+
+
+def test_control_characters_in_an_address_are_never_sent() -> None:
+    with Scripted([b"220 hi", b"250 ok"]) as server:
+        (result,) = deliver(pool_for(server.port), ("me@example.org", ["x@army.mil\r\nRCPT TO:<y@army.mil>"], BODY))
+    assert result.accepted == ()
+    assert not result.temporary
+    assert not any(line.startswith((b"MAIL", b"RCPT")) for line in server.received)
+
+
+class Scripted:
+    """A TCP server that answers each line it receives with the next reply of a script (the first reply
+    is the greeting), then closes the connection when the script runs out."""
+
+    def __init__(self, script: list[bytes]) -> None:
+        self.script = script
+        self.received: list[bytes] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection, connection.makefile("rb") as lines:
+            for number, reply in enumerate(self.script):
+                if number:
+                    line = lines.readline()
+                    if not line:
+                        return
+                    self.received.append(line)
+                connection.sendall(reply + b"\r\n")
+            while line := lines.readline():  # read what else comes, answer nothing, until the client goes
+                self.received.append(line)
+                if line.startswith(b"DATA") or line == b".\r\n":
+                    break
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._listener.close()
+        self._thread.join(10)
