@@ -6,7 +6,11 @@ or through `rcptguard relay` as its content filter / smart host. The clock runs 
 submitted to the last one delivered (counted in Postfix's log). Every recipient passes the guard; the
 relay still decides each one.
 
-    python bench/bench_relay.py [--messages 5000] [--rounds 3]
+    python bench/bench_relay.py [--messages 5000] [--rounds 5]
+    python bench/bench_relay.py --alone      # the relay without Postfix: smtp-source -> relay -> smtp-sink
+
+With `--alone`, smtp-source sends straight to the relay (the baseline: straight to smtp-sink), and the relay's
+CPU time per message is read from /proc: what the relay itself costs, without Postfix's share of the cores.
 
 The machine is noisy: each path runs `--rounds` times, alternating, and the medians are compared.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -56,6 +61,30 @@ def run(work: Path, messages: int, through_relay: bool) -> float:
     return messages / elapsed
 
 
+def run_alone(work: Path, messages: int, through_relay: bool) -> tuple[float, float]:
+    """msgs/s of smtp-source -> [relay ->] smtp-sink, and the relay's CPU seconds per message."""
+    sink_port, relay_port = free_port(), free_port()
+    relay = [str(Path(sys.executable).parent / "rcptguard"), "relay", "--protect", "example-corp.com",
+             "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}",
+             "--db", f"sqlite:///{work / 'store.db'}", "--log-level", "warning"]
+    work.mkdir(parents=True, exist_ok=True)
+    with running(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1024"], sink_port, work / "sink.log"), \
+            (running(relay, relay_port, work / "relay.log") if through_relay else contextlib.nullcontext()) as proc:
+        cpu = cpu_seconds(proc.pid) if proc else 0.0
+        start = time.perf_counter()
+        subprocess.run(["smtp-source", "-s", CONCURRENCY, "-m", str(messages), "-l", "10240", "-d",
+                        "-f", "me@example-corp.com", "-t", "someone@partner.example",
+                        f"127.0.0.1:{relay_port if through_relay else sink_port}"], check=True, timeout=1800)
+        elapsed = time.perf_counter() - start
+        cpu = (cpu_seconds(proc.pid) - cpu) if proc else 0.0
+    return messages / elapsed, cpu / messages
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def wait_delivered(log: Path, messages: int) -> None:
     """Until Postfix has logged `messages` deliveries; reads only what the log gained since the last look."""
     seen, offset, tail = 0, 0, b""
@@ -73,9 +102,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5, help="Alternating runs of each path; medians are kept.")
+    parser.add_argument("--alone", action="store_true", help="Without Postfix: smtp-source -> relay -> smtp-sink.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     make_traversable(work)
+    if args.alone:
+        try:
+            sink = statistics.median(run_alone(work / f"s{r}", args.messages, through_relay=False)[0]
+                                     for r in range(args.rounds))
+            runs = [run_alone(work / f"r{r}", args.messages, through_relay=True) for r in range(args.rounds)]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rate, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        print("| path | messages | msgs/s (median) | vs smtp-sink alone | relay CPU per message |")
+        print("|---|---:|---:|---:|---:|")
+        print(f"| smtp-source -> smtp-sink | {args.messages} | {sink:,.0f} | 1.00× | |")
+        print(f"| smtp-source -> rcptguard relay -> smtp-sink | {args.messages} | {rate:,.0f} | {rate / sink:.2f}× "
+              f"| {cpu * 1000:.2f} ms |")
+        return
     direct: list[float] = []
     relayed: list[float] = []
     try:

@@ -209,13 +209,20 @@ def _local_name() -> str:
 def dot_stuffed(data: bytes) -> bytes:
     """The message as DATA sends it: CRLF line endings (bare CR or LF become CRLF), a final CRLF, a dot
     doubled at the start of every line, and the line "." that ends it."""
-    if not (data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n")):
-        data = _LINE_ENDINGS.sub(b"\r\n", data)
+    data = normalise_line_endings(data)
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"
     if b"\r\n." in data:
         data = data.replace(b"\r\n.", b"\r\n..")
     return (b"." if data.startswith(b".") else b"") + data + b".\r\n"
+
+
+def normalise_line_endings(content: bytes) -> bytes:
+    """Every bare CR or LF becomes CRLF, so no sequence in the body can end DATA early downstream."""
+    crlf = content.count(b"\r\n")
+    if content.count(b"\r") == crlf == content.count(b"\n"):
+        return content  # nothing bare: the usual case, decided by three scans in C
+    return _LINE_ENDINGS.sub(b"\r\n", content)
 
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")

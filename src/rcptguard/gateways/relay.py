@@ -35,7 +35,7 @@ from typing import Any, cast
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from rcptguard import logs
-from rcptguard.delivery import DEFAULT_NEXT_HOP, AsyncPool, DeliveryResult, NextHop
+from rcptguard.delivery import DEFAULT_NEXT_HOP, AsyncPool, DeliveryResult, NextHop, normalise_line_endings
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Notifier, wants_notice
 from rcptguard.runtime import GuardFactory, Runtime
@@ -49,7 +49,6 @@ log = logging.getLogger("rcptguard.relay")
 
 TEMPFAIL = "451 4.3.0 Internal error, message not accepted; try again later"
 DEFAULT_SIZE_LIMIT = 64 * 1024 * 1024  # above Postfix's message_size_limit default (10 MB)
-_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +88,6 @@ class RelaySettings:
             raise ValueError(f"relay.allow: {exc}") from None
         NextHop.parse(settings.next_hop)
         return cls(**{**values, "networks": networks})
-
-
-def normalise_line_endings(content: bytes) -> bytes:
-    """Every bare CR or LF becomes CRLF, so no sequence in the body can end DATA early downstream."""
-    crlf = content.count(b"\r\n")
-    if content.count(b"\r") == crlf == content.count(b"\n"):
-        return content  # nothing bare: the usual case, decided by three scans in C
-    return _LINE_ENDINGS.sub(b"\r\n", content)
 
 
 def with_warnings(content: bytes, header: str, verdicts: Sequence[Verdict]) -> bytes:
