@@ -193,6 +193,25 @@ def test_security_headers_on_pages_and_api(client: TestClient, quarantine: Quara
         assert response.headers["cache-control"] == "no-store"
 
 
+def test_internal_error_has_the_headers_and_no_detail(quarantine: Quarantine, links: Links,
+                                                       sink: RecordingSink) -> None:
+    """An unexpected exception: a plain 500 that still carries the security headers and shows nothing of it."""
+
+    def broken_guard() -> Guard:
+        raise RuntimeError("secret internal detail")
+
+    app = create_app(quarantine=quarantine, links=links, guard_provider=broken_guard,
+                     next_hop=NextHop("127.0.0.1", sink.port, timeout=10), secret=SECRET,
+                     admin_user=None, admin_password=None)
+    response = TestClient(app, raise_server_exceptions=False).post("/v1/check", json={"recipients": ["a@army.ml"]})
+    assert response.status_code == 500
+    assert "secret internal detail" not in response.text
+    assert "Traceback" not in response.text
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
 def test_get_and_head_change_nothing(client: TestClient, quarantine: Quarantine, links: Links,
                                      sink: RecordingSink) -> None:
     """Following the link with GET or HEAD, as mail scanners do, decides nothing and sends nothing."""

@@ -26,7 +26,7 @@ import jinja2
 from fastapi import FastAPI, Form, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.datastructures import MutableHeaders
 
@@ -501,6 +501,13 @@ def create_app(
         # encoded (a 500). The location, message and type say enough.
         errors = [{key: value for key, value in error.items() if key != "input"} for error in exc.errors()]
         return JSONResponse({"detail": printable(jsonable_encoder(errors))}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, _exc: Exception) -> Response:
+        # Starlette answers an unhandled error from its outermost middleware, outside SecurityHeaders: the
+        # headers go on here, and the text says nothing of the error (it is logged).
+        return PlainTextResponse("Internal Server Error. Please try again later.", status_code=500,
+                                 headers=dict(SECURITY_HEADERS))
 
     @app.exception_handler(PageError)
     async def page_error(request: Request, exc: PageError) -> Response:
