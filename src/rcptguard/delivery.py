@@ -12,6 +12,7 @@ import functools
 import re
 import smtplib
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -107,15 +108,15 @@ def transaction(smtp: smtplib.SMTP, mail_from: str, rcpts: Sequence[str], data: 
     if code != 250:
         smtp.rset()
         return _whole(code, _text(reply), rcpts)
-    accepted, temp, perm = [], {}, {}
+    accepted: list[str] = []
+    temp: dict[str, tuple[int, str]] = {}
+    perm: dict[str, tuple[int, str]] = {}
     for rcpt in rcpts:
         code, reply = smtp.rcpt(rcpt)
         if code in (250, 251):
             accepted.append(rcpt)
-        elif 400 <= code < 500:
-            temp[rcpt] = (code, _text(reply))
         else:
-            perm[rcpt] = (code, _text(reply))
+            (perm if 500 <= code < 600 else temp)[rcpt] = (code, _text(reply))  # a stray 2xx/3xx: not accepted
     if temp or not accepted:
         smtp.rset()
         return DeliveryResult((), {**temp, **dict.fromkeys(accepted, (451, "not sent: retry"))}, perm)
@@ -150,17 +151,27 @@ class AsyncPool:
     Same contract as `deliver`; a stale idle connection (closed before MAIL) is retried once on a new one.
     """
 
-    def __init__(self, hop: NextHop, size: int = 32) -> None:
+    def __init__(self, hop: NextHop, size: int = 32, idle_limit: float = 60.0) -> None:
         self.hop = hop
         self.size = size
+        self.idle_limit = idle_limit  # seconds; servers drop idle sessions (Postfix after 300 s)
         self._idle: list[_Connection] = []
+
+    async def _take(self) -> _Connection | None:
+        """The most recently used idle connection that is not too old; older ones are closed."""
+        while self._idle:
+            connection = self._idle.pop()
+            if time.monotonic() - connection.last_used < self.idle_limit:
+                return connection
+            connection.abort()
+        return None
 
     async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
                       smtputf8: bool = False) -> DeliveryResult:
         if not rcpts:
             return DeliveryResult()
         for attempt in range(2):
-            connection = self._idle.pop() if self._idle else None
+            connection = await self._take() if attempt == 0 else None  # a retry never takes another idle one
             reused = connection is not None
             try:
                 if connection is None:
@@ -168,7 +179,8 @@ class AsyncPool:
                 result = await connection.transaction(mail_from, rcpts, data, smtputf8=smtputf8)
             except ClosedBeforeMail as exc:
                 await _close(connection)
-                if reused and attempt == 0:
+                if reused:
+                    self._drop_idle()  # one was stale: the others are as old, and likely stale too
                     continue
                 return _failed(self.hop, exc, rcpts)
             except UnicodeError:
@@ -179,12 +191,22 @@ class AsyncPool:
                 if isinstance(exc, _ReplyError) and exc.code != 421:
                     return _whole(exc.code, exc.text, rcpts)
                 return _failed(self.hop, exc, rcpts)
+            except BaseException:  # cancelled (the client went away): never leave a half-used session open
+                if connection is not None:
+                    connection.abort()
+                raise
             if connection.usable and len(self._idle) < self.size:
+                connection.last_used = time.monotonic()
                 self._idle.append(connection)
             else:
                 await connection.close()
             return result
         return _failed(self.hop, smtplib.SMTPServerDisconnected("next hop closed the connection"), rcpts)
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.abort()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -243,6 +265,7 @@ class _Connection:
         self._timeout = timeout
         self.extensions: set[str] = set()
         self.usable = True  # False once the connection is in a state no later transaction can use
+        self.last_used = time.monotonic()
 
     @classmethod
     async def open(cls, hop: NextHop) -> _Connection:
@@ -274,7 +297,11 @@ class _Connection:
         """One reply, all its lines; EOF (IncompleteReadError) or garbage (_ReplyError) raise."""
         lines: list[bytes] = []
         while True:
-            line = await self._reader.readuntil(b"\n")
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                self.usable = False
+                raise _ReplyError(451, "4.4.2 next hop sent a reply line over 64 KB") from None
             if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in b" -\r\n" or line[0:1] not in b"2345":
                 self.usable = False
                 raise _ReplyError(451, "4.4.2 next hop sent no SMTP reply: " + _text(line[:80]).strip())
@@ -298,8 +325,9 @@ class _Connection:
             (mail_code, mail_text), *replies = await self._envelope(commands)
             data_code, data_text = replies.pop() if len(replies) > len(rcpts) else (0, "")
             accepted = [r for r, (code, _) in zip(rcpts, replies, strict=False) if code in (250, 251)]
-            temp = {r: reply for r, reply in zip(rcpts, replies, strict=False) if 400 <= reply[0] < 500}
-            perm = {r: reply for r, reply in zip(rcpts, replies, strict=False) if reply[0] >= 500}
+            perm = {r: reply for r, reply in zip(rcpts, replies, strict=False) if 500 <= reply[0] < 600}
+            temp = {r: reply for r, reply in zip(rcpts, replies, strict=False)  # a stray 2xx/3xx: not accepted
+                    if r not in perm and reply[0] not in (250, 251)}
             if mail_code != 250 or temp or not accepted:
                 await self._abandon(data_code == 354)
                 if mail_code != 250:
@@ -308,6 +336,8 @@ class _Connection:
             if not data_code:
                 data_code, data_text = await self._command(b"DATA\r\n")
             if data_code != 354:
+                if data_code != 421:
+                    await self._abandon(in_data=False)  # the next hop keeps the envelope until RSET
                 return self._refused(data_code, data_text, accepted, perm)
         async with asyncio.timeout(self._timeout + len(data) / 1_000_000):  # a second more per megabyte
             self._writer.write(dot_stuffed(data))
@@ -355,6 +385,11 @@ class _Connection:
     async def _command(self, line: bytes) -> tuple[int, str]:
         self._writer.write(line)
         return await self._reply()
+
+    def abort(self) -> None:
+        """Close at once, without QUIT (and without waiting)."""
+        self.usable = False
+        self._writer.close()
 
     async def close(self) -> None:
         """QUIT when the connection can still take it; close in any case."""

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Self
+from typing import BinaryIO, Self
 
 import pytest
 
@@ -162,6 +162,75 @@ def test_broken_next_hops_give_temporary_failures(script: list[bytes]) -> None:
     assert result.accepted == ()
 
 
+@pytest.mark.parametrize("reply", [b"252 2.1.5 cannot VRFY, will try", b"334 what", b"199 odd"])
+def test_an_odd_recipient_reply_is_temporary_never_lost(reply: bytes) -> None:
+    """Neither 250/251 nor 4xx/5xx: the recipient is not accepted, and the message is deferred, not dropped."""
+    with Scripted([b"220 hi", b"250 ok", b"250 ok", reply, b"250 reset"]) as server:
+        (result,) = deliver(pool_for(server.port, timeout=5), ("me@example.org", ["x@army.mil"], BODY))
+    assert result.temporary
+    assert set(result.temp_failed) == {"x@army.mil"}
+    assert b"DATA\r\n" not in server.received
+
+
+def test_refused_data_command_resets_before_the_next_message() -> None:
+    """DATA refused (no 354): RSET, so the next message on the same session starts a clean transaction."""
+    script = [b"220 hi", b"250 ok", b"250 ok", b"250 ok", b"450 4.7.1 DATA rejected: try later", b"250 reset",
+              b"250 ok", b"250 ok", b"354 go", b"250 2.0.0 queued"]
+    with Scripted(script) as server:
+        first, second = deliver(pool_for(server.port, timeout=5), ("me@example.org", ["x@army.mil"], BODY),
+                                ("me@example.org", ["y@army.mil"], BODY))
+    assert first.temporary
+    assert second.accepted == ("y@army.mil",)
+    commands = [line for line in server.received if line[:4] in (b"MAIL", b"RCPT", b"DATA", b"RSET")]
+    assert commands[3:5] == [b"RSET\r\n", b"MAIL FROM:<me@example.org>\r\n"]
+
+
+def test_every_idle_connection_stale_still_delivers(sink: RecordingSink) -> None:
+    """After a restart of the next hop all pooled sessions are dead: the message goes on a new one at once."""
+
+    async def run() -> list[DeliveryResult]:
+        pool = pool_for(sink.port)
+        try:
+            first = await asyncio.gather(*(pool.deliver("me@example.org", [f"{n}@army.mil"], BODY) for n in range(3)))
+            await asyncio.to_thread(sink.stop)
+            await asyncio.to_thread(sink.start)
+            return [*first, await pool.deliver("me@example.org", ["late@army.mil"], BODY)]
+        finally:
+            await pool.close()
+
+    results = asyncio.run(run())
+    assert [r.accepted for r in results] == [("0@army.mil",), ("1@army.mil",), ("2@army.mil",), ("late@army.mil",)]
+    assert sink.connections == 4  # three at once, then one new after the restart
+
+
+def test_idle_connections_expire(sink: RecordingSink) -> None:
+    deliver(AsyncPool(NextHop("127.0.0.1", sink.port), idle_limit=0.0), *[("me@example.org", ["x@army.mil"], BODY)] * 2)
+    assert len(sink.wait_for(2)) == 2
+    assert sink.connections == 2
+
+
+def test_a_reply_line_over_64_kb_is_temporary_and_closes() -> None:
+    with Scripted([b"220 hi", b"250 ok", b"550 " + b"x" * 70_000], hang=True) as server:
+        (result,) = deliver(pool_for(server.port, timeout=5), ("me@example.org", ["x@army.mil"], BODY))
+        assert server.client_closed.wait(5)
+    assert result.temporary
+
+
+def test_cancelled_forward_closes_its_connection() -> None:
+    """The sending client went away mid-forward: the next-hop session is closed, not left hanging."""
+    with Scripted([b"220 hi", b"250 ok", b"250 ok", b"250 ok", b"354 go"], hang=True) as server:
+
+        async def run() -> None:
+            task = asyncio.create_task(pool_for(server.port).deliver("me@example.org", ["x@army.mil"], BODY))
+            await asyncio.sleep(0.5)  # the body is sent; the final reply never comes
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(run())
+        assert server.client_closed.wait(5)
+
+
 def test_control_characters_in_an_address_are_never_sent() -> None:
     with Scripted([b"220 hi", b"250 ok"]) as server:
         (result,) = deliver(pool_for(server.port), ("me@example.org", ["x@army.mil\r\nRCPT TO:<y@army.mil>"], BODY))
@@ -171,30 +240,39 @@ def test_control_characters_in_an_address_are_never_sent() -> None:
 
 
 class Scripted:
-    """A TCP server that answers each line it receives with the next reply of a script (the first reply
-    is the greeting), then closes the connection when the script runs out."""
+    """A TCP server for one connection that answers each command line with the next reply of a script (the
+    first reply is the greeting; after a 354 it reads the whole body before answering). When the script runs
+    out it reads one more command (or body) and closes, or with `hang` waits until the client closes."""
 
-    def __init__(self, script: list[bytes]) -> None:
+    def __init__(self, script: list[bytes], *, hang: bool = False) -> None:
         self.script = script
+        self.hang = hang
         self.received: list[bytes] = []
+        self.client_closed = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
+    def _read(self, lines: BinaryIO, *, body: bool) -> bool:
+        while line := lines.readline():
+            self.received.append(line)
+            if not body or line == b".\r\n":
+                return True
+        self.client_closed.set()
+        return False
+
     def _serve(self) -> None:
         connection, _ = self._listener.accept()
         with connection, connection.makefile("rb") as lines:
+            in_data = False
             for number, reply in enumerate(self.script):
-                if number:
-                    line = lines.readline()
-                    if not line:
-                        return
-                    self.received.append(line)
+                if number and not self._read(lines, body=in_data):
+                    return
                 connection.sendall(reply + b"\r\n")
-            while line := lines.readline():  # read what else comes, answer nothing, until the client goes
-                self.received.append(line)
-                if line.startswith(b"DATA") or line == b".\r\n":
-                    break
+                in_data = reply.startswith(b"354")
+            if self._read(lines, body=in_data) and self.hang:
+                while self._read(lines, body=False):
+                    pass
 
     def __enter__(self) -> Self:
         self._thread.start()

@@ -328,6 +328,22 @@ def test_database_gone_is_451(tmp_path: Path, sink: RecordingSink) -> None:
         relay.close()
 
 
+def test_a_retry_does_not_repeat_a_copy_already_accepted(relay: Relay, sink: RecordingSink) -> None:
+    """The plain copy is accepted, the warned copy deferred: 451. The client's retries send only the warned
+    copy again, so each recipient gets the message once."""
+    sink.reply_rcpt = {"a@ymail.com": "451 4.3.0 try later"}
+    assert send(relay, ["x@army.mil", "a@ymail.com"])[0] == 451
+    assert send(relay, ["x@army.mil", "a@ymail.com"])[0] == 451
+    sink.reply_rcpt = None
+    code, text, _ = send(relay, ["x@army.mil", "a@ymail.com"])
+    assert (code, b"forwarded 2" in text) == (250, True)
+    got = sink.wait_for(2)
+    time.sleep(0.2)
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == ["a@ymail.com", "x@army.mil"]
+    assert len(got) == len(sink.messages) == 2
+    assert not relay.handler.copies  # forgotten once the message went through
+
+
 def test_same_message_twice_is_held_once(relay: Relay) -> None:
     """A message delivered twice (the MTA retried after a lost 250) gives one quarantine entry."""
     first = send(relay, ["a@army.ml", "b@army.ml"])

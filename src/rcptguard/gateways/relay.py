@@ -22,11 +22,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import hashlib
 import ipaddress
 import logging
 import re
 import signal
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +262,40 @@ class GuardedSMTP(SMTP):
             self._pipelined = False
 
 
+class AcceptedCopies:
+    """The copies of a message (plain, warned) the next hop accepted while the message itself was answered
+    4xx because another copy, or the delivery report, was deferred. When the client retries the message,
+    those copies are not sent again: a retry repeats nothing. In memory, bounded by count and age."""
+
+    def __init__(self, size: int = 10_000, ttl: float = 5 * 86_400.0) -> None:
+        self.size = size
+        self.ttl = ttl  # the sending MTA's queue lifetime: it will not retry after that (Postfix: 5 days)
+        self._copies: OrderedDict[bytes, tuple[float, DeliveryResult]] = OrderedDict()
+
+    @staticmethod
+    def key(mail_from: str, rcpts: Sequence[str], body: bytes) -> bytes:
+        envelope = "\0".join((mail_from, *rcpts)).encode("utf-8", "surrogateescape")
+        return hashlib.sha256(envelope + b"\0\0" + body).digest()
+
+    def __bool__(self) -> bool:
+        return bool(self._copies)
+
+    def get(self, key: bytes) -> DeliveryResult | None:
+        found = self._copies.get(key)
+        if found is None or time.monotonic() - found[0] > self.ttl:
+            return None
+        return found[1]
+
+    def remember(self, key: bytes, result: DeliveryResult) -> None:
+        self._copies[key] = (time.monotonic(), result)
+        self._copies.move_to_end(key)
+        while len(self._copies) > self.size:
+            self._copies.popitem(last=False)
+
+    def forget(self, key: bytes) -> None:
+        self._copies.pop(key, None)
+
+
 class RelayHandler:
     """aiosmtpd hooks: decide at RCPT, split and account for every recipient after DATA."""
 
@@ -273,6 +310,7 @@ class RelayHandler:
         self.notifier = Notifier(host=self.hostname, sender=settings.notice_from,
                                  template_dir=Path(settings.template_dir) if settings.template_dir else None)
         self.accepted = 0
+        self.copies = AcceptedCopies()
 
     def _allowed(self, session: Session) -> bool:
         peer = session.peer[0] if isinstance(session.peer, tuple) else ""
@@ -359,6 +397,11 @@ class RelayHandler:
             await asyncio.to_thread(self.links.revoke, token)
         return False
 
+    def _retry_later(self, sent: list[tuple[bytes, DeliveryResult]], reply: str) -> str:
+        for key, result in sent:
+            self.copies.remember(key, result)
+        return reply
+
     async def handle_exception(self, error: Exception) -> str:
         log.error("internal error", exc_info=error)
         return TEMPFAIL
@@ -397,15 +440,19 @@ class RelayHandler:
         groups = [(passed, content)]
         if warned:
             groups.append((warned, with_warnings(content, self.settings.warn_header, [verdicts[r] for r in warned])))
+        sent: list[tuple[bytes, DeliveryResult]] = []  # copies accepted: remembered if the message gets a 4xx
         for rcpts, body in groups:
             if not rcpts:
                 continue
-            result = await self._forward(mail_from, rcpts, body, smtputf8=utf8)
+            key = AcceptedCopies.key(mail_from, rcpts, body)
+            result = (self.copies.get(key) if self.copies else None) or await self._forward(
+                mail_from, rcpts, body, smtputf8=utf8)
             if result.temporary:
                 first = next(iter(result.temp_failed.values()), (451, result.error or ""))
                 logs.event(log, "next hop deferred", logging.WARNING, sender=mail_from, error=result.error,
-                           reply=f"{first[0]} {first[1]}")
-                return f"451 4.4.0 Next hop deferred: {ascii_line(first[1], 200)}"
+                           reply=f"{first[0]} {first[1]}", already_accepted=[r for _, c in sent for r in c.accepted])
+                return self._retry_later(sent, f"451 4.4.0 Next hop deferred: {ascii_line(first[1], 200)}")
+            sent.append((key, result))
             accepted.extend(result.accepted)
             perm_failed.update(result.perm_failed)
 
@@ -417,7 +464,9 @@ class RelayHandler:
                 report = dsn(mail_from, perm_failed, self.hostname)
                 result = await self._forward("", [mail_from], report)
                 if result.temporary:
-                    return "451 4.4.0 Could not send a delivery report; try again later"
+                    return self._retry_later(sent, "451 4.4.0 Could not send a delivery report; try again later")
+        for key, _ in sent:
+            self.copies.forget(key)
         for rcpt in accepted:
             domain = verdicts[rcpt].domain_ascii
             if domain:
