@@ -22,6 +22,7 @@ import click
 from rcptguard.delivery import DEFAULT_NEXT_HOP, NextHop, deliver
 
 if TYPE_CHECKING:
+    from rcptguard.notify import Notifier
     from rcptguard.policy import Policy
     from rcptguard.store.quarantine import Hold, Quarantine
 
@@ -286,42 +287,62 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
 @click.option("--actor", metavar="NAME", default="expiry", show_default=True, help="Who expires, for the audit log.")
 def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_hop: str | None,
            notice_from: str | None, no_notify: bool, actor: str) -> None:
-    """Expire holds nobody decided on within the retention, and tell each sender that the message was not sent."""
-    from rcptguard.notify import Notifier, wants_notice  # noqa: PLC0415
-    from rcptguard.store.quarantine import needs_smtputf8  # noqa: PLC0415
+    """Expire holds nobody decided on within the retention, and tell each sender that the message was not sent.
+
+    A notice that cannot be sent now (the next hop defers it) stays owed and is sent by the next run."""
+    from rcptguard.notify import Notifier  # noqa: PLC0415
 
     store, policy = _open(config, db)
     hop = None if no_notify else _next_hop(policy, next_hop)
     with _errors():
-        expired = store.expire_due(retention, actor)
-        contents = {hold.message_id: store.content(hold.id) for hold in expired}
+        expired = store.expire_due(retention, actor, notify=hop is not None)
     for hold in expired:
         click.echo(f"{hold.id}: expired ({hold.mail_from or '<>'} -> {hold.recipient})")
-    notified = 0
+    outcomes: dict[str, int] = {"sent": 0, "refused": 0, "skipped": 0, "later": 0}
     if hop is not None:
         host = socket.getfqdn() or "localhost"
         notify_section = policy.sections.get("notify", {})
         sender = notice_from or str(notify_section.get("from") or "") or f"MAILER-DAEMON@{host}"
-        by_message: dict[str, list[Hold]] = {}
-        for hold in expired:
-            by_message.setdefault(hold.message_id, []).append(hold)
-        for message_id, group in by_message.items():
-            first = group[0]
-            if not wants_notice(first.mail_from, contents[message_id]):
-                continue
-            try:
-                data = Notifier(host=host, sender=sender, template_dir=_template_dir(policy)).expired(group, retention)
-            except (ValueError, TypeError) as exc:
-                click.echo(f"warning: cannot write the notice to {first.mail_from}: {exc}", err=True)
-                continue
-            result = deliver(hop, "", [first.mail_from], data, smtputf8=needs_smtputf8(first.mail_from))
-            if first.mail_from in result.accepted:
-                notified += 1
-            else:
-                reason = result.error or "; ".join(f"{c} {t}" for c, t in
-                                                   {**result.temp_failed, **result.perm_failed}.values())
-                click.echo(f"warning: the notice to {first.mail_from} was not sent: {reason}", err=True)
-    click.echo(f"expired {len(expired)}; notified {notified} sender{'s' if notified != 1 else ''}")
+        notifier = Notifier(host=host, sender=sender, template_dir=_template_dir(policy))
+        with _errors():
+            owed = store.owed_notices()
+        for message_id, group in owed.items():
+            outcome = _send_expiry_notice(store, notifier, hop, group, retention)
+            outcomes[outcome] += 1
+            if outcome != "later":
+                with _errors():
+                    store.mark_notice(message_id, outcome)
+    later = f"; {outcomes['later']} to try again on the next run" if outcomes["later"] else ""
+    click.echo(f"expired {len(expired)}; notified {outcomes['sent']} sender{'s' if outcomes['sent'] != 1 else ''}"
+               f"{later}")
+
+
+def _send_expiry_notice(store: Quarantine, notifier: Notifier, hop: NextHop, group: list[Hold],
+                        retention: dt.timedelta) -> str:
+    """Tell the sender of one message that its held recipients expired: sent, refused (for good), skipped (no
+    notice for this kind of message: a bounce, an auto-reply, a list), or later (try again on the next run)."""
+    from rcptguard.notify import wants_notice  # noqa: PLC0415
+    from rcptguard.store.quarantine import needs_smtputf8  # noqa: PLC0415
+
+    first = group[0]
+    with _errors():
+        content = store.content(first.id)
+    if not wants_notice(first.mail_from, content):
+        return "skipped"
+    try:
+        data = notifier.expired(group, retention)
+    except (ValueError, TypeError) as exc:
+        click.echo(f"warning: cannot write the notice to {first.mail_from}: {exc}", err=True)
+        return "later"  # an operator's template: once it is fixed, the next run sends the notice
+    result = deliver(hop, "", [first.mail_from], data, smtputf8=needs_smtputf8(first.mail_from))
+    if first.mail_from in result.accepted:
+        return "sent"
+    reason = result.error or "; ".join(f"{c} {t}" for c, t in {**result.temp_failed, **result.perm_failed}.values())
+    if result.temporary:
+        click.echo(f"warning: the notice to {first.mail_from} was not sent, will try again: {reason}", err=True)
+        return "later"
+    click.echo(f"warning: the notice to {first.mail_from} was refused: {reason}", err=True)
+    return "refused"
 
 
 def _template_dir(policy: Policy) -> Path | None:

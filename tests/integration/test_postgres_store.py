@@ -108,13 +108,13 @@ def test_open_migrates_the_schema(postgres_url: str) -> None:
             assert connection.dialect.name == "postgresql"
             tables = set(inspect(connection).get_table_names())
             assert {"alembic_version", "correspondents", "messages", "holds", "events", "links"} <= tables
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     finally:
         first.close()
     again = Store.open(postgres_url)
     try:
         with again.engine.connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     finally:
         again.close()
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 
 from rcptguard.cli_quarantine import quarantine as quarantine_group
 from rcptguard.delivery import NextHop
 from rcptguard.store import Store, StoreError
 from rcptguard.store.quarantine import AlreadyDecided, NotFound, Quarantine
-from rcptguard.store.schema import messages
+from rcptguard.store.schema import holds, messages
 from tests.holds import gmial_recipient as held
 
 if TYPE_CHECKING:
@@ -414,6 +414,100 @@ def test_cli_expire_notifies_the_sender_without_the_body(quarantine: Quarantine,
     assert b"bob@gmial.com" in notice.data
     assert b"secret body" not in notice.data
     assert b"n\xc3\xa4chste" not in notice.data
+
+
+def test_expired_notices_are_owed_until_settled(quarantine: Quarantine) -> None:
+    """expire_due(notify=True) marks each expired hold as owing a notice, in the same update; owed_notices groups
+    them by message; mark_notice settles a message once."""
+    first = quarantine.hold(mail_from=SENDER, recipients=[held(), held("carol@yaho.com", "carol@yahoo.com")],
+                            content=CONTENT)
+    quiet = hold_one(quarantine, content=CONTENT + b"other\r\n")
+    quarantine.cancel(quiet, "alice")
+    assert {h.notice for h in quarantine.expire_due(dt.timedelta(0), notify=True)} == {"pending"}
+    owed = quarantine.owed_notices()
+    assert list(owed) == [first[0].message_id]
+    assert sorted(h.recipient for h in owed[first[0].message_id]) == ["bob@gmial.com", "carol@yaho.com"]
+    assert quarantine.mark_notice(first[0].message_id, "sent") == 2
+    assert quarantine.mark_notice(first[0].message_id, "sent") == 0
+    assert quarantine.owed_notices() == {}
+    assert quarantine.require(quiet).notice is None
+    with pytest.raises(ValueError, match="sent, refused or skipped"):
+        quarantine.mark_notice(first[0].message_id, "maybe")
+
+
+def test_cli_expire_retries_a_deferred_notice_on_the_next_run(quarantine: Quarantine, db_url: str) -> None:
+    """The next hop defers the notice: the hold is expired, the notice stays owed, and the next run sends it
+    (once): the sender always learns that the message was not sent."""
+    hold_id = hold_one(quarantine)
+    deferring = Sink(refuse={SENDER: "451 4.3.0 try later"}).start()
+    try:
+        result = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(deferring.hop))
+    finally:
+        deferring.stop()
+    assert result.exit_code == 0, result.output
+    assert "expired 1; notified 0 senders; 1 to try again on the next run" in result.output
+    assert "will try again" in result.stderr
+    assert quarantine.require(hold_id).notice == "pending"
+    working = Sink(port=deferring.port).start()
+    try:
+        again = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(working.hop))
+        third = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(working.hop))
+    finally:
+        working.stop()
+    assert "expired 0; notified 1 sender" in again.output
+    assert "expired 0; notified 0 senders" in third.output
+    assert [r.rcpt_tos for r in working.received] == [(SENDER,)]
+    assert quarantine.require(hold_id).notice == "sent"
+
+
+def test_cli_expire_refused_or_unwanted_notices_are_not_retried(quarantine: Quarantine, db_url: str) -> None:
+    """A notice refused for good is recorded and not tried again; a bounce (null sender) gets none."""
+    refused = hold_one(quarantine)
+    bounce = quarantine.hold(mail_from="", recipients=[held()], content=CONTENT + b"bounce\r\n")[0].id
+    refusing = Sink(refuse={SENDER: "550 5.1.1 no such user"}).start()
+    try:
+        first = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(refusing.hop))
+        second = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(refusing.hop))
+    finally:
+        refusing.stop()
+    assert first.exit_code == second.exit_code == 0
+    assert "was refused" in first.stderr
+    assert "was refused" not in second.stderr
+    assert (quarantine.require(refused).notice, quarantine.require(bounce).notice) == ("refused", "skipped")
+    assert refusing.received == []
+
+
+def test_cli_expire_without_notices_owes_none(quarantine: Quarantine, db_url: str) -> None:
+    hold_id = hold_one(quarantine)
+    assert run("expire", "--db", db_url, "--retention", "0", "--no-notify").exit_code == 0
+    assert quarantine.require(hold_id).notice is None
+    assert quarantine.owed_notices() == {}
+
+
+def test_upgrade_keeps_held_messages(tmp_path: Path) -> None:
+    """A store made by the previous release (schema 0003) with a message held in it upgrades to the newest
+    schema with the message intact and no notice owed."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store.open(url, migrate=False)
+    old.migrate("0003")
+    now = dt.datetime.now(dt.UTC)
+    with old.engine.begin() as connection:  # rows as the previous release wrote them: no notice column yet
+        connection.execute(insert(messages).values(
+            id="m" * 32, key="k" * 64, mail_from=SENDER, content=CONTENT, size=len(CONTENT), subject="Quarterly",
+            message_id_header="<q1@example.org>", received_at=now, client="mua.example"))
+        connection.execute(insert(holds).values(
+            id="oldhold001", message_id="m" * 32, recipient="bob@gmial.com", intended="gmail.com",
+            suggestion="bob@gmail.com", reason="slip", signals="[]", score=9.0, state="held", created_at=now,
+            delivery="none", delivery_attempts=0))
+    old.close()
+    hold_id = "oldhold001"
+    upgraded = Store.open(url)
+    try:
+        hold = Quarantine(upgraded).require(hold_id)
+        assert (hold.state, hold.notice, hold.recipient) == ("held", None, "bob@gmial.com")
+        assert Quarantine(upgraded).content(hold_id) == CONTENT
+    finally:
+        upgraded.close()
 
 
 def test_cli_unknown_id_is_one_clear_line(db_url: str) -> None:

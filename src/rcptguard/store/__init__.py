@@ -82,7 +82,7 @@ class Store:
             raise StoreError(f"cannot open the store at {url}: {exc}") from exc
         return store
 
-    def migrate(self) -> None:
+    def migrate(self, revision: str = "head") -> None:
         """Bring the schema to the newest version (alembic upgrade head), one migrator at a time: the
         relay, the policy service and the web page may all start at once on a new database."""
         from alembic import command  # noqa: PLC0415 - alembic is only needed when migrating
@@ -94,7 +94,7 @@ class Store:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:

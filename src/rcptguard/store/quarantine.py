@@ -118,6 +118,7 @@ class Hold:
     delivery_attempts: int
     delivered_at: dt.datetime | None
     last_error: str | None
+    notice: str | None  # the expiry notice to the sender: pending, sent, refused; None when none is owed
     mail_from: str
     subject: str
     message_id_header: str
@@ -136,7 +137,7 @@ class Hold:
             "created_at": when(self.created_at), "decided_at": when(self.decided_at),
             "decided_by": self.decided_by, "deliver_to": self.deliver_to, "delivery": self.delivery,
             "delivery_attempts": self.delivery_attempts, "delivered_at": when(self.delivered_at),
-            "last_error": self.last_error, "mail_from": self.mail_from, "subject": self.subject,
+            "last_error": self.last_error, "notice": self.notice, "mail_from": self.mail_from, "subject": self.subject,
             "message_id_header": self.message_id_header, "received_at": when(self.received_at),
             "size": self.size, "client": self.client,
         }
@@ -233,7 +234,7 @@ def _to_hold(m: RowMapping) -> Hold:
         state=m["state"], created_at=_utc(m["created_at"]), decided_at=_opt_utc(m["decided_at"]),
         decided_by=m["decided_by"], deliver_to=m["deliver_to"], delivery=m["delivery"],
         delivery_attempts=int(m["delivery_attempts"]), delivered_at=_opt_utc(m["delivered_at"]),
-        last_error=m["last_error"], mail_from=m["mail_from"], subject=m["subject"],
+        last_error=m["last_error"], notice=m["notice"], mail_from=m["mail_from"], subject=m["subject"],
         message_id_header=m["message_id_header"], received_at=_utc(m["received_at"]), size=int(m["size"]),
         client=m["client"],
     )
@@ -355,7 +356,7 @@ class Quarantine:
     # -- deciding ---------------------------------------------------------------------------------------------
 
     def decide(self, hold_id: str, to_state: str, actor: str, *, deliver_to: str | None = None,
-               detail: str = "") -> Hold:
+               detail: str = "", notice: str | None = None) -> Hold:
         """Move a held recipient to `to_state`, atomically: of two racing calls exactly one wins.
 
         released and corrected set the delivery to pending (to `deliver_to`, by default the recipient).
@@ -374,6 +375,8 @@ class Quarantine:
         }
         if to_state in _DELIVERING:
             values["deliver_to"] = deliver_to or holds.c.recipient
+        if notice is not None:
+            values["notice"] = notice
         try:
             with self.engine.begin() as connection:
                 # The UPDATE comes first: on SQLite the transaction starts as a writer, so it waits for a racing
@@ -401,19 +404,46 @@ class Quarantine:
         """Never send it to this recipient."""
         return self.decide(hold_id, "cancelled", actor)
 
-    def expire_due(self, retention: dt.timedelta, actor: str = "expiry") -> builtins.list[Hold]:
-        """Expire every hold created at least `retention` ago and still held; the holds this call expired."""
+    def expire_due(self, retention: dt.timedelta, actor: str = "expiry", *,
+                   notify: bool = False) -> builtins.list[Hold]:
+        """Expire every hold created at least `retention` ago and still held; the holds this call expired.
+        With `notify`, each is marked in the same update as owing its sender a notice (see owed_notices)."""
         cutoff = _now() - retention
         query = select(holds.c.id).where(holds.c.state == "held", holds.c.created_at <= cutoff)
         expired = []
         for row in self._read("the quarantine", query.order_by(holds.c.created_at)):
             hold_id = row["id"]
             try:
-                expired.append(self.decide(hold_id, "expired", actor,
+                expired.append(self.decide(hold_id, "expired", actor, notice="pending" if notify else None,
                                            detail=f"not released within {_duration(retention)}"))
             except AlreadyDecided:  # decided by a person while we were expiring: their decision stands
                 continue
         return expired
+
+    def owed_notices(self) -> dict[str, builtins.list[Hold]]:
+        """Expired holds whose sender has not been told yet, by message (one notice per message), oldest first:
+        those just expired and those whose notice could not be sent before."""
+        query = _hold_query().where(holds.c.state == "expired", holds.c.notice == "pending")
+        owed: dict[str, builtins.list[Hold]] = {}
+        for row in self._read("the quarantine", query.order_by(holds.c.decided_at, holds.c.id)):
+            hold = _to_hold(row)
+            owed.setdefault(hold.message_id, []).append(hold)
+        return owed
+
+    def mark_notice(self, message_id: str, outcome: str) -> int:
+        """Record how the expiry notice for a message went: sent, refused (for good; not tried again), or
+        skipped (no notice for this kind of message). Returns how many holds it settled (0 when another run
+        settled them first)."""
+        if outcome not in ("sent", "refused", "skipped"):
+            raise ValueError(f"a notice is sent, refused or skipped, not {outcome!r}")
+        try:
+            with self.engine.begin() as connection:
+                result = connection.execute(update(holds).where(
+                    holds.c.message_id == message_id, holds.c.state == "expired", holds.c.notice == "pending",
+                ).values(notice=outcome))
+                return int(result.rowcount)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record the notice for {message_id}: {_one_line(exc)}") from exc
 
     # -- delivering -------------------------------------------------------------------------------------------
 
