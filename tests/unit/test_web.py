@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, select, update
 
 from rcptguard.delivery import NextHop
 from rcptguard.guard import Guard
-from rcptguard.store import Store
+from rcptguard.store import Store, StoreError
 from rcptguard.store.links import LinkExpired, LinkInvalid, Links, token_hash
 from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine
 from rcptguard.store.schema import links as links_table
@@ -227,6 +227,29 @@ def test_get_and_head_change_nothing(client: TestClient, quarantine: Quarantine,
     assert link_row(links, token)["used_at"] is None
     time.sleep(0.2)
     assert sink.messages == []
+
+
+class FailsAfterSending(Quarantine):
+    """The store breaks right after the next hop accepted the message (a disk fills up, the database goes)."""
+
+    def mark_delivered(self, hold_id: str) -> Hold:
+        raise StoreError(f"cannot record the delivery of {hold_id}: disk I/O error")
+
+
+def test_store_failing_after_the_send_does_not_say_nothing_changed(store: Store, links: Links, guard: Guard,
+                                                                    sink: RecordingSink) -> None:
+    """The choice was recorded and the message went: the page says so (202), not "nothing was changed"."""
+    quarantine = FailsAfterSending(store)
+    holds = hold_message(quarantine)
+    token = issue(links, holds)
+    client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False)
+    page = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct"))
+    assert page.status_code == 202
+    assert "Your choice was recorded" in page.text
+    assert "c@army.mil" in page.text
+    assert "Nothing was changed" not in page.text
+    assert quarantine.require(holds[0].id).state == "corrected"
+    assert [m.rcpt_tos for m in sink.wait_for(1)] == [("c@army.mil",)]
 
 
 def test_correct_delivers_to_the_suggestion_exactly_once(client: TestClient, quarantine: Quarantine,

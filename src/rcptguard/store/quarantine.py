@@ -85,6 +85,17 @@ class NotPending(QuarantineError):  # noqa: N818
         self.delivery = delivery
 
 
+class DecidedNotRecorded(StoreError):  # noqa: N818 - the name reads as the answer
+    """A release or correction was decided and stands, but the store failed after the decision (taking the
+    delivery, or recording its outcome). The message is sent, or sent by the next retry of pending deliveries;
+    `hold` is the hold as decided."""
+
+    def __init__(self, hold: Hold, cause: StoreError) -> None:
+        super().__init__(f"the decision on {hold.id} is recorded ({hold.state}), but what followed was not: {cause}; "
+                         "the delivery is retried with the pending ones")
+        self.hold = hold
+
+
 @dataclass(frozen=True)
 class HeldRecipient:
     """One recipient to hold, with the verdict that held it."""
@@ -509,9 +520,12 @@ class Quarantine:
             hold = self.decide(hold_id, "corrected", actor, deliver_to=to)
         else:
             hold = self.decide(hold_id, "released", actor)
-        if not self._claim(hold.id):  # deliver_pending() on another worker took it between the two
-            return ReleaseOutcome(self.require(hold_id), None)
-        return self._send(hold_id, next_hop)
+        try:
+            if not self._claim(hold.id):  # deliver_pending() on another worker took it between the two
+                return ReleaseOutcome(self.require(hold_id), None)
+            return self._send(hold_id, next_hop)
+        except StoreError as exc:  # the decision stands: whoever asked must not be told that nothing changed
+            raise DecidedNotRecorded(hold, exc) from exc
 
     def release(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None) -> Hold:
         """Release a held recipient (to `to` instead: corrected) and deliver the stored bytes to the next hop.

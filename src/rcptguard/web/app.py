@@ -36,7 +36,7 @@ from rcptguard.domains import MAX_INPUT, DomainError, normalize_domain
 from rcptguard.guard import Guard
 from rcptguard.store import StoreError
 from rcptguard.store.links import LinkExpired, LinkInfo, LinkInvalid, Links
-from rcptguard.store.quarantine import AlreadyDecided, Hold, NotFound, Quarantine
+from rcptguard.store.quarantine import AlreadyDecided, DecidedNotRecorded, Hold, NotFound, Quarantine
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -398,6 +398,12 @@ class Web:
                                      outcome=outcome_of(now), hold=now, more=self.still_waiting(info), token=token)
         except NotFound:
             raise PageError(403, _NOT_ACCEPTED, "That recipient is not part of this message.") from None
+        except DecidedNotRecorded as exc:
+            log.error("web: %s", exc)  # noqa: TRY400 - one line: the cause is in the text
+            target = exc.hold.deliver_to or exc.hold.recipient
+            raise PageError(202, "Your choice was recorded",
+                            f"The message will be sent to {visible(target)}; the server is finishing the delivery. "
+                            "You do not need to do anything more.") from None
         except StoreError as exc:
             raise self.unavailable(exc) from None
         self.mark_used(token)
