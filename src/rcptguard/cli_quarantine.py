@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from rcptguard.delivery import DEFAULT_NEXT_HOP, NextHop, deliver
+from rcptguard.delivery import DEFAULT_NEXT_HOP, NextHop
 
 if TYPE_CHECKING:
-    from rcptguard.notify import Notifier
     from rcptguard.policy import Policy
-    from rcptguard.store.quarantine import Hold, Quarantine
+    from rcptguard.store.quarantine import Quarantine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -263,16 +262,28 @@ def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None)
 @quarantine.command("deliver-pending")
 @store_options
 @click.option("--next-hop", "next_hop", metavar="HOST:PORT", help="Where to deliver; default: [relay] next_hop.")
-def deliver_pending_command(config: Path | None, db: str | None, next_hop: str | None) -> None:
-    """Retry the deliveries of released messages that failed for now."""
+@click.option("--give-up-after", "give_up_after", default="5d", show_default=True, callback=_retention,
+              help="Fail a delivery still deferred this long after its release, and tell the sender (s, m, h, d, w).")
+@click.option("--notice-from", metavar="ADDRESS", default=None,
+              help="From: of the notices (default MAILER-DAEMON@ this host's name).")
+def deliver_pending_command(config: Path | None, db: str | None, next_hop: str | None,
+                            give_up_after: dt.timedelta, notice_from: str | None) -> None:
+    """Retry the deliveries of released messages that failed for now; give up on those deferred too long."""
     store, policy = _open(config, db)
     hop = _next_hop(policy, next_hop)
     assert hop is not None
     with _errors():
         waiting = len(store.pending_deliveries())
         delivered = store.deliver_pending(hop)
+        given_up = store.give_up(give_up_after)
         left = len(store.pending_deliveries())
-    click.echo(f"delivered {delivered} of {waiting} pending; {left} still pending")
+    for hold in given_up:
+        click.echo(f"{hold.id}: gave up ({hold.mail_from or '<>'} -> {hold.deliver_to or hold.recipient}): "
+                   f"{hold.last_error}")
+    counts = _send_owed(store, policy, hop, notice_from, waited=give_up_after)
+    sent = counts.get("sent", 0)
+    click.echo(f"delivered {delivered} of {waiting} pending; gave up {len(given_up)}; {left} still pending; "
+               f"notified {sent} sender{'s' if sent != 1 else ''}")
 
 
 @quarantine.command()
@@ -290,59 +301,31 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
     """Expire holds nobody decided on within the retention, and tell each sender that the message was not sent.
 
     A notice that cannot be sent now (the next hop defers it) stays owed and is sent by the next run."""
-    from rcptguard.notify import Notifier  # noqa: PLC0415
-
     store, policy = _open(config, db)
     hop = None if no_notify else _next_hop(policy, next_hop)
     with _errors():
         expired = store.expire_due(retention, actor, notify=hop is not None)
     for hold in expired:
         click.echo(f"{hold.id}: expired ({hold.mail_from or '<>'} -> {hold.recipient})")
-    outcomes: dict[str, int] = {"sent": 0, "refused": 0, "skipped": 0, "later": 0}
-    if hop is not None:
-        host = socket.getfqdn() or "localhost"
-        notify_section = policy.sections.get("notify", {})
-        sender = notice_from or str(notify_section.get("from") or "") or f"MAILER-DAEMON@{host}"
-        notifier = Notifier(host=host, sender=sender, template_dir=_template_dir(policy))
-        with _errors():
-            owed = store.owed_notices()
-        for message_id, group in owed.items():
-            outcome = _send_expiry_notice(store, notifier, hop, group, retention)
-            outcomes[outcome] += 1
-            if outcome != "later":
-                with _errors():
-                    store.mark_notice(message_id, outcome)
-    later = f"; {outcomes['later']} to try again on the next run" if outcomes["later"] else ""
-    click.echo(f"expired {len(expired)}; notified {outcomes['sent']} sender{'s' if outcomes['sent'] != 1 else ''}"
-               f"{later}")
+    counts = _send_owed(store, policy, hop, notice_from, retention=retention) if hop is not None else {}
+    sent, later = counts.get("sent", 0), counts.get("later", 0)
+    again = f"; {later} to try again on the next run" if later else ""
+    click.echo(f"expired {len(expired)}; notified {sent} sender{'s' if sent != 1 else ''}{again}")
 
 
-def _send_expiry_notice(store: Quarantine, notifier: Notifier, hop: NextHop, group: list[Hold],
-                        retention: dt.timedelta) -> str:
-    """Tell the sender of one message that its held recipients expired: sent, refused (for good), skipped (no
-    notice for this kind of message: a bounce, an auto-reply, a list), or later (try again on the next run)."""
-    from rcptguard.notify import wants_notice  # noqa: PLC0415
-    from rcptguard.store.quarantine import needs_smtputf8  # noqa: PLC0415
+def _send_owed(store: Quarantine, policy: Policy, hop: NextHop, notice_from: str | None, *,
+               retention: dt.timedelta = dt.timedelta(days=7),
+               waited: dt.timedelta = dt.timedelta(days=5)) -> dict[str, int]:
+    """Send the notices the quarantine owes (expired holds, deliveries given up); warnings on stderr."""
+    from rcptguard.notify import Notifier, send_owed  # noqa: PLC0415
 
-    first = group[0]
+    host = socket.getfqdn() or "localhost"
+    notify_section = policy.sections.get("notify", {})
+    sender = notice_from or str(notify_section.get("from") or "") or f"MAILER-DAEMON@{host}"
+    notifier = Notifier(host=host, sender=sender, template_dir=_template_dir(policy))
     with _errors():
-        content = store.content(first.id)
-    if not wants_notice(first.mail_from, content):
-        return "skipped"
-    try:
-        data = notifier.expired(group, retention)
-    except (ValueError, TypeError) as exc:
-        click.echo(f"warning: cannot write the notice to {first.mail_from}: {exc}", err=True)
-        return "later"  # an operator's template: once it is fixed, the next run sends the notice
-    result = deliver(hop, "", [first.mail_from], data, smtputf8=needs_smtputf8(first.mail_from))
-    if first.mail_from in result.accepted:
-        return "sent"
-    reason = result.error or "; ".join(f"{c} {t}" for c, t in {**result.temp_failed, **result.perm_failed}.values())
-    if result.temporary:
-        click.echo(f"warning: the notice to {first.mail_from} was not sent, will try again: {reason}", err=True)
-        return "later"
-    click.echo(f"warning: the notice to {first.mail_from} was refused: {reason}", err=True)
-    return "refused"
+        return dict(send_owed(store, notifier, hop, retention=retention, waited=waited,
+                              warn=lambda text: click.echo(f"warning: {text}", err=True)))
 
 
 def _template_dir(policy: Policy) -> Path | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import socket
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.message import EmailMessage
@@ -19,9 +20,14 @@ from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jinja2
+
+from rcptguard.delivery import NextHop, deliver
+
+if TYPE_CHECKING:
+    from rcptguard.store.quarantine import Hold, Quarantine
 
 
 class HeldView(Protocol):
@@ -74,6 +80,12 @@ class Notifier:
         subject = f"Not sent: {first.subject}" if first.subject else "Your message was not sent"
         return self._message("notice_expired", holds, subject, retention=duration_words(retention))
 
+    def undelivered(self, holds: Sequence[HeldView], waited: dt.timedelta) -> bytes:
+        """The notice that a released message could not be delivered: the next hop deferred it too long."""
+        first = holds[0]
+        subject = f"Not delivered: {first.subject}" if first.subject else "Your message could not be delivered"
+        return self._message("notice_undelivered", holds, subject, waited=duration_words(waited))
+
     def _message(self, template: str, holds: Sequence[HeldView], subject: str, **context: Any) -> bytes:  # noqa: ANN401
         first = holds[0]
         values = {"holds": holds, "subject": first.subject, "date": format_datetime(first.received_at),
@@ -95,6 +107,42 @@ class Notifier:
         message.set_content(text, cte="7bit" if text.isascii() else "8bit")
         message.add_alternative(html, subtype="html", cte="7bit" if html.isascii() else "8bit")
         return message.as_bytes()
+
+
+def send_owed(quarantine: Quarantine, notifier: Notifier, hop: NextHop, *, retention: dt.timedelta,
+              waited: dt.timedelta, warn: Callable[[str], None]) -> Counter[str]:
+    """Send every notice the quarantine owes its senders (expired holds; released deliveries given up), one per
+    message, and record each outcome: sent, refused (for good), skipped (a bounce or an auto-reply gets none).
+    A notice the next hop defers, or an operator's template that fails, stays owed for the next call ("later").
+    `retention` and `waited` are the times the notices name. Returns the count of each outcome."""
+    counts: Counter[str] = Counter()
+    for key, group in quarantine.owed_notices().items():
+        outcome = _send_notice(quarantine, notifier, hop, group, retention, waited, warn)
+        counts[outcome] += 1
+        if outcome != "later":
+            quarantine.mark_notice(key, outcome)
+    return counts
+
+
+def _send_notice(quarantine: Quarantine, notifier: Notifier, hop: NextHop, group: list[Hold],
+                 retention: dt.timedelta, waited: dt.timedelta, warn: Callable[[str], None]) -> str:
+    first = group[0]
+    if not wants_notice(first.mail_from, quarantine.content(first.id)):
+        return "skipped"
+    try:
+        data = notifier.expired(group, retention) if first.state == "expired" else notifier.undelivered(group, waited)
+    except (ValueError, TypeError, jinja2.TemplateError) as exc:
+        warn(f"cannot write the notice to {first.mail_from}: {exc}")
+        return "later"  # an operator's template: once it is fixed, the next call sends the notice
+    result = deliver(hop, "", [first.mail_from], data, smtputf8=not first.mail_from.isascii())
+    if first.mail_from in result.accepted:
+        return "sent"
+    reason = result.error or "; ".join(f"{c} {t}" for c, t in {**result.temp_failed, **result.perm_failed}.values())
+    if result.temporary:
+        warn(f"the notice to {first.mail_from} was not sent, will try again: {reason}")
+        return "later"
+    warn(f"the notice to {first.mail_from} was refused: {reason}")
+    return "refused"
 
 
 def header_safe(value: str) -> str:
@@ -123,4 +171,4 @@ def duration_words(value: dt.timedelta) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-__all__ = ["HeldView", "Notifier", "duration_words", "header_safe", "wants_notice"]
+__all__ = ["HeldView", "Notifier", "duration_words", "header_safe", "send_owed", "wants_notice"]

@@ -510,6 +510,55 @@ def test_upgrade_keeps_held_messages(tmp_path: Path) -> None:
         upgraded.close()
 
 
+def test_give_up_fails_old_pending_deliveries_and_owes_a_notice(quarantine: Quarantine) -> None:
+    """A release still pending after the give-up age fails for good and owes its sender a notice; a newer
+    pending one and a delivered one are left alone."""
+    down = Sink()  # never started: every attempt is deferred
+    old = hold_one(quarantine)
+    young = hold_one(quarantine, "carol@yaho.com")
+    assert quarantine.release(old, "alice", down.hop, to="bob@gmail.com").delivery == "pending"
+    assert quarantine.give_up(dt.timedelta(days=1)) == []
+    assert quarantine.release(young, "alice", down.hop).delivery == "pending"
+    with quarantine.engine.begin() as connection:  # the young one was released just now
+        connection.execute(holds.update().where(holds.c.id == young).values(decided_at=dt.datetime.now(dt.UTC)
+                                                                              + dt.timedelta(hours=1)))
+    [given] = quarantine.give_up(dt.timedelta(0))
+    assert (given.id, given.state, given.delivery, given.notice) == (old, "corrected", "failed", "pending")
+    assert given.last_error is not None
+    assert given.last_error.startswith("gave up after 0 seconds; last: next hop 127.0.0.1")
+    assert quarantine.require(young).delivery == "pending"
+    assert quarantine.give_up(dt.timedelta(0)) == []  # once
+    owed = quarantine.owed_notices()
+    assert list(owed) == [f"{given.message_id}:undelivered"]
+    assert quarantine.mark_notice(f"{given.message_id}:undelivered", "sent") == 1
+    assert quarantine.owed_notices() == {}
+
+
+def test_cli_deliver_pending_gives_up_and_tells_the_sender(quarantine: Quarantine, db_url: str) -> None:
+    """The next hop keeps deferring the released recipient: after the give-up age the delivery fails and the
+    sender gets a "could not be delivered" notice (never the body); later runs do nothing more."""
+    hold_id = hold_one(quarantine)
+    deferring = Sink(refuse={"bob@gmail.com": "451 4.2.0 mailbox busy"}).start()
+    try:
+        assert quarantine.release(hold_id, "alice", deferring.hop, to="bob@gmail.com").delivery == "pending"
+        kept = run("deliver-pending", "--db", db_url, "--next-hop", str(deferring.hop))
+        gave = run("deliver-pending", "--db", db_url, "--next-hop", str(deferring.hop), "--give-up-after", "0")
+        after = run("deliver-pending", "--db", db_url, "--next-hop", str(deferring.hop), "--give-up-after", "0")
+    finally:
+        deferring.stop()
+    assert "gave up 0; 1 still pending" in kept.output
+    assert "gave up 1; 0 still pending; notified 1 sender" in gave.output, gave.output
+    assert "gave up 0; 0 still pending; notified 0 senders" in after.output
+    [notice] = deferring.received
+    assert (notice.mail_from, notice.rcpt_tos) == ("", (SENDER,))
+    assert b"Subject: Not delivered: " in notice.data
+    assert b"bob@gmail.com" in notice.data
+    assert b"451 4.2.0 mailbox busy" in notice.data
+    assert b"secret body" not in notice.data
+    hold = quarantine.require(hold_id)
+    assert (hold.delivery, hold.notice) == ("failed", "sent")
+
+
 def test_cli_unknown_id_is_one_clear_line(db_url: str) -> None:
     """An unknown id exits 1 with one line naming it on stderr, and no traceback."""
     for command in ("show", "cancel"):

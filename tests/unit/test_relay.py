@@ -446,6 +446,24 @@ def test_cr_lf_inside_addresses_is_refused(relay: Relay, sink: RecordingSink, ad
     assert sink.messages == []
 
 
+def test_relay_gives_up_on_a_release_deferred_too_long(tmp_path: Path, sink: RecordingSink) -> None:
+    """The relay's background loop retries a released delivery the next hop defers, gives up after
+    give_up_days, and tells the sender that it could not be delivered."""
+    sink.reply_rcpt = {"c@army.mil": "451 4.2.0 try later"}
+    relay = make_relay(tmp_path, sink, retry_interval=0.1, give_up_days=0.0)
+    try:
+        assert send(relay, ["c@army.ml"])[0] == 250
+        assert relay.quarantine is not None
+        [hold] = relay.quarantine.list()
+        released = relay.quarantine.release(hold.id, "alice", relay.handler.next_hop, to="c@army.mil")
+        assert released.delivery == "pending"
+        notices = [m for m in sink.wait_for(2) if b"Subject: Not delivered:" in m.data]
+        assert [n.rcpt_tos for n in notices] == [("me@example-corp.com",)]
+        assert relay.quarantine.require(hold.id).delivery == "failed"
+    finally:
+        relay.close()
+
+
 def test_learns_correspondents_from_forwarded_mail(tmp_path: Path, sink: RecordingSink) -> None:
     """Domains the relay forwards to are counted in the same store as the policy service's."""
     relay = make_relay(tmp_path, sink)

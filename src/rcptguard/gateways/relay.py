@@ -40,7 +40,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from rcptguard import logs
 from rcptguard.delivery import DEFAULT_NEXT_HOP, AsyncPool, DeliveryResult, NextHop, normalise_line_endings
 from rcptguard.model import Action, Verdict
-from rcptguard.notify import Notifier, wants_notice
+from rcptguard.notify import Notifier, send_owed, wants_notice
 from rcptguard.runtime import GuardFactory, Runtime
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
@@ -67,6 +67,7 @@ class RelaySettings:
     flush_interval: float = 2.0
     rebuild_interval: float = 60.0
     retry_interval: float = 30.0  # seconds between attempts to deliver released messages still pending
+    give_up_days: float = 5.0  # a released message the next hop defers this long fails; its sender is told
     workers: int = 32  # connections to the next hop kept open between messages
     notify: bool = True  # send each sender of a held message a notice with a link to the confirmation page
     base_url: str = "http://127.0.0.1:8025"  # where `rcptguard web` is reached by senders ([web] base_url)
@@ -499,7 +500,7 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
             loop.add_signal_handler(signum, stop.set)
     tasks = [asyncio.create_task(handler.runtime.maintain())]
     if quarantine is not None:
-        tasks.append(asyncio.create_task(_retry_pending(quarantine, handler.next_hop, settings.retry_interval)))
+        tasks.append(asyncio.create_task(_retry_pending(handler, quarantine)))
     try:
         async with server:
             await stop.wait()
@@ -511,11 +512,28 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
         logs.event(log, "stopped", messages=handler.accepted)
 
 
-async def _retry_pending(quarantine: Quarantine, next_hop: NextHop, interval: float) -> None:
+async def _retry_pending(handler: RelayHandler, quarantine: Quarantine) -> None:
+    """Every `retry_interval`: retry released deliveries the next hop deferred, give up on those deferred for
+    `give_up_days`, and send the notices the quarantine owes (those, and expiry notices not sent before)."""
+    settings = handler.settings
+    give_up = dt.timedelta(days=settings.give_up_days)
+    retention = dt.timedelta(days=settings.link_days)
+
+    def warn(text: str) -> None:
+        logs.event(log, "notice", logging.WARNING, detail=text)
+
+    def once() -> None:
+        quarantine.deliver_pending(handler.next_hop)
+        for hold in quarantine.give_up(give_up):
+            logs.event(log, "gave up a released delivery", logging.WARNING, hold=hold.id, sender=hold.mail_from,
+                       recipient=hold.deliver_to or hold.recipient, error=hold.last_error)
+        if settings.notify:
+            send_owed(quarantine, handler.notifier, handler.next_hop, retention=retention, waited=give_up, warn=warn)
+
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(settings.retry_interval)
         try:
-            await asyncio.to_thread(quarantine.deliver_pending, next_hop)
+            await asyncio.to_thread(once)
         except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
             logs.event(log, "pending deliveries not retried", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
 

@@ -25,7 +25,7 @@ from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, and_, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, Select, Text, and_, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -432,13 +432,15 @@ class Quarantine:
         return expired
 
     def owed_notices(self) -> dict[str, builtins.list[Hold]]:
-        """Expired holds whose sender has not been told yet, by message (one notice per message), oldest first:
-        those just expired and those whose notice could not be sent before."""
-        query = _hold_query().where(holds.c.state == "expired", holds.c.notice == "pending")
+        """Holds whose sender is owed a notice (expired, or released but given up), by message and kind (one
+        notice per message), oldest first: those just settled and those whose notice could not be sent before.
+        The key is the message id; the holds of one key share their state."""
+        query = _hold_query().where(holds.c.notice == "pending")
         owed: dict[str, builtins.list[Hold]] = {}
         for row in self._read("the quarantine", query.order_by(holds.c.decided_at, holds.c.id)):
             hold = _to_hold(row)
-            owed.setdefault(hold.message_id, []).append(hold)
+            owed.setdefault(hold.message_id if hold.state == "expired" else f"{hold.message_id}:undelivered",
+                            []).append(hold)
         return owed
 
     def mark_notice(self, message_id: str, outcome: str) -> int:
@@ -447,10 +449,12 @@ class Quarantine:
         settled them first)."""
         if outcome not in ("sent", "refused", "skipped"):
             raise ValueError(f"a notice is sent, refused or skipped, not {outcome!r}")
+        message_id, _, kind = message_id.partition(":")
+        state = holds.c.state == "expired" if not kind else holds.c.state.in_(_DELIVERING)
         try:
             with self.engine.begin() as connection:
                 result = connection.execute(update(holds).where(
-                    holds.c.message_id == message_id, holds.c.state == "expired", holds.c.notice == "pending",
+                    holds.c.message_id == message_id, state, holds.c.notice == "pending",
                 ).values(notice=outcome))
                 return int(result.rowcount)
         except SQLAlchemyError as exc:
@@ -534,6 +538,26 @@ class Quarantine:
         says what happened: delivery delivered, pending (a temporary failure; deliver_pending() retries) or failed.
         """
         return self.release_outcome(hold_id, actor, next_hop, to=to).hold
+
+    def give_up(self, max_age: dt.timedelta) -> builtins.list[Hold]:
+        """Released deliveries still pending `max_age` after the decision fail for good, as an MTA bounces
+        after its queue lifetime; each owes its sender a notice (see owed_notices). The holds given up."""
+        cutoff = _now() - max_age
+        query = select(holds.c.id).where(holds.c.delivery == "pending", holds.c.decided_at <= cutoff)
+        given_up = []
+        for row in self._read("the quarantine", query.order_by(holds.c.decided_at)):
+            try:
+                with self.engine.begin() as connection:
+                    result = connection.execute(update(holds).where(
+                        holds.c.id == row["id"], holds.c.delivery == "pending",  # not while a worker sends it
+                    ).values(delivery="failed", notice="pending", last_error=literal(
+                        f"gave up after {_duration(max_age)}; last: ", Text) + func.coalesce(holds.c.last_error, "-")))
+                    if result.rowcount == 1:
+                        given_up.append(_to_hold(connection.execute(
+                            _hold_query().where(holds.c.id == row["id"])).mappings().one()))
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot give up the delivery of {row['id']}: {_one_line(exc)}") from exc
+        return given_up
 
     def deliver_pending(self, next_hop: NextHop, *, stale_after: dt.timedelta = STALE_CLAIM) -> int:
         """Retry every pending delivery once, each claimed first so that no two workers send the same one.
