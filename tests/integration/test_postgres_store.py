@@ -229,6 +229,24 @@ def test_expire_due_expires_only_old_holds_once(quarantine: Quarantine, store: S
     assert [e.detail for e in quarantine.events(old.id)] == ["not released within 7 days"]
 
 
+def test_expiry_notices_and_give_up_on_postgres(quarantine: Quarantine) -> None:
+    """The notice bookkeeping (schema 0004) on PostgreSQL: expired holds owe a notice until marked; a release
+    the next hop keeps deferring is given up with the last error kept, and owes its own notice."""
+    expiring, released = hold_one(quarantine, address="a@gmial.com"), hold_one(quarantine, address="b@gmial.com")
+    down = NextHop("127.0.0.1", free_port(), timeout=5)
+    assert quarantine.release(released.id, "alice", down).delivery == "pending"
+    [expired] = quarantine.expire_due(dt.timedelta(0), notify=True)
+    [given] = quarantine.give_up(dt.timedelta(0))
+    assert (expired.id, expired.notice, given.id, given.delivery, given.notice) == (
+        expiring.id, "pending", released.id, "failed", "pending")
+    assert given.last_error is not None
+    assert given.last_error.startswith("gave up after 0 seconds; last: next hop")
+    owed = quarantine.owed_notices()
+    assert sorted(owed) == sorted([expiring.message_id, f"{released.message_id}:undelivered"])
+    assert [quarantine.mark_notice(key, "sent") for key in sorted(owed)] == [1, 1]
+    assert quarantine.owed_notices() == {}
+
+
 def test_racing_expiry_expires_each_hold_once(quarantine: Quarantine, store: Store) -> None:
     """Eight expiry workers at once expire every due hold exactly once between them."""
     ids = [hold_one(quarantine, address=f"u{i}@gmial.com").id for i in range(5)]
