@@ -6,6 +6,7 @@ import contextlib
 import re
 import smtplib
 import subprocess
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -36,6 +37,7 @@ def documented_main_cf(port: int) -> dict[str, str]:
         name = name.strip()
         params[name] = value.strip()
     assert "check_policy_service inet:127.0.0.1:10040" in params["smtpd_recipient_restrictions"]
+    assert "check_policy_service inet:127.0.0.1:10040" in params["smtpd_end_of_data_restrictions"]
     return {k: v.replace("127.0.0.1:10040", f"127.0.0.1:{port}") for k, v in params.items()}
 
 
@@ -137,17 +139,26 @@ def test_hold_mode_holds_notifies_and_releases(postfix: MakePostfix, sink: Recor
     config.write_text(f'[policyd]\nhold_mode = "hold"\nnotify_smtp = "127.0.0.1:{instance.smtpd_port}"\n'
                       'notify_from = "postmaster@example-corp.com"\n', encoding="utf-8")
     with policyd(tmp_path, port, "--config", str(config)):
-        assert send(instance, message("x@army.ml"), "x@army.ml") == {}
+        with smtplib.SMTP("127.0.0.1", instance.smtpd_port, timeout=30) as abandoned:  # never reaches DATA
+            abandoned.ehlo()
+            abandoned.mail("me@example-corp.com")
+            assert abandoned.rcpt("y@army.ml")[0] == 250
+        assert send(instance, message("x@army.ml", "z@navy.ml"), "x@army.ml", "z@navy.ml") == {}
         (notice,) = sink.wait_for(1)
         assert notice.rcpt_tos == ("me@example-corp.com",)
         assert b"army.ml looks like army.mil" in notice.data
+        assert b"z@navy.ml" in notice.data  # one notice for the message, naming each held recipient
+        assert b"y@army.ml" not in notice.data  # the abandoned transaction held nothing and is not mentioned
         assert b"Passport numbers" not in notice.data  # a notice never carries the held message
         held = [entry for entry in instance.queue() if entry["queue_name"] == "hold"]
         assert len(held) == 1
-        assert held[0]["recipients"][0]["address"] == "x@army.ml"
+        assert sorted(r["address"] for r in held[0]["recipients"]) == ["x@army.ml", "z@navy.ml"]
+        assert f"queue id {held[0]['queue_id']}".encode() in notice.data
         result = subprocess.run([RCPTGUARD, "release", "--postfix-config", str(instance.config_dir),
                                  held[0]["queue_id"]], capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         instance.flush()
         messages = sink.wait_for(2)
-    assert messages[1].rcpt_tos == ("x@army.ml",)
+    assert sorted(messages[1].rcpt_tos) == ["x@army.ml", "z@navy.ml"]
+    time.sleep(0.5)
+    assert len(sink.messages) == 2  # no notice for the abandoned transaction, nor a second one

@@ -20,6 +20,7 @@ from rcptguard.guard import Guard
 from rcptguard.model import Verdict
 from rcptguard.policy import load_policy
 from rcptguard.store import Store
+from tests.integration.sink import RecordingSink
 from tests.processes import RCPTGUARD, ServedInThread, running
 
 
@@ -89,6 +90,65 @@ def test_hold_mode_answers_postfix_hold(tmp_path: Path) -> None:
     finally:
         running.close()
     assert answer.startswith("HOLD army.ml looks like army.mil")
+
+
+@pytest.fixture
+def notices() -> Iterator[RecordingSink]:
+    with RecordingSink() as sink:
+        yield sink
+
+
+def hold_service(notices: RecordingSink, **settings: object) -> Server:
+    return Server(PolicyService(guard_factory(), None, PolicySettings.from_section(
+        {"hold_mode": "hold", "notify_smtp": f"127.0.0.1:{notices.port}", **settings})))
+
+
+def test_hold_notice_is_one_per_message_at_end_of_message(notices: RecordingSink) -> None:
+    """Held recipients of one message (one Postfix instance) get one notice, once the message is whole, with
+    its queue id; END-OF-MESSAGE itself answers DUNNO; a transaction that never ends gets no notice."""
+    running = hold_service(notices)
+    try:
+        answers = request(running.port, rcpt("x@army.ml", instance="a1"), rcpt("y@navy.ml", instance="a1"),
+                          rcpt("z@army.ml", instance="b2"),  # never ends: no END-OF-MESSAGE for b2
+                          rcpt("", protocol_state="END-OF-MESSAGE", instance="a1", queue_id="4XyZ1"))
+        assert [a.split(" ", 1)[0] for a in answers] == ["HOLD", "HOLD", "HOLD", "DUNNO"]
+        (notice,) = notices.wait_for(1)
+        time.sleep(0.3)
+        assert len(notices.messages) == 1
+    finally:
+        running.close()
+    assert notice.rcpt_tos == ("me@example-corp.com",)
+    assert b"x@army.ml" in notice.data
+    assert b"y@navy.ml" in notice.data
+    assert b"z@army.ml" not in notice.data
+    assert b"queue id 4XyZ1" in notice.data
+
+
+def test_end_of_message_with_one_recipient_is_not_decided_again(notices: RecordingSink) -> None:
+    """At END-OF-MESSAGE Postfix repeats a lone recipient: it was decided at RCPT and is not counted twice."""
+    running = hold_service(notices)
+    try:
+        answers = request(running.port, rcpt("x@army.mil", instance="c3"),
+                          rcpt("x@army.mil", protocol_state="END-OF-MESSAGE", instance="c3", queue_id="Q1"))
+        assert answers == ["DUNNO", "DUNNO"]
+        assert running.service.runtime.learner.counts["army.mil"] == 1
+    finally:
+        running.close()
+    assert notices.messages == []
+
+
+def test_notify_at_rcpt_sends_at_once(notices: RecordingSink) -> None:
+    running = hold_service(notices, notify_at="rcpt")
+    try:
+        request(running.port, rcpt("x@army.ml", instance="d4"), rcpt("y@navy.ml", instance="d4"))
+        assert len(notices.wait_for(2)) == 2
+    finally:
+        running.close()
+
+
+def test_notify_at_is_checked() -> None:
+    with pytest.raises(ValueError, match="notify_at"):
+        PolicySettings.from_section({"notify_at": "later"})
 
 
 def test_never_permits(server: Server) -> None:

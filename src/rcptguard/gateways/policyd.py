@@ -6,7 +6,9 @@ empty line, on persistent connections, many clients at once. Each verdict become
     pass    DUNNO                                       (never OK: relay restrictions still apply)
     warn    PREPEND X-Rcptguard-Warning: <explanation>
     hold    REJECT <status> <explanation>               (hold_mode = "reject", the default)
-            HOLD <explanation>  + a notice to the sender (hold_mode = "hold"; `rcptguard release QUEUE_ID`)
+            HOLD <explanation>  + a notice to the sender (hold_mode = "hold"; `rcptguard release QUEUE_ID`),
+            one per message, sent when Postfix asks again at END-OF-MESSAGE (smtpd_end_of_data_restrictions):
+            a transaction that never ends holds nothing, so it gets no notice
     reject  REJECT <status> <explanation>
 
 It fails closed: on a protocol violation or an internal error it answers nothing and closes the connection,
@@ -25,6 +27,7 @@ import resource
 import signal
 import smtplib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -34,6 +37,7 @@ from typing import BinaryIO, Literal
 from rcptguard import logs
 from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
+from rcptguard.notify import header_safe
 from rcptguard.runtime import GuardFactory, Runtime
 from rcptguard.store import Store
 
@@ -59,6 +63,7 @@ class PolicySettings:
     rebuild_interval: float = 60.0  # seconds between index rebuilds when new domains became known
     notify_smtp: str | None = None  # host:port to send hold notices through
     notify_from: str = "postmaster"
+    notify_at: Literal["end-of-message", "rcpt"] = "end-of-message"  # rcpt: at once, one per held recipient
 
     @classmethod
     def from_section(cls, section: dict[str, object]) -> PolicySettings:
@@ -71,7 +76,21 @@ class PolicySettings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.hold_mode not in ("reject", "hold"):
             raise ValueError("policyd.hold_mode: expected 'reject' or 'hold'")
+        if settings.notify_at not in ("end-of-message", "rcpt"):
+            raise ValueError("policyd.notify_at: expected 'end-of-message' or 'rcpt'")
         return settings
+
+
+@dataclass(slots=True)
+class _HeldMessage:
+    """The held recipients of one message (Postfix's `instance`), waiting for END-OF-MESSAGE."""
+
+    since: float
+    sender: str
+    verdicts: list[Verdict]
+
+
+NOTICE_WAIT = 3600.0  # seconds a message's held recipients wait for its END-OF-MESSAGE request
 
 
 class ProtocolError(Exception):
@@ -120,11 +139,15 @@ class PolicyService:
                                rebuild_interval=settings.rebuild_interval)
         self.requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: dict[str, _HeldMessage] = {}  # by Postfix's instance attribute
 
     # -- deciding -------------------------------------------------------------------------------------
 
     def decide(self, attrs: dict[str, str]) -> str:
         """The action for one request; raises on an internal error (the caller then closes the connection)."""
+        if attrs.get("protocol_state") == "END-OF-MESSAGE":  # decided at RCPT; now the message is whole
+            self._end_of_message(attrs)
+            return "DUNNO"
         recipient = attrs.get("recipient", "")
         if not recipient:
             return "DUNNO"  # nothing to check (a request from a stage without a recipient)
@@ -141,40 +164,60 @@ class PolicyService:
                    score=round(verdict.score, 2), signals=[s.name for s in verdict.signals],
                    reply=action.split(" ", 1)[0])
         if verdict.action is Action.HOLD and self.settings.hold_mode == "hold":
-            self._notify(attrs.get("sender", ""), verdict)
+            self._held_recipient(attrs, verdict)
         return action
 
-    def _notify(self, sender: str, verdict: Verdict) -> None:
+    def _held_recipient(self, attrs: dict[str, str], verdict: Verdict) -> None:
+        sender, instance = attrs.get("sender", ""), attrs.get("instance", "")
         if not self.settings.notify_smtp or not sender:
             return
+        if self.settings.notify_at == "rcpt" or not instance:
+            self._notify(sender, [verdict], "")
+            return
+        now = time.monotonic()
+        for stale in [key for key, held in self._held.items() if now - held.since > NOTICE_WAIT]:
+            held = self._held.pop(stale)
+            logs.event(log, "no END-OF-MESSAGE for a held message: no notice sent (is smtpd_end_of_data_restrictions"
+                       " set to this service?)", logging.WARNING, sender=held.sender, instance=stale)
+        self._held.setdefault(instance, _HeldMessage(now, sender, [])).verdicts.append(verdict)
+
+    def _end_of_message(self, attrs: dict[str, str]) -> None:
+        held = self._held.pop(attrs.get("instance", ""), None)
+        if held is not None:
+            self._notify(held.sender, held.verdicts, attrs.get("queue_id", ""))
+
+    def _notify(self, sender: str, verdicts: list[Verdict], queue_id: str) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # stdio mode has no event loop
-            threading.Thread(target=self._send_notice, args=(sender, verdict)).start()
+            threading.Thread(target=self._send_notice, args=(sender, verdicts, queue_id)).start()
             return
-        task = loop.create_task(asyncio.to_thread(self._send_notice, sender, verdict))
+        task = loop.create_task(asyncio.to_thread(self._send_notice, sender, verdicts, queue_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _send_notice(self, sender: str, verdict: Verdict) -> None:
+    def _send_notice(self, sender: str, verdicts: list[Verdict], queue_id: str) -> None:
         host, _, port = (self.settings.notify_smtp or "").rpartition(":")
+        addresses = ", ".join(v.address for v in verdicts)
         message = EmailMessage()
         message["From"] = self.settings.notify_from
-        message["To"] = sender
-        message["Subject"] = f"Your message to {verdict.address} is on hold"
+        message["To"] = header_safe(sender)
+        message["Subject"] = header_safe(f"Your message to {addresses} is on hold")
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain="rcptguard.invalid")
         message["Auto-Submitted"] = "auto-generated"
-        suggestion = f"\nYou probably meant: {verdict.suggestion}\n" if verdict.suggestion else ""
+        held = "".join(f"\n    {v.address}\n        {v.reason}\n"
+                       + (f"        You probably meant: {v.suggestion}\n" if v.suggestion else "") for v in verdicts)
+        reference = f"\nReference for your mail administrator: queue id {queue_id}\n" if queue_id else ""
         message.set_content(
-            f"Your message to {verdict.address} has been held and not sent.\n\n{verdict.reason}\n{suggestion}\n"
-            "Ask your mail administrator to release it if the address is right, or send it again to the "
-            "right address.\n")
+            f"Your message has been held and not sent to anyone, because of:\n{held}{reference}\n"
+            "Ask your mail administrator to release it if the addresses are right, or send it again to the "
+            "right addresses.\n")
         try:
             with smtplib.SMTP(host, int(port), timeout=30) as smtp:
                 smtp.send_message(message, from_addr="", to_addrs=[sender])
         except (OSError, smtplib.SMTPException, ValueError):
-            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipient=verdict.address)
+            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipients=addresses, queue_id=queue_id)
 
     # -- the protocol ---------------------------------------------------------------------------------
 
