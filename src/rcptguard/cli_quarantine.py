@@ -280,7 +280,7 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
     for hold in given_up:
         click.echo(f"{hold.id}: gave up ({hold.mail_from or '<>'} -> {hold.deliver_to or hold.recipient}): "
                    f"{hold.last_error}")
-    counts = _send_owed(store, policy, hop, notice_from, waited=give_up_after)
+    counts = _send_owed(store, policy, hop, notice_from)
     sent = counts.get("sent", 0)
     click.echo(f"delivered {delivered} of {waiting} pending; gave up {len(given_up)}; {left} still pending; "
                f"notified {sent} sender{'s' if sent != 1 else ''}")
@@ -307,15 +307,13 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
         expired = store.expire_due(retention, actor, notify=hop is not None)
     for hold in expired:
         click.echo(f"{hold.id}: expired ({hold.mail_from or '<>'} -> {hold.recipient})")
-    counts = _send_owed(store, policy, hop, notice_from, retention=retention) if hop is not None else {}
+    counts = _send_owed(store, policy, hop, notice_from) if hop is not None else {}
     sent, later = counts.get("sent", 0), counts.get("later", 0)
     again = f"; {later} to try again on the next run" if later else ""
     click.echo(f"expired {len(expired)}; notified {sent} sender{'s' if sent != 1 else ''}{again}")
 
 
-def _send_owed(store: Quarantine, policy: Policy, hop: NextHop, notice_from: str | None, *,
-               retention: dt.timedelta = dt.timedelta(days=7),
-               waited: dt.timedelta = dt.timedelta(days=5)) -> dict[str, int]:
+def _send_owed(store: Quarantine, policy: Policy, hop: NextHop, notice_from: str | None) -> dict[str, int]:
     """Send the notices the quarantine owes (expired holds, deliveries given up); warnings on stderr."""
     from rcptguard.notify import Notifier, send_owed  # noqa: PLC0415
 
@@ -324,8 +322,7 @@ def _send_owed(store: Quarantine, policy: Policy, hop: NextHop, notice_from: str
     sender = notice_from or str(notify_section.get("from") or "") or f"MAILER-DAEMON@{host}"
     notifier = Notifier(host=host, sender=sender, template_dir=_template_dir(policy))
     with _errors():
-        return dict(send_owed(store, notifier, hop, retention=retention, waited=waited,
-                              warn=lambda text: click.echo(f"warning: {text}", err=True)))
+        return dict(send_owed(store, notifier, hop, warn=lambda text: click.echo(f"warning: {text}", err=True)))
 
 
 def _template_dir(policy: Policy) -> Path | None:

@@ -80,11 +80,12 @@ class Notifier:
         subject = f"Not sent: {first.subject}" if first.subject else "Your message was not sent"
         return self._message("notice_expired", holds, subject, retention=duration_words(retention))
 
-    def undelivered(self, holds: Sequence[HeldView], waited: dt.timedelta) -> bytes:
-        """The notice that a released message could not be delivered: the next hop deferred it too long."""
+    def undelivered(self, holds: Sequence[HeldView]) -> bytes:
+        """The notice that a released message could not be delivered: refused for good, or deferred too long
+        (each hold's last_error says which)."""
         first = holds[0]
         subject = f"Not delivered: {first.subject}" if first.subject else "Your message could not be delivered"
-        return self._message("notice_undelivered", holds, subject, waited=duration_words(waited))
+        return self._message("notice_undelivered", holds, subject)
 
     def _message(self, template: str, holds: Sequence[HeldView], subject: str, **context: Any) -> bytes:  # noqa: ANN401
         first = holds[0]
@@ -109,40 +110,56 @@ class Notifier:
         return message.as_bytes()
 
 
-def send_owed(quarantine: Quarantine, notifier: Notifier, hop: NextHop, *, retention: dt.timedelta,
-              waited: dt.timedelta, warn: Callable[[str], None]) -> Counter[str]:
-    """Send every notice the quarantine owes its senders (expired holds; released deliveries given up), one per
-    message, and record each outcome: sent, refused (for good), skipped (a bounce or an auto-reply gets none).
-    A notice the next hop defers, or an operator's template that fails, stays owed for the next call ("later").
-    `retention` and `waited` are the times the notices name. Returns the count of each outcome."""
+NOTICE_LIFETIME = dt.timedelta(days=5)  # a notice the next hop defers this long is given up
+
+
+def send_owed(quarantine: Quarantine, notifier: Notifier, hop: NextHop, *, warn: Callable[[str], None]) -> Counter[str]:
+    """Send every notice the quarantine owes its senders (expired holds; released messages that could not be
+    delivered), one per message, each claimed first so that two workers never send the same one, and record
+    each outcome: sent, refused (for good), skipped (a bounce or an auto-reply gets none), or later (the next
+    hop deferred it, or an operator's template failed: owed again for the next call, for NOTICE_LIFETIME).
+    Returns the count of each outcome."""
     counts: Counter[str] = Counter()
-    for key, group in quarantine.owed_notices().items():
-        outcome = _send_notice(quarantine, notifier, hop, group, retention, waited, warn)
+    for group in quarantine.owed_notices().values():
+        claimed = quarantine.claim_notice(group)
+        if not claimed:
+            continue
+        outcome = _send_notice(quarantine, notifier, hop, claimed, warn)
         counts[outcome] += 1
-        if outcome != "later":
-            quarantine.mark_notice(key, outcome)
+        quarantine.settle_notice(claimed, outcome)
     return counts
 
 
 def _send_notice(quarantine: Quarantine, notifier: Notifier, hop: NextHop, group: list[Hold],
-                 retention: dt.timedelta, waited: dt.timedelta, warn: Callable[[str], None]) -> str:
+                 warn: Callable[[str], None]) -> str:
     first = group[0]
     if not wants_notice(first.mail_from, quarantine.content(first.id)):
         return "skipped"
     try:
-        data = notifier.expired(group, retention) if first.state == "expired" else notifier.undelivered(group, waited)
+        if first.state == "expired":
+            held_for = (first.decided_at or first.created_at) - first.created_at
+            data = notifier.expired(group, held_for)
+        else:
+            data = notifier.undelivered(group)
     except (ValueError, TypeError, jinja2.TemplateError) as exc:
         warn(f"cannot write the notice to {first.mail_from}: {exc}")
-        return "later"  # an operator's template: once it is fixed, the next call sends the notice
+        return _later_or_never(first, warn)  # an operator's template: once it is fixed, the next call sends it
     result = deliver(hop, "", [first.mail_from], data, smtputf8=not first.mail_from.isascii())
     if first.mail_from in result.accepted:
         return "sent"
     reason = result.error or "; ".join(f"{c} {t}" for c, t in {**result.temp_failed, **result.perm_failed}.values())
     if result.temporary:
         warn(f"the notice to {first.mail_from} was not sent, will try again: {reason}")
-        return "later"
+        return _later_or_never(first, warn)
     warn(f"the notice to {first.mail_from} was refused: {reason}")
     return "refused"
+
+
+def _later_or_never(hold: Hold, warn: Callable[[str], None]) -> str:
+    if dt.datetime.now(dt.UTC) - (hold.decided_at or hold.created_at) > NOTICE_LIFETIME:
+        warn(f"gave up the notice to {hold.mail_from}: not sent within {duration_words(NOTICE_LIFETIME)}")
+        return "refused"
+    return "later"
 
 
 def header_safe(value: str) -> str:

@@ -102,3 +102,22 @@ def test_helpers() -> None:
     assert duration_words(dt.timedelta(days=2)) == "2 days"
     assert duration_words(dt.timedelta(hours=5)) == "5 hours"
     assert header_safe("a\r\nb\tc") == "a b c"
+
+
+@dataclass(frozen=True)
+class UndeliveredHold(FakeHold):
+    deliver_to: str | None = "j.doe@army.mil"
+    last_error: str | None = "gave up after 5 days; last: 451 4.2.0 " + "mailbox busy " * 150
+
+
+def test_undelivered_notice_names_the_address_and_reason_in_short_lines() -> None:
+    """The next hop's last answer can be long: it is wrapped, so no line of the notice passes 998 bytes."""
+    data = Notifier(host="mx.example-corp.com").undelivered([UndeliveredHold()])
+    notice = parse(data)
+    assert notice["Subject"] == "Not delivered: crew list"
+    parts = text_parts(notice)
+    assert "j.doe@army.mil" in parts["text/plain"]
+    assert "gave up after 5 days; last: 451 4.2.0 mailbox busy" in parts["text/plain"]
+    assert "could NOT be delivered" in parts["text/plain"]
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    assert max(len(line) for line in parts["text/plain"].splitlines()) <= 80

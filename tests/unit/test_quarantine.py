@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import socket
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,12 @@ from sqlalchemy import func, insert, select, text
 
 from rcptguard.cli_quarantine import quarantine as quarantine_group
 from rcptguard.delivery import NextHop
+from rcptguard.notify import Notifier, send_owed
 from rcptguard.store import Store, StoreError
 from rcptguard.store.quarantine import AlreadyDecided, NotFound, Quarantine
 from rcptguard.store.schema import holds, messages
 from tests.holds import gmial_recipient as held
+from tests.integration.sink import RecordingSink
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -418,7 +422,7 @@ def test_cli_expire_notifies_the_sender_without_the_body(quarantine: Quarantine,
 
 def test_expired_notices_are_owed_until_settled(quarantine: Quarantine) -> None:
     """expire_due(notify=True) marks each expired hold as owing a notice, in the same update; owed_notices groups
-    them by message; mark_notice settles a message once."""
+    them by message; a claim is taken once; settling changes only the claimed holds."""
     first = quarantine.hold(mail_from=SENDER, recipients=[held(), held("carol@yaho.com", "carol@yahoo.com")],
                             content=CONTENT)
     quiet = hold_one(quarantine, content=CONTENT + b"other\r\n")
@@ -426,13 +430,68 @@ def test_expired_notices_are_owed_until_settled(quarantine: Quarantine) -> None:
     assert {h.notice for h in quarantine.expire_due(dt.timedelta(0), notify=True)} == {"pending"}
     owed = quarantine.owed_notices()
     assert list(owed) == [first[0].message_id]
-    assert sorted(h.recipient for h in owed[first[0].message_id]) == ["bob@gmial.com", "carol@yaho.com"]
-    assert quarantine.mark_notice(first[0].message_id, "sent") == 2
-    assert quarantine.mark_notice(first[0].message_id, "sent") == 0
-    assert quarantine.owed_notices() == {}
+    group = owed[first[0].message_id]
+    assert sorted(h.recipient for h in group) == ["bob@gmial.com", "carol@yaho.com"]
+    assert quarantine.claim_notice(group) == group
+    assert quarantine.claim_notice(group) == []  # another worker: nothing to send
+    assert quarantine.owed_notices() == {}  # taken, not owed
+    assert quarantine.settle_notice(group[:1], "later") == 1  # one given back: owed again, alone
+    assert [h.id for g in quarantine.owed_notices().values() for h in g] == [group[0].id]
+    assert quarantine.settle_notice(group[1:], "sent") == 1
+    assert quarantine.require(group[1].id).notice == "sent"
     assert quarantine.require(quiet).notice is None
-    with pytest.raises(ValueError, match="sent, refused or skipped"):
-        quarantine.mark_notice(first[0].message_id, "maybe")
+    with pytest.raises(ValueError, match="sent, refused, skipped or later"):
+        quarantine.settle_notice(group, "maybe")
+
+
+def test_two_workers_send_each_notice_once(quarantine: Quarantine, db_url: str) -> None:
+    """Cron's `expire`, cron's `deliver-pending` and the relay's loop may send owed notices at the same time:
+    with a slow next hop, two workers on their own connections still send each notice once."""
+    for n in range(3):
+        hold_one(quarantine, f"u{n}@gmial.com")
+    quarantine.expire_due(dt.timedelta(0), notify=True)
+    with RecordingSink(delay_data=0.3) as slow:
+        hop = NextHop("127.0.0.1", slow.port, timeout=10)
+        workers = [Quarantine(Store.open(db_url)) for _ in range(2)]
+        counts: list[Counter[str]] = []
+        threads = [threading.Thread(target=lambda w=w: counts.append(
+            send_owed(w, Notifier(host="mx.example-corp.com"), hop, warn=print))) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        time.sleep(0.5)
+        received = slow.messages
+    assert sum(c["sent"] for c in counts) == 3
+    assert len(received) == 3
+    assert quarantine.owed_notices() == {}
+
+
+def test_a_crashed_notice_claim_is_owed_again(quarantine: Quarantine) -> None:
+    hold_one(quarantine)
+    quarantine.expire_due(dt.timedelta(0), notify=True)
+    [group] = quarantine.owed_notices().values()
+    assert quarantine.claim_notice(group) == group  # ... and the worker dies before settling
+    assert quarantine.owed_notices() == {}
+    [again] = quarantine.owed_notices(stale_after=dt.timedelta(0)).values()
+    assert quarantine.claim_notice(again, stale_after=dt.timedelta(0)) == again
+
+
+def test_a_retry_refused_for_good_owes_the_sender_a_notice(quarantine: Quarantine) -> None:
+    """Deferred at release, refused (5xx) by a later retry: nobody sees that answer, so the sender is owed a
+    notice; a release refused at once (the person releasing sees it) owes none."""
+    later = hold_one(quarantine)
+    at_once = hold_one(quarantine, "carol@yaho.com")
+    refusing = Sink(refuse={"bob@gmail.com": "550 5.1.1 no such user", "carol@yaho.com": "550 5.1.1 no"}).start()
+    try:
+        assert quarantine.release(later, "alice", Sink().hop, to="bob@gmail.com").delivery == "pending"
+        assert quarantine.release(at_once, "alice", refusing.hop).notice is None
+        assert quarantine.deliver_pending(refusing.hop) == 0
+    finally:
+        refusing.stop()
+    hold = quarantine.require(later)
+    assert (hold.delivery, hold.notice, hold.last_error) == ("failed", "pending", "550 5.1.1 no such user")
+    assert [h.id for g in quarantine.owed_notices().values() for h in g] == [later]
 
 
 def test_cli_expire_retries_a_deferred_notice_on_the_next_run(quarantine: Quarantine, db_url: str) -> None:
@@ -530,7 +589,8 @@ def test_give_up_fails_old_pending_deliveries_and_owes_a_notice(quarantine: Quar
     assert quarantine.give_up(dt.timedelta(0)) == []  # once
     owed = quarantine.owed_notices()
     assert list(owed) == [f"{given.message_id}:undelivered"]
-    assert quarantine.mark_notice(f"{given.message_id}:undelivered", "sent") == 1
+    claimed = quarantine.claim_notice(owed[f"{given.message_id}:undelivered"])
+    assert quarantine.settle_notice(claimed, "sent") == 1
     assert quarantine.owed_notices() == {}
 
 

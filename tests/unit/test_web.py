@@ -501,6 +501,25 @@ def test_admin_with_right_credentials_lists_and_acts(client: TestClient, quarant
     assert len(sink.messages) == 1
 
 
+def test_admin_release_with_the_store_failing_after_the_send(store: Store, links: Links, guard: Guard,
+                                                              sink: RecordingSink) -> None:
+    """The admin's release went through but its outcome could not be recorded: 202 saying so, not "nothing
+    was changed"."""
+    quarantine = FailsAfterSending(store)
+    holds = hold_message(quarantine)
+    client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False)
+    auth = basic(*ADMIN)
+    csrf = re.search(rf'action="/admin/holds/{holds[0].id}">\s*<input type="hidden" name="csrf" value="([0-9a-f]+)"',
+                     client.get("/admin", headers=auth).text)
+    assert csrf is not None
+    done = client.post(f"/admin/holds/{holds[0].id}", headers=auth, data={"action": "release", "csrf": csrf.group(1)})
+    assert done.status_code == 202
+    assert "Nothing was changed" not in done.text
+    assert "is recorded (released)" in done.text
+    assert quarantine.require(holds[0].id).state == "released"
+    assert [m.rcpt_tos for m in sink.wait_for(1)] == [("c@army.ml",)]
+
+
 def test_admin_not_configured_is_404(quarantine: Quarantine, links: Links, guard: Guard,
                                      sink: RecordingSink) -> None:
     """Without admin credentials configured, /admin answers 404 whatever is sent."""

@@ -514,28 +514,32 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
 
 async def _retry_pending(handler: RelayHandler, quarantine: Quarantine) -> None:
     """Every `retry_interval`: retry released deliveries the next hop deferred, give up on those deferred for
-    `give_up_days`, and send the notices the quarantine owes (those, and expiry notices not sent before)."""
+    `give_up_days`, and send the notices the quarantine owes (those, refusals found by a retry, and expiry
+    notices not sent before). Each step on its own: one failing does not skip the others."""
     settings = handler.settings
     give_up = dt.timedelta(days=settings.give_up_days)
-    retention = dt.timedelta(days=settings.link_days)
 
     def warn(text: str) -> None:
         logs.event(log, "notice", logging.WARNING, detail=text)
 
-    def once() -> None:
-        quarantine.deliver_pending(handler.next_hop)
+    def given_up() -> None:
         for hold in quarantine.give_up(give_up):
             logs.event(log, "gave up a released delivery", logging.WARNING, hold=hold.id, sender=hold.mail_from,
                        recipient=hold.deliver_to or hold.recipient, error=hold.last_error)
-        if settings.notify:
-            send_owed(quarantine, handler.notifier, handler.next_hop, retention=retention, waited=give_up, warn=warn)
 
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("pending deliveries not retried", lambda: quarantine.deliver_pending(handler.next_hop)),
+        ("stale deliveries not given up", given_up)]
+    if settings.notify:
+        steps.append(("owed notices not sent",
+                      lambda: send_owed(quarantine, handler.notifier, handler.next_hop, warn=warn)))
     while True:
         await asyncio.sleep(settings.retry_interval)
-        try:
-            await asyncio.to_thread(once)
-        except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
-            logs.event(log, "pending deliveries not retried", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+        for failure, step in steps:
+            try:
+                await asyncio.to_thread(step)
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                logs.event(log, failure, logging.WARNING, error=f"{type(exc).__name__}: {exc}")
 
 
 def build(factory: GuardFactory, store: Store | None,

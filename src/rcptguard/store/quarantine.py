@@ -129,7 +129,7 @@ class Hold:
     delivery_attempts: int
     delivered_at: dt.datetime | None
     last_error: str | None
-    notice: str | None  # the expiry notice to the sender: pending, sent, refused; None when none is owed
+    notice: str | None  # a notice owed to the sender: pending, sending, sent, refused, skipped; None: none owed
     mail_from: str
     subject: str
     message_id_header: str
@@ -228,7 +228,7 @@ def needs_smtputf8(*addresses: str) -> bool:
 
 
 _HOLD_COLUMNS = (
-    *(c for c in holds.c if c.name != "claimed_at"),
+    *(c for c in holds.c if c.name not in ("claimed_at", "notice_claimed_at")),
     messages.c.mail_from, messages.c.subject, messages.c.message_id_header, messages.c.received_at,
     messages.c.size, messages.c.client,
 )
@@ -431,11 +431,13 @@ class Quarantine:
                 continue
         return expired
 
-    def owed_notices(self) -> dict[str, builtins.list[Hold]]:
-        """Holds whose sender is owed a notice (expired, or released but given up), by message and kind (one
-        notice per message), oldest first: those just settled and those whose notice could not be sent before.
-        The key is the message id; the holds of one key share their state."""
-        query = _hold_query().where(holds.c.notice == "pending")
+    def owed_notices(self, *, stale_after: dt.timedelta = STALE_CLAIM) -> dict[str, builtins.list[Hold]]:
+        """Holds whose sender is owed a notice (expired; or released, then given up or refused for good), by
+        message and kind (one notice each), oldest first; a notice another worker took and never settled
+        (crashed) is owed again after `stale_after`. Send a group only after claim_notice()."""
+        now = _now()
+        query = _hold_query().where(or_(holds.c.notice == "pending", and_(
+            holds.c.notice == "sending", holds.c.notice_claimed_at <= now - stale_after)))
         owed: dict[str, builtins.list[Hold]] = {}
         for row in self._read("the quarantine", query.order_by(holds.c.decided_at, holds.c.id)):
             hold = _to_hold(row)
@@ -443,22 +445,40 @@ class Quarantine:
                             []).append(hold)
         return owed
 
-    def mark_notice(self, message_id: str, outcome: str) -> int:
-        """Record how the expiry notice for a message went: sent, refused (for good; not tried again), or
-        skipped (no notice for this kind of message). Returns how many holds it settled (0 when another run
-        settled them first)."""
-        if outcome not in ("sent", "refused", "skipped"):
-            raise ValueError(f"a notice is sent, refused or skipped, not {outcome!r}")
-        message_id, _, kind = message_id.partition(":")
-        state = holds.c.state == "expired" if not kind else holds.c.state.in_(_DELIVERING)
+    def claim_notice(self, group: Sequence[Hold], *,
+                     stale_after: dt.timedelta = STALE_CLAIM) -> builtins.list[Hold]:
+        """Take the notice of these holds, each in one atomic update: the ones this caller got (the others are
+        being told by another worker). Settle them with settle_notice(), or give them back with outcome "later"."""
+        now = _now()
+        claimed = []
         try:
             with self.engine.begin() as connection:
-                result = connection.execute(update(holds).where(
-                    holds.c.message_id == message_id, state, holds.c.notice == "pending",
-                ).values(notice=outcome))
+                for hold in group:
+                    result = connection.execute(update(holds).where(holds.c.id == hold.id, or_(
+                        holds.c.notice == "pending",
+                        and_(holds.c.notice == "sending", holds.c.notice_claimed_at <= now - stale_after),
+                    )).values(notice="sending", notice_claimed_at=now))
+                    if result.rowcount == 1:
+                        claimed.append(hold)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot take the notice of {group[0].message_id}: {_one_line(exc)}") from exc
+        return claimed
+
+    def settle_notice(self, claimed: Sequence[Hold], outcome: str) -> int:
+        """Record how the notice for holds this caller claimed went: sent, refused (for good; not tried again),
+        skipped (no notice for this kind of message), or later (owed again, for the next try). Only these holds
+        change; returns how many."""
+        if outcome not in ("sent", "refused", "skipped", "later"):
+            raise ValueError(f"a notice is sent, refused, skipped or later, not {outcome!r}")
+        ids = [hold.id for hold in claimed]
+        try:
+            with self.engine.begin() as connection:
+                result = connection.execute(update(holds).where(holds.c.id.in_(ids), holds.c.notice == "sending")
+                                            .values(notice="pending" if outcome == "later" else outcome,
+                                                    notice_claimed_at=None))
                 return int(result.rowcount)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record the notice for {message_id}: {_one_line(exc)}") from exc
+            raise StoreError(f"cannot record the notice for {', '.join(ids)}: {_one_line(exc)}") from exc
 
     # -- delivering -------------------------------------------------------------------------------------------
 
@@ -497,13 +517,18 @@ class Quarantine:
         return self._mark(hold_id, {"delivery": "delivered", "delivered_at": _now(), "claimed_at": None,
                                     "delivery_attempts": holds.c.delivery_attempts + 1, "last_error": None})
 
-    def mark_failed(self, hold_id: str, error: str, permanent: bool) -> Hold:
-        """A delivery attempt failed: permanent gives up, temporary leaves it pending for deliver_pending()."""
-        return self._mark(hold_id, {"delivery": "failed" if permanent else "pending", "claimed_at": None,
-                                    "delivery_attempts": holds.c.delivery_attempts + 1, "last_error": error})
+    def mark_failed(self, hold_id: str, error: str, permanent: bool, *, owe_notice: bool = False) -> Hold:
+        """A delivery attempt failed: permanent gives up (with `owe_notice`, the sender is owed a notice: nobody
+        is there to see the answer), temporary leaves it pending for deliver_pending()."""
+        values: dict[str, Any] = {"delivery": "failed" if permanent else "pending", "claimed_at": None,
+                                  "delivery_attempts": holds.c.delivery_attempts + 1, "last_error": error}
+        if permanent and owe_notice:
+            values["notice"] = "pending"
+        return self._mark(hold_id, values)
 
-    def _send(self, hold_id: str, next_hop: NextHop) -> ReleaseOutcome:
-        """Deliver a hold this caller has claimed, and record the outcome."""
+    def _send(self, hold_id: str, next_hop: NextHop, *, retry: bool = False) -> ReleaseOutcome:
+        """Deliver a hold this caller has claimed, and record the outcome (a `retry` that fails for good owes
+        the sender a notice, since no person waits for its answer)."""
         hold = self.require(hold_id)
         target = hold.deliver_to or hold.recipient
         result = deliver(next_hop, hold.mail_from, [target], self.content(hold_id),
@@ -513,7 +538,7 @@ class Quarantine:
         code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")
         error = result.error or (f"{code} {text}" if code else "not accepted by the next hop")
         if target in result.perm_failed and target not in result.temp_failed:
-            return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=True), result)
+            return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=True, owe_notice=retry), result)
         return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=False), result)
 
     def release_outcome(self, hold_id: str, actor: str, next_hop: NextHop, *,
@@ -567,7 +592,7 @@ class Quarantine:
         delivered = 0
         for hold in self.pending_deliveries():
             if self._claim(hold.id, stale_after=stale_after) and \
-                    self._send(hold.id, next_hop).hold.delivery == "delivered":
+                    self._send(hold.id, next_hop, retry=True).hold.delivery == "delivered":
                 delivered += 1
         return delivered
 

@@ -74,7 +74,10 @@ holds = Table(
     Column("claimed_at", DateTime(timezone=True)),  # when a worker set delivery to sending
     Column("delivered_at", DateTime(timezone=True)),
     Column("last_error", Text),
-    Column("notice", String(16), index=True),  # expiry notice to the sender: pending | sent | refused; NULL: none owed
+    # A notice owed to the sender (expired; released but undeliverable): pending | sending | sent | refused |
+    # skipped; NULL: none owed.
+    Column("notice", String(16), index=True),
+    Column("notice_claimed_at", DateTime(timezone=True)),  # when a worker set notice to sending
     UniqueConstraint("message_id", "recipient", name="uq_holds_message_recipient"),
     CheckConstraint(_in("state", HOLD_STATES), name="ck_holds_state"),
     CheckConstraint(_in("delivery", DELIVERY_STATES), name="ck_holds_delivery"),

@@ -402,8 +402,8 @@ class Web:
             log.error("web: %s", exc)  # noqa: TRY400 - one line: the cause is in the text
             target = exc.hold.deliver_to or exc.hold.recipient
             raise PageError(202, "Your choice was recorded",
-                            f"The message will be sent to {visible(target)}; the server is finishing the delivery. "
-                            "You do not need to do anything more.") from None
+                            f"The server is finishing the delivery to {visible(target)}. You do not need to do "
+                            "anything more; if it cannot be delivered, you will get a notice.") from None
         except StoreError as exc:
             raise self.unavailable(exc) from None
         self.mark_used(token)
@@ -468,6 +468,10 @@ class Web:
                                      text=str(exc))
         except NotFound:
             raise PageError(404, "Not found", f"There is no held message {hold_id}.") from None
+        except DecidedNotRecorded as exc:
+            log.error("web: %s", exc)  # noqa: TRY400 - one line: the cause is in the text
+            return self.pages.render(request, "admin_done.html", 202, title="Released; the store failed after it",
+                                     text=str(exc))
         except StoreError as exc:
             raise self.unavailable(exc) from None
         outcome = outcome_of(decided)
