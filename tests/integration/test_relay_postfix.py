@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import signal
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+import dkim
 import psutil
 import pytest
 
@@ -139,6 +141,40 @@ def test_good_delivered_mistyped_held_then_released_to_the_suggestion(
                                                                     "y@army.mil"]
     assert b"Passport numbers" in messages[2].data
     assert held(relay.db) == []
+
+
+def test_dkim_signature_still_verifies_after_release(filtered: tuple[PostfixInstance, RelayProcess],
+                                                     sink: RecordingSink, tmp_path: Path) -> None:
+    """A DKIM-signed message (simple/simple, 8-bit UTF-8 body, a line starting with a dot, a bare LF-free
+    CRLF body) goes Postfix -> relay -> quarantine -> release -> Postfix -> sink, and its signature verifies
+    where it arrives: the quarantine kept it byte for byte."""
+    instance, relay = filtered
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
+                            capture_output=True).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    body = ("Pässe und Crew-Liste.\r\n.Eine Zeile mit Punkt.\r\n\r\nGrüße\r\n").encode()
+    headers = (b"From: me@example-corp.com\r\nTo: y@army.ml\r\nSubject: =?utf-8?q?Crew_f=C3=BCr_Mali?=\r\n"
+               b"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <dkim1@example-corp.com>\r\n"
+               b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n")
+    signature = dkim.sign(headers + b"\r\n" + body, b"sel", b"example-corp.com", key.read_bytes(),
+                          canonicalize=(b"simple", b"simple"),
+                          include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"content-type"])
+    signed = signature + headers + b"\r\n" + body
+    with smtplib.SMTP("127.0.0.1", instance.smtpd_port, timeout=30) as smtp:
+        smtp.ehlo()
+        assert smtp.sendmail("me@example-corp.com", ["y@army.ml"], signed, mail_options=["BODY=8BITMIME"]) == {}
+    sink.wait_for(1)  # the notice to the sender
+    instance.wait_queue_empty()
+    (entry,) = held(relay.db)
+    result = cli("quarantine", "release", str(entry["id"]), "--to", "y@army.mil", "--db", relay.db,
+                 "--next-hop", f"127.0.0.1:{relay.next_hop}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (arrived,) = [m for m in sink.wait_for(2) if m.rcpt_tos == ("y@army.mil",)]
+    assert body in arrived.data  # 8-bit and the dot line as sent
+    assert dkim.verify(arrived.data, dnsfunc=lambda name, timeout=5: record if name == b"sel._domainkey."
+                       b"example-corp.com." else None)
 
 
 def test_relay_killed_in_the_middle_of_data(postfix: MakePostfix, tmp_path: Path) -> None:
