@@ -410,6 +410,13 @@ def test_pipelining_replies_in_order(relay: Relay, sink: RecordingSink) -> None:
     assert (got.rcpt_tos, got.data) == (("x@army.mil",), b"Subject: piped\r\n\r\nbody\r\n")
 
 
+def test_help_lists_the_relays_own_commands(relay: Relay) -> None:
+    with relay.smtp() as smtp:
+        smtp.ehlo()
+        for command, syntax in (("DATA", b"DATA"), ("MAIL", b"MAIL FROM: <address>"), ("RCPT", b"RCPT TO: <address>")):
+            assert syntax in smtp.help(command)
+
+
 def test_too_big_is_refused_and_the_session_goes_on(tmp_path: Path, sink: RecordingSink) -> None:
     """Over the size limit: 552 after the whole message is read, nothing forwarded; the next one passes."""
     relay = make_relay(tmp_path, sink, size_limit=100_000)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from rcptguard import logs
 from rcptguard.delivery import DEFAULT_NEXT_HOP, AsyncPool, DeliveryResult, NextHop, normalise_line_endings
@@ -208,6 +208,7 @@ class GuardedSMTP(SMTP):
         self._writer.write(line)
         await self._writer.drain()
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command name
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
@@ -242,6 +243,7 @@ class GuardedSMTP(SMTP):
         result: tuple[str | None, str | None] = super()._getaddr(arg)
         return result
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
         if arg is not None and not _PATH.match(arg):
             await self.push("501 5.5.4 Syntax: MAIL FROM:<address>")
@@ -252,6 +254,7 @@ class GuardedSMTP(SMTP):
         finally:
             self._pipelined = False
 
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
         if arg is not None and not _PATH.match(arg):
             await self.push("501 5.5.4 Syntax: RCPT TO:<address>")
