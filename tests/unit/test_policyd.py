@@ -125,12 +125,13 @@ def test_hold_notice_is_one_per_message_at_end_of_message(notices: RecordingSink
 
 
 def test_end_of_message_with_one_recipient_is_not_decided_again(notices: RecordingSink) -> None:
-    """At END-OF-MESSAGE Postfix repeats a lone recipient: it was decided at RCPT and is not counted twice."""
+    """At DATA and END-OF-MESSAGE Postfix repeats a lone recipient: decided at RCPT, it is not counted again."""
     running = hold_service(notices)
     try:
         answers = request(running.port, rcpt("x@army.mil", instance="c3"),
+                          rcpt("x@army.mil", protocol_state="DATA", instance="c3"),
                           rcpt("x@army.mil", protocol_state="END-OF-MESSAGE", instance="c3", queue_id="Q1"))
-        assert answers == ["DUNNO", "DUNNO"]
+        assert answers == ["DUNNO", "DUNNO", "DUNNO"]
         assert running.service.runtime.learner.counts["army.mil"] == 1
     finally:
         running.close()

@@ -145,8 +145,11 @@ class PolicyService:
 
     def decide(self, attrs: dict[str, str]) -> str:
         """The action for one request; raises on an internal error (the caller then closes the connection)."""
-        if attrs.get("protocol_state") == "END-OF-MESSAGE":  # decided at RCPT; now the message is whole
+        state = attrs.get("protocol_state", "RCPT")
+        if state == "END-OF-MESSAGE":  # decided at RCPT; now the message is whole
             self._end_of_message(attrs)
+            return "DUNNO"
+        if state not in ("RCPT", ""):  # DATA, VRFY, ETRN...: recipients are decided (and counted) at RCPT only
             return "DUNNO"
         recipient = attrs.get("recipient", "")
         if not recipient:
