@@ -277,27 +277,36 @@ class AcceptedCopies:
         self._copies: OrderedDict[bytes, tuple[float, DeliveryResult]] = OrderedDict()
 
     @staticmethod
-    def key(mail_from: str, rcpts: Sequence[str], body: bytes) -> bytes:
+    def _key(mail_from: str, rcpts: Sequence[str], body: bytes) -> bytes:
         envelope = "\0".join((mail_from, *rcpts)).encode("utf-8", "surrogateescape")
         return hashlib.sha256(envelope + b"\0\0" + body).digest()
 
     def __bool__(self) -> bool:
         return bool(self._copies)
 
-    def get(self, key: bytes) -> DeliveryResult | None:
-        found = self._copies.get(key)
+    def get(self, mail_from: str, rcpts: Sequence[str], body: bytes) -> DeliveryResult | None:
+        if not self._copies:  # the usual case: nothing was deferred, so nothing to hash
+            return None
+        found = self._copies.get(self._key(mail_from, rcpts, body))
         if found is None or time.monotonic() - found[0] > self.ttl:
             return None
         return found[1]
 
-    def remember(self, key: bytes, result: DeliveryResult) -> None:
-        self._copies[key] = (time.monotonic(), result)
-        self._copies.move_to_end(key)
+    def remember(self, mail_from: str, sent: Sequence[Copy]) -> None:
+        for rcpts, body, result in sent:
+            key = self._key(mail_from, rcpts, body)
+            self._copies[key] = (time.monotonic(), result)
+            self._copies.move_to_end(key)
         while len(self._copies) > self.size:
             self._copies.popitem(last=False)
 
-    def forget(self, key: bytes) -> None:
-        self._copies.pop(key, None)
+    def forget(self, mail_from: str, sent: Sequence[Copy]) -> None:
+        if self._copies:
+            for rcpts, body, _ in sent:
+                self._copies.pop(self._key(mail_from, rcpts, body), None)
+
+
+Copy = tuple[list[str], bytes, DeliveryResult]  # recipients, the body sent to them, what the next hop did
 
 
 class RelayHandler:
@@ -401,10 +410,25 @@ class RelayHandler:
             await asyncio.to_thread(self.links.revoke, token)
         return False
 
-    def _retry_later(self, sent: list[tuple[bytes, DeliveryResult]], reply: str) -> str:
-        for key, result in sent:
-            self.copies.remember(key, result)
-        return reply
+    async def _forward_copies(self, mail_from: str, groups: list[tuple[list[str], bytes]], *,
+                              utf8: bool) -> tuple[list[Copy], str | None]:
+        """Forward each copy (plain, warned) to its recipients, unless a retry of this message already got it
+        accepted. The copies sent, and the 4xx reply when the next hop deferred one (the accepted ones are
+        then remembered, so the client's retry does not send them again)."""
+        sent: list[Copy] = []
+        for rcpts, body in groups:
+            if not rcpts:
+                continue
+            result = self.copies.get(mail_from, rcpts, body) or await self._forward(
+                mail_from, rcpts, body, smtputf8=utf8)
+            if result.temporary:
+                first = next(iter(result.temp_failed.values()), (451, result.error or ""))
+                logs.event(log, "next hop deferred", logging.WARNING, sender=mail_from, error=result.error,
+                           reply=f"{first[0]} {first[1]}", already_accepted=[r for *_, c in sent for r in c.accepted])
+                self.copies.remember(mail_from, sent)
+                return sent, f"451 4.4.0 Next hop deferred: {ascii_line(first[1], 200)}"
+            sent.append((rcpts, body, result))
+        return sent, None
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("internal error", exc_info=error)
@@ -439,27 +463,14 @@ class RelayHandler:
             if self.settings.notify and wants_notice(mail_from, content) and not await self._notify(holds):
                 return "451 4.3.0 Could not tell the sender about the held recipients; try again later"
 
-        perm_failed: dict[str, tuple[int, str]] = {}
-        accepted: list[str] = []
         groups = [(passed, content)]
         if warned:
             groups.append((warned, with_warnings(content, self.settings.warn_header, [verdicts[r] for r in warned])))
-        sent: list[tuple[bytes, DeliveryResult]] = []  # copies accepted: remembered if the message gets a 4xx
-        for rcpts, body in groups:
-            if not rcpts:
-                continue
-            key = AcceptedCopies.key(mail_from, rcpts, body)
-            result = (self.copies.get(key) if self.copies else None) or await self._forward(
-                mail_from, rcpts, body, smtputf8=utf8)
-            if result.temporary:
-                first = next(iter(result.temp_failed.values()), (451, result.error or ""))
-                logs.event(log, "next hop deferred", logging.WARNING, sender=mail_from, error=result.error,
-                           reply=f"{first[0]} {first[1]}", already_accepted=[r for _, c in sent for r in c.accepted])
-                return self._retry_later(sent, f"451 4.4.0 Next hop deferred: {ascii_line(first[1], 200)}")
-            sent.append((key, result))
-            accepted.extend(result.accepted)
-            perm_failed.update(result.perm_failed)
-
+        sent, deferred = await self._forward_copies(mail_from, groups, utf8=utf8)
+        if deferred is not None:
+            return deferred
+        accepted = [r for *_, result in sent for r in result.accepted]
+        perm_failed = {r: reply for *_, result in sent for r, reply in result.perm_failed.items()}
         if perm_failed:
             if not accepted and not hold_ids:
                 code, text = next(iter(perm_failed.values()))
@@ -468,9 +479,9 @@ class RelayHandler:
                 report = dsn(mail_from, perm_failed, self.hostname)
                 result = await self._forward("", [mail_from], report)
                 if result.temporary:
-                    return self._retry_later(sent, "451 4.4.0 Could not send a delivery report; try again later")
-        for key, _ in sent:
-            self.copies.forget(key)
+                    self.copies.remember(mail_from, sent)
+                    return "451 4.4.0 Could not send a delivery report; try again later"
+        self.copies.forget(mail_from, sent)
         for rcpt in accepted:
             domain = verdicts[rcpt].domain_ascii
             if domain:
