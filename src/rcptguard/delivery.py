@@ -157,7 +157,7 @@ class AsyncPool:
         self.idle_limit = idle_limit  # seconds; servers drop idle sessions (Postfix after 300 s)
         self._idle: list[_Connection] = []
 
-    async def _take(self) -> _Connection | None:
+    def _take(self) -> _Connection | None:
         """The most recently used idle connection that is not too old; older ones are closed."""
         while self._idle:
             connection = self._idle.pop()
@@ -171,29 +171,28 @@ class AsyncPool:
         if not rcpts:
             return DeliveryResult()
         for attempt in range(2):
-            connection = await self._take() if attempt == 0 else None  # a retry never takes another idle one
+            connection = self._take() if attempt == 0 else None  # a retry never takes another idle one
             reused = connection is not None
             try:
                 if connection is None:
                     connection = await _Connection.open(self.hop)
                 result = await connection.transaction(mail_from, rcpts, data, smtputf8=smtputf8)
             except ClosedBeforeMail as exc:
-                await _close(connection)
+                _abort(connection)
                 if reused:
                     self._drop_idle()  # one was stale: the others are as old, and likely stale too
                     continue
                 return _failed(self.hop, exc, rcpts)
             except UnicodeError:
-                await _close(connection)
+                _abort(connection)
                 return _unencodable(rcpts)
             except (OSError, EOFError, TimeoutError, _ReplyError) as exc:
-                await _close(connection)
+                _abort(connection)
                 if isinstance(exc, _ReplyError) and exc.code != 421:
                     return _whole(exc.code, exc.text, rcpts)
                 return _failed(self.hop, exc, rcpts)
             except BaseException:  # cancelled (the client went away): never leave a half-used session open
-                if connection is not None:
-                    connection.abort()
+                _abort(connection)
                 raise
             if connection.usable and len(self._idle) < self.size:
                 connection.last_used = time.monotonic()
@@ -372,8 +371,7 @@ class _Connection:
             with contextlib.suppress(OSError, EOFError, _ReplyError):
                 await self._command(b"RSET\r\n")
                 return
-        self.usable = False
-        self._writer.close()
+        self.abort()
 
     def _refused(self, code: int, text: str, accepted: Sequence[str],
                  perm: dict[str, tuple[int, str]]) -> DeliveryResult:
@@ -397,11 +395,9 @@ class _Connection:
             with contextlib.suppress(OSError, EOFError, TimeoutError, _ReplyError):
                 async with asyncio.timeout(min(self._timeout, 5.0)):
                     await self._command(b"QUIT\r\n")
-        self.usable = False
-        self._writer.close()
+        self.abort()
 
 
-async def _close(connection: _Connection | None) -> None:
+def _abort(connection: _Connection | None) -> None:
     if connection is not None:
-        connection.usable = False
-        await connection.close()
+        connection.abort()
