@@ -25,7 +25,9 @@ from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, Text, and_, func, insert, literal, or_, select, update
+from sqlalchemy import (Connection, RowMapping, Select, Text, and_, func, insert, literal, or_, select,
+                        update)
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -234,6 +236,12 @@ _HOLD_COLUMNS = (
 )
 
 
+def _takeable(state: ColumnElement[Any], claimed_at: ColumnElement[Any],
+              stale_before: dt.datetime) -> ColumnElement[bool]:
+    """Waiting to be taken ('pending'), or taken ('sending') before `stale_before` by a worker that died."""
+    return or_(state == "pending", and_(state == "sending", claimed_at <= stale_before))
+
+
 def _hold_query() -> Select[Any]:
     return select(*_HOLD_COLUMNS).select_from(holds.join(messages, holds.c.message_id == messages.c.id))
 
@@ -436,8 +444,7 @@ class Quarantine:
         message and kind (one notice each), oldest first; a notice another worker took and never settled
         (crashed) is owed again after `stale_after`. Send a group only after claim_notice()."""
         now = _now()
-        query = _hold_query().where(or_(holds.c.notice == "pending", and_(
-            holds.c.notice == "sending", holds.c.notice_claimed_at <= now - stale_after)))
+        query = _hold_query().where(_takeable(holds.c.notice, holds.c.notice_claimed_at, now - stale_after))
         owed: dict[str, builtins.list[Hold]] = {}
         for row in self._read("the quarantine", query.order_by(holds.c.decided_at, holds.c.id)):
             hold = _to_hold(row)
@@ -454,10 +461,9 @@ class Quarantine:
         try:
             with self.engine.begin() as connection:
                 for hold in group:
-                    result = connection.execute(update(holds).where(holds.c.id == hold.id, or_(
-                        holds.c.notice == "pending",
-                        and_(holds.c.notice == "sending", holds.c.notice_claimed_at <= now - stale_after),
-                    )).values(notice="sending", notice_claimed_at=now))
+                    result = connection.execute(update(holds).where(
+                        holds.c.id == hold.id, _takeable(holds.c.notice, holds.c.notice_claimed_at, now - stale_after),
+                    ).values(notice="sending", notice_claimed_at=now))
                     if result.rowcount == 1:
                         claimed.append(hold)
         except SQLAlchemyError as exc:
@@ -488,9 +494,7 @@ class Quarantine:
         try:
             with self.engine.begin() as connection:
                 result = connection.execute(update(holds).where(
-                    holds.c.id == hold_id,
-                    or_(holds.c.delivery == "pending",
-                        and_(holds.c.delivery == "sending", holds.c.claimed_at <= now - stale_after)),
+                    holds.c.id == hold_id, _takeable(holds.c.delivery, holds.c.claimed_at, now - stale_after),
                 ).values(delivery="sending", claimed_at=now))
                 return bool(result.rowcount == 1)
         except SQLAlchemyError as exc:
