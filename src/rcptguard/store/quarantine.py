@@ -23,11 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (Connection, RowMapping, Select, Text, and_, func, insert, literal, or_, select,
-                        update)
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, RowMapping, Select, Text, and_, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -38,6 +36,9 @@ from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
 from rcptguard.store import utc_now as _now
 from rcptguard.store.schema import events, holds, messages
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
     "DECISIONS",
