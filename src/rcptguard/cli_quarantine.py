@@ -11,7 +11,6 @@ import datetime as dt
 import getpass
 import json
 import re
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -317,10 +316,9 @@ def _send_owed(store: Quarantine, policy: Policy, hop: NextHop, notice_from: str
     """Send the notices the quarantine owes (expired holds, deliveries given up); warnings on stderr."""
     from rcptguard.notify import Notifier, send_owed  # noqa: PLC0415
 
-    host = socket.getfqdn() or "localhost"
     notify_section = policy.sections.get("notify", {})
-    sender = notice_from or str(notify_section.get("from") or "") or f"MAILER-DAEMON@{host}"
-    notifier = Notifier(host=host, sender=sender, template_dir=_template_dir(policy))
+    sender = notice_from or str(notify_section.get("from") or "")  # empty: Notifier's MAILER-DAEMON@ this host
+    notifier = Notifier(sender=sender, template_dir=_template_dir(policy))
     with _errors():
         return dict(send_owed(store, notifier, hop, warn=lambda text: click.echo(f"warning: {text}", err=True)))
 

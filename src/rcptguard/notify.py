@@ -64,8 +64,8 @@ class Notifier:
         return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "html.j2"), default_for_string=False), keep_trailing_newline=True)
 
-    @property
-    def hostname(self) -> str:
+    @cached_property
+    def hostname(self) -> str:  # looked up once: a notice names it several times
         return self.host or socket.getfqdn() or "localhost"
 
     def held(self, holds: Sequence[HeldView], link: str, retention: dt.timedelta) -> bytes:
