@@ -245,23 +245,21 @@ class GuardedSMTP(SMTP):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
-        if arg is not None and not _PATH.match(arg):
-            await self.push("501 5.5.4 Syntax: MAIL FROM:<address>")
-            return
-        self._pipelined = True
-        try:
-            await super().smtp_MAIL(arg)
-        finally:
-            self._pipelined = False
+        await self._path_command(arg, "MAIL FROM:<address>", super().smtp_MAIL)
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        await self._path_command(arg, "RCPT TO:<address>", super().smtp_RCPT)
+
+    async def _path_command(self, arg: str | None, usage: str,
+                            command: Callable[[str | None], Coroutine[Any, Any, None]]) -> None:
+        """MAIL or RCPT: a strict path first; its reply may wait for the next one when the client pipelines."""
         if arg is not None and not _PATH.match(arg):
-            await self.push("501 5.5.4 Syntax: RCPT TO:<address>")
+            await self.push(f"501 5.5.4 Syntax: {usage}")
             return
         self._pipelined = True
         try:
-            await super().smtp_RCPT(arg)
+            await command(arg)
         finally:
             self._pipelined = False
 
