@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Self
 
 from aiosmtpd.controller import Controller
 
+from rcptguard.delivery import NextHop
 from tests.integration.postfix import free_port
 
 if TYPE_CHECKING:
@@ -139,6 +140,11 @@ class RecordingSink:
             time.sleep(0.05)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
+
+    @property
+    def hop(self) -> NextHop:
+        """This sink as a next hop for the relay, the quarantine or the web page."""
+        return NextHop(self.host, self.port, timeout=10)
 
     @property
     def running(self) -> bool:

@@ -64,7 +64,7 @@ def quarantine(store: Store) -> Quarantine:
 
 @pytest.fixture
 def hop(sink: RecordingSink) -> NextHop:
-    return NextHop(sink.host, sink.port, timeout=10)
+    return sink.hop
 
 
 def hold_one(quarantine: Quarantine, address: str = "bob@gmial.com", content: bytes = CONTENT) -> Hold:

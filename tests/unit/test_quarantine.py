@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 from sqlalchemy import func, insert, select, text
 
@@ -25,10 +21,8 @@ from rcptguard.store import Store, StoreError
 from rcptguard.store.quarantine import AlreadyDecided, NotFound, Quarantine
 from rcptguard.store.schema import holds, messages
 from tests.holds import gmial_recipient as held
-from tests.integration.sink import RecordingSink
-
-if TYPE_CHECKING:
-    from aiosmtpd.smtp import SMTP, Envelope, Session
+from tests.integration.postfix import free_port
+from tests.integration.sink import Message, RecordingSink
 
 SENDER = "alice@example.org"
 CONTENT = (
@@ -49,64 +43,10 @@ CONTENT = (
 )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Received:
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-    data: bytes
-
-
-class Sink:
-    """A recording SMTP next hop on 127.0.0.1 (aiosmtpd), optionally refusing some recipients."""
-
-    def __init__(self, port: int | None = None, refuse: dict[str, str] | None = None) -> None:
-        self.port = port or free_port()
-        self.refuse = refuse or {}
-        self.received: list[Received] = []
-        self._lock = threading.Lock()
-        self._controller: Controller | None = None
-
-    @property
-    def hop(self) -> NextHop:
-        return NextHop("127.0.0.1", self.port, timeout=10)
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
-                          options: list[str]) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        mail_from = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        with self._lock:
-            self.received.append(Received(mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content or b"")))
-        return "250 2.0.0 OK"
-
-    def start(self) -> Sink:
-        controller = Controller(self, hostname="127.0.0.1", port=self.port, decode_data=False,
-                                enable_SMTPUTF8=True, ready_timeout=10.0)
-        controller.start()
-        self._controller = controller
-        return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
+def sink() -> Iterator[RecordingSink]:
+    with RecordingSink() as server:
+        yield server
 
 
 @pytest.fixture
@@ -163,7 +103,7 @@ def test_failed_hold_writes_nothing(quarantine: Quarantine) -> None:
         assert connection.execute(select(func.count()).select_from(messages)).scalar_one() == 0
 
 
-def test_unknown_hold_is_not_found(quarantine: Quarantine, sink: Sink) -> None:
+def test_unknown_hold_is_not_found(quarantine: Quarantine, sink: RecordingSink) -> None:
     """Deciding or reading an id that does not exist raises NotFound."""
     assert quarantine.get("nosuchhold") is None
     with pytest.raises(NotFound):
@@ -177,25 +117,25 @@ def test_unknown_hold_is_not_found(quarantine: Quarantine, sink: Sink) -> None:
 # -- releasing --------------------------------------------------------------------------------------------------
 
 
-def test_release_delivers_the_exact_bytes(quarantine: Quarantine, sink: Sink) -> None:
+def test_release_delivers_the_exact_bytes(quarantine: Quarantine, sink: RecordingSink) -> None:
     """Release hands the next hop the stored bytes unchanged (8-bit, CRLF, leading dots) for the recipient."""
     hold_id = hold_one(quarantine)
     hold = quarantine.release(hold_id, "alice", sink.hop)
     assert (hold.state, hold.delivery, hold.deliver_to, hold.delivery_attempts) == \
         ("released", "delivered", "bob@gmial.com", 1)
     assert hold.delivered_at is not None
-    assert sink.received == [Received(SENDER, ("bob@gmial.com",), CONTENT)]
+    assert sink.messages == [Message(SENDER, ("bob@gmial.com",), CONTENT)]
 
 
-def test_release_to_corrects_the_address(quarantine: Quarantine, sink: Sink) -> None:
+def test_release_to_corrects_the_address(quarantine: Quarantine, sink: RecordingSink) -> None:
     """Release with a different address delivers there and records the hold as corrected."""
     hold = quarantine.release(hold_one(quarantine), "alice", sink.hop, to="bob@gmail.com")
     assert (hold.state, hold.deliver_to, hold.delivery) == ("corrected", "bob@gmail.com", "delivered")
-    assert [r.rcpt_tos for r in sink.received] == [("bob@gmail.com",)]
-    assert sink.received[0].data == CONTENT
+    assert [r.rcpt_tos for r in sink.messages] == [("bob@gmail.com",)]
+    assert sink.messages[0].data == CONTENT
 
 
-def test_racing_releases_deliver_once(quarantine: Quarantine, sink: Sink) -> None:
+def test_racing_releases_deliver_once(quarantine: Quarantine, sink: RecordingSink) -> None:
     """Two threads releasing one hold at once: one delivery, one AlreadyDecided; a replay changes nothing."""
     hold_id = hold_one(quarantine)
     barrier = threading.Barrier(2)
@@ -214,26 +154,26 @@ def test_racing_releases_deliver_once(quarantine: Quarantine, sink: Sink) -> Non
     for thread in threads:
         thread.join(30)
     assert sorted(type(o).__name__ for o in outcomes) == ["AlreadyDecided", "Hold"]
-    assert len(sink.received) == 1
+    assert len(sink.messages) == 1
     with pytest.raises(AlreadyDecided) as info:
         quarantine.release(hold_id, "mallory", sink.hop)
     assert info.value.state == "released"
-    assert len(sink.received) == 1
+    assert len(sink.messages) == 1
     assert len(quarantine.events(hold_id)) == 1
 
 
-def test_cancelled_hold_cannot_be_released(quarantine: Quarantine, sink: Sink) -> None:
+def test_cancelled_hold_cannot_be_released(quarantine: Quarantine, sink: RecordingSink) -> None:
     """A cancelled hold refuses a later release and nothing is sent."""
     hold_id = hold_one(quarantine)
     assert quarantine.cancel(hold_id, "alice").state == "cancelled"
     with pytest.raises(AlreadyDecided, match="cancelled by alice"):
         quarantine.release(hold_id, "bob", sink.hop)
-    assert sink.received == []
+    assert sink.messages == []
 
 
 def test_next_hop_down_leaves_delivery_pending(quarantine: Quarantine) -> None:
     """A release while the next hop is down stays pending, and deliver_pending delivers it once when it is up."""
-    hop_later = Sink()
+    hop_later = RecordingSink()
     hold_id = hold_one(quarantine)
     hold = quarantine.release(hold_id, "alice", hop_later.hop)
     assert (hold.state, hold.delivery, hold.delivery_attempts) == ("released", "pending", 1)
@@ -245,14 +185,14 @@ def test_next_hop_down_leaves_delivery_pending(quarantine: Quarantine) -> None:
         assert quarantine.deliver_pending(hop_later.hop) == 0
     finally:
         hop_later.stop()
-    assert [r.data for r in hop_later.received] == [CONTENT]
+    assert [r.data for r in hop_later.messages] == [CONTENT]
     assert quarantine.require(hold_id).delivery == "delivered"
     assert quarantine.pending_deliveries() == []
 
 
 def test_permanent_refusal_marks_failed(quarantine: Quarantine) -> None:
     """A 5xx from the next hop for the recipient marks the delivery failed and deliver_pending leaves it alone."""
-    refusing = Sink(refuse={"bob@gmial.com": "550 5.1.1 no such user"}).start()
+    refusing = RecordingSink(reply_rcpt={"bob@gmial.com": "550 5.1.1 no such user"}).start()
     try:
         hold = quarantine.release(hold_one(quarantine), "alice", refusing.hop)
         assert (hold.delivery, hold.delivery_attempts) == ("failed", 1)
@@ -260,10 +200,10 @@ def test_permanent_refusal_marks_failed(quarantine: Quarantine) -> None:
         assert quarantine.deliver_pending(refusing.hop) == 0
     finally:
         refusing.stop()
-    assert refusing.received == []
+    assert refusing.messages == []
 
 
-def test_racing_workers_deliver_pending_once(quarantine: Quarantine, sink: Sink) -> None:
+def test_racing_workers_deliver_pending_once(quarantine: Quarantine, sink: RecordingSink) -> None:
     """Four workers running deliver_pending at once send each pending delivery exactly once."""
     down = NextHop("127.0.0.1", free_port(), timeout=5)
     ids = [hold_one(quarantine, f"user{i}@gmial.com") for i in range(3)]
@@ -282,7 +222,7 @@ def test_racing_workers_deliver_pending_once(quarantine: Quarantine, sink: Sink)
     for thread in threads:
         thread.join(30)
     assert sum(counts) == 3
-    assert sorted(r.rcpt_tos[0] for r in sink.received) == [f"user{i}@gmial.com" for i in range(3)]
+    assert sorted(r.rcpt_tos[0] for r in sink.messages) == [f"user{i}@gmial.com" for i in range(3)]
 
 
 # -- expiry and the audit log -----------------------------------------------------------------------------------
@@ -302,7 +242,7 @@ def test_expire_due_expires_and_records(quarantine: Quarantine) -> None:
     assert quarantine.expire_due(dt.timedelta(0)) == []
 
 
-def test_events_record_who_and_when(quarantine: Quarantine, sink: Sink) -> None:
+def test_events_record_who_and_when(quarantine: Quarantine, sink: RecordingSink) -> None:
     """Every state change writes one event with the actor, the time, the states and the delivery address."""
     before = dt.datetime.now(dt.UTC)
     hold_id = hold_one(quarantine)
@@ -353,24 +293,24 @@ def test_cli_show_has_fields_events_and_headers_not_body(quarantine: Quarantine,
     assert "secret body" not in result.output
 
 
-def test_cli_release_then_replay(quarantine: Quarantine, db_url: str, sink: Sink) -> None:
+def test_cli_release_then_replay(quarantine: Quarantine, db_url: str, sink: RecordingSink) -> None:
     """`release` delivers and exits 0; releasing it again exits 1 saying it was already decided."""
     hold_id = hold_one(quarantine)
     result = run("release", "--db", db_url, hold_id, "--next-hop", str(sink.hop), "--actor", "alice",
                  "--to", "bob@gmail.com")
     assert result.exit_code == 0, result.output
     assert "delivered to bob@gmail.com" in result.output
-    assert [r.rcpt_tos for r in sink.received] == [("bob@gmail.com",)]
+    assert [r.rcpt_tos for r in sink.messages] == [("bob@gmail.com",)]
     result = run("release", "--db", db_url, hold_id, "--next-hop", str(sink.hop))
     assert result.exit_code == 1
     assert "already decided" in result.stderr
     assert "Traceback" not in result.output
-    assert len(sink.received) == 1
+    assert len(sink.messages) == 1
 
 
 def test_cli_release_with_the_hop_down_says_it_will_retry(quarantine: Quarantine, db_url: str) -> None:
     """`release` with the next hop down exits 0, says it will be retried, and `deliver-pending` delivers later."""
-    later = Sink()
+    later = RecordingSink()
     hold_id = hold_one(quarantine)
     result = run("release", "--db", db_url, hold_id, "--next-hop", str(later.hop))
     assert result.exit_code == 0, result.output
@@ -382,17 +322,18 @@ def test_cli_release_with_the_hop_down_says_it_will_retry(quarantine: Quarantine
         later.stop()
     assert result.exit_code == 0, result.output
     assert "delivered 1" in result.output
-    assert len(later.received) == 1
+    assert len(later.messages) == 1
 
 
-def test_cli_release_reads_the_next_hop_from_the_config(quarantine: Quarantine, tmp_path: Path, sink: Sink) -> None:
+def test_cli_release_reads_the_next_hop_from_the_config(quarantine: Quarantine, tmp_path: Path,
+                                                        sink: RecordingSink) -> None:
     """`release` without --next-hop uses [relay] next_hop, and [db] url, from the config file."""
     hold_id = hold_one(quarantine)
     config = tmp_path / "rcptguard.toml"
     config.write_text(f'[db]\nurl = "{quarantine.engine.url}"\n[relay]\nnext_hop = "{sink.hop}"\n', "utf-8")
     result = run("release", "--config", str(config), hold_id)
     assert result.exit_code == 0, result.output
-    assert len(sink.received) == 1
+    assert len(sink.messages) == 1
 
 
 def test_cli_cancel(quarantine: Quarantine, db_url: str) -> None:
@@ -405,13 +346,14 @@ def test_cli_cancel(quarantine: Quarantine, db_url: str) -> None:
     assert run("cancel", "--db", db_url, hold_id).exit_code == 1
 
 
-def test_cli_expire_notifies_the_sender_without_the_body(quarantine: Quarantine, db_url: str, sink: Sink) -> None:
+def test_cli_expire_notifies_the_sender_without_the_body(quarantine: Quarantine, db_url: str,
+                                                         sink: RecordingSink) -> None:
     """`expire` expires what is due and sends the sender an auto-replied notice from <> that omits the body."""
     hold_id = hold_one(quarantine)
     result = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(sink.hop))
     assert result.exit_code == 0, result.output
     assert quarantine.require(hold_id).state == "expired"
-    [notice] = sink.received
+    [notice] = sink.messages
     assert (notice.mail_from, notice.rcpt_tos) == ("", (SENDER,))
     assert b"Auto-Submitted: auto-replied" in notice.data
     assert b"In-Reply-To: <q1@example.org>" in notice.data
@@ -451,7 +393,7 @@ def test_two_workers_send_each_notice_once(quarantine: Quarantine, db_url: str) 
         hold_one(quarantine, f"u{n}@gmial.com")
     quarantine.expire_due(dt.timedelta(0), notify=True)
     with RecordingSink(delay_data=0.3) as slow:
-        hop = NextHop("127.0.0.1", slow.port, timeout=10)
+        hop = slow.hop
         workers = [Quarantine(Store.open(db_url)) for _ in range(2)]
         counts: list[Counter[str]] = []
         threads = [threading.Thread(target=lambda w=w: counts.append(
@@ -482,9 +424,10 @@ def test_a_retry_refused_for_good_owes_the_sender_a_notice(quarantine: Quarantin
     notice; a release refused at once (the person releasing sees it) owes none."""
     later = hold_one(quarantine)
     at_once = hold_one(quarantine, "carol@yaho.com")
-    refusing = Sink(refuse={"bob@gmail.com": "550 5.1.1 no such user", "carol@yaho.com": "550 5.1.1 no"}).start()
+    refusing = RecordingSink(reply_rcpt={"bob@gmail.com": "550 5.1.1 no such user",
+                                         "carol@yaho.com": "550 5.1.1 no"}).start()
     try:
-        assert quarantine.release(later, "alice", Sink().hop, to="bob@gmail.com").delivery == "pending"
+        assert quarantine.release(later, "alice", RecordingSink().hop, to="bob@gmail.com").delivery == "pending"
         assert quarantine.release(at_once, "alice", refusing.hop).notice is None
         assert quarantine.deliver_pending(refusing.hop) == 0
     finally:
@@ -498,7 +441,7 @@ def test_cli_expire_retries_a_deferred_notice_on_the_next_run(quarantine: Quaran
     """The next hop defers the notice: the hold is expired, the notice stays owed, and the next run sends it
     (once): the sender always learns that the message was not sent."""
     hold_id = hold_one(quarantine)
-    deferring = Sink(refuse={SENDER: "451 4.3.0 try later"}).start()
+    deferring = RecordingSink(reply_rcpt={SENDER: "451 4.3.0 try later"}).start()
     try:
         result = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(deferring.hop))
     finally:
@@ -507,7 +450,7 @@ def test_cli_expire_retries_a_deferred_notice_on_the_next_run(quarantine: Quaran
     assert "expired 1; notified 0 senders; 1 to try again on the next run" in result.output
     assert "will try again" in result.stderr
     assert quarantine.require(hold_id).notice == "pending"
-    working = Sink(port=deferring.port).start()
+    working = RecordingSink(port=deferring.port).start()
     try:
         again = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(working.hop))
         third = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(working.hop))
@@ -515,7 +458,7 @@ def test_cli_expire_retries_a_deferred_notice_on_the_next_run(quarantine: Quaran
         working.stop()
     assert "expired 0; notified 1 sender" in again.output
     assert "expired 0; notified 0 senders" in third.output
-    assert [r.rcpt_tos for r in working.received] == [(SENDER,)]
+    assert [r.rcpt_tos for r in working.messages] == [(SENDER,)]
     assert quarantine.require(hold_id).notice == "sent"
 
 
@@ -523,7 +466,7 @@ def test_cli_expire_refused_or_unwanted_notices_are_not_retried(quarantine: Quar
     """A notice refused for good is recorded and not tried again; a bounce (null sender) gets none."""
     refused = hold_one(quarantine)
     bounce = quarantine.hold(mail_from="", recipients=[held()], content=CONTENT + b"bounce\r\n")[0].id
-    refusing = Sink(refuse={SENDER: "550 5.1.1 no such user"}).start()
+    refusing = RecordingSink(reply_rcpt={SENDER: "550 5.1.1 no such user"}).start()
     try:
         first = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(refusing.hop))
         second = run("expire", "--db", db_url, "--retention", "0", "--next-hop", str(refusing.hop))
@@ -533,7 +476,7 @@ def test_cli_expire_refused_or_unwanted_notices_are_not_retried(quarantine: Quar
     assert "was refused" in first.stderr
     assert "was refused" not in second.stderr
     assert (quarantine.require(refused).notice, quarantine.require(bounce).notice) == ("refused", "skipped")
-    assert refusing.received == []
+    assert refusing.messages == []
 
 
 def test_cli_expire_without_notices_owes_none(quarantine: Quarantine, db_url: str) -> None:
@@ -572,7 +515,7 @@ def test_upgrade_keeps_held_messages(tmp_path: Path) -> None:
 def test_give_up_fails_old_pending_deliveries_and_owes_a_notice(quarantine: Quarantine) -> None:
     """A release still pending after the give-up age fails for good and owes its sender a notice; a newer
     pending one and a delivered one are left alone."""
-    down = Sink()  # never started: every attempt is deferred
+    down = RecordingSink()  # never started: every attempt is deferred
     old = hold_one(quarantine)
     young = hold_one(quarantine, "carol@yaho.com")
     assert quarantine.release(old, "alice", down.hop, to="bob@gmail.com").delivery == "pending"
@@ -598,7 +541,7 @@ def test_cli_deliver_pending_gives_up_and_tells_the_sender(quarantine: Quarantin
     """The next hop keeps deferring the released recipient: after the give-up age the delivery fails and the
     sender gets a "could not be delivered" notice (never the body); later runs do nothing more."""
     hold_id = hold_one(quarantine)
-    deferring = Sink(refuse={"bob@gmail.com": "451 4.2.0 mailbox busy"}).start()
+    deferring = RecordingSink(reply_rcpt={"bob@gmail.com": "451 4.2.0 mailbox busy"}).start()
     try:
         assert quarantine.release(hold_id, "alice", deferring.hop, to="bob@gmail.com").delivery == "pending"
         kept = run("deliver-pending", "--db", db_url, "--next-hop", str(deferring.hop))
@@ -609,7 +552,7 @@ def test_cli_deliver_pending_gives_up_and_tells_the_sender(quarantine: Quarantin
     assert "gave up 0; 1 still pending" in kept.output
     assert "gave up 1; 0 still pending; notified 1 sender" in gave.output, gave.output
     assert "gave up 0; 0 still pending; notified 0 senders" in after.output
-    [notice] = deferring.received
+    [notice] = deferring.messages
     assert (notice.mail_from, notice.rcpt_tos) == ("", (SENDER,))
     assert b"Subject: Not delivered: " in notice.data
     assert b"bob@gmail.com" in notice.data
