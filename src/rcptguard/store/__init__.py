@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -63,6 +64,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:  # noqa: AN
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._file = self._file_identity()
+
+    def _sqlite_path(self) -> str | None:
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        return path if path and path != ":memory:" and not path.startswith("file:") else None
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        path = self._sqlite_path()
+        if path is None:
+            return None
+        with contextlib.suppress(OSError):
+            found = os.stat(path)  # noqa: PTH116 - one stat, the device and inode
+            return found.st_dev, found.st_ino
+        return None
+
+    def verify(self) -> None:
+        """StoreError unless the store is still the one opened: a SQLite file deleted or replaced under a running
+        server takes every later write with it (its open connections write on to the unlinked file), so a
+        server must check before it promises that something is stored."""
+        path = self._sqlite_path()
+        if path is None:
+            return
+        if self._file is None:  # created after the engine was made (first connection): remember it now
+            self._file = self._file_identity()
+        try:
+            found = os.stat(path)  # noqa: PTH116
+        except OSError as exc:
+            raise StoreError(f"the store {path} is gone ({exc.strerror}): restart to create a new one") from None
+        if self._file is not None and (found.st_dev, found.st_ino) != self._file:
+            raise StoreError(f"the store {path} was replaced since it was opened: restart to use the new one")
 
     @classmethod
     def open(cls, url: str = DEFAULT_URL, *, migrate: bool = True) -> Store:
@@ -78,6 +109,7 @@ class Store:
             store = cls(engine)
             if migrate:
                 store.migrate()
+                store._file = store._file_identity()
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store at {url}: {exc}") from exc
         return store
