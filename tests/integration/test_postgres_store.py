@@ -21,6 +21,7 @@ from rcptguard.store import Store
 from rcptguard.store.links import LinkExpired, LinkInvalid, Links
 from rcptguard.store.quarantine import AlreadyDecided, Hold, NotFound, Quarantine
 from rcptguard.store.schema import events, holds, messages
+from rcptguard.store.schema import links as links_table
 from tests.holds import gmial_recipient as recipient
 from tests.integration.postfix import free_port
 from tests.integration.sink import Message, RecordingSink
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 THREADS = 8
+HEAD = "0005"  # the newest schema revision
 SENDER = "alice@example.org"
 CONTENT = (
     b"From: Alice <alice@example.org>\r\n"
@@ -107,14 +109,15 @@ def test_open_migrates_the_schema(postgres_url: str) -> None:
         with first.engine.connect() as connection:
             assert connection.dialect.name == "postgresql"
             tables = set(inspect(connection).get_table_names())
-            assert {"alembic_version", "correspondents", "messages", "holds", "events", "links"} <= tables
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
+            assert {"alembic_version", "correspondents", "messages", "holds", "events", "links",
+                    "held_notices"} <= tables
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
     finally:
         first.close()
     again = Store.open(postgres_url)
     try:
         with again.engine.connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
     finally:
         again.close()
 
@@ -339,6 +342,47 @@ def test_links_issue_once(quarantine: Quarantine, store: Store) -> None:
     assert first is not None
     assert links.resolve(first).message_id == hold.message_id
     assert links.issue_once(hold.message_id, dt.timedelta(days=7)) is None
+
+
+def test_racing_relays_issue_one_notice_link(quarantine: Quarantine, store: Store, postgres_url: str) -> None:
+    """Eight relays, each with its own engine, calling issue_once for one message at once get one token between
+    them (the held notice's row is one insert-or-nothing); revoking it lets the next delivery issue another."""
+    hold = hold_one(quarantine)
+    relays = [Links(Store.open(postgres_url)) for _ in range(THREADS)]
+    try:
+        tokens = race(THREADS, lambda i: relays[i].issue_once(hold.message_id, dt.timedelta(days=7)))
+    finally:
+        for own in relays:
+            own.store.close()
+    issued = [token for token in tokens if isinstance(token, str)]
+    assert len(issued) == 1, tokens
+    assert all(token is None for token in tokens if token is not issued[0])
+    assert count_rows(store, links_table) == 1
+    links = Links(store)
+    links.revoke(issued[0])
+    again = links.issue_once(hold.message_id, dt.timedelta(days=7))
+    assert again is not None
+    assert links.resolve(again).message_id == hold.message_id
+    assert links.issue_once(hold.message_id, dt.timedelta(days=7)) is None
+
+
+def _issue_in_process(url: str, message_id: str, start: float) -> str | None:
+    """One relay process: open the store, wait for the common start, then issue_once."""
+    own = Links(Store.open(url))
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        return own.issue_once(message_id, dt.timedelta(days=7))
+    finally:
+        own.store.close()
+
+
+def test_racing_relay_processes_issue_one_notice_link(quarantine: Quarantine, postgres_url: str) -> None:
+    """Six relay processes on one PostgreSQL store calling issue_once for one message at once: one token."""
+    hold = hold_one(quarantine)
+    start = time.time() + 3.0
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        tokens = pool.starmap(_issue_in_process, [(postgres_url, hold.message_id, start)] * 6)
+    assert len([token for token in tokens if token is not None]) == 1, tokens
 
 
 def test_links_mark_used_only_when_every_hold_is_decided(quarantine: Quarantine, store: Store) -> None:
