@@ -378,6 +378,7 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415
     from rcptguard.web import create_app  # noqa: PLC0415
     from rcptguard.web.server import serve  # noqa: PLC0415
+    from rcptguard.web.settings import WebSettings  # noqa: PLC0415
 
     logs.setup(log_level)
     policy = build_policy(config, protect, known, known_files)
@@ -386,19 +387,19 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     relay_section = policy.sections.get("relay", {})
     base = policy.source.parent if policy.source else Path()
     try:
+        settings = WebSettings.from_section(section, base)
         hop = NextHop.parse(next_hop or str(relay_section.get("next_hop", DEFAULT_NEXT_HOP)))
         secret = web_secret(section, base)
-    except (ValueError, OSError) as exc:
+    except (TypeError, ValueError, OSError) as exc:
         raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
     store, factory = open_gateway(policy, db)
     try:
         guard = factory(store.learned())  # as the relay sees it, so /v1/check agrees with it
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
-    template_dir = section.get("template_dir")
     app = create_app(quarantine=Quarantine(store), links=Links(store), guard_provider=lambda: guard, next_hop=hop,
-                     secret=secret, admin_user=section.get("admin_user"), admin_password=section.get("admin_password"),
-                     template_dir=base / template_dir if template_dir else None)
+                     secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
+                     template_dir=base / settings.template_dir if settings.template_dir else None, settings=settings)
     serve(app, host, port, log_level=log_level)
 
 

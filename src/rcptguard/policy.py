@@ -26,7 +26,9 @@ _PRIOR_KEYS = {"protected", "known", "known_per_doubling", "popular", "first_con
                "short_name_4"}
 _SECTION_KEYS = {  # the gateways' sections; [policyd] and [relay] are checked by their own settings
     "db": {"url"},
-    "web": {"base_url", "secret", "secret_file", "admin_user", "admin_password", "template_dir"},
+    "web": {"base_url", "secret", "secret_file", "admin_user", "admin_password", "template_dir", "api", "api_token",
+            "api_token_file", "api_max_body", "api_max_recipients", "api_rate", "api_burst", "admin_max_failures",
+            "admin_failure_window", "admin_lockout", "admin_lockout_max", "release_workers"},
     "notify": {"from", "template_dir"},
 }
 _FORCE_KEYS = {"suffixes", "domains", "unless_known", "action", "message"}

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from rcptguard.store.links import LinkExpired, LinkInvalid, Links, token_hash
 from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine
 from rcptguard.store.schema import links as links_table
 from rcptguard.web import create_app, csrf_token
+from rcptguard.web.settings import WebSettings
 from tests.conftest import make_guard
 from tests.integration.postfix import free_port
 from tests.integration.sink import RecordingSink
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 SECRET = b"0123456789abcdef-test-secret"
+LOCAL = ("127.0.0.1", 50123)  # a client on loopback: the check API's default access lets it in
+BASE_URL = "https://mailguard.example.com/guard"
 ADMIN = ("ops", "correct horse battery staple")
 SENDER = "alice@example.org"
 REASON = "army.ml looks like army.mil: .ml is Mali's country domain, one letter short of .mil."
@@ -83,11 +86,12 @@ def guard() -> Guard:
 
 
 def build_app(quarantine: Quarantine, links: Links, guard: Guard, port: int, *, admin: bool = True,
-              template_dir: Path | None = None) -> FastAPI:
+              template_dir: Path | None = None, settings: WebSettings | None = None,
+              clock: Callable[[], float] = time.monotonic) -> FastAPI:
     return create_app(quarantine=quarantine, links=links, guard_provider=lambda: guard,
                       next_hop=NextHop("127.0.0.1", port, timeout=10), secret=SECRET,
                       admin_user=ADMIN[0] if admin else None, admin_password=ADMIN[1] if admin else None,
-                      template_dir=template_dir)
+                      template_dir=template_dir, settings=settings or WebSettings(base_url=BASE_URL), clock=clock)
 
 
 @pytest.fixture
@@ -97,7 +101,7 @@ def app(quarantine: Quarantine, links: Links, guard: Guard, sink: RecordingSink)
 
 @pytest.fixture
 def client(app: FastAPI) -> TestClient:
-    return TestClient(app, follow_redirects=False)
+    return TestClient(app, follow_redirects=False, client=LOCAL)
 
 
 def hold_message(quarantine: Quarantine, *recipients: HeldRecipient, content: bytes | None = None,
@@ -122,6 +126,23 @@ def link_row(links: Links, token: str) -> dict[str, object]:
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def settled(quarantine: Quarantine, hold_id: str, timeout: float = 15.0) -> Hold:
+    """The hold once its background delivery has come to an end: delivered, failed, or deferred after a try."""
+    deadline = time.monotonic() + timeout
+    while True:
+        hold = quarantine.require(hold_id)
+        if hold.delivery in ("delivered", "failed", "none") or (hold.delivery == "pending" and hold.delivery_attempts):
+            return hold
+        assert time.monotonic() < deadline, hold
+        time.sleep(0.05)
+
+
+def redirected_to_page(response: httpx2.Response, token: str) -> None:
+    """The answer to a decision: 303 to the link's page under base_url."""
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == f"{BASE_URL}/confirm/{token}"
 
 
 # -- the links store ----------------------------------------------------------------------------------------------
@@ -203,7 +224,8 @@ def test_internal_error_has_the_headers_and_no_detail(quarantine: Quarantine, li
     app = create_app(quarantine=quarantine, links=links, guard_provider=broken_guard,
                      next_hop=NextHop("127.0.0.1", sink.port, timeout=10), secret=SECRET,
                      admin_user=None, admin_password=None)
-    response = TestClient(app, raise_server_exceptions=False).post("/v1/check", json={"recipients": ["a@army.ml"]})
+    response = TestClient(app, raise_server_exceptions=False, client=LOCAL).post(
+        "/v1/check", json={"recipients": ["a@army.ml"]})
     assert response.status_code == 500
     assert "secret internal detail" not in response.text
     assert "Traceback" not in response.text
@@ -238,18 +260,20 @@ class FailsAfterSending(Quarantine):
 
 def test_store_failing_after_the_send_does_not_say_nothing_changed(store: Store, links: Links, guard: Guard,
                                                                     sink: RecordingSink) -> None:
-    """The choice was recorded and the message went: the page says so (202), not "nothing was changed"."""
+    """The choice was recorded and the message went, but not its outcome: the page says it is being sent (the
+    truth as far as anyone knows), never "nothing was changed" nor that it arrived."""
     quarantine = FailsAfterSending(store)
     holds = hold_message(quarantine)
     token = issue(links, holds)
     client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False)
-    page = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct"))
-    assert page.status_code == 202
-    assert "Your choice was recorded" in page.text
-    assert "c@army.mil" in page.text
-    assert "Nothing was changed" not in page.text
-    assert quarantine.require(holds[0].id).state == "corrected"
+    redirected_to_page(client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct")), token)
     assert [m.rcpt_tos for m in sink.wait_for(1)] == [("c@army.mil",)]
+    time.sleep(0.3)
+    page = client.get(f"/confirm/{token}")
+    assert "Nothing was changed" not in page.text
+    assert "Sending to c@army.mil" in page.text
+    assert "Sent to" not in page.text
+    assert quarantine.require(holds[0].id).state == "corrected"
 
 
 def test_correct_delivers_to_the_suggestion_exactly_once(client: TestClient, quarantine: Quarantine,
@@ -257,13 +281,11 @@ def test_correct_delivers_to_the_suggestion_exactly_once(client: TestClient, qua
     """Send-instead delivers the stored bytes to the suggestion once, says so, and a replay is refused with 409."""
     holds = hold_message(quarantine)
     token = issue(links, holds)
-    done = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct"))
-    assert done.status_code == 200
-    assert "Sent to c@army.mil" in done.text
+    redirected_to_page(client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct")), token)
     got = sink.wait_for(1)
     assert got[0].rcpt_tos == ("c@army.mil",)
     assert got[0].data.replace(b"\r\n", b"\n") == message().replace(b"\r\n", b"\n")
-    hold = quarantine.require(holds[0].id)
+    hold = settled(quarantine, holds[0].id)
     assert (hold.state, hold.delivery, hold.decided_by) == ("corrected", "delivered", "sender via web")
     replay = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct"))
     assert replay.status_code == 409
@@ -294,9 +316,10 @@ def test_release_requires_typing_the_typed_domain(client: TestClient, quarantine
     time.sleep(0.2)
     assert sink.messages == []
     done = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "release", confirm_domain=" ARMY.ML "))
-    assert done.status_code == 200
-    assert "Sent to c@army.ml" in done.text
+    redirected_to_page(done, token)
     assert sink.wait_for(1)[0].rcpt_tos == ("c@army.ml",)
+    assert settled(quarantine, holds[0].id).delivery == "delivered"
+    assert "Sent to c@army.ml" in client.get(f"/confirm/{token}").text
     assert quarantine.require(holds[0].id).state == "released"
 
 
@@ -305,9 +328,8 @@ def test_cancel_never_delivers(client: TestClient, quarantine: Quarantine, links
     """Don't-send cancels the hold, says "Not sent", and nothing afterwards can deliver it."""
     holds = hold_message(quarantine)
     token = issue(links, holds)
-    done = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "cancel"))
-    assert done.status_code == 200
-    assert "<h1>Not sent</h1>" in done.text
+    redirected_to_page(client.post(f"/confirm/{token}", data=form(token, holds[0].id, "cancel")), token)
+    assert "<strong>Not sent.</strong>" in client.get(f"/confirm/{token}").text
     assert quarantine.require(holds[0].id).state == "cancelled"
     assert client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct")).status_code == 409
     later = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "release", confirm_domain="army.ml"))
@@ -318,15 +340,19 @@ def test_cancel_never_delivers(client: TestClient, quarantine: Quarantine, links
     assert sink.messages == []
 
 
-def test_next_hop_down_says_sending_is_delayed(quarantine: Quarantine, links: Links, guard: Guard) -> None:
-    """With the next hop unreachable the page says the sending is delayed and will be retried."""
-    client = TestClient(build_app(quarantine, links, guard, free_port()))
+def test_next_hop_down_says_sending_is_put_off(quarantine: Quarantine, links: Links, guard: Guard) -> None:
+    """With the next hop unreachable the page says it was not sent yet, is retried, and gives the last answer."""
+    client = TestClient(build_app(quarantine, links, guard, free_port()), follow_redirects=False)
     holds = hold_message(quarantine)
     token = issue(links, holds)
-    done = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct"))
-    assert done.status_code == 200
-    assert "Sending is delayed; it will be retried" in done.text
-    assert quarantine.require(holds[0].id).delivery == "pending"
+    redirected_to_page(client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct")), token)
+    hold = settled(quarantine, holds[0].id)
+    assert (hold.delivery, hold.delivery_attempts) == ("pending", 1)
+    page = client.get(f"/confirm/{token}").text
+    assert "Not sent yet to c@army.mil: the receiving mail server put it off" in page
+    assert "tried again automatically" in page
+    assert "do not need to do anything" not in page
+    assert f"The server&#39;s last answer: {hold.last_error}" in page
 
 
 @pytest.mark.parametrize("csrf", [None, "", "0" * 64, "not-hex", "é" * 10])
@@ -409,7 +435,7 @@ def test_two_posts_at_once_and_a_replay_deliver_once(app: FastAPI, quarantine: Q
     lock = threading.Lock()
 
     def post() -> None:
-        client = TestClient(app)
+        client = TestClient(app, follow_redirects=False)
         barrier.wait()
         status = client.post(f"/confirm/{token}", data=data).status_code
         with lock:
@@ -420,7 +446,7 @@ def test_two_posts_at_once_and_a_replay_deliver_once(app: FastAPI, quarantine: Q
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert sorted(statuses) == [200, 409]
+    assert sorted(statuses) == [303, 409]
     assert TestClient(app).post(f"/confirm/{token}", data=data).status_code == 409
     sink.wait_for(1)
     time.sleep(0.3)
@@ -491,8 +517,9 @@ def test_admin_with_right_credentials_lists_and_acts(client: TestClient, quarant
     done = client.post(f"/admin/holds/{holds[0].id}", headers=auth,
                        data={"action": "release", "csrf": csrf.group(1)})
     assert done.status_code == 200
-    assert "Sent to c@army.ml" in done.text
+    assert "to c@army.ml" in done.text
     assert sink.wait_for(1)[0].rcpt_tos == ("c@army.ml",)
+    assert settled(quarantine, holds[0].id).delivery == "delivered"
     again = client.post(f"/admin/holds/{holds[0].id}", headers=auth,
                         data={"action": "release", "csrf": csrf.group(1)})
     assert again.status_code == 409
@@ -503,8 +530,8 @@ def test_admin_with_right_credentials_lists_and_acts(client: TestClient, quarant
 
 def test_admin_release_with_the_store_failing_after_the_send(store: Store, links: Links, guard: Guard,
                                                               sink: RecordingSink) -> None:
-    """The admin's release went through but its outcome could not be recorded: 202 saying so, not "nothing
-    was changed"."""
+    """The admin's release went through but its outcome could not be recorded: the page says it is being sent,
+    not "nothing was changed"."""
     quarantine = FailsAfterSending(store)
     holds = hold_message(quarantine)
     client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False)
@@ -513,9 +540,9 @@ def test_admin_release_with_the_store_failing_after_the_send(store: Store, links
                      client.get("/admin", headers=auth).text)
     assert csrf is not None
     done = client.post(f"/admin/holds/{holds[0].id}", headers=auth, data={"action": "release", "csrf": csrf.group(1)})
-    assert done.status_code == 202
+    assert done.status_code == 200
     assert "Nothing was changed" not in done.text
-    assert "is recorded (released)" in done.text
+    assert "Sending to c@army.ml" in done.text
     assert quarantine.require(holds[0].id).state == "released"
     assert [m.rcpt_tos for m in sink.wait_for(1)] == [("c@army.ml",)]
 
@@ -576,7 +603,8 @@ def _schema_app() -> FastAPI:
     touches neither the store (an engine that never connects) nor the next hop."""
     store = Store(create_engine("sqlite://"))
     return create_app(quarantine=Quarantine(store), links=Links(store), guard_provider=_schema_guard,
-                      next_hop=NextHop("127.0.0.1", 9), secret=SECRET, admin_user=None, admin_password=None)
+                      next_hop=NextHop("127.0.0.1", 9), secret=SECRET, admin_user=None, admin_password=None,
+                      settings=WebSettings(api="open", api_rate=0, api_max_body=64 << 20))  # limits: test_web_limits
 
 
 @functools.cache

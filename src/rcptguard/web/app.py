@@ -1,12 +1,14 @@
 """The web front: the sender's confirmation page, the operator's admin pages and the JSON check API.
 
     app = create_app(quarantine=q, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
-                     secret=key, admin_user="ops", admin_password="...")
+                     secret=key, admin_user="ops", admin_password="...", settings=WebSettings())
 
 Pages are rendered on the server (Jinja2, autoescaped) and work without JavaScript. GET and HEAD never change
 anything, because mail scanners follow links; every action is a POST carrying a CSRF token bound to the link and
 the hold. A decision goes through the quarantine's atomic decide, so a double click, a replay or two browsers at
-once deliver at most once.
+once deliver at most once. A release is recorded at once and sent in the background (web.releases): the POST
+answers with a redirect to the page, which shows the delivery's progress. Every absolute URL the application
+makes starts with the configured base_url, never with what the request's Host header says.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import binascii
 import datetime as dt
 import hashlib
 import hmac
+import inspect
 import logging
+import math
+import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +32,8 @@ import jinja2
 from fastapi import FastAPI, Form, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from starlette.datastructures import MutableHeaders
 
 from rcptguard import __version__
@@ -36,7 +42,11 @@ from rcptguard.domains import MAX_INPUT, DomainError, normalize_domain
 from rcptguard.guard import Guard
 from rcptguard.store import StoreError
 from rcptguard.store.links import LinkExpired, LinkInfo, LinkInvalid, Links
-from rcptguard.store.quarantine import AlreadyDecided, DecidedNotRecorded, Hold, NotFound, Quarantine
+from rcptguard.store.quarantine import STATES, AlreadyDecided, Hold, NotFound, Quarantine
+from rcptguard.web.limits import FORM_MAX_BODY, ApiAccess, BodyLimit, Clock, LoginThrottle, TokenBuckets, client_address
+from rcptguard.web.listing import Listing, list_page
+from rcptguard.web.releases import Releases
+from rcptguard.web.settings import WebSettings
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,8 +66,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SENDER_ACTOR = "sender via web"
-MAX_RECIPIENTS = 1000
-ADMIN_LIST_LIMIT = 500
+MAX_RECIPIENTS = 1000  # the default of [web] api_max_recipients
+CHECK_PATH = "/v1/check"
+SLOW_SEND = dt.timedelta(minutes=2)  # a delivery still in progress after this is said to take long
+REFRESH_SECONDS = 3  # how often a page showing a delivery in progress reloads itself
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 TEMPLATES = Path(__file__).parent / "templates"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
@@ -161,13 +174,17 @@ class PageError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened to one held recipient, in plain words: a headline and a sentence of detail."""
+    """What happened to one held recipient, in plain words: a headline and a sentence of detail; `in_progress`
+    while the delivery is being sent (the page reloads itself to show how it ends)."""
 
     headline: str
     detail: str
+    in_progress: bool = False
 
 
-def outcome_of(hold: Hold) -> Outcome:
+def outcome_of(hold: Hold, now: dt.datetime | None = None) -> Outcome:
+    """The truth about one hold's delivery, as far as the store knows it: delivered (when), being sent, deferred
+    by the next hop and retried (its last answer), or refused (its answer). Never "done" before it is."""
     to = hold.deliver_to or hold.recipient
     if hold.state == "held":
         return Outcome("Waiting for a decision", "Nothing has been sent to this address yet.")
@@ -175,14 +192,25 @@ def outcome_of(hold: Hold) -> Outcome:
         return Outcome("Not sent", f"The message was not sent to {hold.recipient}.")
     if hold.state == "expired":
         return Outcome("Not sent", "No decision was made in time, so the message was not sent to this address.")
+    answer = hold.last_error or "no reason given"
     if hold.delivery == "delivered":
-        return Outcome(f"Sent to {to}", "The receiving mail server accepted it.")
-    if hold.delivery == "pending":
-        return Outcome("Sending is delayed; it will be retried", f"It will be sent to {to} as soon as possible.")
-    if hold.delivery == "sending":
-        return Outcome(f"Sending to {to}", "It is being sent now.")
+        when = f" on {_when(hold.delivered_at)}" if hold.delivered_at else ""
+        return Outcome(f"Sent to {to}", f"The receiving mail server accepted it{when}.")
     if hold.delivery == "failed":
-        return Outcome("Not sent", f"The receiving mail server refused {to}: {hold.last_error or 'no reason given'}.")
+        return Outcome(f"Not sent to {to}",
+                       f"The receiving mail server refused it, so it will not be tried again. Its answer: {answer}.")
+    if hold.delivery == "pending" and hold.delivery_attempts > 0:
+        return Outcome(f"Not sent yet to {to}: the receiving mail server put it off",
+                       f"It is tried again automatically. If it still cannot be sent after a few days, you will get "
+                       f"a notice. The server's last answer: {answer}.")
+    if hold.delivery in ("pending", "sending"):
+        started = hold.decided_at or hold.created_at
+        if (now or dt.datetime.now(dt.UTC)) - started > SLOW_SEND:
+            return Outcome(f"Still sending to {to}",
+                           "It is taking longer than usual. It is sent automatically; you do not need to choose "
+                           "again. If it cannot be sent, you will get a notice.")
+        return Outcome(f"Sending to {to}", "It is being sent now. This page shows the result in a few seconds; "
+                       "reload it if it does not.", in_progress=True)
     return Outcome(f"Released to {to}", "")  # pragma: no cover - released holds always have a delivery state
 
 
@@ -287,7 +315,7 @@ class Web:
 
     def __init__(self, *, quarantine: Quarantine, links: Links, guard_provider: Callable[[], Guard],
                  next_hop: NextHop, secret: bytes, admin_user: str | None, admin_password: str | None,
-                 template_dir: Path | None) -> None:
+                 template_dir: Path | None, settings: WebSettings, clock: Clock) -> None:
         if len(secret) < 16:
             raise ValueError("the web secret must be at least 16 bytes")
         self.quarantine = quarantine
@@ -297,6 +325,15 @@ class Web:
         self.secret = secret
         self.admin_credentials = (admin_user, admin_password) if admin_user and admin_password else None
         self.pages = Pages(template_dir)
+        self.settings = settings
+        self.releases = Releases(quarantine, next_hop, workers=settings.release_workers)
+        self.logins = LoginThrottle(max_failures=settings.admin_max_failures, window=settings.admin_failure_window,
+                                    lockout=settings.admin_lockout, lockout_max=settings.admin_lockout_max,
+                                    clock=clock)
+
+    def page_url(self, token: str) -> str:
+        """The absolute URL of a link's page: under base_url, whatever Host the request named."""
+        return f"{self.settings.public_url}/confirm/{token}"
 
     # -- shared ---------------------------------------------------------------------------------------------------
 
@@ -350,17 +387,21 @@ class Web:
             "subject": first.subject, "sender": first.mail_from or "(no sender address)",
             "received": _when(first.received_at), "received_iso": first.received_at.isoformat(),
         }
+        now = dt.datetime.now(dt.UTC)
+        outcomes = [outcome_of(hold, now) for hold in holds]
         items = [{
             "hold": hold, "typed_domain": domain_of(hold.recipient),
             "suggestion_domain": domain_of(hold.suggestion) if hold.suggestion else None,
-            "csrf": csrf_token(self.secret, info.id, hold.id), "outcome": outcome_of(hold),
+            "csrf": csrf_token(self.secret, info.id, hold.id), "outcome": outcome,
             "error": (errors or {}).get(hold.id),
-        } for hold in holds]
+        } for hold, outcome in zip(holds, outcomes, strict=True)]
         waiting = sum(1 for hold in holds if hold.state == "held")
-        return self.pages.render(request, "confirm.html", status, message=message, items=items, waiting=waiting)
+        refresh = REFRESH_SECONDS if any(outcome.in_progress for outcome in outcomes) else None
+        return self.pages.render(request, "confirm.html", status, message=message, items=items, waiting=waiting,
+                                 refresh=refresh)
 
     def confirm_action(self, request: Request, token: str, hold_id: str, action: str, csrf: str,
-                       confirm_domain: str) -> HTMLResponse:
+                       confirm_domain: str) -> Response:
         info = self.resolve(token)
         if not hold_id or not csrf or not _equal(csrf, csrf_token(self.secret, info.id, hold_id)):
             raise PageError(403, _NOT_ACCEPTED,
@@ -378,16 +419,11 @@ class Web:
         if held and action == "release" and not same_domain(confirm_domain, domain_of(current.recipient)):
             error = f"To send it anyway, type {visible(domain_of(current.recipient))} exactly. Nothing was sent."
             return self.confirm_page(request, info, 422, {hold_id: error})
+        if action not in ("cancel", "correct", "release"):
+            raise PageError(400, "Please choose what to do",
+                            "Open the link from your message again and use one of its buttons. Nothing was changed.")
         try:
-            if action == "cancel":
-                decided = self.quarantine.cancel(hold_id, SENDER_ACTOR)
-            elif action in ("correct", "release"):
-                to = current.suggestion if action == "correct" else None
-                decided = self.quarantine.release_outcome(hold_id, SENDER_ACTOR, self.next_hop, to=to).hold
-            else:
-                raise PageError(400, "Please choose what to do",
-                                "Open the link from your message again and use one of its buttons. "
-                                "Nothing was changed.")
+            self.decide(current, action, SENDER_ACTOR)
         except AlreadyDecided:
             self.mark_used(token)
             try:
@@ -398,43 +434,60 @@ class Web:
                                      outcome=outcome_of(now), hold=now, more=self.still_waiting(info), token=token)
         except NotFound:
             raise PageError(403, _NOT_ACCEPTED, "That recipient is not part of this message.") from None
-        except DecidedNotRecorded as exc:
-            log.error("web: %s", exc)  # noqa: TRY400 - one line: the cause is in the text
-            target = exc.hold.deliver_to or exc.hold.recipient
-            raise PageError(202, "Your choice was recorded",
-                            f"The server is finishing the delivery to {visible(target)}. You do not need to do "
-                            "anything more; if it cannot be delivered, you will get a notice.") from None
         except StoreError as exc:
             raise self.unavailable(exc) from None
         self.mark_used(token)
-        outcome = outcome_of(decided)
-        return self.pages.render(request, "outcome.html", 200, title=outcome.headline, already=False,
-                                 outcome=outcome, hold=decided, more=self.still_waiting(info), token=token)
+        # Redirect-after-POST: the page shows this hold's outcome, and the delivery's progress while it is sent.
+        return RedirectResponse(self.page_url(token), status_code=303)
+
+    def decide(self, current: Hold, action: str, actor: str) -> Hold:
+        """Record the decision (cancel, correct: to the suggestion, release: as typed), and have a release sent
+        in the background. Raises AlreadyDecided, NotFound, StoreError."""
+        if action == "cancel":
+            return self.quarantine.cancel(current.id, actor)
+        to = current.suggestion if action == "correct" else None
+        if to is not None and to != current.recipient:
+            decided = self.quarantine.decide(current.id, "corrected", actor, deliver_to=to)
+        else:
+            decided = self.quarantine.decide(current.id, "released", actor)
+        self.releases.submit(decided.id)
+        return decided
 
     # -- the operator's admin pages -------------------------------------------------------------------------------
 
     def admin(self, request: Request) -> str:
-        """The admin's user name, or 404 (admin not configured) / 401 (no or wrong credentials)."""
+        """The admin's user name, or 404 (admin not configured) / 401 (no or wrong credentials) / 429 (locked
+        after too many wrong passwords from this address or for this user, whatever the password now)."""
         if self.admin_credentials is None:
             raise PageError(404, "Not found", "There is no page at this address.")
         admin_user, admin_password = self.admin_credentials
         denied = PageError(401, "Sign in to see the quarantine", "The user name or password is missing or wrong.",
                            {"WWW-Authenticate": _REALM})
-        scheme, _, param = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
+        header = request.headers.get("authorization")
+        if header is None:  # a browser's first request: no attempt yet
             raise denied
+        scheme, _, param = header.partition(" ")
         try:
-            decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
+            decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8") \
+                if scheme.lower() == "basic" else ""
         except (binascii.Error, UnicodeDecodeError):
-            raise denied from None
+            decoded = ""
         user, sep, password = decoded.partition(":")
+        keys = self.logins.keys(client_address(request.scope), user, admin_user)
+        wait = self.logins.locked(keys)
+        if wait > 0:
+            raise PageError(429, "Too many wrong passwords",
+                            "Signing in is locked for a while after repeated wrong passwords. Try again later.",
+                            {"Retry-After": str(max(1, math.ceil(wait)))})
         # Digests first, so that the comparison takes the same time whatever the lengths.
         user_ok = hmac.compare_digest(hashlib.sha256(user.encode()).digest(),
                                       hashlib.sha256(admin_user.encode()).digest())
         password_ok = hmac.compare_digest(hashlib.sha256(password.encode()).digest(),
                                           hashlib.sha256(admin_password.encode()).digest())
         if not (sep and user_ok and password_ok):
+            self.logins.failed(keys)
             raise denied
+        self.logins.succeeded(keys)
         return user
 
     def admin_csrf(self, user: str, hold_id: str) -> str:
@@ -442,40 +495,40 @@ class Web:
 
     def admin_list(self, request: Request) -> HTMLResponse:
         user = self.admin(request)
+        params = request.query_params
         try:
-            held = self.quarantine.list("held", limit=ADMIN_LIST_LIMIT + 1)
+            listing = Listing.parse(params.get("state"), params.get("order"), params.get("page"), params.get("size"))
+        except ValueError as exc:
+            raise PageError(400, "This list cannot be shown", f"{exc}.") from None
+        try:
+            page = list_page(self.quarantine, listing)
         except StoreError as exc:
             raise self.unavailable(exc) from None
-        items = [{"hold": hold, "csrf": self.admin_csrf(user, hold.id), "received": _when(hold.received_at)}
-                 for hold in held[:ADMIN_LIST_LIMIT]]
-        return self.pages.render(request, "admin.html", items=items, more=len(held) > ADMIN_LIST_LIMIT,
-                                 limit=ADMIN_LIST_LIMIT)
+        now = dt.datetime.now(dt.UTC)
+        items = [{"hold": hold, "csrf": self.admin_csrf(user, hold.id), "received": _when(hold.received_at),
+                  "outcome": outcome_of(hold, now)} for hold in page.holds]
+        return self.pages.render(request, "admin.html", items=items, page=page, listing=listing,
+                                 states=(*STATES, "all"))
 
     def admin_action(self, request: Request, hold_id: str, action: str, csrf: str) -> HTMLResponse:
         user = self.admin(request)
         if not csrf or not _equal(csrf, self.admin_csrf(user, hold_id)):
             raise PageError(403, _NOT_ACCEPTED, "Reload the list and try again.")
-        actor = f"{user} via web admin"
+        if action not in ("release", "cancel"):
+            raise PageError(400, "Please choose what to do", "Use the buttons on the list.")
         try:
-            if action == "release":
-                decided = self.quarantine.release_outcome(hold_id, actor, self.next_hop).hold
-            elif action == "cancel":
-                decided = self.quarantine.cancel(hold_id, actor)
-            else:
-                raise PageError(400, "Please choose what to do", "Use the buttons on the list.")
+            decided = self.decide(self.quarantine.require(hold_id), action, f"{user} via web admin")
         except AlreadyDecided as exc:
             return self.pages.render(request, "admin_done.html", 409, title="This was already decided",
                                      text=str(exc))
         except NotFound:
             raise PageError(404, "Not found", f"There is no held message {hold_id}.") from None
-        except DecidedNotRecorded as exc:
-            log.error("web: %s", exc)  # noqa: TRY400 - one line: the cause is in the text
-            return self.pages.render(request, "admin_done.html", 202, title="Released; the store failed after it",
-                                     text=str(exc))
         except StoreError as exc:
             raise self.unavailable(exc) from None
         outcome = outcome_of(decided)
-        return self.pages.render(request, "admin_done.html", title=outcome.headline, text=outcome.detail)
+        text = "It is being sent now; the list of released messages shows how it ends." if outcome.in_progress \
+            else outcome.detail
+        return self.pages.render(request, "admin_done.html", title=outcome.headline, text=text)
 
     # -- the JSON API ---------------------------------------------------------------------------------------------
 
@@ -483,6 +536,14 @@ class Web:
         guard = self.guard_provider()
         return CheckResponse(verdicts=[VerdictOut.model_validate(guard.check(raw).to_json())
                                        for raw in body.recipients])
+
+
+def request_model(max_recipients: int) -> type[CheckRequest]:
+    """CheckRequest with `max_recipients` as its limit (and in its schema)."""
+    if max_recipients == MAX_RECIPIENTS:
+        return CheckRequest
+    return create_model("CheckRequest", __base__=CheckRequest, __module__=__name__,
+                        recipients=(Annotated[list[Recipient], Field(min_length=1, max_length=max_recipients)], ...))
 
 
 def create_app(
@@ -495,15 +556,26 @@ def create_app(
     admin_user: str | None,
     admin_password: str | None,
     template_dir: Path | None = None,
+    settings: WebSettings | None = None,
+    clock: Clock = time.monotonic,
 ) -> FastAPI:
     """The web application. `secret` keys the CSRF tokens (at least 16 bytes, the same across restarts and
     workers); the admin pages answer 404 unless both `admin_user` and `admin_password` are set; templates in
-    `template_dir` replace the shipped ones of the same name."""
+    `template_dir` replace the shipped ones of the same name. `settings` ([web]) give the public base URL and the
+    limits; `clock` (monotonic seconds) times the rate limit and the login lockout."""
+    settings = settings or WebSettings()
     web = Web(quarantine=quarantine, links=links, guard_provider=guard_provider, next_hop=next_hop, secret=secret,
-              admin_user=admin_user, admin_password=admin_password, template_dir=template_dir)
+              admin_user=admin_user, admin_password=admin_password, template_dir=template_dir, settings=settings,
+              clock=clock)
+    # redirect_slashes off: Starlette builds that redirect from the Host header (see confirm_slash).
     app = FastAPI(title="rcptguard", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json")
-    app.add_middleware(SecurityHeaders)
+                  openapi_url="/openapi.json", redirect_slashes=False)
+    app.state.web = web
+    buckets = TokenBuckets(settings.api_rate, settings.api_burst, clock)
+    app.add_middleware(BodyLimit, limit_for=lambda path: settings.api_max_body if path == CHECK_PATH
+                       else FORM_MAX_BODY)
+    app.add_middleware(ApiAccess, path=CHECK_PATH, mode=settings.api, token=settings.api_token, buckets=buckets)
+    app.add_middleware(SecurityHeaders)  # the outermost: on every answer, the limits' too
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:
@@ -523,10 +595,18 @@ def create_app(
     async def page_error(request: Request, exc: PageError) -> Response:
         return web.pages.render(request, "message.html", exc.status, exc.headers, title=exc.title, text=exc.text)
 
-    # Pages are sync routes: FastAPI runs them in its thread pool, where the blocking SMTP delivery belongs.
+    # Pages are sync routes: FastAPI runs them in its thread pool (they read the store). Deliveries are not
+    # sent there but by web.releases, so that no page waits for the next hop.
     @app.api_route("/confirm/{token}", methods=["GET", "HEAD"], include_in_schema=False)
     def confirm_get(request: Request, token: str) -> Response:
         return web.confirm_page(request, web.resolve(token))
+
+    @app.api_route("/confirm/{token}/", methods=["GET", "HEAD"], include_in_schema=False)
+    def confirm_slash(token: str) -> Response:
+        # A link with a slash added (by a mail client or a person): to the page under base_url, never elsewhere.
+        if not _TOKEN_SHAPE.fullmatch(token):
+            raise PageError(404, "Not found", "There is no page at this address.")
+        return RedirectResponse(web.page_url(token), status_code=308)
 
     @app.post("/confirm/{token}", include_in_schema=False)
     def confirm_post(
@@ -552,14 +632,28 @@ def create_app(
     ) -> Response:
         return web.admin_action(request, _field(hold_id), _field(action), _field(csrf))
 
-    @app.post("/v1/check", tags=["check"], summary="Check recipients",
-              responses={400: {"model": Problem, "description": "The body is not valid JSON"}})
     def check(body: CheckRequest) -> CheckResponse:
         """The verdict for each recipient, in order, as `rcptguard check --format jsonl` prints it."""
         return web.check(body)
 
+    # FastAPI reads the body's model from the signature: the one with this configuration's recipient limit.
+    body = inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                             annotation=request_model(settings.api_max_recipients))
+    setattr(check, "__signature__", inspect.Signature([body], return_annotation=CheckResponse))  # noqa: B010
+    responses: dict[int | str, dict[str, Any]] = {
+        400: {"model": Problem, "description": "The body is not valid JSON"},
+        401: {"model": Problem, "description": "A token is needed and missing or wrong"},
+        403: {"model": Problem, "description": "Only clients on this machine may call the API"},
+        413: {"model": Problem, "description": "The body is larger than the configured limit"},
+        429: {"model": Problem, "description": "Too many requests from this address; see Retry-After"},
+    }
+    if settings.api != "off":
+        app.add_api_route(CHECK_PATH, check, methods=["POST"], tags=["check"], summary="Check recipients",
+                          responses=responses)
+
     @app.get("/healthz", tags=["health"], summary="Liveness")
-    def healthz() -> Health:
+    async def healthz() -> Health:
+        # async: answered on the event loop, even while every worker thread is busy
         return Health(status="ok")
 
     return app
