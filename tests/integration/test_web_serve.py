@@ -149,3 +149,21 @@ def test_slow_next_hop_stalls_no_page(web: Web, slow_sink: RecordingSink) -> Non
     assert "Sent to c@army.mil" in page
     assert 'http-equiv="refresh"' not in page
     store.close()
+
+
+def test_sigterm_finishes_a_release_in_progress(web: Web, slow_sink: RecordingSink) -> None:
+    """SIGTERM while a release sits at the next hop's final dot: the process waits for the answer, records the
+    delivery, and exits; the message arrives once."""
+    store = Store.open(web.db)
+    quarantine, links = Quarantine(store), Links(store)
+    (hold,) = quarantine.hold(mail_from=SENDER, recipients=[held()], content=message())
+    token = links.issue(hold.message_id, dt.timedelta(days=1))
+    data = {"hold": hold.id, "action": "correct", "csrf": csrf_token(SECRET.encode(), token_hash(token), hold.id)}
+    assert httpx2.post(f"{web.url}/confirm/{token}", data=data).status_code == 303
+    slow_sink.wait_for(1)
+    process = psutil.Process(web.pid)
+    process.terminate()
+    assert process.wait(30) == 0
+    assert quarantine.require(hold.id).delivery == "delivered"
+    assert len(slow_sink.messages) == 1
+    store.close()

@@ -571,6 +571,7 @@ def create_app(
     app = FastAPI(title="rcptguard", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", redirect_slashes=False)
     app.state.web = web
+    app.state.close = web.releases.close  # serve() calls it once the server has stopped
     buckets = TokenBuckets(settings.api_rate, settings.api_burst, clock)
     app.add_middleware(BodyLimit, limit_for=lambda path: settings.api_max_body if path == CHECK_PATH
                        else FORM_MAX_BODY)

@@ -56,6 +56,6 @@ class Releases:
                    error=hold.last_error)
         return hold.delivery
 
-    def close(self, *, wait: bool = True) -> None:
-        """Stop taking work; with `wait`, finish the deliveries already started or queued."""
-        self._executor.shutdown(wait=wait)
+    def close(self) -> None:
+        """Stop: finish the deliveries being sent; those still queued stay pending for the relay's retry loop."""
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -26,17 +26,23 @@ def serve(app: FastAPI, host: str, port: int, *, log_level: str = "info") -> Non
 
     uvicorn handles the signals itself (a graceful shutdown) and afterwards re-raises the one it caught; the
     stand-in handlers installed here swallow that, so the caller gets a normal return instead of a
-    KeyboardInterrupt or a death by SIGTERM. Signals are only handled this way in the main thread.
+    KeyboardInterrupt or a death by SIGTERM. Signals are only handled this way in the main thread. Releases
+    being sent in the background are finished before it returns; queued ones stay pending for the relay.
     """
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off", server_header=False,
                             proxy_headers=False, access_log=False)
     server = uvicorn.Server(config)
-    if threading.current_thread() is not threading.main_thread():
-        server.run()
-        return
-    previous = {sig: signal.signal(sig, _ignore) for sig in _SIGNALS}
+    close = getattr(app.state, "close", None)  # the application's background releases (web.releases)
     try:
-        server.run()
+        if threading.current_thread() is not threading.main_thread():
+            server.run()
+            return
+        previous = {sig: signal.signal(sig, _ignore) for sig in _SIGNALS}
+        try:
+            server.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if callable(close):
+            close()
