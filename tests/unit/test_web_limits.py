@@ -321,3 +321,24 @@ def test_settings_defaults_and_token_file(tmp_path: Path) -> None:
     (tmp_path / "token").write_text(TOKEN + "\n")
     settings = WebSettings.from_section({"api": "token", "api_token_file": "token", "api_rate": 2}, tmp_path)
     assert (settings.api_token, settings.api_rate) == (TOKEN, 2.0)
+
+
+def test_web_command_refuses_a_bad_web_setting(tmp_path: Path) -> None:
+    """`rcptguard web` stops with a usage error (status 2) naming the key of a mistyped [web] value, and the
+    policy loader accepts every [web] key."""
+    from click.testing import CliRunner
+
+    from rcptguard.cli import main
+    from rcptguard.policy import load_policy
+
+    config = tmp_path / "rcptguard.toml"
+    keys = ('api = "token"\napi_token = "' + TOKEN + '"\napi_max_body = 2048\napi_max_recipients = 10\n'
+            "api_rate = 1.5\napi_burst = 5\nadmin_max_failures = 3\nadmin_failure_window = 60\nadmin_lockout = 5\n"
+            "admin_lockout_max = 50\nrelease_workers = 2\n")
+    config.write_text(f'[web]\nbase_url = "https://mailguard.example.com"\n{keys}', encoding="utf-8")
+    section = load_policy(config).sections["web"]
+    assert WebSettings.from_section(section, tmp_path).api_max_recipients == 10
+    config.write_text('[web]\napi_rate = "fast"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["web", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'w.db'}"])
+    assert result.exit_code == 2
+    assert "web.api_rate: expected a number, got 'fast'" in result.output
