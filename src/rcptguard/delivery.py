@@ -20,18 +20,61 @@ DEFAULT_NEXT_HOP = "127.0.0.1:10026"  # Postfix's re-injection port in the conte
 
 
 @dataclass(frozen=True, slots=True)
-class NextHop:
-    host: str
-    port: int
-    timeout: float = 60.0
-    helo: str | None = None
+class SmtpTimeouts:
+    """How long the client waits for each step of a transaction, in seconds.
+
+    The defaults are RFC 5321 §4.5.3.2's, as Postfix's SMTP client uses them: a next hop that takes nine minutes
+    to answer the final dot (a busy content filter or queue) is slow, not down. Giving up sooner does not make a
+    slow accept go away: the message is then sent again, and the recipient gets it twice.
+    """
+
+    connect: float = 30.0  # TCP connect (Postfix smtp_connect_timeout; the RFC leaves it open)
+    greeting: float = 300.0  # the 220 greeting (§4.5.3.2.1: 5 minutes)
+    command: float = 300.0  # EHLO, MAIL, RCPT, RSET, QUIT (§4.5.3.2.2-3: 5 minutes)
+    data_init: float = 120.0  # the 354 after DATA (§4.5.3.2.4: 2 minutes)
+    data_block: float = 180.0  # each block of the body written (§4.5.3.2.5: 3 minutes)
+    data_done: float = 600.0  # the reply to the final dot (§4.5.3.2.6: 10 minutes)
+
+    def capped(self, limit: float | None) -> SmtpTimeouts:
+        """These timeouts, none longer than `limit`."""
+        if limit is None:
+            return self
+        return SmtpTimeouts(*(min(getattr(self, name), limit) for name in self.__dataclass_fields__))
 
     @classmethod
-    def parse(cls, text: str) -> NextHop:
+    def from_section(cls, section: dict[str, object], where: str) -> SmtpTimeouts:
+        """From a config table such as `[relay.timeouts]`: positive numbers of seconds, known names only."""
+        names = set(cls.__dataclass_fields__)
+        unknown = set(section) - names
+        if unknown:
+            raise ValueError(f"{where}.{min(unknown)}: unknown key (expected one of: {', '.join(sorted(names))})")
+        for name, value in section.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{where}.{name}: expected a positive number of seconds, got {value!r}")
+        return cls(**{name: float(value) for name, value in section.items()})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """Where mail goes, and how long to wait for it (`timeout`, when set, caps every step: for tests)."""
+
+    host: str
+    port: int
+    timeout: float | None = None
+    helo: str | None = None
+    timeouts: SmtpTimeouts = SmtpTimeouts()
+
+    @classmethod
+    def parse(cls, text: str, timeouts: SmtpTimeouts | None = None) -> NextHop:
         host, sep, port = text.rpartition(":")
         if not sep or not port.isdigit() or not host:
             raise ValueError(f"expected HOST:PORT, got {text!r}")
-        return cls(host.strip("[]"), int(port))
+        return cls(host.strip("[]"), int(port), timeouts=timeouts or SmtpTimeouts())
+
+    @property
+    def limits(self) -> SmtpTimeouts:
+        """The timeouts in force."""
+        return self.timeouts.capped(self.timeout)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -50,6 +93,16 @@ class DeliveryResult:
     def temporary(self) -> bool:
         """Something failed that a later attempt may fix: the whole message should be retried."""
         return bool(self.temp_failed) or (self.error is not None and not self.perm_failed)
+
+    @property
+    def settled(self) -> DeliveryResult:
+        """Only what is final: the recipients accepted and those refused for good."""
+        return DeliveryResult(self.accepted, {}, dict(self.perm_failed))
+
+    def merged(self, other: DeliveryResult) -> DeliveryResult:
+        """This result and another, for other recipients of the same message (a later transaction)."""
+        return DeliveryResult((*self.accepted, *other.accepted), {**self.temp_failed, **other.temp_failed},
+                              {**self.perm_failed, **other.perm_failed}, other.error or self.error)
 
 
 def _text(reply: bytes | str) -> str:
@@ -76,8 +129,28 @@ def _unencodable(rcpts: Sequence[str]) -> DeliveryResult:
     return DeliveryResult((), {}, dict.fromkeys(rcpts, (553, text)), error=text)
 
 
-def _connect(hop: NextHop) -> smtplib.SMTP:
-    smtp = smtplib.SMTP(hop.host, hop.port, local_hostname=hop.helo, timeout=hop.timeout)
+class _TimedSMTP(smtplib.SMTP):
+    """smtplib with the timeouts of `SmtpTimeouts`: its own single timeout covers the TCP connect only, and
+    each step sets the socket's timeout for its wait (`timed`)."""
+
+    def __init__(self, hop: NextHop) -> None:
+        self.limits = hop.limits
+        super().__init__(local_hostname=hop.helo, timeout=self.limits.connect)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:  # smtplib's hook, not typed
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        sock.settimeout(self.limits.greeting)  # connected: now the wait for the 220
+        return sock
+
+    def timed(self, seconds: float) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(seconds)
+
+
+def _connect(hop: NextHop) -> _TimedSMTP:
+    smtp = _TimedSMTP(hop)
+    smtp.connect(hop.host, hop.port)
+    smtp.timed(smtp.limits.command)
     smtp.ehlo_or_helo_if_needed()
     return smtp
 
@@ -89,7 +162,7 @@ def _failed(hop: NextHop, exc: Exception, rcpts: Sequence[str]) -> DeliveryResul
                           temp_failed=dict.fromkeys(rcpts, (451, "next hop unavailable")))
 
 
-def transaction(smtp: smtplib.SMTP, mail_from: str, rcpts: Sequence[str], data: bytes, *,
+def transaction(smtp: _TimedSMTP, mail_from: str, rcpts: Sequence[str], data: bytes, *,
                 smtputf8: bool = False) -> DeliveryResult:
     """MAIL, RCPT for each, DATA on an open connection. A recipient refused with 4xx aborts the whole
     transaction (RSET, no DATA), so that a retry of the message cannot deliver twice to the others.
@@ -121,6 +194,7 @@ def transaction(smtp: smtplib.SMTP, mail_from: str, rcpts: Sequence[str], data: 
         smtp.rset()
         return DeliveryResult((), {**temp, **dict.fromkeys(accepted, (451, "not sent: retry"))}, perm)
     data_reply: bytes | str
+    smtp.timed(max(smtp.limits.data_init, smtp.limits.data_block, smtp.limits.data_done))
     try:
         code, data_reply = smtp.data(data)
     except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
@@ -168,29 +242,39 @@ class AsyncPool:
 
     async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
                       smtputf8: bool = False) -> DeliveryResult:
+        """Every recipient accounted for. Recipients the next hop puts off with 452 after accepting others (its
+        recipient limit) go in further transactions, as many as it takes."""
+        result, later = await self._transaction(mail_from, rcpts, data, smtputf8)
+        while later:
+            more, later = await self._transaction(mail_from, later, data, smtputf8)
+            result = result.merged(more)
+        return result
+
+    async def _transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes,
+                           smtputf8: bool) -> tuple[DeliveryResult, list[str]]:
         if not rcpts:
-            return DeliveryResult()
+            return DeliveryResult(), []
         for attempt in range(2):
             connection = self._take() if attempt == 0 else None  # a retry never takes another idle one
             reused = connection is not None
             try:
                 if connection is None:
                     connection = await _Connection.open(self.hop)
-                result = await connection.transaction(mail_from, rcpts, data, smtputf8=smtputf8)
+                result, later = await connection.transaction(mail_from, rcpts, data, smtputf8=smtputf8)
             except ClosedBeforeMail as exc:
                 _abort(connection)
                 if reused:
                     self._drop_idle()  # one was stale: the others are as old, and likely stale too
                     continue
-                return _failed(self.hop, exc, rcpts)
+                return _failed(self.hop, exc, rcpts), []
             except UnicodeError:
                 _abort(connection)
-                return _unencodable(rcpts)
+                return _unencodable(rcpts), []
             except (OSError, EOFError, TimeoutError, _ReplyError) as exc:
                 _abort(connection)
                 if isinstance(exc, _ReplyError) and exc.code != 421:
-                    return _whole(exc.code, exc.text, rcpts)
-                return _failed(self.hop, exc, rcpts)
+                    return _whole(exc.code, exc.text, rcpts), []
+                return _failed(self.hop, exc, rcpts), []
             except BaseException:  # cancelled (the client went away): never leave a half-used session open
                 _abort(connection)
                 raise
@@ -199,8 +283,8 @@ class AsyncPool:
                 self._idle.append(connection)
             else:
                 await connection.close()
-            return result
-        return _failed(self.hop, smtplib.SMTPServerDisconnected("next hop closed the connection"), rcpts)
+            return result, later
+        return _failed(self.hop, smtplib.SMTPServerDisconnected("next hop closed the connection"), rcpts), []
 
     def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
@@ -255,33 +339,35 @@ class _Connection:
     pipelined when the server offers PIPELINING (RFC 2920), and the body sent as it is, dot-stuffed once.
 
     A general client library re-normalises every body with regular expressions and sends one command per
-    round trip; a relay's next hop sees thousands of these a second, so this one does neither.
+    round trip; a relay's next hop sees thousands of these a second, so this one does neither. Every wait has
+    its own limit (`SmtpTimeouts`), as RFC 5321 §4.5.3.2 sets them.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: SmtpTimeouts) -> None:
         self._reader = reader
         self._writer = writer
-        self._timeout = timeout
+        self._limits = limits
         self.extensions: set[str] = set()
         self.usable = True  # False once the connection is in a state no later transaction can use
         self.last_used = time.monotonic()
 
     @classmethod
     async def open(cls, hop: NextHop) -> _Connection:
-        async with asyncio.timeout(hop.timeout):
+        limits = hop.limits
+        async with asyncio.timeout(limits.connect):
             reader, writer = await asyncio.open_connection(hop.host, hop.port, limit=1 << 16)
-            connection = cls(reader, writer, hop.timeout)
-            try:
-                await connection._hello((hop.helo or _local_name()).encode("ascii", "replace"))
-            except BaseException:
-                writer.close()
-                raise
+        connection = cls(reader, writer, limits)
+        try:
+            await connection._hello((hop.helo or _local_name()).encode("ascii", "replace"))
+        except BaseException:
+            writer.close()
+            raise
         return connection
 
     async def _hello(self, name: bytes) -> None:
         """Greeting, then EHLO (HELO if refused). A refusal is a connection failure: temporary, since a
         next hop that will not talk now may later; it never refuses the message itself."""
-        code, text = await self._reply()
+        code, text = await self._reply(self._limits.greeting)
         if code != 220:
             raise ConnectionError(f"next hop greeted with {code} {text}")
         code, text = await self._command(b"EHLO " + name + b"\r\n")
@@ -292,26 +378,32 @@ class _Connection:
         if code != 250:
             raise ConnectionError(f"next hop refused HELO: {code} {text}")
 
-    async def _reply(self) -> tuple[int, str]:
-        """One reply, all its lines; EOF (IncompleteReadError) or garbage (_ReplyError) raise."""
+    async def _reply(self, within: float) -> tuple[int, str]:
+        """One reply, all its lines, within `within` seconds; EOF (IncompleteReadError), garbage (_ReplyError)
+        and silence (TimeoutError) raise."""
         lines: list[bytes] = []
-        while True:
-            try:
-                line = await self._reader.readuntil(b"\n")
-            except asyncio.LimitOverrunError:
-                self.usable = False
-                raise _ReplyError(451, "4.4.2 next hop sent a reply line over 64 KB") from None
-            if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in b" -\r\n" or line[0:1] not in b"2345":
-                self.usable = False
-                raise _ReplyError(451, "4.4.2 next hop sent no SMTP reply: " + _text(line[:80]).strip())
-            lines.append(line[4:].rstrip(b"\r\n"))
-            if line[3:4] != b"-":
-                return int(line[:3]), _text(b"\n".join(lines))
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    line = await self._reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError:
+                    self.usable = False
+                    raise _ReplyError(451, "4.4.2 next hop sent a reply line over 64 KB") from None
+                if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in b" -\r\n" or line[0:1] not in b"2345":
+                    self.usable = False
+                    raise _ReplyError(451, "4.4.2 next hop sent no SMTP reply: " + _text(line[:80]).strip())
+                lines.append(line[4:].rstrip(b"\r\n"))
+                if line[3:4] != b"-":
+                    return int(line[:3]), _text(b"\n".join(lines))
 
     async def transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-                          smtputf8: bool = False) -> DeliveryResult:
+                          smtputf8: bool = False) -> tuple[DeliveryResult, list[str]]:
         """MAIL, RCPT for each, DATA, as `transaction` does with smtplib. A connection that was already
-        closed when MAIL was sent raises ClosedBeforeMail; trouble after it raises (the result is unknown)."""
+        closed when MAIL was sent raises ClosedBeforeMail; trouble after it raises (the result is unknown).
+
+        Also returns the recipients the next hop put off with 452 (too many recipients) after accepting others:
+        RFC 5321 §4.5.3.1.10 asks the client to send those in another transaction, not to give up.
+        """
         utf8 = smtputf8 and "SMTPUTF8" in self.extensions
         encoding = "utf-8" if utf8 else "ascii"
         paths = [mail_from.encode(encoding), *(r.encode(encoding) for r in rcpts)]
@@ -320,46 +412,56 @@ class _Connection:
         options = (b" SMTPUTF8" if utf8 else b"") + (b" BODY=8BITMIME" if "8BITMIME" in self.extensions else b"")
         commands = [b"MAIL FROM:<" + paths[0] + b">" + options + b"\r\n",
                     *(b"RCPT TO:<" + path + b">\r\n" for path in paths[1:]), b"DATA\r\n"]
-        async with asyncio.timeout(self._timeout):
-            (mail_code, mail_text), *replies = await self._envelope(commands)
-            data_code, data_text = replies.pop() if len(replies) > len(rcpts) else (0, "")
-            accepted = [r for r, (code, _) in zip(rcpts, replies, strict=False) if code in (250, 251)]
-            perm = {r: reply for r, reply in zip(rcpts, replies, strict=False) if 500 <= reply[0] < 600}
-            temp = {r: reply for r, reply in zip(rcpts, replies, strict=False)  # a stray 2xx/3xx: not accepted
-                    if r not in perm and reply[0] not in (250, 251)}
-            if mail_code != 250 or temp or not accepted:
-                await self._abandon(data_code == 354)
-                if mail_code != 250:
-                    return _whole(mail_code, mail_text, rcpts)
-                return DeliveryResult((), {**temp, **dict.fromkeys(accepted, (451, "not sent: retry"))}, perm)
-            if not data_code:
-                data_code, data_text = await self._command(b"DATA\r\n")
-            if data_code != 354:
-                if data_code != 421:
-                    await self._abandon(in_data=False)  # the next hop keeps the envelope until RSET
-                return self._refused(data_code, data_text, accepted, perm)
-        async with asyncio.timeout(self._timeout + len(data) / 1_000_000):  # a second more per megabyte
-            self._writer.write(dot_stuffed(data))
-            await self._writer.drain()
-            code, text = await self._reply()
+        (mail_code, mail_text), *replies = await self._envelope(commands)
+        data_code, data_text = replies.pop() if len(replies) > len(rcpts) else (0, "")
+        accepted = [r for r, (code, _) in zip(rcpts, replies, strict=False) if code in (250, 251)]
+        perm = {r: reply for r, reply in zip(rcpts, replies, strict=False) if 500 <= reply[0] < 600}
+        temp = {r: reply for r, reply in zip(rcpts, replies, strict=False)  # a stray 2xx/3xx: not accepted
+                if r not in perm and reply[0] not in (250, 251)}
+        later = [r for r, (code, _) in temp.items() if code == 452] if accepted else []
+        if len(later) == len(temp):
+            temp = {}
+        if mail_code != 250 or temp or not accepted:
+            await self._abandon(data_code == 354)
+            if mail_code != 250:
+                return _whole(mail_code, mail_text, rcpts), []
+            return DeliveryResult((), {**temp, **dict.fromkeys(accepted, (451, "not sent: retry"))}, perm), []
+        if not data_code:
+            data_code, data_text = await self._command(b"DATA\r\n", self._limits.data_init)
+        if data_code != 354:
+            if data_code != 421:
+                await self._abandon(in_data=False)  # the next hop keeps the envelope until RSET
+            return self._refused(data_code, data_text, accepted, perm), []
+        await self._body(dot_stuffed(data))
+        code, text = await self._reply(self._limits.data_done)
         if code != 250:
-            return self._refused(code, text, accepted, perm)
-        return DeliveryResult(tuple(accepted), {}, perm)
+            return self._refused(code, text, accepted, perm), []
+        return DeliveryResult(tuple(accepted), {}, perm), later
+
+    async def _body(self, stuffed: bytes) -> None:
+        """Write the body a block at a time, each block within `data_block` seconds."""
+        view = memoryview(stuffed)
+        for start in range(0, len(view), _BLOCK):
+            self._writer.write(view[start:start + _BLOCK])
+            async with asyncio.timeout(self._limits.data_block):
+                await self._writer.drain()
 
     async def _envelope(self, commands: list[bytes]) -> list[tuple[int, str]]:
         """Replies to MAIL, to each RCPT and (when pipelined) to DATA. Without PIPELINING one command at a
         time, stopping after a refused MAIL, and DATA is left to the caller."""
         pipelined = "PIPELINING" in self.extensions
+        limits = self._limits
         try:
             self._writer.write(b"".join(commands) if pipelined else commands[0])
-            mail = await self._reply()
+            mail = await self._reply(limits.command)
         except (OSError, EOFError) as exc:
             raise ClosedBeforeMail(str(exc) or type(exc).__name__) from exc
         if mail[0] == 421:
             self.usable = False
             raise ClosedBeforeMail(f"421 {mail[1]}")
         if pipelined:
-            return [mail, *[await self._reply() for _ in commands[1:]]]
+            rcpts = [await self._reply(limits.command) for _ in commands[1:-1]]
+            return [mail, *rcpts, await self._reply(limits.data_init)]
         if mail[0] != 250:
             return [mail]
         return [mail, *[await self._command(rcpt) for rcpt in commands[1:-1]]]
@@ -368,7 +470,7 @@ class _Connection:
         """End a transaction that must not go on: RSET, or close when the server already waits for the body
         (a pipelined DATA was accepted) since nothing else can stop a message there."""
         if not in_data:
-            with contextlib.suppress(OSError, EOFError, _ReplyError):
+            with contextlib.suppress(OSError, EOFError, TimeoutError, _ReplyError):
                 await self._command(b"RSET\r\n")
                 return
         self.abort()
@@ -380,9 +482,9 @@ class _Connection:
             raise _ReplyError(421, text)
         return _whole(code, text, accepted, perm)
 
-    async def _command(self, line: bytes) -> tuple[int, str]:
+    async def _command(self, line: bytes, within: float | None = None) -> tuple[int, str]:
         self._writer.write(line)
-        return await self._reply()
+        return await self._reply(self._limits.command if within is None else within)
 
     def abort(self) -> None:
         """Close at once, without QUIT (and without waiting)."""
@@ -393,9 +495,11 @@ class _Connection:
         """QUIT when the connection can still take it; close in any case."""
         if self.usable and not self._writer.is_closing():
             with contextlib.suppress(OSError, EOFError, TimeoutError, _ReplyError):
-                async with asyncio.timeout(min(self._timeout, 5.0)):
-                    await self._command(b"QUIT\r\n")
+                await self._command(b"QUIT\r\n", min(self._limits.command, 5.0))
         self.abort()
+
+
+_BLOCK = 1 << 16  # bytes of body written before waiting for the socket to take them
 
 
 def _abort(connection: _Connection | None) -> None:

@@ -48,6 +48,8 @@ class _Handler:
         reply = (self._sink.reply_rcpt or {}).get(address)
         if reply is not None:
             return reply
+        if self._sink.max_rcpts and len(envelope.rcpt_tos) >= self._sink.max_rcpts:
+            return "452 4.5.3 Error: too many recipients"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -95,8 +97,10 @@ class RecordingSink:
         reply_data: str | None = None,
         delay_data: float = 0.0,
         pipelining: bool = False,
+        max_rcpts: int = 0,
     ) -> None:
         self.host = "127.0.0.1"
+        self.max_rcpts = max_rcpts  # recipients per transaction; more get 452 (Postfix: smtpd_recipient_limit)
         self.port = port if port is not None else free_port()
         self.reply_rcpt = reply_rcpt
         self.reply_data = reply_data

@@ -29,7 +29,7 @@ import re
 import signal
 import socket
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,15 @@ from typing import Any, cast
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from rcptguard import logs
-from rcptguard.delivery import DEFAULT_NEXT_HOP, AsyncPool, DeliveryResult, NextHop, normalise_line_endings
+from rcptguard.delivery import (
+    DEFAULT_NEXT_HOP,
+    AsyncPool,
+    DeliveryResult,
+    NextHop,
+    SmtpTimeouts,
+    normalise_line_endings,
+)
+from rcptguard.gateways.policyd import raise_fd_limit
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Notifier, send_owed, wants_notice
 from rcptguard.runtime import GuardFactory, Runtime
@@ -56,7 +64,7 @@ DEFAULT_SIZE_LIMIT = 64 * 1024 * 1024  # above Postfix's message_size_limit defa
 
 @dataclass(frozen=True, slots=True)
 class RelaySettings:
-    """The `[relay]` section of the config file."""
+    """The `[relay]` section of the config file (limits and timeouts: docs/relay.md, "Limits and timeouts")."""
 
     next_hop: str = DEFAULT_NEXT_HOP
     allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # client networks that may send through the relay
@@ -74,6 +82,15 @@ class RelaySettings:
     notice_from: str = ""  # From: of notices (default MAILER-DAEMON@hostname)
     link_days: float = 7.0  # how long a confirmation link works; held mail expires after the same time
     template_dir: str | None = None  # operator's notice templates ([notify] template_dir)
+    # -- limits and timeouts towards the clients (Postfix) --
+    idle_timeout: float = 300.0  # a client that sends nothing this long is disconnected (RFC 5321 §4.5.3.2.7)
+    data_time_limit: float = 3600.0  # the whole of one message's DATA, however steadily it trickles in
+    reply_within: float = 540.0  # answer the final dot within this, before the client's own limit (Postfix: 600 s)
+    max_connections: int = 400  # client connections at once, in total
+    max_connections_per_client: int = 200  # and from one address
+    junk_command_limit: int = 100  # NOOP, RSET, HELP, VRFY without a message between them
+    # -- towards the next hop: RFC 5321 §4.5.3.2 by default ([relay.timeouts]; see delivery.SmtpTimeouts) --
+    timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -83,15 +100,47 @@ class RelaySettings:
         if unknown:
             raise ValueError(f"relay.{min(unknown)}: unknown key (expected one of: {', '.join(sorted(names))})")
         values = dict(section)
+        timeouts = values.pop("timeouts", {})
+        if not isinstance(timeouts, dict):
+            raise ValueError(f"relay.timeouts: expected a table of seconds, got {timeouts!r}")  # noqa: TRY004
+        values["timeouts"] = SmtpTimeouts.from_section(timeouts, "relay.timeouts")
         if "allow" in values:
+            if not isinstance(values["allow"], list | tuple):
+                raise ValueError(f"relay.allow: expected a list of networks, got {values['allow']!r}")
             values["allow"] = tuple(values["allow"])
+        for name, value in values.items():
+            field_ = cls.__dataclass_fields__[name]
+            _check_type(name, value, SmtpTimeouts() if name == "timeouts" else field_.default)
         settings = cls(**values)
         try:
             networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.allow)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"relay.allow: {exc}") from None
         NextHop.parse(settings.next_hop)
         return cls(**{**values, "networks": networks})
+
+    @property
+    def hop(self) -> NextHop:
+        """The next hop, with the configured timeouts."""
+        return NextHop.parse(self.next_hop, self.timeouts)
+
+
+def _check_type(name: str, value: object, default: object) -> None:
+    """A value of the default's type (a whole number where a float is expected is fine); numbers positive."""
+    if default is None or isinstance(default, tuple | SmtpTimeouts):
+        ok = value is None or isinstance(value, str | tuple | SmtpTimeouts)
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int | float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        ok = ok and (isinstance(value, int) or isinstance(default, float))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        kind = "true or false" if isinstance(default, bool) else (
+            f"a non-negative {'number' if isinstance(default, float) else 'whole number'}"
+            if isinstance(default, int | float) else "a string")
+        raise ValueError(f"relay.{name}: expected {kind}, got {value!r}")
 
 
 def with_warnings(content: bytes, header: str, verdicts: Sequence[Verdict]) -> bytes:
@@ -135,31 +184,52 @@ class _CRLFLines:
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
 
-    def readuntil(self, separator: bytes = b"\n") -> Coroutine[Any, Any, bytes]:
-        return self._reader.readuntil(b"\r\n" if separator == b"\n" else separator)
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        """The next command line. At the end of the stream (the client closed, or half-closed after its last
+        command was answered) the session ends quietly: aiosmtpd's loop takes CancelledError as a closed peer."""
+        try:
+            return await self._reader.readuntil(b"\r\n" if separator == b"\n" else separator)
+        except asyncio.IncompleteReadError:
+            raise asyncio.CancelledError from None
 
-    async def read_data(self, size_limit: int | None) -> bytes | None:
+    def _put_back(self, rest: bytes) -> None:
+        """Bytes read past the end of a message go back in front of the reader, also after the client
+        half-closed (StreamReader.feed_data refuses data after EOF; its buffer does not)."""
+        if not self._reader.at_eof():  # read() emptied the buffer: at EOF only if the client half-closed
+            self._reader.feed_data(rest)  # no await since read(): this puts it back in front
+        else:
+            self._reader._buffer[0:0] = rest  # type: ignore[attr-defined]  # noqa: SLF001
+
+    async def read_data(self, size_limit: int | None, progress: Callable[[], None] = lambda: None,
+                        time_limit: float | None = None) -> bytes | None:
         """The message after DATA, dots unstuffed, read in whatever chunks arrive rather than line by line.
 
         It ends where aiosmtpd's own loop would end it: at the first line that is a single dot between
         CRLFs (the CRLF that ended the DATA command counts as the one before a first line). A bare CR or
         LF never ends a line here. None when the message is longer than `size_limit`: it is read to its
         end and dropped. Bytes after the end (a pipelined next command) go back to the reader.
+
+        `progress` is called as data arrives (the caller's idle timer restarts); the whole message must arrive
+        within `time_limit` seconds (TimeoutError).
         """
         reader = self._reader
         buffer = bytearray(b"\r\n")
         searched = 0
         too_big = False
+        deadline = None if time_limit is None else time.monotonic() + time_limit
         while True:
             chunk = await reader.read(_DRAIN)  # the reader's buffer is empty after this
-            if not chunk:  # end of stream: aiosmtpd has already cancelled this session
+            if not chunk:  # end of stream before the end of the message: nothing of it is taken
                 raise asyncio.CancelledError
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError
+            progress()
             buffer += chunk
             end = buffer.find(_END_OF_DATA, searched)
             if end >= 0:
                 rest = buffer[end + len(_END_OF_DATA):]
-                if rest and not reader.at_eof():
-                    reader.feed_data(bytes(rest))  # no await since read(): this puts it back in front
+                if rest:
+                    self._put_back(bytes(rest))
                 if too_big or (size_limit and end > size_limit):
                     return None
                 body = buffer[:end + 2]
@@ -183,15 +253,83 @@ class _CRLFLines:
 class GuardedSMTP(SMTP):
     """aiosmtpd's SMTP, strict about command lines and paths: a command ends at CRLF only, and a path must
     be a closed `<...>` with no CR or LF inside, so `RCPT TO:<a@arm\ny.mil>` is refused, not cut short.
-    DATA is read in chunks (aiosmtpd reads it a line at a time: most of a relay's time per message)."""
+    DATA is read in chunks (aiosmtpd reads it a line at a time: most of a relay's time per message).
+
+    Its clock: a session idle for `idle_timeout` is closed, and commands that move no mail (NOOP, RSET, HELP,
+    VRFY) do not restart it, nor may a client send more than `junk_command_limit` of them between messages.
+    DATA restarts it with every chunk that arrives (a slow, steady sender is not idle), within the overall
+    `data_time_limit`; while the relay forwards the message, the client's clock stands still.
+    """
 
     line_length_limit = 1 << 16  # of a command line; message lines may be any length (normalised later)
+    event_handler: RelayHandler
     _held: list[bytes]
     _pipelined = False  # inside MAIL or RCPT: their replies may wait for the next one
+    _admitted = False  # counted among the open connections (see RelayHandler.admit)
+    _deadline = 0.0  # when the idle timer fires (loop time)
+    _junk = 0  # junk commands since the last MAIL
 
     def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._held = []
         super()._cb_client_connected(cast("asyncio.StreamReader", _CRLFLines(reader)), writer)
+
+    async def _handle_client(self) -> None:
+        """Refuse a client before the greeting when it may not send, or when too many are connected."""
+        assert self.session is not None
+        refusal = self.event_handler.admit(self.session.peer)
+        if refusal is not None:
+            await self.push(refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._admitted = True
+        await super()._handle_client()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.event_handler.left(self.session.peer if self.session is not None else None)
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        """The client closed its side. aiosmtpd would cancel the session at once, dropping a complete message
+        whose final dot and QUIT arrived with the EOF; here what arrived is still read and answered, and the
+        session ends when the reader runs dry."""
+        if self.session is not None and self.session.ssl is not None:
+            return super().eof_received()
+        return asyncio.StreamReaderProtocol.eof_received(self)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self._deadline_before = self._deadline
+        super()._reset_timeout(duration)
+        self._deadline = self.loop.time() + (duration or self._timeout_duration or 0)
+
+    def _keep_deadline(self, deadline: float) -> None:
+        """Put the idle timer back to `deadline` (aiosmtpd restarts it for every command)."""
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        self._timeout_handle = self.loop.call_at(deadline, self._timeout_cb)
+        self._deadline = deadline
+
+    def _stop_clock(self) -> None:
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+
+    async def _junk_command(self, command: Callable[[str | None], Coroutine[Any, Any, None]],
+                            arg: str | None) -> None:
+        """NOOP, RSET, HELP, VRFY: answered, but they do not keep an idle session alive, and too many close it."""
+        deadline = self._deadline_before
+        self._junk += 1
+        if self._junk > self.event_handler.settings.junk_command_limit:
+            self.event_handler.limit_hit("junk commands", self.session.peer if self.session else None)
+            await self.push("421 4.7.0 Too many commands without a message; closing")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._keep_deadline(deadline)
+        await command(arg)
+
+    _deadline_before = 0.0  # the deadline before aiosmtpd restarted the timer for the current command
 
     async def push(self, status: str | bytes) -> None:
         """Send a reply; with fewer writes than aiosmtpd (one per line): the lines of a multi-line reply go
@@ -208,6 +346,22 @@ class GuardedSMTP(SMTP):
         self._writer.write(line)
         await self._writer.drain()
 
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        await self._junk_command(super().smtp_NOOP, arg)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        await self._junk_command(super().smtp_RSET, arg)
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        await self._junk_command(super().smtp_HELP, arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        await self._junk_command(super().smtp_VRFY, arg)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command name
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
@@ -220,18 +374,41 @@ class GuardedSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         reader = cast("_CRLFLines", self._reader)
+        settings = self.event_handler.settings
+        last_reset = time.monotonic()
+        every = min(1.0, (self._timeout_duration or 1.0) / 4)
+
+        def progress() -> None:  # data arrives: the client is not idle (the timer restarted now and then)
+            nonlocal last_reset
+            now = time.monotonic()
+            if now - last_reset >= every:
+                last_reset = now
+                self._reset_timeout()
+
         try:
-            content = await reader.read_data(self.data_size_limit)
+            content = await reader.read_data(self.data_size_limit, progress, settings.data_time_limit)
         except asyncio.CancelledError:
             self._writer.close()
             raise
+        except TimeoutError:
+            self.event_handler.limit_hit("DATA time limit", self.session.peer if self.session else None)
+            await self.push("421 4.4.2 The message took too long to arrive; closing")
+            if self.transport is not None:
+                self.transport.close()
+            return
         if content is None:
             self.envelope = self._create_envelope()
             await self.push("552 5.3.4 Error: Too much mail data")
             return
         self.envelope.content = self.envelope.original_content = content
-        status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+        self._stop_clock()  # forwarding is the relay's time, not the client's
+        try:
+            assert self.session is not None
+            status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+        finally:
+            self._reset_timeout()
         self.envelope = self._create_envelope()
+        self._junk = 0
         await self.push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
@@ -265,9 +442,10 @@ class GuardedSMTP(SMTP):
 
 
 class AcceptedCopies:
-    """The copies of a message (plain, warned) the next hop accepted while the message itself was answered
-    4xx because another copy, or the delivery report, was deferred. When the client retries the message,
-    those copies are not sent again: a retry repeats nothing. In memory, bounded by count and age."""
+    """What the next hop already settled of a message (per copy, plain or warned: the recipients it accepted or
+    refused for good) while the message itself was answered 4xx: another copy, another part of a split copy, or
+    the delivery report was deferred, or the answer came too late for the client. When the client retries the
+    message, only what is not settled is sent: a retry repeats nothing. In memory, bounded by count and age."""
 
     def __init__(self, size: int = 10_000, ttl: float = 5 * 86_400.0) -> None:
         self.size = size
@@ -293,7 +471,7 @@ class AcceptedCopies:
     def remember(self, mail_from: str, sent: Sequence[Copy]) -> None:
         for rcpts, body, result in sent:
             key = self._key(mail_from, rcpts, body)
-            self._copies[key] = (time.monotonic(), result)
+            self._copies[key] = (time.monotonic(), result.settled)
             self._copies.move_to_end(key)
         while len(self._copies) > self.size:
             self._copies.popitem(last=False)
@@ -307,6 +485,11 @@ class AcceptedCopies:
 Copy = tuple[list[str], bytes, DeliveryResult]  # recipients, the body sent to them, what the next hop did
 
 
+def _address(peer: object) -> str:
+    """The client's IP address from aiosmtpd's peer (host, port, ...) tuple; "" if it has none."""
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+
 class RelayHandler:
     """aiosmtpd hooks: decide at RCPT, split and account for every recipient after DATA."""
 
@@ -314,7 +497,7 @@ class RelayHandler:
         self.runtime = runtime
         self.quarantine = quarantine
         self.settings = settings
-        self.next_hop = NextHop.parse(settings.next_hop)
+        self.next_hop = settings.hop
         self.hostname = settings.hostname or socket.getfqdn() or "localhost"
         self.pool = AsyncPool(self.next_hop, size=settings.workers)
         self.links = Links(quarantine.store) if quarantine is not None else None
@@ -322,11 +505,49 @@ class RelayHandler:
                                  template_dir=Path(settings.template_dir) if settings.template_dir else None)
         self.accepted = 0
         self.copies = AcceptedCopies()
+        self.connections: Counter[str] = Counter()  # open client connections by address
+        self.late: dict[bytes, asyncio.Task[str]] = {}  # messages still being handled after their answer was due
+        self.answered_late: OrderedDict[bytes, str] = OrderedDict()  # and the 250s they ended with
+        self._limit_logged: dict[str, float] = {}
 
-    def _allowed(self, session: Session) -> bool:
-        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+    def admit(self, peer: object) -> str | None:
+        """None when a new client connection may go on (it is counted until `left`), else the reply that closes it:
+        554 for a client outside `allow`, 421 when too many are connected (in total or from this client)."""
+        if not self._allowed(peer):
+            self.limit_hit("client not allowed", peer)
+            return "554 5.7.1 This client may not send through this relay"
+        address = _address(peer)
+        settings = self.settings
+        if self.connections.total() >= settings.max_connections:
+            self.limit_hit("max_connections", peer)
+            return "421 4.7.0 Too many connections; try again later"
+        if self.connections[address] >= settings.max_connections_per_client:
+            self.limit_hit("max_connections_per_client", peer)
+            return "421 4.7.0 Too many connections from this client; try again later"
+        self.connections[address] += 1
+        return None
+
+    def left(self, peer: object) -> None:
+        address = _address(peer)
+        self.connections[address] -= 1
+        if self.connections[address] <= 0:
+            del self.connections[address]
+
+    def limit_hit(self, limit: str, peer: object) -> None:
+        """Log that a limit refused or closed a client: at most once a minute per limit, with the count since."""
+        now = time.monotonic()
+        key = f"{limit}:{_address(peer)}"
+        self._limit_logged.setdefault(f"{key}:count", 0.0)
+        self._limit_logged[f"{key}:count"] += 1
+        if now - self._limit_logged.get(key, -3600.0) >= 60.0:
+            count = int(self._limit_logged.pop(f"{key}:count"))
+            self._limit_logged[key] = now
+            logs.event(log, "limit hit", logging.WARNING, limit=limit, client=_address(peer), times=count,
+                       connections=self.connections.total())
+
+    def _allowed(self, peer: object) -> bool:
         try:
-            address = ipaddress.ip_address(peer.split("%", 1)[0])
+            address = ipaddress.ip_address(_address(peer).split("%", 1)[0])
         except ValueError:
             return False
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
@@ -341,8 +562,10 @@ class RelayHandler:
 
     async def handle_MAIL(self, _server: SMTP, session: Session, envelope: Envelope,  # noqa: N802 - aiosmtpd hook
                           address: str, mail_options: list[str]) -> str:
-        if not self._allowed(session):
+        if not self._allowed(session.peer):
             return "550 5.7.1 Relaying denied: this client may not send through this relay"
+        if address and not address.isascii() and "SMTPUTF8" not in (o.upper() for o in mail_options):
+            return "553 5.6.7 This address needs SMTPUTF8: add the SMTPUTF8 parameter"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.rcptguard = {}  # type: ignore[attr-defined] # verdicts by recipient, for DATA
@@ -350,8 +573,10 @@ class RelayHandler:
 
     async def handle_RCPT(self, _server: SMTP, session: Session, envelope: Envelope,  # noqa: N802 - aiosmtpd hook
                           address: str, rcpt_options: list[str]) -> str:
-        if not self._allowed(session):
+        if not self._allowed(session.peer):
             return "550 5.7.1 Relaying denied: this client may not send through this relay"
+        if not address.isascii() and not envelope.smtp_utf8:
+            return "553 5.6.7 This address needs SMTPUTF8: give MAIL FROM the SMTPUTF8 parameter"
         verdict = self.runtime.guard.check(address)
         if verdict.signal("MALFORMED_ADDRESS") is not None:
             return f"553 5.1.3 {ascii_line(verdict.reason)}"
@@ -367,11 +592,69 @@ class RelayHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        """The answer to the final dot, within `reply_within` (before the client gives up and sends again).
+
+        When the next hop is slower than that, the client gets 451 and the work goes on: its outcome is
+        remembered (AcceptedCopies), and the client's retry waits for it instead of sending a second copy.
+        """
         try:
-            return await self._data(session, envelope)
+            key = self._late_key(envelope) if self.late or self.answered_late else None
+            earlier = self.late.get(key) if key is not None else None
+            if earlier is not None:  # the same message, still being handled from an earlier attempt
+                done, _ = await asyncio.wait([earlier], timeout=self.settings.reply_within)
+                if not done:
+                    return "451 4.4.1 The next hop has not answered yet; try again later"
+            if key is not None and key in self.answered_late:  # done after its client was told 451
+                return self.answered_late.pop(key)
+            task = asyncio.ensure_future(self._data(session, envelope))
+            try:
+                done, _ = await asyncio.wait([task], timeout=self.settings.reply_within)
+            except asyncio.CancelledError:  # the client went away: the work goes on, its outcome remembered
+                self._orphan(task, envelope)
+                raise
+            if not done:
+                self._orphan(task, envelope)
+                logs.event(log, "answer due before the next hop answered", logging.WARNING,
+                           sender=envelope.mail_from, recipients=len(envelope.rcpt_tos),
+                           waited=self.settings.reply_within)
+                return "451 4.4.1 The next hop is slow to answer; try again later"
+            return task.result()
         except Exception:  # never a 5xx for our own failure: the client keeps the message and retries
             log.exception("internal error in DATA")
             return TEMPFAIL
+
+    @staticmethod
+    def _late_key(envelope: Envelope) -> bytes:
+        content = envelope.original_content if isinstance(envelope.original_content, bytes) else b""
+        return AcceptedCopies._key(envelope.mail_from or "", envelope.rcpt_tos, content)  # noqa: SLF001
+
+    def _orphan(self, task: asyncio.Task[str], envelope: Envelope) -> None:
+        """The client was answered 451 (or left) before `task` ended. Its retry of the message waits for the task
+        and, when the message was handled in full, gets the task's 250 without anything being done again."""
+        key = self._late_key(envelope)
+        if task.done():
+            self._answered_late(key, task)
+            return
+        self.late[key] = task
+
+        def finished(done: asyncio.Task[str]) -> None:
+            if self.late.get(key) is done:
+                del self.late[key]
+            self._answered_late(key, done)
+
+        task.add_done_callback(finished)
+
+    def _answered_late(self, key: bytes, task: asyncio.Task[str]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.error("internal error in DATA after the answer", exc_info=task.exception())
+            return
+        reply = task.result()
+        if reply.startswith("250"):  # 4xx: the retry does it again, minus what the next hop settled (copies)
+            self.answered_late[key] = reply
+            while len(self.answered_late) > self.copies.size:
+                self.answered_late.popitem(last=False)
 
     async def _forward(self, mail_from: str, rcpts: list[str], body: bytes, *,
                        smtputf8: bool = False) -> DeliveryResult:
@@ -410,20 +693,23 @@ class RelayHandler:
 
     async def _forward_copies(self, mail_from: str, groups: list[tuple[list[str], bytes]], *,
                               utf8: bool) -> tuple[list[Copy], str | None]:
-        """Forward each copy (plain, warned) to its recipients, unless a retry of this message already got it
-        accepted. The copies sent, and the 4xx reply when the next hop deferred one (the accepted ones are
-        then remembered, so the client's retry does not send them again)."""
+        """Forward each copy (plain, warned) to its recipients, except those an earlier attempt at this message
+        already settled. The copies sent, and the 4xx reply when the next hop deferred a part of one (what it
+        settled is then remembered, so the client's retry does not send it again)."""
         sent: list[Copy] = []
         for rcpts, body in groups:
             if not rcpts:
                 continue
-            result = self.copies.get(mail_from, rcpts, body) or await self._forward(
-                mail_from, rcpts, body, smtputf8=utf8)
+            result = self.copies.get(mail_from, rcpts, body) or DeliveryResult()
+            todo = [r for r in rcpts if r not in result.accepted and r not in result.perm_failed]
+            if todo:
+                result = result.merged(await self._forward(mail_from, todo, body, smtputf8=utf8))
             if result.temporary:
                 first = next(iter(result.temp_failed.values()), (451, result.error or ""))
                 logs.event(log, "next hop deferred", logging.WARNING, sender=mail_from, error=result.error,
-                           reply=f"{first[0]} {first[1]}", already_accepted=[r for *_, c in sent for r in c.accepted])
-                self.copies.remember(mail_from, sent)
+                           reply=f"{first[0]} {first[1]}", already_accepted=len(result.accepted) + sum(
+                               len(c.accepted) for *_, c in sent))
+                self.copies.remember(mail_from, [*sent, (rcpts, body, result)])
                 return sent, f"451 4.4.0 Next hop deferred: {ascii_line(first[1], 200)}"
             sent.append((rcpts, body, result))
         return sent, None
@@ -454,6 +740,7 @@ class RelayHandler:
             try:
                 holds = await asyncio.to_thread(self.quarantine.hold, mail_from=mail_from, recipients=recipients,
                                                 content=content, client=str(client))
+                await asyncio.to_thread(self.quarantine.store.verify)
             except StoreError as exc:
                 logs.event(log, "quarantine unavailable", logging.ERROR, error=str(exc))
                 return "451 4.3.0 Quarantine unavailable; try again later"
@@ -487,7 +774,7 @@ class RelayHandler:
         self.accepted += 1
         logs.event(log, "message", sender=mail_from, forwarded=accepted, held=dict(zip(held, hold_ids, strict=False)),
                    refused_by_next_hop=sorted(perm_failed), warned=warned, size=len(content))
-        note = f"; held {len(hold_ids)} for confirmation ({', '.join(hold_ids)})" if hold_ids else ""
+        note = f"; held {len(hold_ids)} for confirmation" if hold_ids else ""  # counts: a reply line stays short
         return f"250 2.0.0 OK: forwarded {len(accepted)}{note}"
 
 
@@ -499,8 +786,9 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
 
     def factory() -> SMTP:
         return GuardedSMTP(handler, data_size_limit=settings.size_limit, enable_SMTPUTF8=True, decode_data=False,
-                    hostname=handler.hostname, ident="rcptguard relay", timeout=300, loop=loop)
+                    hostname=handler.hostname, ident="rcptguard relay", timeout=settings.idle_timeout, loop=loop)
 
+    raise_fd_limit()  # max_connections, not the soft limit on open files (often 1,024), bounds the clients
     server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     logs.event(log, "listening", host=host, port=bound, next_hop=str(handler.next_hop))
@@ -519,6 +807,10 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
     finally:
         for task in tasks:
             task.cancel()
+        if handler.late:  # messages whose client was told 451 while the next hop was slow: let them end
+            _, unfinished = await asyncio.wait(list(handler.late.values()), timeout=10.0)
+            for late in unfinished:
+                late.cancel()
         await asyncio.to_thread(handler.runtime.close)
         await handler.pool.close()
         logs.event(log, "stopped", messages=handler.accepted)

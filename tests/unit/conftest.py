@@ -1,0 +1,24 @@
+"""Fixtures of the unit tests that run a relay: a recording next hop, and a relay in front of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.sink import RecordingSink
+from tests.unit.relays import Relay, make_relay
+
+
+@pytest.fixture
+def sink() -> Iterator[RecordingSink]:
+    with RecordingSink() as started:
+        yield started
+
+
+@pytest.fixture
+def relay(tmp_path: Path, sink: RecordingSink) -> Iterator[Relay]:
+    running = make_relay(tmp_path, sink)
+    yield running
+    running.close()
