@@ -45,24 +45,34 @@ def _one_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Store and quarantine errors become one line on stderr and exit status 1, never a traceback."""
+    """Store and quarantine errors become one line on stderr and exit status 1, never a traceback (except a
+    decision whose delivery the next hop accepted but the store did not record: the command says that itself)."""
     from rcptguard.store import StoreError  # noqa: PLC0415
-    from rcptguard.store.quarantine import QuarantineError  # noqa: PLC0415
+    from rcptguard.store.quarantine import DecidedNotRecorded, QuarantineError  # noqa: PLC0415
 
     try:
         yield
+    except DecidedNotRecorded as exc:
+        if exc.delivered:  # the caller says what happened: the next hop has it
+            raise
+        raise click.ClickException(_one_line(exc)) from None
     except (StoreError, QuarantineError) as exc:
         raise click.ClickException(_one_line(exc)) from None
 
 
-def _open(config: Path | None, db: str | None) -> tuple[Quarantine, Policy]:
+def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | None = None,
+          record_for: dt.timedelta | None = None) -> tuple[Quarantine, Policy]:
+    """The quarantine, with the claim timeout of --claim-timeout, else `[relay] claim_timeout` (seconds), else
+    the default (1 hour); and with --record-for, how long to retry recording an accepted delivery."""
     from alembic.util import CommandError  # noqa: PLC0415
 
     from rcptguard.cli import build_policy, db_url  # noqa: PLC0415 - cli imports this module
     from rcptguard.store import Store, StoreError  # noqa: PLC0415
-    from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415
+    from rcptguard.store.quarantine import RECORD_RETRIES, Quarantine, retries_within  # noqa: PLC0415
 
     policy = build_policy(config, (), (), ())
+    stale_after = claim_timeout or _claim_timeout(policy)
+    retries = RECORD_RETRIES if record_for is None else retries_within(record_for)
     url = db_url(policy, db)
     try:
         store = Store.open(url)
@@ -71,7 +81,21 @@ def _open(config: Path | None, db: str | None) -> tuple[Quarantine, Policy]:
     except CommandError as exc:  # e.g. a database migrated by a newer rcptguard
         raise click.ClickException(f"cannot open the store at {url}: {_one_line(exc)}") from None
     click.get_current_context().call_on_close(store.close)
-    return Quarantine(store), policy
+    return Quarantine(store, stale_after=stale_after, record_retries=retries), policy
+
+
+def _claim_timeout(policy: Policy) -> dt.timedelta:
+    """`[relay] claim_timeout` in seconds (as the relay reads it), else CLAIM_TIMEOUT."""
+    from rcptguard.store.quarantine import CLAIM_TIMEOUT  # noqa: PLC0415
+
+    section = policy.sections.get("relay", {})
+    value = section.get("claim_timeout") if isinstance(section, dict) else None
+    if value is None:
+        return CLAIM_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise click.UsageError(f"{policy.source}: relay.claim_timeout: expected a positive number of seconds, "
+                               f"got {value!r}")
+    return dt.timedelta(seconds=value)
 
 
 def _next_hop(policy: Policy, flag: str | None) -> NextHop:
@@ -98,6 +122,20 @@ def _retention(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.t
     if not match or (not match.group(2) and int(match.group(1)) != 0):
         raise click.BadParameter(f"expected a duration such as 7d, 36h or 90m, got {value!r}")
     return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2) or "s"])
+
+
+def _optional_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.timedelta | None:
+    return None if value is None else _retention(ctx, param, value)
+
+
+def claim_options(func: F) -> F:
+    """--claim-timeout and --record-for, for the commands that send released messages."""
+    func = click.option("--record-for", "record_for", metavar="DURATION", callback=_optional_duration,
+                        help="When the next hop accepted a message but the store fails, keep trying to record it "
+                             "this long (default 30s).")(func)
+    return click.option("--claim-timeout", "claim_timeout", metavar="DURATION", callback=_optional_duration,
+                        help="Take over a delivery or notice another worker claimed this long ago (a dead worker's); "
+                             "longer than any send. Default: [relay] claim_timeout, else 1h.")(func)
 
 
 def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -127,6 +165,12 @@ def _age(since: dt.datetime, now: dt.datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def _age_words(value: dt.timedelta) -> str:
+    from rcptguard.notify import duration_words  # noqa: PLC0415
+
+    return duration_words(value)
 
 
 def _cut(text: str, width: int) -> str:
@@ -195,6 +239,8 @@ def show(config: Path | None, db: str | None, hold_id: str) -> None:
         ("held", _when(hold.created_at)), ("decided", _when(hold.decided_at)), ("decided by", hold.decided_by or "-"),
         ("deliver to", hold.deliver_to or "-"), ("delivery", hold.delivery),
         ("attempts", hold.delivery_attempts), ("delivered", _when(hold.delivered_at)),
+        ("claimed", f"{_when(hold.claimed_at)} by {hold.claimed_by or 'a worker'} (claim {hold.claim_id or '-'})"
+         if hold.delivery == "sending" else "-"),
         ("last error", hold.last_error or "-"), ("stored message", hold.message_id),
     ]
     for name, value in fields:
@@ -223,14 +269,24 @@ def show(config: Path | None, db: str | None, hold_id: str) -> None:
               help="Deliver to this address instead (the hold is recorded as corrected).")
 @click.option("--next-hop", "next_hop", metavar="HOST:PORT", help="Where to deliver; default: [relay] next_hop.")
 @click.option("--actor", metavar="NAME", help="Who decides, for the audit log (default: the user name).")
+@claim_options
 def release_command(config: Path | None, db: str | None, hold_id: str, to: str | None, next_hop: str | None,
-                    actor: str | None) -> None:
+                    actor: str | None, claim_timeout: dt.timedelta | None, record_for: dt.timedelta | None) -> None:
     """Release a held message to its recipient (or, with --to, to the corrected address) and deliver it."""
-    store, policy = _open(config, db)
+    from rcptguard.store.quarantine import DecidedNotRecorded  # noqa: PLC0415
+
+    store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
     hop = _next_hop(policy, next_hop)
     assert hop is not None  # required=True
-    with _errors():
-        outcome = store.release_outcome(hold_id, _actor(actor), hop, to=to)
+    try:
+        with _errors():
+            outcome = store.release_outcome(hold_id, _actor(actor), hop, to=to)
+    except DecidedNotRecorded as exc:  # _errors lets it through when the next hop has the message
+        click.echo(f"{hold_id}: {exc.hold.state}; {hop} accepted the message, but the store could not record the "
+                   f"delivery ({_one_line(exc.__cause__ or exc)}). It is not sent again by this command; once the "
+                   f"store works, run `rcptguard quarantine mark-delivered {hold_id}`, or another worker sends it "
+                   f"again after the claim timeout ({_age_words(store.stale_after)}).", err=True)
+        sys.exit(1)
     hold = outcome.hold
     target = hold.deliver_to or hold.recipient
     verb = f"corrected to {target}" if hold.state == "corrected" else "released"
@@ -258,6 +314,20 @@ def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None)
     click.echo(f"{hold.id}: cancelled; {hold.recipient} will not get the message")
 
 
+@quarantine.command("mark-delivered")
+@store_options
+@click.argument("hold_id")
+@click.option("--actor", metavar="NAME", help="Who says so, for the audit log (default: the user name).")
+@click.option("--note", default="", help="What shows it, for the audit log (e.g. the next hop's queue id).")
+def mark_delivered_command(config: Path | None, db: str | None, hold_id: str, actor: str | None, note: str) -> None:
+    """Record that the next hop has a released message whose delivery the store failed to record (the log names
+    the hold and the next hop's answer), so that it is never sent again."""
+    store, _policy = _open(config, db)
+    with _errors():
+        hold = store.mark_delivered_by_hand(hold_id, _actor(actor), note)
+    click.echo(f"{hold.id}: marked delivered to {hold.deliver_to or hold.recipient}; it will not be sent again")
+
+
 @quarantine.command("deliver-pending")
 @store_options
 @click.option("--next-hop", "next_hop", metavar="HOST:PORT", help="Where to deliver; default: [relay] next_hop.")
@@ -265,10 +335,12 @@ def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None)
               help="Fail a delivery still deferred this long after its release, and tell the sender (s, m, h, d, w).")
 @click.option("--notice-from", metavar="ADDRESS", default=None,
               help="From: of the notices (default MAILER-DAEMON@ this host's name).")
+@claim_options
 def deliver_pending_command(config: Path | None, db: str | None, next_hop: str | None,
-                            give_up_after: dt.timedelta, notice_from: str | None) -> None:
+                            give_up_after: dt.timedelta, notice_from: str | None, claim_timeout: dt.timedelta | None,
+                            record_for: dt.timedelta | None) -> None:
     """Retry the deliveries of released messages that failed for now; give up on those deferred too long."""
-    store, policy = _open(config, db)
+    store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
     hop = _next_hop(policy, next_hop)
     assert hop is not None
     with _errors():
@@ -295,12 +367,14 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
               help="From: of the notices (default MAILER-DAEMON@ this host's name).")
 @click.option("--no-notify", is_flag=True, help="Expire without telling the senders.")
 @click.option("--actor", metavar="NAME", default="expiry", show_default=True, help="Who expires, for the audit log.")
+@claim_options
 def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_hop: str | None,
-           notice_from: str | None, no_notify: bool, actor: str) -> None:
+           notice_from: str | None, no_notify: bool, actor: str, claim_timeout: dt.timedelta | None,
+           record_for: dt.timedelta | None) -> None:
     """Expire holds nobody decided on within the retention, and tell each sender that the message was not sent.
 
     A notice that cannot be sent now (the next hop defers it) stays owed and is sent by the next run."""
-    store, policy = _open(config, db)
+    store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
     hop = None if no_notify else _next_hop(policy, next_hop)
     with _errors():
         expired = store.expire_due(retention, actor, notify=hop is not None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import multiprocessing
+import os
 import signal
 import smtplib
 import threading
@@ -19,7 +20,7 @@ from sqlalchemy import Table, func, inspect, select, text, update
 from rcptguard.delivery import NextHop
 from rcptguard.store import Store
 from rcptguard.store.links import LinkExpired, LinkInvalid, Links
-from rcptguard.store.quarantine import AlreadyDecided, Hold, NotFound, Quarantine
+from rcptguard.store.quarantine import AlreadyDecided, DecidedNotRecorded, Hold, NotFound, Quarantine
 from rcptguard.store.schema import events, holds, messages
 from rcptguard.store.schema import links as links_table
 from tests.holds import gmial_recipient as recipient
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 THREADS = 8
-HEAD = "0005"  # the newest schema revision
+HEAD = "0006"  # the newest schema revision
 SENDER = "alice@example.org"
 CONTENT = (
     b"From: Alice <alice@example.org>\r\n"
@@ -308,6 +309,40 @@ def test_racing_deliver_pending_sends_once(quarantine: Quarantine, sink: Recordi
     assert sum(r for r in results if isinstance(r, int)) == len(ids), results
     assert sorted(sink.rcpts()) == sorted(f"p{i}@gmial.com" for i in range(3))
     assert quarantine.pending_deliveries() == []
+
+
+def test_store_failing_after_the_send_sends_no_second_copy(store: Store, sink: RecordingSink, hop: NextHop,
+                                                           postgres_url: str) -> None:
+    """The server refuses to record a delivery the next hop accepted (a trigger raises, as a read-only or full
+    database would): the release says the next hop has it, the hold stays claimed by this worker (host, pid,
+    claim id), another worker does not send it again, and this one records it once the server accepts writes."""
+    quarantine = Quarantine(store, record_retries=(0.01, 0.01))
+    hold = hold_one(quarantine)
+    with store.engine.begin() as connection:
+        connection.execute(text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                                "$$ BEGIN RAISE EXCEPTION 'could not write: disk full'; END $$"))
+        connection.execute(text("CREATE TRIGGER refuse_delivered BEFORE UPDATE ON holds FOR EACH ROW "
+                                "WHEN (NEW.delivery = 'delivered') EXECUTE FUNCTION refuse()"))
+    with pytest.raises(DecidedNotRecorded, match="disk full") as info:
+        quarantine.release(hold.id, "alice", hop)
+    assert info.value.delivered
+    stuck = quarantine.require(hold.id)
+    assert stuck.delivery == "sending"
+    assert stuck.claim_id
+    assert stuck.claimed_by is not None
+    assert f"pid {os.getpid()}" in stuck.claimed_by
+    other = Quarantine(Store.open(postgres_url))
+    try:
+        assert other.deliver_pending(hop) == 0  # a young claim: not taken over
+        assert quarantine.deliver_pending(hop) == 0  # still refused: remembered, not sent again
+        with store.engine.begin() as connection:
+            connection.execute(text("DROP TRIGGER refuse_delivered ON holds"))
+        assert quarantine.deliver_pending(hop) == 1  # recorded from memory
+        assert other.deliver_pending(hop) == 0
+    finally:
+        other.store.close()
+    assert quarantine.require(hold.id).delivery == "delivered"
+    assert sink.rcpts() == ["bob@gmial.com"]
 
 
 # -- links --------------------------------------------------------------------------------------------------------

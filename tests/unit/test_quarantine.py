@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
+import os
+import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Engine, event, func, insert, select, text, update
 
 from rcptguard.cli_quarantine import quarantine as quarantine_group
 from rcptguard.delivery import NextHop
 from rcptguard.notify import Notifier, send_owed
 from rcptguard.store import Store, StoreError
-from rcptguard.store.quarantine import AlreadyDecided, NotFound, Quarantine
+from rcptguard.store.quarantine import (
+    CLAIM_TIMEOUT,
+    AlreadyDecided,
+    DecidedNotRecorded,
+    NotFound,
+    NotPending,
+    Quarantine,
+)
 from rcptguard.store.schema import holds, messages
 from tests.holds import gmial_recipient as held
 from tests.integration.postfix import free_port
@@ -588,3 +599,204 @@ def test_cli_release_with_a_bad_next_hop_is_a_usage_error(quarantine: Quarantine
     assert result.exit_code == 2
     assert "HOST:PORT" in result.stderr
     assert quarantine.require(hold_id).state == "held"
+
+
+# -- claims, and a store that fails after the send ----------------------------------------------------------------
+
+
+def _delivered_update(statement: str) -> bool:
+    """The UPDATE that records a delivery (only it sets delivered_at)."""
+    return statement.lstrip().upper().startswith("UPDATE HOLDS") and "delivered_at" in statement
+
+
+@contextlib.contextmanager
+def failing(target: Store | type[Engine], matches: Callable[[str], bool],
+            times: int | None = None) -> Iterator[list[str]]:
+    """Make each statement `matches` picks fail as on a read-only or full disk (the first `times` of them; None:
+    every one until the block ends), on one store's engine or on every engine; the statements that failed."""
+    failed: list[str] = []
+    where = target.engine if isinstance(target, Store) else target
+
+    def fail(_conn: object, _cursor: object, statement: str, parameters: object, _context: object,
+             _many: bool) -> tuple[str, object]:
+        if matches(statement) and (times is None or len(failed) < times):
+            failed.append(statement)
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return statement, parameters
+
+    event.listen(where, "before_cursor_execute", fail, retval=True)
+    try:
+        yield failed
+    finally:
+        event.remove(where, "before_cursor_execute", fail)
+
+
+def claim_as_another_worker(quarantine: Quarantine, hold_id: str, age: dt.timedelta) -> None:
+    """Release the hold and leave its delivery claimed `age` ago by a worker on another machine (still sending,
+    or dead)."""
+    quarantine.decide(hold_id, "released", "alice")
+    with quarantine.engine.begin() as connection:
+        connection.execute(update(holds).where(holds.c.id == hold_id).values(
+            delivery="sending", claimed_at=dt.datetime.now(dt.UTC) - age, claim_id="c" * 32,
+            claimed_by="mx2.example-corp.com pid 4242"))
+
+
+def test_a_claim_younger_than_the_claim_timeout_is_not_taken_over(quarantine: Quarantine,
+                                                                   sink: RecordingSink) -> None:
+    """A delivery another worker claimed 30 minutes ago may still be in its send (RFC 5321's timeouts add up to
+    ~30 minutes): under the default claim timeout (1 hour) nobody takes it over; with a 20-minute one, one does."""
+    hold_id = hold_one(quarantine)
+    claim_as_another_worker(quarantine, hold_id, dt.timedelta(minutes=30))
+    assert dt.timedelta(hours=1) <= CLAIM_TIMEOUT
+    assert quarantine.deliver_pending(sink.hop) == 0
+    assert sink.messages == []
+    assert quarantine.require(hold_id).claimed_by == "mx2.example-corp.com pid 4242"
+    impatient = Quarantine(quarantine.store, stale_after=dt.timedelta(minutes=20))
+    assert impatient.deliver_pending(sink.hop) == 1
+    assert impatient.deliver_pending(sink.hop) == 0
+    assert len(sink.messages) == 1
+    assert quarantine.require(hold_id).delivery == "delivered"
+
+
+def test_a_worker_whose_claim_was_taken_over_does_not_reset_it(quarantine: Quarantine, sink: RecordingSink) -> None:
+    """A worker's late "failed for now" after its claim was taken over leaves the new claim alone, so no third
+    worker sends at the same time; a late acceptance is still recorded (the next hop has the message)."""
+    hold_id = hold_one(quarantine)
+    quarantine.decide(hold_id, "released", "alice")
+    first = quarantine._claim(hold_id)
+    assert first
+    with quarantine.engine.begin() as connection:
+        connection.execute(update(holds).where(holds.c.id == hold_id).values(
+            claimed_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)))
+    second = quarantine._claim(hold_id)
+    assert second
+    assert second != first
+    with pytest.raises(NotPending):
+        quarantine.mark_failed(hold_id, "451 late", permanent=False, claim=first)
+    stuck = quarantine.require(hold_id)
+    assert (stuck.delivery, stuck.claim_id) == ("sending", second)
+    assert quarantine.mark_delivered(hold_id).delivery == "delivered"
+
+
+def test_store_failing_after_the_send_is_retried_not_resent(db_url: str, sink: RecordingSink) -> None:
+    """The next hop accepted a release and recording it failed twice: the worker keeps the outcome and records it
+    on a retry; one copy, delivered."""
+    store = Store.open(db_url)
+    quarantine = Quarantine(store, record_retries=(0.01, 0.01, 0.01))
+    hold_id = hold_one(quarantine)
+    with failing(store, _delivered_update, times=2) as failed:
+        hold = quarantine.release(hold_id, "alice", sink.hop)
+    assert len(failed) == 2
+    assert (hold.delivery, hold.delivery_attempts, hold.claim_id) == ("delivered", 1, None)
+    assert len(sink.messages) == 1
+    assert quarantine.deliver_pending(sink.hop) == 0
+    assert len(sink.messages) == 1
+    store.close()
+
+
+def test_store_down_after_the_send_sends_no_second_copy(db_url: str, sink: RecordingSink,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Recording fails for longer than the retries: the release says the next hop has the message, an ERROR names
+    the hold, its claim and the next hop, the hold stays claimed by this worker, and neither another worker nor
+    this one sends a second copy; this one records the delivery once the store works again."""
+    store = Store.open(db_url)
+    quarantine = Quarantine(store, record_retries=(0.01,))
+    hold_id = hold_one(quarantine)
+    with caplog.at_level(logging.WARNING, "rcptguard.quarantine"), failing(store, _delivered_update) as failed:
+        with pytest.raises(DecidedNotRecorded) as info:
+            quarantine.release(hold_id, "alice", sink.hop)
+        assert quarantine.deliver_pending(sink.hop) == 0  # store still failing: remembered, not sent again
+    assert len(failed) == 3
+    assert info.value.delivered
+    assert "accepted" in str(info.value)
+    assert "mark-delivered" in str(info.value)
+    error = next(r for r in caplog.records if r.levelno == logging.ERROR)
+    stuck = quarantine.require(hold_id)
+    assert error.fields["hold"] == hold_id  # type: ignore[attr-defined]
+    assert error.fields["claim"] == stuck.claim_id  # type: ignore[attr-defined]
+    assert str(sink.hop) in str(error.fields["next_hop"])  # type: ignore[attr-defined]
+    assert stuck.delivery == "sending"
+    assert stuck.claimed_by is not None
+    assert f"pid {os.getpid()}" in stuck.claimed_by
+    other = Quarantine(Store.open(db_url))  # another worker, default claim timeout
+    assert other.deliver_pending(sink.hop) == 0
+    assert quarantine.deliver_pending(sink.hop) == 1  # recorded now, from memory: nothing sent
+    assert len(sink.messages) == 1
+    assert quarantine.require(hold_id).delivery == "delivered"
+    assert other.deliver_pending(sink.hop) == 0
+    assert len(sink.messages) == 1
+    other.store.close()
+    store.close()
+
+
+def test_cli_claim_timeout_from_the_flag_and_the_config(quarantine: Quarantine, db_url: str, sink: RecordingSink,
+                                                        tmp_path: Path) -> None:
+    """deliver-pending leaves a 30-minute-old claim alone by default and takes it over with --claim-timeout 20m
+    or `[relay] claim_timeout = 1200` (seconds) in the config."""
+    first, second = hold_one(quarantine), hold_one(quarantine, "carol@yaho.com")
+    claim_as_another_worker(quarantine, first, dt.timedelta(minutes=30))
+    claim_as_another_worker(quarantine, second, dt.timedelta(minutes=30))
+    assert "delivered 0 of 2 pending" in run("deliver-pending", "--db", db_url, "--next-hop", str(sink.hop)).output
+    flagged = run("deliver-pending", "--db", db_url, "--next-hop", str(sink.hop), "--claim-timeout", "20m",
+                  "--give-up-after", "5d")
+    assert flagged.exit_code == 0, flagged.output
+    assert "delivered 2 of 2 pending" in flagged.output
+    assert len(sink.messages) == 2
+    third = hold_one(quarantine, "dave@gmial.com")
+    claim_as_another_worker(quarantine, third, dt.timedelta(minutes=30))
+    config = tmp_path / "rcptguard.toml"
+    config.write_text("[relay]\nclaim_timeout = 1200\n")
+    configured = run("deliver-pending", "--config", str(config), "--db", db_url, "--next-hop", str(sink.hop))
+    assert "delivered 1 of 1 pending" in configured.output, configured.output
+    config.write_text("[relay]\nclaim_timeout = -5\n")
+    assert run("deliver-pending", "--config", str(config), "--db", db_url).exit_code == 2
+
+
+def test_cli_release_when_the_store_fails_after_the_send(quarantine: Quarantine, db_url: str,
+                                                         sink: RecordingSink) -> None:
+    """`quarantine release` whose delivery the next hop accepted but the store could not record says so (exit 1),
+    names mark-delivered, and `mark-delivered` then records it by hand: nothing is sent twice."""
+    hold_id = hold_one(quarantine)
+    with failing(Engine, _delivered_update):
+        result = run("release", hold_id, "--db", db_url, "--next-hop", str(sink.hop), "--record-for", "0")
+    assert result.exit_code == 1, result.output
+    assert "accepted" in result.stderr
+    assert f"rcptguard quarantine mark-delivered {hold_id}" in result.stderr
+    assert quarantine.require(hold_id).delivery == "sending"
+    marked = run("mark-delivered", hold_id, "--db", db_url, "--actor", "postmaster", "--note", "queued as 4XyZ1")
+    assert marked.exit_code == 0, marked.output
+    hold = quarantine.require(hold_id)
+    assert (hold.delivery, hold.claim_id) == ("delivered", None)
+    assert "postmaster" in quarantine.events(hold_id)[-1].actor
+    assert "queued as 4XyZ1" in quarantine.events(hold_id)[-1].detail
+    assert run("mark-delivered", hold_id, "--db", db_url).exit_code == 1  # nothing in progress any more
+    assert run("deliver-pending", "--db", db_url, "--next-hop", str(sink.hop)).exit_code == 0
+    assert len(sink.messages) == 1
+
+
+def test_upgrade_to_0006_keeps_a_delivery_in_progress(tmp_path: Path, sink: RecordingSink) -> None:
+    """A store at schema 0005 with a delivery claimed by a worker of the previous release upgrades with the claim
+    intact (no claim id: an old worker's) and it is taken over only after the claim timeout."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store.open(url, migrate=False)
+    old.migrate("0005")
+    now = dt.datetime.now(dt.UTC)
+    with old.engine.begin() as connection:  # rows as revision 0005 wrote them: no claim id yet
+        connection.execute(insert(messages).values(
+            id="m" * 32, key="k" * 64, mail_from=SENDER, content=CONTENT, size=len(CONTENT), subject="Quarterly",
+            message_id_header="<q1@example.org>", received_at=now, client="mua.example"))
+        connection.execute(insert(holds).values(
+            id="oldhold001", message_id="m" * 32, recipient="bob@gmial.com", intended="gmail.com",
+            suggestion="bob@gmail.com", reason="slip", signals="[]", score=9.0, state="released", created_at=now,
+            decided_at=now, decided_by="alice", deliver_to="bob@gmail.com", delivery="sending", delivery_attempts=0,
+            claimed_at=now - dt.timedelta(minutes=30)))
+    old.close()
+    upgraded = Store.open(url)
+    try:
+        hold = Quarantine(upgraded).require("oldhold001")
+        assert (hold.delivery, hold.claim_id, hold.claimed_by) == ("sending", None, None)
+        assert Quarantine(upgraded).deliver_pending(sink.hop) == 0
+        assert Quarantine(upgraded, stale_after=dt.timedelta(minutes=20)).deliver_pending(sink.hop) == 1
+        assert [m.rcpt_tos for m in sink.messages] == [("bob@gmail.com",)]
+    finally:
+        upgraded.close()

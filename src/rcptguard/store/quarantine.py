@@ -7,8 +7,13 @@
 A message is stored once (its exact bytes) with one hold per held recipient. `hold()` is one transaction and is
 idempotent: handing the same message over again (same sender, held recipients and bytes) returns the holds
 already stored. Every decision is one atomic `UPDATE ... WHERE state = 'held'`, so of two racing decisions
-exactly one wins, and only its caller delivers; a delivery is claimed (`delivery = 'sending'`) before it is
-sent, so two workers never send the same one. Every state change is written to `events` (who and when).
+exactly one wins, and only its caller delivers; a delivery is claimed (`delivery = 'sending'`, with the claim's
+id, the worker and the time) before it is sent, so two workers never send the same one. Every state change is
+written to `events` (who and when).
+
+Delivery is at least once, with a narrow window (docs/relay.md, "Quarantine claims and release retries"): a
+claim is taken over only after `stale_after` (CLAIM_TIMEOUT, 1 hour: longer than any send can last), and an
+acceptance the store fails to record is retried, then remembered by the worker and logged, never sent again by it.
 """
 
 from __future__ import annotations
@@ -17,19 +22,25 @@ import builtins
 import datetime as dt
 import hashlib
 import json
+import logging
+import os
 import secrets
+import socket
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, RowMapping, Select, Text, and_, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from rcptguard import logs
 from rcptguard.delivery import DeliveryResult, NextHop, deliver
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
@@ -41,9 +52,12 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
+    "CLAIM_TIMEOUT",
     "DECISIONS",
     "STATES",
     "AlreadyDecided",
+    "DecidedNotRecorded",
+    "DeliveredNotRecorded",
     "Event",
     "HeldRecipient",
     "Hold",
@@ -54,12 +68,32 @@ __all__ = [
     "ReleaseOutcome",
 ]
 
+T = TypeVar("T")
 STATES = ("held", "released", "corrected", "cancelled", "expired")
 DECISIONS = ("released", "corrected", "cancelled", "expired")
 _DELIVERING = ("released", "corrected")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lower case: no 0/1/8/9 to confuse
 _ID_LENGTH = 10  # 50 bits
-STALE_CLAIM = dt.timedelta(minutes=15)  # a 'sending' claim older than this is taken to be a crashed worker's
+# A 'sending' claim older than this is taken to be a dead worker's and taken over. It must exceed the longest
+# send: RFC 5321 §4.5.3.2's timeouts add up to ~30 minutes (5 for the greeting, MAIL and RCPT each, 2 for DATA, 3 per
+# data block, 10 for the reply to the final dot). Configurable: Quarantine(store, stale_after=...), `[relay]
+# claim_timeout` in seconds.
+CLAIM_TIMEOUT = dt.timedelta(hours=1)
+STALE_CLAIM = CLAIM_TIMEOUT  # the former name
+# Seconds between attempts to record a delivery the next hop accepted, when the store fails (~30 s in all).
+RECORD_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+log = logging.getLogger("rcptguard.quarantine")
+
+
+def retries_within(total: dt.timedelta) -> tuple[float, ...]:
+    """The pauses of RECORD_RETRIES that fit in `total` (for Quarantine's record_retries): 0 tries once."""
+    pauses: list[float] = []
+    for pause in RECORD_RETRIES:
+        if sum(pauses) + pause > total.total_seconds():
+            break
+        pauses.append(pause)
+    return tuple(pauses)
 
 
 class QuarantineError(Exception):
@@ -88,14 +122,29 @@ class NotPending(QuarantineError):  # noqa: N818
         self.delivery = delivery
 
 
+class DeliveredNotRecorded(StoreError):  # noqa: N818
+    """The next hop accepted a released message, but the store failed to record it, on every retry. This worker
+    remembers it (never sends it again, records it when the store works again); the hold stays claimed
+    ('sending'), so no other worker takes it before the claim timeout."""
+
+    def __init__(self, hold_id: str, next_hop: NextHop, cause: StoreError) -> None:
+        super().__init__(f"{next_hop} accepted the message of {hold_id}, but the store could not record it: {cause}; "
+                         f"once the store works, run `rcptguard quarantine mark-delivered {hold_id}`")
+        self.hold_id = hold_id
+        self.next_hop = next_hop
+
+
 class DecidedNotRecorded(StoreError):  # noqa: N818 - the name reads as the answer
     """A release or correction was decided and stands, but the store failed after the decision (taking the
-    delivery, or recording its outcome). The message is sent, or sent by the next retry of pending deliveries;
-    `hold` is the hold as decided."""
+    delivery, or recording its outcome). `hold` is the hold as decided. `delivered`: the next hop accepted the
+    message (only recording that failed: it is not sent again); otherwise the message is sent by the next retry of
+    pending deliveries."""
 
     def __init__(self, hold: Hold, cause: StoreError) -> None:
-        super().__init__(f"the decision on {hold.id} is recorded ({hold.state}), but what followed was not: {cause}; "
-                         "the delivery is retried with the pending ones")
+        self.delivered = isinstance(cause, DeliveredNotRecorded)
+        then = "" if self.delivered else "; the delivery is retried with the pending ones"
+        super().__init__(f"the decision on {hold.id} is recorded ({hold.state}), but what followed was not: "
+                         f"{cause}{then}")
         self.hold = hold
 
 
@@ -139,6 +188,9 @@ class Hold:
     received_at: dt.datetime
     size: int
     client: str
+    claimed_at: dt.datetime | None = None  # while delivery is 'sending': when the claim (and the send) began
+    claim_id: str | None = None  # that claim's identity, as in the log
+    claimed_by: str | None = None  # the worker that last took the delivery: "host pid N"
 
     def to_json(self) -> dict[str, Any]:
         def when(value: dt.datetime | None) -> str | None:
@@ -153,7 +205,8 @@ class Hold:
             "delivery_attempts": self.delivery_attempts, "delivered_at": when(self.delivered_at),
             "last_error": self.last_error, "notice": self.notice, "mail_from": self.mail_from, "subject": self.subject,
             "message_id_header": self.message_id_header, "received_at": when(self.received_at),
-            "size": self.size, "client": self.client,
+            "size": self.size, "client": self.client, "claimed_at": when(self.claimed_at), "claim_id": self.claim_id,
+            "claimed_by": self.claimed_by,
         }
 
 
@@ -231,7 +284,7 @@ def needs_smtputf8(*addresses: str) -> bool:
 
 
 _HOLD_COLUMNS = (
-    *(c for c in holds.c if c.name not in ("claimed_at", "notice_claimed_at")),
+    *(c for c in holds.c if c.name != "notice_claimed_at"),
     messages.c.mail_from, messages.c.subject, messages.c.message_id_header, messages.c.received_at,
     messages.c.size, messages.c.client,
 )
@@ -256,16 +309,34 @@ def _to_hold(m: RowMapping) -> Hold:
         delivery_attempts=int(m["delivery_attempts"]), delivered_at=_opt_utc(m["delivered_at"]),
         last_error=m["last_error"], notice=m["notice"], mail_from=m["mail_from"], subject=m["subject"],
         message_id_header=m["message_id_header"], received_at=_utc(m["received_at"]), size=int(m["size"]),
-        client=m["client"],
+        client=m["client"], claimed_at=_opt_utc(m["claimed_at"]), claim_id=m["claim_id"], claimed_by=m["claimed_by"],
     )
 
 
-class Quarantine:
-    """Held messages in the store. Every method is safe to call from several threads and processes at once."""
+def _worker() -> str:
+    """Who takes a claim, as the claim records it: this host and process."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
 
-    def __init__(self, store: Store) -> None:
+
+class Quarantine:
+    """Held messages in the store. Every method is safe to call from several threads and processes at once.
+
+    `stale_after`: a claim older than this (a delivery or a notice being sent) is a dead worker's and is taken over;
+    it must exceed the longest send (CLAIM_TIMEOUT). `record_retries`: the pauses, in seconds, between attempts to
+    record a delivery the next hop accepted while the store fails.
+    """
+
+    def __init__(self, store: Store, *, stale_after: dt.timedelta = CLAIM_TIMEOUT,
+                 record_retries: Sequence[float] = RECORD_RETRIES) -> None:
+        if stale_after <= dt.timedelta(0):
+            raise ValueError("the claim timeout must be positive")
         self.store = store
         self.engine = store.engine
+        self.stale_after = stale_after
+        self.record_retries = tuple(record_retries)
+        # Deliveries this worker sent and the next hop accepted, which the store failed to record: hold id -> claim.
+        self._unrecorded: dict[str, str] = {}
+        self._unrecorded_lock = threading.Lock()
 
     # -- holding ----------------------------------------------------------------------------------------------
 
@@ -440,12 +511,14 @@ class Quarantine:
                 continue
         return expired
 
-    def owed_notices(self, *, stale_after: dt.timedelta = STALE_CLAIM) -> dict[str, builtins.list[Hold]]:
+    def owed_notices(self, *, stale_after: dt.timedelta | None = None) -> dict[str, builtins.list[Hold]]:
         """Holds whose sender is owed a notice (expired; or released, then given up or refused for good), by
         message and kind (one notice each), oldest first; a notice another worker took and never settled
-        (crashed) is owed again after `stale_after`. Send a group only after claim_notice()."""
+        (crashed) is owed again after `stale_after` (default: the quarantine's). Send a group only after
+        claim_notice()."""
         now = _now()
-        query = _hold_query().where(_takeable(holds.c.notice, holds.c.notice_claimed_at, now - stale_after))
+        stale_before = now - (self.stale_after if stale_after is None else stale_after)
+        query = _hold_query().where(_takeable(holds.c.notice, holds.c.notice_claimed_at, stale_before))
         owed: dict[str, builtins.list[Hold]] = {}
         for row in self._read("the quarantine", query.order_by(holds.c.decided_at, holds.c.id)):
             hold = _to_hold(row)
@@ -454,16 +527,17 @@ class Quarantine:
         return owed
 
     def claim_notice(self, group: Sequence[Hold], *,
-                     stale_after: dt.timedelta = STALE_CLAIM) -> builtins.list[Hold]:
+                     stale_after: dt.timedelta | None = None) -> builtins.list[Hold]:
         """Take the notice of these holds, each in one atomic update: the ones this caller got (the others are
         being told by another worker). Settle them with settle_notice(), or give them back with outcome "later"."""
         now = _now()
+        stale_before = now - (self.stale_after if stale_after is None else stale_after)
         claimed = []
         try:
             with self.engine.begin() as connection:
                 for hold in group:
                     result = connection.execute(update(holds).where(
-                        holds.c.id == hold.id, _takeable(holds.c.notice, holds.c.notice_claimed_at, now - stale_after),
+                        holds.c.id == hold.id, _takeable(holds.c.notice, holds.c.notice_claimed_at, stale_before),
                     ).values(notice="sending", notice_claimed_at=now))
                     if result.rowcount == 1:
                         claimed.append(hold)
@@ -474,39 +548,60 @@ class Quarantine:
     def settle_notice(self, claimed: Sequence[Hold], outcome: str) -> int:
         """Record how the notice for holds this caller claimed went: sent, refused (for good; not tried again),
         skipped (no notice for this kind of message), or later (owed again, for the next try). Only these holds
-        change; returns how many."""
+        change; returns how many. A store failure is retried (record_retries) before StoreError: an unrecorded
+        "sent" means a second notice once the claim is stale."""
         if outcome not in ("sent", "refused", "skipped", "later"):
             raise ValueError(f"a notice is sent, refused, skipped or later, not {outcome!r}")
         ids = [hold.id for hold in claimed]
-        try:
-            with self.engine.begin() as connection:
-                result = connection.execute(update(holds).where(holds.c.id.in_(ids), holds.c.notice == "sending")
-                                            .values(notice="pending" if outcome == "later" else outcome,
-                                                    notice_claimed_at=None))
-                return int(result.rowcount)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record the notice for {', '.join(ids)}: {_one_line(exc)}") from exc
+
+        def settle() -> int:
+            try:
+                with self.engine.begin() as connection:
+                    result = connection.execute(update(holds).where(holds.c.id.in_(ids), holds.c.notice == "sending")
+                                                .values(notice="pending" if outcome == "later" else outcome,
+                                                        notice_claimed_at=None))
+                    return int(result.rowcount)
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot record the notice for {', '.join(ids)}: {_one_line(exc)}") from exc
+
+        return self._retrying(f"the notice for {', '.join(ids)} ({outcome})", settle)
+
+    def _retrying(self, what: str, write: Callable[[], T]) -> T:
+        """write(), tried again after each pause of record_retries while it raises StoreError (then re-raised)."""
+        for pause in self.record_retries:
+            try:
+                return write()
+            except StoreError as exc:
+                logs.event(log, "store failed; recording again", logging.WARNING, what=what, error=str(exc),
+                           retry_in=pause)
+            time.sleep(pause)
+        return write()
 
     # -- delivering -------------------------------------------------------------------------------------------
 
-    def _claim(self, hold_id: str, *, stale_after: dt.timedelta = STALE_CLAIM) -> bool:
-        """Take the pending delivery of one hold (or a crashed worker's stale claim); True for exactly one caller."""
+    def _claim(self, hold_id: str, *, stale_after: dt.timedelta | None = None) -> str | None:
+        """Take the pending delivery of one hold (or a dead worker's stale claim): the claim's id for exactly one
+        caller, None for the others. The claim records this worker and the time: the send starts now."""
         now = _now()
+        claim = uuid.uuid4().hex
+        stale_before = now - (self.stale_after if stale_after is None else stale_after)
         try:
             with self.engine.begin() as connection:
                 result = connection.execute(update(holds).where(
-                    holds.c.id == hold_id, _takeable(holds.c.delivery, holds.c.claimed_at, now - stale_after),
-                ).values(delivery="sending", claimed_at=now))
-                return bool(result.rowcount == 1)
+                    holds.c.id == hold_id, _takeable(holds.c.delivery, holds.c.claimed_at, stale_before),
+                ).values(delivery="sending", claimed_at=now, claim_id=claim, claimed_by=_worker()))
+                return claim if result.rowcount == 1 else None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot claim the delivery of {hold_id}: {_one_line(exc)}") from exc
 
-    def _mark(self, hold_id: str, values: dict[str, Any]) -> Hold:
+    def _mark(self, hold_id: str, values: dict[str, Any], claim: str | None = None) -> Hold:
+        """Record a delivery's outcome: under `claim` only (a worker whose claim was taken over changes nothing),
+        or, without one, while it is pending or being sent."""
+        condition = holds.c.delivery.in_(("pending", "sending")) if claim is None else \
+            and_(holds.c.delivery == "sending", holds.c.claim_id == claim)
         try:
             with self.engine.begin() as connection:
-                result = connection.execute(update(holds).where(
-                    holds.c.id == hold_id, holds.c.delivery.in_(("pending", "sending"))
-                ).values(values))
+                result = connection.execute(update(holds).where(holds.c.id == hold_id, condition).values(values))
                 current = connection.execute(_hold_query().where(holds.c.id == hold_id)).mappings().one_or_none()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record the delivery of {hold_id}: {_one_line(exc)}") from exc
@@ -518,33 +613,101 @@ class Quarantine:
         return hold
 
     def mark_delivered(self, hold_id: str) -> Hold:
-        """The next hop accepted the released message."""
+        """The next hop accepted the released message (whoever's claim it is under: it is delivered)."""
         return self._mark(hold_id, {"delivery": "delivered", "delivered_at": _now(), "claimed_at": None,
-                                    "delivery_attempts": holds.c.delivery_attempts + 1, "last_error": None})
+                                    "claim_id": None, "delivery_attempts": holds.c.delivery_attempts + 1,
+                                    "last_error": None})
 
-    def mark_failed(self, hold_id: str, error: str, permanent: bool, *, owe_notice: bool = False) -> Hold:
+    def mark_failed(self, hold_id: str, error: str, permanent: bool, *, owe_notice: bool = False,
+                    claim: str | None = None) -> Hold:
         """A delivery attempt failed: permanent gives up (with `owe_notice`, the sender is owed a notice: nobody
-        is there to see the answer), temporary leaves it pending for deliver_pending()."""
+        is there to see the answer), temporary leaves it pending for deliver_pending(). With `claim`, only while
+        that claim holds (NotPending otherwise)."""
         values: dict[str, Any] = {"delivery": "failed" if permanent else "pending", "claimed_at": None,
-                                  "delivery_attempts": holds.c.delivery_attempts + 1, "last_error": error}
+                                  "claim_id": None, "delivery_attempts": holds.c.delivery_attempts + 1,
+                                  "last_error": error}
         if permanent and owe_notice:
             values["notice"] = "pending"
-        return self._mark(hold_id, values)
+        return self._mark(hold_id, values, claim)
 
-    def _send(self, hold_id: str, next_hop: NextHop, *, retry: bool = False) -> ReleaseOutcome:
-        """Deliver a hold this caller has claimed, and record the outcome (a `retry` that fails for good owes
-        the sender a notice, since no person waits for its answer)."""
+    def mark_delivered_by_hand(self, hold_id: str, actor: str, note: str = "") -> Hold:
+        """An operator says the next hop has the message (a store failure left its delivery unrecorded: the log
+        names the hold and the next hop): delivered, never sent again, and the audit log says who said so."""
+        hold = self.mark_delivered(hold_id)
+        detail = "delivery marked delivered by hand" + (f": {note}" if note else "")
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(events).values(hold_id=hold_id, at=_now(), actor=actor,
+                                                         from_state=hold.state, to_state=hold.state, detail=detail))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record who marked {hold_id} delivered: {_one_line(exc)}") from exc
+        self._forget_unrecorded(hold_id)
+        return hold
+
+    def _send(self, hold_id: str, next_hop: NextHop, *, retry: bool = False,
+              claim: str | None = None) -> ReleaseOutcome:
+        """Deliver a hold this caller has claimed (`claim`: the id _claim() returned; None: the hold's current
+        claim) and record the outcome (a `retry` that fails for good owes the sender a notice, since no person waits
+        for its answer). An acceptance the store cannot record is retried, then DeliveredNotRecorded."""
         hold = self.require(hold_id)
+        claim = claim or hold.claim_id
         target = hold.deliver_to or hold.recipient
         result = deliver(next_hop, hold.mail_from, [target], self.content(hold_id),
                          smtputf8=needs_smtputf8(hold.mail_from, target))
         if target in result.accepted:
-            return ReleaseOutcome(self.mark_delivered(hold_id), result)
+            return ReleaseOutcome(self._record_delivered(hold_id, claim, next_hop), result)
         code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")
         error = result.error or (f"{code} {text}" if code else "not accepted by the next hop")
         if target in result.perm_failed and target not in result.temp_failed:
-            return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=True, owe_notice=retry), result)
-        return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=False), result)
+            return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=True, owe_notice=retry, claim=claim),
+                                  result)
+        return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=False, claim=claim), result)
+
+    def _record_delivered(self, hold_id: str, claim: str | None, next_hop: NextHop) -> Hold:
+        """Record an acceptance, retrying while the store fails; then remember it here and say so loudly."""
+        try:
+            return self._retrying(f"the delivery of {hold_id} (accepted by {next_hop})",
+                                  lambda: self.mark_delivered(hold_id))
+        except StoreError as exc:
+            with self._unrecorded_lock:
+                self._unrecorded[hold_id] = claim or ""
+            logs.event(log, "accepted by the next hop but not recorded: this worker will not send it again; if it "
+                       "stops before the store works, run `rcptguard quarantine mark-delivered` for the hold",
+                       logging.ERROR, hold=hold_id, claim=claim, next_hop=str(next_hop), error=str(exc))
+            raise DeliveredNotRecorded(hold_id, next_hop, exc) from exc
+
+    def _forget_unrecorded(self, hold_id: str) -> None:
+        with self._unrecorded_lock:
+            self._unrecorded.pop(hold_id, None)
+
+    def record_unrecorded(self) -> int:
+        """Record the deliveries this worker knows the next hop accepted but the store did not take; how many are
+        recorded now. One the store still fails to record stays remembered, for the next call."""
+        with self._unrecorded_lock:
+            remembered = builtins.list(self._unrecorded)
+        recorded = 0
+        for hold_id in remembered:
+            try:
+                self.mark_delivered(hold_id)
+                recorded += 1
+            except (NotPending, NotFound):  # marked by hand, or gone: nothing left to record
+                pass
+            except StoreError as exc:
+                logs.event(log, "a delivery accepted earlier is still not recorded", logging.ERROR, hold=hold_id,
+                           error=str(exc))
+                continue
+            self._forget_unrecorded(hold_id)
+            logs.event(log, "recorded a delivery accepted earlier", logging.WARNING, hold=hold_id)
+        return recorded
+
+    def send_released(self, hold_id: str, next_hop: NextHop) -> ReleaseOutcome | None:
+        """Claim and send one released (or corrected) hold whose delivery is pending, now; None if another worker
+        has it. Like release(), but for a decision already recorded (decide())."""
+        self.record_unrecorded()
+        claim = self._claim(hold_id)
+        if claim is None:
+            return None
+        return self._send(hold_id, next_hop, retry=True, claim=claim)
 
     def release_outcome(self, hold_id: str, actor: str, next_hop: NextHop, *,
                         to: str | None = None) -> ReleaseOutcome:
@@ -555,9 +718,10 @@ class Quarantine:
         else:
             hold = self.decide(hold_id, "released", actor)
         try:
-            if not self._claim(hold.id):  # deliver_pending() on another worker took it between the two
+            claim = self._claim(hold.id)
+            if claim is None:  # deliver_pending() on another worker took it between the two
                 return ReleaseOutcome(self.require(hold_id), None)
-            return self._send(hold_id, next_hop)
+            return self._send(hold_id, next_hop, claim=claim)
         except StoreError as exc:  # the decision stands: whoever asked must not be told that nothing changed
             raise DecidedNotRecorded(hold, exc) from exc
 
@@ -589,16 +753,26 @@ class Quarantine:
                 raise StoreError(f"cannot give up the delivery of {row['id']}: {_one_line(exc)}") from exc
         return given_up
 
-    def deliver_pending(self, next_hop: NextHop, *, stale_after: dt.timedelta = STALE_CLAIM) -> int:
+    def deliver_pending(self, next_hop: NextHop, *, stale_after: dt.timedelta | None = None) -> int:
         """Retry every pending delivery once, each claimed first so that no two workers send the same one.
 
-        Returns how many were delivered. A claim older than `stale_after` (a worker died mid-send) is taken over.
+        Returns how many were delivered (or recorded: see record_unrecorded). A claim older than `stale_after`
+        (default: the quarantine's; a worker died mid-send) is taken over. A delivery this worker knows the next
+        hop accepted is never sent again.
         """
-        delivered = 0
+        delivered = self.record_unrecorded()
         for hold in self.pending_deliveries():
-            if self._claim(hold.id, stale_after=stale_after) and \
-                    self._send(hold.id, next_hop, retry=True).hold.delivery == "delivered":
-                delivered += 1
+            with self._unrecorded_lock:
+                if hold.id in self._unrecorded:
+                    continue
+            claim = self._claim(hold.id, stale_after=stale_after)
+            if claim is None:
+                continue
+            try:
+                if self._send(hold.id, next_hop, retry=True, claim=claim).hold.delivery == "delivered":
+                    delivered += 1
+            except NotPending:  # taken over while this worker sent (after the claim timeout): theirs to record
+                continue
         return delivered
 
 

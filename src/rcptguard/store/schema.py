@@ -71,7 +71,9 @@ holds = Table(
     Column("deliver_to", Text),
     Column("delivery", String(16), nullable=False),
     Column("delivery_attempts", Integer, nullable=False),
-    Column("claimed_at", DateTime(timezone=True)),  # when a worker set delivery to sending
+    Column("claimed_at", DateTime(timezone=True)),  # when a worker set delivery to sending (and began to send)
+    Column("claim_id", String(32)),  # that claim's identity (uuid4 hex); outcomes are recorded only under it
+    Column("claimed_by", Text),  # the worker that last took the delivery: "host pid N"
     Column("delivered_at", DateTime(timezone=True)),
     Column("last_error", Text),
     # A notice owed to the sender (expired; released but undeliverable): pending | sending | sent | refused |
