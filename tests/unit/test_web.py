@@ -262,7 +262,7 @@ def test_store_failing_after_the_send_does_not_say_nothing_changed(store: Store,
                                                                     sink: RecordingSink) -> None:
     """The choice was recorded and the message went, but not its outcome: the page says it is being sent (the
     truth as far as anyone knows), never "nothing was changed" nor that it arrived."""
-    quarantine = FailsAfterSending(store)
+    quarantine = FailsAfterSending(store, record_retries=())
     holds = hold_message(quarantine)
     token = issue(links, holds)
     client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False)
@@ -532,7 +532,7 @@ def test_admin_release_with_the_store_failing_after_the_send(store: Store, links
                                                               sink: RecordingSink) -> None:
     """The admin's release went through but its outcome could not be recorded: the page says it is being sent,
     not "nothing was changed"."""
-    quarantine = FailsAfterSending(store)
+    quarantine = FailsAfterSending(store, record_retries=())
     holds = hold_message(quarantine)
     client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False)
     auth = basic(*ADMIN)

@@ -4,11 +4,11 @@
     hold = quarantine.decide(hold_id, "released", actor)   # delivery = pending, recorded at once
     releases.submit(hold.id)                                 # claimed and sent by a worker thread
 
-The decision is recorded before the page answers; the delivery is then claimed (`delivery = 'sending'`) and sent
-by one of a few worker threads, through the quarantine's own claim-then-send path. A claim makes the send exactly
-one worker's: if the relay's retry loop (`deliver_pending`) takes a pending delivery first, the worker here finds
-nothing to do; if this process dies before its workers get to a delivery, it stays pending and the relay's loop
-sends it.
+The decision is recorded before the page answers; the delivery is then claimed (`delivery = 'sending'`) and
+sent by one of a few worker threads, through the quarantine's own claim-then-send path (`send_released`). A claim
+makes the send exactly one worker's: if the relay's retry loop (`deliver_pending`) takes a pending delivery first,
+the worker here finds nothing to do; if this process dies before its workers get to a delivery, it stays pending
+and the relay's loop sends it.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ class Releases:
     def deliver(self, hold_id: str) -> str:
         """Claim and send one released hold, now, in this thread; its delivery state afterwards."""
         try:
-            # Quarantine has no public "claim and send this one hold" yet: its claim and send, as release() uses.
-            if not self.quarantine._claim(hold_id):  # noqa: SLF001
+            outcome = self.quarantine.send_released(hold_id, self.next_hop)
+            if outcome is None:
                 return "taken"
-            hold = self.quarantine._send(hold_id, self.next_hop, retry=True).hold  # noqa: SLF001
+            hold = outcome.hold
         except (StoreError, QuarantineError) as exc:  # still pending or claimed: the relay's retry loop sends it
             logs.event(log, "web_release_unfinished", logging.ERROR, hold=hold_id, error=str(exc))
             return "unknown"
