@@ -70,6 +70,15 @@ def request_head(port: int, extra: str) -> bytes:
             "\r\n").encode()
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (it does, after refusing a body)."""
+    sock.settimeout(5)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
 def push(sock: socket.socket, chunks: Iterator[bytes]) -> tuple[int, bytes]:
     """Send chunks until the server answers or drops the connection: the bytes it took, and its answer."""
     sent = 0
@@ -95,8 +104,7 @@ def test_huge_bodies_are_refused_in_bounded_memory(web: Web) -> None:
     before = web.rss()
     with socket.create_connection(("127.0.0.1", web.port)) as sock:
         sock.sendall(request_head(web.port, f"Content-Length: {BODY}\r\n"))
-        sock.settimeout(5)
-        answer = sock.recv(4096)  # before any of the body is sent
+        answer = read_answer(sock)  # before any of the body is sent
         assert answer.startswith(b"HTTP/1.1 413 "), answer
         assert b'"detail": "The request body is larger than 1048576 bytes."' in answer
     piece = b"a" * 65536
