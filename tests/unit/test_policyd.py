@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import resource
 import signal
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rcptguard.gateways.policyd import PolicyService, PolicySettings, serve
+from rcptguard.gateways.policyd import PER_MESSAGE, HeldLine, PendingNotices, PolicyService, PolicySettings, serve
 from rcptguard.guard import Guard
 from rcptguard.model import Verdict
 from rcptguard.policy import load_policy
@@ -311,3 +312,81 @@ def test_stdio_mode_for_postfix_spawn(tmp_path: Path) -> None:
     assert answers[2] == ""
     assert b"connection closed in the middle of a request" in result.stderr
     assert Store.open(f"sqlite:///{tmp_path / 's.db'}").learned() == {"army.mil": 1}
+
+
+# -- unfinished transactions in HOLD mode -------------------------------------------------------------------------
+
+
+def held_rcpt(instance: str, recipient: str = "x@army.ml") -> dict[str, str]:
+    return rcpt(recipient, instance=instance)
+
+
+def test_unfinished_held_transactions_stay_bounded_and_cheap(caplog: pytest.LogCaptureFixture) -> None:
+    """200,000 held RCPTs whose transactions never end: the service remembers at most pending_limit messages,
+    each request looks at a bounded number of entries (not all of them), the forgotten ones are logged in a few
+    lines, and a message that does end still gets its notice."""
+    service = PolicyService(guard_factory(), None, PolicySettings.from_section(
+        {"hold_mode": "hold", "notify_smtp": "127.0.0.1:9", "pending_limit": 1000}))
+    sent: list[tuple[str, list[str], str]] = []
+    service._send_notice = lambda held, queue_id: sent.append(  # type: ignore[method-assign]
+        (held.sender, [line.address for line in held.lines], queue_id))
+    with caplog.at_level(logging.WARNING, "rcptguard.policyd"):
+        for number in range(200_000):
+            assert service.decide(held_rcpt(f"t{number}")).startswith("HOLD ")
+            if number == 100_000:
+                examined = service.pending.examined
+        assert len(service.pending) == 1000
+        assert service.pending.examined - examined <= 2 * 100_000  # O(1) a request, not O(pending)
+        before = service.pending.examined
+        assert service.decide(held_rcpt("last", "y@navy.ml")).startswith("HOLD ")
+        assert service.pending.examined - before <= 2
+        assert service.decide(rcpt("", protocol_state="END-OF-MESSAGE", instance="last", queue_id="Q9")) == "DUNNO"
+    assert sent == [("me@example-corp.com", ["y@navy.ml"], "Q9")]
+    forgotten = [r for r in caplog.records if "forgotten" in r.getMessage()]
+    assert 1 <= len(forgotten) <= 3
+    assert forgotten[0].fields["over_limit"] >= 1  # type: ignore[attr-defined]
+
+
+def test_pending_notices_forget_the_stale_and_the_oldest() -> None:
+    """A held message older than the wait is forgotten when the next one comes; over the limit the oldest goes
+    first; more recipients of a remembered message are added to it (up to per_message, the rest counted)."""
+    now = [0.0]
+    pending = PendingNotices(limit=3, max_age=3600.0, per_message=2, clock=lambda: now[0])
+    line = HeldLine("x@army.ml", "army.ml looks like army.mil", "x@army.mil")
+    assert pending.add("a", "s@example.org", line) == []
+    now[0] = 10.0
+    for instance in ("b", "c"):
+        assert pending.add(instance, "s@example.org", line) == []
+    for _ in range(3):
+        assert pending.add("a", "s@example.org", line) == []  # a recipient more: no new message
+    now[0] = 20.0
+    assert [(i, why) for i, _held, why in pending.add("d", "s@example.org", line)] == [("a", "limit")]
+    now[0] = 3615.0  # b and c waited 3,605 s, d 3,595 s
+    assert [(i, why) for i, _held, why in pending.add("e", "s@example.org", line)] == [("b", "stale"), ("c", "stale")]
+    assert len(pending) == 2
+    held = pending.pop("d")
+    assert held is not None
+    assert (len(held.lines), held.more) == (1, 0)
+    assert pending.pop("d") is None
+
+
+def test_a_notice_lists_at_most_per_message_recipients(notices: RecordingSink) -> None:
+    """A message with more held recipients than a notice lists names the first ones and counts the rest."""
+    running = hold_service(notices)
+    try:
+        many = [held_rcpt("m1", f"u{n}@army.ml") for n in range(PER_MESSAGE + 5)]
+        request(running.port, *many, rcpt("", protocol_state="END-OF-MESSAGE", instance="m1", queue_id="Q1"))
+        (notice,) = notices.wait_for(1)
+    finally:
+        running.close()
+    assert b"u0@army.ml" in notice.data
+    assert f"u{PER_MESSAGE - 1}@army.ml".encode() in notice.data
+    assert f"u{PER_MESSAGE}@army.ml".encode() not in notice.data
+    assert b"and 5 more held recipients" in notice.data
+
+
+def test_pending_limit_is_checked() -> None:
+    """A pending_limit that is not a positive whole number is refused with the key's name."""
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"policyd\.pending_limit"):
+            PolicySettings.from_section({"pending_limit": bad})

@@ -8,7 +8,8 @@ empty line, on persistent connections, many clients at once. Each verdict become
     hold    REJECT <status> <explanation>               (hold_mode = "reject", the default)
             HOLD <explanation>  + a notice to the sender (hold_mode = "hold"; `rcptguard release QUEUE_ID`),
             one per message, sent when Postfix asks again at END-OF-MESSAGE (smtpd_end_of_data_restrictions):
-            a transaction that never ends holds nothing, so it gets no notice
+            a transaction that never ends holds nothing, so it gets no notice (PendingNotices bounds how many
+            unfinished ones are remembered, and for how long)
     reject  REJECT <status> <explanation>
 
 It fails closed: on a protocol violation or an internal error it answers nothing and closes the connection,
@@ -29,7 +30,7 @@ import smtplib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import BinaryIO, Literal
@@ -64,6 +65,7 @@ class PolicySettings:
     notify_smtp: str | None = None  # host:port to send hold notices through
     notify_from: str = "postmaster"
     notify_at: Literal["end-of-message", "rcpt"] = "end-of-message"  # rcpt: at once, one per held recipient
+    pending_limit: int = 10000  # unfinished held messages remembered for their END-OF-MESSAGE; the oldest go first
 
     @classmethod
     def from_section(cls, section: dict[str, object]) -> PolicySettings:
@@ -78,19 +80,92 @@ class PolicySettings:
             raise ValueError("policyd.hold_mode: expected 'reject' or 'hold'")
         if settings.notify_at not in ("end-of-message", "rcpt"):
             raise ValueError("policyd.notify_at: expected 'end-of-message' or 'rcpt'")
+        if isinstance(settings.pending_limit, bool) or not isinstance(settings.pending_limit, int) \
+                or settings.pending_limit < 1:
+            raise ValueError("policyd.pending_limit: expected a positive whole number")
         return settings
 
 
+@dataclass(frozen=True, slots=True)
+class HeldLine:
+    """What a notice says of one held recipient (not the whole verdict: unfinished transactions stay small)."""
+
+    address: str
+    reason: str
+    suggestion: str | None
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> HeldLine:
+        return cls(verdict.address, verdict.reason, verdict.suggestion)
+
+
 @dataclass(slots=True)
-class _HeldMessage:
+class HeldMessage:
     """The held recipients of one message (Postfix's `instance`), waiting for END-OF-MESSAGE."""
 
     since: float
     sender: str
-    verdicts: list[Verdict]
+    lines: list[HeldLine] = field(default_factory=list)
+    more: int = 0  # held recipients past PER_MESSAGE, counted, not listed
 
 
 NOTICE_WAIT = 3600.0  # seconds a message's held recipients wait for its END-OF-MESSAGE request
+PER_MESSAGE = 100  # held recipients listed in one notice; the rest are counted
+EVICTION_LOG_INTERVAL = 60.0  # seconds between two log lines about forgotten messages
+
+
+class PendingNotices:
+    """Held messages waiting for their END-OF-MESSAGE, by Postfix's `instance` attribute.
+
+        pending = PendingNotices(limit=10000)
+        evicted = pending.add(instance, sender, line)   # [(instance, HeldMessage, why)] forgotten to make room
+        held = pending.pop(instance)                    # at END-OF-MESSAGE: the message to tell its sender of
+
+    One dict in arrival order: a message is inserted at its first held recipient and never moves, so the
+    oldest is always at the front. Forgetting the stale ones (older than `max_age`) and the ones over `limit`
+    looks at the front only and stops at the first young one: every request costs O(1) (amortised), however many
+    transactions never ended, and memory is bounded by `limit` messages of at most `per_message` lines.
+    `examined` counts the entries eviction looked at, for tests and benchmarks.
+    """
+
+    def __init__(self, limit: int = 10000, max_age: float = NOTICE_WAIT, per_message: int = PER_MESSAGE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.max_age = max_age
+        self.per_message = per_message
+        self.clock = clock
+        self.examined = 0
+        self._messages: dict[str, HeldMessage] = {}
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def add(self, instance: str, sender: str, line: HeldLine) -> list[tuple[str, HeldMessage, str]]:
+        """Remember a held recipient of the message `instance`; the messages forgotten to make room (or gone
+        stale), each with why."""
+        now = self.clock()
+        held = self._messages.get(instance)
+        if held is not None:
+            if len(held.lines) < self.per_message:
+                held.lines.append(line)
+            else:
+                held.more += 1
+            return []
+        evicted = []
+        while self._messages:
+            self.examined += 1
+            oldest = next(iter(self._messages))
+            if now - self._messages[oldest].since > self.max_age:
+                evicted.append((oldest, self._messages.pop(oldest), "stale"))
+            elif len(self._messages) >= self.limit:
+                evicted.append((oldest, self._messages.pop(oldest), "limit"))
+            else:
+                break
+        self._messages[instance] = HeldMessage(now, sender, [line])
+        return evicted
+
+    def pop(self, instance: str) -> HeldMessage | None:
+        return self._messages.pop(instance, None)
 
 
 class ProtocolError(Exception):
@@ -139,7 +214,9 @@ class PolicyService:
                                rebuild_interval=settings.rebuild_interval)
         self.requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._held: dict[str, _HeldMessage] = {}  # by Postfix's instance attribute
+        self.pending = PendingNotices(settings.pending_limit)
+        self._evicted = {"stale": 0, "limit": 0}  # forgotten since the last log line about it
+        self._evictions_logged = -EVICTION_LOG_INTERVAL
 
     # -- deciding -------------------------------------------------------------------------------------
 
@@ -175,33 +252,48 @@ class PolicyService:
         if not self.settings.notify_smtp or not sender:
             return
         if self.settings.notify_at == "rcpt" or not instance:
-            self._notify(sender, [verdict], "")
+            self._notify(HeldMessage(time.monotonic(), sender, [HeldLine.of(verdict)]), "")
             return
+        evicted = self.pending.add(instance, sender, HeldLine.of(verdict))
+        if evicted:
+            self._forgot(evicted)
+
+    def _forgot(self, evicted: list[tuple[str, HeldMessage, str]]) -> None:
+        """Log the messages forgotten without a notice: the first at once, then one line a minute with counts
+        (a flood of unfinished transactions must not become a flood of log lines)."""
+        for _instance, _held, why in evicted:
+            self._evicted[why] += 1
         now = time.monotonic()
-        for stale in [key for key, held in self._held.items() if now - held.since > NOTICE_WAIT]:
-            held = self._held.pop(stale)
-            logs.event(log, "no END-OF-MESSAGE for a held message: no notice sent (is smtpd_end_of_data_restrictions"
-                       " set to this service?)", logging.WARNING, sender=held.sender, instance=stale)
-        self._held.setdefault(instance, _HeldMessage(now, sender, [])).verdicts.append(verdict)
+        if now - self._evictions_logged < EVICTION_LOG_INTERVAL:
+            return
+        self._evictions_logged = now
+        instance, held, _why = evicted[-1]
+        logs.event(log, "held messages forgotten without END-OF-MESSAGE: no notice sent for them (is "
+                   "smtpd_end_of_data_restrictions set to this service?)", logging.WARNING,
+                   stale=self._evicted["stale"], over_limit=self._evicted["limit"], limit=self.pending.limit,
+                   pending=len(self.pending), last_sender=held.sender, last_instance=instance)
+        self._evicted = {"stale": 0, "limit": 0}
 
     def _end_of_message(self, attrs: dict[str, str]) -> None:
-        held = self._held.pop(attrs.get("instance", ""), None)
+        held = self.pending.pop(attrs.get("instance", ""))
         if held is not None:
-            self._notify(held.sender, held.verdicts, attrs.get("queue_id", ""))
+            self._notify(held, attrs.get("queue_id", ""))
 
-    def _notify(self, sender: str, verdicts: list[Verdict], queue_id: str) -> None:
+    def _notify(self, held: HeldMessage, queue_id: str) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # stdio mode has no event loop
-            threading.Thread(target=self._send_notice, args=(sender, verdicts, queue_id)).start()
+            threading.Thread(target=self._send_notice, args=(held, queue_id)).start()
             return
-        task = loop.create_task(asyncio.to_thread(self._send_notice, sender, verdicts, queue_id))
+        task = loop.create_task(asyncio.to_thread(self._send_notice, held, queue_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _send_notice(self, sender: str, verdicts: list[Verdict], queue_id: str) -> None:
+    def _send_notice(self, held: HeldMessage, queue_id: str) -> None:
         host, _, port = (self.settings.notify_smtp or "").rpartition(":")
-        addresses = ", ".join(v.address for v in verdicts)
+        sender, lines = held.sender, held.lines
+        more = f" and {held.more} more" if held.more else ""
+        addresses = ", ".join(line.address for line in lines) + more
         message = EmailMessage()
         message["From"] = self.settings.notify_from
         message["To"] = header_safe(sender)
@@ -209,11 +301,12 @@ class PolicyService:
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain="rcptguard.invalid")
         message["Auto-Submitted"] = "auto-generated"
-        held = "".join(f"\n    {v.address}\n        {v.reason}\n"
-                       + (f"        You probably meant: {v.suggestion}\n" if v.suggestion else "") for v in verdicts)
+        listed = "".join(f"\n    {line.address}\n        {line.reason}\n"
+                         + (f"        You probably meant: {line.suggestion}\n" if line.suggestion else "")
+                         for line in lines) + (f"\n    ... and {held.more} more held recipients\n" if more else "")
         reference = f"\nReference for your mail administrator: queue id {queue_id}\n" if queue_id else ""
         message.set_content(
-            f"Your message has been held and not sent to anyone, because of:\n{held}{reference}\n"
+            f"Your message has been held and not sent to anyone, because of:\n{listed}{reference}\n"
             "Ask your mail administrator to release it if the addresses are right, or send it again to the "
             "right addresses.\n")
         try:
