@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import resource
 import signal
 import smtplib
 import sqlite3
@@ -44,18 +45,27 @@ def documented(relay_port: int, reinject_port: int) -> tuple[dict[str, str], str
 class RelayProcess:
     """`rcptguard relay` as its own process."""
 
-    def __init__(self, tmp_path: Path, port: int, next_hop: int, db: str | None = None) -> None:
+    def __init__(self, tmp_path: Path, port: int, next_hop: int, db: str | None = None, *,
+                 relay_section: str = "", open_files: int | None = None) -> None:
         self.port = port
         self.next_hop = next_hop
         self.db = db or f"sqlite:///{tmp_path / 'store.db'}"
         self.log = tmp_path / f"relay-{port}.log"
+        self.config = tmp_path / f"relay-{port}.toml"
+        self.config.write_text(f"[relay]\n{relay_section}\n", encoding="utf-8")
+        self.open_files = open_files  # a hard limit on the relay's open files (`ulimit -n`)
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _limit_files(self) -> None:
+        if self.open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def start(self) -> RelayProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [RCPTGUARD, "relay", "--protect", "mil", "--known", "gmail.com", "--listen", f"127.0.0.1:{self.port}",
-                 "--next-hop", f"127.0.0.1:{self.next_hop}", "--db", self.db], stderr=log)
+                [RCPTGUARD, "relay", "--config", str(self.config), "--protect", "mil", "--known", "gmail.com",
+                 "--listen", f"127.0.0.1:{self.port}", "--next-hop", f"127.0.0.1:{self.next_hop}", "--db", self.db],
+                stderr=log, preexec_fn=self._limit_files if self.open_files else None)  # noqa: PLW1509
         wait_port(self.port, self.proc, self.log)
         return self
 

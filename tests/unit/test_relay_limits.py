@@ -8,6 +8,7 @@ import logging
 import smtplib
 import socket
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -330,3 +331,31 @@ def test_settings_of_the_wrong_type_are_refused(section: dict[str, object], erro
     """A value of the wrong type is an error at start, naming the key (it used to start, then fail later)."""
     with pytest.raises(ValueError, match="^" + error.replace(".", r"\.")):
         RelaySettings.from_section(section)
+
+
+def test_the_documented_settings_are_the_defaults() -> None:
+    """The `[relay]` block in docs/relay.md parses, and says what the defaults are."""
+    text = (Path(__file__).parents[2] / "docs" / "relay.md").read_text("utf-8")
+    block = text.split("## Settings (`[relay]`)", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    section = tomllib.loads(block)["relay"]
+    documented = RelaySettings.from_section(section)
+    assert documented == RelaySettings.from_section({})
+    assert set(section["timeouts"]) == set(SmtpTimeouts.__dataclass_fields__)
+
+
+def test_connection_limits_fit_the_open_files(tmp_path: Path, sink: RecordingSink,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """With 256 open files, the limits come down to what fits (one client at most half), and it is logged;
+    with plenty, they stay as configured."""
+    relay = make_relay(tmp_path, sink)
+    try:
+        handler = relay.handler
+        handler.fit_connections(1 << 20)
+        assert (handler.settings.max_connections, handler.settings.max_connections_per_client) == (400, 200)
+        caplog.set_level(logging.WARNING, logger="rcptguard.relay")
+        handler.fit_connections(256)
+        assert handler.settings.max_connections == 256 - handler.settings.workers - 64
+        assert handler.settings.max_connections_per_client == handler.settings.max_connections // 2
+        assert any("connection limits lowered" in r.getMessage() for r in caplog.records)
+    finally:
+        relay.close()

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import email.utils
 import hashlib
 import ipaddress
 import logging
 import re
+import resource
 import signal
 import socket
 import time
@@ -59,6 +61,7 @@ from .replies import ascii_line, explanation, header_value, warning_text
 log = logging.getLogger("rcptguard.relay")
 
 TEMPFAIL = "451 4.3.0 Internal error, message not accepted; try again later"
+_RESERVED_FILES = 64  # open files kept free of client connections: the store, the listening socket, logs
 DEFAULT_SIZE_LIMIT = 64 * 1024 * 1024  # above Postfix's message_size_limit default (10 MB)
 
 
@@ -510,6 +513,20 @@ class RelayHandler:
         self.answered_late: OrderedDict[bytes, str] = OrderedDict()  # and the 250s they ended with
         self._limit_logged: dict[str, float] = {}
 
+    def fit_connections(self, open_files: int) -> None:
+        """Lower the connection limits to what `open_files` allows (keeping room for the store, the next hop's
+        connections and the log): a relay out of file descriptors accepts nobody, the legitimate client included.
+        When the total is lowered, one client gets at most half of it."""
+        settings = self.settings
+        total = min(settings.max_connections, max(open_files - settings.workers - _RESERVED_FILES, 2))
+        share = total if total == settings.max_connections else max(total // 2, 1)
+        per_client = min(settings.max_connections_per_client, share)
+        if (total, per_client) != (settings.max_connections, settings.max_connections_per_client):
+            logs.event(log, "connection limits lowered", logging.WARNING, open_files=open_files,
+                       max_connections=total, max_connections_per_client=per_client)
+            self.settings = dataclasses.replace(settings, max_connections=total,
+                                                max_connections_per_client=per_client)
+
     def admit(self, peer: object) -> str | None:
         """None when a new client connection may go on (it is counted until `left`), else the reply that closes it:
         554 for a client outside `allow`, 421 when too many are connected (in total or from this client)."""
@@ -789,6 +806,7 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
                     hostname=handler.hostname, ident="rcptguard relay", timeout=settings.idle_timeout, loop=loop)
 
     raise_fd_limit()  # max_connections, not the soft limit on open files (often 1,024), bounds the clients
+    handler.fit_connections(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     logs.event(log, "listening", host=host, port=bound, next_hop=str(handler.next_hop))
