@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from pathlib import Path
 
-from rcptguard.store import Store
+from rcptguard.store import Store, _sqlite_pragmas
 
 
 def _open_and_read(url: str) -> dict[str, int]:
@@ -29,3 +30,23 @@ def test_counts_add_up_and_survive_reopening(tmp_path: Path) -> None:
     Store.open(url).add_counts({"a.example": 2, "b.example": 1})
     Store.open(url).add_counts({"a.example": 3})
     assert Store.open(url).learned() == {"a.example": 5, "b.example": 1}
+
+
+def test_sqlite_maps_only_its_wal_index(tmp_path: Path) -> None:
+    """The database file is read without memory mapping (mmap_size 0, so a disk error is an exception, never a
+    SIGBUS), while the WAL index (-shm) is mapped whatever the setting: the one SIGBUS source left."""
+    store = Store.open(f"sqlite:///{tmp_path / 'mapped.db'}")
+    try:
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA mmap_size").scalar_one() == 0
+            store.add_counts({"partner.example": 1})
+            maps = Path("/proc/self/maps").read_text(encoding="utf-8")
+            assert f"{tmp_path / 'mapped.db'}-shm" in maps
+            assert f"{tmp_path / 'mapped.db'}\n" not in maps
+    finally:
+        store.close()
+    raw = sqlite3.connect(tmp_path / "raw.db")  # as on a build whose default maps the file
+    raw.execute("PRAGMA mmap_size=1048576")
+    _sqlite_pragmas(raw, None)
+    assert raw.execute("PRAGMA mmap_size").fetchone() == (0,)
+    raw.close()

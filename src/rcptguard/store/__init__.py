@@ -4,7 +4,10 @@
     store.add_counts({"army.mil": 3})
     store.learned()                                 # {"army.mil": 3}
 
-SQLite runs in WAL mode with synchronous=FULL, so a committed write survives a crash or power loss.
+SQLite runs in WAL mode with synchronous=FULL, so a committed write survives a crash or power loss. The database
+file is never memory-mapped (mmap_size=0); the WAL index (`-shm`) always is, as SQLite requires for several
+processes on one database, so an I/O error on it arrives as SIGBUS, which no Python code can handle (docs/relay.md,
+"Quarantine claims and release retries"): the daemons rely on systemd to restart them.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:  # noqa: AN
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA mmap_size=0")  # reads through read(2): a failing disk is an error, not a SIGBUS
     cursor.close()
 
 
