@@ -712,6 +712,7 @@ class Quarantine:
     def release_outcome(self, hold_id: str, actor: str, next_hop: NextHop, *,
                         to: str | None = None) -> ReleaseOutcome:
         """release(), also returning the next hop's answer (None if another worker took the delivery)."""
+        self.record_unrecorded()
         current = self.require(hold_id)
         if to is not None and to != current.recipient:
             hold = self.decide(hold_id, "corrected", actor, deliver_to=to)
