@@ -19,7 +19,7 @@ from sqlalchemy import Table, func, inspect, select, text, update
 
 from rcptguard.delivery import NextHop
 from rcptguard.store import Store
-from rcptguard.store.links import LinkExpired, LinkInvalid, Links
+from rcptguard.store.links import LinkExpired, LinkInvalid, Links, token_hash
 from rcptguard.store.quarantine import AlreadyDecided, DecidedNotRecorded, Hold, NotFound, Quarantine
 from rcptguard.store.schema import events, holds, messages
 from rcptguard.store.schema import links as links_table
@@ -101,6 +101,47 @@ def count_rows(store: Store, table: Table) -> int:
 
 
 # -- schema and correspondents ------------------------------------------------------------------------------------
+
+
+def test_upgrade_from_0004_keeps_links_claims_and_held_notices(postgres_url: str, sink: RecordingSink) -> None:
+    """A PostgreSQL store at schema 0004 with data upgrades to the newest: the message whose sender was told keeps
+    its link and gets no second notice (its earliest link becomes the notice's), another can be told, and a
+    delivery an old worker claimed 30 minutes ago is not taken over under the default claim timeout."""
+    old = Store.open(postgres_url, migrate=False)
+    old.migrate("0004")
+    now = dt.datetime.now(dt.UTC)
+    with old.engine.begin() as connection:  # rows as revision 0004 wrote them
+        for number in (1, 2):
+            connection.execute(messages.insert().values(
+                id=f"{number}" * 32, key=f"{number}" * 64, mail_from=SENDER, content=CONTENT, size=len(CONTENT),
+                subject="Quarterly", message_id_header="<pg1@example.org>", received_at=now, client="mua"))
+        connection.execute(holds.insert().values(
+            id="oldhold001", message_id="1" * 32, recipient="bob@gmial.com", intended="gmail.com",
+            suggestion="bob@gmail.com", reason="slip", signals="[]", score=9.0, state="released", created_at=now,
+            decided_at=now, decided_by="alice", deliver_to="bob@gmail.com", delivery="sending", delivery_attempts=0,
+            claimed_at=now - dt.timedelta(minutes=30)))
+        for raw, age in (("a" * 43, 2), ("b" * 43, 1)):
+            connection.execute(links_table.insert().values(
+                id=token_hash(raw), message_id="1" * 32, created_at=now - dt.timedelta(hours=age),
+                expires_at=now + dt.timedelta(days=7)))
+    old.close()
+    upgraded = Store.open(postgres_url)
+    try:
+        with upgraded.engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
+            assert connection.execute(text("SELECT message_id, link_id FROM held_notices")).all() == [
+                ("1" * 32, token_hash("a" * 43))]
+        links = Links(upgraded)
+        assert links.resolve("b" * 43).message_id == "1" * 32
+        assert links.issue_once("1" * 32, dt.timedelta(days=7)) is None
+        assert links.issue_once("2" * 32, dt.timedelta(days=7)) is not None
+        quarantine = Quarantine(upgraded)
+        assert quarantine.require("oldhold001").claim_id is None
+        assert quarantine.deliver_pending(sink.hop) == 0
+        assert Quarantine(upgraded, stale_after=dt.timedelta(minutes=20)).deliver_pending(sink.hop) == 1
+        assert sink.rcpts() == ["bob@gmail.com"]
+    finally:
+        upgraded.close()
 
 
 def test_open_migrates_the_schema(postgres_url: str) -> None:
