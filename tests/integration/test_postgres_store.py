@@ -506,6 +506,33 @@ def test_relay_forwards_and_holds_with_postgres(postgres_url: str, sink: Recordi
     assert entry["mail_from"] == "me@example-corp.com"
 
 
+def test_two_relays_on_one_store_tell_each_sender_once(postgres_url: str, sink: RecordingSink,
+                                                        tmp_path: Path) -> None:
+    """Two relay processes on one PostgreSQL store, each handed the same 40 messages at the same moment (as when
+    a sending MTA retries through the other one): every message is held once and every sender gets exactly one
+    notice, however the two race."""
+    relays = [RelayProcess(tmp_path, free_port(), sink.port, postgres_url).start() for _ in range(2)]
+    senders = [f"s{number}@example-corp.com" for number in range(40)]
+
+    def send(job: int) -> dict[str, tuple[int, bytes]]:
+        sender, relay = senders[job // 2], relays[job % 2]
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=60) as client:
+            return client.sendmail(sender, ["y@army.ml"], f"From: {sender}\r\nTo: y@army.ml\r\nSubject: twice\r\n"
+                                   f"Message-ID: <{job // 2}@example-corp.com>\r\n\r\nhello\r\n".encode())
+
+    try:
+        results = race(len(senders) * 2, send)
+        assert all(result == {} for result in results), results
+        sink.wait_for(len(senders))
+        time.sleep(1.0)  # a second notice, if one were sent, would be on its way
+    finally:
+        for relay in relays:
+            relay.kill(signal.SIGTERM)
+    told = sorted(rcpt for message in sink.messages if message.mail_from == "" for rcpt in message.rcpt_tos)
+    assert told == sorted(senders)
+    assert len(held(postgres_url)) == len(senders)
+
+
 def _open_and_count(url: str) -> dict[str, int]:
     store = Store.open(url)
     store.add_counts({"partner.example": 1})
