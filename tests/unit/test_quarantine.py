@@ -715,6 +715,7 @@ def test_store_down_after_the_send_sends_no_second_copy(db_url: str, sink: Recor
     assert error.fields["hold"] == hold_id  # type: ignore[attr-defined]
     assert error.fields["claim"] == stuck.claim_id  # type: ignore[attr-defined]
     assert str(sink.hop) in str(error.fields["next_hop"])  # type: ignore[attr-defined]
+    assert error.fields["message_id"] == "<q1@example.org>"  # type: ignore[attr-defined]
     assert stuck.delivery == "sending"
     assert stuck.claimed_by is not None
     assert f"pid {os.getpid()}" in stuck.claimed_by

@@ -655,7 +655,7 @@ class Quarantine:
         result = deliver(next_hop, hold.mail_from, [target], self.content(hold_id),
                          smtputf8=needs_smtputf8(hold.mail_from, target))
         if target in result.accepted:
-            return ReleaseOutcome(self._record_delivered(hold_id, claim, next_hop), result)
+            return ReleaseOutcome(self._record_delivered(hold, claim, next_hop), result)
         code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")
         error = result.error or (f"{code} {text}" if code else "not accepted by the next hop")
         if target in result.perm_failed and target not in result.temp_failed:
@@ -663,18 +663,21 @@ class Quarantine:
                                   result)
         return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=False, claim=claim), result)
 
-    def _record_delivered(self, hold_id: str, claim: str | None, next_hop: NextHop) -> Hold:
-        """Record an acceptance, retrying while the store fails; then remember it here and say so loudly."""
+    def _record_delivered(self, hold: Hold, claim: str | None, next_hop: NextHop) -> Hold:
+        """Record an acceptance, retrying while the store fails; then remember it here and say so loudly, with
+        what finds the message in the next hop's log (sender, recipient, Message-ID)."""
         try:
-            return self._retrying(f"the delivery of {hold_id} (accepted by {next_hop})",
-                                  lambda: self.mark_delivered(hold_id))
+            return self._retrying(f"the delivery of {hold.id} (accepted by {next_hop})",
+                                  lambda: self.mark_delivered(hold.id))
         except StoreError as exc:
             with self._unrecorded_lock:
-                self._unrecorded[hold_id] = claim or ""
+                self._unrecorded[hold.id] = claim or ""
             logs.event(log, "accepted by the next hop but not recorded: this worker will not send it again; if it "
                        "stops before the store works, run `rcptguard quarantine mark-delivered` for the hold",
-                       logging.ERROR, hold=hold_id, claim=claim, next_hop=str(next_hop), error=str(exc))
-            raise DeliveredNotRecorded(hold_id, next_hop, exc) from exc
+                       logging.ERROR, hold=hold.id, claim=claim, next_hop=str(next_hop),
+                       sender=hold.mail_from, recipient=hold.deliver_to or hold.recipient,
+                       message_id=hold.message_id_header, error=str(exc))
+            raise DeliveredNotRecorded(hold.id, next_hop, exc) from exc
 
     def _forget_unrecorded(self, hold_id: str) -> None:
         with self._unrecorded_lock:
