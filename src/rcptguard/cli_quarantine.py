@@ -71,7 +71,7 @@ def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | 
     from rcptguard.store.quarantine import RECORD_RETRIES, Quarantine, retries_within  # noqa: PLC0415
 
     policy = build_policy(config, (), (), ())
-    stale_after = claim_timeout or _claim_timeout(policy)
+    stale_after = claim_timeout if claim_timeout is not None else _claim_timeout(policy)
     retries = RECORD_RETRIES if record_for is None else retries_within(record_for)
     url = db_url(policy, db)
     try:
@@ -128,12 +128,19 @@ def _optional_duration(ctx: click.Context, param: click.Parameter, value: str | 
     return None if value is None else _retention(ctx, param, value)
 
 
+def _positive_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.timedelta | None:
+    duration = _optional_duration(ctx, param, value)
+    if duration is not None and duration <= dt.timedelta(0):
+        raise click.BadParameter("must be longer than 0")
+    return duration
+
+
 def claim_options(func: F) -> F:
     """--claim-timeout and --record-for, for the commands that send released messages."""
     func = click.option("--record-for", "record_for", metavar="DURATION", callback=_optional_duration,
                         help="When the next hop accepted a message but the store fails, keep trying to record it "
                              "this long (default 30s).")(func)
-    return click.option("--claim-timeout", "claim_timeout", metavar="DURATION", callback=_optional_duration,
+    return click.option("--claim-timeout", "claim_timeout", metavar="DURATION", callback=_positive_duration,
                         help="Take over a delivery or notice another worker claimed this long ago (a dead worker's); "
                              "longer than any send. Default: [relay] claim_timeout, else 1h.")(func)
 

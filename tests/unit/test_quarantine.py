@@ -751,6 +751,7 @@ def test_cli_claim_timeout_from_the_flag_and_the_config(quarantine: Quarantine, 
     assert "delivered 1 of 1 pending" in configured.output, configured.output
     config.write_text("[relay]\nclaim_timeout = -5\n")
     assert run("deliver-pending", "--config", str(config), "--db", db_url).exit_code == 2
+    assert run("deliver-pending", "--db", db_url, "--claim-timeout", "0").exit_code == 2
 
 
 def test_cli_release_when_the_store_fails_after_the_send(quarantine: Quarantine, db_url: str,
