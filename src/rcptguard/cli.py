@@ -372,7 +372,8 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
         listen: str, db: str | None, next_hop: str | None, log_level: str) -> None:
     """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check)."""
     from rcptguard import logs  # noqa: PLC0415
-    from rcptguard.delivery import DEFAULT_NEXT_HOP, NextHop  # noqa: PLC0415
+    from rcptguard.delivery import NextHop  # noqa: PLC0415
+    from rcptguard.gateways.relay import RelaySettings  # noqa: PLC0415
     from rcptguard.store import StoreError  # noqa: PLC0415
     from rcptguard.store.links import Links  # noqa: PLC0415
     from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415
@@ -388,7 +389,8 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     base = policy.source.parent if policy.source else Path()
     try:
         settings = WebSettings.from_section(section, base)
-        hop = NextHop.parse(next_hop or str(relay_section.get("next_hop", DEFAULT_NEXT_HOP)))
+        relay_settings = RelaySettings.from_section(dict(relay_section))
+        hop = NextHop.parse(next_hop or relay_settings.next_hop, relay_settings.timeouts)
         secret = web_secret(section, base)
     except (TypeError, ValueError, OSError) as exc:
         raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
@@ -397,7 +399,8 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
         guard = factory(store.learned())  # as the relay sees it, so /v1/check agrees with it
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
-    app = create_app(quarantine=Quarantine(store), links=Links(store), guard_provider=lambda: guard, next_hop=hop,
+    quarantine = Quarantine(store, stale_after=relay_settings.claim_window)
+    app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
                      secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
                      template_dir=base / settings.template_dir if settings.template_dir else None, settings=settings)
     serve(app, host, port, log_level=log_level)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from rcptguard.delivery import DEFAULT_NEXT_HOP, NextHop
+from rcptguard.delivery import NextHop
 
 if TYPE_CHECKING:
+    from rcptguard.gateways.relay import RelaySettings
     from rcptguard.policy import Policy
     from rcptguard.store.quarantine import Quarantine
 
@@ -84,37 +85,31 @@ def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | 
     return Quarantine(store, stale_after=stale_after, record_retries=retries), policy
 
 
-def _claim_timeout(policy: Policy) -> dt.timedelta:
-    """`[relay] claim_timeout` in seconds (as the relay reads it), else CLAIM_TIMEOUT."""
-    from rcptguard.store.quarantine import CLAIM_TIMEOUT  # noqa: PLC0415
+def _relay_settings(policy: Policy) -> RelaySettings:
+    """`[relay]` as the relay reads it: the next hop, its timeouts and the claim timeout are the same for every
+    command that sends."""
+    from rcptguard.gateways.relay import RelaySettings  # noqa: PLC0415
 
     section = policy.sections.get("relay", {})
-    value = section.get("claim_timeout") if isinstance(section, dict) else None
-    if value is None:
-        return CLAIM_TIMEOUT
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise click.UsageError(f"{policy.source}: relay.claim_timeout: expected a positive number of seconds, "
-                               f"got {value!r}")
-    return dt.timedelta(seconds=value)
+    try:
+        return RelaySettings.from_section(dict(section) if isinstance(section, dict) else {})
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
+
+
+def _claim_timeout(policy: Policy) -> dt.timedelta:
+    """`[relay] claim_timeout` in seconds (as the relay reads it; default 1 hour)."""
+    return _relay_settings(policy).claim_window
 
 
 def _next_hop(policy: Policy, flag: str | None) -> NextHop:
-    """--next-hop, else [relay] next_hop in the config, else 127.0.0.1:10026 (like the relay and web page)."""
-    value: object = flag
-    where = "--next-hop"
-    if not value:
-        section = policy.sections.get("relay", {})
-        value = section.get("next_hop") if isinstance(section, dict) else None
-        where = f"{policy.source}: relay.next_hop"
-    if not value:
-        value = DEFAULT_NEXT_HOP  # as the relay and the web page do: Postfix's re-injection port
-        where = "default next hop"
-    if not isinstance(value, str):
-        raise click.UsageError(f"{where}: expected a string HOST:PORT")
+    """--next-hop, else [relay] next_hop in the config, else 127.0.0.1:10026 (like the relay and web page); with
+    the timeouts of `[relay.timeouts]`."""
+    settings = _relay_settings(policy)
     try:
-        return NextHop.parse(value)
+        return NextHop.parse(flag or settings.next_hop, settings.timeouts)
     except ValueError as exc:
-        raise click.UsageError(f"{where}: {exc}") from None
+        raise click.UsageError(f"{'--next-hop' if flag else f'{policy.source}: relay.next_hop'}: {exc}") from None
 
 
 def _retention(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.timedelta:

@@ -35,6 +35,12 @@ class SmtpTimeouts:
     data_block: float = 180.0  # each block of the body written (§4.5.3.2.5: 3 minutes)
     data_done: float = 600.0  # the reply to the final dot (§4.5.3.2.6: 10 minutes)
 
+    def longest_send(self) -> float:
+        """The longest one single-recipient send can last with these timeouts (connect, greeting, EHLO, MAIL, RCPT,
+        DATA, one body block and the final dot): a claim on a send must outlast it."""
+        return (self.connect + self.greeting + 3 * self.command + self.data_init + self.data_block
+                + self.data_done)
+
     def capped(self, limit: float | None) -> SmtpTimeouts:
         """These timeouts, none longer than `limit`."""
         if limit is None:
@@ -378,11 +384,11 @@ class _Connection:
         if code != 250:
             raise ConnectionError(f"next hop refused HELO: {code} {text}")
 
-    async def _reply(self, within: float) -> tuple[int, str]:
-        """One reply, all its lines, within `within` seconds; EOF (IncompleteReadError), garbage (_ReplyError)
-        and silence (TimeoutError) raise."""
+    async def _reply(self, within: float | None) -> tuple[int, str]:
+        """One reply, all its lines, within `within` seconds (None: the caller keeps the time); EOF
+        (IncompleteReadError), garbage (_ReplyError) and silence (TimeoutError) raise."""
         lines: list[bytes] = []
-        async with asyncio.timeout(within):
+        async with asyncio.timeout(within and asyncio.get_running_loop().time() + within):
             while True:
                 try:
                     line = await self._reader.readuntil(b"\n")
@@ -439,29 +445,32 @@ class _Connection:
         return DeliveryResult(tuple(accepted), {}, perm), later
 
     async def _body(self, stuffed: bytes) -> None:
-        """Write the body a block at a time, each block within `data_block` seconds."""
+        """Write the body a block at a time, each block taken by the socket within `data_block` seconds (no
+        wait at all when the socket takes it at once: the usual case)."""
         view = memoryview(stuffed)
         for start in range(0, len(view), _BLOCK):
             self._writer.write(view[start:start + _BLOCK])
-            async with asyncio.timeout(self._limits.data_block):
-                await self._writer.drain()
+            if self._writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(self._limits.data_block):
+                    await self._writer.drain()
 
     async def _envelope(self, commands: list[bytes]) -> list[tuple[int, str]]:
         """Replies to MAIL, to each RCPT and (when pipelined) to DATA. Without PIPELINING one command at a
-        time, stopping after a refused MAIL, and DATA is left to the caller."""
+        time, stopping after a refused MAIL, and DATA is left to the caller. A pipelined group's replies arrive
+        together: one clock for them all."""
         pipelined = "PIPELINING" in self.extensions
         limits = self._limits
-        try:
-            self._writer.write(b"".join(commands) if pipelined else commands[0])
-            mail = await self._reply(limits.command)
-        except (OSError, EOFError) as exc:
-            raise ClosedBeforeMail(str(exc) or type(exc).__name__) from exc
-        if mail[0] == 421:
-            self.usable = False
-            raise ClosedBeforeMail(f"421 {mail[1]}")
-        if pipelined:
-            rcpts = [await self._reply(limits.command) for _ in commands[1:-1]]
-            return [mail, *rcpts, await self._reply(limits.data_init)]
+        async with asyncio.timeout(max(limits.command, limits.data_init) if pipelined else limits.command):
+            try:
+                self._writer.write(b"".join(commands) if pipelined else commands[0])
+                mail = await self._reply(None)
+            except (OSError, EOFError) as exc:
+                raise ClosedBeforeMail(str(exc) or type(exc).__name__) from exc
+            if mail[0] == 421:
+                self.usable = False
+                raise ClosedBeforeMail(f"421 {mail[1]}")
+            if pipelined:
+                return [mail, *[await self._reply(None) for _ in commands[1:]]]
         if mail[0] != 250:
             return [mail]
         return [mail, *[await self._command(rcpt) for rcpt in commands[1:-1]]]

@@ -9,7 +9,9 @@ immutable while it serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -101,3 +103,11 @@ class Runtime:
             self.learner.flush()
         except StoreError as exc:
             logs.event(log, "could not save learned counts", logging.ERROR, error=str(exc))
+
+
+def raise_fd_limit() -> None:
+    """Allow as many open connections as the hard limit does (the soft limit is often 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))

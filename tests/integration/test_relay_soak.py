@@ -1,6 +1,6 @@
 """Soak: 2,000 messages through Postfix -> relay -> a next hop that is slow or refuses at random points.
 
-Not in the default run (marker `soak`, about 6 minutes here):
+Not in the default run (marker `soak`, about 5 minutes here):
 
     .venv/bin/python -m pytest -m soak tests/integration/test_relay_soak.py
 """

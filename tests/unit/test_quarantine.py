@@ -733,7 +733,7 @@ def test_store_down_after_the_send_sends_no_second_copy(db_url: str, sink: Recor
 def test_cli_claim_timeout_from_the_flag_and_the_config(quarantine: Quarantine, db_url: str, sink: RecordingSink,
                                                         tmp_path: Path) -> None:
     """deliver-pending leaves a 30-minute-old claim alone by default and takes it over with --claim-timeout 20m
-    or `[relay] claim_timeout = 1200` (seconds) in the config."""
+    or `[relay] claim_timeout = 1200` (seconds) in the config (with next-hop timeouts that fit in it)."""
     first, second = hold_one(quarantine), hold_one(quarantine, "carol@yaho.com")
     claim_as_another_worker(quarantine, first, dt.timedelta(minutes=30))
     claim_as_another_worker(quarantine, second, dt.timedelta(minutes=30))
@@ -746,7 +746,7 @@ def test_cli_claim_timeout_from_the_flag_and_the_config(quarantine: Quarantine, 
     third = hold_one(quarantine, "dave@gmial.com")
     claim_as_another_worker(quarantine, third, dt.timedelta(minutes=30))
     config = tmp_path / "rcptguard.toml"
-    config.write_text("[relay]\nclaim_timeout = 1200\n")
+    config.write_text("[relay]\nclaim_timeout = 1200\n[relay.timeouts]\ngreeting = 60\ncommand = 60\ndata_done = 300\n")
     configured = run("deliver-pending", "--config", str(config), "--db", db_url, "--next-hop", str(sink.hop))
     assert "delivered 1 of 1 pending" in configured.output, configured.output
     config.write_text("[relay]\nclaim_timeout = -5\n")

@@ -326,6 +326,7 @@ def test_data_has_an_overall_time_limit(tmp_path: Path, sink: RecordingSink) -> 
     ({"timeouts": {"data_done": "long"}}, "relay.timeouts.data_done"),
     ({"timeouts": {"final_dot": 600}}, "relay.timeouts.final_dot: unknown key"),
     ({"reply_within": True}, "relay.reply_within"),
+    ({"claim_timeout": 1200}, "relay.claim_timeout: 1200 s is not longer than the longest send"),
 ])
 def test_settings_of_the_wrong_type_are_refused(section: dict[str, object], error: str) -> None:
     """A value of the wrong type is an error at start, naming the key (it used to start, then fail later)."""

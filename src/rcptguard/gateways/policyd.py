@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
 import signal
 import smtplib
 import threading
@@ -39,7 +38,7 @@ from rcptguard import logs
 from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.notify import header_safe
-from rcptguard.runtime import GuardFactory, Runtime
+from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.store import Store
 
 from .replies import ascii_line, explanation, header_value, warning_text
@@ -359,14 +358,6 @@ class PolicyService:
 
     def close(self) -> None:
         self.runtime.close()
-
-
-def raise_fd_limit() -> None:
-    """Allow as many open connections as the hard limit does (the soft limit is often 1,024)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
 
 async def serve(service: PolicyService, host: str, port: int, ready: Callable[[int], None] | None = None,

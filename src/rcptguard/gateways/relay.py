@@ -48,10 +48,9 @@ from rcptguard.delivery import (
     SmtpTimeouts,
     normalise_line_endings,
 )
-from rcptguard.gateways.policyd import raise_fd_limit
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Notifier, send_owed, wants_notice
-from rcptguard.runtime import GuardFactory, Runtime
+from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
 from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine
@@ -92,6 +91,7 @@ class RelaySettings:
     max_connections: int = 400  # client connections at once, in total
     max_connections_per_client: int = 200  # and from one address
     junk_command_limit: int = 100  # NOOP, RSET, HELP, VRFY without a message between them
+    claim_timeout: float = 3600.0  # a release or notice being sent this long is a dead worker's: taken over
     # -- towards the next hop: RFC 5321 §4.5.3.2 by default ([relay.timeouts]; see delivery.SmtpTimeouts) --
     timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(default=(), compare=False)
@@ -120,7 +120,16 @@ class RelaySettings:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"relay.allow: {exc}") from None
         NextHop.parse(settings.next_hop)
+        if settings.claim_timeout <= settings.timeouts.longest_send():
+            raise ValueError(f"relay.claim_timeout: {settings.claim_timeout:g} s is not longer than the longest send "
+                             f"the next-hop timeouts allow ({settings.timeouts.longest_send():g} s): a slow send "
+                             "would be taken over and sent twice")
         return cls(**{**values, "networks": networks})
+
+    @property
+    def claim_window(self) -> dt.timedelta:
+        """`claim_timeout` as the quarantine takes it."""
+        return dt.timedelta(seconds=self.claim_timeout)
 
     @property
     def hop(self) -> NextHop:
@@ -868,5 +877,5 @@ def build(factory: GuardFactory, store: Store | None,
           settings: RelaySettings) -> tuple[RelayHandler, Quarantine | None]:
     runtime = Runtime(factory, store, flush_interval=settings.flush_interval,
                       rebuild_interval=settings.rebuild_interval)
-    quarantine = Quarantine(store) if store is not None else None
+    quarantine = Quarantine(store, stale_after=settings.claim_window) if store is not None else None
     return RelayHandler(runtime, quarantine, settings), quarantine
