@@ -114,3 +114,30 @@ def test_a_flood_of_idle_connections_leaves_room_for_postfix(postfix: MakePostfi
     log = relay.log.read_text()
     assert "connection limits lowered" in log
     assert "limit hit" in log
+
+
+def test_store_deleted_under_the_relay_defers_until_restart(postfix: MakePostfix, sink: RecordingSink,
+                                                            tmp_path: Path) -> None:
+    """`rm store.db store.db-wal store.db-shm` under a running relay: Postfix's next message with a held
+    recipient is deferred (451), not answered 250 into an unlinked file; after a restart it is held, once."""
+    relay_port = free_port()
+    instance = postfix(main_cf=filter_to(relay_port))
+    folder = tmp_path / "store"
+    folder.mkdir()
+    relay = RelayProcess(tmp_path, relay_port, sink.port, db=f"sqlite:///{folder / 'store.db'}",
+                         relay_section="notify = false").start()
+    try:
+        assert send(instance, "first@army.ml") == {}
+        wait_until(lambda: len(held(relay.db)) == 1, 30)
+        for item in folder.iterdir():
+            item.unlink()
+        assert send(instance, "second@army.ml", subject="second") == {}
+        wait_until(lambda: "Quarantine unavailable" in instance.log(), 30)
+        assert len(instance.queue()) == 1
+        relay.kill()
+        relay.start()
+        instance.flush()
+        instance.wait_queue_empty(60)
+        assert [e["recipient"] for e in held(relay.db)] == ["second@army.ml"]
+    finally:
+        relay.kill()
