@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -23,6 +25,7 @@ from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.policy import ConfigError, Policy, load_policy
 
 if TYPE_CHECKING:
+    from rcptguard.config import Config
     from rcptguard.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,11 +50,24 @@ def detection_options(func: F) -> F:
     return func
 
 
+def build_config(config: Path | None) -> Config:
+    """Every section of the config file, checked (rcptguard.config); a config error exits with status 2."""
+    from rcptguard.config import load_config  # noqa: PLC0415 - the gateways' settings are imported only here
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def build_policy(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
                  known_files: tuple[Path, ...]) -> Policy:
-    """The policy from the config file and command-line options; a config error exits with status 2."""
+    """The policy from the config file and command-line options; a config error anywhere in the file (not
+    only in the policy) exits with status 2."""
     try:
-        return load_policy(config).with_domains(protect, known, known_files)
+        if config is None:
+            return load_policy(None).with_domains(protect, known, known_files)
+        return build_config(config).policy.with_domains(protect, known, known_files)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -242,6 +258,7 @@ def _listen(value: str) -> tuple[str, int]:
 
 def db_url(policy: Policy, flag: str | None) -> str:
     """The store URL: --db wins over [db] url in the config file, which wins over the default."""
+    from rcptguard.config import resolve_db_url  # noqa: PLC0415
     from rcptguard.store import DEFAULT_URL  # noqa: PLC0415
 
     if flag:
@@ -250,6 +267,8 @@ def db_url(policy: Policy, flag: str | None) -> str:
     url = section.get("url") if isinstance(section, dict) else None
     if url is not None and not isinstance(url, str):
         raise click.UsageError(f"{policy.source}: db.url: expected a string")
+    if url and policy.source is not None:  # a relative SQLite path is relative to the config file, like every path
+        return resolve_db_url(url, policy.source.parent)
     return url or DEFAULT_URL
 
 
@@ -266,19 +285,15 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
     """Postfix policy service: refuse mistyped recipients at RCPT time."""
 
     from rcptguard import logs  # noqa: PLC0415
-    from rcptguard.gateways.policyd import PolicyService, PolicySettings, serve, serve_stdio  # noqa: PLC0415
+    from rcptguard.gateways.policyd import PolicyService, serve, serve_stdio  # noqa: PLC0415
     from rcptguard.store import StoreError  # noqa: PLC0415
 
     logs.setup(log_level)
+    settings = build_config(config).policyd
     policy = build_policy(config, protect, known, known_files)
     host, port = _listen(listen)
-    section = dict(policy.sections.get("policyd", {}))
     if hold_mode:
-        section["hold_mode"] = hold_mode
-    try:
-        settings = PolicySettings.from_section(section)
-    except (TypeError, ValueError) as exc:
-        raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
+        settings = dataclasses.replace(settings, hold_mode=hold_mode)  # type: ignore[arg-type] # a click.Choice
     store, factory = open_gateway(policy, db)
     try:
         service = PolicyService(factory, store, settings)
@@ -329,29 +344,21 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     """SMTP relay / Postfix content filter: forward what passes, hold mistyped recipients in the quarantine."""
 
     from rcptguard import logs  # noqa: PLC0415
+    from rcptguard.config import relay_with  # noqa: PLC0415
     from rcptguard.gateways import relay as relay_mod  # noqa: PLC0415
     from rcptguard.store import StoreError  # noqa: PLC0415
 
     logs.setup(log_level)
+    loaded = build_config(config)
     policy = build_policy(config, protect, known, known_files)
     host, port = _listen(listen)
-    section = dict(policy.sections.get("relay", {}))
-    web_section, notify_section = policy.sections.get("web", {}), policy.sections.get("notify", {})
-    if "base_url" in web_section:
-        section.setdefault("base_url", web_section["base_url"])
-    if "template_dir" in notify_section:
-        base = policy.source.parent if policy.source else Path()
-        section.setdefault("template_dir", str(base / notify_section["template_dir"]))
-    if "from" in notify_section:
-        section.setdefault("notice_from", notify_section["from"])
-    if next_hop:
-        section["next_hop"] = next_hop
-    if allow:
-        section["allow"] = list(allow)
     try:
-        settings = relay_mod.RelaySettings.from_section(section)
+        settings = relay_with(loaded.relay, next_hop=next_hop, allow=list(allow) or None)
     except (TypeError, ValueError) as exc:
-        raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
+        raise click.UsageError(str(exc)) from None
+    if not loaded.links_configured and settings.notify:
+        logs.event(logging.getLogger("rcptguard.relay"), "no public address for the page", logging.WARNING,
+                   base_url=settings.base_url, fix="set [web] base_url to the address senders reach the page at")
     store, factory = open_gateway(policy, db)
     try:
         handler, quarantine = relay_mod.build(factory, store, settings)
@@ -373,23 +380,20 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check)."""
     from rcptguard import logs  # noqa: PLC0415
     from rcptguard.delivery import NextHop  # noqa: PLC0415
-    from rcptguard.gateways.relay import RelaySettings  # noqa: PLC0415
     from rcptguard.store import StoreError  # noqa: PLC0415
     from rcptguard.store.links import Links  # noqa: PLC0415
     from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415
     from rcptguard.web import create_app  # noqa: PLC0415
     from rcptguard.web.server import serve  # noqa: PLC0415
-    from rcptguard.web.settings import WebSettings  # noqa: PLC0415
 
     logs.setup(log_level)
+    loaded = build_config(config)
     policy = build_policy(config, protect, known, known_files)
     host, port = _listen(listen)
     section = policy.sections.get("web", {})
-    relay_section = policy.sections.get("relay", {})
-    base = policy.source.parent if policy.source else Path()
+    base = loaded.base
+    settings, relay_settings = loaded.web, loaded.relay
     try:
-        settings = WebSettings.from_section(section, base)
-        relay_settings = RelaySettings.from_section(dict(relay_section))
         hop = NextHop.parse(next_hop or relay_settings.next_hop, relay_settings.timeouts)
         secret = web_secret(section, base)
     except (TypeError, ValueError, OSError) as exc:
@@ -431,6 +435,29 @@ def web_secret(section: dict[str, Any], base: Path) -> bytes:
     if len(value) < 16:
         raise ValueError(f"web.secret_file: {path} holds fewer than 16 characters")
     return value
+
+
+@main.group("config")
+def config_group() -> None:
+    """The configuration file."""
+
+
+@config_group.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def config_check(path: Path) -> None:
+    """Check every section of a config file: unknown keys, wrong types and bad values are reported with the
+    file, the line and the key (exit 2); a good file is summed up (exit 0)."""
+    loaded = build_config(path)
+    build_guard(loaded.policy)  # builds the index too: known_files and psl_file are read
+    policy = loaded.policy
+    click.echo(f"{path}: ok")
+    click.echo(f"  protect {len(policy.protect)} domains or suffixes, know {len(policy.known)} "
+               f"(+ {len(policy.known_files)} files), {len(policy.force)} force rules")
+    click.echo(f"  store {loaded.db.url}")
+    click.echo(f"  relay next hop {loaded.relay.next_hop}, links to {loaded.relay.base_url}"
+               + ("" if loaded.links_configured else " (the default: set [web] base_url)"))
+    click.echo(f"  policy service hold_mode {loaded.policyd.hold_mode}; web page api {loaded.web.api}, "
+               f"admin pages {'on' if loaded.web.admin_user and loaded.web.admin_password else 'off'}")
 
 
 def _register() -> None:

@@ -127,7 +127,7 @@ def load_policy(path: Path | None = None) -> Policy:
     return _build(base, user, path, text)
 
 
-def _locate(text: str, key: str) -> int | None:
+def locate(text: str, key: str) -> int | None:
     """The line where a dotted key is set, found by scanning table headers and `key =` lines."""
     *tables, last = key.split(".")
     table = ".".join(tables)
@@ -150,7 +150,7 @@ def _locate(text: str, key: str) -> int | None:
 
 def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: str) -> Policy:
     def fail(key: str, message: str) -> ConfigError:
-        return ConfigError(message, path=path, key=key, line=_locate(text, key) if text else None)
+        return ConfigError(message, path=path, key=key, line=locate(text, key) if text else None)
 
     for key in user:
         if key not in _TOP_KEYS:
