@@ -62,13 +62,15 @@ def _errors() -> Iterator[None]:
 
 
 def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | None = None,
-          record_for: dt.timedelta | None = None) -> tuple[Quarantine, Policy]:
+          record_for: dt.timedelta | None = None, create: bool = True) -> tuple[Quarantine, Policy]:
     """The quarantine, with the claim timeout of --claim-timeout, else `[relay] claim_timeout` (seconds), else
-    the default (1 hour); and with --record-for, how long to retry recording an accepted delivery."""
+    the default (1 hour); and with --record-for, how long to retry recording an accepted delivery. With
+    `create=False` (commands that only read, or that name a hold, which a new store cannot have) a missing store
+    is an error that says where it was looked for, never a new empty one."""
     from alembic.util import CommandError  # noqa: PLC0415
 
     from rcptguard.cli import build_policy, db_url  # noqa: PLC0415 - cli imports this module
-    from rcptguard.store import Store, StoreError  # noqa: PLC0415
+    from rcptguard.store import DEFAULT_URL, Store, StoreError, StoreNotFound  # noqa: PLC0415
     from rcptguard.store.quarantine import RECORD_RETRIES, Quarantine, retries_within  # noqa: PLC0415
 
     policy = build_policy(config, (), (), ())
@@ -76,7 +78,11 @@ def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | 
     retries = RECORD_RETRIES if record_for is None else retries_within(record_for)
     url = db_url(policy, db)
     try:
-        store = Store.open(url)
+        store = Store.open(url, create=create)
+    except StoreNotFound as exc:
+        source = "--db" if db else f"[db] url in {config}" if config and url != DEFAULT_URL else "the default"
+        raise click.ClickException(f"{exc} (the URL is {source}); this command never creates a store: point it at "
+                                   "yours with --db URL or --config FILE") from None
     except StoreError as exc:
         raise click.ClickException(_one_line(exc)) from None
     except CommandError as exc:  # e.g. a database migrated by a newer rcptguard
@@ -199,7 +205,7 @@ def quarantine() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many, oldest first.")
 def list_command(config: Path | None, db: str | None, state: str, fmt: str, limit: int | None) -> None:
     """List holds, oldest first."""
-    store, _policy = _open(config, db)
+    store, _policy = _open(config, db, create=False)
     with _errors():
         found = store.list(None if state == "all" else state, limit)
     if fmt == "jsonl":
@@ -228,7 +234,7 @@ def show(config: Path | None, db: str | None, hold_id: str) -> None:
     """Show one hold: every field, its history and the message headers (never the body)."""
     from rcptguard.store.quarantine import header_block  # noqa: PLC0415
 
-    store, _policy = _open(config, db)
+    store, _policy = _open(config, db, create=False)
     with _errors():
         hold = store.require(hold_id)
         history = store.events(hold_id)
@@ -277,7 +283,7 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
     """Release a held message to its recipient (or, with --to, to the corrected address) and deliver it."""
     from rcptguard.store.quarantine import DecidedNotRecorded  # noqa: PLC0415
 
-    store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
+    store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for, create=False)
     hop = _next_hop(policy, next_hop)
     assert hop is not None  # required=True
     try:
@@ -310,7 +316,7 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
 @click.option("--actor", metavar="NAME", help="Who decides, for the audit log (default: the user name).")
 def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None) -> None:
     """Cancel a held message: it is never sent to this recipient."""
-    store, _policy = _open(config, db)
+    store, _policy = _open(config, db, create=False)
     with _errors():
         hold = store.cancel(hold_id, _actor(actor))
     click.echo(f"{hold.id}: cancelled; {hold.recipient} will not get the message")
@@ -324,7 +330,7 @@ def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None)
 def mark_delivered_command(config: Path | None, db: str | None, hold_id: str, actor: str | None, note: str) -> None:
     """Record that the next hop has a released message whose delivery the store failed to record (the log names
     the hold and the next hop's answer), so that it is never sent again."""
-    store, _policy = _open(config, db)
+    store, _policy = _open(config, db, create=False)
     with _errors():
         hold = store.mark_delivered_by_hand(hold_id, _actor(actor), note)
     click.echo(f"{hold.id}: marked delivered to {hold.deliver_to or hold.recipient}; it will not be sent again")

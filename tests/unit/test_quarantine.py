@@ -573,8 +573,8 @@ def test_cli_deliver_pending_gives_up_and_tells_the_sender(quarantine: Quarantin
     assert (hold.delivery, hold.notice) == ("failed", "sent")
 
 
-def test_cli_unknown_id_is_one_clear_line(db_url: str) -> None:
-    """An unknown id exits 1 with one line naming it on stderr, and no traceback."""
+def test_cli_unknown_id_is_one_clear_line(quarantine: Quarantine, db_url: str) -> None:
+    """An unknown id in an existing store exits 1 with one line naming it on stderr, and no traceback."""
     for command in ("show", "cancel"):
         result = run(command, "--db", db_url, "nosuchhold")
         assert result.exit_code == 1

@@ -1,6 +1,7 @@
 """The store: learned correspondents (and, later, the quarantine), on SQLite by default or PostgreSQL.
 
     store = Store.open("sqlite:///rcptguard.db")   # creates and migrates the schema
+    Store.open(url, create=False)                   # StoreNotFound when there is no store there yet
     store.add_counts({"army.mil": 3})
     store.learned()                                 # {"army.mil": 3}
 
@@ -21,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,11 +33,15 @@ DEFAULT_URL = "sqlite:///rcptguard.db"
 _MIGRATION_LOCK_KEY = 0x72637074  # "rcpt": PostgreSQL advisory lock held while migrating
 _MIGRATING = threading.Lock()  # alembic is not thread-safe
 
-__all__ = ["DEFAULT_URL", "Store", "StoreError", "as_utc", "error_line", "metadata", "utc_now"]
+__all__ = ["DEFAULT_URL", "Store", "StoreError", "StoreNotFound", "as_utc", "error_line", "metadata", "utc_now"]
 
 
 class StoreError(RuntimeError):
     """The store cannot be reached or written; gateways answer 4xx so that the mail is retried."""
+
+
+class StoreNotFound(StoreError):  # noqa: N818 - the name reads as the answer
+    """`Store.open(url, create=False)` found no store there: no SQLite file, or a database without the schema."""
 
 
 def utc_now() -> dt.datetime:
@@ -100,17 +105,25 @@ class Store:
             raise StoreError(f"the store {path} was replaced since it was opened: restart to use the new one")
 
     @classmethod
-    def open(cls, url: str = DEFAULT_URL, *, migrate: bool = True) -> Store:
+    def open(cls, url: str = DEFAULT_URL, *, migrate: bool = True, create: bool = True) -> Store:
+        """The store at `url`, its schema brought up to date. With `create=False` (for commands that only read)
+        nothing is created: StoreNotFound when the SQLite file does not exist, or when the database has no
+        rcptguard schema yet (an empty PostgreSQL database is not migrated)."""
         try:
             if url.startswith("sqlite"):
                 engine = create_engine(url, connect_args={"timeout": 5})
                 event.listen(engine, "connect", _sqlite_pragmas)
                 path = engine.url.database
                 if path and path != ":memory:":
+                    if not create and not path.startswith("file:") and not Path(path).exists():
+                        raise StoreNotFound(f"cannot open the store at {url}: {Path(path).absolute()} does not exist")
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
             store = cls(engine)
+            if not create and not inspect(engine).has_table("alembic_version"):
+                engine.dispose()
+                raise StoreNotFound(f"cannot open the store at {url}: the database has no rcptguard store in it")
             if migrate:
                 store.migrate()
                 store._file = store._file_identity()
