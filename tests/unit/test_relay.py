@@ -18,7 +18,7 @@ from rcptguard.guard import Guard
 from rcptguard.model import Verdict
 from rcptguard.policy import load_policy
 from rcptguard.store import Store
-from tests.integration.sink import RecordingSink
+from tests.integration.sink import Message, RecordingSink
 from tests.unit.relays import BODY, Relay, make_relay, send
 
 
@@ -32,24 +32,51 @@ def test_pass_is_forwarded_byte_for_byte(relay: Relay, sink: RecordingSink) -> N
     assert got.data == BODY
 
 
-def test_warned_recipient_gets_a_warning_header(relay: Relay, sink: RecordingSink) -> None:
-    """A warned recipient is forwarded with an X-Rcptguard-Warning header that explains."""
+def notices(sink: RecordingSink) -> list[Message]:
+    """What the relay itself sent (from the null sender): notices to senders."""
+    return [m for m in sink.messages if m.mail_from == ""]
+
+
+def test_a_warning_goes_to_the_sender_never_the_recipient(relay: Relay, sink: RecordingSink) -> None:
+    """A warned recipient gets the message exactly as sent (no header of ours); the sender gets a short notice
+    saying what looked wrong and what was probably meant."""
     code, _, _ = send(relay, ["a@ymail.com"])
     assert code == 250
-    (got,) = sink.wait_for(1)
-    assert got.data.startswith(b"X-Rcptguard-Warning: ymail.com looks like gmail.com")
-    assert got.data.endswith(BODY)
+    got = sink.wait_for(2)
+    (delivered,) = [m for m in got if m.rcpt_tos == ("a@ymail.com",)]
+    assert delivered.data == BODY
+    (notice,) = notices(sink)
+    assert notice.rcpt_tos == ("me@example-corp.com",)
+    text = email.message_from_bytes(notice.data, policy=email.policy.default)
+    assert text["Auto-Submitted"] == "auto-generated"
+    assert text["Subject"] == "Check the address: a@ymail.com"
+    body = text.get_body().get_content()  # type: ignore[union-attr]
+    assert '"crew list" was delivered' in body
+    assert "ymail.com looks like gmail.com" in body
+    assert "Did you mean a@gmail.com?" in body
 
 
-def test_warning_headers_name_no_address(relay: Relay, sink: RecordingSink) -> None:
-    """The warned copy goes to every warned recipient: its headers name domains, never an address (Bcc)."""
-    code, _, _ = send(relay, ["visible@ymail.com", "secret.bcc@gmail.de"])
-    assert code == 250
+def test_a_sender_is_warned_once_a_day_per_domain(relay: Relay, sink: RecordingSink) -> None:
+    """Three messages to the same warned domain give one notice; a second warned domain gives one more. Bcc
+    recipients of the message never learn of each other: nothing is added to what they get."""
+    for _ in range(3):
+        assert send(relay, ["visible@ymail.com", "secret.bcc@ymail.com"])[0] == 250
+    assert send(relay, ["x@gmail.de"])[0] == 250
+    sink.wait_for(6)
+    time.sleep(0.3)
+    assert [email.message_from_bytes(n.data)["Subject"] for n in notices(sink)] == [
+        "Check the address: visible@ymail.com, secret.bcc@ymail.com", "Check the address: x@gmail.de"]
+    assert all(m.data == BODY for m in sink.messages if m.mail_from)
+
+
+def test_incoming_rcptguard_headers_are_stripped(relay: Relay, sink: RecordingSink) -> None:
+    """X-Rcptguard-* header fields a message arrives with (folded ones too) are removed; the same words in the
+    body stay."""
+    body = (b"X-Rcptguard-Warning: trust me\r\n\tfolded on\r\nx-rcptguard-verdict: pass\r\nSubject: hi\r\n\r\n"
+            b"X-Rcptguard-Warning: this line is body\r\n")
+    assert send(relay, ["x@army.mil"], body=body)[0] == 250
     (got,) = sink.wait_for(1)
-    head = got.data.split(b"\r\n\r\n", 1)[0]
-    assert head.count(b"X-Rcptguard-Warning:") == 2
-    assert b"visible@" not in head
-    assert b"secret.bcc" not in head
+    assert got.data == b"Subject: hi\r\n\r\nX-Rcptguard-Warning: this line is body\r\n"
 
 
 def test_a_recipient_named_twice_is_held_once(relay: Relay, sink: RecordingSink) -> None:
@@ -114,8 +141,9 @@ def test_one_message_mixes_all_four(tmp_path: Path, sink: RecordingSink) -> None
         assert refused["d@army.ml"][1] == (b"5.7.1 army.ml looks like army.mil: .ml is Mali's country domain, "
                                            b"one letter short of .mil. Mali is blocked. Did you mean d@army.mil? "
                                            b"Check the address.")
-        got = sink.wait_for(3)
-        assert sorted(r for m in got for r in m.rcpt_tos) == ["a@army.mil", "b@ymail.com", "me@example-corp.com"]
+        got = sink.wait_for(3)  # the message, the hold notice and the warning notice (to the sender)
+        assert sorted(r for m in got if m.mail_from for r in m.rcpt_tos) == ["a@army.mil", "b@ymail.com"]
+        assert sorted(n.data.count(b"gmial.com") > 0 for n in notices(sink)) == [False, True]
         assert [h.recipient for h in relay.quarantine.list()] == ["c@gmial.com"]
     finally:
         relay.close()
@@ -265,20 +293,21 @@ def test_database_gone_is_451(tmp_path: Path, sink: RecordingSink) -> None:
         relay.close()
 
 
-def test_a_retry_does_not_repeat_a_copy_already_accepted(relay: Relay, sink: RecordingSink) -> None:
-    """The plain copy is accepted, the warned copy deferred: 451. The client's retries send only the warned
-    copy again, so each recipient gets the message once."""
+def test_a_deferred_recipient_sends_nothing_until_the_retry(relay: Relay, sink: RecordingSink) -> None:
+    """One recipient deferred by the next hop: 451 and nothing sent (so the retry cannot repeat a copy); once the
+    next hop takes it, each recipient gets the message once and the sender one warning."""
     sink.reply_rcpt = {"a@ymail.com": "451 4.3.0 try later"}
     assert send(relay, ["x@army.mil", "a@ymail.com"])[0] == 451
     assert send(relay, ["x@army.mil", "a@ymail.com"])[0] == 451
+    assert sink.messages == []
     sink.reply_rcpt = None
     code, text, _ = send(relay, ["x@army.mil", "a@ymail.com"])
     assert (code, b"forwarded 2" in text) == (250, True)
-    got = sink.wait_for(2)
+    sink.wait_for(2)
     time.sleep(0.2)
-    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == ["a@ymail.com", "x@army.mil"]
-    assert len(got) == len(sink.messages) == 2
-    assert not relay.handler.copies  # forgotten once the message went through
+    assert sorted(r for m in sink.messages if m.mail_from for r in m.rcpt_tos) == ["a@ymail.com", "x@army.mil"]
+    assert len(notices(sink)) == 1
+    assert not relay.handler.copies  # nothing to remember once the message went through
 
 
 def test_same_message_twice_is_held_once(relay: Relay) -> None:

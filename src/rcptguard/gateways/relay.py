@@ -5,7 +5,7 @@
 Per recipient, at RCPT time the guard decides; after DATA the message is split:
 
     pass    forwarded to the next hop unchanged
-    warn    forwarded with an X-Rcptguard-Warning header per warned recipient
+    warn    forwarded unchanged; the sender (never the recipient) gets a short notice, once a day per domain
     hold    stored in the quarantine (idempotent: a redelivered message is held once)
     reject  refused at RCPT with the explanation (550 5.7.1)
 
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import email.policy
 import email.utils
 import hashlib
 import ipaddress
@@ -34,6 +35,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,9 +55,9 @@ from rcptguard.notify import Notifier, send_owed, wants_notice
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
-from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine
+from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine, summarize
 
-from .replies import ascii_line, explanation, header_value, warning_text
+from .replies import ascii_line, explanation
 
 log = logging.getLogger("rcptguard.relay")
 
@@ -73,7 +75,8 @@ class RelaySettings:
     size_limit: int = DEFAULT_SIZE_LIMIT
     hostname: str | None = None
     reject_status: str = "5.7.1"
-    warn_header: str = "X-Rcptguard-Warning"
+    warn_notice: bool = True  # tell the sender of a warned recipient (the recipient is never told)
+    warn_notice_interval: float = 86400.0  # at most one such notice per sender and domain in this many seconds
     flush_interval: float = 2.0
     rebuild_interval: float = 60.0
     retry_interval: float = 30.0  # seconds between attempts to deliver released messages still pending
@@ -155,11 +158,40 @@ def _check_type(name: str, value: object, default: object) -> None:
         raise ValueError(f"relay.{name}: expected {kind}, got {value!r}")
 
 
-def with_warnings(content: bytes, header: str, verdicts: Sequence[Verdict]) -> bytes:
-    """The copy for warned recipients, with one header per warned domain: domains only, never an address,
-    since the copy goes to every warned recipient (a Bcc recipient's address must not show)."""
-    found = dict.fromkeys(warning_text(v) for v in verdicts)
-    return b"".join(f"{header}: {header_value(text)}\r\n".encode() for text in found) + content
+_OWN_HEADER = re.compile(rb"(?im)^x-rcptguard-[^:\r\n]*:.*(?:\r\n[ \t].*)*\r\n")
+
+
+def without_own_headers(content: bytes) -> bytes:
+    """The message without any `X-Rcptguard-*` header fields it arrived with (folded lines included): a header
+    of ours is only what the guard itself says. The body is never touched."""
+    end = content.find(b"\r\n\r\n")
+    head = content if end < 0 else content[:end + 2]
+    if b"x-rcptguard-" not in head.lower():
+        return content
+    return _OWN_HEADER.sub(b"", head) + content[len(head):]
+
+
+def warn_notice(mail_from: str, warned: Sequence[tuple[str, Verdict]], subject: str, sender: str) -> bytes:
+    """A short notice to the sender about recipients that look mistyped but were delivered (a warning, not a
+    hold): what looked wrong and what was probably meant, so that the person who can fix the address hears it."""
+    lines = [f'Your message "{subject or "(no subject)"}" was delivered, but an address in it looks mistyped:', ""]
+    for rcpt, verdict in warned:
+        lines.append(f"  {rcpt}")
+        lines.append(f"    {verdict.reason}")
+        if verdict.suggestion:
+            lines.append(f"    Did you mean {verdict.suggestion}?")
+        lines.append("")
+    lines.append("If an address was wrong, send the message again to the right one, and tell the person who got it")
+    lines.append("by mistake. You will not be told again about these domains today.")
+    notice = EmailMessage(policy=email.policy.SMTP)
+    notice["From"] = sender
+    notice["To"] = mail_from
+    notice["Subject"] = "Check the address: " + ", ".join(rcpt for rcpt, _ in warned)[:150]
+    notice["Date"] = email.utils.formatdate()
+    notice["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2] or None)
+    notice["Auto-Submitted"] = "auto-generated"
+    notice.set_content("\n".join(lines))
+    return notice.as_bytes()
 
 
 def dsn(mail_from: str, failed: dict[str, tuple[int, str]], hostname: str) -> bytes:
@@ -520,6 +552,8 @@ class RelayHandler:
         self.connections: Counter[str] = Counter()  # open client connections by address
         self.late: dict[bytes, asyncio.Task[str]] = {}  # messages still being handled after their answer was due
         self.answered_late: OrderedDict[bytes, str] = OrderedDict()  # and the 250s they ended with
+        self.warned_recently: OrderedDict[tuple[str, str], float] = OrderedDict()  # (sender, domain): when told
+        self.background: set[asyncio.Task[None]] = set()  # warning notices being sent
         self._limit_logged: dict[str, float] = {}
 
     def fit_connections(self, open_files: int) -> None:
@@ -682,6 +716,44 @@ class RelayHandler:
             while len(self.answered_late) > self.copies.size:
                 self.answered_late.popitem(last=False)
 
+    def _tell_of_warnings(self, mail_from: str, warned: list[tuple[str, Verdict]], content: bytes) -> None:
+        """Send the sender a notice of the warned recipients it was not told about in the last
+        `warn_notice_interval` (per sender and domain), in the background: a warning never delays the mail."""
+        now = time.monotonic()
+        told: dict[tuple[str, str], bool] = {}  # per domain of this message: tell now?
+        fresh = []
+        for rcpt, verdict in warned:
+            key = (mail_from.lower(), verdict.domain_ascii or rcpt.rpartition("@")[2].lower())
+            if key not in told:
+                last = self.warned_recently.get(key)
+                told[key] = last is None or now - last >= self.settings.warn_notice_interval
+                if told[key]:
+                    self.warned_recently[key] = now
+                    self.warned_recently.move_to_end(key)
+            if told[key]:
+                fresh.append((rcpt, verdict))
+        while len(self.warned_recently) > self.copies.size:
+            self.warned_recently.popitem(last=False)
+        if not fresh:
+            return
+        subject, _ = summarize(content)
+        notice = warn_notice(mail_from, fresh, subject, self.notifier.sender or f"MAILER-DAEMON@{self.hostname}")
+        task = asyncio.ensure_future(  # noqa: RUF006 - kept in self.background until done
+            self._send_warn_notice(mail_from, notice, [r for r, _ in fresh]))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _send_warn_notice(self, mail_from: str, notice: bytes, rcpts: list[str]) -> None:
+        try:
+            result = await self._forward("", [mail_from], notice, smtputf8=not mail_from.isascii())
+        except Exception as exc:  # noqa: BLE001 - a warning notice is a courtesy: log it, never fail the mail
+            result = DeliveryResult(error=f"{type(exc).__name__}: {exc}")
+        if mail_from in result.accepted:
+            logs.event(log, "warning notice sent", sender=mail_from, recipients=rcpts)
+        else:
+            logs.event(log, "warning notice not sent", logging.WARNING, sender=mail_from, recipients=rcpts,
+                       error=result.error)
+
     async def _forward(self, mail_from: str, rcpts: list[str], body: bytes, *,
                        smtputf8: bool = False) -> DeliveryResult:
         return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8)
@@ -748,11 +820,11 @@ class RelayHandler:
         raw = envelope.original_content
         if not isinstance(raw, bytes):
             return TEMPFAIL
-        content = normalise_line_endings(raw)
+        content = without_own_headers(normalise_line_endings(raw))
         mail_from = envelope.mail_from or ""
         verdicts: dict[str, Verdict] = envelope.rcptguard  # type: ignore[attr-defined]
-        passed = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.PASS]
-        warned = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.WARN]
+        passed = [r for r in envelope.rcpt_tos if verdicts[r].action in (Action.PASS, Action.WARN)]
+        warned = [r for r in passed if verdicts[r].action is Action.WARN]
         held = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.HOLD]
         utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
 
@@ -774,9 +846,7 @@ class RelayHandler:
             if self.settings.notify and wants_notice(mail_from, content) and not await self._notify(holds):
                 return "451 4.3.0 Could not tell the sender about the held recipients; try again later"
 
-        groups = [(passed, content)]
-        if warned:
-            groups.append((warned, with_warnings(content, self.settings.warn_header, [verdicts[r] for r in warned])))
+        groups = [(passed, content)]  # warned recipients get the message as it is: the warning is the sender's
         sent, deferred = await self._forward_copies(mail_from, groups, utf8=utf8)
         if deferred is not None:
             return deferred
@@ -798,6 +868,8 @@ class RelayHandler:
             if domain:
                 self.runtime.saw(domain)
         self.accepted += 1
+        if warned and self.settings.warn_notice and wants_notice(mail_from, content):
+            self._tell_of_warnings(mail_from, [(r, verdicts[r]) for r in warned if r in accepted], content)
         logs.event(log, "message", sender=mail_from, forwarded=accepted, held=dict(zip(held, hold_ids, strict=False)),
                    refused_by_next_hop=sorted(perm_failed), warned=warned, size=len(content))
         note = f"; held {len(hold_ids)} for confirmation" if hold_ids else ""  # counts: a reply line stays short
@@ -834,6 +906,8 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
     finally:
         for task in tasks:
             task.cancel()
+        if handler.background:  # warning notices on their way
+            await asyncio.wait(list(handler.background), timeout=10.0)
         if handler.late:  # messages whose client was told 451 while the next hop was slow: let them end
             _, unfinished = await asyncio.wait(list(handler.late.values()), timeout=10.0)
             for late in unfinished:
