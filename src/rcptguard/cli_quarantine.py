@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import getpass
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from rcptguard import logs
 from rcptguard.delivery import NextHop
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+log = logging.getLogger("rcptguard.quarantine")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"\s*(\d+)\s*([smhdw]?)\s*\Z")
 
@@ -189,6 +192,41 @@ def _when(value: dt.datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
 
+def _log_decisions() -> None:
+    """While the command runs, the store's log lines (one per decision, besides its audit row) go to stderr as
+    JSON, like the servers' (rcptguard.logs); the logging set-up before is restored when it ends."""
+    root = logging.getLogger("rcptguard")
+    saved = root.handlers[:], root.level, root.propagate
+
+    def restore() -> None:
+        root.handlers[:], root.propagate = saved[0], saved[2]
+        root.setLevel(saved[1])
+
+    logs.setup("info")
+    click.get_current_context().call_on_close(restore)
+
+
+def _check_correction(store: Quarantine, policy: Policy, address: str) -> None:
+    """An administrator's correction is checked as the relay would check it (the config's policy and what the store
+    learned): anything but pass is refused, with the verdict's reason, unless --force."""
+    from rcptguard.guard import Guard  # noqa: PLC0415
+    from rcptguard.model import Action  # noqa: PLC0415
+    from rcptguard.policy import ConfigError  # noqa: PLC0415
+
+    with _errors():
+        learned = store.store.learned()
+    try:
+        guard = Guard(policy, learned=learned)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    verdict = guard.check(address)
+    if verdict.action is Action.PASS:
+        return
+    instead = f" (did you mean {verdict.suggestion}?)" if verdict.suggestion else ""
+    raise click.ClickException(f"--to {address}: {verdict.action}{instead}: {verdict.reason} Nothing was released; "
+                               "--force sends it there anyway.")
+
+
 # -- the group ------------------------------------------------------------------------------------------------
 
 
@@ -276,16 +314,22 @@ def show(config: Path | None, db: str | None, hold_id: str) -> None:
 @click.option("--to", "to", metavar="ADDRESS", callback=_address,
               help="Deliver to this address instead (the hold is recorded as corrected).")
 @click.option("--next-hop", "next_hop", metavar="HOST:PORT", help="Where to deliver; default: [relay] next_hop.")
+@click.option("--force", is_flag=True,
+              help="Deliver to --to even when the guard would not pass that address (see docs/relay.md).")
 @click.option("--actor", metavar="NAME", help="Who decides, for the audit log (default: the user name).")
 @claim_options
-def release_command(config: Path | None, db: str | None, hold_id: str, to: str | None, next_hop: str | None,
-                    actor: str | None, claim_timeout: dt.timedelta | None, record_for: dt.timedelta | None) -> None:
+def release_command(config: Path | None, db: str | None, hold_id: str, to: str | None, force: bool,
+                    next_hop: str | None, actor: str | None, claim_timeout: dt.timedelta | None,
+                    record_for: dt.timedelta | None) -> None:
     """Release a held message to its recipient (or, with --to, to the corrected address) and deliver it."""
     from rcptguard.store.quarantine import DecidedNotRecorded  # noqa: PLC0415
 
     store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for, create=False)
     hop = _next_hop(policy, next_hop)
     assert hop is not None  # required=True
+    if to is not None and not force:
+        _check_correction(store, policy, to)
+    _log_decisions()
     try:
         with _errors():
             outcome = store.release_outcome(hold_id, _actor(actor), hop, to=to)
@@ -317,6 +361,7 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
 def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None) -> None:
     """Cancel a held message: it is never sent to this recipient."""
     store, _policy = _open(config, db, create=False)
+    _log_decisions()
     with _errors():
         hold = store.cancel(hold_id, _actor(actor))
     click.echo(f"{hold.id}: cancelled; {hold.recipient} will not get the message")
@@ -331,8 +376,11 @@ def mark_delivered_command(config: Path | None, db: str | None, hold_id: str, ac
     """Record that the next hop has a released message whose delivery the store failed to record (the log names
     the hold and the next hop's answer), so that it is never sent again."""
     store, _policy = _open(config, db, create=False)
+    _log_decisions()
     with _errors():
         hold = store.mark_delivered_by_hand(hold_id, _actor(actor), note)
+    logs.event(log, "decision", hold=hold.id, message=hold.message_id, actor=_actor(actor), action="marked delivered",
+               recipient=hold.recipient, deliver_to=hold.deliver_to, detail=note or None)
     click.echo(f"{hold.id}: marked delivered to {hold.deliver_to or hold.recipient}; it will not be sent again")
 
 
@@ -384,6 +432,7 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
     A notice that cannot be sent now (the next hop defers it) stays owed and is sent by the next run."""
     store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
     hop = None if no_notify else _next_hop(policy, next_hop)
+    _log_decisions()
     with _errors():
         expired = store.expire_due(retention, actor, notify=hop is not None)
     for hold in expired:
