@@ -360,3 +360,16 @@ def test_connection_limits_fit_the_open_files(tmp_path: Path, sink: RecordingSin
         assert any("connection limits lowered" in r.getMessage() for r in caplog.records)
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("address", ["bad@@x", "a..b@army.mil", "no-at-sign", "x@-army.mil"])
+def test_a_malformed_recipient_gets_the_reason_check_gives(relay: Relay, address: str) -> None:
+    """The relay's 553 for a malformed address says what `rcptguard check` says, whoever parses it first."""
+    verdict = relay.handler.runtime.guard.check(address)
+    assert verdict.signal("MALFORMED_ADDRESS") is not None
+    with relay.smtp() as smtp:
+        smtp.ehlo()
+        smtp.mail("me@example-corp.com")
+        code, text = smtp.rcpt(address)
+    assert code == 553
+    assert text.decode() == f"5.1.3 {verdict.reason}"

@@ -479,6 +479,14 @@ class GuardedSMTP(SMTP):
             await self.push(f"501 5.5.4 Syntax: {usage}")
             return
         self._pipelined = True
+        if usage.startswith("RCPT") and arg is not None and not _PLAIN_PATH.match(arg[3:]):
+            malformed = self.event_handler.malformed(arg[3:].strip().partition(">")[0].lstrip("<"))
+            if malformed is not None:  # say why, as `rcptguard check` does, not aiosmtpd's "malformed address"
+                try:
+                    await self.push(malformed)
+                finally:
+                    self._pipelined = False
+                return
         try:
             await command(arg)
         finally:
@@ -527,6 +535,11 @@ class AcceptedCopies:
 
 
 Copy = tuple[list[str], bytes, DeliveryResult]  # recipients, the body sent to them, what the next hop did
+
+
+def _malformed_reply(verdict: Verdict) -> str:
+    """553 with the engine's reason, the same words `rcptguard check` prints."""
+    return f"553 5.1.3 {ascii_line(verdict.reason)}"
 
 
 def _address(peer: object) -> str:
@@ -631,6 +644,11 @@ class RelayHandler:
         envelope.rcptguard = {}  # type: ignore[attr-defined] # verdicts by recipient, for DATA
         return "250 2.1.0 OK"
 
+    def malformed(self, address: str) -> str | None:
+        """The 553 reply for an address the engine finds malformed (with its reason), else None."""
+        verdict = self.runtime.guard.check(address)
+        return _malformed_reply(verdict) if verdict.signal("MALFORMED_ADDRESS") is not None else None
+
     async def handle_RCPT(self, _server: SMTP, session: Session, envelope: Envelope,  # noqa: N802 - aiosmtpd hook
                           address: str, rcpt_options: list[str]) -> str:
         if not self._allowed(session.peer):
@@ -639,7 +657,7 @@ class RelayHandler:
             return "553 5.6.7 This address needs SMTPUTF8: give MAIL FROM the SMTPUTF8 parameter"
         verdict = self.runtime.guard.check(address)
         if verdict.signal("MALFORMED_ADDRESS") is not None:
-            return f"553 5.1.3 {ascii_line(verdict.reason)}"
+            return _malformed_reply(verdict)
         if verdict.action is Action.REJECT:
             logs.event(log, "rejected", sender=envelope.mail_from, recipient=address, verdict="reject",
                        intended=verdict.intended, signals=[s.name for s in verdict.signals])
