@@ -1,4 +1,5 @@
-"""Notices to senders: "your message is held, choose here" and "your message was not sent".
+"""Notices to senders: "your message is held, choose here", "your message was not sent", "it could not be
+delivered" and "an administrator decided about it".
 
 Plain text plus simple HTML, from Jinja2 templates an operator can override (`[notify] template_dir`:
 files named like those in `rcptguard/data/templates/`). A notice never contains the held message's body.
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import jinja2
 
 from rcptguard.delivery import NextHop, deliver
+from rcptguard.store.quarantine import notice_kind
 
 if TYPE_CHECKING:
     from rcptguard.store.quarantine import Hold, Quarantine
@@ -54,6 +56,7 @@ class Notifier:
     host: str = ""
     sender: str = ""  # From: of notices; default MAILER-DAEMON@host
     template_dir: Path | None = None
+    name_deciders: bool = False  # an administrator's decision notice names who decided (the audit log's actor)
 
     @cached_property
     def _env(self) -> jinja2.Environment:
@@ -87,6 +90,22 @@ class Notifier:
         subject = f"Not delivered: {first.subject}" if first.subject else "Your message could not be delivered"
         return self._message("notice_undelivered", holds, subject)
 
+    def decided(self, holds: Sequence[Hold]) -> bytes:
+        """The notice that an administrator decided about held recipients (cancelled, or released: and how its
+        delivery went so far), so that the sender no longer waits for the expiry notice the held notice
+        promised."""
+        first = holds[0]
+        subject = f"Decided by an administrator: {first.subject}" if first.subject else \
+            "An administrator decided about your message"
+        items = [{
+            "recipient": hold.recipient, "state": hold.state, "to": hold.deliver_to or hold.recipient,
+            "decided": _words_when(hold.decided_at or hold.created_at),
+            "by": (hold.decided_by or None) if self.name_deciders else None,
+            "delivery": hold.delivery, "delivered": _words_when(hold.delivered_at) if hold.delivered_at else None,
+            "last_error": hold.last_error,
+        } for hold in holds]
+        return self._message("notice_decided", holds, subject, items=items)
+
     def _message(self, template: str, holds: Sequence[HeldView], subject: str, **context: Any) -> bytes:  # noqa: ANN401
         first = holds[0]
         values = {"holds": holds, "subject": first.subject, "date": format_datetime(first.received_at),
@@ -113,14 +132,16 @@ class Notifier:
 NOTICE_LIFETIME = dt.timedelta(days=5)  # a notice the next hop defers this long is given up
 
 
-def send_owed(quarantine: Quarantine, notifier: Notifier, hop: NextHop, *, warn: Callable[[str], None]) -> Counter[str]:
+def send_owed(quarantine: Quarantine, notifier: Notifier, hop: NextHop, *, warn: Callable[[str], None],
+              grace: dt.timedelta | None = None) -> Counter[str]:
     """Send every notice the quarantine owes its senders (expired holds; released messages that could not be
-    delivered), one per message, each claimed first so that two workers never send the same one, and record
+    delivered; an administrator's decisions, once `grace` has passed: see Quarantine.owed_notices), one per
+    message and kind, each claimed first so that two workers never send the same one, and record
     each outcome: sent, refused (for good), skipped (a bounce or an auto-reply gets none), or later (the next
     hop deferred it, or an operator's template failed: owed again for the next call, for NOTICE_LIFETIME).
     Returns the count of each outcome."""
     counts: Counter[str] = Counter()
-    for group in quarantine.owed_notices().values():
+    for group in quarantine.owed_notices(grace=grace).values():
         claimed = quarantine.claim_notice(group)
         if not claimed:
             continue
@@ -136,9 +157,12 @@ def _send_notice(quarantine: Quarantine, notifier: Notifier, hop: NextHop, group
     if not wants_notice(first.mail_from, quarantine.content(first.id)):
         return "skipped"
     try:
-        if first.state == "expired":
+        kind = notice_kind(first)
+        if kind == "expired":
             held_for = (first.decided_at or first.created_at) - first.created_at
             data = notifier.expired(group, held_for)
+        elif kind == "decided":
+            data = notifier.decided(group)
         else:
             data = notifier.undelivered(group)
     except (ValueError, TypeError, jinja2.TemplateError) as exc:
@@ -177,6 +201,10 @@ def wants_notice(mail_from: str, content: bytes) -> bool:
     except Exception:  # noqa: BLE001 - unreadable headers: notify
         return True
     return auto is None or str(auto).strip().lower().startswith("no")
+
+
+def _words_when(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%d %B %Y, %H:%M UTC")
 
 
 def duration_words(value: dt.timedelta) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +122,45 @@ def test_undelivered_notice_names_the_address_and_reason_in_short_lines() -> Non
     assert "could NOT be delivered" in parts["text/plain"]
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
     assert max(len(line) for line in parts["text/plain"].splitlines()) <= 80
+
+
+def test_held_notice_claims_nothing_about_other_recipients() -> None:
+    """The held notice never says the other recipients "already have it" (they may have been refused, and are
+    sent after the notice); it says only that no other recipient was held."""
+    parts = text_parts(parse(Notifier().held([FakeHold()], "https://g/c/x", dt.timedelta(days=7))))
+    for body in parts.values():
+        assert "already have it" not in body
+        assert "this check held no other recipient of the message" in " ".join(body.split())
+
+
+@dataclass(frozen=True)
+class DecidedHold(FakeHold):
+    state: str = "cancelled"
+    deliver_to: str | None = None
+    decided_at: dt.datetime | None = dt.datetime(2026, 11, 27, 9, 30, tzinfo=dt.UTC)
+    decided_by: str | None = "ops via web admin"
+    delivery: str = "none"
+    delivered_at: dt.datetime | None = None
+    last_error: str | None = None
+    created_at: dt.datetime = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+def test_decided_notice_says_what_the_administrator_chose() -> None:
+    """The notice of an admin's decision names each recipient, what was chosen and when, and how a release went;
+    who decided only with name_deciders."""
+    holds = [DecidedHold(),
+             DecidedHold(recipient="k@army.ml", state="corrected", deliver_to="k@army.mil", delivery="delivered",
+                         delivered_at=dt.datetime(2026, 11, 27, 9, 31, tzinfo=dt.UTC)),
+             DecidedHold(recipient="m@army.ml", state="released", deliver_to="m@army.ml", delivery="pending")]
+    notice = parse(Notifier().decided(holds))  # type: ignore[arg-type]
+    assert notice["Subject"] == "Decided by an administrator: crew list"
+    for body in text_parts(notice).values():
+        words = " ".join(re.sub(r"<[^>]+>", "", body).split())
+        assert "j.doe@army.ml" in words
+        assert "chose not to send it, on 27 November 2026, 09:30 UTC" in words
+        assert "to k@army.mil instead" in words
+        assert "accepted it for delivery to k@army.mil on 27 November 2026, 09:31 UTC" in words
+        assert "It is not delivered yet" in words
+        assert "ops via web admin" not in words
+    named = text_parts(parse(Notifier(name_deciders=True).decided(holds[:1])))  # type: ignore[arg-type]
+    assert "an administrator (ops via web admin) chose not to send it" in " ".join(named["text/plain"].split())

@@ -29,6 +29,7 @@ from rcptguard.store.quarantine import (
     NotFound,
     NotPending,
     Quarantine,
+    notice_kind,
 )
 from rcptguard.store.schema import holds, messages
 from tests.holds import gmial_recipient as held
@@ -802,3 +803,85 @@ def test_upgrade_to_0006_keeps_a_delivery_in_progress(tmp_path: Path, sink: Reco
         assert [m.rcpt_tos for m in sink.messages] == [("bob@gmail.com",)]
     finally:
         upgraded.close()
+
+
+# -- an administrator's decisions owe the sender a notice ---------------------------------------------------------
+
+
+def test_admin_decision_owes_a_notice_in_the_same_update(quarantine: Quarantine) -> None:
+    """cancel/decide with notify_sender mark the hold as owing a "decided" notice in the decision's own update;
+    without it (the sender's own choice) nothing is owed."""
+    told = hold_one(quarantine)
+    untold = hold_one(quarantine, "carol@yaho.com", CONTENT + b"other\r\n")
+    assert quarantine.cancel(told, "ops", notify_sender=True).notice == "pending"
+    assert quarantine.cancel(untold, "sender via web").notice is None
+    owed = quarantine.owed_notices(grace=dt.timedelta(0))
+    (group,) = owed.values()
+    assert [h.id for h in group] == [told]
+    assert list(owed) == [f"{group[0].message_id}:decided"]
+    assert notice_kind(group[0]) == "decided"
+
+
+def test_decided_notice_waits_for_the_grace_and_the_first_send(quarantine: Quarantine) -> None:
+    """A "decided" notice waits until the message's last admin decision is `grace` old, and while a release of it
+    has not been tried yet: then the whole message's group is owed at once."""
+    first, second = (h.id for h in quarantine.hold(
+        mail_from=SENDER, recipients=[held(), held("carol@yaho.com", "carol@yahoo.com")], content=CONTENT))
+    quarantine.cancel(first, "ops", notify_sender=True)
+    assert quarantine.owed_notices(grace=dt.timedelta(hours=1)) == {}
+    quarantine.decide(second, "released", "ops", notify_sender=True)
+    assert quarantine.owed_notices(grace=dt.timedelta(0)) == {}  # the release is not tried yet
+    quarantine.mark_delivered(second)
+    (group,) = quarantine.owed_notices(grace=dt.timedelta(0)).values()
+    assert sorted(h.id for h in group) == sorted([first, second])
+
+
+def test_cli_style_cancel_and_release_notify_the_sender(quarantine: Quarantine, sink: RecordingSink) -> None:
+    """cancel(notify_sender=True) and release(notify_sender=True), then send_owed: one notice for the message,
+    naming the cancelled recipient as not sent and the released one as accepted for delivery."""
+    hop = NextHop("127.0.0.1", sink.port, timeout=10)
+    cancelled, released = (h.id for h in quarantine.hold(
+        mail_from=SENDER, recipients=[held(), held("carol@yaho.com", "carol@yahoo.com")], content=CONTENT))
+    quarantine.cancel(cancelled, "ops", notify_sender=True)
+    assert quarantine.release(released, "ops", hop, to="carol@yahoo.com", notify_sender=True).delivery == "delivered"
+    counts = send_owed(quarantine, Notifier(host="mx.example.org", name_deciders=True), hop, warn=print,
+                       grace=dt.timedelta(0))
+    assert counts == Counter({"sent": 1})
+    (notice,) = [m for m in sink.messages if m.rcpt_tos == (SENDER,)]
+    text = " ".join(notice.data.decode().split())
+    assert "bob@gmial.com NOT sent: an administrator (ops) chose not to send it" in text
+    assert "Released by an administrator (ops) on " in text
+    assert ", to carol@yahoo.com instead." in text
+    assert "accepted it for delivery to carol@yahoo.com" in text
+    assert send_owed(quarantine, Notifier(), hop, warn=print, grace=dt.timedelta(0)) == Counter()
+
+
+def test_admin_release_refused_for_good_tells_it_was_not_delivered(quarantine: Quarantine) -> None:
+    """An admin's release the next hop refuses for good owes the "undelivered" notice instead of "decided"."""
+    hold_id = hold_one(quarantine)
+    quarantine.decide(hold_id, "released", "ops", notify_sender=True)
+    quarantine.mark_failed(hold_id, "550 5.1.1 no such user", permanent=True)
+    (group,) = quarantine.owed_notices(grace=dt.timedelta(0)).values()
+    assert notice_kind(group[0]) == "undelivered"
+
+
+def test_each_decision_logs_one_line(quarantine: Quarantine, caplog: pytest.LogCaptureFixture) -> None:
+    """Every decision, expiry included, is one "decision" log line with the hold, actor, action and address."""
+    cancelled = hold_one(quarantine)
+    expired = hold_one(quarantine, "carol@yaho.com", CONTENT + b"other\r\n")
+    logger = logging.getLogger("rcptguard")
+    own = not logger.propagate
+    if own:
+        logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="rcptguard"):
+            quarantine.cancel(cancelled, "ops")
+            quarantine.expire_due(dt.timedelta(0))
+            with pytest.raises(AlreadyDecided):
+                quarantine.cancel(cancelled, "ops")
+    finally:
+        if own:
+            logger.removeHandler(caplog.handler)
+    lines = [r.fields for r in caplog.records if r.getMessage() == "decision"]  # type: ignore[attr-defined]
+    assert [(f["hold"], f["actor"], f["action"], f["recipient"]) for f in lines] == [
+        (cancelled, "ops", "cancelled", "bob@gmial.com"), (expired, "expiry", "expired", "carol@yaho.com")]

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CLAIM_TIMEOUT",
     "DECISIONS",
+    "NOTICE_GRACE",
+    "NOTICE_KINDS",
     "STATES",
     "AlreadyDecided",
     "DecidedNotRecorded",
@@ -66,6 +68,7 @@ __all__ = [
     "Quarantine",
     "QuarantineError",
     "ReleaseOutcome",
+    "notice_kind",
 ]
 
 T = TypeVar("T")
@@ -80,6 +83,12 @@ _ID_LENGTH = 10  # 50 bits
 # claim_timeout` in seconds.
 CLAIM_TIMEOUT = dt.timedelta(hours=1)
 STALE_CLAIM = CLAIM_TIMEOUT  # the former name
+# The notices a sender can be owed, by what happened to the held recipients it tells of: nobody chose in time;
+# released, then refused for good or deferred too long; an administrator decided (`notify_sender`).
+NOTICE_KINDS = ("expired", "undelivered", "decided")
+# A notice of an administrator's decision waits until nobody has decided on the same message for this long, so
+# that one who decides several recipients of a message in a row sends its sender one notice, not one per click.
+NOTICE_GRACE = dt.timedelta(seconds=30)
 # Seconds between attempts to record a delivery the next hop accepted, when the store fails (~30 s in all).
 RECORD_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
@@ -235,6 +244,21 @@ class ReleaseOutcome:
     result: DeliveryResult | None
 
 
+def notice_kind(hold: Hold) -> str:
+    """Which notice a hold owing one gets (NOTICE_KINDS): expired, undelivered (its delivery failed for good,
+    whoever released it), or decided (an administrator's decision, owed with notify_sender)."""
+    if hold.state == "expired":
+        return "expired"
+    if hold.delivery == "failed":
+        return "undelivered"
+    return "decided"
+
+
+def _in_flight(hold: Hold) -> bool:
+    """A released hold not tried yet, or being sent: a notice of its release waits for the first answer."""
+    return hold.delivery == "sending" or (hold.delivery == "pending" and hold.delivery_attempts == 0)
+
+
 def _opt_utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else _utc(value)
 
@@ -323,14 +347,19 @@ class Quarantine:
 
     `stale_after`: a claim older than this (a delivery or a notice being sent) is a dead worker's and is taken over;
     it must exceed the longest send (CLAIM_TIMEOUT). `record_retries`: the pauses, in seconds, between attempts to
-    record a delivery the next hop accepted while the store fails.
+    record a delivery the next hop accepted while the store fails. `notice_grace`: how long a notice of an
+    administrator's decision waits for further decisions on the same message (NOTICE_GRACE).
     """
 
     def __init__(self, store: Store, *, stale_after: dt.timedelta = CLAIM_TIMEOUT,
-                 record_retries: Sequence[float] = RECORD_RETRIES) -> None:
+                 record_retries: Sequence[float] = RECORD_RETRIES,
+                 notice_grace: dt.timedelta = NOTICE_GRACE) -> None:
         if stale_after <= dt.timedelta(0):
             raise ValueError("the claim timeout must be positive")
+        if notice_grace < dt.timedelta(0):
+            raise ValueError("the notice grace cannot be negative")
         self.store = store
+        self.notice_grace = notice_grace
         self.engine = store.engine
         self.stale_after = stale_after
         self.record_retries = tuple(record_retries)
@@ -447,12 +476,17 @@ class Quarantine:
     # -- deciding ---------------------------------------------------------------------------------------------
 
     def decide(self, hold_id: str, to_state: str, actor: str, *, deliver_to: str | None = None,
-               detail: str = "", notice: str | None = None) -> Hold:
+               detail: str = "", notice: str | None = None, notify_sender: bool = False) -> Hold:
         """Move a held recipient to `to_state`, atomically: of two racing calls exactly one wins.
 
         released and corrected set the delivery to pending (to `deliver_to`, by default the recipient).
+        `notify_sender` (an administrator decides, not the sender on the page): the sender is owed a notice of
+        the decision (kind "decided", see owed_notices), set in the same update. The decision is logged as one
+        line (event "decision") besides its row in the audit log.
         Raises AlreadyDecided if it is no longer held, NotFound if there is no such hold.
         """
+        if notify_sender:
+            notice = "pending"
         if to_state not in DECISIONS:
             raise ValueError(f"cannot decide {to_state!r} (expected one of {', '.join(DECISIONS)})")
         if to_state == "corrected" and not deliver_to:
@@ -481,19 +515,27 @@ class Quarantine:
                     connection.execute(insert(events).values(
                         hold_id=hold_id, at=now, actor=actor, from_state="held", to_state=to_state, detail=text,
                     ))
-                    return _to_hold(row)
-                current = connection.execute(
-                    select(holds.c.state, holds.c.decided_by).where(holds.c.id == hold_id)
-                ).mappings().one_or_none()
+                    decided: Hold | None = _to_hold(row)
+                    current = None
+                else:
+                    decided = None
+                    current = connection.execute(
+                        select(holds.c.state, holds.c.decided_by).where(holds.c.id == hold_id)
+                    ).mappings().one_or_none()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record the decision on {hold_id}: {_one_line(exc)}") from exc
+        if decided is not None:
+            logs.event(log, "decision", hold=hold_id, message=decided.message_id, actor=actor, action=to_state,
+                       recipient=decided.recipient, deliver_to=decided.deliver_to,
+                       notice_owed=decided.notice == "pending", detail=detail or None)
+            return decided
         if current is None:
             raise NotFound(hold_id)
         raise AlreadyDecided(hold_id, current["state"], current["decided_by"])
 
-    def cancel(self, hold_id: str, actor: str) -> Hold:
-        """Never send it to this recipient."""
-        return self.decide(hold_id, "cancelled", actor)
+    def cancel(self, hold_id: str, actor: str, *, notify_sender: bool = False) -> Hold:
+        """Never send it to this recipient; `notify_sender` (an administrator cancels): tell the sender."""
+        return self.decide(hold_id, "cancelled", actor, notify_sender=notify_sender)
 
     def expire_due(self, retention: dt.timedelta, actor: str = "expiry", *,
                    notify: bool = False) -> builtins.list[Hold]:
@@ -511,19 +553,27 @@ class Quarantine:
                 continue
         return expired
 
-    def owed_notices(self, *, stale_after: dt.timedelta | None = None) -> dict[str, builtins.list[Hold]]:
-        """Holds whose sender is owed a notice (expired; or released, then given up or refused for good), by
-        message and kind (one notice each), oldest first; a notice another worker took and never settled
-        (crashed) is owed again after `stale_after` (default: the quarantine's). Send a group only after
-        claim_notice()."""
+    def owed_notices(self, *, stale_after: dt.timedelta | None = None,
+                     grace: dt.timedelta | None = None) -> dict[str, builtins.list[Hold]]:
+        """Holds whose sender is owed a notice (expired; released, then given up or refused for good; decided by
+        an administrator), by message and kind (notice_kind; one notice each), oldest first; a notice another
+        worker took and never settled (crashed) is owed again after `stale_after` (default: the quarantine's).
+        A message's "decided" notice waits while one of its releases is not tried yet or being sent (the notice
+        says how the release went), and until `grace` (default: the quarantine's notice_grace) has passed since
+        the last of them was decided. Send a group only after claim_notice()."""
         now = _now()
         stale_before = now - (self.stale_after if stale_after is None else stale_after)
+        quiet_since = now - (self.notice_grace if grace is None else grace)
         query = _hold_query().where(_takeable(holds.c.notice, holds.c.notice_claimed_at, stale_before))
         owed: dict[str, builtins.list[Hold]] = {}
         for row in self._read("the quarantine", query.order_by(holds.c.decided_at, holds.c.id)):
             hold = _to_hold(row)
-            owed.setdefault(hold.message_id if hold.state == "expired" else f"{hold.message_id}:undelivered",
-                            []).append(hold)
+            kind = notice_kind(hold)
+            owed.setdefault(hold.message_id if kind == "expired" else f"{hold.message_id}:{kind}", []).append(hold)
+        for key, group in builtins.list(owed.items()):
+            if notice_kind(group[0]) == "decided" and any(
+                    _in_flight(hold) or (hold.decided_at or hold.created_at) > quiet_since for hold in group):
+                del owed[key]
         return owed
 
     def claim_notice(self, group: Sequence[Hold], *,
@@ -712,15 +762,15 @@ class Quarantine:
             return None
         return self._send(hold_id, next_hop, retry=True, claim=claim)
 
-    def release_outcome(self, hold_id: str, actor: str, next_hop: NextHop, *,
-                        to: str | None = None) -> ReleaseOutcome:
+    def release_outcome(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None,
+                        notify_sender: bool = False) -> ReleaseOutcome:
         """release(), also returning the next hop's answer (None if another worker took the delivery)."""
         self.record_unrecorded()
         current = self.require(hold_id)
         if to is not None and to != current.recipient:
-            hold = self.decide(hold_id, "corrected", actor, deliver_to=to)
+            hold = self.decide(hold_id, "corrected", actor, deliver_to=to, notify_sender=notify_sender)
         else:
-            hold = self.decide(hold_id, "released", actor)
+            hold = self.decide(hold_id, "released", actor, notify_sender=notify_sender)
         try:
             claim = self._claim(hold.id)
             if claim is None:  # deliver_pending() on another worker took it between the two
@@ -729,13 +779,15 @@ class Quarantine:
         except StoreError as exc:  # the decision stands: whoever asked must not be told that nothing changed
             raise DecidedNotRecorded(hold, exc) from exc
 
-    def release(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None) -> Hold:
-        """Release a held recipient (to `to` instead: corrected) and deliver the stored bytes to the next hop.
+    def release(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None,
+                notify_sender: bool = False) -> Hold:
+        """Release a held recipient (to `to` instead: corrected) and deliver the stored bytes to the next hop;
+        `notify_sender` (an administrator releases): the sender is owed a notice of it (see decide).
 
         Only the caller whose decision won delivers. Raises AlreadyDecided, NotFound, StoreError. The hold returned
         says what happened: delivery delivered, pending (a temporary failure; deliver_pending() retries) or failed.
         """
-        return self.release_outcome(hold_id, actor, next_hop, to=to).hold
+        return self.release_outcome(hold_id, actor, next_hop, to=to, notify_sender=notify_sender).hold
 
     def give_up(self, max_age: dt.timedelta) -> builtins.list[Hold]:
         """Released deliveries still pending `max_age` after the decision fail for good, as an MTA bounces
