@@ -118,7 +118,7 @@ def test_outcome_tells_the_truth_per_delivery_state(quarantine: Quarantine) -> N
     assert "do not need to choose again" in slow.detail
     put_off = quarantine.mark_failed(hold.id, "451 4.3.0 try later", permanent=False)
     deferred = outcome_of(put_off, now)
-    assert deferred.headline == "Not sent yet to c@army.mil: the receiving mail server put it off"
+    assert deferred.headline == "Not sent yet to c@army.mil: your organisation's mail server put it off"
     assert "451 4.3.0 try later" in deferred.detail
     assert "tried again automatically" in deferred.detail
     refused = outcome_of(quarantine.mark_failed(hold.id, "550 5.1.1 no such user", permanent=True), now)
@@ -151,7 +151,7 @@ def test_page_refreshes_while_sending_and_stops_after(client: TestClient, quaran
     done = client.get(f"/confirm/{token}").text
     assert 'http-equiv="refresh"' not in done
     assert "Sent to c@army.mil" in done
-    assert "The receiving mail server accepted it on " in done
+    assert "Your organisation&#39;s mail server accepted it for delivery on " in done
 
 
 def test_release_answers_before_a_slow_next_hop(quarantine: Quarantine, links: Links, guard: Guard) -> None:

@@ -40,6 +40,7 @@ from rcptguard import __version__
 from rcptguard.delivery import NextHop
 from rcptguard.domains import MAX_INPUT, DomainError, normalize_domain
 from rcptguard.guard import Guard
+from rcptguard.notify import Notifier
 from rcptguard.store import StoreError
 from rcptguard.store.links import LinkExpired, LinkInfo, LinkInvalid, Links
 from rcptguard.store.quarantine import STATES, AlreadyDecided, Hold, NotFound, Quarantine
@@ -68,6 +69,8 @@ log = logging.getLogger(__name__)
 SENDER_ACTOR = "sender via web"
 MAX_RECIPIENTS = 1000  # the default of [web] api_max_recipients
 CHECK_PATH = "/v1/check"
+# The next hop the page speaks of: the organisation's own mail server, which then delivers the message onwards.
+OUR_SERVER = "Your organisation's mail server"
 SLOW_SEND = dt.timedelta(minutes=2)  # a delivery still in progress after this is said to take long
 REFRESH_SECONDS = 3  # how often a page showing a delivery in progress reloads itself
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -195,12 +198,12 @@ def outcome_of(hold: Hold, now: dt.datetime | None = None) -> Outcome:
     answer = hold.last_error or "no reason given"
     if hold.delivery == "delivered":
         when = f" on {_when(hold.delivered_at)}" if hold.delivered_at else ""
-        return Outcome(f"Sent to {to}", f"The receiving mail server accepted it{when}.")
+        return Outcome(f"Sent to {to}", f"{OUR_SERVER} accepted it for delivery{when}.")
     if hold.delivery == "failed":
         return Outcome(f"Not sent to {to}",
-                       f"The receiving mail server refused it, so it will not be tried again. Its answer: {answer}.")
+                       f"{OUR_SERVER} refused it, so it will not be tried again. Its answer: {answer}.")
     if hold.delivery == "pending" and hold.delivery_attempts > 0:
-        return Outcome(f"Not sent yet to {to}: the receiving mail server put it off",
+        return Outcome(f"Not sent yet to {to}: {OUR_SERVER[0].lower()}{OUR_SERVER[1:]} put it off",
                        f"It is tried again automatically. If it still cannot be sent after a few days, you will get "
                        f"a notice. The server's last answer: {answer}.")
     if hold.delivery in ("pending", "sending"):
@@ -212,6 +215,24 @@ def outcome_of(hold: Hold, now: dt.datetime | None = None) -> Outcome:
         return Outcome(f"Sending to {to}", "It is being sent now. This page shows the result in a few seconds; "
                        "reload it if it does not.", in_progress=True)
     return Outcome(f"Released to {to}", "")  # pragma: no cover - released holds always have a delivery state
+
+
+def choice_of(hold: Hold) -> str:
+    """What was chosen for a decided hold and when, in a sentence; "an administrator" when one chose. Never who
+    else: the page cannot know whether its own reader chose (a link can be forwarded)."""
+    if hold.state == "held" or hold.decided_at is None:
+        return ""
+    when = _when(hold.decided_at)
+    if hold.state == "expired":
+        return f"Nobody chose in time, so it expired on {when}."
+    to = hold.deliver_to or hold.recipient
+    if hold.decided_by == SENDER_ACTOR:
+        button = {"cancelled": "Don't send", "corrected": f"Send to {domain_of(to)} instead",
+                  "released": f"Send to {domain_of(hold.recipient)} anyway"}.get(hold.state, hold.state)
+        return f"“{button}” was chosen on this page on {when}."
+    chose = {"cancelled": "not to send it", "corrected": f"to send it to {to} instead",
+             "released": "to send it anyway"}.get(hold.state, hold.state)
+    return f"An administrator chose {chose} on {when}."
 
 
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -315,7 +336,8 @@ class Web:
 
     def __init__(self, *, quarantine: Quarantine, links: Links, guard_provider: Callable[[], Guard],
                  next_hop: NextHop, secret: bytes, admin_user: str | None, admin_password: str | None,
-                 template_dir: Path | None, settings: WebSettings, clock: Clock) -> None:
+                 template_dir: Path | None, settings: WebSettings, clock: Clock,
+                 notifier: Notifier | None = None) -> None:
         if len(secret) < 16:
             raise ValueError("the web secret must be at least 16 bytes")
         self.quarantine = quarantine
@@ -326,7 +348,7 @@ class Web:
         self.admin_credentials = (admin_user, admin_password) if admin_user and admin_password else None
         self.pages = Pages(template_dir)
         self.settings = settings
-        self.releases = Releases(quarantine, next_hop, workers=settings.release_workers)
+        self.releases = Releases(quarantine, next_hop, workers=settings.release_workers, notifier=notifier)
         self.logins = LoginThrottle(max_failures=settings.admin_max_failures, window=settings.admin_failure_window,
                                     lockout=settings.admin_lockout, lockout_max=settings.admin_lockout_max,
                                     clock=clock)
@@ -392,7 +414,7 @@ class Web:
         items = [{
             "hold": hold, "typed_domain": domain_of(hold.recipient),
             "suggestion_domain": domain_of(hold.suggestion) if hold.suggestion else None,
-            "csrf": csrf_token(self.secret, info.id, hold.id), "outcome": outcome,
+            "csrf": csrf_token(self.secret, info.id, hold.id), "outcome": outcome, "choice": choice_of(hold),
             "error": (errors or {}).get(hold.id),
         } for hold, outcome in zip(holds, outcomes, strict=True)]
         waiting = sum(1 for hold in holds if hold.state == "held")
@@ -431,7 +453,8 @@ class Web:
             except StoreError:
                 now = current
             return self.pages.render(request, "outcome.html", 409, title="This was already done", already=True,
-                                     outcome=outcome_of(now), hold=now, more=self.still_waiting(info), token=token)
+                                     outcome=outcome_of(now), choice=choice_of(now), hold=now,
+                                     more=self.still_waiting(info), token=token)
         except NotFound:
             raise PageError(403, _NOT_ACCEPTED, "That recipient is not part of this message.") from None
         except StoreError as exc:
@@ -440,16 +463,21 @@ class Web:
         # Redirect-after-POST: the page shows this hold's outcome, and the delivery's progress while it is sent.
         return RedirectResponse(self.page_url(token), status_code=303)
 
-    def decide(self, current: Hold, action: str, actor: str) -> Hold:
+    def decide(self, current: Hold, action: str, actor: str, *, notify_sender: bool = False) -> Hold:
         """Record the decision (cancel, correct: to the suggestion, release: as typed), and have a release sent
-        in the background. Raises AlreadyDecided, NotFound, StoreError."""
+        in the background; `notify_sender` (an administrator decides) owes the sender a notice of it, sent in the
+        background too. The quarantine logs the decision. Raises AlreadyDecided, NotFound, StoreError."""
         if action == "cancel":
-            return self.quarantine.cancel(current.id, actor)
+            decided = self.quarantine.cancel(current.id, actor, notify_sender=notify_sender)
+            if notify_sender:
+                self.releases.notify_soon()
+            return decided
         to = current.suggestion if action == "correct" else None
         if to is not None and to != current.recipient:
-            decided = self.quarantine.decide(current.id, "corrected", actor, deliver_to=to)
+            decided = self.quarantine.decide(current.id, "corrected", actor, deliver_to=to,
+                                             notify_sender=notify_sender)
         else:
-            decided = self.quarantine.decide(current.id, "released", actor)
+            decided = self.quarantine.decide(current.id, "released", actor, notify_sender=notify_sender)
         self.releases.submit(decided.id)
         return decided
 
@@ -517,7 +545,8 @@ class Web:
         if action not in ("release", "cancel"):
             raise PageError(400, "Please choose what to do", "Use the buttons on the list.")
         try:
-            decided = self.decide(self.quarantine.require(hold_id), action, f"{user} via web admin")
+            decided = self.decide(self.quarantine.require(hold_id), action, f"{user} via web admin",
+                                  notify_sender=True)
         except AlreadyDecided as exc:
             return self.pages.render(request, "admin_done.html", 409, title="This was already decided",
                                      text=str(exc))
@@ -558,15 +587,19 @@ def create_app(
     template_dir: Path | None = None,
     settings: WebSettings | None = None,
     clock: Clock = time.monotonic,
+    notifier: Notifier | None = None,
 ) -> FastAPI:
     """The web application. `secret` keys the CSRF tokens (at least 16 bytes, the same across restarts and
     workers); the admin pages answer 404 unless both `admin_user` and `admin_password` are set; templates in
     `template_dir` replace the shipped ones of the same name. `settings` ([web]) give the public base URL and the
-    limits; `clock` (monotonic seconds) times the rate limit and the login lockout."""
+    limits; `clock` (monotonic seconds) times the rate limit and the login lockout. With `notifier` ([notify]),
+    the notices an administrator's decisions owe their senders are sent from here too, in the background, once
+    the quarantine's notice_grace has passed; without it, by the relay's retry loop (or `quarantine
+    deliver-pending`)."""
     settings = settings or WebSettings()
     web = Web(quarantine=quarantine, links=links, guard_provider=guard_provider, next_hop=next_hop, secret=secret,
               admin_user=admin_user, admin_password=admin_password, template_dir=template_dir, settings=settings,
-              clock=clock)
+              clock=clock, notifier=notifier)
     # redirect_slashes off: Starlette builds that redirect from the Host header (see confirm_slash).
     app = FastAPI(title="rcptguard", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", redirect_slashes=False)
@@ -598,6 +631,11 @@ def create_app(
 
     # Pages are sync routes: FastAPI runs them in its thread pool (they read the store). Deliveries are not
     # sent there but by web.releases, so that no page waits for the next hop.
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    def home(request: Request) -> Response:
+        # What this is, and where a sender's page is: nothing from the store, no version.
+        return web.pages.render(request, "home.html")
+
     @app.api_route("/confirm/{token}", methods=["GET", "HEAD"], include_in_schema=False)
     def confirm_get(request: Request, token: str) -> Response:
         return web.confirm_page(request, web.resolve(token))
