@@ -11,10 +11,11 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -249,6 +250,42 @@ def run_async(main_coroutine: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main_coroutine)
 
 
+def serve_until_stopped(command: str, host: str, port: int,
+                        server: Callable[[Callable[[int], None]], Coroutine[Any, Any, None]]) -> None:
+    """Run the server `server(ready)` makes; when it cannot listen (the port is taken, the address is not this
+    host's), one line on stderr and exit status 2 instead of a traceback."""
+    listening = False
+
+    def ready(_port: int) -> None:
+        nonlocal listening
+        listening = True
+
+    try:
+        run_async(server(ready))
+    except OSError as exc:
+        if listening:  # failed while serving: not a listen error
+            raise
+        cannot_listen(command, host, port, exc)
+
+
+def listening_socket(command: str, host: str, port: int) -> socket.socket:
+    """A socket bound to host:port and listening, for a server that takes one; one line and exit 2 when it
+    cannot be."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=1024)
+    except OSError as exc:
+        cannot_listen(command, host, port, exc)
+
+
+def cannot_listen(command: str, host: str, port: int, exc: OSError) -> NoReturn:
+    """`rcptguard relay: cannot listen on 127.0.0.1:2525: address already in use`, and exit status 2."""
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    click.echo(f"rcptguard {command}: cannot listen on {where}: {reason[:1].lower()}{reason[1:]}", err=True)
+    sys.exit(2)
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -303,7 +340,7 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
         if stdio:
             serve_stdio(service, sys.stdin.buffer, sys.stdout.buffer)
         else:
-            run_async(serve(service, host, port))
+            serve_until_stopped("policyd", host, port, lambda ready: serve(service, host, port, ready=ready))
 
 
 @main.command()
@@ -365,7 +402,8 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
-        run_async(relay_mod.serve(handler, host, port, quarantine=quarantine))
+        serve_until_stopped("relay", host, port,
+                            lambda ready: relay_mod.serve(handler, host, port, ready=ready, quarantine=quarantine))
 
 
 @main.command()
@@ -407,7 +445,7 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
                      secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
                      template_dir=base / settings.template_dir if settings.template_dir else None, settings=settings)
-    serve(app, host, port, log_level=log_level)
+    serve(app, host, port, log_level=log_level, sock=listening_socket("web", host, port))
 
 
 def web_secret(section: dict[str, Any], base: Path) -> bytes:
