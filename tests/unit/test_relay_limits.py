@@ -17,6 +17,7 @@ import pytest
 
 from rcptguard.delivery import NextHop, SmtpTimeouts
 from rcptguard.gateways.relay import RelaySettings
+from rcptguard.gateways.replies import RELAY_REPLIES
 from tests.integration.sink import Message, RecordingSink
 from tests.unit.relays import BODY, Relay, make_relay, send
 
@@ -373,3 +374,11 @@ def test_a_malformed_recipient_gets_the_reason_check_gives(relay: Relay, address
         code, text = smtp.rcpt(address)
     assert code == 553
     assert text.decode() == f"5.1.3 {verdict.reason}"
+
+
+def test_every_relay_reply_is_a_well_formed_smtp_line() -> None:
+    """The replies table: each reply's code and enhanced status agree (class 2, 4 or 5), and its line is within
+    RFC 5321's 512 octets even with the longest detail the relay adds."""
+    for kind, reply in RELAY_REPLIES.items():
+        assert str(reply.code)[0] == reply.status[0], kind
+        assert len(str(reply.saying("x" * 500)).encode("ascii")) + 2 <= 512, kind

@@ -57,11 +57,11 @@ from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
 from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine, summarize
 
-from .replies import ascii_line, explanation
+from .replies import RELAY_REPLIES, Relayed, ascii_line, rcpt_reply
 
 log = logging.getLogger("rcptguard.relay")
 
-TEMPFAIL = "451 4.3.0 Internal error, message not accepted; try again later"
+TEMPFAIL = str(RELAY_REPLIES[Relayed.INTERNAL])
 _RESERVED_FILES = 64  # open files kept free of client connections: the store, the listening socket, logs
 DEFAULT_SIZE_LIMIT = 64 * 1024 * 1024  # above Postfix's message_size_limit default (10 MB)
 
@@ -366,7 +366,7 @@ class GuardedSMTP(SMTP):
         self._junk += 1
         if self._junk > self.event_handler.settings.junk_command_limit:
             self.event_handler.limit_hit("junk commands", self.session.peer if self.session else None)
-            await self.push("421 4.7.0 Too many commands without a message; closing")
+            await self.push(str(RELAY_REPLIES[Relayed.JUNK_COMMANDS]))
             if self.transport is not None:
                 self.transport.close()
             return
@@ -436,7 +436,7 @@ class GuardedSMTP(SMTP):
             raise
         except TimeoutError:
             self.event_handler.limit_hit("DATA time limit", self.session.peer if self.session else None)
-            await self.push("421 4.4.2 The message took too long to arrive; closing")
+            await self.push(str(RELAY_REPLIES[Relayed.DATA_TOO_SLOW]))
             if self.transport is not None:
                 self.transport.close()
             return
@@ -537,11 +537,6 @@ class AcceptedCopies:
 Copy = tuple[list[str], bytes, DeliveryResult]  # recipients, the body sent to them, what the next hop did
 
 
-def _malformed_reply(verdict: Verdict) -> str:
-    """553 with the engine's reason, the same words `rcptguard check` prints."""
-    return f"553 5.1.3 {ascii_line(verdict.reason)}"
-
-
 def _address(peer: object) -> str:
     """The client's IP address from aiosmtpd's peer (host, port, ...) tuple; "" if it has none."""
     return str(peer[0]) if isinstance(peer, tuple) and peer else ""
@@ -588,15 +583,15 @@ class RelayHandler:
         554 for a client outside `allow`, 421 when too many are connected (in total or from this client)."""
         if not self._allowed(peer):
             self.limit_hit("client not allowed", peer)
-            return "554 5.7.1 This client may not send through this relay"
+            return str(RELAY_REPLIES[Relayed.NOT_ALLOWED])
         address = _address(peer)
         settings = self.settings
         if self.connections.total() >= settings.max_connections:
             self.limit_hit("max_connections", peer)
-            return "421 4.7.0 Too many connections; try again later"
+            return str(RELAY_REPLIES[Relayed.TOO_MANY_CONNECTIONS])
         if self.connections[address] >= settings.max_connections_per_client:
             self.limit_hit("max_connections_per_client", peer)
-            return "421 4.7.0 Too many connections from this client; try again later"
+            return str(RELAY_REPLIES[Relayed.TOO_MANY_FROM_CLIENT])
         self.connections[address] += 1
         return None
 
@@ -636,38 +631,38 @@ class RelayHandler:
     async def handle_MAIL(self, _server: SMTP, session: Session, envelope: Envelope,  # noqa: N802 - aiosmtpd hook
                           address: str, mail_options: list[str]) -> str:
         if not self._allowed(session.peer):
-            return "550 5.7.1 Relaying denied: this client may not send through this relay"
+            return str(RELAY_REPLIES[Relayed.RELAY_DENIED])
         if address and not address.isascii() and "SMTPUTF8" not in (o.upper() for o in mail_options):
-            return "553 5.6.7 This address needs SMTPUTF8: add the SMTPUTF8 parameter"
+            return str(RELAY_REPLIES[Relayed.NEEDS_SMTPUTF8])
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.rcptguard = {}  # type: ignore[attr-defined] # verdicts by recipient, for DATA
-        return "250 2.1.0 OK"
+        return str(RELAY_REPLIES[Relayed.SENDER_OK])
 
     def malformed(self, address: str) -> str | None:
         """The 553 reply for an address the engine finds malformed (with its reason), else None."""
         verdict = self.runtime.guard.check(address)
-        return _malformed_reply(verdict) if verdict.signal("MALFORMED_ADDRESS") is not None else None
+        return str(rcpt_reply(verdict, "")) if verdict.signal("MALFORMED_ADDRESS") is not None else None
 
     async def handle_RCPT(self, _server: SMTP, session: Session, envelope: Envelope,  # noqa: N802 - aiosmtpd hook
                           address: str, rcpt_options: list[str]) -> str:
         if not self._allowed(session.peer):
-            return "550 5.7.1 Relaying denied: this client may not send through this relay"
+            return str(RELAY_REPLIES[Relayed.RELAY_DENIED])
         if not address.isascii() and not envelope.smtp_utf8:
-            return "553 5.6.7 This address needs SMTPUTF8: give MAIL FROM the SMTPUTF8 parameter"
+            return str(RELAY_REPLIES[Relayed.NEEDS_SMTPUTF8])
         verdict = self.runtime.guard.check(address)
-        if verdict.signal("MALFORMED_ADDRESS") is not None:
-            return _malformed_reply(verdict)
-        if verdict.action is Action.REJECT:
-            logs.event(log, "rejected", sender=envelope.mail_from, recipient=address, verdict="reject",
-                       intended=verdict.intended, signals=[s.name for s in verdict.signals])
-            return f"550 {self.settings.reject_status} {ascii_line(explanation(verdict))}"
+        reply = rcpt_reply(verdict, self.settings.reject_status)
+        if reply.code != 250:
+            if verdict.action is Action.REJECT and verdict.signal("MALFORMED_ADDRESS") is None:
+                logs.event(log, "rejected", sender=envelope.mail_from, recipient=address, verdict="reject",
+                           intended=verdict.intended, signals=[s.name for s in verdict.signals])
+            return str(reply)
         if address in envelope.rcpt_tos:
-            return "250 2.1.5 OK (already a recipient)"  # once is enough: a recipient is accounted for once
+            return str(RELAY_REPLIES[Relayed.RECIPIENT_AGAIN])  # once is enough: a recipient is accounted for once
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         envelope.rcptguard[address] = verdict  # type: ignore[attr-defined]
-        return "250 2.1.5 OK"
+        return str(reply)
 
     async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         """The answer to the final dot, within `reply_within` (before the client gives up and sends again).
@@ -681,7 +676,7 @@ class RelayHandler:
             if earlier is not None:  # the same message, still being handled from an earlier attempt
                 done, _ = await asyncio.wait([earlier], timeout=self.settings.reply_within)
                 if not done:
-                    return "451 4.4.1 The next hop has not answered yet; try again later"
+                    return str(RELAY_REPLIES[Relayed.NEXT_HOP_STILL_BUSY])
             if key is not None and key in self.answered_late:  # done after its client was told 451
                 return self.answered_late.pop(key)
             task = asyncio.ensure_future(self._data(session, envelope))
@@ -695,7 +690,7 @@ class RelayHandler:
                 logs.event(log, "answer due before the next hop answered", logging.WARNING,
                            sender=envelope.mail_from, recipients=len(envelope.rcpt_tos),
                            waited=self.settings.reply_within)
-                return "451 4.4.1 The next hop is slow to answer; try again later"
+                return str(RELAY_REPLIES[Relayed.NEXT_HOP_SLOW])
             return task.result()
         except Exception:  # never a 5xx for our own failure: the client keeps the message and retries
             log.exception("internal error in DATA")
@@ -826,7 +821,7 @@ class RelayHandler:
                            reply=f"{first[0]} {first[1]}", already_accepted=len(result.accepted) + sum(
                                len(c.accepted) for *_, c in sent))
                 self.copies.remember(mail_from, [*sent, (rcpts, body, result)])
-                return sent, f"451 4.4.0 Next hop deferred: {ascii_line(first[1], 200)}"
+                return sent, str(RELAY_REPLIES[Relayed.NEXT_HOP_DEFERRED].saying(first[1]))
             sent.append((rcpts, body, result))
         return sent, None
 
@@ -849,7 +844,7 @@ class RelayHandler:
         hold_ids: list[str] = []
         if held:
             if self.quarantine is None:
-                return "451 4.3.0 Quarantine not configured; try again later"
+                return str(RELAY_REPLIES[Relayed.QUARANTINE_MISSING])
             recipients = [HeldRecipient(r, verdicts[r].intended, verdicts[r].suggestion, verdicts[r].reason,
                                         [s.to_json() for s in verdicts[r].signals], verdicts[r].score) for r in held]
             client = session.peer[0] if isinstance(session.peer, tuple) else ""
@@ -859,10 +854,10 @@ class RelayHandler:
                 await asyncio.to_thread(self.quarantine.store.verify)
             except StoreError as exc:
                 logs.event(log, "quarantine unavailable", logging.ERROR, error=str(exc))
-                return "451 4.3.0 Quarantine unavailable; try again later"
+                return str(RELAY_REPLIES[Relayed.QUARANTINE_UNAVAILABLE])
             hold_ids = [h.id for h in holds]
             if self.settings.notify and wants_notice(mail_from, content) and not await self._notify(holds):
-                return "451 4.3.0 Could not tell the sender about the held recipients; try again later"
+                return str(RELAY_REPLIES[Relayed.NOTICE_FAILED])
 
         groups = [(passed, content)]  # warned recipients get the message as it is: the warning is the sender's
         sent, deferred = await self._forward_copies(mail_from, groups, utf8=utf8)
@@ -879,7 +874,7 @@ class RelayHandler:
                 result = await self._forward("", [mail_from], report)
                 if result.temporary:
                     self.copies.remember(mail_from, sent)
-                    return "451 4.4.0 Could not send a delivery report; try again later"
+                    return str(RELAY_REPLIES[Relayed.REPORT_FAILED])
         self.copies.forget(mail_from, sent)
         for rcpt in accepted:
             domain = verdicts[rcpt].domain_ascii
@@ -891,7 +886,7 @@ class RelayHandler:
         logs.event(log, "message", sender=mail_from, forwarded=accepted, held=dict(zip(held, hold_ids, strict=False)),
                    refused_by_next_hop=sorted(perm_failed), warned=warned, size=len(content))
         note = f"; held {len(hold_ids)} for confirmation" if hold_ids else ""  # counts: a reply line stays short
-        return f"250 2.0.0 OK: forwarded {len(accepted)}{note}"
+        return str(RELAY_REPLIES[Relayed.DELIVERED].saying(f"forwarded {len(accepted)}{note}"))
 
 
 async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[[int], None] | None = None,
