@@ -3,7 +3,7 @@
     python scripts/demo_next_hop.py [HOST:PORT]        # default 127.0.0.1:2526
 
 The envelope is where the mail really goes, whatever To: says: a corrected recipient shows as
-`RCPT TO:<j.doe@gmail.com>` above a message whose header still names the address that was typed.
+`RCPT TO:<j.doe@gmail.com>` above the message, even when its header (signed, say) still names the typo.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def test_scripts_run_starts_this_next_hop() -> None:
 
 def test_each_message_is_printed_below_its_envelope() -> None:
     """A message sent with smtplib is printed with MAIL FROM and every RCPT TO above its header, so a corrected
-    recipient shows where the mail really went even though To: still has the typo."""
+    recipient shows where the mail really went whatever To: says."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(SCRIPT), f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
