@@ -117,7 +117,30 @@ def _addresses(addresses: tuple[str, ...]) -> Iterator[str | Malformed]:
             yield item
 
 
-def format_text(verdict: Verdict, colour: bool) -> str:
+def lowered(verdict: Verdict, policy: Policy) -> str:
+    """Why the action is not the one the score alone gives, for the score line: a cap of the guard (a real domain
+    is never held for resembling another) or a [[force]] rule; empty when the score decided."""
+    by_score = policy.action_for(verdict.score)
+    found = {s.name: s.evidence for s in verdict.signals}
+    if "FORCE_RULE" in found:
+        if verdict.action is by_score:
+            return ""
+        return f"{by_score} by score, forced to {verdict.action} by [[force]] {found['FORCE_RULE'].get('rule', '')}"
+    if verdict.action >= by_score:
+        return ""
+    if "SAME_OWNER" in found:
+        why = f"both belong to {found['SAME_OWNER'].get('owner', 'one owner')}"
+    elif "POPULAR_PROVIDER" in found:
+        why = "both are major mail providers" if verdict.action is Action.PASS \
+            else f"{verdict.domain} is itself a major mail provider"
+    elif "RESTRICTED_SUFFIX" in found:
+        why = f"real domain under .{found['RESTRICTED_SUFFIX'].get('suffix', '')}"
+    else:
+        return ""
+    return f"{by_score} by score, capped at {verdict.action}: {why}"
+
+
+def format_text(verdict: Verdict, colour: bool, policy: Policy | None = None) -> str:
     label = click.style(f"{verdict.action!s:<6}", fg=_COLOURS[verdict.action], bold=True) if colour \
         else f"{verdict.action!s:<6}"
     head = f"{label} {verdict.address}"
@@ -127,7 +150,8 @@ def format_text(verdict: Verdict, colour: bool) -> str:
     scored = [s for s in verdict.signals if s.score]
     if scored:
         parts = ", ".join(f"{s.name} {s.score:+.1f}" for s in scored)
-        lines.append(f"       score {verdict.score:.1f}: {parts}")
+        note = lowered(verdict, policy) if policy is not None else ""
+        lines.append(f"       score {verdict.score:.1f}: {parts}" + (f"; {note}" if note else ""))
     return "\n".join(lines)
 
 
@@ -150,7 +174,7 @@ def check(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
         elif fmt == "json":
             collected.append(verdict.to_json())
         else:
-            click.echo(format_text(verdict, colour))
+            click.echo(format_text(verdict, colour, guard.policy))
     if fmt == "json":
         click.echo(json.dumps(collected, ensure_ascii=False, indent=2))
     sys.exit(0 if worst is Action.PASS else 1)
@@ -183,14 +207,37 @@ def explain(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
     click.echo(f"  {verdict.reason}")
 
 
+# The signals the guard adds itself (guard.py), besides the detectors': name, the [priors] key that scores it
+# (None: scored 0, it records why a decision was capped, forced or short-circuited), and when (docs/detectors.md).
+CONTEXT_SIGNALS: tuple[tuple[str, str | None, str], ...] = (
+    ("PROTECTED_TARGET", "protected", "the intended domain is protected, or under a protected suffix"),
+    ("KNOWN_TARGET", "known", "the intended domain is known (+ known_per_doubling x log2(count), at most +1.5)"),
+    ("POPULAR_TARGET", "popular", "the intended domain is a major mail provider"),
+    ("FIRST_CONTACT", "first_contact", "the typed domain was never written to"),
+    ("SHORT_NAME", "short_name", "a name slip of a name of 3 letters or fewer (4 letters: short_name_4)"),
+    ("POPULAR_PROVIDER", None, "the typed domain is itself a major provider: capped at warn (pass if both are)"),
+    ("SAME_OWNER", None, "the typed provider has the same owner as the intended one: pass"),
+    ("RESTRICTED_SUFFIX", None, "the typed domain is under a vetted suffix (restricted_suffixes): capped at warn"),
+    ("FORCE_RULE", None, "a [[force]] rule decided the action"),
+    ("PROTECTED_DOMAIN", None, "the typed domain is protected: pass, nothing else checked"),
+    ("KNOWN_CORRESPONDENT", None, "the typed domain is known: pass"),
+    ("MALFORMED_ADDRESS", None, "the address cannot be parsed: reject"),
+)
+
+
 @main.command("detectors")
 def detectors_command() -> None:
-    """List the detectors, the signal each emits, and its default weight."""
+    """List the detectors, the signal each emits, and its default weight; then the context signals the guard
+    adds (family "context"), with their default prior."""
     from rcptguard.detect import catalogue  # noqa: PLC0415 - only this command needs the catalogue
 
     policy = load_policy()
-    for item in catalogue():
-        click.echo(f"{item.name:<16} {item.family.value:<8} {policy.weight(item.name):5.1f}  {item.description}")
+    rows = [(item.name, item.family.value, policy.weight(item.name), item.description) for item in catalogue()]
+    rows += [(name, "context", policy.priors.get(prior, 0.0) if prior else 0.0, when)
+             for name, prior, when in CONTEXT_SIGNALS]
+    width = max(len(name) for name, *_ in rows)
+    for name, family, weight, description in rows:
+        click.echo(f"{name:<{width}} {family:<8} {weight:5.1f}  {description}")
 
 
 @main.command("eval")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from click.testing import CliRunner
 
 from rcptguard.cli import main
 
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "rcptguard"
 CONTRACT_KEYS = {"address", "domain", "verdict", "intended", "suggestion", "score", "signals", "reason"}
 
 
@@ -101,6 +104,47 @@ def test_detectors_lists_signal_weights() -> None:
     _, out = run("detectors")
     assert "TLD_SLIP" in out
     assert "IDN_HOMOGLYPH" in out
+
+
+def test_detectors_lists_every_signal_the_guard_emits() -> None:
+    """detectors also lists each context signal guard.py can emit (FIRST_CONTACT, KNOWN_TARGET, ...), with its
+    default prior, so that every name in a verdict's signals can be looked up there."""
+    _, out = run("detectors")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()}
+    emitted = set(re.findall(r'Signal\("([A-Z_]+)"', (SRC / "guard.py").read_text("utf-8")))
+    assert {"FIRST_CONTACT", "KNOWN_TARGET", "PROTECTED_TARGET", "RESTRICTED_SUFFIX", "FORCE_RULE"} <= emitted
+    assert emitted <= set(rows)
+    assert rows["FIRST_CONTACT"][1:3] == ["context", "1.0"]
+    assert rows["PROTECTED_TARGET"][1:3] == ["context", "3.0"]
+    assert rows["SHORT_NAME"][1:3] == ["context", "-3.0"]
+    assert rows["TLD_SLIP"][1:3] == ["suffix", "7.0"]
+
+
+@pytest.mark.parametrize(("args", "note"), [
+    (["--known", "treasury.gov", "x@treasuy.gov"], "; hold by score, capped at warn: real domain under .gov"),
+    (["--known", "gmail.com", "x@mail.com"], "capped at warn: mail.com is itself a major mail provider"),
+    (["y@gmail.com"], "; hold by score, capped at pass: both are major mail providers"),
+    (["--known", "gmx.de", "w@gmx.net"], "; hold by score, capped at pass: both belong to United Internet"),
+])
+def test_the_score_line_says_when_a_cap_lowered_the_action(args: list[str], note: str) -> None:
+    """When a real domain's cap lowers the action the score gives, the score line says from what, to what, and why."""
+    _, out = run("check", *args)
+    [score_line] = [line for line in out.splitlines() if line.strip().startswith("score")]
+    assert note in score_line
+
+
+def test_the_score_line_says_when_a_force_rule_decided() -> None:
+    """A [[force]] rule that changes the score's action is named on the score line."""
+    _, out = run("check", "--config", str(ROOT / "examples" / "demo.toml"), "j@army.ml")
+    assert "; hold by score, forced to reject by [[force]] ml" in out
+
+
+def test_the_score_line_has_no_note_when_the_score_decided() -> None:
+    """A hold the score alone gives has a plain score line, and the jsonl contract is unchanged by the note."""
+    _, out = run("check", "--protect", "mil", "x@army.ml")
+    assert out.splitlines()[-1].strip() == "score 11.0: TLD_SLIP +7.0, PROTECTED_TARGET +3.0, FIRST_CONTACT +1.0"
+    _, out = run("check", "--known", "treasury.gov", "--format", "jsonl", "x@treasuy.gov")
+    assert "capped" not in out
 
 
 def test_eval_meets_the_dev_gates(data_dir: Path) -> None:
