@@ -140,11 +140,20 @@ def test_release_delivers_the_exact_bytes(quarantine: Quarantine, sink: Recordin
 
 
 def test_release_to_corrects_the_address(quarantine: Quarantine, sink: RecordingSink) -> None:
-    """Release with a different address delivers there and records the hold as corrected."""
+    """Release with a different address delivers there, records the hold as corrected, and names the corrected
+    address in To (so that Reply-All does not go back to the typo); every other byte is as stored."""
     hold = quarantine.release(hold_one(quarantine), "alice", sink.hop, to="bob@gmail.com")
     assert (hold.state, hold.deliver_to, hold.delivery) == ("corrected", "bob@gmail.com", "delivered")
     assert [r.rcpt_tos for r in sink.messages] == [("bob@gmail.com",)]
-    assert sink.messages[0].data == CONTENT
+    assert sink.messages[0].data == CONTENT.replace(b"To: bob@gmial.com\r\n", b"To: bob@gmail.com\r\n")
+
+
+def test_a_correction_under_a_dkim_signature_of_to_goes_unchanged(quarantine: Quarantine,
+                                                                  sink: RecordingSink) -> None:
+    """When a DKIM signature covers To, the corrected copy goes byte for byte as stored (it must still verify)."""
+    signed = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s; h=from:to:subject; bh=x; b=y\r\n" + CONTENT
+    quarantine.release(hold_one(quarantine, content=signed), "alice", sink.hop, to="bob@gmail.com")
+    assert sink.messages[0].data == signed
 
 
 def test_racing_releases_deliver_once(quarantine: Quarantine, sink: RecordingSink) -> None:

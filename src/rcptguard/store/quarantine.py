@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rcptguard import logs
 from rcptguard.delivery import DeliveryResult, NextHop, deliver
+from rcptguard.rewrite import correct_headers
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
@@ -702,7 +703,10 @@ class Quarantine:
         hold = self.require(hold_id)
         claim = claim or hold.claim_id
         target = hold.deliver_to or hold.recipient
-        result = deliver(next_hop, hold.mail_from, [target], self.content(hold_id),
+        content = self.content(hold_id)
+        if target != hold.recipient:  # a correction: Reply-All must not go back to the mistyped address
+            content, _ = correct_headers(content, hold.recipient, target)
+        result = deliver(next_hop, hold.mail_from, [target], content,
                          smtputf8=needs_smtputf8(hold.mail_from, target))
         if target in result.accepted:
             return ReleaseOutcome(self._record_delivered(hold, claim, next_hop), result)
