@@ -117,16 +117,20 @@ def _text(reply: bytes | str) -> str:
 
 def deliver(hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,
             smtputf8: bool = False) -> DeliveryResult:
-    """One SMTP transaction to the next hop on a new connection (see `transaction`)."""
+    """One SMTP transaction to the next hop on a new connection, for code that does not run on an event loop (the
+    quarantine's releases and notices): the relay's own client, `AsyncPool`, on a loop of its own. One SMTP
+    client, so the rules of a transaction (what counts as accepted, what aborts, which waits) live in one place."""
     if not rcpts:
         return DeliveryResult()
-    try:
-        with _connect(hop) as smtp:
-            return transaction(smtp, mail_from, rcpts, data, smtputf8=smtputf8)
-    except (OSError, smtplib.SMTPException) as exc:
-        return _failed(hop, exc, rcpts)
-    except UnicodeError:
-        return _unencodable(rcpts)
+
+    async def once() -> DeliveryResult:
+        pool = AsyncPool(hop, size=0)  # keeps no connection: QUIT after the transaction
+        try:
+            return await pool.deliver(mail_from, rcpts, data, smtputf8=smtputf8)
+        finally:
+            await pool.close()
+
+    return asyncio.run(once())
 
 
 def _unencodable(rcpts: Sequence[str]) -> DeliveryResult:
@@ -135,81 +139,11 @@ def _unencodable(rcpts: Sequence[str]) -> DeliveryResult:
     return DeliveryResult((), {}, dict.fromkeys(rcpts, (553, text)), error=text)
 
 
-class _TimedSMTP(smtplib.SMTP):
-    """smtplib with the timeouts of `SmtpTimeouts`: its own single timeout covers the TCP connect only, and
-    each step sets the socket's timeout for its wait (`timed`)."""
-
-    def __init__(self, hop: NextHop) -> None:
-        self.limits = hop.limits
-        super().__init__(local_hostname=hop.helo, timeout=self.limits.connect)
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:  # smtplib's hook, not typed
-        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
-        sock.settimeout(self.limits.greeting)  # connected: now the wait for the 220
-        return sock
-
-    def timed(self, seconds: float) -> None:
-        if self.sock is not None:
-            self.sock.settimeout(seconds)
-
-
-def _connect(hop: NextHop) -> _TimedSMTP:
-    smtp = _TimedSMTP(hop)
-    smtp.connect(hop.host, hop.port)
-    smtp.timed(smtp.limits.command)
-    smtp.ehlo_or_helo_if_needed()
-    return smtp
-
-
 def _failed(hop: NextHop, exc: Exception, rcpts: Sequence[str]) -> DeliveryResult:
     if isinstance(exc, smtplib.SMTPResponseException) and not isinstance(exc, smtplib.SMTPServerDisconnected):
         return _whole(exc.smtp_code, _text(exc.smtp_error), rcpts)
     return DeliveryResult(error=f"next hop {hop}: {type(exc).__name__}: {exc}",
                           temp_failed=dict.fromkeys(rcpts, (451, "next hop unavailable")))
-
-
-def transaction(smtp: _TimedSMTP, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-                smtputf8: bool = False) -> DeliveryResult:
-    """MAIL, RCPT for each, DATA on an open connection. A recipient refused with 4xx aborts the whole
-    transaction (RSET, no DATA), so that a retry of the message cannot deliver twice to the others.
-    Connection-level failures raise (OSError, SMTPServerDisconnected)."""
-    options: list[str] = []
-    if smtputf8 and smtp.has_extn("smtputf8"):
-        options.append("SMTPUTF8")
-    if smtp.has_extn("8bitmime"):
-        options.append("BODY=8BITMIME")
-    try:
-        code, reply = smtp.mail(mail_from, options)
-    except (OSError, smtplib.SMTPServerDisconnected) as exc:
-        raise ClosedBeforeMail(str(exc)) from exc
-    if code == 421:
-        raise ClosedBeforeMail(f"421 {_text(reply)}")
-    if code != 250:
-        smtp.rset()
-        return _whole(code, _text(reply), rcpts)
-    accepted: list[str] = []
-    temp: dict[str, tuple[int, str]] = {}
-    perm: dict[str, tuple[int, str]] = {}
-    for rcpt in rcpts:
-        code, reply = smtp.rcpt(rcpt)
-        if code in (250, 251):
-            accepted.append(rcpt)
-        else:
-            (perm if 500 <= code < 600 else temp)[rcpt] = (code, _text(reply))  # a stray 2xx/3xx: not accepted
-    if temp or not accepted:
-        smtp.rset()
-        return DeliveryResult((), {**temp, **dict.fromkeys(accepted, (451, "not sent: retry"))}, perm)
-    data_reply: bytes | str
-    smtp.timed(max(smtp.limits.data_init, smtp.limits.data_block, smtp.limits.data_done))
-    try:
-        code, data_reply = smtp.data(data)
-    except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
-        code, data_reply = exc.smtp_code, exc.smtp_error
-    if code == 421:
-        raise smtplib.SMTPServerDisconnected(f"421 {_text(data_reply)}")
-    if code != 250:
-        return _whole(code, _text(data_reply), accepted, perm)
-    return DeliveryResult(tuple(accepted), {}, perm)
 
 
 class ClosedBeforeMail(smtplib.SMTPServerDisconnected):
@@ -404,7 +338,8 @@ class _Connection:
 
     async def transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
                           smtputf8: bool = False) -> tuple[DeliveryResult, list[str]]:
-        """MAIL, RCPT for each, DATA, as `transaction` does with smtplib. A connection that was already
+        """MAIL, RCPT for each, DATA; a 4xx for a recipient aborts the whole (RSET, no DATA), so that a retry
+        cannot deliver twice to the others. A connection that was already
         closed when MAIL was sent raises ClosedBeforeMail; trouble after it raises (the result is unknown).
 
         Also returns the recipients the next hop put off with 452 (too many recipients) after accepting others:

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, event, func, insert, select, text, update
 
 from rcptguard.cli_quarantine import quarantine as quarantine_group
-from rcptguard.delivery import NextHop
+from rcptguard.delivery import NextHop, normalise_line_endings
 from rcptguard.notify import Notifier, send_owed
 from rcptguard.store import Store, StoreError
 from rcptguard.store.quarantine import (
@@ -53,6 +53,7 @@ CONTENT = (
     b".\r\n"
     b"end\r\n"
 )
+SENT = normalise_line_endings(CONTENT)  # as every copy goes out: a bare CR or LF becomes CRLF
 
 
 @pytest.fixture
@@ -130,13 +131,14 @@ def test_unknown_hold_is_not_found(quarantine: Quarantine, sink: RecordingSink) 
 
 
 def test_release_delivers_the_exact_bytes(quarantine: Quarantine, sink: RecordingSink) -> None:
-    """Release hands the next hop the stored bytes unchanged (8-bit, CRLF, leading dots) for the recipient."""
+    """Release hands the next hop the stored bytes (8-bit, leading dots) for the recipient, with every line ending
+    CRLF as every copy the guard sends: a bare LF in a stored message goes out as CRLF, never bare."""
     hold_id = hold_one(quarantine)
     hold = quarantine.release(hold_id, "alice", sink.hop)
     assert (hold.state, hold.delivery, hold.deliver_to, hold.delivery_attempts) == \
         ("released", "delivered", "bob@gmial.com", 1)
     assert hold.delivered_at is not None
-    assert sink.messages == [Message(SENDER, ("bob@gmial.com",), CONTENT)]
+    assert sink.messages == [Message(SENDER, ("bob@gmial.com",), SENT)]
 
 
 def test_release_to_corrects_the_address(quarantine: Quarantine, sink: RecordingSink) -> None:
@@ -145,7 +147,7 @@ def test_release_to_corrects_the_address(quarantine: Quarantine, sink: Recording
     hold = quarantine.release(hold_one(quarantine), "alice", sink.hop, to="bob@gmail.com")
     assert (hold.state, hold.deliver_to, hold.delivery) == ("corrected", "bob@gmail.com", "delivered")
     assert [r.rcpt_tos for r in sink.messages] == [("bob@gmail.com",)]
-    assert sink.messages[0].data == CONTENT.replace(b"To: bob@gmial.com\r\n", b"To: bob@gmail.com\r\n")
+    assert sink.messages[0].data == SENT.replace(b"To: bob@gmial.com\r\n", b"To: bob@gmail.com\r\n")
 
 
 def test_a_correction_under_a_dkim_signature_of_to_goes_unchanged(quarantine: Quarantine,
@@ -153,7 +155,7 @@ def test_a_correction_under_a_dkim_signature_of_to_goes_unchanged(quarantine: Qu
     """When a DKIM signature covers To, the corrected copy goes byte for byte as stored (it must still verify)."""
     signed = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s; h=from:to:subject; bh=x; b=y\r\n" + CONTENT
     quarantine.release(hold_one(quarantine, content=signed), "alice", sink.hop, to="bob@gmail.com")
-    assert sink.messages[0].data == signed
+    assert sink.messages[0].data == normalise_line_endings(signed)
 
 
 def test_racing_releases_deliver_once(quarantine: Quarantine, sink: RecordingSink) -> None:
@@ -206,7 +208,7 @@ def test_next_hop_down_leaves_delivery_pending(quarantine: Quarantine) -> None:
         assert quarantine.deliver_pending(hop_later.hop) == 0
     finally:
         hop_later.stop()
-    assert [r.data for r in hop_later.messages] == [CONTENT]
+    assert [r.data for r in hop_later.messages] == [SENT]
     assert quarantine.require(hold_id).delivery == "delivered"
     assert quarantine.pending_deliveries() == []
 
