@@ -74,10 +74,11 @@ def rcpt(recipient: str, **more: str) -> dict[str, str]:
 
 
 def test_reply_table(server: Server) -> None:
-    """pass -> DUNNO, warn -> PREPEND a warning header, hold -> REJECT 5.7.1 with the reason and suggestion."""
+    """pass -> DUNNO, warn -> DUNNO (no header for the recipients to see), hold -> REJECT 5.7.1 with the reason
+    and suggestion."""
     answers = request(server.port, rcpt("x@army.mil"), rcpt("x@ymail.com"), rcpt("x@army.ml"), rcpt("a@@b"))
     assert answers[0] == "DUNNO"
-    assert answers[1].startswith("PREPEND X-Rcptguard-Warning: ymail.com looks like gmail.com")
+    assert answers[1] == "DUNNO"
     assert answers[2] == ("REJECT 5.7.1 army.ml looks like army.mil: .ml is Mali's country domain, one letter "
                           "short of .mil. Did you mean x@army.mil? Check the address.")
     assert answers[3].startswith("REJECT 5.1.3 This is not a valid address")
@@ -102,6 +103,27 @@ def notices() -> Iterator[RecordingSink]:
 def hold_service(notices: RecordingSink, **settings: object) -> Server:
     return Server(PolicyService(guard_factory(), None, PolicySettings.from_section(
         {"hold_mode": "hold", "notify_smtp": f"127.0.0.1:{notices.port}", **settings})))
+
+
+def test_a_warning_goes_to_the_sender_once_a_day_per_domain(notices: RecordingSink) -> None:
+    """A warned recipient is let through (DUNNO) and the sender, never the recipient, gets one short notice per
+    domain: three warned recipients at ymail.com give one notice, one at gmail.de another."""
+    running = Server(PolicyService(guard_factory(), None, PolicySettings.from_section(
+        {"notify_smtp": f"127.0.0.1:{notices.port}"})))
+    try:
+        answers = request(running.port, rcpt("a@ymail.com"), rcpt("b@ymail.com"), rcpt("a@ymail.com"),
+                          rcpt("c@gmail.de"))
+        assert answers == ["DUNNO"] * 4
+        got = notices.wait_for(2)
+        time.sleep(0.3)
+        assert len(notices.messages) == 2
+    finally:
+        running.close()
+    assert {m.rcpt_tos for m in got} == {("me@example-corp.com",)}
+    assert all(m.mail_from == "" for m in got)
+    first = next(m.data for m in got if b"a@ymail.com" in m.data)
+    assert b"ymail.com looks like gmail.com" in first
+    assert b"Did you mean a@gmail.com?" in first
 
 
 def test_hold_notice_is_one_per_message_at_end_of_message(notices: RecordingSink) -> None:
@@ -158,7 +180,7 @@ def test_never_permits(server: Server) -> None:
     recipients = ["x@army.mil", "x@gmail.com", "x@example.org", "x@army.ml", "x@ymail.com", "", "<>", "x@[1.2.3.4]"]
     answers = request(server.port, *(rcpt(r) for r in recipients))
     assert len(answers) == len(recipients)
-    assert all(a.split(" ", 1)[0] in {"DUNNO", "PREPEND", "REJECT"} for a in answers)
+    assert all(a.split(" ", 1)[0] in {"DUNNO", "REJECT"} for a in answers)
 
 
 def test_request_without_recipient_is_dunno(server: Server) -> None:

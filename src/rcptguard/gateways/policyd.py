@@ -4,7 +4,7 @@ Postfix sends `name=value` lines ended by an empty line; the service answers one
 empty line, on persistent connections, many clients at once. Each verdict becomes a Postfix action:
 
     pass    DUNNO                                       (never OK: relay restrictions still apply)
-    warn    PREPEND X-Rcptguard-Warning: <explanation>
+    warn    DUNNO; with notify_smtp, the sender (never the recipients) gets a short notice, once a day per domain
     hold    REJECT <status> <explanation>               (hold_mode = "reject", the default)
             HOLD <explanation>  + a notice to the sender (hold_mode = "hold"; `rcptguard release QUEUE_ID`),
             one per message, sent when Postfix asks again at END-OF-MESSAGE (smtpd_end_of_data_restrictions):
@@ -28,6 +28,7 @@ import signal
 import smtplib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -41,7 +42,7 @@ from rcptguard.notify import header_safe
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.store import Store
 
-from .replies import ascii_line, explanation, header_value, warning_text
+from .replies import ascii_line, explanation
 
 log = logging.getLogger("rcptguard.policyd")
 
@@ -57,7 +58,7 @@ class PolicySettings:
     hold_mode: Literal["reject", "hold"] = "reject"
     reject_status: str = "5.7.1"
     malformed_status: str = "5.1.3"
-    warn_header: str = "X-Rcptguard-Warning"
+    warn_notice_interval: float = 86400.0  # at most one warning notice per sender and domain in this many seconds
     idle_timeout: float = 330.0  # longer than Postfix's max_idle (300 s): Postfix closes first
     flush_interval: float = 2.0  # seconds between writes of learned counts to the store
     rebuild_interval: float = 60.0  # seconds between index rebuilds when new domains became known
@@ -195,8 +196,8 @@ def postfix_action(verdict: Verdict, settings: PolicySettings) -> str:
     if action is Action.PASS:
         return "DUNNO"
     text = ascii_line(explanation(verdict))
-    if action is Action.WARN:
-        return f"PREPEND {settings.warn_header}: {header_value(warning_text(verdict))}"
+    if action is Action.WARN:  # the sender is told (PolicyService._warned), not the recipients: no header
+        return "DUNNO"
     if verdict.signal("MALFORMED_ADDRESS") is not None:
         return f"REJECT {settings.malformed_status} {ascii_line(verdict.reason)}"
     if action is Action.HOLD and settings.hold_mode == "hold":
@@ -214,6 +215,7 @@ class PolicyService:
         self.requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.pending = PendingNotices(settings.pending_limit)
+        self._warned_at: OrderedDict[tuple[str, str], float] = OrderedDict()  # (sender, domain): when told
         self._evicted = {"stale": 0, "limit": 0}  # forgotten since the last log line about it
         self._evictions_logged = -EVICTION_LOG_INTERVAL
 
@@ -244,7 +246,25 @@ class PolicyService:
                    reply=action.split(" ", 1)[0])
         if verdict.action is Action.HOLD and self.settings.hold_mode == "hold":
             self._held_recipient(attrs, verdict)
+        elif verdict.action is Action.WARN:
+            self._warned(attrs.get("sender", ""), recipient, verdict)
         return action
+
+    def _warned(self, sender: str, recipient: str, verdict: Verdict) -> None:
+        """Tell the sender that a recipient looks mistyped, at most once per sender and domain in
+        `warn_notice_interval` (remembered in this process, bounded)."""
+        if not self.settings.notify_smtp or not sender:
+            return
+        key = (sender.lower(), verdict.domain_ascii or recipient.rpartition("@")[2].lower())
+        now = time.monotonic()
+        last = self._warned_at.get(key)
+        if last is not None and now - last < self.settings.warn_notice_interval:
+            return
+        self._warned_at[key] = now
+        self._warned_at.move_to_end(key)
+        while len(self._warned_at) > self.settings.pending_limit:
+            self._warned_at.popitem(last=False)
+        self._in_background(self._send_warning, sender, recipient, verdict)
 
     def _held_recipient(self, attrs: dict[str, str], verdict: Verdict) -> None:
         sender, instance = attrs.get("sender", ""), attrs.get("instance", "")
@@ -279,17 +299,35 @@ class PolicyService:
             self._notify(held, attrs.get("queue_id", ""))
 
     def _notify(self, held: HeldMessage, queue_id: str) -> None:
+        self._in_background(self._send_notice, held, queue_id)
+
+    def _in_background(self, send: Callable[..., None], *args: object) -> None:
+        """Run a blocking send off the event loop (in a thread in stdio mode, which has no loop)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # stdio mode has no event loop
-            threading.Thread(target=self._send_notice, args=(held, queue_id)).start()
+            threading.Thread(target=send, args=args).start()
             return
-        task = loop.create_task(asyncio.to_thread(self._send_notice, held, queue_id))
+        task = loop.create_task(asyncio.to_thread(send, *args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _send_warning(self, sender: str, recipient: str, verdict: Verdict) -> None:
+        message = EmailMessage()
+        message["From"] = self.settings.notify_from
+        message["To"] = header_safe(sender)
+        message["Subject"] = header_safe(f"Check the address: {recipient}")
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain="rcptguard.invalid")
+        message["Auto-Submitted"] = "auto-generated"
+        suggestion = f"    Did you mean {verdict.suggestion}?\n" if verdict.suggestion else ""
+        message.set_content(
+            f"You are sending a message to an address that looks mistyped:\n\n    {recipient}\n    {verdict.reason}\n"
+            f"{suggestion}\nIt was not stopped. If the address is wrong, send the message again to the right one and "
+            "tell the person who got it by mistake. You will not be told again about this domain today.\n")
+        self._send_mail(message, sender, f"warning about {recipient}", "")
+
     def _send_notice(self, held: HeldMessage, queue_id: str) -> None:
-        host, _, port = (self.settings.notify_smtp or "").rpartition(":")
         sender, lines = held.sender, held.lines
         more = f" and {held.more} more" if held.more else ""
         addresses = ", ".join(line.address for line in lines) + more
@@ -308,11 +346,16 @@ class PolicyService:
             f"Your message has been held and not sent to anyone, because of:\n{listed}{reference}\n"
             "Ask your mail administrator to release it if the addresses are right, or send it again to the "
             "right addresses.\n")
+        self._send_mail(message, sender, addresses, queue_id)
+
+    def _send_mail(self, message: EmailMessage, sender: str, about: str, queue_id: str) -> None:
+        """Hand a notice to `notify_smtp`, from the null sender; a failure is logged (the mail itself is Postfix's)."""
+        host, _, port = (self.settings.notify_smtp or "").rpartition(":")
         try:
             with smtplib.SMTP(host, int(port), timeout=30) as smtp:
                 smtp.send_message(message, from_addr="", to_addrs=[sender])
         except (OSError, smtplib.SMTPException, ValueError):
-            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipients=addresses, queue_id=queue_id)
+            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipients=about, queue_id=queue_id)
 
     # -- the protocol ---------------------------------------------------------------------------------
 

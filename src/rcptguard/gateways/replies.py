@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from email.header import Header
 from enum import StrEnum
 
 from rcptguard.model import Action, Verdict
@@ -37,20 +36,6 @@ def explanation(verdict: Verdict) -> str:
     parts.append(f"Did you mean {verdict.suggestion}? Check the address." if verdict.suggestion
                  else "Check the address.")
     return " ".join(parts)
-
-
-def header_value(text: str) -> str:
-    """A header field body: RFC 2047 encoded if it is not plain ASCII, never with a line break."""
-    line = " ".join(text.split())
-    if line.isascii():
-        return line[:900]
-    return Header(line[:300], "utf-8").encode(linesep=" ")
-
-
-def warning_text(verdict: Verdict) -> str:
-    """A warning about the recipient's domain, for a header every recipient may see: no address in it."""
-    first = verdict.reason.split(". ", 1)[0].rstrip(".") + "."
-    return f"{first} Check the address." if verdict.intended else first
 
 
 @dataclass(frozen=True, slots=True)
