@@ -465,6 +465,7 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check)."""
     from rcptguard import logs  # noqa: PLC0415
     from rcptguard.delivery import NextHop  # noqa: PLC0415
+    from rcptguard.notify import Notifier  # noqa: PLC0415
     from rcptguard.store import StoreError  # noqa: PLC0415
     from rcptguard.store.links import Links  # noqa: PLC0415
     from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415
@@ -489,7 +490,10 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     quarantine = Quarantine(store, stale_after=relay_settings.claim_window)
+    notifier = Notifier(sender=loaded.notify.sender, name_deciders=loaded.notify.name_deciders,
+                        template_dir=Path(loaded.notify.template_dir) if loaded.notify.template_dir else None)
     app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
+                     notifier=notifier,
                      secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
                      template_dir=base / settings.template_dir if settings.template_dir else None, settings=settings)
     serve(app, host, port, log_level=log_level, sock=listening_socket("web", host, port))

@@ -52,6 +52,7 @@ class NotifySettings:
 
     sender: str = dataclasses.field(default="", metadata={"key": "from"})  # From: (default MAILER-DAEMON@host)
     template_dir: str | None = None  # the operator's notice templates, relative to the config file
+    name_deciders: bool = False  # a notice of an administrator's decision names the administrator
 
 
 SECTIONS: dict[str, type] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
@@ -162,11 +163,12 @@ def load_config(path: Path | None) -> Config:
         db = DbSettings(url=resolve_db_url(sections.get("db", {}).get("url", DEFAULT_URL), base))
         notify_section = sections.get("notify", {})
         notify = NotifySettings(sender=notify_section.get("from", ""),
-                                template_dir=_path(notify_section.get("template_dir"), base))
+                                template_dir=_path(notify_section.get("template_dir"), base),
+                                name_deciders=notify_section.get("name_deciders", False))
         policyd = PolicySettings.from_section(dict(sections.get("policyd", {})))
         web = WebSettings.from_section(dict(sections.get("web", {})), base)
-        relay_section = {"base_url": web.base_url, "notice_from": notify.sender,
-                         "template_dir": notify.template_dir, **sections.get("relay", {})}
+        relay_section = {"base_url": web.base_url, "notice_from": notify.sender, "template_dir": notify.template_dir,
+                         "name_deciders": notify.name_deciders, **sections.get("relay", {})}
         if "template_dir" in sections.get("relay", {}):
             relay_section["template_dir"] = _path(relay_section["template_dir"], base)
         relay = RelaySettings.from_section({k: v for k, v in relay_section.items() if v is not None})

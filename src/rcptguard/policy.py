@@ -29,7 +29,7 @@ _SECTION_KEYS = {  # the gateways' sections; [policyd] and [relay] are checked b
     "web": {"base_url", "secret", "secret_file", "admin_user", "admin_password", "template_dir", "api", "api_token",
             "api_token_file", "api_max_body", "api_max_recipients", "api_rate", "api_burst", "admin_max_failures",
             "admin_failure_window", "admin_lockout", "admin_lockout_max", "release_workers"},
-    "notify": {"from", "template_dir"},
+    "notify": {"from", "template_dir", "name_deciders"},
 }
 _FORCE_KEYS = {"suffixes", "domains", "unless_known", "action", "message"}
 

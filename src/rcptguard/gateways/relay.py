@@ -87,6 +87,7 @@ class RelaySettings:
     notice_from: str = ""  # From: of notices (default MAILER-DAEMON@hostname)
     link_days: float = 7.0  # how long a confirmation link works; held mail expires after the same time
     template_dir: str | None = None  # operator's notice templates ([notify] template_dir)
+    name_deciders: bool = False  # notices of an administrator's decision name who decided ([notify])
     # -- limits and timeouts towards the clients (Postfix) --
     idle_timeout: float = 300.0  # a client that sends nothing this long is disconnected (RFC 5321 §4.5.3.2.7)
     data_time_limit: float = 3600.0  # the whole of one message's DATA, however steadily it trickles in
@@ -553,7 +554,7 @@ class RelayHandler:
         self.hostname = settings.hostname or socket.getfqdn() or "localhost"
         self.pool = AsyncPool(self.next_hop, size=settings.workers)
         self.links = Links(quarantine.store) if quarantine is not None else None
-        self.notifier = Notifier(host=self.hostname, sender=settings.notice_from,
+        self.notifier = Notifier(host=self.hostname, sender=settings.notice_from, name_deciders=settings.name_deciders,
                                  template_dir=Path(settings.template_dir) if settings.template_dir else None)
         self.accepted = 0
         self.copies = AcceptedCopies()
