@@ -312,14 +312,19 @@ class PolicyService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _send_warning(self, sender: str, recipient: str, verdict: Verdict) -> None:
+    def _notice(self, sender: str, subject: str) -> EmailMessage:
+        """A notice to `sender`, headers only: automatic (RFC 3834), from `notify_from`."""
         message = EmailMessage()
         message["From"] = self.settings.notify_from
         message["To"] = header_safe(sender)
-        message["Subject"] = header_safe(f"Check the address: {recipient}")
+        message["Subject"] = header_safe(subject)
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain="rcptguard.invalid")
         message["Auto-Submitted"] = "auto-generated"
+        return message
+
+    def _send_warning(self, sender: str, recipient: str, verdict: Verdict) -> None:
+        message = self._notice(sender, f"Check the address: {recipient}")
         suggestion = f"    Did you mean {verdict.suggestion}?\n" if verdict.suggestion else ""
         message.set_content(
             f"You are sending a message to an address that looks mistyped:\n\n    {recipient}\n    {verdict.reason}\n"
@@ -331,13 +336,7 @@ class PolicyService:
         sender, lines = held.sender, held.lines
         more = f" and {held.more} more" if held.more else ""
         addresses = ", ".join(line.address for line in lines) + more
-        message = EmailMessage()
-        message["From"] = self.settings.notify_from
-        message["To"] = header_safe(sender)
-        message["Subject"] = header_safe(f"Your message to {addresses} is on hold")
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = make_msgid(domain="rcptguard.invalid")
-        message["Auto-Submitted"] = "auto-generated"
+        message = self._notice(sender, f"Your message to {addresses} is on hold")
         listed = "".join(f"\n    {line.address}\n        {line.reason}\n"
                          + (f"        You probably meant: {line.suggestion}\n" if line.suggestion else "")
                          for line in lines) + (f"\n    ... and {held.more} more held recipients\n" if more else "")
