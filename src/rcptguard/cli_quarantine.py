@@ -332,7 +332,7 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
     _log_decisions()
     try:
         with _errors():
-            outcome = store.release_outcome(hold_id, _actor(actor), hop, to=to)
+            outcome = store.release_outcome(hold_id, _actor(actor), hop, to=to, notify_sender=True)
     except DecidedNotRecorded as exc:  # _errors lets it through when the next hop has the message
         click.echo(f"{hold_id}: {exc.hold.state}; {hop} accepted the message, but the store could not record the "
                    f"delivery ({_one_line(exc.__cause__ or exc)}). It is not sent again by this command; once the "
@@ -363,8 +363,9 @@ def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None)
     store, _policy = _open(config, db, create=False)
     _log_decisions()
     with _errors():
-        hold = store.cancel(hold_id, _actor(actor))
-    click.echo(f"{hold.id}: cancelled; {hold.recipient} will not get the message")
+        hold = store.cancel(hold_id, _actor(actor), notify_sender=True)
+    click.echo(f"{hold.id}: cancelled; {hold.recipient} will not get the message (its sender is told by the "
+               "relay's retry loop or `rcptguard quarantine deliver-pending`)")
 
 
 @quarantine.command("mark-delivered")
@@ -449,7 +450,8 @@ def _send_owed(store: Quarantine, policy: Policy, hop: NextHop, notice_from: str
 
     notify_section = policy.sections.get("notify", {})
     sender = notice_from or str(notify_section.get("from") or "")  # empty: Notifier's MAILER-DAEMON@ this host
-    notifier = Notifier(sender=sender, template_dir=_template_dir(policy))
+    notifier = Notifier(sender=sender, template_dir=_template_dir(policy),
+                        name_deciders=notify_section.get("name_deciders", False) is True)
     with _errors():
         return dict(send_owed(store, notifier, hop, warn=lambda text: click.echo(f"warning: {text}", err=True)))
 

@@ -47,8 +47,12 @@ def test_the_command_loop_restarts_the_timer_before_each_command() -> None:
 
 def test_stream_reader_keeps_its_buffer_where_the_relay_looks() -> None:
     """DATA's leftover bytes go back into StreamReader._buffer after EOF, and a pipelined line is seen there."""
-    reader = asyncio.StreamReader()
-    reader.feed_data(b"QUIT\r\n")
-    reader.feed_eof()
-    assert isinstance(reader._buffer, bytearray)
-    assert reader._eof
+    loop = asyncio.new_event_loop()
+    try:
+        reader = asyncio.StreamReader(loop=loop)
+        reader.feed_data(b"QUIT\r\n")
+        reader.feed_eof()
+        assert isinstance(reader._buffer, bytearray)
+        assert reader._eof
+    finally:
+        loop.close()

@@ -225,3 +225,16 @@ def test_a_refused_decision_logs_nothing(quarantine: Quarantine, db_url: str) ->
     result = run("cancel", "--db", db_url, hold_id)
     assert result.exit_code == 1
     assert [e for e in log_lines(result) if e["event"] == "decision"] == []
+
+
+def test_an_administrators_cancel_and_release_owe_the_sender_a_notice(quarantine: Quarantine, db_url: str,
+                                                                     sink: RecordingSink) -> None:
+    """`quarantine cancel` and `release` from the command line owe the sender a notice of the decision (sent
+    by the relay's retry loop or deliver-pending), as the admin page does."""
+    cancelled = hold_one(quarantine)
+    released = quarantine.hold(mail_from="alice@example.org", recipients=[gmial_recipient("carol@gmial.com")],
+                               content=b"Subject: 2\r\n\r\nx\r\n")[0].id
+    assert run("cancel", cancelled, "--db", db_url).exit_code == 0
+    assert run("release", released, "--force", "--db", db_url, "--next-hop", str(sink.hop)).exit_code == 0
+    assert quarantine.require(cancelled).notice == "pending"
+    assert quarantine.require(released).notice == "pending"
