@@ -80,8 +80,7 @@ def payloads(addresses: list[str]) -> list[bytes]:
 
 
 def main() -> None:
-    from tests.integration.postfix import free_port
-    from tests.processes import wait_port
+    from tests.support.processes import free_port, wait_port
 
     import corpus
     from rcptguard.store import Store

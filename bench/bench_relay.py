@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from tests.integration.conftest import make_traversable
-from tests.integration.postfix import PostfixInstance, free_port
-from tests.processes import running
+from tests.integration.postfix import PostfixInstance
+from tests.support.processes import free_port, running
 
 CONCURRENCY = "20"
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.pg import PostgresMissingError, PostgresServer
-from tests.integration.postfix import PostfixInstance, PostfixMissingError, check_installed, free_port
-from tests.integration.sink import RecordingSink
+from tests.integration.postfix import PostfixInstance, PostfixMissingError, check_installed
+from tests.support.processes import free_port
+from tests.support.sink import RecordingSink
 
 MakePostfix = Callable[..., PostfixInstance]
 _postgres_databases = itertools.count(1)
@@ -34,13 +35,6 @@ def make_traversable(path: Path) -> None:
         mode = folder.stat().st_mode
         if mode & stat.S_IXOTH == 0:
             folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-
-
-@pytest.fixture
-def sink() -> Iterator[RecordingSink]:
-    """A started recording SMTP sink on 127.0.0.1, stopped after the test."""
-    with RecordingSink() as started:
-        yield started
 
 
 @pytest.fixture

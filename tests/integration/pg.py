@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from tests.integration.postfix import free_port
+from tests.support.processes import free_port
 
 if TYPE_CHECKING:
     import psycopg

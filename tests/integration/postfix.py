@@ -46,13 +46,6 @@ class PostfixError(RuntimeError):
     """A Postfix command failed or the instance did not come up."""
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def find_tool(name: str) -> str:
     """Absolute path of a Postfix tool; looks in PATH and the sbin folders root's PATH may lack."""
     found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SBIN_DIRS))

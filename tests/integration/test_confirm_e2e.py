@@ -16,10 +16,10 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.integration.conftest import MakePostfix
-from tests.integration.postfix import PostfixInstance, free_port
-from tests.integration.sink import Message, RecordingSink
+from tests.integration.postfix import PostfixInstance
 from tests.integration.test_relay_postfix import documented, send
-from tests.processes import RCPTGUARD, running
+from tests.support.processes import RCPTGUARD, free_port, running
+from tests.support.sink import Message, RecordingSink
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.conftest import MakePostfix
 from tests.integration.postfix import PostfixInstance, find_tool
-from tests.integration.sink import RecordingSink
+from tests.support.sink import RecordingSink
 
 pytestmark = pytest.mark.integration
 

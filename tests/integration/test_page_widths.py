@@ -18,9 +18,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from rcptguard.store import Store
 from rcptguard.store.links import Links
 from rcptguard.store.quarantine import HeldRecipient, Quarantine
-from tests.integration.postfix import free_port
-from tests.integration.sink import RecordingSink
-from tests.processes import RCPTGUARD, running
+from tests.support.processes import RCPTGUARD, free_port, running
+from tests.support.sink import RecordingSink
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import MakePostfix
-from tests.integration.postfix import PostfixInstance, free_port
-from tests.integration.sink import RecordingSink
-from tests.processes import RCPTGUARD, running
+from tests.integration.postfix import PostfixInstance
+from tests.support.processes import RCPTGUARD, free_port, running
+from tests.support.sink import RecordingSink
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ from rcptguard.store.quarantine import AlreadyDecided, DecidedNotRecorded, Hold,
 from rcptguard.store.schema import events, holds, messages
 from rcptguard.store.schema import links as links_table
 from tests.holds import gmial_recipient as recipient
-from tests.integration.postfix import free_port
-from tests.integration.sink import Message, RecordingSink
 from tests.integration.test_relay_postfix import RelayProcess, held
+from tests.support.processes import free_port
+from tests.support.sink import Message, RecordingSink
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
 from tests.holds import gmial_recipient
-from tests.integration.sink import RecordingSink
-from tests.processes import RCPTGUARD
+from tests.support.processes import RCPTGUARD
+from tests.support.sink import RecordingSink
 
 pytestmark = pytest.mark.integration
 

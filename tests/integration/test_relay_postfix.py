@@ -20,9 +20,9 @@ import psutil
 import pytest
 
 from tests.integration.conftest import MakePostfix
-from tests.integration.postfix import PostfixInstance, free_port
-from tests.integration.sink import RecordingSink
-from tests.processes import RCPTGUARD, wait_port
+from tests.integration.postfix import PostfixInstance
+from tests.support.processes import RCPTGUARD, free_port, wait_port
+from tests.support.sink import RecordingSink
 
 pytestmark = pytest.mark.integration
 

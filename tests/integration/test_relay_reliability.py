@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import MakePostfix
-from tests.integration.postfix import free_port
-from tests.integration.sink import RecordingSink
 from tests.integration.test_relay_postfix import RelayProcess, held, send, wait_until
-from tests.processes import RCPTGUARD
+from tests.support.processes import RCPTGUARD, free_port
+from tests.support.sink import RecordingSink
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.integration.conftest import MakePostfix
-from tests.integration.postfix import PostfixInstance, free_port
+from tests.integration.postfix import PostfixInstance
 from tests.integration.test_relay_postfix import RelayProcess, documented
+from tests.support.processes import free_port
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session

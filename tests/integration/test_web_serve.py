@@ -19,9 +19,8 @@ from rcptguard.store import Store
 from rcptguard.store.links import Links, token_hash
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.web import csrf_token
-from tests.integration.postfix import free_port
-from tests.integration.sink import RecordingSink
-from tests.processes import RCPTGUARD, running
+from tests.support.processes import RCPTGUARD, free_port, running
+from tests.support.sink import RecordingSink
 from tests.unit.test_web import SENDER, held, message
 
 pytestmark = pytest.mark.integration

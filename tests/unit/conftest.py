@@ -1,4 +1,4 @@
-"""Fixtures of the unit tests that run a relay: a recording next hop, and a relay in front of it."""
+"""Fixtures of the unit tests that run a relay: a relay in front of the shared recording sink."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sink import RecordingSink
+from tests.support.sink import RecordingSink
 from tests.unit.relays import Relay, make_relay
-
-
-@pytest.fixture
-def sink() -> Iterator[RecordingSink]:
-    with RecordingSink() as started:
-        yield started
 
 
 @pytest.fixture

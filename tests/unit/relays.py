@@ -13,8 +13,8 @@ from rcptguard.policy import ForceRule, load_policy
 from rcptguard.runtime import GuardFactory
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
-from tests.integration.sink import RecordingSink
-from tests.processes import ServedInThread
+from tests.support.processes import ServedInThread
+from tests.support.sink import RecordingSink
 
 BODY = (b"From: me@example-corp.com\r\nTo: crew\r\nSubject: crew list\r\nMessage-ID: <m1@example-corp.com>\r\n"
         b"\r\nPassport numbers: \xc3\xa9t\xc3\xa9\r\n.starts with a dot\r\nend\r\n")

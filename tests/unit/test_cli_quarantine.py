@@ -18,8 +18,8 @@ from rcptguard.cli_quarantine import quarantine as quarantine_group
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
 from tests.holds import gmial_recipient
-from tests.integration.postfix import free_port
-from tests.integration.sink import RecordingSink
+from tests.support.processes import free_port
+from tests.support.sink import RecordingSink
 
 CONTENT = b"From: alice@example.org\r\nTo: bob@gmial.com\r\nSubject: plans\r\n\r\nbody\r\n"
 
@@ -33,12 +33,6 @@ def run(*args: str, cwd: Path | None = None) -> Result:
         return CliRunner().invoke(quarantine_group, list(args))
     finally:
         os.chdir(before)
-
-
-@pytest.fixture
-def sink() -> Iterator[RecordingSink]:
-    with RecordingSink() as server:
-        yield server
 
 
 @pytest.fixture

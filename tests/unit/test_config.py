@@ -16,9 +16,8 @@ from click.testing import CliRunner
 from rcptguard.cli import main
 from rcptguard.config import SECTIONS, file_fields, key_of, load_config
 from rcptguard.policy import ConfigError
-from tests.integration.postfix import free_port
-from tests.integration.sink import RecordingSink
-from tests.processes import RCPTGUARD, wait_port
+from tests.support.processes import RCPTGUARD, free_port, wait_port
+from tests.support.sink import RecordingSink
 
 
 def wrong_value(expected: Any) -> str:

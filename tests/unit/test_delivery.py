@@ -11,8 +11,8 @@ from typing import BinaryIO, Self
 import pytest
 
 from rcptguard.delivery import AsyncPool, DeliveryResult, NextHop, dot_stuffed
-from tests.integration.postfix import free_port
-from tests.integration.sink import RecordingSink
+from tests.support.processes import free_port
+from tests.support.sink import RecordingSink
 
 BODY = b"From: a@example.org\r\nSubject: dots\r\n\r\n.one\r\n..two\r\nlast line\r\n"
 

@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.postfix import free_port
-from tests.processes import wait_port
+from tests.support.processes import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "demo_next_hop.py"

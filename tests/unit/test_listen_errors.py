@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import RCPTGUARD
+from tests.support.processes import RCPTGUARD
 
 
 @pytest.fixture

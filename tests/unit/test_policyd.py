@@ -21,8 +21,8 @@ from rcptguard.guard import Guard
 from rcptguard.model import Verdict
 from rcptguard.policy import load_policy
 from rcptguard.store import Store
-from tests.integration.sink import RecordingSink
-from tests.processes import RCPTGUARD, ServedInThread, running
+from tests.support.processes import RCPTGUARD, ServedInThread, running
+from tests.support.sink import RecordingSink
 
 
 class Server(ServedInThread):

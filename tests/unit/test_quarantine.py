@@ -33,8 +33,8 @@ from rcptguard.store.quarantine import (
 )
 from rcptguard.store.schema import holds, messages
 from tests.holds import gmial_recipient as held
-from tests.integration.postfix import free_port
-from tests.integration.sink import Message, RecordingSink
+from tests.support.processes import free_port
+from tests.support.sink import Message, RecordingSink
 
 SENDER = "alice@example.org"
 CONTENT = (
@@ -54,12 +54,6 @@ CONTENT = (
     b"end\r\n"
 )
 SENT = normalise_line_endings(CONTENT)  # as every copy goes out: a bare CR or LF becomes CRLF
-
-
-@pytest.fixture
-def sink() -> Iterator[RecordingSink]:
-    with RecordingSink() as server:
-        yield server
 
 
 @pytest.fixture

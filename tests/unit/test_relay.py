@@ -18,7 +18,7 @@ from rcptguard.guard import Guard
 from rcptguard.model import Verdict
 from rcptguard.policy import load_policy
 from rcptguard.store import Store
-from tests.integration.sink import Message, RecordingSink
+from tests.support.sink import Message, RecordingSink
 from tests.unit.relays import BODY, Relay, make_relay, send
 
 

@@ -18,7 +18,7 @@ import pytest
 from rcptguard.delivery import NextHop, SmtpTimeouts
 from rcptguard.gateways.relay import RelaySettings
 from rcptguard.gateways.replies import RELAY_REPLIES
-from tests.integration.sink import Message, RecordingSink
+from tests.support.sink import Message, RecordingSink
 from tests.unit.relays import BODY, Relay, make_relay, send
 
 STUFFED = BODY.replace(b"\r\n.", b"\r\n..")  # as a client sends it after DATA

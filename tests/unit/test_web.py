@@ -33,8 +33,8 @@ from rcptguard.store.schema import links as links_table
 from rcptguard.web import create_app, csrf_token
 from rcptguard.web.settings import WebSettings
 from tests.conftest import make_guard
-from tests.integration.postfix import free_port
-from tests.integration.sink import RecordingSink
+from tests.support.processes import free_port
+from tests.support.sink import RecordingSink
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -56,12 +56,6 @@ def held(address: str = "c@army.ml", suggestion: str | None = "c@army.mil", reas
     return HeldRecipient(address=address, intended=suggestion.rpartition("@")[2] if suggestion else None,
                          suggestion=suggestion, reason=reason,
                          signals=[{"name": "TLD_SLIP", "score": 7.0, "evidence": {}}], score=11.0)
-
-
-@pytest.fixture
-def sink() -> Iterator[RecordingSink]:
-    with RecordingSink() as server:
-        yield server
 
 
 @pytest.fixture

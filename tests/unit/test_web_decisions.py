@@ -24,7 +24,7 @@ from rcptguard.store.links import Links
 from rcptguard.store.quarantine import Hold, Quarantine
 from rcptguard.web import create_app
 from rcptguard.web.settings import WebSettings
-from tests.integration.sink import Message, RecordingSink
+from tests.support.sink import Message, RecordingSink
 from tests.unit import test_web as shared
 from tests.unit.test_web import (
     ADMIN,
@@ -45,7 +45,7 @@ from tests.unit.test_web import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-store, links, guard, sink = shared.store, shared.links, shared.guard, shared.sink
+store, links, guard = shared.store, shared.links, shared.guard
 
 
 @pytest.fixture

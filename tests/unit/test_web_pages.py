@@ -15,11 +15,11 @@ from rcptguard.store.links import Links
 from rcptguard.store.quarantine import Hold, Quarantine
 from rcptguard.store.schema import holds as holds_table
 from rcptguard.web.app import outcome_of
-from tests.integration.sink import RecordingSink
+from tests.support.sink import RecordingSink
 from tests.unit import test_web as shared
 from tests.unit.test_web import ADMIN, LOCAL, basic, build_app, form, held, hold_message, issue, message
 
-store, quarantine, links, guard, sink = shared.store, shared.quarantine, shared.links, shared.guard, shared.sink
+store, quarantine, links, guard = shared.store, shared.quarantine, shared.links, shared.guard
 
 
 @pytest.fixture

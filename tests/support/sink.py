@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Self
 from aiosmtpd.controller import Controller
 
 from rcptguard.delivery import NextHop
-from tests.integration.postfix import free_port
+from tests.support.processes import free_port
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session

@@ -16,6 +16,13 @@ from typing import Any
 RCPTGUARD = str(Path(sys.executable).parent / "rcptguard")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None,
               timeout: float = 30.0) -> None:
     """Until something accepts connections on 127.0.0.1:port; fails early if `proc` exits."""

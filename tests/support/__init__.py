@@ -1,0 +1,1 @@
+"""What the tests share: a recording SMTP sink (`sink.py`) and real processes and servers (`processes.py`)."""
