@@ -17,6 +17,7 @@ from pathlib import Path
 import idna
 from publicsuffixlist import PublicSuffixList
 
+from rcptguard.errors import DomainError as DomainError  # noqa: PLC0414 - re-exported: the same class under its old home
 from rcptguard.model import Address, Domain, Malformed
 
 MAX_DOMAIN = 253  # octets of the A-label form, without the trailing dot (RFC 1035)
@@ -35,10 +36,6 @@ _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _SIMPLE = re.compile(rf"<?({_ATOM}(?:\.{_ATOM})*)@([A-Za-z0-9.-]{{1,253}})>?")
 _QUOTED = re.compile(r'"((?:[^"\\\r\n]|\\[\x20-\x7e])*)"\Z')
-
-
-class DomainError(ValueError):
-    """A domain that cannot be a mail domain; the message says why in plain words."""
 
 
 class _SuffixList:

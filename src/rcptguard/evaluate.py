@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rcptguard.errors import EvalError as EvalError  # noqa: PLC0414 - re-exported: the same class under its old home
 from rcptguard.guard import Guard
 from rcptguard.model import Action, Verdict
 from rcptguard.policy import ConfigError, Policy
-
-
-class EvalError(ValueError):
-    """A cases or profiles file that cannot be used."""
 
 
 @dataclass(frozen=True, slots=True)

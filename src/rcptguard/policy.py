@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rcptguard.domains import DomainError, normalize_domain
+from rcptguard.errors import ConfigError as ConfigError  # noqa: PLC0414 - re-exported: the same class under its old home
 from rcptguard.model import Action
 
 _TOP_KEYS = {"protect", "known", "known_files", "providers", "restricted_suffixes", "learn_min_count",
@@ -35,18 +36,6 @@ _FORCE_KEYS = {"suffixes", "domains", "unless_known", "action", "message"}
 
 
 Fail = Callable[[str, str], "ConfigError"]
-
-
-class ConfigError(ValueError):
-    """A config file or option that cannot be used; the text names the file, line and key."""
-
-    def __init__(self, message: str, *, path: Path | None = None, key: str | None = None,
-                 line: int | None = None) -> None:
-        where = str(path) if path else "config"
-        if line:
-            where += f":{line}"
-        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
-        self.path, self.key, self.line = path, key, line
 
 
 @dataclass(frozen=True, slots=True)

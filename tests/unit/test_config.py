@@ -157,3 +157,20 @@ def test_a_mistyped_worker_count_no_longer_delivers_twice(tmp_path: Path) -> Non
             relay.terminate()
             relay.wait(15)
         assert [m.rcpt_tos for m in sink.messages] == [("x@army.mil",)]
+
+
+def test_every_error_is_in_the_one_tree() -> None:
+    """Each error class rcptguard raises on purpose derives from RcptguardError, is drawn in errors.py's tree,
+    and is the same class under its old home (so `except StoreError` anywhere catches it)."""
+    from rcptguard import errors
+    from rcptguard.domains import DomainError
+    from rcptguard.store import StoreError
+    from rcptguard.store.links import LinkExpired
+    from rcptguard.store.quarantine import AlreadyDecided
+
+    assert (ConfigError, DomainError, StoreError, LinkExpired, AlreadyDecided) == (
+        errors.ConfigError, errors.DomainError, errors.StoreError, errors.LinkExpired, errors.AlreadyDecided)
+    tree = errors.__doc__ or ""
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.RcptguardError), name
+        assert f" {name}" in tree, f"{name} is not drawn in the tree"

@@ -36,6 +36,7 @@ from email.utils import formatdate, make_msgid
 from typing import BinaryIO, Literal
 
 from rcptguard import logs
+from rcptguard.errors import ProtocolError
 from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.notify import header_safe
@@ -166,10 +167,6 @@ class PendingNotices:
 
     def pop(self, instance: str) -> HeldMessage | None:
         return self._messages.pop(instance, None)
-
-
-class ProtocolError(Exception):
-    """The peer broke the policy protocol; the connection is closed without an answer."""
 
 
 def add_attribute(attrs: dict[str, str], line: bytes) -> bool:

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from rcptguard.errors import StoreError, StoreNotFound
 from rcptguard.store.schema import correspondents, metadata
 
 DEFAULT_URL = "sqlite:///rcptguard.db"
@@ -34,14 +35,6 @@ _MIGRATION_LOCK_KEY = 0x72637074  # "rcpt": PostgreSQL advisory lock held while 
 _MIGRATING = threading.Lock()  # alembic is not thread-safe
 
 __all__ = ["DEFAULT_URL", "Store", "StoreError", "StoreNotFound", "as_utc", "error_line", "metadata", "utc_now"]
-
-
-class StoreError(RuntimeError):
-    """The store cannot be reached or written; gateways answer 4xx so that the mail is retried."""
-
-
-class StoreNotFound(StoreError):  # noqa: N818 - the name reads as the answer
-    """`Store.open(url, create=False)` found no store there: no SQLite file, or a database without the schema."""
 
 
 def utc_now() -> dt.datetime:

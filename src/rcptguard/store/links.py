@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from rcptguard.errors import LinkError, LinkExpired, LinkInvalid
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
@@ -36,25 +37,6 @@ __all__ = ["TOKEN_BYTES", "LinkError", "LinkExpired", "LinkInfo", "LinkInvalid",
 
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 bits, 43 characters
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
-
-
-class LinkError(Exception):
-    """A confirmation link that cannot be used."""
-
-
-class LinkInvalid(LinkError):  # noqa: N818 - the name reads as the answer
-    """The token is malformed or was never issued (or was tampered with)."""
-
-    def __init__(self) -> None:
-        super().__init__("this confirmation link is not valid")
-
-
-class LinkExpired(LinkError):  # noqa: N818
-    """The token was issued but its lifetime is over."""
-
-    def __init__(self, expires_at: dt.datetime) -> None:
-        super().__init__(f"this confirmation link expired at {expires_at.isoformat()}")
-        self.expires_at = expires_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rcptguard import logs
 from rcptguard.delivery import DeliveryResult, NextHop, deliver
+from rcptguard.errors import (
+    AlreadyDecided,
+    DecidedNotRecorded,
+    DeliveredNotRecorded,
+    NotFound,
+    NotPending,
+    QuarantineError,
+)
 from rcptguard.rewrite import correct_headers
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
@@ -104,58 +112,6 @@ def retries_within(total: dt.timedelta) -> tuple[float, ...]:
             break
         pauses.append(pause)
     return tuple(pauses)
-
-
-class QuarantineError(Exception):
-    """A request the quarantine cannot carry out (as opposed to StoreError: the database failed)."""
-
-
-class NotFound(QuarantineError):  # noqa: N818 - the name reads as the answer
-    def __init__(self, hold_id: str) -> None:
-        super().__init__(f"no held message with id {hold_id!r}")
-        self.hold_id = hold_id
-
-
-class AlreadyDecided(QuarantineError):  # noqa: N818
-    def __init__(self, hold_id: str, state: str, decided_by: str | None = None) -> None:
-        by = f" by {decided_by}" if decided_by else ""
-        super().__init__(f"{hold_id} was already decided: it is {state}{by}")
-        self.hold_id = hold_id
-        self.state = state
-        self.decided_by = decided_by
-
-
-class NotPending(QuarantineError):  # noqa: N818
-    def __init__(self, hold_id: str, delivery: str) -> None:
-        super().__init__(f"{hold_id} has no delivery in progress (delivery is {delivery})")
-        self.hold_id = hold_id
-        self.delivery = delivery
-
-
-class DeliveredNotRecorded(StoreError):  # noqa: N818
-    """The next hop accepted a released message, but the store failed to record it, on every retry. This worker
-    remembers it (never sends it again, records it when the store works again); the hold stays claimed
-    ('sending'), so no other worker takes it before the claim timeout."""
-
-    def __init__(self, hold_id: str, next_hop: NextHop, cause: StoreError) -> None:
-        super().__init__(f"{next_hop} accepted the message of {hold_id}, but the store could not record it: {cause}; "
-                         f"once the store works, run `rcptguard quarantine mark-delivered {hold_id}`")
-        self.hold_id = hold_id
-        self.next_hop = next_hop
-
-
-class DecidedNotRecorded(StoreError):  # noqa: N818 - the name reads as the answer
-    """A release or correction was decided and stands, but the store failed after the decision (taking the
-    delivery, or recording its outcome). `hold` is the hold as decided. `delivered`: the next hop accepted the
-    message (only recording that failed: it is not sent again); otherwise the message is sent by the next retry of
-    pending deliveries."""
-
-    def __init__(self, hold: Hold, cause: StoreError) -> None:
-        self.delivered = isinstance(cause, DeliveredNotRecorded)
-        then = "" if self.delivered else "; the delivery is retried with the pending ones"
-        super().__init__(f"the decision on {hold.id} is recorded ({hold.state}), but what followed was not: "
-                         f"{cause}{then}")
-        self.hold = hold
 
 
 @dataclass(frozen=True)
