@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import pytest
 from sqlalchemy import Table, func, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from rcptguard.delivery import NextHop, normalise_line_endings
 from rcptguard.store import Store
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 THREADS = 8
-HEAD = "0006"  # the newest schema revision
+HEAD = "0007"  # the newest schema revision
 SENDER = "alice@example.org"
 CONTENT = (
     b"From: Alice <alice@example.org>\r\n"
@@ -551,5 +552,17 @@ def test_many_processes_migrate_a_new_database_at_once(postgres_url: str) -> Non
     store = Store.open(postgres_url)
     try:
         assert store.learned() == {"partner.example": 6}
+    finally:
+        store.close()
+
+
+def test_states_outside_their_enums_are_refused(postgres_url: str) -> None:
+    """On PostgreSQL too, a hold's state, delivery and notice keep to their enums (CHECK constraints)."""
+    store = Store.open(postgres_url)
+    try:
+        hold = hold_one(Quarantine(store))
+        for column, value in (("state", "maybe"), ("delivery", "lost"), ("notice", "whispered")):
+            with pytest.raises(IntegrityError), store.engine.begin() as connection:
+                connection.execute(update(holds).where(holds.c.id == hold.id).values({column: value}))
     finally:
         store.close()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import sqlite3
 from pathlib import Path
 
+import pytest
+import sqlalchemy
+
 from rcptguard.store import Store, _sqlite_pragmas
+from rcptguard.store.quarantine import Quarantine
+from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, holds
+from tests.holds import gmial_recipient
 
 
 def _open_and_read(url: str) -> dict[str, int]:
@@ -50,3 +57,19 @@ def test_sqlite_maps_only_its_wal_index(tmp_path: Path) -> None:
     _sqlite_pragmas(raw, None)
     assert raw.execute("PRAGMA mmap_size").fetchone() == (0,)
     raw.close()
+
+
+def test_states_are_the_enums_and_the_database_holds_to_them(tmp_path: Path) -> None:
+    """The CHECK constraints of 0002 say what HoldState and Delivery say, and a store migrated to the newest
+    revision refuses a state, a delivery or a notice that is not a member of its enum."""
+    first = importlib.import_module("rcptguard.store.migrations.versions.0002_quarantine")
+    assert check_in("state", HOLD_STATES) == first._STATES
+    assert check_in("delivery", DELIVERY_STATES) == first._DELIVERY
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    (hold,) = Quarantine(store).hold(mail_from="a@example.org", recipients=[gmial_recipient()],
+                                     content=b"Subject: x\r\n\r\nx\r\n")
+    for column, value in (("state", "maybe"), ("delivery", "lost"), ("notice", "whispered")):
+        with pytest.raises(sqlalchemy.exc.IntegrityError), store.engine.begin() as connection:
+            connection.execute(sqlalchemy.update(holds).where(holds.c.id == hold.id).values({column: value}))
+    with store.engine.begin() as connection:
+        connection.execute(sqlalchemy.update(holds).where(holds.c.id == hold.id).values(notice="pending"))

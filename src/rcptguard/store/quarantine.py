@@ -55,7 +55,7 @@ from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
 from rcptguard.store import utc_now as _now
-from rcptguard.store.schema import events, holds, messages
+from rcptguard.store.schema import HOLD_STATES, Delivery, HoldState, Notice, events, holds, messages
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
@@ -81,9 +81,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-STATES = ("held", "released", "corrected", "cancelled", "expired")
-DECISIONS = ("released", "corrected", "cancelled", "expired")
-_DELIVERING = ("released", "corrected")
+STATES = HOLD_STATES
+DECISIONS = tuple(state for state in HoldState if state is not HoldState.HELD)
+_DELIVERING = (HoldState.RELEASED, HoldState.CORRECTED)
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lower case: no 0/1/8/9 to confuse
 _ID_LENGTH = 10  # 50 bits
 # A 'sending' claim older than this is taken to be a dead worker's and taken over. It must exceed the longest
@@ -206,14 +206,14 @@ def notice_kind(hold: Hold) -> str:
     whoever released it), or decided (an administrator's decision, owed with notify_sender)."""
     if hold.state == "expired":
         return "expired"
-    if hold.delivery == "failed":
+    if hold.delivery == Delivery.FAILED:
         return "undelivered"
     return "decided"
 
 
 def _in_flight(hold: Hold) -> bool:
     """A released hold not tried yet, or being sent: a notice of its release waits for the first answer."""
-    return hold.delivery == "sending" or (hold.delivery == "pending" and hold.delivery_attempts == 0)
+    return hold.delivery == Delivery.SENDING or (hold.delivery == Delivery.PENDING and hold.delivery_attempts == 0)
 
 
 def _opt_utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -273,8 +273,9 @@ _HOLD_COLUMNS = (
 
 def _takeable(state: ColumnElement[Any], claimed_at: ColumnElement[Any],
               stale_before: dt.datetime) -> ColumnElement[bool]:
-    """Waiting to be taken ('pending'), or taken ('sending') before `stale_before` by a worker that died."""
-    return or_(state == "pending", and_(state == "sending", claimed_at <= stale_before))
+    """Waiting to be taken ('pending'), or taken ('sending') before `stale_before` by a worker that died: the same
+    words in Delivery and Notice, whose claims work alike."""
+    return or_(state == Delivery.PENDING, and_(state == Delivery.SENDING, claimed_at <= stale_before))
 
 
 def _hold_query() -> Select[Any]:
@@ -352,7 +353,7 @@ class Quarantine:
                 hold_rows = [{
                     "id": new_hold_id(), "message_id": message_id, "recipient": r.address, "intended": r.intended,
                     "suggestion": r.suggestion, "reason": r.reason, "signals": signal_json,
-                    "score": float(r.score), "state": "held", "created_at": now, "delivery": "none",
+                    "score": float(r.score), "state": HoldState.HELD, "created_at": now, "delivery": Delivery.NONE,
                     "delivery_attempts": 0,
                 } for r, signal_json in zip(recipients, signals, strict=True)]
                 self._insert_ignoring(connection, holds, [holds.c.message_id, holds.c.recipient], hold_rows)
@@ -407,7 +408,7 @@ class Quarantine:
             raise NotFound(hold_id)
         return bytes(rows[0]["content"])
 
-    def list(self, state: str | None = "held", limit: int | None = None) -> builtins.list[Hold]:
+    def list(self, state: str | None = HoldState.HELD, limit: int | None = None) -> builtins.list[Hold]:
         """Holds in `state` (None: every state), oldest first."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r} (expected one of {', '.join(STATES)})")
@@ -427,7 +428,7 @@ class Quarantine:
 
     def pending_deliveries(self) -> builtins.list[Hold]:
         """Released or corrected holds not delivered yet (waiting for a retry, or being sent now), oldest first."""
-        query = _hold_query().where(holds.c.delivery.in_(("pending", "sending")))
+        query = _hold_query().where(holds.c.delivery.in_((Delivery.PENDING, Delivery.SENDING)))
         return [_to_hold(row) for row in self._read("the quarantine", query.order_by(holds.c.decided_at))]
 
     # -- deciding ---------------------------------------------------------------------------------------------
@@ -443,7 +444,7 @@ class Quarantine:
         Raises AlreadyDecided if it is no longer held, NotFound if there is no such hold.
         """
         if notify_sender:
-            notice = "pending"
+            notice = Notice.PENDING
         if to_state not in DECISIONS:
             raise ValueError(f"cannot decide {to_state!r} (expected one of {', '.join(DECISIONS)})")
         if to_state == "corrected" and not deliver_to:
@@ -453,7 +454,7 @@ class Quarantine:
         now = _now()
         values: dict[str, Any] = {
             "state": to_state, "decided_at": now, "decided_by": actor,
-            "delivery": "pending" if to_state in _DELIVERING else "none",
+            "delivery": Delivery.PENDING if to_state in _DELIVERING else Delivery.NONE,
         }
         if to_state in _DELIVERING:
             values["deliver_to"] = deliver_to or holds.c.recipient
@@ -464,13 +465,13 @@ class Quarantine:
                 # The UPDATE comes first: on SQLite the transaction starts as a writer, so it waits for a racing
                 # writer (busy_timeout) instead of failing on a stale snapshot.
                 result = connection.execute(
-                    update(holds).where(holds.c.id == hold_id, holds.c.state == "held").values(values)
+                    update(holds).where(holds.c.id == hold_id, holds.c.state == HoldState.HELD).values(values)
                 )
                 if result.rowcount == 1:
                     row = connection.execute(_hold_query().where(holds.c.id == hold_id)).mappings().one()
                     text = detail or (f"deliver to {row['deliver_to']}" if to_state in _DELIVERING else "")
                     connection.execute(insert(events).values(
-                        hold_id=hold_id, at=now, actor=actor, from_state="held", to_state=to_state, detail=text,
+                        hold_id=hold_id, at=now, actor=actor, from_state=HoldState.HELD, to_state=to_state, detail=text,
                     ))
                     decided: Hold | None = _to_hold(row)
                     current = None
@@ -484,7 +485,7 @@ class Quarantine:
         if decided is not None:
             logs.event(log, "decision", hold=hold_id, message=decided.message_id, actor=actor, action=to_state,
                        recipient=decided.recipient, deliver_to=decided.deliver_to,
-                       notice_owed=decided.notice == "pending", detail=detail or None)
+                       notice_owed=decided.notice == Notice.PENDING, detail=detail or None)
             return decided
         if current is None:
             raise NotFound(hold_id)
@@ -499,12 +500,12 @@ class Quarantine:
         """Expire every hold created at least `retention` ago and still held; the holds this call expired.
         With `notify`, each is marked in the same update as owing its sender a notice (see owed_notices)."""
         cutoff = _now() - retention
-        query = select(holds.c.id).where(holds.c.state == "held", holds.c.created_at <= cutoff)
+        query = select(holds.c.id).where(holds.c.state == HoldState.HELD, holds.c.created_at <= cutoff)
         expired = []
         for row in self._read("the quarantine", query.order_by(holds.c.created_at)):
             hold_id = row["id"]
             try:
-                expired.append(self.decide(hold_id, "expired", actor, notice="pending" if notify else None,
+                expired.append(self.decide(hold_id, "expired", actor, notice=Notice.PENDING if notify else None,
                                            detail=f"not released within {_duration(retention)}"))
             except AlreadyDecided:  # decided by a person while we were expiring: their decision stands
                 continue
@@ -545,7 +546,7 @@ class Quarantine:
                 for hold in group:
                     result = connection.execute(update(holds).where(
                         holds.c.id == hold.id, _takeable(holds.c.notice, holds.c.notice_claimed_at, stale_before),
-                    ).values(notice="sending", notice_claimed_at=now))
+                    ).values(notice=Notice.SENDING, notice_claimed_at=now))
                     if result.rowcount == 1:
                         claimed.append(hold)
         except SQLAlchemyError as exc:
@@ -564,8 +565,9 @@ class Quarantine:
         def settle() -> int:
             try:
                 with self.engine.begin() as connection:
-                    result = connection.execute(update(holds).where(holds.c.id.in_(ids), holds.c.notice == "sending")
-                                                .values(notice="pending" if outcome == "later" else outcome,
+                    result = connection.execute(update(holds).where(holds.c.id.in_(ids),
+                                                                    holds.c.notice == Notice.SENDING)
+                                                .values(notice=Notice.PENDING if outcome == "later" else outcome,
                                                         notice_claimed_at=None))
                     return int(result.rowcount)
             except SQLAlchemyError as exc:
@@ -596,7 +598,7 @@ class Quarantine:
             with self.engine.begin() as connection:
                 result = connection.execute(update(holds).where(
                     holds.c.id == hold_id, _takeable(holds.c.delivery, holds.c.claimed_at, stale_before),
-                ).values(delivery="sending", claimed_at=now, claim_id=claim, claimed_by=_worker()))
+                ).values(delivery=Delivery.SENDING, claimed_at=now, claim_id=claim, claimed_by=_worker()))
                 return claim if result.rowcount == 1 else None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot claim the delivery of {hold_id}: {_one_line(exc)}") from exc
@@ -604,8 +606,8 @@ class Quarantine:
     def _mark(self, hold_id: str, values: dict[str, Any], claim: str | None = None) -> Hold:
         """Record a delivery's outcome: under `claim` only (a worker whose claim was taken over changes nothing),
         or, without one, while it is pending or being sent."""
-        condition = holds.c.delivery.in_(("pending", "sending")) if claim is None else \
-            and_(holds.c.delivery == "sending", holds.c.claim_id == claim)
+        condition = holds.c.delivery.in_((Delivery.PENDING, Delivery.SENDING)) if claim is None else \
+            and_(holds.c.delivery == Delivery.SENDING, holds.c.claim_id == claim)
         try:
             with self.engine.begin() as connection:
                 result = connection.execute(update(holds).where(holds.c.id == hold_id, condition).values(values))
@@ -621,7 +623,7 @@ class Quarantine:
 
     def mark_delivered(self, hold_id: str) -> Hold:
         """The next hop accepted the released message (whoever's claim it is under: it is delivered)."""
-        return self._mark(hold_id, {"delivery": "delivered", "delivered_at": _now(), "claimed_at": None,
+        return self._mark(hold_id, {"delivery": Delivery.DELIVERED, "delivered_at": _now(), "claimed_at": None,
                                     "claim_id": None, "delivery_attempts": holds.c.delivery_attempts + 1,
                                     "last_error": None})
 
@@ -630,11 +632,11 @@ class Quarantine:
         """A delivery attempt failed: permanent gives up (with `owe_notice`, the sender is owed a notice: nobody
         is there to see the answer), temporary leaves it pending for deliver_pending(). With `claim`, only while
         that claim holds (NotPending otherwise)."""
-        values: dict[str, Any] = {"delivery": "failed" if permanent else "pending", "claimed_at": None,
+        values: dict[str, Any] = {"delivery": Delivery.FAILED if permanent else Delivery.PENDING, "claimed_at": None,
                                   "claim_id": None, "delivery_attempts": holds.c.delivery_attempts + 1,
                                   "last_error": error}
         if permanent and owe_notice:
-            values["notice"] = "pending"
+            values["notice"] = Notice.PENDING
         return self._mark(hold_id, values, claim)
 
     def mark_delivered_by_hand(self, hold_id: str, actor: str, note: str = "") -> Hold:
@@ -753,14 +755,14 @@ class Quarantine:
         """Released deliveries still pending `max_age` after the decision fail for good, as an MTA bounces
         after its queue lifetime; each owes its sender a notice (see owed_notices). The holds given up."""
         cutoff = _now() - max_age
-        query = select(holds.c.id).where(holds.c.delivery == "pending", holds.c.decided_at <= cutoff)
+        query = select(holds.c.id).where(holds.c.delivery == Delivery.PENDING, holds.c.decided_at <= cutoff)
         given_up = []
         for row in self._read("the quarantine", query.order_by(holds.c.decided_at)):
             try:
                 with self.engine.begin() as connection:
                     result = connection.execute(update(holds).where(
-                        holds.c.id == row["id"], holds.c.delivery == "pending",  # not while a worker sends it
-                    ).values(delivery="failed", notice="pending", last_error=literal(
+                        holds.c.id == row["id"], holds.c.delivery == Delivery.PENDING,  # not while a worker sends it
+                    ).values(delivery=Delivery.FAILED, notice=Notice.PENDING, last_error=literal(
                         f"gave up after {_duration(max_age)}; last: ", Text) + func.coalesce(holds.c.last_error, "-")))
                     if result.rowcount == 1:
                         given_up.append(_to_hold(connection.execute(
@@ -785,7 +787,7 @@ class Quarantine:
             if claim is None:
                 continue
             try:
-                if self._send(hold.id, next_hop, retry=True, claim=claim).hold.delivery == "delivered":
+                if self._send(hold.id, next_hop, retry=True, claim=claim).hold.delivery == Delivery.DELIVERED:
                     delivered += 1
             except NotPending:  # taken over while this worker sent (after the claim timeout): theirs to record
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -30,12 +32,47 @@ correspondents = Table(
     Column("last_seen", DateTime(timezone=True), nullable=False),
 )
 
-HOLD_STATES = ("held", "released", "corrected", "cancelled", "expired")
-DELIVERY_STATES = ("none", "pending", "sending", "delivered", "failed")  # sending: claimed by one worker
+class HoldState(StrEnum):
+    """A held recipient's state: held until one decision moves it, once (see docs/design.md)."""
+
+    HELD = "held"
+    RELEASED = "released"
+    CORRECTED = "corrected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+class Delivery(StrEnum):
+    """A released or corrected hold's delivery: pending → sending (claimed by one worker) → delivered | failed,
+    or back to pending when the next hop defers it; `none` for holds that are not to be delivered."""
+
+    NONE = "none"
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Notice(StrEnum):
+    """A notice owed to the sender: pending → sending (claimed) → sent | refused | skipped, or back to pending
+    when the next hop defers it. NULL in the column: none owed."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    REFUSED = "refused"
+    SKIPPED = "skipped"
+
+
+HOLD_STATES = tuple(HoldState)
+DELIVERY_STATES = tuple(Delivery)
+NOTICE_STATES = tuple(Notice)
+
+
+def check_in(column: str, values: tuple[str, ...], *, nullable: bool = False) -> str:
+    """The SQL condition of a CHECK constraint that keeps `column` to `values` (the members of a state enum)."""
+    condition = f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+    return f"{column} IS NULL OR {condition}" if nullable else condition
 
 
 # The quarantine: one row per held message (its exact bytes, once), one hold per held recipient of it.
@@ -81,8 +118,9 @@ holds = Table(
     Column("notice", String(16), index=True),
     Column("notice_claimed_at", DateTime(timezone=True)),  # when a worker set notice to sending
     UniqueConstraint("message_id", "recipient", name="uq_holds_message_recipient"),
-    CheckConstraint(_in("state", HOLD_STATES), name="ck_holds_state"),
-    CheckConstraint(_in("delivery", DELIVERY_STATES), name="ck_holds_delivery"),
+    CheckConstraint(check_in("state", HOLD_STATES), name="ck_holds_state"),
+    CheckConstraint(check_in("delivery", DELIVERY_STATES), name="ck_holds_delivery"),
+    CheckConstraint(check_in("notice", NOTICE_STATES, nullable=True), name="ck_holds_notice"),
     Index("ix_holds_state_created", "state", "created_at"),
     Index("ix_holds_delivery", "delivery"),
 )
