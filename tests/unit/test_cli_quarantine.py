@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import make_url
 
-from rcptguard.cli_quarantine import quarantine as quarantine_group
+from rcptguard.cli.quarantine import quarantine as quarantine_group
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
 from tests.holds import gmial_recipient

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, event, func, insert, select, text, update
 
-from rcptguard.cli_quarantine import quarantine as quarantine_group
+from rcptguard.cli.quarantine import quarantine as quarantine_group
 from rcptguard.delivery import NextHop, normalise_line_endings
 from rcptguard.notify import Notifier, send_owed
 from rcptguard.store import Store, StoreError

@@ -3,7 +3,7 @@
     settings = WebSettings.from_section(policy.sections.get("web", {}), base=config_dir)
 
 `secret`, `secret_file`, `admin_user`, `admin_password` and `template_dir` are read here too, so that an unknown
-or mistyped key is refused in one place; the CSRF key itself is made by `rcptguard web` (cli.web_secret).
+or mistyped key is refused in one place; the CSRF key itself is made by `rcptguard web` (cli.servers.web_secret).
 """
 
 from __future__ import annotations

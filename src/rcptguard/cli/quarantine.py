@@ -13,21 +13,23 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from rcptguard import logs
+from rcptguard.cli.common import F, build_policy, db_url
 from rcptguard.delivery import NextHop
+from rcptguard.domains import parse_address
+from rcptguard.guard import Guard
+from rcptguard.model import Action, Malformed
+from rcptguard.policy import ConfigError, Policy
 
 if TYPE_CHECKING:
     from rcptguard.gateways.relay import RelaySettings
-    from rcptguard.policy import Policy
     from rcptguard.store.quarantine import Quarantine
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger("rcptguard.quarantine")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -51,8 +53,8 @@ def _one_line(exc: BaseException) -> str:
 def _errors() -> Iterator[None]:
     """Store and quarantine errors become one line on stderr and exit status 1, never a traceback (except a
     decision whose delivery the next hop accepted but the store did not record: the command says that itself)."""
-    from rcptguard.store import StoreError  # noqa: PLC0415
-    from rcptguard.store.quarantine import DecidedNotRecorded, QuarantineError  # noqa: PLC0415
+    from rcptguard.store import StoreError  # noqa: PLC0415 - SQLAlchemy: only when a store is opened
+    from rcptguard.store.quarantine import DecidedNotRecorded, QuarantineError  # noqa: PLC0415 - same
 
     try:
         yield
@@ -70,11 +72,10 @@ def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | 
     the default (1 hour); and with --record-for, how long to retry recording an accepted delivery. With
     `create=False` (commands that only read, or that name a hold, which a new store cannot have) a missing store
     is an error that says where it was looked for, never a new empty one."""
-    from alembic.util import CommandError  # noqa: PLC0415
+    from alembic.util import CommandError  # noqa: PLC0415 - Alembic, SQLAlchemy: only when a store is opened
 
-    from rcptguard.cli import build_policy, db_url  # noqa: PLC0415 - cli imports this module
-    from rcptguard.store import DEFAULT_URL, Store, StoreError, StoreNotFound  # noqa: PLC0415
-    from rcptguard.store.quarantine import RECORD_RETRIES, Quarantine, retries_within  # noqa: PLC0415
+    from rcptguard.store import DEFAULT_URL, Store, StoreError, StoreNotFound  # noqa: PLC0415 - same
+    from rcptguard.store.quarantine import RECORD_RETRIES, Quarantine, retries_within  # noqa: PLC0415 - same
 
     policy = build_policy(config, (), (), ())
     stale_after = claim_timeout if claim_timeout is not None else _claim_timeout(policy)
@@ -97,7 +98,7 @@ def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | 
 def _relay_settings(policy: Policy) -> RelaySettings:
     """`[relay]` as the relay reads it: the next hop, its timeouts and the claim timeout are the same for every
     command that sends."""
-    from rcptguard.gateways.relay import RelaySettings  # noqa: PLC0415
+    from rcptguard.gateways.relay import RelaySettings  # noqa: PLC0415 - the relay's modules (aiosmtpd) load only here
 
     section = policy.sections.get("relay", {})
     try:
@@ -152,9 +153,6 @@ def claim_options(func: F) -> F:
 def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    from rcptguard.domains import parse_address  # noqa: PLC0415
-    from rcptguard.model import Malformed  # noqa: PLC0415
-
     parsed = parse_address(value)
     if isinstance(parsed, Malformed):
         raise click.BadParameter(f"{value!r}: {parsed.reason}")
@@ -179,7 +177,7 @@ def _age(since: dt.datetime, now: dt.datetime) -> str:
 
 
 def _age_words(value: dt.timedelta) -> str:
-    from rcptguard.notify import duration_words  # noqa: PLC0415
+    from rcptguard.notify import duration_words  # noqa: PLC0415 - Jinja2: only when needed
 
     return duration_words(value)
 
@@ -209,10 +207,6 @@ def _log_decisions() -> None:
 def _check_correction(store: Quarantine, policy: Policy, address: str) -> None:
     """An administrator's correction is checked as the relay would check it (the config's policy and what the store
     learned): anything but pass is refused, with the verdict's reason, unless --force."""
-    from rcptguard.guard import Guard  # noqa: PLC0415
-    from rcptguard.model import Action  # noqa: PLC0415
-    from rcptguard.policy import ConfigError  # noqa: PLC0415
-
     with _errors():
         learned = store.store.learned()
     try:
@@ -270,7 +264,7 @@ def list_command(config: Path | None, db: str | None, state: str, fmt: str, limi
 @click.argument("hold_id")
 def show(config: Path | None, db: str | None, hold_id: str) -> None:
     """Show one hold: every field, its history and the message headers (never the body)."""
-    from rcptguard.store.quarantine import header_block  # noqa: PLC0415
+    from rcptguard.store.quarantine import header_block  # noqa: PLC0415 - SQLAlchemy: only when a store is opened
 
     store, _policy = _open(config, db, create=False)
     with _errors():
@@ -322,7 +316,7 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
                     next_hop: str | None, actor: str | None, claim_timeout: dt.timedelta | None,
                     record_for: dt.timedelta | None) -> None:
     """Release a held message to its recipient (or, with --to, to the corrected address) and deliver it."""
-    from rcptguard.store.quarantine import DecidedNotRecorded  # noqa: PLC0415
+    from rcptguard.store.quarantine import DecidedNotRecorded  # noqa: PLC0415 - SQLAlchemy: only when a store is opened
 
     store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for, create=False)
     hop = _next_hop(policy, next_hop)
@@ -446,7 +440,7 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
 
 def _send_owed(store: Quarantine, policy: Policy, hop: NextHop, notice_from: str | None) -> dict[str, int]:
     """Send the notices the quarantine owes (expired holds, deliveries given up); warnings on stderr."""
-    from rcptguard.notify import Notifier, send_owed  # noqa: PLC0415
+    from rcptguard.notify import Notifier, send_owed  # noqa: PLC0415 - Jinja2: only when needed
 
     notify_section = policy.sections.get("notify", {})
     sender = notice_from or str(notify_section.get("from") or "")  # empty: Notifier's MAILER-DAEMON@ this host

@@ -1,0 +1,209 @@
+"""The deciding commands: `check`, `explain`, `detectors` and `eval`.
+
+Exit status of `check` and `eval`: 0 if every verdict is pass (every gate is met), 1 if not, 2 for a usage or
+config error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import click
+
+from rcptguard.cli.common import build_guard, build_policy, detection_options
+from rcptguard.domains import MAX_ADDRESS, MAX_INPUT, DomainError, normalize_domain
+from rcptguard.guard import malformed_verdict
+from rcptguard.model import Action, Malformed, Verdict
+from rcptguard.policy import Policy, load_policy
+
+_COLOURS = {Action.PASS: "green", Action.WARN: "yellow", Action.HOLD: "red", Action.REJECT: "red"}
+
+
+def read_lines(stream: IO[bytes]) -> Iterator[str | Malformed]:
+    """Lines of a byte stream; a line longer than MAX_INPUT bytes is skipped in bounded memory and reported."""
+    while True:
+        chunk = stream.readline(MAX_INPUT + 1)
+        if not chunk:
+            return
+        if len(chunk) > MAX_INPUT and not chunk.endswith(b"\n"):
+            size = len(chunk)
+            head = chunk[:60].decode("utf-8", errors="replace")
+            while chunk and not chunk.endswith(b"\n"):
+                chunk = stream.readline(1 << 16)
+                size += len(chunk)
+            yield Malformed(head + "...", f"the line is {size} bytes long; an address has at most {MAX_ADDRESS}")
+            continue
+        line = chunk.rstrip(b"\r\n")
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield Malformed(line[:60].decode("utf-8", errors="replace"), "the line is not valid UTF-8")
+
+
+def _addresses(addresses: tuple[str, ...]) -> Iterator[str | Malformed]:
+    for item in addresses:
+        if item == "-":
+            for line in read_lines(sys.stdin.buffer):
+                if isinstance(line, Malformed) or line.strip():
+                    yield line
+        else:
+            yield item
+
+
+def lowered(verdict: Verdict, policy: Policy) -> str:
+    """Why the action is not the one the score alone gives, for the score line: a cap of the guard (a real domain
+    is never held for resembling another) or a [[force]] rule; empty when the score decided."""
+    by_score = policy.action_for(verdict.score)
+    found = {s.name: s.evidence for s in verdict.signals}
+    if "FORCE_RULE" in found:
+        if verdict.action is by_score:
+            return ""
+        return f"{by_score} by score, forced to {verdict.action} by [[force]] {found['FORCE_RULE'].get('rule', '')}"
+    if verdict.action >= by_score:
+        return ""
+    if "SAME_OWNER" in found:
+        why = f"both belong to {found['SAME_OWNER'].get('owner', 'one owner')}"
+    elif "POPULAR_PROVIDER" in found:
+        why = "both are major mail providers" if verdict.action is Action.PASS \
+            else f"{verdict.domain} is itself a major mail provider"
+    elif "RESTRICTED_SUFFIX" in found:
+        why = f"real domain under .{found['RESTRICTED_SUFFIX'].get('suffix', '')}"
+    else:
+        return ""
+    return f"{by_score} by score, capped at {verdict.action}: {why}"
+
+
+def format_text(verdict: Verdict, colour: bool, policy: Policy | None = None) -> str:
+    label = click.style(f"{verdict.action!s:<6}", fg=_COLOURS[verdict.action], bold=True) if colour \
+        else f"{verdict.action!s:<6}"
+    head = f"{label} {verdict.address}"
+    if verdict.suggestion:
+        head += f"  ->  {verdict.suggestion}"
+    lines = [head, f"       {verdict.reason}"]
+    scored = [s for s in verdict.signals if s.score]
+    if scored:
+        parts = ", ".join(f"{s.name} {s.score:+.1f}" for s in scored)
+        note = lowered(verdict, policy) if policy is not None else ""
+        lines.append(f"       score {verdict.score:.1f}: {parts}" + (f"; {note}" if note else ""))
+    return "\n".join(lines)
+
+
+@click.command()
+@detection_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text", show_default=True)
+@click.argument("addresses", nargs=-1, required=True)
+def check(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+          fmt: str, addresses: tuple[str, ...]) -> None:
+    """Check recipient ADDRESSES ('-' reads them from stdin, one a line)."""
+    guard = build_guard(build_policy(config, protect, known, known_files))
+    worst = Action.PASS
+    collected = []
+    colour = sys.stdout.isatty()
+    for raw in _addresses(addresses):
+        verdict = malformed_verdict(raw) if isinstance(raw, Malformed) else guard.check(raw)
+        worst = max(worst, verdict.action)
+        if fmt == "jsonl":
+            click.echo(json.dumps(verdict.to_json(), ensure_ascii=False))
+        elif fmt == "json":
+            collected.append(verdict.to_json())
+        else:
+            click.echo(format_text(verdict, colour, guard.policy))
+    if fmt == "json":
+        click.echo(json.dumps(collected, ensure_ascii=False, indent=2))
+    sys.exit(0 if worst is Action.PASS else 1)
+
+
+@click.command()
+@detection_options
+@click.argument("domain")
+def explain(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+            domain: str) -> None:
+    """Show every domain DOMAIN could be a slip of, with each candidate's score, and the verdict."""
+    guard = build_guard(build_policy(config, protect, known, known_files))
+    try:
+        parsed = normalize_domain(domain.rsplit("@", 1)[-1])
+    except DomainError as exc:
+        raise click.UsageError(f"{domain!r}: {exc}") from None
+    click.echo(f"{parsed.display()}  suffix .{parsed.suffix}")
+    ranked = guard.rank(parsed)
+    if not ranked:
+        click.echo("  no candidates")
+    for item in ranked:
+        c = item.candidate
+        parts = ", ".join(f"{s.name} {s.score:+.1f}" for s in item.signals)
+        click.echo(f"  {item.score:5.1f}  {c.intended:<40} {c.family.value:<8} {c.target.role!s:<9} {parts}")
+        detail = item.slip.evidence.get("detail")
+        if detail:
+            click.echo(f"         {detail}")
+    verdict = guard.check(f"postmaster@{parsed.ascii}")
+    click.echo(f"verdict: {verdict.action}" + (f" (intended {verdict.intended})" if verdict.intended else ""))
+    click.echo(f"  {verdict.reason}")
+
+
+# The signals the guard adds itself (guard.py), besides the detectors': name, the [priors] key that scores it
+# (None: scored 0, it records why a decision was capped, forced or short-circuited), and when (docs/detectors.md).
+CONTEXT_SIGNALS: tuple[tuple[str, str | None, str], ...] = (
+    ("PROTECTED_TARGET", "protected", "the intended domain is protected, or under a protected suffix"),
+    ("KNOWN_TARGET", "known", "the intended domain is known (+ known_per_doubling x log2(count), at most +1.5)"),
+    ("POPULAR_TARGET", "popular", "the intended domain is a major mail provider"),
+    ("FIRST_CONTACT", "first_contact", "the typed domain was never written to"),
+    ("SHORT_NAME", "short_name", "a name slip of a name of 3 letters or fewer (4 letters: short_name_4)"),
+    ("POPULAR_PROVIDER", None, "the typed domain is itself a major provider: capped at warn (pass if both are)"),
+    ("SAME_OWNER", None, "the typed provider has the same owner as the intended one: pass"),
+    ("RESTRICTED_SUFFIX", None, "the typed domain is under a vetted suffix (restricted_suffixes): capped at warn"),
+    ("FORCE_RULE", None, "a [[force]] rule decided the action"),
+    ("PROTECTED_DOMAIN", None, "the typed domain is protected: pass, nothing else checked"),
+    ("KNOWN_CORRESPONDENT", None, "the typed domain is known: pass"),
+    ("MALFORMED_ADDRESS", None, "the address cannot be parsed: reject"),
+)
+
+
+@click.command("detectors")
+def detectors_command() -> None:
+    """List the detectors, the signal each emits, and its default weight; then the context signals the guard
+    adds (family "context"), with their default prior."""
+    from rcptguard.detect import catalogue  # noqa: PLC0415 - only this command needs the catalogue
+
+    policy = load_policy()
+    rows = [(item.name, item.family.value, policy.weight(item.name), item.description) for item in catalogue()]
+    rows += [(name, "context", policy.priors.get(prior, 0.0) if prior else 0.0, when)
+             for name, prior, when in CONTEXT_SIGNALS]
+    width = max(len(name) for name, *_ in rows)
+    for name, family, weight, description in rows:
+        click.echo(f"{name:<{width}} {family:<8} {weight:5.1f}  {description}")
+
+
+@click.command("eval")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Policy file applied under every profile.")
+@click.option("--profiles", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="JSON: profile name -> {protect: [...], known: [...]}.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--min-recall", type=float, default=None, help="Exit 1 if recall is below this.")
+@click.option("--max-hard-fp", type=int, default=None, help="Exit 1 if more hard false positives than this.")
+@click.option("--max-soft-fp-rate", type=float, default=None, help="Exit 1 if the soft false-positive rate is above.")
+@click.argument("cases", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def eval_command(config: Path | None, profiles: Path, fmt: str, min_recall: float | None,
+                 max_hard_fp: int | None, max_soft_fp_rate: float | None, cases: Path) -> None:
+    """Measure the engine on a labelled CASES.csv (case,profile,recipient,expected,category)."""
+    from rcptguard.evaluate import EvalError, evaluate, render_text  # noqa: PLC0415 - only this command evaluates
+
+    policy = build_policy(config, (), (), ())
+    try:
+        report = evaluate(cases, profiles, policy)
+    except EvalError as exc:
+        raise click.UsageError(str(exc)) from None
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(report))
+    failed = (
+        (min_recall is not None and report.recall < min_recall)
+        or (max_hard_fp is not None and len(report.hard_fp) > max_hard_fp)
+        or (max_soft_fp_rate is not None and report.soft_fp_rate > max_soft_fp_rate)
+    )
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,244 @@
+"""The long-running commands, `policyd`, `relay` and `web`, and `release` (of what the policy service put on
+Postfix HOLD); with what running a server takes: the listen address, the event loop, and one clear line and exit
+status 2 when it cannot listen."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from rcptguard.cli.common import build_config, build_policy, detection_options, open_gateway
+from rcptguard.policy import ConfigError
+
+
+def run_async(main_coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a server on uvloop (libuv) when it is installed, else on asyncio's own loop."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional, and only for the commands that serve
+    except ImportError:
+        asyncio.run(main_coroutine)
+    else:
+        uvloop.run(main_coroutine)
+
+
+def serve_until_stopped(command: str, host: str, port: int,
+                        server: Callable[[Callable[[int], None]], Coroutine[Any, Any, None]]) -> None:
+    """Run the server `server(ready)` makes; when it cannot listen (the port is taken, the address is not this
+    host's), one line on stderr and exit status 2 instead of a traceback."""
+    listening = False
+
+    def ready(_port: int) -> None:
+        nonlocal listening
+        listening = True
+
+    try:
+        run_async(server(ready))
+    except OSError as exc:
+        if listening:  # failed while serving: not a listen error
+            raise
+        cannot_listen(command, host, port, exc)
+
+
+def listening_socket(command: str, host: str, port: int) -> socket.socket:
+    """A socket bound to host:port and listening, for a server that takes one; one line and exit 2 when it
+    cannot be."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=1024)
+    except OSError as exc:
+        cannot_listen(command, host, port, exc)
+
+
+def cannot_listen(command: str, host: str, port: int, exc: OSError) -> NoReturn:
+    """`rcptguard relay: cannot listen on 127.0.0.1:2525: address already in use`, and exit status 2."""
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    click.echo(f"rcptguard {command}: cannot listen on {where}: {reason[:1].lower()}{reason[1:]}", err=True)
+    sys.exit(2)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@click.command()
+@detection_options
+@click.option("--listen", default="127.0.0.1:10040", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--stdio", is_flag=True, help="Serve one connection on stdin/stdout (Postfix spawn in master.cf).")
+@click.option("--db", "db", metavar="URL", help="Store URL (sqlite:///path or postgresql://...); wins over the config.")
+@click.option("--hold-mode", type=click.Choice(["reject", "hold"]), default=None,
+              help="What a hold verdict does: REJECT with the explanation, or Postfix HOLD.")
+@click.option("--log-level", default="info", show_default=True)
+def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+            listen: str, stdio: bool, db: str | None, hold_mode: str | None, log_level: str) -> None:
+    """Postfix policy service: refuse mistyped recipients at RCPT time."""
+
+    from rcptguard import logs  # noqa: PLC0415 - the servers' modules load only for the command that runs one
+    from rcptguard.gateways.policyd import PolicyService, serve, serve_stdio  # noqa: PLC0415 - same
+    from rcptguard.store import StoreError  # noqa: PLC0415 - same
+
+    logs.setup(log_level)
+    settings = build_config(config).policyd
+    policy = build_policy(config, protect, known, known_files)
+    host, port = _listen(listen)
+    if hold_mode:
+        settings = dataclasses.replace(settings, hold_mode=hold_mode)  # type: ignore[arg-type] # a click.Choice
+    store, factory = open_gateway(policy, db)
+    try:
+        service = PolicyService(factory, store, settings)
+    except (ConfigError, StoreError) as exc:
+        raise click.UsageError(str(exc)) from None
+    with contextlib.suppress(KeyboardInterrupt):
+        if stdio:
+            serve_stdio(service, sys.stdin.buffer, sys.stdout.buffer)
+        else:
+            serve_until_stopped("policyd", host, port, lambda ready: serve(service, host, port, ready=ready))
+
+
+@click.command()
+@click.option("--postfix-config", type=click.Path(file_okay=False, path_type=Path),
+              help="Postfix config directory of the instance (postsuper -c).")
+@click.argument("queue_ids", nargs=-1, required=True)
+def release(postfix_config: Path | None, queue_ids: tuple[str, ...]) -> None:
+    """Release messages that the policy service put on Postfix HOLD (postsuper -H QUEUE_ID)."""
+    import re  # noqa: PLC0415 - only this command runs postsuper
+    import subprocess  # noqa: PLC0415 - same
+
+    for queue_id in queue_ids:
+        if not re.fullmatch(r"[0-9A-Za-z]{6,32}", queue_id):
+            raise click.BadParameter(f"not a Postfix queue ID: {queue_id!r}")
+    command = ["postsuper"]
+    if postfix_config:
+        command += ["-c", str(postfix_config)]
+    for queue_id in queue_ids:
+        command += ["-H", queue_id]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    output = (result.stdout + result.stderr).strip()
+    if output:
+        click.echo(output)
+    sys.exit(0 if result.returncode == 0 else 1)
+
+
+@click.command()
+@detection_options
+@click.option("--listen", default="127.0.0.1:10025", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--next-hop", "next_hop", metavar="HOST:PORT",
+              help="Where accepted mail goes (default: [relay] next_hop, else 127.0.0.1:10026).")
+@click.option("--db", "db", metavar="URL", help="Store URL (sqlite:///path or postgresql://...); wins over the config.")
+@click.option("--allow", multiple=True, metavar="CIDR",
+              help="Client network allowed to send through the relay; repeatable (default: loopback only).")
+@click.option("--log-level", default="info", show_default=True)
+def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+          listen: str, next_hop: str | None, db: str | None, allow: tuple[str, ...], log_level: str) -> None:
+    """SMTP relay / Postfix content filter: forward what passes, hold mistyped recipients in the quarantine."""
+
+    from rcptguard import logs  # noqa: PLC0415 - the servers' modules load only for the command that runs one
+    from rcptguard.config import relay_with  # noqa: PLC0415 - same
+    from rcptguard.gateways import relay as relay_mod  # noqa: PLC0415 - same
+    from rcptguard.store import StoreError  # noqa: PLC0415 - same
+
+    logs.setup(log_level)
+    loaded = build_config(config)
+    policy = build_policy(config, protect, known, known_files)
+    host, port = _listen(listen)
+    try:
+        settings = relay_with(loaded.relay, next_hop=next_hop, allow=list(allow) or None)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if not loaded.links_configured and settings.notify:
+        logs.event(logging.getLogger("rcptguard.relay"), "no public address for the page", logging.WARNING,
+                   base_url=settings.base_url, fix="set [web] base_url to the address senders reach the page at")
+    store, factory = open_gateway(policy, db)
+    try:
+        handler, quarantine = relay_mod.build(factory, store, settings)
+    except (ConfigError, StoreError) as exc:
+        raise click.UsageError(str(exc)) from None
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_until_stopped("relay", host, port,
+                            lambda ready: relay_mod.serve(handler, host, port, ready=ready, quarantine=quarantine))
+
+
+@click.command()
+@detection_options
+@click.option("--listen", default="127.0.0.1:8025", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--db", "db", metavar="URL", help="Store URL (sqlite:///path or postgresql://...); wins over the config.")
+@click.option("--next-hop", "next_hop", metavar="HOST:PORT",
+              help="Where released mail goes (default: [relay] next_hop, else 127.0.0.1:10026).")
+@click.option("--log-level", default="info", show_default=True)
+def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+        listen: str, db: str | None, next_hop: str | None, log_level: str) -> None:
+    """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check)."""
+    from rcptguard import logs  # noqa: PLC0415 - the web app and its modules load only for this command
+    from rcptguard.delivery import NextHop  # noqa: PLC0415 - same
+    from rcptguard.notify import Notifier  # noqa: PLC0415 - same
+    from rcptguard.store import StoreError  # noqa: PLC0415 - same
+    from rcptguard.store.links import Links  # noqa: PLC0415 - same
+    from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415 - same
+    from rcptguard.web import create_app  # noqa: PLC0415 - same
+    from rcptguard.web.server import serve  # noqa: PLC0415 - same
+
+    logs.setup(log_level)
+    loaded = build_config(config)
+    policy = build_policy(config, protect, known, known_files)
+    host, port = _listen(listen)
+    section = policy.sections.get("web", {})
+    base = loaded.base
+    settings, relay_settings = loaded.web, loaded.relay
+    try:
+        hop = NextHop.parse(next_hop or relay_settings.next_hop, relay_settings.timeouts)
+        secret = web_secret(section, base)
+    except (TypeError, ValueError, OSError) as exc:
+        raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
+    store, factory = open_gateway(policy, db)
+    try:
+        guard = factory(store.learned())  # as the relay sees it, so /v1/check agrees with it
+    except (ConfigError, StoreError) as exc:
+        raise click.UsageError(str(exc)) from None
+    quarantine = Quarantine(store, stale_after=relay_settings.claim_window)
+    notifier = Notifier(sender=loaded.notify.sender, name_deciders=loaded.notify.name_deciders,
+                        template_dir=Path(loaded.notify.template_dir) if loaded.notify.template_dir else None)
+    app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
+                     notifier=notifier,
+                     secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
+                     template_dir=base / settings.template_dir if settings.template_dir else None, settings=settings)
+    serve(app, host, port, log_level=log_level, sock=listening_socket("web", host, port))
+
+
+def web_secret(section: dict[str, Any], base: Path) -> bytes:
+    """The key of the page's CSRF tokens: `[web] secret`, or the file `[web] secret_file` (created, 0600,
+    with 32 random bytes when missing; default `rcptguard-web.secret` next to the config)."""
+    import secrets  # noqa: PLC0415 - only the web command makes a key
+
+    if section.get("secret"):
+        value = str(section["secret"]).encode()
+        if len(value) < 16:
+            raise ValueError("web.secret: at least 16 characters")
+        return value
+    path = base / str(section.get("secret_file", "rcptguard-web.secret"))
+    if not path.exists():
+        # Written whole under another name, then linked into place: a second worker starting at the same
+        # moment either sees no file (and loses the race to create it) or the complete one.
+        fresh = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32))
+        with contextlib.suppress(FileExistsError):
+            os.link(fresh, path)
+        fresh.unlink()
+    value = path.read_text(encoding="ascii").strip().encode()
+    if len(value) < 16:
+        raise ValueError(f"web.secret_file: {path} holds fewer than 16 characters")
+    return value
