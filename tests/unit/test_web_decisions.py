@@ -267,3 +267,18 @@ def test_sender_choices_send_no_notice(quarantine: Quarantine, links: Links, gua
     assert notices(sink) == []
     assert quarantine.owed_notices() == {}
     assert [quarantine.require(h.id).notice for h in holds] == [None, None]
+
+
+def test_a_correction_under_a_signature_says_replies_may_go_astray(client: TestClient, quarantine: Quarantine,
+                                                                   links: Links, sink: RecordingSink) -> None:
+    """When a DKIM signature covers To, the corrected copy keeps the typed address there, and the page says that
+    replies may still go to it; an unsigned message is corrected and the page says nothing of the kind."""
+    signed = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s; h=from:to; bh=x; b=y\r\n" + \
+        shared.message(marker="signed")
+    for content, warned in ((signed, True), (shared.message(marker="plain"), False)):
+        holds = hold_message(quarantine, content=content)
+        token = issue(links, holds)
+        redirected_to_page(client.post(f"/confirm/{token}", data=form(token, holds[0].id, "correct")), token)
+        settled(quarantine, holds[0].id)
+        page = client.get(f"/confirm/{token}").text
+        assert ("Replies may still go to c@army.ml" in page) is warned

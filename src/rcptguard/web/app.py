@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -41,9 +42,10 @@ from rcptguard.delivery import NextHop
 from rcptguard.domains import MAX_INPUT, DomainError, normalize_domain
 from rcptguard.guard import Guard
 from rcptguard.notify import Notifier
+from rcptguard.rewrite import correct_headers
 from rcptguard.store import StoreError
 from rcptguard.store.links import LinkExpired, LinkInfo, LinkInvalid, Links
-from rcptguard.store.quarantine import STATES, AlreadyDecided, Hold, NotFound, Quarantine
+from rcptguard.store.quarantine import STATES, AlreadyDecided, Hold, NotFound, Quarantine, QuarantineError
 from rcptguard.web.limits import FORM_MAX_BODY, ApiAccess, BodyLimit, Clock, LoginThrottle, TokenBuckets, client_address
 from rcptguard.web.listing import Listing, list_page
 from rcptguard.web.releases import Releases
@@ -217,6 +219,18 @@ def outcome_of(hold: Hold, now: dt.datetime | None = None) -> Outcome:
     return Outcome(f"Released to {to}", "")  # pragma: no cover - released holds always have a delivery state
 
 
+def reply_note(hold: Hold, content: bytes) -> str:
+    """For a corrected hold whose To or Cc the guard could not correct (a DKIM signature covers them): that
+    replies may still go to the mistyped address. Otherwise ""."""
+    if hold.state != "corrected" or not hold.deliver_to or hold.deliver_to == hold.recipient:
+        return ""
+    _, why_not = correct_headers(content, hold.recipient, hold.deliver_to)
+    if why_not != "signed":
+        return ""
+    return (f" Replies may still go to {hold.recipient}: the message is signed over its To and Cc lines, so they "
+            "were left as you wrote them. Tell the recipient the right address.")
+
+
 def choice_of(hold: Hold) -> str:
     """What was chosen for a decided hold and when, in a sentence; "an administrator" when one chose. Never who
     else: the page cannot know whether its own reader chose (a link can be forwarded)."""
@@ -378,6 +392,16 @@ class Web:
         except StoreError as exc:
             raise self.unavailable(exc) from None
 
+    def with_reply_note(self, hold: Hold, outcome: Outcome) -> Outcome:
+        """The outcome, with `reply_note` added for a correction whose headers had to stay as written."""
+        if hold.state != "corrected":
+            return outcome
+        try:
+            note = reply_note(hold, self.quarantine.content(hold.id))
+        except (StoreError, QuarantineError):
+            return outcome
+        return dataclasses.replace(outcome, detail=outcome.detail + note) if note else outcome
+
     def message_holds(self, info: LinkInfo) -> list[Hold]:
         try:
             found = [self.quarantine.get(hold_id) for hold_id in self.links.hold_ids(info.message_id)]
@@ -410,7 +434,7 @@ class Web:
             "received": _when(first.received_at), "received_iso": first.received_at.isoformat(),
         }
         now = dt.datetime.now(dt.UTC)
-        outcomes = [outcome_of(hold, now) for hold in holds]
+        outcomes = [self.with_reply_note(hold, outcome_of(hold, now)) for hold in holds]
         items = [{
             "hold": hold, "typed_domain": domain_of(hold.recipient),
             "suggestion_domain": domain_of(hold.suggestion) if hold.suggestion else None,
