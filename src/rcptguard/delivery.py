@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 DEFAULT_NEXT_HOP = "127.0.0.1:10026"  # Postfix's re-injection port in the content-filter setup
 
@@ -113,6 +114,17 @@ class DeliveryResult:
 
 def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+
+
+class Transport(Protocol):
+    """The seam between the guard and the mail system: hand a message to the next hop, and say per recipient
+    what happened. `AsyncPool` is the one implementation (and `deliver` its adapter for code without a loop); a
+    test may give a door any other object with this method."""
+
+    async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
+                      smtputf8: bool = False) -> DeliveryResult: ...
+
+    async def close(self) -> None: ...
 
 
 def deliver(hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,

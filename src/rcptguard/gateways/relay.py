@@ -48,6 +48,7 @@ from rcptguard.delivery import (
     DeliveryResult,
     NextHop,
     SmtpTimeouts,
+    Transport,
     normalise_line_endings,
 )
 from rcptguard.model import Action, Verdict
@@ -552,7 +553,7 @@ class RelayHandler:
         self.settings = settings
         self.next_hop = settings.hop
         self.hostname = settings.hostname or socket.getfqdn() or "localhost"
-        self.pool = AsyncPool(self.next_hop, size=settings.workers)
+        self.pool: Transport = AsyncPool(self.next_hop, size=settings.workers)
         self.links = Links(quarantine.store) if quarantine is not None else None
         self.notifier = Notifier(host=self.hostname, sender=settings.notice_from, name_deciders=settings.name_deciders,
                                  template_dir=Path(settings.template_dir) if settings.template_dir else None)
