@@ -183,8 +183,8 @@ def warn_notice(mail_from: str, warned: Sequence[tuple[str, Verdict]], subject: 
         if verdict.suggestion:
             lines.append(f"    Did you mean {verdict.suggestion}?")
         lines.append("")
-    lines.append("If an address was wrong, send the message again to the right one, and tell the person who got it")
-    lines.append("by mistake. You will not be told again about these domains today.")
+    lines.append("If an address was wrong, send the message again to the right one, and tell the person who got it "
+                 "by mistake. You will not be told again about these domains today.")
     notice = EmailMessage(policy=email.policy.SMTP)
     notice["From"] = sender
     notice["To"] = mail_from
