@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from click.testing import CliRunner, Result
 from sqlalchemy import make_url
 
 from rcptguard.cli.quarantine import quarantine as quarantine_group
-from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
 from tests.holds import gmial_recipient
 from tests.support.processes import free_port
@@ -33,18 +31,6 @@ def run(*args: str, cwd: Path | None = None) -> Result:
         return CliRunner().invoke(quarantine_group, list(args))
     finally:
         os.chdir(before)
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'quarantine.db'}"
-
-
-@pytest.fixture
-def quarantine(db_url: str) -> Iterator[Quarantine]:
-    store = Store.open(db_url)
-    yield Quarantine(store)
-    store.close()
 
 
 def hold_one(quarantine: Quarantine) -> str:

@@ -25,11 +25,6 @@ RACERS = 16
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'links.db'}"
-
-
-@pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     opened = Store.open(db_url)
     yield opened

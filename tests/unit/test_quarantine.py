@@ -56,18 +56,6 @@ CONTENT = (
 SENT = normalise_line_endings(CONTENT)  # as every copy goes out: a bare CR or LF becomes CRLF
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'quarantine.db'}"
-
-
-@pytest.fixture
-def quarantine(db_url: str) -> Iterator[Quarantine]:
-    store = Store.open(db_url)
-    yield Quarantine(store)
-    store.close()
-
-
 def hold_one(quarantine: Quarantine, address: str = "bob@gmial.com", content: bytes = CONTENT) -> str:
     return quarantine.hold(mail_from=SENDER, recipients=[held(address)], content=content, client="mua.example")[0].id
 
