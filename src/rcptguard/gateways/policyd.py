@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.policy
 import logging
 import signal
-import smtplib
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +36,7 @@ from email.utils import formatdate, make_msgid
 from typing import BinaryIO, Literal
 
 from rcptguard import logs
+from rcptguard.delivery import NextHop, deliver
 from rcptguard.errors import ProtocolError
 from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
@@ -79,6 +80,11 @@ class PolicySettings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.hold_mode not in ("reject", "hold"):
             raise ValueError("policyd.hold_mode: expected 'reject' or 'hold'")
+        if settings.notify_smtp:
+            try:
+                NextHop.parse(settings.notify_smtp)
+            except ValueError as exc:
+                raise ValueError(f"policyd.notify_smtp: {exc}") from None
         if settings.notify_at not in ("end-of-message", "rcpt"):
             raise ValueError("policyd.notify_at: expected 'end-of-message' or 'rcpt'")
         if isinstance(settings.pending_limit, bool) or not isinstance(settings.pending_limit, int) \
@@ -346,12 +352,17 @@ class PolicyService:
 
     def _send_mail(self, message: EmailMessage, sender: str, about: str, queue_id: str) -> None:
         """Hand a notice to `notify_smtp`, from the null sender; a failure is logged (the mail itself is Postfix's)."""
-        host, _, port = (self.settings.notify_smtp or "").rpartition(":")
         try:
-            with smtplib.SMTP(host, int(port), timeout=30) as smtp:
-                smtp.send_message(message, from_addr="", to_addrs=[sender])
-        except (OSError, smtplib.SMTPException, ValueError):
-            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipients=about, queue_id=queue_id)
+            hop = NextHop.parse(self.settings.notify_smtp or "")
+        except ValueError as exc:
+            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipients=about, queue_id=queue_id,
+                       error=f"policyd.notify_smtp: {exc}")
+            return
+        result = deliver(hop, "", [sender], message.as_bytes(policy=email.policy.SMTP),
+                         smtputf8=not sender.isascii())  # the one SMTP client, as the relay's notices
+        if sender not in result.accepted:
+            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipients=about, queue_id=queue_id,
+                       error=result.error or str(next(iter({**result.temp_failed, **result.perm_failed}.values()))))
 
     # -- the protocol ---------------------------------------------------------------------------------
 
