@@ -1,5 +1,5 @@
-"""Fixtures of the unit tests: a store's URL in the test's folder, a quarantine in it, and a relay in front of
-the shared recording sink."""
+"""Fixtures of the unit tests: a store in the test's folder with its quarantine and links, the web tests' guard,
+and a relay in front of the shared recording sink."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from rcptguard.guard import Guard
 from rcptguard.store import Store
+from rcptguard.store.links import Links
 from rcptguard.store.quarantine import Quarantine
+from tests.conftest import make_guard
 from tests.support.sink import RecordingSink
 from tests.unit.relays import Relay, make_relay
 
@@ -28,7 +31,24 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def quarantine(db_url: str) -> Iterator[Quarantine]:
-    store = Store.open(db_url)
-    yield Quarantine(store)
-    store.close()
+def store(db_url: str) -> Iterator[Store]:
+    """The store at `db_url`, migrated, closed after the test."""
+    opened = Store.open(db_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def quarantine(store: Store) -> Quarantine:
+    return Quarantine(store)
+
+
+@pytest.fixture
+def links(store: Store) -> Links:
+    return Links(store)
+
+
+@pytest.fixture(scope="module")
+def guard() -> Guard:
+    """A guard that protects .mil, as the web tests' pages and API see it."""
+    return make_guard(("mil",))

@@ -6,7 +6,6 @@ import datetime as dt
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ SENDER = "alice@example.org"
 CONTENT = b"From: alice@example.org\r\nSubject: crew list\r\nMessage-ID: <l1@example.org>\r\n\r\nbody\r\n"
 WEEK = dt.timedelta(days=7)
 RACERS = 16
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = Store.open(db_url)
-    yield opened
-    opened.close()
 
 
 def held_message(store: Store, content: bytes = CONTENT) -> str:

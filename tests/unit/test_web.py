@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,28 +56,6 @@ def held(address: str = "c@army.ml", suggestion: str | None = "c@army.mil", reas
     return HeldRecipient(address=address, intended=suggestion.rpartition("@")[2] if suggestion else None,
                          suggestion=suggestion, reason=reason,
                          signals=[{"name": "TLD_SLIP", "score": 7.0, "evidence": {}}], score=11.0)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{tmp_path / 'web.db'}")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def quarantine(store: Store) -> Quarantine:
-    return Quarantine(store)
-
-
-@pytest.fixture
-def links(store: Store) -> Links:
-    return Links(store)
-
-
-@pytest.fixture(scope="module")
-def guard() -> Guard:
-    return make_guard(("mil",))
 
 
 def build_app(quarantine: Quarantine, links: Links, guard: Guard, port: int, *, admin: bool = True,

@@ -45,7 +45,6 @@ from tests.unit.test_web import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-store, links, guard = shared.store, shared.links, shared.guard
 
 
 @pytest.fixture

@@ -18,11 +18,9 @@ from rcptguard.store.links import Links
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.web.settings import WebSettings
 from tests.support.sink import RecordingSink
-from tests.unit import test_web as shared
 from tests.unit.test_web import ADMIN, BASE_URL, LOCAL, basic, build_app, form, hold_message, issue
 
 # The fixtures of test_web: a store, a quarantine, links, a guard and a recording next hop per test.
-store, quarantine, links, guard = shared.store, shared.quarantine, shared.links, shared.guard
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -19,8 +19,6 @@ from tests.support.sink import RecordingSink
 from tests.unit import test_web as shared
 from tests.unit.test_web import ADMIN, LOCAL, basic, build_app, form, held, hold_message, issue, message
 
-store, quarantine, links, guard = shared.store, shared.quarantine, shared.links, shared.guard
-
 
 @pytest.fixture
 def client(quarantine: Quarantine, links: Links, guard: Guard, sink: RecordingSink) -> TestClient:
