@@ -19,6 +19,7 @@ from sqlalchemy import Table, func, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from rcptguard.delivery import NextHop, normalise_line_endings
+from rcptguard.outbox import Outbox
 from rcptguard.store import Store
 from rcptguard.store.links import LinkExpired, LinkInvalid, Links, token_hash
 from rcptguard.store.quarantine import AlreadyDecided, DecidedNotRecorded, Hold, NotFound, Quarantine
@@ -139,8 +140,8 @@ def test_upgrade_from_0004_keeps_links_claims_and_held_notices(postgres_url: str
         assert links.issue_once("2" * 32, dt.timedelta(days=7)) is not None
         quarantine = Quarantine(upgraded)
         assert quarantine.require("oldhold001").claim_id is None
-        assert quarantine.deliver_pending(sink.hop) == 0
-        assert Quarantine(upgraded, stale_after=dt.timedelta(minutes=20)).deliver_pending(sink.hop) == 1
+        assert Outbox(quarantine).deliver_pending(sink.hop) == 0
+        assert Outbox(Quarantine(upgraded, stale_after=dt.timedelta(minutes=20))).deliver_pending(sink.hop) == 1
         assert sink.rcpts() == ["bob@gmail.com"]
     finally:
         upgraded.close()
@@ -281,7 +282,7 @@ def test_expiry_notices_and_give_up_on_postgres(quarantine: Quarantine) -> None:
     the next hop keeps deferring is given up with the last error kept, and owes its own notice."""
     expiring, released = hold_one(quarantine, address="a@gmial.com"), hold_one(quarantine, address="b@gmial.com")
     down = NextHop("127.0.0.1", free_port(), timeout=5)
-    assert quarantine.release(released.id, "alice", down).delivery == "pending"
+    assert Outbox(quarantine).release(released.id, "alice", down).delivery == "pending"
     [expired] = quarantine.expire_due(dt.timedelta(0), notify=True)
     [given] = quarantine.give_up(dt.timedelta(0))
     assert (expired.id, expired.notice, given.id, given.delivery, given.notice) == (
@@ -314,18 +315,18 @@ def test_racing_expiry_expires_each_hold_once(quarantine: Quarantine, store: Sto
 def test_release_delivers_the_exact_bytes_once(quarantine: Quarantine, sink: RecordingSink, hop: NextHop) -> None:
     """A release sends the stored bytes unchanged to a real SMTP next hop, once, and records the delivery."""
     hold = hold_one(quarantine)
-    released = quarantine.release(hold.id, "alice", hop)
+    released = Outbox(quarantine).release(hold.id, "alice", hop)
     assert (released.state, released.delivery, released.deliver_to, released.delivery_attempts) == \
         ("released", "delivered", "bob@gmial.com", 1)
     assert released.delivered_at is not None
     assert sink.messages == [Message(SENDER, ("bob@gmial.com",), SENT)]
     with pytest.raises(AlreadyDecided):
-        quarantine.release(hold.id, "mallory", hop)
+        Outbox(quarantine).release(hold.id, "mallory", hop)
     assert len(sink.messages) == 1
 
 
 def release_as_worker(quarantine: Quarantine, hold_id: str, hop: NextHop, worker: int) -> Hold:
-    return quarantine.release(hold_id, f"worker{worker}", hop)
+    return Outbox(quarantine).release(hold_id, f"worker{worker}", hop)
 
 
 def test_racing_releases_deliver_exactly_once(quarantine: Quarantine, sink: RecordingSink, hop: NextHop) -> None:
@@ -347,8 +348,8 @@ def test_racing_deliver_pending_sends_once(quarantine: Quarantine, sink: Recordi
     down = NextHop("127.0.0.1", free_port(), timeout=5)
     ids = [hold_one(quarantine, address=f"p{i}@gmial.com").id for i in range(3)]
     for hold_id in ids:
-        assert quarantine.release(hold_id, "alice", down).delivery == "pending"
-    results = race(THREADS, lambda _i: quarantine.deliver_pending(hop))
+        assert Outbox(quarantine).release(hold_id, "alice", down).delivery == "pending"
+    results = race(THREADS, lambda _i: Outbox(quarantine).deliver_pending(hop))
     assert sum(r for r in results if isinstance(r, int)) == len(ids), results
     assert sorted(sink.rcpts()) == sorted(f"p{i}@gmial.com" for i in range(3))
     assert quarantine.pending_deliveries() == []
@@ -367,7 +368,7 @@ def test_store_failing_after_the_send_sends_no_second_copy(store: Store, sink: R
         connection.execute(text("CREATE TRIGGER refuse_delivered BEFORE UPDATE ON holds FOR EACH ROW "
                                 "WHEN (NEW.delivery = 'delivered') EXECUTE FUNCTION refuse()"))
     with pytest.raises(DecidedNotRecorded, match="disk full") as info:
-        quarantine.release(hold.id, "alice", hop)
+        Outbox(quarantine).release(hold.id, "alice", hop)
     assert info.value.delivered
     stuck = quarantine.require(hold.id)
     assert stuck.delivery == "sending"
@@ -376,12 +377,12 @@ def test_store_failing_after_the_send_sends_no_second_copy(store: Store, sink: R
     assert f"pid {os.getpid()}" in stuck.claimed_by
     other = Quarantine(Store.open(postgres_url))
     try:
-        assert other.deliver_pending(hop) == 0  # a young claim: not taken over
-        assert quarantine.deliver_pending(hop) == 0  # still refused: remembered, not sent again
+        assert Outbox(other).deliver_pending(hop) == 0  # a young claim: not taken over
+        assert Outbox(quarantine).deliver_pending(hop) == 0  # still refused: remembered, not sent again
         with store.engine.begin() as connection:
             connection.execute(text("DROP TRIGGER refuse_delivered ON holds"))
-        assert quarantine.deliver_pending(hop) == 1  # recorded from memory
-        assert other.deliver_pending(hop) == 0
+        assert Outbox(quarantine).deliver_pending(hop) == 1  # recorded from memory
+        assert Outbox(other).deliver_pending(hop) == 0
     finally:
         other.store.close()
     assert quarantine.require(hold.id).delivery == "delivered"

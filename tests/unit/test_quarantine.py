@@ -21,6 +21,7 @@ from sqlalchemy import Engine, event, func, insert, select, text, update
 from rcptguard.cli.quarantine import quarantine as quarantine_group
 from rcptguard.delivery import NextHop, normalise_line_endings
 from rcptguard.notify import Notifier, send_owed
+from rcptguard.outbox import Outbox
 from rcptguard.store import Store, StoreError
 from rcptguard.store.quarantine import (
     CLAIM_TIMEOUT,
@@ -104,7 +105,7 @@ def test_unknown_hold_is_not_found(quarantine: Quarantine, sink: RecordingSink) 
     with pytest.raises(NotFound):
         quarantine.cancel("nosuchhold", "alice")
     with pytest.raises(NotFound):
-        quarantine.release("nosuchhold", "alice", sink.hop)
+        Outbox(quarantine).release("nosuchhold", "alice", sink.hop)
     with pytest.raises(NotFound):
         quarantine.content("nosuchhold")
 
@@ -116,7 +117,7 @@ def test_release_delivers_the_exact_bytes(quarantine: Quarantine, sink: Recordin
     """Release hands the next hop the stored bytes (8-bit, leading dots) for the recipient, with every line ending
     CRLF as every copy the guard sends: a bare LF in a stored message goes out as CRLF, never bare."""
     hold_id = hold_one(quarantine)
-    hold = quarantine.release(hold_id, "alice", sink.hop)
+    hold = Outbox(quarantine).release(hold_id, "alice", sink.hop)
     assert (hold.state, hold.delivery, hold.deliver_to, hold.delivery_attempts) == \
         ("released", "delivered", "bob@gmial.com", 1)
     assert hold.delivered_at is not None
@@ -126,7 +127,7 @@ def test_release_delivers_the_exact_bytes(quarantine: Quarantine, sink: Recordin
 def test_release_to_corrects_the_address(quarantine: Quarantine, sink: RecordingSink) -> None:
     """Release with a different address delivers there, records the hold as corrected, and names the corrected
     address in To (so that Reply-All does not go back to the typo); every other byte is as stored."""
-    hold = quarantine.release(hold_one(quarantine), "alice", sink.hop, to="bob@gmail.com")
+    hold = Outbox(quarantine).release(hold_one(quarantine), "alice", sink.hop, to="bob@gmail.com")
     assert (hold.state, hold.deliver_to, hold.delivery) == ("corrected", "bob@gmail.com", "delivered")
     assert [r.rcpt_tos for r in sink.messages] == [("bob@gmail.com",)]
     assert sink.messages[0].data == SENT.replace(b"To: bob@gmial.com\r\n", b"To: bob@gmail.com\r\n")
@@ -136,7 +137,7 @@ def test_a_correction_under_a_dkim_signature_of_to_goes_unchanged(quarantine: Qu
                                                                   sink: RecordingSink) -> None:
     """When a DKIM signature covers To, the corrected copy goes byte for byte as stored (it must still verify)."""
     signed = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s; h=from:to:subject; bh=x; b=y\r\n" + CONTENT
-    quarantine.release(hold_one(quarantine, content=signed), "alice", sink.hop, to="bob@gmail.com")
+    Outbox(quarantine).release(hold_one(quarantine, content=signed), "alice", sink.hop, to="bob@gmail.com")
     assert sink.messages[0].data == normalise_line_endings(signed)
 
 
@@ -149,7 +150,7 @@ def test_racing_releases_deliver_once(quarantine: Quarantine, sink: RecordingSin
     def release() -> None:
         barrier.wait()
         try:
-            outcomes.append(quarantine.release(hold_id, threading.current_thread().name, sink.hop))
+            outcomes.append(Outbox(quarantine).release(hold_id, threading.current_thread().name, sink.hop))
         except AlreadyDecided as exc:
             outcomes.append(exc)
 
@@ -161,7 +162,7 @@ def test_racing_releases_deliver_once(quarantine: Quarantine, sink: RecordingSin
     assert sorted(type(o).__name__ for o in outcomes) == ["AlreadyDecided", "Hold"]
     assert len(sink.messages) == 1
     with pytest.raises(AlreadyDecided) as info:
-        quarantine.release(hold_id, "mallory", sink.hop)
+        Outbox(quarantine).release(hold_id, "mallory", sink.hop)
     assert info.value.state == "released"
     assert len(sink.messages) == 1
     assert len(quarantine.events(hold_id)) == 1
@@ -172,7 +173,7 @@ def test_cancelled_hold_cannot_be_released(quarantine: Quarantine, sink: Recordi
     hold_id = hold_one(quarantine)
     assert quarantine.cancel(hold_id, "alice").state == "cancelled"
     with pytest.raises(AlreadyDecided, match="cancelled by alice"):
-        quarantine.release(hold_id, "bob", sink.hop)
+        Outbox(quarantine).release(hold_id, "bob", sink.hop)
     assert sink.messages == []
 
 
@@ -180,14 +181,14 @@ def test_next_hop_down_leaves_delivery_pending(quarantine: Quarantine) -> None:
     """A release while the next hop is down stays pending, and deliver_pending delivers it once when it is up."""
     hop_later = RecordingSink()
     hold_id = hold_one(quarantine)
-    hold = quarantine.release(hold_id, "alice", hop_later.hop)
+    hold = Outbox(quarantine).release(hold_id, "alice", hop_later.hop)
     assert (hold.state, hold.delivery, hold.delivery_attempts) == ("released", "pending", 1)
     assert hold.last_error
     assert [h.id for h in quarantine.pending_deliveries()] == [hold_id]
     hop_later.start()
     try:
-        assert quarantine.deliver_pending(hop_later.hop) == 1
-        assert quarantine.deliver_pending(hop_later.hop) == 0
+        assert Outbox(quarantine).deliver_pending(hop_later.hop) == 1
+        assert Outbox(quarantine).deliver_pending(hop_later.hop) == 0
     finally:
         hop_later.stop()
     assert [r.data for r in hop_later.messages] == [SENT]
@@ -199,10 +200,10 @@ def test_permanent_refusal_marks_failed(quarantine: Quarantine) -> None:
     """A 5xx from the next hop for the recipient marks the delivery failed and deliver_pending leaves it alone."""
     refusing = RecordingSink(reply_rcpt={"bob@gmial.com": "550 5.1.1 no such user"}).start()
     try:
-        hold = quarantine.release(hold_one(quarantine), "alice", refusing.hop)
+        hold = Outbox(quarantine).release(hold_one(quarantine), "alice", refusing.hop)
         assert (hold.delivery, hold.delivery_attempts) == ("failed", 1)
         assert "550" in (hold.last_error or "")
-        assert quarantine.deliver_pending(refusing.hop) == 0
+        assert Outbox(quarantine).deliver_pending(refusing.hop) == 0
     finally:
         refusing.stop()
     assert refusing.messages == []
@@ -213,13 +214,13 @@ def test_racing_workers_deliver_pending_once(quarantine: Quarantine, sink: Recor
     down = NextHop("127.0.0.1", free_port(), timeout=5)
     ids = [hold_one(quarantine, f"user{i}@gmial.com") for i in range(3)]
     for hold_id in ids:
-        assert quarantine.release(hold_id, "alice", down).delivery == "pending"
+        assert Outbox(quarantine).release(hold_id, "alice", down).delivery == "pending"
     barrier = threading.Barrier(4)
     counts: list[int] = []
 
     def work() -> None:
         barrier.wait()
-        counts.append(quarantine.deliver_pending(sink.hop))
+        counts.append(Outbox(quarantine).deliver_pending(sink.hop))
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for thread in threads:
@@ -252,7 +253,7 @@ def test_events_record_who_and_when(quarantine: Quarantine, sink: RecordingSink)
     before = dt.datetime.now(dt.UTC)
     hold_id = hold_one(quarantine)
     assert quarantine.events(hold_id) == []
-    quarantine.release(hold_id, "alice@example.org", sink.hop, to="bob@gmail.com")
+    Outbox(quarantine).release(hold_id, "alice@example.org", sink.hop, to="bob@gmail.com")
     after = dt.datetime.now(dt.UTC)
     [event] = quarantine.events(hold_id)
     assert (event.actor, event.from_state, event.to_state) == ("alice@example.org", "held", "corrected")
@@ -432,9 +433,9 @@ def test_a_retry_refused_for_good_owes_the_sender_a_notice(quarantine: Quarantin
     refusing = RecordingSink(reply_rcpt={"bob@gmail.com": "550 5.1.1 no such user",
                                          "carol@yaho.com": "550 5.1.1 no"}).start()
     try:
-        assert quarantine.release(later, "alice", RecordingSink().hop, to="bob@gmail.com").delivery == "pending"
-        assert quarantine.release(at_once, "alice", refusing.hop).notice is None
-        assert quarantine.deliver_pending(refusing.hop) == 0
+        assert Outbox(quarantine).release(later, "alice", RecordingSink().hop, to="bob@gmail.com").delivery == "pending"
+        assert Outbox(quarantine).release(at_once, "alice", refusing.hop).notice is None
+        assert Outbox(quarantine).deliver_pending(refusing.hop) == 0
     finally:
         refusing.stop()
     hold = quarantine.require(later)
@@ -523,9 +524,9 @@ def test_give_up_fails_old_pending_deliveries_and_owes_a_notice(quarantine: Quar
     down = RecordingSink()  # never started: every attempt is deferred
     old = hold_one(quarantine)
     young = hold_one(quarantine, "carol@yaho.com")
-    assert quarantine.release(old, "alice", down.hop, to="bob@gmail.com").delivery == "pending"
+    assert Outbox(quarantine).release(old, "alice", down.hop, to="bob@gmail.com").delivery == "pending"
     assert quarantine.give_up(dt.timedelta(days=1)) == []
-    assert quarantine.release(young, "alice", down.hop).delivery == "pending"
+    assert Outbox(quarantine).release(young, "alice", down.hop).delivery == "pending"
     with quarantine.engine.begin() as connection:  # the young one was released just now
         connection.execute(holds.update().where(holds.c.id == young).values(decided_at=dt.datetime.now(dt.UTC)
                                                                               + dt.timedelta(hours=1)))
@@ -548,7 +549,7 @@ def test_cli_deliver_pending_gives_up_and_tells_the_sender(quarantine: Quarantin
     hold_id = hold_one(quarantine)
     deferring = RecordingSink(reply_rcpt={"bob@gmail.com": "451 4.2.0 mailbox busy"}).start()
     try:
-        assert quarantine.release(hold_id, "alice", deferring.hop, to="bob@gmail.com").delivery == "pending"
+        assert Outbox(quarantine).release(hold_id, "alice", deferring.hop, to="bob@gmail.com").delivery == "pending"
         kept = run("deliver-pending", "--db", db_url, "--next-hop", str(deferring.hop))
         gave = run("deliver-pending", "--db", db_url, "--next-hop", str(deferring.hop), "--give-up-after", "0")
         after = run("deliver-pending", "--db", db_url, "--next-hop", str(deferring.hop), "--give-up-after", "0")
@@ -642,12 +643,12 @@ def test_a_claim_younger_than_the_claim_timeout_is_not_taken_over(quarantine: Qu
     hold_id = hold_one(quarantine)
     claim_as_another_worker(quarantine, hold_id, dt.timedelta(minutes=30))
     assert dt.timedelta(hours=1) <= CLAIM_TIMEOUT
-    assert quarantine.deliver_pending(sink.hop) == 0
+    assert Outbox(quarantine).deliver_pending(sink.hop) == 0
     assert sink.messages == []
     assert quarantine.require(hold_id).claimed_by == "mx2.example-corp.com pid 4242"
     impatient = Quarantine(quarantine.store, stale_after=dt.timedelta(minutes=20))
-    assert impatient.deliver_pending(sink.hop) == 1
-    assert impatient.deliver_pending(sink.hop) == 0
+    assert Outbox(impatient).deliver_pending(sink.hop) == 1
+    assert Outbox(impatient).deliver_pending(sink.hop) == 0
     assert len(sink.messages) == 1
     assert quarantine.require(hold_id).delivery == "delivered"
 
@@ -657,12 +658,12 @@ def test_a_worker_whose_claim_was_taken_over_does_not_reset_it(quarantine: Quara
     worker sends at the same time; a late acceptance is still recorded (the next hop has the message)."""
     hold_id = hold_one(quarantine)
     quarantine.decide(hold_id, "released", "alice")
-    first = quarantine._claim(hold_id)
+    first = quarantine.claim_delivery(hold_id)
     assert first
     with quarantine.engine.begin() as connection:
         connection.execute(update(holds).where(holds.c.id == hold_id).values(
             claimed_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)))
-    second = quarantine._claim(hold_id)
+    second = quarantine.claim_delivery(hold_id)
     assert second
     assert second != first
     with pytest.raises(NotPending):
@@ -679,11 +680,11 @@ def test_store_failing_after_the_send_is_retried_not_resent(db_url: str, sink: R
     quarantine = Quarantine(store, record_retries=(0.01, 0.01, 0.01))
     hold_id = hold_one(quarantine)
     with failing(store, _delivered_update, times=2) as failed:
-        hold = quarantine.release(hold_id, "alice", sink.hop)
+        hold = Outbox(quarantine).release(hold_id, "alice", sink.hop)
     assert len(failed) == 2
     assert (hold.delivery, hold.delivery_attempts, hold.claim_id) == ("delivered", 1, None)
     assert len(sink.messages) == 1
-    assert quarantine.deliver_pending(sink.hop) == 0
+    assert Outbox(quarantine).deliver_pending(sink.hop) == 0
     assert len(sink.messages) == 1
     store.close()
 
@@ -698,8 +699,8 @@ def test_store_down_after_the_send_sends_no_second_copy(db_url: str, sink: Recor
     hold_id = hold_one(quarantine)
     with caplog.at_level(logging.WARNING, "rcptguard.quarantine"), failing(store, _delivered_update) as failed:
         with pytest.raises(DecidedNotRecorded) as info:
-            quarantine.release(hold_id, "alice", sink.hop)
-        assert quarantine.deliver_pending(sink.hop) == 0  # store still failing: remembered, not sent again
+            Outbox(quarantine).release(hold_id, "alice", sink.hop)
+        assert Outbox(quarantine).deliver_pending(sink.hop) == 0  # store still failing: remembered, not sent again
     assert len(failed) == 3
     assert info.value.delivered
     assert "accepted" in str(info.value)
@@ -714,11 +715,11 @@ def test_store_down_after_the_send_sends_no_second_copy(db_url: str, sink: Recor
     assert stuck.claimed_by is not None
     assert f"pid {os.getpid()}" in stuck.claimed_by
     other = Quarantine(Store.open(db_url))  # another worker, default claim timeout
-    assert other.deliver_pending(sink.hop) == 0
-    assert quarantine.deliver_pending(sink.hop) == 1  # recorded now, from memory: nothing sent
+    assert Outbox(other).deliver_pending(sink.hop) == 0
+    assert Outbox(quarantine).deliver_pending(sink.hop) == 1  # recorded now, from memory: nothing sent
     assert len(sink.messages) == 1
     assert quarantine.require(hold_id).delivery == "delivered"
-    assert other.deliver_pending(sink.hop) == 0
+    assert Outbox(other).deliver_pending(sink.hop) == 0
     assert len(sink.messages) == 1
     other.store.close()
     store.close()
@@ -791,8 +792,8 @@ def test_upgrade_to_0006_keeps_a_delivery_in_progress(tmp_path: Path, sink: Reco
     try:
         hold = Quarantine(upgraded).require("oldhold001")
         assert (hold.delivery, hold.claim_id, hold.claimed_by) == ("sending", None, None)
-        assert Quarantine(upgraded).deliver_pending(sink.hop) == 0
-        assert Quarantine(upgraded, stale_after=dt.timedelta(minutes=20)).deliver_pending(sink.hop) == 1
+        assert Outbox(Quarantine(upgraded)).deliver_pending(sink.hop) == 0
+        assert Outbox(Quarantine(upgraded, stale_after=dt.timedelta(minutes=20))).deliver_pending(sink.hop) == 1
         assert [m.rcpt_tos for m in sink.messages] == [("bob@gmail.com",)]
     finally:
         upgraded.close()
@@ -836,7 +837,8 @@ def test_cli_style_cancel_and_release_notify_the_sender(quarantine: Quarantine, 
     cancelled, released = (h.id for h in quarantine.hold(
         mail_from=SENDER, recipients=[held(), held("carol@yaho.com", "carol@yahoo.com")], content=CONTENT))
     quarantine.cancel(cancelled, "ops", notify_sender=True)
-    assert quarantine.release(released, "ops", hop, to="carol@yahoo.com", notify_sender=True).delivery == "delivered"
+    released_hold = Outbox(quarantine).release(released, "ops", hop, to="carol@yahoo.com", notify_sender=True)
+    assert released_hold.delivery == "delivered"
     counts = send_owed(quarantine, Notifier(host="mx.example.org", name_deciders=True), hop, warn=print,
                        grace=dt.timedelta(0))
     assert counts == Counter({"sent": 1})

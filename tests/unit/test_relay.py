@@ -16,6 +16,7 @@ import pytest
 from rcptguard.gateways.relay import RelaySettings, build, normalise_line_endings
 from rcptguard.guard import Guard
 from rcptguard.model import Verdict
+from rcptguard.outbox import Outbox
 from rcptguard.policy import load_policy
 from rcptguard.store import Store
 from tests.support.sink import Message, RecordingSink
@@ -428,7 +429,7 @@ def test_relay_gives_up_on_a_release_deferred_too_long(tmp_path: Path, sink: Rec
         assert send(relay, ["c@army.ml"])[0] == 250
         assert relay.quarantine is not None
         [hold] = relay.quarantine.list()
-        released = relay.quarantine.release(hold.id, "alice", relay.handler.next_hop, to="c@army.mil")
+        released = Outbox(relay.quarantine).release(hold.id, "alice", relay.handler.next_hop, to="c@army.mil")
         assert released.delivery == "pending"
         notices = [m for m in sink.wait_for(2) if b"Subject: Not delivered:" in m.data]
         assert [n.rcpt_tos for n in notices] == [("me@example-corp.com",)]

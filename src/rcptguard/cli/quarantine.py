@@ -324,9 +324,11 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
     if to is not None and not force:
         _check_correction(store, policy, to)
     _log_decisions()
+    from rcptguard.outbox import Outbox  # noqa: PLC0415 - SQLAlchemy and the SMTP client load only when used
+
     try:
         with _errors():
-            outcome = store.release_outcome(hold_id, _actor(actor), hop, to=to, notify_sender=True)
+            outcome = Outbox(store).release_outcome(hold_id, _actor(actor), hop, to=to, notify_sender=True)
     except DecidedNotRecorded as exc:  # _errors lets it through when the next hop has the message
         click.echo(f"{hold_id}: {exc.hold.state}; {hop} accepted the message, but the store could not record the "
                    f"delivery ({_one_line(exc.__cause__ or exc)}). It is not sent again by this command; once the "
@@ -394,9 +396,11 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
     store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
     hop = _next_hop(policy, next_hop)
     assert hop is not None
+    from rcptguard.outbox import Outbox  # noqa: PLC0415 - SQLAlchemy and the SMTP client load only when used
+
     with _errors():
         waiting = len(store.pending_deliveries())
-        delivered = store.deliver_pending(hop)
+        delivered = Outbox(store).deliver_pending(hop)
         given_up = store.give_up(give_up_after)
         left = len(store.pending_deliveries())
     for hold in given_up:

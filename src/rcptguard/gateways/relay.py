@@ -52,7 +52,8 @@ from rcptguard.delivery import (
     normalise_line_endings,
 )
 from rcptguard.model import Action, Verdict
-from rcptguard.notify import Notifier, send_owed, wants_notice
+from rcptguard.notify import Notifier, wants_notice
+from rcptguard.outbox import Outbox
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
@@ -933,33 +934,18 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
 
 
 async def _retry_pending(handler: RelayHandler, quarantine: Quarantine) -> None:
-    """Every `retry_interval`: retry released deliveries the next hop deferred, give up on those deferred for
-    `give_up_days`, and send the notices the quarantine owes (those, refusals found by a retry, and expiry
-    notices not sent before). Each step on its own: one failing does not skip the others."""
+    """Every `retry_interval`, one round of the outbox: retry released deliveries the next hop deferred, give up
+    on those deferred for `give_up_days`, and send the notices the quarantine owes. Each step on its own."""
     settings = handler.settings
-    give_up = dt.timedelta(days=settings.give_up_days)
+    outbox = Outbox(quarantine)
 
     def warn(text: str) -> None:
         logs.event(log, "notice", logging.WARNING, detail=text)
 
-    def given_up() -> None:
-        for hold in quarantine.give_up(give_up):
-            logs.event(log, "gave up a released delivery", logging.WARNING, hold=hold.id, sender=hold.mail_from,
-                       recipient=hold.deliver_to or hold.recipient, error=hold.last_error)
-
-    steps: list[tuple[str, Callable[[], object]]] = [
-        ("pending deliveries not retried", lambda: quarantine.deliver_pending(handler.next_hop)),
-        ("stale deliveries not given up", given_up)]
-    if settings.notify:
-        steps.append(("owed notices not sent",
-                      lambda: send_owed(quarantine, handler.notifier, handler.next_hop, warn=warn)))
     while True:
         await asyncio.sleep(settings.retry_interval)
-        for failure, step in steps:
-            try:
-                await asyncio.to_thread(step)
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
-                logs.event(log, failure, logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+        await asyncio.to_thread(outbox.run_once, handler.next_hop, handler.notifier if settings.notify else None,
+                                give_up_after=dt.timedelta(days=settings.give_up_days), warn=warn)
 
 
 def build(factory: GuardFactory, store: Store | None,

@@ -2,7 +2,9 @@
 
     quarantine = Quarantine(Store.open(url))
     holds = quarantine.hold(mail_from="a@example.org", recipients=[HeldRecipient(...)], content=data)
-    quarantine.release(holds[0].id, "alice", NextHop.parse("127.0.0.1:10026"))
+    Outbox(quarantine).release(holds[0].id, "alice", NextHop.parse("127.0.0.1:10026"))   # rcptguard.outbox
+
+The quarantine keeps rows and their atomic transitions; it sends nothing (the outbox does, see outbox.py).
 
 A message is stored once (its exact bytes) with one hold per held recipient. `hold()` is one transaction and is
 idempotent: handing the same message over again (same sender, held recipients and bytes) returns the holds
@@ -41,7 +43,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rcptguard import logs
-from rcptguard.delivery import DeliveryResult, NextHop, deliver
 from rcptguard.errors import (
     AlreadyDecided,
     DecidedNotRecorded,
@@ -50,7 +51,6 @@ from rcptguard.errors import (
     NotPending,
     QuarantineError,
 )
-from rcptguard.rewrite import correct_headers
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
@@ -59,6 +59,8 @@ from rcptguard.store.schema import HOLD_STATES, Delivery, HoldState, Notice, eve
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
+
+    from rcptguard.delivery import DeliveryResult
 
 __all__ = [
     "CLAIM_TIMEOUT",
@@ -573,9 +575,9 @@ class Quarantine:
             except SQLAlchemyError as exc:
                 raise StoreError(f"cannot record the notice for {', '.join(ids)}: {_one_line(exc)}") from exc
 
-        return self._retrying(f"the notice for {', '.join(ids)} ({outcome})", settle)
+        return self.retrying(f"the notice for {', '.join(ids)} ({outcome})", settle)
 
-    def _retrying(self, what: str, write: Callable[[], T]) -> T:
+    def retrying(self, what: str, write: Callable[[], T]) -> T:
         """write(), tried again after each pause of record_retries while it raises StoreError (then re-raised)."""
         for pause in self.record_retries:
             try:
@@ -588,7 +590,7 @@ class Quarantine:
 
     # -- delivering -------------------------------------------------------------------------------------------
 
-    def _claim(self, hold_id: str, *, stale_after: dt.timedelta | None = None) -> str | None:
+    def claim_delivery(self, hold_id: str, *, stale_after: dt.timedelta | None = None) -> str | None:
         """Take the pending delivery of one hold (or a dead worker's stale claim): the claim's id for exactly one
         caller, None for the others. The claim records this worker and the time: the send starts now."""
         now = _now()
@@ -653,43 +655,15 @@ class Quarantine:
         self._forget_unrecorded(hold_id)
         return hold
 
-    def _send(self, hold_id: str, next_hop: NextHop, *, retry: bool = False,
-              claim: str | None = None) -> ReleaseOutcome:
-        """Deliver a hold this caller has claimed (`claim`: the id _claim() returned; None: the hold's current
-        claim) and record the outcome (a `retry` that fails for good owes the sender a notice, since no person waits
-        for its answer). An acceptance the store cannot record is retried, then DeliveredNotRecorded."""
-        hold = self.require(hold_id)
-        claim = claim or hold.claim_id
-        target = hold.deliver_to or hold.recipient
-        content = self.content(hold_id)
-        if target != hold.recipient:  # a correction: Reply-All must not go back to the mistyped address
-            content, _ = correct_headers(content, hold.recipient, target)
-        result = deliver(next_hop, hold.mail_from, [target], content,
-                         smtputf8=needs_smtputf8(hold.mail_from, target))
-        if target in result.accepted:
-            return ReleaseOutcome(self._record_delivered(hold, claim, next_hop), result)
-        code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")
-        error = result.error or (f"{code} {text}" if code else "not accepted by the next hop")
-        if target in result.perm_failed and target not in result.temp_failed:
-            return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=True, owe_notice=retry, claim=claim),
-                                  result)
-        return ReleaseOutcome(self.mark_failed(hold_id, error, permanent=False, claim=claim), result)
+    def remember_unrecorded(self, hold_id: str, claim: str | None) -> None:
+        """This worker knows the next hop accepted the hold's delivery, but the store would not take it: remember
+        it (never send it again; record it with record_unrecorded once the store works)."""
+        with self._unrecorded_lock:
+            self._unrecorded[hold_id] = claim or ""
 
-    def _record_delivered(self, hold: Hold, claim: str | None, next_hop: NextHop) -> Hold:
-        """Record an acceptance, retrying while the store fails; then remember it here and say so loudly, with
-        what finds the message in the next hop's log (sender, recipient, Message-ID)."""
-        try:
-            return self._retrying(f"the delivery of {hold.id} (accepted by {next_hop})",
-                                  lambda: self.mark_delivered(hold.id))
-        except StoreError as exc:
-            with self._unrecorded_lock:
-                self._unrecorded[hold.id] = claim or ""
-            logs.event(log, "accepted by the next hop but not recorded: this worker will not send it again; if it "
-                       "stops before the store works, run `rcptguard quarantine mark-delivered` for the hold",
-                       logging.ERROR, hold=hold.id, claim=claim, next_hop=str(next_hop),
-                       sender=hold.mail_from, recipient=hold.deliver_to or hold.recipient,
-                       message_id=hold.message_id_header, error=str(exc))
-            raise DeliveredNotRecorded(hold.id, next_hop, exc) from exc
+    def is_unrecorded(self, hold_id: str) -> bool:
+        with self._unrecorded_lock:
+            return hold_id in self._unrecorded
 
     def _forget_unrecorded(self, hold_id: str) -> None:
         with self._unrecorded_lock:
@@ -715,42 +689,6 @@ class Quarantine:
             logs.event(log, "recorded a delivery accepted earlier", logging.WARNING, hold=hold_id)
         return recorded
 
-    def send_released(self, hold_id: str, next_hop: NextHop) -> ReleaseOutcome | None:
-        """Claim and send one released (or corrected) hold whose delivery is pending, now; None if another worker
-        has it. Like release(), but for a decision already recorded (decide())."""
-        self.record_unrecorded()
-        claim = self._claim(hold_id)
-        if claim is None:
-            return None
-        return self._send(hold_id, next_hop, retry=True, claim=claim)
-
-    def release_outcome(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None,
-                        notify_sender: bool = False) -> ReleaseOutcome:
-        """release(), also returning the next hop's answer (None if another worker took the delivery)."""
-        self.record_unrecorded()
-        current = self.require(hold_id)
-        if to is not None and to != current.recipient:
-            hold = self.decide(hold_id, "corrected", actor, deliver_to=to, notify_sender=notify_sender)
-        else:
-            hold = self.decide(hold_id, "released", actor, notify_sender=notify_sender)
-        try:
-            claim = self._claim(hold.id)
-            if claim is None:  # deliver_pending() on another worker took it between the two
-                return ReleaseOutcome(self.require(hold_id), None)
-            return self._send(hold_id, next_hop, claim=claim)
-        except StoreError as exc:  # the decision stands: whoever asked must not be told that nothing changed
-            raise DecidedNotRecorded(hold, exc) from exc
-
-    def release(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None,
-                notify_sender: bool = False) -> Hold:
-        """Release a held recipient (to `to` instead: corrected) and deliver the stored bytes to the next hop;
-        `notify_sender` (an administrator releases): the sender is owed a notice of it (see decide).
-
-        Only the caller whose decision won delivers. Raises AlreadyDecided, NotFound, StoreError. The hold returned
-        says what happened: delivery delivered, pending (a temporary failure; deliver_pending() retries) or failed.
-        """
-        return self.release_outcome(hold_id, actor, next_hop, to=to, notify_sender=notify_sender).hold
-
     def give_up(self, max_age: dt.timedelta) -> builtins.list[Hold]:
         """Released deliveries still pending `max_age` after the decision fail for good, as an MTA bounces
         after its queue lifetime; each owes its sender a notice (see owed_notices). The holds given up."""
@@ -770,28 +708,6 @@ class Quarantine:
             except SQLAlchemyError as exc:
                 raise StoreError(f"cannot give up the delivery of {row['id']}: {_one_line(exc)}") from exc
         return given_up
-
-    def deliver_pending(self, next_hop: NextHop, *, stale_after: dt.timedelta | None = None) -> int:
-        """Retry every pending delivery once, each claimed first so that no two workers send the same one.
-
-        Returns how many were delivered (or recorded: see record_unrecorded). A claim older than `stale_after`
-        (default: the quarantine's; a worker died mid-send) is taken over. A delivery this worker knows the next
-        hop accepted is never sent again.
-        """
-        delivered = self.record_unrecorded()
-        for hold in self.pending_deliveries():
-            with self._unrecorded_lock:
-                if hold.id in self._unrecorded:
-                    continue
-            claim = self._claim(hold.id, stale_after=stale_after)
-            if claim is None:
-                continue
-            try:
-                if self._send(hold.id, next_hop, retry=True, claim=claim).hold.delivery == Delivery.DELIVERED:
-                    delivered += 1
-            except NotPending:  # taken over while this worker sent (after the claim timeout): theirs to record
-                continue
-        return delivered
 
 
 def _duration(value: dt.timedelta) -> str:

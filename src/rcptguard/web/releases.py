@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from rcptguard import logs
 from rcptguard.delivery import NextHop
 from rcptguard.notify import Notifier, send_owed
+from rcptguard.outbox import Outbox
 from rcptguard.store import StoreError
 from rcptguard.store.quarantine import Quarantine, QuarantineError
 
@@ -58,7 +59,7 @@ class Releases:
     def deliver(self, hold_id: str) -> str:
         """Claim and send one released hold, now, in this thread; its delivery state afterwards."""
         try:
-            outcome = self.quarantine.send_released(hold_id, self.next_hop)
+            outcome = Outbox(self.quarantine).send_released(hold_id, self.next_hop)
             if outcome is None:
                 return "taken"
             hold = outcome.hold

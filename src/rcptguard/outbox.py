@@ -1,0 +1,165 @@
+"""The outbox: what leaves the guard once a person has decided (released and corrected messages, and the notices
+owed to senders), claimed, sent, and marked, so that it goes once and is never lost.
+
+    outbox = Outbox(quarantine)
+    outbox.release(hold_id, "alice", next_hop, to="j.doe@gmail.com")   # decide, claim, send, mark
+    outbox.deliver_pending(next_hop)                                    # retry what the next hop deferred
+    outbox.run_once(next_hop, notifier, give_up_after=...)              # every step of a retry round
+
+The quarantine (store/quarantine.py) keeps the rows and their atomic transitions: decide, claim, mark. The outbox
+owns the sending: it takes a claim, hands the message to the next hop through the one SMTP client
+(`delivery.deliver`), and marks the outcome under that claim. An acceptance the store cannot record is retried,
+then remembered by the quarantine (this worker never sends it again) and said loudly. Notices go the same way
+(`notify.send_owed`: claim, send, settle). Doors and commands use an Outbox; none sends a release itself.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from rcptguard import logs
+from rcptguard.delivery import NextHop, deliver
+from rcptguard.errors import DecidedNotRecorded, DeliveredNotRecorded, NotPending, StoreError
+from rcptguard.notify import Notifier, send_owed
+from rcptguard.rewrite import correct_headers
+from rcptguard.store.quarantine import Hold, Quarantine, ReleaseOutcome, needs_smtputf8
+from rcptguard.store.schema import Delivery, HoldState
+
+__all__ = ["Outbox"]
+
+log = logging.getLogger("rcptguard.outbox")
+
+
+class Outbox:
+    """Sends what the quarantine says is due. Safe to use from several threads and processes at once: every send
+    is claimed first, so of several workers exactly one sends it."""
+
+    def __init__(self, quarantine: Quarantine) -> None:
+        self.quarantine = quarantine
+
+    # -- releases ----------------------------------------------------------------------------------------------
+
+    def release_outcome(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None,
+                        notify_sender: bool = False) -> ReleaseOutcome:
+        """release(), also returning the next hop's answer (None if another worker took the delivery)."""
+        quarantine = self.quarantine
+        quarantine.record_unrecorded()
+        current = quarantine.require(hold_id)
+        if to is not None and to != current.recipient:
+            hold = quarantine.decide(hold_id, HoldState.CORRECTED, actor, deliver_to=to, notify_sender=notify_sender)
+        else:
+            hold = quarantine.decide(hold_id, HoldState.RELEASED, actor, notify_sender=notify_sender)
+        try:
+            claim = quarantine.claim_delivery(hold.id)
+            if claim is None:  # deliver_pending() on another worker took it between the two
+                return ReleaseOutcome(quarantine.require(hold_id), None)
+            return self._send(hold_id, next_hop, claim=claim)
+        except StoreError as exc:  # the decision stands: whoever asked must not be told that nothing changed
+            raise DecidedNotRecorded(hold, exc) from exc
+
+    def release(self, hold_id: str, actor: str, next_hop: NextHop, *, to: str | None = None,
+                notify_sender: bool = False) -> Hold:
+        """Release a held recipient (to `to` instead: corrected) and deliver the stored bytes to the next hop;
+        `notify_sender` (an administrator releases): the sender is owed a notice of it (see Quarantine.decide).
+
+        Only the caller whose decision won delivers. Raises AlreadyDecided, NotFound, StoreError. The hold returned
+        says what happened: delivery delivered, pending (a temporary failure; deliver_pending() retries) or failed.
+        """
+        return self.release_outcome(hold_id, actor, next_hop, to=to, notify_sender=notify_sender).hold
+
+    def send_released(self, hold_id: str, next_hop: NextHop) -> ReleaseOutcome | None:
+        """Claim and send one released (or corrected) hold whose delivery is pending, now; None if another worker
+        has it. Like release(), for a decision already recorded (Quarantine.decide)."""
+        self.quarantine.record_unrecorded()
+        claim = self.quarantine.claim_delivery(hold_id)
+        if claim is None:
+            return None
+        return self._send(hold_id, next_hop, retry=True, claim=claim)
+
+    def deliver_pending(self, next_hop: NextHop, *, stale_after: dt.timedelta | None = None) -> int:
+        """Retry every pending delivery once, each claimed first so that no two workers send the same one.
+
+        Returns how many were delivered (or recorded: see Quarantine.record_unrecorded). A claim older than
+        `stale_after` (default: the quarantine's; a worker died mid-send) is taken over. A delivery this worker knows
+        the next hop accepted is never sent again.
+        """
+        quarantine = self.quarantine
+        delivered = quarantine.record_unrecorded()
+        for hold in quarantine.pending_deliveries():
+            if quarantine.is_unrecorded(hold.id):
+                continue
+            claim = quarantine.claim_delivery(hold.id, stale_after=stale_after)
+            if claim is None:
+                continue
+            try:
+                if self._send(hold.id, next_hop, retry=True, claim=claim).hold.delivery == Delivery.DELIVERED:
+                    delivered += 1
+            except NotPending:  # taken over while this worker sent (after the claim timeout): theirs to record
+                continue
+        return delivered
+
+    def _send(self, hold_id: str, next_hop: NextHop, *, retry: bool = False,
+              claim: str | None = None) -> ReleaseOutcome:
+        """Deliver a hold this caller has claimed (`claim`: the id claim_delivery() returned; None: the hold's
+        current claim) and record the outcome (a `retry` that fails for good owes the sender a notice, since no
+        person waits for its answer). An acceptance the store cannot record is retried, then DeliveredNotRecorded.
+        A corrected copy names the corrected address in To and Cc, unless a DKIM signature covers them."""
+        quarantine = self.quarantine
+        hold = quarantine.require(hold_id)
+        claim = claim or hold.claim_id
+        target = hold.deliver_to or hold.recipient
+        content = quarantine.content(hold_id)
+        if target != hold.recipient:  # a correction: Reply-All must not go back to the mistyped address
+            content, _ = correct_headers(content, hold.recipient, target)
+        result = deliver(next_hop, hold.mail_from, [target], content,
+                         smtputf8=needs_smtputf8(hold.mail_from, target))
+        if target in result.accepted:
+            return ReleaseOutcome(self._record_delivered(hold, claim, next_hop), result)
+        code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")
+        error = result.error or (f"{code} {text}" if code else "not accepted by the next hop")
+        if target in result.perm_failed and target not in result.temp_failed:
+            return ReleaseOutcome(quarantine.mark_failed(hold_id, error, permanent=True, owe_notice=retry,
+                                                         claim=claim), result)
+        return ReleaseOutcome(quarantine.mark_failed(hold_id, error, permanent=False, claim=claim), result)
+
+    def _record_delivered(self, hold: Hold, claim: str | None, next_hop: NextHop) -> Hold:
+        """Record an acceptance, retrying while the store fails; then have the quarantine remember it and say so
+        loudly, with what finds the message in the next hop's log (sender, recipient, Message-ID)."""
+        quarantine = self.quarantine
+        try:
+            return quarantine.retrying(f"the delivery of {hold.id} (accepted by {next_hop})",
+                                       lambda: quarantine.mark_delivered(hold.id))
+        except StoreError as exc:
+            quarantine.remember_unrecorded(hold.id, claim)
+            logs.event(log, "accepted by the next hop but not recorded: this worker will not send it again; if it "
+                       "stops before the store works, run `rcptguard quarantine mark-delivered` for the hold",
+                       logging.ERROR, hold=hold.id, claim=claim, next_hop=str(next_hop),
+                       sender=hold.mail_from, recipient=hold.deliver_to or hold.recipient,
+                       message_id=hold.message_id_header, error=str(exc))
+            raise DeliveredNotRecorded(hold.id, next_hop, exc) from exc
+
+    # -- a round of everything that is due --------------------------------------------------------------------
+
+    def run_once(self, next_hop: NextHop, notifier: Notifier | None, *, give_up_after: dt.timedelta,
+                 warn: Callable[[str], None] = lambda _text: None) -> None:
+        """One retry round: deliveries the next hop deferred, those deferred past `give_up_after` given up (their
+        senders owed a notice), then every notice owed (with a `notifier`). Each step on its own: one failing
+        (the store down, say) does not skip the others."""
+        steps: builtins.list[tuple[str, Callable[[], object]]] = [
+            ("pending deliveries not retried", lambda: self.deliver_pending(next_hop)),
+            ("stale deliveries not given up", lambda: self._give_up(give_up_after))]
+        if notifier is not None:
+            steps.append(("owed notices not sent", lambda: send_owed(self.quarantine, notifier, next_hop, warn=warn)))
+        for failure, step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - a round must outlive any one failure
+                logs.event(log, failure, logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+
+    def _give_up(self, max_age: dt.timedelta) -> None:
+        for hold in self.quarantine.give_up(max_age):
+            logs.event(log, "gave up a released delivery", logging.WARNING, hold=hold.id, sender=hold.mail_from,
+                       recipient=hold.deliver_to or hold.recipient, error=hold.last_error)
