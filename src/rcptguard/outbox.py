@@ -19,6 +19,7 @@ import builtins
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rcptguard import logs
 from rcptguard.delivery import NextHop, deliver
@@ -28,17 +29,35 @@ from rcptguard.rewrite import correct_headers
 from rcptguard.store.quarantine import Hold, Quarantine, ReleaseOutcome, needs_smtputf8
 from rcptguard.store.schema import Delivery, HoldState
 
-__all__ = ["Outbox"]
+__all__ = ["Backoff", "Outbox"]
 
 log = logging.getLogger("rcptguard.outbox")
 
 
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long a delivery the next hop deferred waits before it is tried again: `first` after the first
+    deferral, twice as long after each further one, never more than `longest` (seconds)."""
+
+    first: float = 60.0
+    longest: float = 3600.0
+
+    def after(self, attempts: int) -> dt.timedelta:
+        """The wait after `attempts` deferred attempts (1 or more)."""
+        return dt.timedelta(seconds=min(self.first * 2 ** max(attempts - 1, 0), self.longest))
+
+
 class Outbox:
     """Sends what the quarantine says is due. Safe to use from several threads and processes at once: every send
-    is claimed first, so of several workers exactly one sends it."""
+    is claimed first, so of several workers exactly one sends it.
 
-    def __init__(self, quarantine: Quarantine) -> None:
+    With a `backoff`, a delivery the next hop deferred is not tried again before its wait is over (the relay's
+    retry rounds); without one, every pending delivery is tried whenever asked (`quarantine deliver-pending`: an
+    operator who asks for a retry gets one)."""
+
+    def __init__(self, quarantine: Quarantine, *, backoff: Backoff | None = None) -> None:
         self.quarantine = quarantine
+        self.backoff = backoff
 
     # -- releases ----------------------------------------------------------------------------------------------
 
@@ -88,7 +107,7 @@ class Outbox:
         """
         quarantine = self.quarantine
         delivered = quarantine.record_unrecorded()
-        for hold in quarantine.pending_deliveries():
+        for hold in quarantine.pending_deliveries(due_only=self.backoff is not None):
             if quarantine.is_unrecorded(hold.id):
                 continue
             claim = quarantine.claim_delivery(hold.id, stale_after=stale_after)
@@ -123,7 +142,9 @@ class Outbox:
         if target in result.perm_failed and target not in result.temp_failed:
             return ReleaseOutcome(quarantine.mark_failed(hold_id, error, permanent=True, owe_notice=retry,
                                                          claim=claim), result)
-        return ReleaseOutcome(quarantine.mark_failed(hold_id, error, permanent=False, claim=claim), result)
+        wait = self.backoff.after(hold.delivery_attempts + 1) if self.backoff is not None else None
+        return ReleaseOutcome(quarantine.mark_failed(hold_id, error, permanent=False, claim=claim, retry_after=wait),
+                              result)
 
     def _record_delivered(self, hold: Hold, claim: str | None, next_hop: NextHop) -> Hold:
         """Record an acceptance, retrying while the store fails; then have the quarantine remember it and say so

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 THREADS = 8
-HEAD = "0007"  # the newest schema revision
+HEAD = "0008"  # the newest schema revision
 SENDER = "alice@example.org"
 CONTENT = (
     b"From: Alice <alice@example.org>\r\n"

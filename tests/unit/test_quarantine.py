@@ -21,7 +21,7 @@ from sqlalchemy import Engine, event, func, insert, select, text, update
 from rcptguard.cli.quarantine import quarantine as quarantine_group
 from rcptguard.delivery import NextHop, normalise_line_endings
 from rcptguard.notify import Notifier, send_owed
-from rcptguard.outbox import Outbox
+from rcptguard.outbox import Backoff, Outbox
 from rcptguard.store import Store, StoreError
 from rcptguard.store.quarantine import (
     CLAIM_TIMEOUT,
@@ -880,3 +880,28 @@ def test_each_decision_logs_one_line(quarantine: Quarantine, caplog: pytest.LogC
     lines = [r.fields for r in caplog.records if r.getMessage() == "decision"]  # type: ignore[attr-defined]
     assert [(f["hold"], f["actor"], f["action"], f["recipient"]) for f in lines] == [
         (cancelled, "ops", "cancelled", "bob@gmial.com"), (expired, "expiry", "expired", "carol@yaho.com")]
+
+
+def test_retries_back_off_in_the_relays_rounds(quarantine: Quarantine) -> None:
+    """With a backoff (the relay's rounds), a delivery the next hop deferred is not tried again before its wait
+    (1 minute, then 2, 4 ... at most an hour); without one (`deliver-pending`), it is tried whenever asked."""
+    down = RecordingSink()  # never started: every attempt is deferred
+    outbox = Outbox(quarantine, backoff=Backoff(first=60, longest=3600))
+    hold_id = hold_one(quarantine)
+    first = outbox.release(hold_id, "alice", down.hop)
+    assert (first.delivery, first.delivery_attempts) == ("pending", 1)
+    assert first.next_attempt_at is not None
+    assert 55 <= (first.next_attempt_at - dt.datetime.now(dt.UTC)).total_seconds() <= 60
+    assert outbox.deliver_pending(down.hop) == 0
+    assert quarantine.require(hold_id).delivery_attempts == 1  # not due: not tried
+    with quarantine.engine.begin() as connection:  # the wait is over
+        connection.execute(update(holds).where(holds.c.id == hold_id).values(
+            next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    outbox.deliver_pending(down.hop)
+    second = quarantine.require(hold_id)
+    assert second.delivery_attempts == 2
+    assert second.next_attempt_at is not None
+    assert 115 <= (second.next_attempt_at - dt.datetime.now(dt.UTC)).total_seconds() <= 120
+    assert [Backoff().after(n).total_seconds() for n in (1, 2, 3, 7, 8, 20)] == [60, 120, 240, 3600, 3600, 3600]
+    Outbox(quarantine).deliver_pending(down.hop)  # an operator's deliver-pending does not wait
+    assert quarantine.require(hold_id).delivery_attempts == 3

@@ -53,7 +53,7 @@ from rcptguard.delivery import (
 )
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Notifier, wants_notice
-from rcptguard.outbox import Outbox
+from rcptguard.outbox import Backoff, Outbox
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
@@ -937,7 +937,7 @@ async def _retry_pending(handler: RelayHandler, quarantine: Quarantine) -> None:
     """Every `retry_interval`, one round of the outbox: retry released deliveries the next hop deferred, give up
     on those deferred for `give_up_days`, and send the notices the quarantine owes. Each step on its own."""
     settings = handler.settings
-    outbox = Outbox(quarantine)
+    outbox = Outbox(quarantine, backoff=Backoff())
 
     def warn(text: str) -> None:
         logs.event(log, "notice", logging.WARNING, detail=text)

@@ -157,6 +157,7 @@ class Hold:
     size: int
     client: str
     claimed_at: dt.datetime | None = None  # while delivery is 'sending': when the claim (and the send) began
+    next_attempt_at: dt.datetime | None = None  # a deferred delivery is retried from then on
     claim_id: str | None = None  # that claim's identity, as in the log
     claimed_by: str | None = None  # the worker that last took the delivery: "host pid N"
 
@@ -173,8 +174,8 @@ class Hold:
             "delivery_attempts": self.delivery_attempts, "delivered_at": when(self.delivered_at),
             "last_error": self.last_error, "notice": self.notice, "mail_from": self.mail_from, "subject": self.subject,
             "message_id_header": self.message_id_header, "received_at": when(self.received_at),
-            "size": self.size, "client": self.client, "claimed_at": when(self.claimed_at), "claim_id": self.claim_id,
-            "claimed_by": self.claimed_by,
+            "size": self.size, "client": self.client, "claimed_at": when(self.claimed_at),
+            "next_attempt_at": when(self.next_attempt_at), "claim_id": self.claim_id, "claimed_by": self.claimed_by,
         }
 
 
@@ -293,7 +294,8 @@ def _to_hold(m: RowMapping) -> Hold:
         delivery_attempts=int(m["delivery_attempts"]), delivered_at=_opt_utc(m["delivered_at"]),
         last_error=m["last_error"], notice=m["notice"], mail_from=m["mail_from"], subject=m["subject"],
         message_id_header=m["message_id_header"], received_at=_utc(m["received_at"]), size=int(m["size"]),
-        client=m["client"], claimed_at=_opt_utc(m["claimed_at"]), claim_id=m["claim_id"], claimed_by=m["claimed_by"],
+        client=m["client"], claimed_at=_opt_utc(m["claimed_at"]), next_attempt_at=_opt_utc(m["next_attempt_at"]),
+        claim_id=m["claim_id"], claimed_by=m["claimed_by"],
     )
 
 
@@ -428,9 +430,12 @@ class Quarantine:
                       from_state=m["from_state"], to_state=m["to_state"], detail=m["detail"])
                 for m in self._read("the audit log", query)]
 
-    def pending_deliveries(self) -> builtins.list[Hold]:
-        """Released or corrected holds not delivered yet (waiting for a retry, or being sent now), oldest first."""
+    def pending_deliveries(self, *, due_only: bool = False) -> builtins.list[Hold]:
+        """Released or corrected holds not delivered yet (waiting for a retry, or being sent now), oldest first;
+        with `due_only`, none whose retry is not due yet (see mark_failed's `retry_after`)."""
         query = _hold_query().where(holds.c.delivery.in_((Delivery.PENDING, Delivery.SENDING)))
+        if due_only:
+            query = query.where(or_(holds.c.next_attempt_at.is_(None), holds.c.next_attempt_at <= _now()))
         return [_to_hold(row) for row in self._read("the quarantine", query.order_by(holds.c.decided_at))]
 
     # -- deciding ---------------------------------------------------------------------------------------------
@@ -630,13 +635,14 @@ class Quarantine:
                                     "last_error": None})
 
     def mark_failed(self, hold_id: str, error: str, permanent: bool, *, owe_notice: bool = False,
-                    claim: str | None = None) -> Hold:
+                    claim: str | None = None, retry_after: dt.timedelta | None = None) -> Hold:
         """A delivery attempt failed: permanent gives up (with `owe_notice`, the sender is owed a notice: nobody
-        is there to see the answer), temporary leaves it pending for deliver_pending(). With `claim`, only while
-        that claim holds (NotPending otherwise)."""
+        is there to see the answer), temporary leaves it pending for a retry, due after `retry_after` (None: at
+        once). With `claim`, only while that claim holds (NotPending otherwise)."""
         values: dict[str, Any] = {"delivery": Delivery.FAILED if permanent else Delivery.PENDING, "claimed_at": None,
                                   "claim_id": None, "delivery_attempts": holds.c.delivery_attempts + 1,
-                                  "last_error": error}
+                                  "last_error": error,
+                                  "next_attempt_at": _now() + retry_after if retry_after and not permanent else None}
         if permanent and owe_notice:
             values["notice"] = Notice.PENDING
         return self._mark(hold_id, values, claim)

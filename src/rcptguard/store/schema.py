@@ -111,6 +111,7 @@ holds = Table(
     Column("claimed_at", DateTime(timezone=True)),  # when a worker set delivery to sending (and began to send)
     Column("claim_id", String(32)),  # that claim's identity (uuid4 hex); outcomes are recorded only under it
     Column("claimed_by", Text),  # the worker that last took the delivery: "host pid N"
+    Column("next_attempt_at", DateTime(timezone=True)),  # a deferred delivery is due again then (NULL: now)
     Column("delivered_at", DateTime(timezone=True)),
     Column("last_error", Text),
     # A notice owed to the sender (expired; released but undeliverable): pending | sending | sent | refused |
