@@ -81,7 +81,9 @@ class RelaySettings:
     warn_notice_interval: float = 86400.0  # at most one such notice per sender and domain in this many seconds
     flush_interval: float = 2.0
     rebuild_interval: float = 60.0
-    retry_interval: float = 30.0  # seconds between attempts to deliver released messages still pending
+    retry_interval: float = 30.0  # seconds between the outbox's rounds (deferred releases, owed notices)
+    retry_backoff: float = 60.0  # a deferred release waits this long before its next try, twice as long each time
+    retry_backoff_max: float = 3600.0  # and never longer than this
     give_up_days: float = 5.0  # a released message the next hop defers this long fails; its sender is told
     workers: int = 32  # connections to the next hop kept open between messages
     notify: bool = True  # send each sender of a held message a notice with a link to the confirmation page
@@ -937,7 +939,7 @@ async def _retry_pending(handler: RelayHandler, quarantine: Quarantine) -> None:
     """Every `retry_interval`, one round of the outbox: retry released deliveries the next hop deferred, give up
     on those deferred for `give_up_days`, and send the notices the quarantine owes. Each step on its own."""
     settings = handler.settings
-    outbox = Outbox(quarantine, backoff=Backoff())
+    outbox = Outbox(quarantine, backoff=Backoff(settings.retry_backoff, settings.retry_backoff_max))
 
     def warn(text: str) -> None:
         logs.event(log, "notice", logging.WARNING, detail=text)
