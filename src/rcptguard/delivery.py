@@ -37,10 +37,10 @@ class SmtpTimeouts:
     data_done: float = 600.0  # the reply to the final dot (§4.5.3.2.6: 10 minutes)
 
     def longest_send(self) -> float:
-        """The longest one single-recipient send can last with these timeouts (connect, greeting, EHLO, MAIL, RCPT,
-        DATA, one body block and the final dot): a claim on a send must outlast it."""
-        return (self.connect + self.greeting + 3 * self.command + self.data_init + self.data_block
-                + self.data_done)
+        """The longest one single-recipient send of a message of one block (64 KB) can last with these timeouts: a
+        claim on a send must outlast it. (A longer body may wait `data_block` per block.)"""
+        return (self.connect + self.greeting + 4 * self.command + self.data_init + self.data_block
+                + self.data_done + 5.0)  # EHLO (and HELO after a refused EHLO), MAIL, RCPT; QUIT waits 5 s at most
 
     def capped(self, limit: float | None) -> SmtpTimeouts:
         """These timeouts, none longer than `limit`."""
@@ -334,7 +334,7 @@ class _Connection:
         """One reply, all its lines, within `within` seconds (None: the caller keeps the time); EOF
         (IncompleteReadError), garbage (_ReplyError) and silence (TimeoutError) raise."""
         lines: list[bytes] = []
-        async with asyncio.timeout(within and asyncio.get_running_loop().time() + within):
+        async with asyncio.timeout(within):  # a delay from now (None: no limit of its own)
             while True:
                 try:
                     line = await self._reader.readuntil(b"\n")
@@ -384,11 +384,11 @@ class _Connection:
         if data_code != 354:
             if data_code != 421:
                 await self._abandon(in_data=False)  # the next hop keeps the envelope until RSET
-            return self._refused(data_code, data_text, accepted, perm), []
+            return self._refused(data_code, data_text, accepted, perm), later
         await self._body(dot_stuffed(data))
         code, text = await self._reply(self._limits.data_done)
         if code != 250:
-            return self._refused(code, text, accepted, perm), []
+            return self._refused(code, text, accepted, perm), later  # those put off still get their own try
         return DeliveryResult(tuple(accepted), {}, perm), later
 
     async def _body(self, stuffed: bytes) -> None:
@@ -429,7 +429,7 @@ class _Connection:
             with contextlib.suppress(OSError, EOFError, TimeoutError, _ReplyError):
                 await self._command(b"RSET\r\n")
                 return
-        self.abort()
+        self.abort()  # RSET failed or timed out (its reply may still come): never reuse this connection
 
     def _refused(self, code: int, text: str, accepted: Sequence[str],
                  perm: dict[str, tuple[int, str]]) -> DeliveryResult:

@@ -44,7 +44,7 @@ class Backoff:
 
     def after(self, attempts: int) -> dt.timedelta:
         """The wait after `attempts` deferred attempts (1 or more)."""
-        return dt.timedelta(seconds=min(self.first * 2 ** max(attempts - 1, 0), self.longest))
+        return dt.timedelta(seconds=min(self.first * 2 ** min(max(attempts - 1, 0), 32), self.longest))
 
 
 class Outbox:
@@ -117,6 +117,11 @@ class Outbox:
                 if self._send(hold.id, next_hop, retry=True, claim=claim).hold.delivery == Delivery.DELIVERED:
                     delivered += 1
             except NotPending:  # taken over while this worker sent (after the claim timeout): theirs to record
+                continue
+            except DeliveredNotRecorded:  # remembered by the quarantine and logged; the others go on
+                continue
+            except StoreError as exc:  # the store failed around this one (its claim is taken over later): go on
+                logs.event(log, "a pending delivery was not retried", logging.WARNING, hold=hold.id, error=str(exc))
                 continue
         return delivered
 

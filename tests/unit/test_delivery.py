@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import BinaryIO, Self
 
 import pytest
 
-from rcptguard.delivery import AsyncPool, DeliveryResult, NextHop, dot_stuffed
+from rcptguard.delivery import AsyncPool, DeliveryResult, NextHop, SmtpTimeouts, dot_stuffed
+from rcptguard.delivery import deliver as plain_deliver
 from tests.support.processes import free_port
 from tests.support.sink import RecordingSink
 
@@ -281,3 +283,31 @@ class Scripted:
     def __exit__(self, *_: object) -> None:
         self._listener.close()
         self._thread.join(10)
+
+
+@pytest.mark.parametrize(("script", "limits"), [
+    ([], SmtpTimeouts(greeting=1.0)),                                             # never greets
+    ([b"220 hi"], SmtpTimeouts(command=1.0)),                                     # never answers EHLO
+    ([b"220 hi", b"250 ok", b"250 ok", b"250 ok", b"354 go"], SmtpTimeouts(data_done=1.0)),  # nor the final dot
+])
+def test_each_wait_ends_at_its_own_limit(script: list[bytes], limits: SmtpTimeouts) -> None:
+    """A next hop that goes silent at any step is given up after that step's limit (here 1 s), however long
+    the event loop has been running: the message is deferred, never waited on for ever."""
+    with Scripted(script, hang=True) as server:
+        started = time.monotonic()
+        result = plain_deliver(NextHop("127.0.0.1", server.port, timeouts=limits), "me@example.org", ["x@army.mil"],
+                               BODY)
+    assert result.temporary
+    assert time.monotonic() - started < 5
+
+
+def test_recipients_put_off_with_452_are_tried_again_after_a_refused_dot() -> None:
+    """The next hop takes b1, puts off b2 and b3 with 452, then refuses the message for b1 at the final dot: b2
+    and b3 still get a transaction of their own (they are not lost with b1's refusal)."""
+    script = [b"220 hi", b"250-hi\r\n250 PIPELINING", b"250 ok", b"250 ok", b"452 too many", b"452 too many",
+              b"354 go", b"554 no", b"250 ok", b"250 ok", b"250 ok", b"354 go", b"250 queued"]
+    with Scripted(script) as server:
+        (result,) = deliver(pool_for(server.port, timeout=5),
+                            ("me@example.org", ["b1@army.mil", "b2@army.mil", "b3@army.mil"], BODY))
+    assert set(result.perm_failed) == {"b1@army.mil"}
+    assert result.accepted == ("b2@army.mil", "b3@army.mil")

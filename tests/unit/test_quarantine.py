@@ -903,5 +903,6 @@ def test_retries_back_off_in_the_relays_rounds(quarantine: Quarantine) -> None:
     assert second.next_attempt_at is not None
     assert 115 <= (second.next_attempt_at - dt.datetime.now(dt.UTC)).total_seconds() <= 120
     assert [Backoff().after(n).total_seconds() for n in (1, 2, 3, 7, 8, 20)] == [60, 120, 240, 3600, 3600, 3600]
+    assert Backoff(first=0.5, longest=10).after(5000).total_seconds() == 10  # no overflow, however many tries
     Outbox(quarantine).deliver_pending(down.hop)  # an operator's deliver-pending does not wait
     assert quarantine.require(hold_id).delivery_attempts == 3

@@ -384,18 +384,22 @@ def mark_delivered_command(config: Path | None, db: str | None, hold_id: str, ac
 @quarantine.command("deliver-pending")
 @store_options
 @click.option("--next-hop", "next_hop", metavar="HOST:PORT", help="Where to deliver; default: [relay] next_hop.")
-@click.option("--give-up-after", "give_up_after", default="5d", show_default=True, callback=_retention,
-              help="Fail a delivery still deferred this long after its release, and tell the sender (s, m, h, d, w).")
+@click.option("--give-up-after", "give_up_after", default=None, callback=_optional_duration,
+              help="Fail a delivery still deferred this long after its release, and tell the sender (s, m, h, d, w). "
+                   "Default: [relay] give_up_days, else 5d.")
 @click.option("--notice-from", metavar="ADDRESS", default=None,
               help="From: of the notices (default MAILER-DAEMON@ this host's name).")
 @claim_options
 def deliver_pending_command(config: Path | None, db: str | None, next_hop: str | None,
-                            give_up_after: dt.timedelta, notice_from: str | None, claim_timeout: dt.timedelta | None,
+                            give_up_after: dt.timedelta | None, notice_from: str | None,
+                            claim_timeout: dt.timedelta | None,
                             record_for: dt.timedelta | None) -> None:
     """Retry the deliveries of released messages that failed for now; give up on those deferred too long."""
     store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
     hop = _next_hop(policy, next_hop)
     assert hop is not None
+    if give_up_after is None:
+        give_up_after = dt.timedelta(days=_relay_settings(policy).give_up_days)
     from rcptguard.outbox import Outbox  # noqa: PLC0415 - SQLAlchemy and the SMTP client load only when used
 
     with _errors():

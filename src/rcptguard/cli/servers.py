@@ -208,8 +208,9 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     quarantine = Quarantine(store, stale_after=relay_settings.claim_window)
-    notifier = Notifier(sender=loaded.notify.sender, name_deciders=loaded.notify.name_deciders,
-                        template_dir=Path(loaded.notify.template_dir) if loaded.notify.template_dir else None)
+    notices = loaded.relay  # the relay's notice settings ([notify], which [relay] may override): one look for all
+    notifier = Notifier(host=notices.hostname or "", sender=notices.notice_from, name_deciders=notices.name_deciders,
+                        template_dir=Path(notices.template_dir) if notices.template_dir else None)
     app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
                      notifier=notifier,
                      secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,

@@ -455,7 +455,8 @@ class GuardedSMTP(SMTP):
             assert self.session is not None
             status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
         finally:
-            self._reset_timeout()
+            if self.transport is not None:  # not after the client went away: nothing is left to time out
+                self._reset_timeout()
         self.envelope = self._create_envelope()
         self._junk = 0
         await self.push(status)
@@ -471,6 +472,7 @@ class GuardedSMTP(SMTP):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        self._junk = 0  # a transaction begins: RSETs between the messages of a cached connection are no junk
         await self._path_command(arg, "MAIL FROM:<address>", super().smtp_MAIL)
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
@@ -564,7 +566,7 @@ class RelayHandler:
         self.copies = AcceptedCopies()
         self.connections: Counter[str] = Counter()  # open client connections by address
         self.late: dict[bytes, asyncio.Task[str]] = {}  # messages still being handled after their answer was due
-        self.answered_late: OrderedDict[bytes, str] = OrderedDict()  # and the 250s they ended with
+        self.answered_late: OrderedDict[bytes, tuple[float, str]] = OrderedDict()  # and the 250s they ended with
         self.warned_recently: OrderedDict[tuple[str, str], float] = OrderedDict()  # (sender, domain): when told
         self.background: set[asyncio.Task[None]] = set()  # warning notices being sent
         self._limit_logged: dict[str, float] = {}
@@ -676,17 +678,21 @@ class RelayHandler:
         remembered (AcceptedCopies), and the client's retry waits for it instead of sending a second copy.
         """
         try:
+            deadline = time.monotonic() + self.settings.reply_within  # one answer, within reply_within in all
             key = self._late_key(envelope) if self.late or self.answered_late else None
             earlier = self.late.get(key) if key is not None else None
             if earlier is not None:  # the same message, still being handled from an earlier attempt
                 done, _ = await asyncio.wait([earlier], timeout=self.settings.reply_within)
                 if not done:
                     return str(RELAY_REPLIES[Relayed.NEXT_HOP_STILL_BUSY])
-            if key is not None and key in self.answered_late:  # done after its client was told 451
-                return self.answered_late.pop(key)
+            late_answer = self.answered_late.pop(key, None) if key is not None else None
+            if late_answer is not None and time.monotonic() - late_answer[0] <= self.copies.ttl:
+                return late_answer[1]  # done after its client was told 451: the retry gets its 250
+            if earlier is not None and deadline - time.monotonic() < self.settings.reply_within / 2:
+                return str(RELAY_REPLIES[Relayed.NEXT_HOP_STILL_BUSY])  # it ended 4xx late: no time for a new try
             task = asyncio.ensure_future(self._data(session, envelope))
             try:
-                done, _ = await asyncio.wait([task], timeout=self.settings.reply_within)
+                done, _ = await asyncio.wait([task], timeout=max(deadline - time.monotonic(), 0.0))
             except asyncio.CancelledError:  # the client went away: the work goes on, its outcome remembered
                 self._orphan(task, envelope)
                 raise
@@ -730,7 +736,7 @@ class RelayHandler:
             return
         reply = task.result()
         if reply.startswith("250"):  # 4xx: the retry does it again, minus what the next hop settled (copies)
-            self.answered_late[key] = reply
+            self.answered_late[key] = (time.monotonic(), reply)
             while len(self.answered_late) > self.copies.size:
                 self.answered_late.popitem(last=False)
 
@@ -769,6 +775,8 @@ class RelayHandler:
         if mail_from in result.accepted:
             logs.event(log, "warning notice sent", sender=mail_from, recipients=rcpts)
         else:
+            for key in [k for k in self.warned_recently if k[0] == mail_from.lower()]:
+                del self.warned_recently[key]  # not told: the next warning to this sender may try again
             logs.event(log, "warning notice not sent", logging.WARNING, sender=mail_from, recipients=rcpts,
                        error=result.error)
 
