@@ -46,14 +46,15 @@ def build_config(config: Path | None) -> Config:
         raise click.UsageError(str(exc)) from None
 
 
-def build_policy(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
+def build_policy(config: Path | Config | None, protect: tuple[str, ...], known: tuple[str, ...],
                  known_files: tuple[Path, ...]) -> Policy:
-    """The policy from the config file and command-line options; a config error anywhere in the file (not
-    only in the policy) exits with status 2."""
+    """The policy from the config file (or a config already loaded) and command-line options; a config error
+    anywhere in the file (not only in the policy) exits with status 2."""
     try:
         if config is None:
             return load_policy(None).with_domains(protect, known, known_files)
-        return build_config(config).policy.with_domains(protect, known, known_files)
+        loaded = config if not isinstance(config, Path) else build_config(config)
+        return loaded.policy.with_domains(protect, known, known_files)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 

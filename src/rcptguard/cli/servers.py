@@ -91,8 +91,9 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
     from rcptguard.store import StoreError  # noqa: PLC0415 - same
 
     logs.setup(log_level)
-    settings = build_config(config).policyd
-    policy = build_policy(config, protect, known, known_files)
+    loaded = build_config(config)
+    settings = loaded.policyd
+    policy = build_policy(loaded, protect, known, known_files)
     host, port = _listen(listen)
     if hold_mode:
         settings = dataclasses.replace(settings, hold_mode=hold_mode)  # type: ignore[arg-type] # a click.Choice
@@ -152,7 +153,7 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
 
     logs.setup(log_level)
     loaded = build_config(config)
-    policy = build_policy(config, protect, known, known_files)
+    policy = build_policy(loaded, protect, known, known_files)
     host, port = _listen(listen)
     try:
         settings = relay_with(loaded.relay, next_hop=next_hop, allow=list(allow) or None)
@@ -192,7 +193,7 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
 
     logs.setup(log_level)
     loaded = build_config(config)
-    policy = build_policy(config, protect, known, known_files)
+    policy = build_policy(loaded, protect, known, known_files)
     host, port = _listen(listen)
     section = policy.sections.get("web", {})
     base = loaded.base
