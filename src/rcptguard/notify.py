@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import socket
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email import policy as email_policy
@@ -190,6 +191,37 @@ def header_safe(value: str) -> str:
     """A header value with no way to start another header: line breaks and controls become spaces."""
     cleaned = "".join(" " if (ord(c) < 32 or c in "\x7f\u2028\u2029\x85") else c for c in value)
     return " ".join(cleaned.split())[:300]
+
+
+class Warned:
+    """Which (sender, domain) pairs were warned lately: a sender hears about a mistyped-looking domain at most
+    once in `interval` seconds. In memory, bounded to `size` pairs (the oldest forgotten first)."""
+
+    def __init__(self, interval: float, size: int) -> None:
+        self.interval = interval
+        self.size = size
+        self._told: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    @staticmethod
+    def key(sender: str, domain: str) -> tuple[str, str]:
+        return sender.lower(), domain.lower()
+
+    def due(self, sender: str, domain: str) -> bool:
+        """True (and remembered as told now) when this sender was not warned about this domain lately."""
+        key, now = self.key(sender, domain), time.monotonic()
+        last = self._told.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        self._told[key] = now
+        self._told.move_to_end(key)
+        while len(self._told) > self.size:
+            self._told.popitem(last=False)
+        return True
+
+    def forget(self, sender: str, domains: Sequence[str]) -> None:
+        """The warning about these domains did not reach the sender: the next one may try again."""
+        for domain in domains:
+            self._told.pop(self.key(sender, domain), None)
 
 
 def wants_notice(mail_from: str, content: bytes) -> bool:

@@ -28,7 +28,6 @@ import logging
 import signal
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -40,7 +39,7 @@ from rcptguard.delivery import NextHop, deliver
 from rcptguard.errors import ProtocolError
 from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
-from rcptguard.notify import header_safe
+from rcptguard.notify import Warned, header_safe
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.store import Store
 
@@ -218,7 +217,7 @@ class PolicyService:
         self.requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.pending = PendingNotices(settings.pending_limit)
-        self._warned_at: OrderedDict[tuple[str, str], float] = OrderedDict()  # (sender, domain): when told
+        self.warned = Warned(settings.warn_notice_interval, settings.pending_limit)  # who heard of which domain
         self._evicted = {"stale": 0, "limit": 0}  # forgotten since the last log line about it
         self._evictions_logged = -EVICTION_LOG_INTERVAL
 
@@ -258,15 +257,8 @@ class PolicyService:
         `warn_notice_interval` (remembered in this process, bounded)."""
         if not self.settings.notify_smtp or not sender:
             return
-        key = (sender.lower(), verdict.domain_ascii or recipient.rpartition("@")[2].lower())
-        now = time.monotonic()
-        last = self._warned_at.get(key)
-        if last is not None and now - last < self.settings.warn_notice_interval:
+        if not self.warned.due(sender, verdict.domain_ascii or recipient.rpartition("@")[2]):
             return
-        self._warned_at[key] = now
-        self._warned_at.move_to_end(key)
-        while len(self._warned_at) > self.settings.pending_limit:
-            self._warned_at.popitem(last=False)
         self._in_background(self._send_warning, sender, recipient, verdict)
 
     def _held_recipient(self, attrs: dict[str, str], verdict: Verdict) -> None:

@@ -52,7 +52,7 @@ from rcptguard.delivery import (
     normalise_line_endings,
 )
 from rcptguard.model import Action, Verdict
-from rcptguard.notify import Notifier, wants_notice
+from rcptguard.notify import Notifier, Warned, wants_notice
 from rcptguard.outbox import Backoff, Outbox
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.store import Store, StoreError
@@ -567,7 +567,7 @@ class RelayHandler:
         self.connections: Counter[str] = Counter()  # open client connections by address
         self.late: dict[bytes, asyncio.Task[str]] = {}  # messages still being handled after their answer was due
         self.answered_late: OrderedDict[bytes, tuple[float, str]] = OrderedDict()  # and the 250s they ended with
-        self.warned_recently: OrderedDict[tuple[str, str], float] = OrderedDict()  # (sender, domain): when told
+        self.warned = Warned(settings.warn_notice_interval, self.copies.size)  # who heard of which domain lately
         self.background: set[asyncio.Task[None]] = set()  # warning notices being sent
         self._limit_logged: dict[str, float] = {}
 
@@ -743,31 +743,19 @@ class RelayHandler:
     def _tell_of_warnings(self, mail_from: str, warned: list[tuple[str, Verdict]], content: bytes) -> None:
         """Send the sender a notice of the warned recipients it was not told about in the last
         `warn_notice_interval` (per sender and domain), in the background: a warning never delays the mail."""
-        now = time.monotonic()
-        told: dict[tuple[str, str], bool] = {}  # per domain of this message: tell now?
-        fresh = []
-        for rcpt, verdict in warned:
-            key = (mail_from.lower(), verdict.domain_ascii or rcpt.rpartition("@")[2].lower())
-            if key not in told:
-                last = self.warned_recently.get(key)
-                told[key] = last is None or now - last >= self.settings.warn_notice_interval
-                if told[key]:
-                    self.warned_recently[key] = now
-                    self.warned_recently.move_to_end(key)
-            if told[key]:
-                fresh.append((rcpt, verdict))
-        while len(self.warned_recently) > self.copies.size:
-            self.warned_recently.popitem(last=False)
+        domains = {rcpt: verdict.domain_ascii or rcpt.rpartition("@")[2] for rcpt, verdict in warned}
+        due = {domain for domain in dict.fromkeys(domains.values()) if self.warned.due(mail_from, domain)}
+        fresh = [(rcpt, verdict) for rcpt, verdict in warned if domains[rcpt] in due]
         if not fresh:
             return
         subject, _ = summarize(content)
         notice = warn_notice(mail_from, fresh, subject, self.notifier.sender or f"MAILER-DAEMON@{self.hostname}")
         task = asyncio.ensure_future(  # noqa: RUF006 - kept in self.background until done
-            self._send_warn_notice(mail_from, notice, [r for r, _ in fresh]))
+            self._send_warn_notice(mail_from, notice, [r for r, _ in fresh], sorted(due)))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    async def _send_warn_notice(self, mail_from: str, notice: bytes, rcpts: list[str]) -> None:
+    async def _send_warn_notice(self, mail_from: str, notice: bytes, rcpts: list[str], domains: list[str]) -> None:
         try:
             result = await self._forward("", [mail_from], notice, smtputf8=not mail_from.isascii())
         except Exception as exc:  # noqa: BLE001 - a warning notice is a courtesy: log it, never fail the mail
@@ -775,8 +763,7 @@ class RelayHandler:
         if mail_from in result.accepted:
             logs.event(log, "warning notice sent", sender=mail_from, recipients=rcpts)
         else:
-            for key in [k for k in self.warned_recently if k[0] == mail_from.lower()]:
-                del self.warned_recently[key]  # not told: the next warning to this sender may try again
+            self.warned.forget(mail_from, domains)
             logs.event(log, "warning notice not sent", logging.WARNING, sender=mail_from, recipients=rcpts,
                        error=result.error)
 
