@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
 from tests.integration.conftest import MakePostfix
 from tests.integration.postfix import PostfixInstance
@@ -21,9 +21,11 @@ from tests.integration.test_relay_postfix import documented, send
 from tests.support.processes import RCPTGUARD, free_port, running
 from tests.support.sink import Message, RecordingSink
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("RCPTGUARD_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
 
 
@@ -76,18 +78,6 @@ def stack(postfix: MakePostfix, sink: RecordingSink, tmp_path: Path) -> Iterator
     web = [RCPTGUARD, "web", "--config", str(config), "--listen", f"127.0.0.1:{web_port}", "--db", db]
     with running(relay, relay_port, tmp_path / "relay.log"), running(web, web_port, tmp_path / "web.log"):
         yield Stack(instance, sink, db, reinject, config)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield launched
-        launched.close()
 
 
 def shot(page: object, name: str) -> None:

@@ -10,10 +10,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
 
 from rcptguard.store import Store
 from rcptguard.store.links import Links
@@ -21,9 +20,11 @@ from rcptguard.store.quarantine import HeldRecipient, Quarantine
 from tests.support.processes import RCPTGUARD, free_port, running
 from tests.support.sink import RecordingSink
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("RCPTGUARD_ARTIFACTS", Path(__file__).parents[2] / "artifacts")) / "widths"
 WIDTHS = (320, 390, 1280)
 ADMIN = ("ops", "an admin password")
@@ -80,18 +81,6 @@ def site(sink: RecordingSink, tmp_path: Path) -> Iterator[Site]:
     with running(web, port, tmp_path / "web.log"):
         url = f"http://127.0.0.1:{port}"
         yield Site(url, f"{url}/confirm/{token}", [hold.id for hold in admin_holds])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield launched
-        launched.close()
 
 
 # The page's width, and each button whose label (its visible text, not the visually hidden part) leaves it.
