@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import re
-import smtplib
 import socket
 import time
 from collections.abc import Sequence
@@ -152,13 +151,12 @@ def _unencodable(rcpts: Sequence[str]) -> DeliveryResult:
 
 
 def _failed(hop: NextHop, exc: Exception, rcpts: Sequence[str]) -> DeliveryResult:
-    if isinstance(exc, smtplib.SMTPResponseException) and not isinstance(exc, smtplib.SMTPServerDisconnected):
-        return _whole(exc.smtp_code, _text(exc.smtp_error), rcpts)
+    """The next hop could not be reached or dropped the connection: every recipient is deferred."""
     return DeliveryResult(error=f"next hop {hop}: {type(exc).__name__}: {exc}",
                           temp_failed=dict.fromkeys(rcpts, (451, "next hop unavailable")))
 
 
-class ClosedBeforeMail(smtplib.SMTPServerDisconnected):
+class ClosedBeforeMail(ConnectionError):  # noqa: N818 - the name reads as what happened
     """The connection was gone when MAIL was sent: nothing of this message reached the next hop."""
 
 
@@ -236,7 +234,7 @@ class AsyncPool:
             else:
                 await connection.close()
             return result, later
-        return _failed(self.hop, smtplib.SMTPServerDisconnected("next hop closed the connection"), rcpts), []
+        return _failed(self.hop, ClosedBeforeMail("next hop closed the connection"), rcpts), []
 
     def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
