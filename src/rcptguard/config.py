@@ -21,33 +21,31 @@ api_token_file) is relative to the directory of the file, never to where the com
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rcptguard.gateways.policyd import PolicySettings
 from rcptguard.gateways.relay import RelaySettings
 from rcptguard.policy import ConfigError, Policy, load_policy, locate
+from rcptguard.settings import Settings, build, file_fields, key_of, overlay
 from rcptguard.store import DEFAULT_URL
 from rcptguard.web.settings import WebSettings
 
-__all__ = ["SECTIONS", "Config", "DbSettings", "NotifySettings", "check_types", "load_config", "relay_with",
-           "resolve_db_url"]
+__all__ = ["SECTIONS", "Config", "DbSettings", "NotifySettings", "file_fields", "key_of", "load_config",
+           "relay_with", "resolve_db_url"]
 
 
 @dataclass(frozen=True, slots=True)
-class DbSettings:
+class DbSettings(Settings):
     """The `[db]` section: where the store is (SQLite file or PostgreSQL)."""
 
     url: str = DEFAULT_URL  # sqlite:///relative/path is relative to the config file
 
 
 @dataclass(frozen=True, slots=True)
-class NotifySettings:
+class NotifySettings(Settings):
     """The `[notify]` section: how notices to senders look."""
 
     sender: str = dataclasses.field(default="", metadata={"key": "from"})  # From: (default MAILER-DAEMON@host)
@@ -55,9 +53,8 @@ class NotifySettings:
     name_deciders: bool = False  # a notice of an administrator's decision names the administrator
 
 
-SECTIONS: dict[str, type] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
-                             "relay": RelaySettings, "web": WebSettings}
-_INTERNAL = {"networks"}  # fields derived from others, never written in a file
+SECTIONS: dict[str, type[Settings]] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
+                                       "relay": RelaySettings, "web": WebSettings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,62 +76,6 @@ class Config:
         return self.source.parent if self.source else Path()
 
 
-def key_of(field: dataclasses.Field[Any]) -> str:
-    """The name of a settings field in the file (`[notify] from` is the field `sender`)."""
-    return str(field.metadata.get("key", field.name))
-
-
-def file_fields(cls: type) -> list[dataclasses.Field[Any]]:
-    """The fields of a settings class that a file may set."""
-    return [f for f in dataclasses.fields(cls) if f.name not in _INTERNAL]
-
-
-def check_types(cls: type, values: object, where: str) -> None:
-    """ValueError ("where.key: ...") for an unknown key or a value whose type is not the field's annotation."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a table, got {values!r}")  # noqa: TRY004 - a config error
-    fields = {key_of(f): f for f in file_fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key, value in values.items():
-        if key not in fields:
-            raise ValueError(f"{where}.{key}: unknown key (expected one of: {', '.join(sorted(fields))})")
-        expected = hints[fields[key].name]
-        if dataclasses.is_dataclass(expected) and isinstance(expected, type):
-            check_types(expected, value, f"{where}.{key}")
-        elif not _fits(value, expected):
-            raise ValueError(f"{where}.{key}: expected {_describe(expected)}, got {value!r}")
-
-
-def _fits(value: object, expected: Any) -> bool:  # noqa: ANN401 - a type annotation
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arm) for arm in typing.get_args(expected) if arm is not type(None))
-    if origin is Literal:
-        return value in typing.get_args(expected)
-    if origin is tuple:
-        item = typing.get_args(expected)[0]
-        return isinstance(value, list) and all(_fits(v, item) for v in value)
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, expected)
-
-
-def _describe(expected: Any) -> str:  # noqa: ANN401 - a type annotation
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arm) for arm in typing.get_args(expected) if arm is not type(None))
-    if origin is Literal:
-        return "one of " + ", ".join(repr(v) for v in typing.get_args(expected))
-    if origin is tuple:
-        return f"a list of {_describe(typing.get_args(expected)[0]).removeprefix('a ')}s"
-    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(
-        expected, f"a {getattr(expected, '__name__', expected)}")
-
-
 def resolve_db_url(url: str, base: Path) -> str:
     """A SQLite URL with a relative path made relative to `base` (the config file's directory)."""
     match = re.fullmatch(r"(sqlite(?:\+\w+)?:///)(?!/)(.+)", url)
@@ -146,47 +87,42 @@ def resolve_db_url(url: str, base: Path) -> str:
 def load_config(path: Path | None) -> Config:
     """Every section of the file at `path` (None: the built-in defaults), checked; ConfigError on any mistake."""
     policy = load_policy(path)
-    text = path.read_text("utf-8") if path else ""
     base = path.parent if path else Path()
-
-    def fail(exc: Exception) -> ConfigError:
-        message = str(exc)
-        key, sep, rest = message.partition(": ")
-        if not sep or not re.fullmatch(r"[\w.]+", key):
-            return ConfigError(message, path=path)
-        return ConfigError(rest, path=path, key=key, line=locate(text, key) if text else None)
-
-    sections = policy.sections
+    sections = {name: policy.sections.get(name, {}) for name in SECTIONS}
     try:
-        for name, cls in SECTIONS.items():
-            check_types(cls, sections.get(name, {}), name)
-        db = DbSettings(url=resolve_db_url(sections.get("db", {}).get("url", DEFAULT_URL), base))
-        notify_section = sections.get("notify", {})
-        notify = NotifySettings(sender=notify_section.get("from", ""),
-                                template_dir=_path(notify_section.get("template_dir"), base),
-                                name_deciders=notify_section.get("name_deciders", False))
-        policyd = PolicySettings.from_section(dict(sections.get("policyd", {})))
-        web = WebSettings.from_section(dict(sections.get("web", {})), base)
-        relay_section = {"base_url": web.base_url, "notice_from": notify.sender, "template_dir": notify.template_dir,
-                         "name_deciders": notify.name_deciders, **sections.get("relay", {})}
-        if "template_dir" in sections.get("relay", {}):
-            relay_section["template_dir"] = _path(relay_section["template_dir"], base)
-        relay = RelaySettings.from_section({k: v for k, v in relay_section.items() if v is not None})
-    except (TypeError, ValueError) as exc:
-        raise fail(exc) from None
-    links = "base_url" in sections.get("web", {}) or "base_url" in sections.get("relay", {})
-    return Config(policy=policy, db=db, notify=notify, policyd=policyd, relay=relay, web=web, source=path,
-                  links_configured=links)
+        built = {name: build(cls, sections[name], name) for name, cls in SECTIONS.items()}
+        config = _resolved(policy, path, base, sections, built)
+    except ConfigError as exc:
+        if exc.path is not None or exc.key is None:
+            raise
+        text = path.read_text("utf-8") if path else ""
+        raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key) if text else None) from None
+    return config
+
+
+def _resolved(policy: Policy, path: Path | None, base: Path, sections: dict[str, Any],
+              built: dict[str, Any]) -> Config:
+    """The sections with what one takes from another filled in, and every relative path made relative to `base`:
+    the relay's links use `[web] base_url`, its notices `[notify]` unless `[relay]` says otherwise."""
+    db: DbSettings = built["db"]
+    notify: NotifySettings = overlay(built["notify"], "notify", template_dir=_path(built["notify"].template_dir, base))
+    web: WebSettings = built["web"].with_token_file(base)
+    web = overlay(web, "web", template_dir=_path(web.template_dir, base), secret_file=_path(web.secret_file, base))
+    relay_own = sections["relay"]
+    inherited = {"base_url": web.base_url, "notice_from": notify.sender, "template_dir": notify.template_dir,
+                 "name_deciders": notify.name_deciders}
+    relay: RelaySettings = overlay(built["relay"], "relay",
+                                   **{k: v for k, v in inherited.items() if k not in relay_own})
+    relay = overlay(relay, "relay", template_dir=_path(relay_own.get("template_dir"), base))
+    links = "base_url" in sections["web"] or "base_url" in relay_own
+    return Config(policy=policy, db=overlay(db, "db", url=resolve_db_url(db.url, base)), notify=notify,
+                  policyd=built["policyd"], relay=relay, web=web, source=path, links_configured=links)
 
 
 def relay_with(settings: RelaySettings, **flags: object) -> RelaySettings:
     """The relay's settings with command-line flags laid over them, checked again."""
-    values: dict[str, Any] = {key_of(f): getattr(settings, f.name) for f in file_fields(RelaySettings)}
-    values["timeouts"] = dataclasses.asdict(settings.timeouts)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return RelaySettings.from_section({k: v for k, v in values.items() if v is not None})
+    return overlay(settings, "relay", **flags)
 
 
 def _path(value: str | None, base: Path) -> str | None:
     return None if value is None else str(base / value)
-

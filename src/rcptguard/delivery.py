@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rcptguard.settings import Settings, invalid
+
 DEFAULT_NEXT_HOP = "127.0.0.1:10026"  # Postfix's re-injection port in the content-filter setup
 
 
 @dataclass(frozen=True, slots=True)
-class SmtpTimeouts:
+class SmtpTimeouts(Settings):
     """How long the client waits for each step of a transaction, in seconds.
 
     The defaults are RFC 5321 §4.5.3.2's, as Postfix's SMTP client uses them: a next hop that takes nine minutes
@@ -47,17 +49,10 @@ class SmtpTimeouts:
             return self
         return SmtpTimeouts(*(min(getattr(self, name), limit) for name in self.__dataclass_fields__))
 
-    @classmethod
-    def from_section(cls, section: dict[str, object], where: str) -> SmtpTimeouts:
-        """From a config table such as `[relay.timeouts]`: positive numbers of seconds, known names only."""
-        names = set(cls.__dataclass_fields__)
-        unknown = set(section) - names
-        if unknown:
-            raise ValueError(f"{where}.{min(unknown)}: unknown key (expected one of: {', '.join(sorted(names))})")
-        for name, value in section.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{where}.{name}: expected a positive number of seconds, got {value!r}")
-        return cls(**{name: float(value) for name, value in section.items()})  # type: ignore[arg-type]
+    def check(self) -> None:
+        for name in self.__dataclass_fields__:
+            if not getattr(self, name) > 0:
+                raise invalid(name, f"expected a positive number of seconds, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)

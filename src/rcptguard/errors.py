@@ -65,7 +65,7 @@ class ConfigError(RcptguardError, ValueError):
         if line:
             where += f":{line}"
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
-        self.path, self.key, self.line = path, key, line
+        self.message, self.path, self.key, self.line = message, path, key, line
 
 
 class EvalError(RcptguardError, ValueError):

@@ -44,7 +44,7 @@ def make_relay(tmp_path: Path, sink: RecordingSink, *, force_ml: bool = False, s
                **settings: object) -> Relay:
     store = Store.open(store_url or f"sqlite:///{tmp_path / 'relay.db'}")
     relay_settings = RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}", "flush_interval": 0.05,
-                                                 **settings})
+                                                 **settings}, "relay")
     handler, quarantine = build(policy_factory(force_ml), store, relay_settings)
     return Relay(handler, quarantine)
 

@@ -102,14 +102,14 @@ def notices() -> Iterator[RecordingSink]:
 
 def hold_service(notices: RecordingSink, **settings: object) -> Server:
     return Server(PolicyService(guard_factory(), None, PolicySettings.from_section(
-        {"hold_mode": "hold", "notify_smtp": f"127.0.0.1:{notices.port}", **settings})))
+        {"hold_mode": "hold", "notify_smtp": f"127.0.0.1:{notices.port}", **settings}, "policyd")))
 
 
 def test_a_warning_goes_to_the_sender_once_a_day_per_domain(notices: RecordingSink) -> None:
     """A warned recipient is let through (DUNNO) and the sender, never the recipient, gets one short notice per
     domain: three warned recipients at ymail.com give one notice, one at gmail.de another."""
     running = Server(PolicyService(guard_factory(), None, PolicySettings.from_section(
-        {"notify_smtp": f"127.0.0.1:{notices.port}"})))
+        {"notify_smtp": f"127.0.0.1:{notices.port}"}, "policyd")))
     try:
         answers = request(running.port, rcpt("a@ymail.com"), rcpt("b@ymail.com"), rcpt("a@ymail.com"),
                           rcpt("c@gmail.de"))
@@ -172,7 +172,7 @@ def test_notify_at_rcpt_sends_at_once(notices: RecordingSink) -> None:
 
 def test_notify_at_is_checked() -> None:
     with pytest.raises(ValueError, match="notify_at"):
-        PolicySettings.from_section({"notify_at": "later"})
+        PolicySettings.from_section({"notify_at": "later"}, "policyd")
 
 
 def test_never_permits(server: Server) -> None:
@@ -348,7 +348,7 @@ def test_unfinished_held_transactions_stay_bounded_and_cheap(caplog: pytest.LogC
     each request looks at a bounded number of entries (not all of them), the forgotten ones are logged in a few
     lines, and a message that does end still gets its notice."""
     service = PolicyService(guard_factory(), None, PolicySettings.from_section(
-        {"hold_mode": "hold", "notify_smtp": "127.0.0.1:9", "pending_limit": 1000}))
+        {"hold_mode": "hold", "notify_smtp": "127.0.0.1:9", "pending_limit": 1000}, "policyd"))
     sent: list[tuple[str, list[str], str]] = []
     service._send_notice = lambda held, queue_id: sent.append(  # type: ignore[method-assign]
         (held.sender, [line.address for line in held.lines], queue_id))
@@ -411,4 +411,4 @@ def test_pending_limit_is_checked() -> None:
     """A pending_limit that is not a positive whole number is refused with the key's name."""
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match=r"policyd\.pending_limit"):
-            PolicySettings.from_section({"pending_limit": bad})
+            PolicySettings.from_section({"pending_limit": bad}, "policyd")

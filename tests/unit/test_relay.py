@@ -245,7 +245,7 @@ def test_exception_in_the_handler_is_451(tmp_path: Path, sink: RecordingSink) ->
     policy = load_policy().with_domains(("mil",))
     store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
     handler, quarantine = build(lambda learned: ExplodingGuard(policy, learned), store,
-                                RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}"}))
+                                RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}"}, "relay"))
     relay = Relay(handler, quarantine)
     try:
         with relay.smtp() as smtp:

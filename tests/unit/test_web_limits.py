@@ -297,7 +297,7 @@ def test_pages_link_only_to_relative_or_base_urls(make_client: MakeClient, quara
     ({"api_max_body": "1MB"}, "web.api_max_body: expected a whole number"),
     ({"api_max_body": 0}, "web.api_max_body: at least 1"),
     ({"api_rate": True}, "web.api_rate: expected a number"),
-    ({"api_rate": -1}, "web.api_rate: 0 (no limit)"),
+    ({"api_rate": -1}, "web.api_rate: expected 0 or more"),
     ({"admin_lockout": 0}, "web.admin_lockout: a number of seconds"),
     ({"admin_lockout": 100, "admin_lockout_max": 10}, "web.admin_lockout_max: at least admin_lockout"),
     ({"base_url": "mailguard.example.com"}, "web.base_url: expected http(s)://"),
@@ -308,16 +308,17 @@ def test_pages_link_only_to_relative_or_base_urls(make_client: MakeClient, quara
 def test_settings_are_checked(section: dict[str, object], message: str, tmp_path: Path) -> None:
     """A [web] value of the wrong type or range is refused with the key's name."""
     with pytest.raises((TypeError, ValueError), match=re.escape(message)):
-        WebSettings.from_section(section, tmp_path)
+        WebSettings.from_section(section, "web").with_token_file(tmp_path)
 
 
 def test_settings_defaults_and_token_file(tmp_path: Path) -> None:
     """Every key has its default; api_token_file is read relative to the config file's folder."""
-    assert WebSettings.from_section({}) == WebSettings()
+    assert WebSettings.from_section({}, "web") == WebSettings()
     assert (WebSettings().api, WebSettings().api_max_recipients, WebSettings().base_url) == (
         "loopback", 1000, "http://127.0.0.1:8025")
     (tmp_path / "token").write_text(TOKEN + "\n")
-    settings = WebSettings.from_section({"api": "token", "api_token_file": "token", "api_rate": 2}, tmp_path)
+    section = {"api": "token", "api_token_file": "token", "api_rate": 2}
+    settings = WebSettings.from_section(section, "web").with_token_file(tmp_path)
     assert (settings.api_token, settings.api_rate) == (TOKEN, 2.0)
 
 
@@ -335,7 +336,7 @@ def test_web_command_refuses_a_bad_web_setting(tmp_path: Path) -> None:
             "admin_lockout_max = 50\nrelease_workers = 2\n")
     config.write_text(f'[web]\nbase_url = "https://mailguard.example.com"\n{keys}', encoding="utf-8")
     section = load_policy(config).sections["web"]
-    assert WebSettings.from_section(section, tmp_path).api_max_recipients == 10
+    assert WebSettings.from_section(section, "web").with_token_file(tmp_path).api_max_recipients == 10
     config.write_text('[web]\napi_rate = "fast"\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["web", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'w.db'}"])
     assert result.exit_code == 2

@@ -66,28 +66,19 @@ def build_guard(policy: Policy) -> Guard:
         raise click.UsageError(str(exc)) from None
 
 
-def db_url(policy: Policy, flag: str | None) -> str:
-    """The store URL: --db wins over [db] url in the config file, which wins over the default."""
-    from rcptguard.config import resolve_db_url  # noqa: PLC0415 - the gateways' settings are imported only here
-    from rcptguard.store import DEFAULT_URL  # noqa: PLC0415 - SQLAlchemy only for the commands that open a store
-
-    if flag:
-        return flag
-    section = policy.sections.get("db", {})
-    url = section.get("url") if isinstance(section, dict) else None
-    if url is not None and not isinstance(url, str):
-        raise click.UsageError(f"{policy.source}: db.url: expected a string")
-    if url and policy.source is not None:  # a relative SQLite path is relative to the config file, like every path
-        return resolve_db_url(url, policy.source.parent)
-    return url or DEFAULT_URL
+def db_url(config: Config, flag: str | None) -> str:
+    """The store URL: --db wins over [db] url in the config file (a relative SQLite path there is relative to the
+    file), which wins over the default."""
+    return flag or config.db.url
 
 
-def open_gateway(policy: Policy, db: str | None) -> tuple[Store, Callable[[dict[str, int]], Guard]]:
-    """The store a gateway learns into, and how it builds its guard from what was learned."""
+def open_gateway(config: Config, policy: Policy, db: str | None) -> tuple[Store, Callable[[dict[str, int]], Guard]]:
+    """The store a gateway learns into, and how it builds its guard (with `policy`: the config's policy with the
+    command line's domains) from what was learned."""
     from rcptguard.store import Store, StoreError  # noqa: PLC0415 - SQLAlchemy only for the commands that open a store
 
     try:
-        store = Store.open(db_url(policy, db))
+        store = Store.open(db_url(config, db))
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING
 import click
 
 from rcptguard import logs
-from rcptguard.cli.common import F, build_policy, db_url
+from rcptguard.cli.common import F, build_config, db_url
 from rcptguard.delivery import NextHop
 from rcptguard.domains import parse_address
 from rcptguard.guard import Guard
 from rcptguard.model import Action, Malformed
-from rcptguard.policy import ConfigError, Policy
+from rcptguard.policy import ConfigError
 
 if TYPE_CHECKING:
-    from rcptguard.gateways.relay import RelaySettings
+    from rcptguard.config import Config
+    from rcptguard.policy import Policy
     from rcptguard.store.quarantine import Quarantine
 
 log = logging.getLogger("rcptguard.quarantine")
@@ -67,7 +68,7 @@ def _errors() -> Iterator[None]:
 
 
 def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | None = None,
-          record_for: dt.timedelta | None = None, create: bool = True) -> tuple[Quarantine, Policy]:
+          record_for: dt.timedelta | None = None, create: bool = True) -> tuple[Quarantine, Config]:
     """The quarantine, with the claim timeout of --claim-timeout, else `[relay] claim_timeout` (seconds), else
     the default (1 hour); and with --record-for, how long to retry recording an accepted delivery. With
     `create=False` (commands that only read, or that name a hold, which a new store cannot have) a missing store
@@ -77,10 +78,10 @@ def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | 
     from rcptguard.store import DEFAULT_URL, Store, StoreError, StoreNotFound  # noqa: PLC0415 - same
     from rcptguard.store.quarantine import RECORD_RETRIES, Quarantine, retries_within  # noqa: PLC0415 - same
 
-    policy = build_policy(config, (), (), ())
-    stale_after = claim_timeout if claim_timeout is not None else _claim_timeout(policy)
+    loaded = build_config(config)
+    stale_after = claim_timeout if claim_timeout is not None else loaded.relay.claim_window
     retries = RECORD_RETRIES if record_for is None else retries_within(record_for)
-    url = db_url(policy, db)
+    url = db_url(loaded, db)
     try:
         store = Store.open(url, create=create)
     except StoreNotFound as exc:
@@ -92,34 +93,16 @@ def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | 
     except CommandError as exc:  # e.g. a database migrated by a newer rcptguard
         raise click.ClickException(f"cannot open the store at {url}: {_one_line(exc)}") from None
     click.get_current_context().call_on_close(store.close)
-    return Quarantine(store, stale_after=stale_after, record_retries=retries), policy
+    return Quarantine(store, stale_after=stale_after, record_retries=retries), loaded
 
 
-def _relay_settings(policy: Policy) -> RelaySettings:
-    """`[relay]` as the relay reads it: the next hop, its timeouts and the claim timeout are the same for every
-    command that sends."""
-    from rcptguard.gateways.relay import RelaySettings  # noqa: PLC0415 - the relay's modules (aiosmtpd) load only here
-
-    section = policy.sections.get("relay", {})
-    try:
-        return RelaySettings.from_section(dict(section) if isinstance(section, dict) else {})
-    except (TypeError, ValueError) as exc:
-        raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
-
-
-def _claim_timeout(policy: Policy) -> dt.timedelta:
-    """`[relay] claim_timeout` in seconds (as the relay reads it; default 1 hour)."""
-    return _relay_settings(policy).claim_window
-
-
-def _next_hop(policy: Policy, flag: str | None) -> NextHop:
+def _next_hop(config: Config, flag: str | None) -> NextHop:
     """--next-hop, else [relay] next_hop in the config, else 127.0.0.1:10026 (like the relay and web page); with
     the timeouts of `[relay.timeouts]`."""
-    settings = _relay_settings(policy)
     try:
-        return NextHop.parse(flag or settings.next_hop, settings.timeouts)
+        return NextHop.parse(flag or config.relay.next_hop, config.relay.timeouts)
     except ValueError as exc:
-        raise click.UsageError(f"{'--next-hop' if flag else f'{policy.source}: relay.next_hop'}: {exc}") from None
+        raise click.UsageError(f"--next-hop: {exc}") from None
 
 
 def _retention(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.timedelta:
@@ -237,7 +220,7 @@ def quarantine() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many, oldest first.")
 def list_command(config: Path | None, db: str | None, state: str, fmt: str, limit: int | None) -> None:
     """List holds, oldest first."""
-    store, _policy = _open(config, db, create=False)
+    store, _ = _open(config, db, create=False)
     with _errors():
         found = store.list(None if state == "all" else state, limit)
     if fmt == "jsonl":
@@ -266,7 +249,7 @@ def show(config: Path | None, db: str | None, hold_id: str) -> None:
     """Show one hold: every field, its history and the message headers (never the body)."""
     from rcptguard.store.quarantine import header_block  # noqa: PLC0415 - SQLAlchemy: only when a store is opened
 
-    store, _policy = _open(config, db, create=False)
+    store, _ = _open(config, db, create=False)
     with _errors():
         hold = store.require(hold_id)
         history = store.events(hold_id)
@@ -318,11 +301,11 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
     """Release a held message to its recipient (or, with --to, to the corrected address) and deliver it."""
     from rcptguard.store.quarantine import DecidedNotRecorded  # noqa: PLC0415 - SQLAlchemy: only when a store is opened
 
-    store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for, create=False)
-    hop = _next_hop(policy, next_hop)
+    store, loaded = _open(config, db, claim_timeout=claim_timeout, record_for=record_for, create=False)
+    hop = _next_hop(loaded, next_hop)
     assert hop is not None  # required=True
     if to is not None and not force:
-        _check_correction(store, policy, to)
+        _check_correction(store, loaded.policy, to)
     _log_decisions()
     from rcptguard.outbox import Outbox  # noqa: PLC0415 - SQLAlchemy and the SMTP client load only when used
 
@@ -356,7 +339,7 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
 @click.option("--actor", metavar="NAME", help="Who decides, for the audit log (default: the user name).")
 def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None) -> None:
     """Cancel a held message: it is never sent to this recipient."""
-    store, _policy = _open(config, db, create=False)
+    store, _ = _open(config, db, create=False)
     _log_decisions()
     with _errors():
         hold = store.cancel(hold_id, _actor(actor), notify_sender=True)
@@ -372,7 +355,7 @@ def cancel(config: Path | None, db: str | None, hold_id: str, actor: str | None)
 def mark_delivered_command(config: Path | None, db: str | None, hold_id: str, actor: str | None, note: str) -> None:
     """Record that the next hop has a released message whose delivery the store failed to record (the log names
     the hold and the next hop's answer), so that it is never sent again."""
-    store, _policy = _open(config, db, create=False)
+    store, _ = _open(config, db, create=False)
     _log_decisions()
     with _errors():
         hold = store.mark_delivered_by_hand(hold_id, _actor(actor), note)
@@ -395,11 +378,11 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
                             claim_timeout: dt.timedelta | None,
                             record_for: dt.timedelta | None) -> None:
     """Retry the deliveries of released messages that failed for now; give up on those deferred too long."""
-    store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
-    hop = _next_hop(policy, next_hop)
+    store, loaded = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
+    hop = _next_hop(loaded, next_hop)
     assert hop is not None
     if give_up_after is None:
-        give_up_after = dt.timedelta(days=_relay_settings(policy).give_up_days)
+        give_up_after = dt.timedelta(days=loaded.relay.give_up_days)
     from rcptguard.outbox import Outbox  # noqa: PLC0415 - SQLAlchemy and the SMTP client load only when used
 
     with _errors():
@@ -410,7 +393,7 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
     for hold in given_up:
         click.echo(f"{hold.id}: gave up ({hold.mail_from or '<>'} -> {hold.deliver_to or hold.recipient}): "
                    f"{hold.last_error}")
-    counts = _send_owed(store, policy, hop, notice_from)
+    counts = _send_owed(store, loaded, hop, notice_from)
     sent = counts.get("sent", 0)
     click.echo(f"delivered {delivered} of {waiting} pending; gave up {len(given_up)}; {left} still pending; "
                f"notified {sent} sender{'s' if sent != 1 else ''}")
@@ -433,35 +416,23 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
     """Expire holds nobody decided on within the retention, and tell each sender that the message was not sent.
 
     A notice that cannot be sent now (the next hop defers it) stays owed and is sent by the next run."""
-    store, policy = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
-    hop = None if no_notify else _next_hop(policy, next_hop)
+    store, loaded = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
+    hop = None if no_notify else _next_hop(loaded, next_hop)
     _log_decisions()
     with _errors():
         expired = store.expire_due(retention, actor, notify=hop is not None)
     for hold in expired:
         click.echo(f"{hold.id}: expired ({hold.mail_from or '<>'} -> {hold.recipient})")
-    counts = _send_owed(store, policy, hop, notice_from) if hop is not None else {}
+    counts = _send_owed(store, loaded, hop, notice_from) if hop is not None else {}
     sent, later = counts.get("sent", 0), counts.get("later", 0)
     again = f"; {later} to try again on the next run" if later else ""
     click.echo(f"expired {len(expired)}; notified {sent} sender{'s' if sent != 1 else ''}{again}")
 
 
-def _send_owed(store: Quarantine, policy: Policy, hop: NextHop, notice_from: str | None) -> dict[str, int]:
+def _send_owed(store: Quarantine, config: Config, hop: NextHop, notice_from: str | None) -> dict[str, int]:
     """Send the notices the quarantine owes (expired holds, deliveries given up); warnings on stderr."""
-    from rcptguard.notify import Notifier, send_owed  # noqa: PLC0415 - Jinja2: only when needed
+    from rcptguard.notify import send_owed  # noqa: PLC0415 - Jinja2: only when needed
 
-    notify_section = policy.sections.get("notify", {})
-    sender = notice_from or str(notify_section.get("from") or "")  # empty: Notifier's MAILER-DAEMON@ this host
-    notifier = Notifier(sender=sender, template_dir=_template_dir(policy),
-                        name_deciders=notify_section.get("name_deciders", False) is True)
+    notifier = config.relay.notifier(notice_from)
     with _errors():
         return dict(send_owed(store, notifier, hop, warn=lambda text: click.echo(f"warning: {text}", err=True)))
-
-
-def _template_dir(policy: Policy) -> Path | None:
-    section = policy.sections.get("notify", {})
-    value = section.get("template_dir") if isinstance(section, dict) else None
-    if value is None:
-        return None
-    base = policy.source.parent if policy.source else Path()
-    return base / str(value)

@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from rcptguard.cli.common import build_config, build_policy, detection_options, open_gateway
 from rcptguard.policy import ConfigError
+from rcptguard.settings import overlay
+
+if TYPE_CHECKING:
+    from rcptguard.web.settings import WebSettings
 
 
 def run_async(main_coroutine: Coroutine[Any, Any, None]) -> None:
@@ -96,8 +99,8 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
     policy = build_policy(loaded, protect, known, known_files)
     host, port = _listen(listen)
     if hold_mode:
-        settings = dataclasses.replace(settings, hold_mode=hold_mode)  # type: ignore[arg-type] # a click.Choice
-    store, factory = open_gateway(policy, db)
+        settings = overlay(settings, "policyd", hold_mode=hold_mode)
+    store, factory = open_gateway(loaded, policy, db)
     try:
         service = PolicyService(factory, store, settings)
     except (ConfigError, StoreError) as exc:
@@ -156,13 +159,13 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     policy = build_policy(loaded, protect, known, known_files)
     host, port = _listen(listen)
     try:
-        settings = relay_with(loaded.relay, next_hop=next_hop, allow=list(allow) or None)
-    except (TypeError, ValueError) as exc:
+        settings = relay_with(loaded.relay, next_hop=next_hop, allow=allow or None)
+    except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     if not loaded.links_configured and settings.notify:
         logs.event(logging.getLogger("rcptguard.relay"), "no public address for the page", logging.WARNING,
                    base_url=settings.base_url, fix="set [web] base_url to the address senders reach the page at")
-    store, factory = open_gateway(policy, db)
+    store, factory = open_gateway(loaded, policy, db)
     try:
         handler, quarantine = relay_mod.build(factory, store, settings)
     except (ConfigError, StoreError) as exc:
@@ -184,7 +187,6 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check)."""
     from rcptguard import logs  # noqa: PLC0415 - the web app and its modules load only for this command
     from rcptguard.delivery import NextHop  # noqa: PLC0415 - same
-    from rcptguard.notify import Notifier  # noqa: PLC0415 - same
     from rcptguard.store import StoreError  # noqa: PLC0415 - same
     from rcptguard.store.links import Links  # noqa: PLC0415 - same
     from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415 - same
@@ -195,41 +197,37 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     loaded = build_config(config)
     policy = build_policy(loaded, protect, known, known_files)
     host, port = _listen(listen)
-    section = policy.sections.get("web", {})
-    base = loaded.base
     settings, relay_settings = loaded.web, loaded.relay
     try:
         hop = NextHop.parse(next_hop or relay_settings.next_hop, relay_settings.timeouts)
-        secret = web_secret(section, base)
+        secret = web_secret(settings, loaded.base)
     except (TypeError, ValueError, OSError) as exc:
         raise click.UsageError(f"{policy.source or 'config'}: {exc}") from None
-    store, factory = open_gateway(policy, db)
+    store, factory = open_gateway(loaded, policy, db)
     try:
         guard = factory(store.learned())  # as the relay sees it, so /v1/check agrees with it
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     quarantine = Quarantine(store, stale_after=relay_settings.claim_window)
-    notices = loaded.relay  # the relay's notice settings ([notify], which [relay] may override): one look for all
-    notifier = Notifier(host=notices.hostname or "", sender=notices.notice_from, name_deciders=notices.name_deciders,
-                        template_dir=Path(notices.template_dir) if notices.template_dir else None)
+    notifier = relay_settings.notifier()
     app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
                      notifier=notifier,
                      secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
-                     template_dir=base / settings.template_dir if settings.template_dir else None, settings=settings)
+                     template_dir=Path(settings.template_dir) if settings.template_dir else None, settings=settings)
     serve(app, host, port, log_level=log_level, sock=listening_socket("web", host, port))
 
 
-def web_secret(section: dict[str, Any], base: Path) -> bytes:
+def web_secret(settings: WebSettings, base: Path) -> bytes:
     """The key of the page's CSRF tokens: `[web] secret`, or the file `[web] secret_file` (created, 0600,
     with 32 random bytes when missing; default `rcptguard-web.secret` next to the config)."""
     import secrets  # noqa: PLC0415 - only the web command makes a key
 
-    if section.get("secret"):
-        value = str(section["secret"]).encode()
+    if settings.secret:
+        value = settings.secret.encode()
         if len(value) < 16:
             raise ValueError("web.secret: at least 16 characters")
         return value
-    path = base / str(section.get("secret_file", "rcptguard-web.secret"))
+    path = base / (settings.secret_file or "rcptguard-web.secret")
     if not path.exists():
         # Written whole under another name, then linked into place: a second worker starting at the same
         # moment either sees no file (and loses the race to create it) or the complete one.

@@ -41,6 +41,7 @@ from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.notify import Warned, header_safe
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
+from rcptguard.settings import Settings, invalid
 from rcptguard.store import Store
 
 from .replies import ascii_line, explanation
@@ -53,7 +54,7 @@ MAX_ATTRIBUTES = 200
 
 
 @dataclass(frozen=True, slots=True)
-class PolicySettings:
+class PolicySettings(Settings):
     """The `[policyd]` section of the config file."""
 
     hold_mode: Literal["reject", "hold"] = "reject"
@@ -68,28 +69,14 @@ class PolicySettings:
     notify_at: Literal["end-of-message", "rcpt"] = "end-of-message"  # rcpt: at once, one per held recipient
     pending_limit: int = 10000  # unfinished held messages remembered for their END-OF-MESSAGE; the oldest go first
 
-    @classmethod
-    def from_section(cls, section: dict[str, object]) -> PolicySettings:
-        known = {f: getattr(cls, f) for f in cls.__dataclass_fields__}
-        values: dict[str, object] = {}
-        for key, value in section.items():
-            if key not in known:
-                raise ValueError(f"policyd.{key}: unknown key (expected one of: {', '.join(sorted(known))})")
-            values[key] = value
-        settings = cls(**values)  # type: ignore[arg-type]
-        if settings.hold_mode not in ("reject", "hold"):
-            raise ValueError("policyd.hold_mode: expected 'reject' or 'hold'")
-        if settings.notify_smtp:
+    def check(self) -> None:
+        if self.notify_smtp:
             try:
-                NextHop.parse(settings.notify_smtp)
+                NextHop.parse(self.notify_smtp)
             except ValueError as exc:
-                raise ValueError(f"policyd.notify_smtp: {exc}") from None
-        if settings.notify_at not in ("end-of-message", "rcpt"):
-            raise ValueError("policyd.notify_at: expected 'end-of-message' or 'rcpt'")
-        if isinstance(settings.pending_limit, bool) or not isinstance(settings.pending_limit, int) \
-                or settings.pending_limit < 1:
-            raise ValueError("policyd.pending_limit: expected a positive whole number")
-        return settings
+                raise invalid("notify_smtp", str(exc)) from None
+        if self.pending_limit < 1:
+            raise invalid("pending_limit", "at least 1")
 
 
 @dataclass(frozen=True, slots=True)

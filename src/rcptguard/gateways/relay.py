@@ -55,6 +55,7 @@ from rcptguard.model import Action, Verdict
 from rcptguard.notify import Notifier, Warned, wants_notice
 from rcptguard.outbox import Backoff, Outbox
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
+from rcptguard.settings import Settings, invalid
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
 from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine, summarize
@@ -69,7 +70,7 @@ DEFAULT_SIZE_LIMIT = 64 * 1024 * 1024  # above Postfix's message_size_limit defa
 
 
 @dataclass(frozen=True, slots=True)
-class RelaySettings:
+class RelaySettings(Settings):
     """The `[relay]` section of the config file (limits and timeouts: docs/relay.md, "Limits and timeouts")."""
 
     next_hop: str = DEFAULT_NEXT_HOP
@@ -102,37 +103,25 @@ class RelaySettings:
     claim_timeout: float = 3600.0  # a release or notice being sent this long is a dead worker's: taken over
     # -- towards the next hop: RFC 5321 §4.5.3.2 by default ([relay.timeouts]; see delivery.SmtpTimeouts) --
     timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(default=(), compare=False)
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        default=(), compare=False, metadata={"derived": True})  # `allow`, parsed
 
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> RelaySettings:
-        names = set(cls.__dataclass_fields__) - {"networks"}
-        unknown = set(section) - names
-        if unknown:
-            raise ValueError(f"relay.{min(unknown)}: unknown key (expected one of: {', '.join(sorted(names))})")
-        values = dict(section)
-        timeouts = values.pop("timeouts", {})
-        if not isinstance(timeouts, dict):
-            raise ValueError(f"relay.timeouts: expected a table of seconds, got {timeouts!r}")  # noqa: TRY004
-        values["timeouts"] = SmtpTimeouts.from_section(timeouts, "relay.timeouts")
-        if "allow" in values:
-            if not isinstance(values["allow"], list | tuple):
-                raise ValueError(f"relay.allow: expected a list of networks, got {values['allow']!r}")
-            values["allow"] = tuple(values["allow"])
-        for name, value in values.items():
-            field_ = cls.__dataclass_fields__[name]
-            _check_type(name, value, SmtpTimeouts() if name == "timeouts" else field_.default)
-        settings = cls(**values)
+    def check(self) -> None:
         try:
-            networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.allow)
+            self.derive("networks", tuple(ipaddress.ip_network(n, strict=False) for n in self.allow))
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"relay.allow: {exc}") from None
-        NextHop.parse(settings.next_hop)
-        if settings.claim_timeout <= settings.timeouts.longest_send():
-            raise ValueError(f"relay.claim_timeout: {settings.claim_timeout:g} s is not longer than the longest send "
-                             f"the next-hop timeouts allow ({settings.timeouts.longest_send():g} s): a slow send "
-                             "would be taken over and sent twice")
-        return cls(**{**values, "networks": networks})
+            raise invalid("allow", str(exc)) from None
+        try:
+            NextHop.parse(self.next_hop)
+        except ValueError as exc:
+            raise invalid("next_hop", str(exc)) from None
+        for name in ("workers", "max_connections", "max_connections_per_client", "junk_command_limit"):
+            if getattr(self, name) < 1:
+                raise invalid(name, "at least 1")
+        if self.claim_timeout <= self.timeouts.longest_send():
+            raise invalid("claim_timeout", f"{self.claim_timeout:g} s is not longer than the longest send the "
+                          f"next-hop timeouts allow ({self.timeouts.longest_send():g} s): a slow send would be "
+                          "taken over and sent twice")
 
     @property
     def claim_window(self) -> dt.timedelta:
@@ -144,23 +133,11 @@ class RelaySettings:
         """The next hop, with the configured timeouts."""
         return NextHop.parse(self.next_hop, self.timeouts)
 
-
-def _check_type(name: str, value: object, default: object) -> None:
-    """A value of the default's type (a whole number where a float is expected is fine); numbers positive."""
-    if default is None or isinstance(default, tuple | SmtpTimeouts):
-        ok = value is None or isinstance(value, str | tuple | SmtpTimeouts)
-    elif isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int | float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        ok = ok and (isinstance(value, int) or isinstance(default, float))
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        kind = "true or false" if isinstance(default, bool) else (
-            f"a non-negative {'number' if isinstance(default, float) else 'whole number'}"
-            if isinstance(default, int | float) else "a string")
-        raise ValueError(f"relay.{name}: expected {kind}, got {value!r}")
+    def notifier(self, sender: str | None = None) -> Notifier:
+        """The notices to senders as these settings make them (`[notify]`, which `[relay]` may override): the
+        relay, the page and the CLI send the same notices."""
+        return Notifier(host=self.hostname or "", sender=sender or self.notice_from, name_deciders=self.name_deciders,
+                        template_dir=Path(self.template_dir) if self.template_dir else None)
 
 
 _OWN_HEADER = re.compile(rb"(?im)^x-rcptguard-[^:\r\n]*:.*(?:\r\n[ \t].*)*\r\n")
@@ -560,8 +537,7 @@ class RelayHandler:
         self.hostname = settings.hostname or socket.getfqdn() or "localhost"
         self.pool: Transport = AsyncPool(self.next_hop, size=settings.workers)
         self.links = Links(quarantine.store) if quarantine is not None else None
-        self.notifier = Notifier(host=self.hostname, sender=settings.notice_from, name_deciders=settings.name_deciders,
-                                 template_dir=Path(settings.template_dir) if settings.template_dir else None)
+        self.notifier = settings.notifier()
         self.accepted = 0
         self.copies = AcceptedCopies()
         self.connections: Counter[str] = Counter()  # open client connections by address
