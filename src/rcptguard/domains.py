@@ -82,6 +82,24 @@ def use_suffix_list(path: Path) -> None:
     with path.open("rb") as source:
         _psl = _SuffixList(PublicSuffixList(source, only_icann=True))
     normalize_domain.cache_clear()
+    from rcptguard.typos import suffixes  # noqa: PLC0415 - the typo model reads this module's list lazily
+
+    suffixes.real_tlds.cache_clear()
+    suffixes.country_codes.cache_clear()
+    suffixes.nearest.cache_clear()
+    suffixes.fix_for.cache_clear()
+    suffixes.is_suffix_slip.cache_clear()
+
+
+def psl_top_labels() -> frozenset[str]:
+    """The top-level labels the Public Suffix List in use has rules for, in A-label form."""
+    out = set()
+    for label in _psl.depth:
+        try:
+            out.add(label if label.isascii() else idna.encode(label, uts46=True).decode("ascii"))
+        except (idna.IDNAError, UnicodeError):
+            continue
+    return frozenset(out)
 
 
 def public_suffix(ascii_domain: str) -> str:

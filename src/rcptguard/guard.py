@@ -5,9 +5,15 @@ slip away from, names each slip with the detectors, scores it as a noisy channel
 
     score = weight(slip) + prior(domain meant) + context (first contact, short names)
 
-and takes the best. Real domains are never held for resembling another: a typed domain that is itself a
-major mailbox provider, or lies under a suffix whose registrations are vetted (.gov, .mil, .edu, .int), gets
-at most a warning, and none when it belongs to the same owner as the domain it resembles (gmx.net, gmx.de).
+and takes the best. A candidate with two slips (`outlok.co`, `micorsfot.com`) scores the weights of both
+less the `second_slip` prior: two slips at once are rarer than one. Real domains are never held for
+resembling another: a typed domain that is itself a major mailbox provider, or lies under a suffix whose
+registrations are vetted (.gov, .mil, .edu, .int), gets at most a warning, and none when it belongs to the
+same owner as the domain it resembles (gmx.net, gmx.de); so does a likely sibling of a provider (its name
+under .com for .net, or under another country's code when the brand has several).
+
+A domain whose top-level label does not exist (`smallfirm.con`) cannot receive mail: it gets the policy's
+`no_such_tld.action`, with the likeliest real domain named, known or not.
 """
 
 from __future__ import annotations
@@ -18,15 +24,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from rcptguard.detect import classify
+from rcptguard.detect import explain
 from rcptguard.domains import DomainError, is_public_suffix, normalize_domain, parse_address, use_suffix_list
 from rcptguard.index import Candidate, DomainIndex, Entry, Family
 from rcptguard.model import Action, Address, Domain, Malformed, Role, Signal, Verdict
 from rcptguard.policy import ConfigError, Policy
 from rcptguard.providers import providers
-from rcptguard.reasons import covered_reason, looks_like, target_phrase
+from rcptguard.reasons import bounce_reason, covered_reason, looks_like, sibling_note, target_phrase
+from rcptguard.typos.cost import path_cost
+from rcptguard.typos.edits import single_edit
+from rcptguard.typos.suffixes import country_codes, fix_for, is_real_tld, nearest
 
 _WEAK_FOR_POPULAR = frozenset({"TLD_SWAP", "TLD_CHANGE"})
+_DOT_SLIPS = frozenset({"MISSING_DOT", "DOT_HYPHEN", "MISPLACED_DOT", "GLUED_PREFIX"})
+DISTINCT_NAME = 5  # letters from which a provider's name alone, under a suffix it does not use, points to it
+BRAND_COUNTRIES = 3  # suffixes a name is indexed under for it to count as a brand present in many countries
 JUDGEMENT_CACHE = 65536  # domains whose judgement is remembered; mail traffic repeats domains heavily
 ALTERNATIVE_MARGIN = 1.5  # other candidates this close to the best are named as alternatives
 
@@ -50,6 +62,9 @@ class Scored:
     candidate: Candidate
     signals: tuple[Signal, ...]
     score: float
+
+    cost: float = 0.0  # the typing cost of its slips (typos.cost): the likelier explanation ranks first
+    slips: int = 1  # how many slip signals lead `signals`
 
     @property
     def slip(self) -> Signal:
@@ -91,6 +106,7 @@ class Guard:
                                   key="psl_file") from None
         self._learned = dict(learned or {})
         self._restricted = tuple("." + s for s in policy.restricted_suffixes)
+        self._private = frozenset(policy.private_suffixes)
         self.index = DomainIndex(self._entries())
         # A domain's judgement depends only on the index and policy, both fixed for this guard's lifetime.
         self.judge = lru_cache(maxsize=JUDGEMENT_CACHE)(self._judge)
@@ -139,18 +155,32 @@ class Guard:
             signal = Signal(name, {"domain": covered.domain.unicode})
             return self._forced(domain, Judgement(Action.PASS, 0.0, (signal,), covered_reason(domain, covered)), None)
         ranked = self.rank(domain)
+        tld = domain.ascii[domain.ascii.rfind(".") + 1 :]
+        bogus = not is_real_tld(tld) and tld not in self._private
         if not ranked:
+            if bogus:
+                return self._forced(domain, self._bounce(domain, tld), None)
             reason = f"{domain.display()} does not look like any protected or known domain."
             return self._forced(domain, Judgement(Action.PASS, 0.0, (), reason), None)
         best = ranked[0]
+        if best.candidate.target.role is Role.POPULAR and self.index.popular(domain) is not None:
+            # A provider resembling a provider passes; one of the organisation's own correspondents it
+            # resembles matters more.
+            own = next((s for s in ranked if s.candidate.target.role is not Role.POPULAR), None)
+            if own is not None and self.policy.action_for(own.score) >= Action.WARN:
+                best = own
         action = self.policy.action_for(best.score)
         signals = list(best.signals)
-        notes = [looks_like(domain, best.candidate.intended, best.slip),
+        notes = [looks_like(domain, best.candidate.intended, best.signals[: best.slips]),
                  target_phrase(best.candidate.target, best.candidate.intended)]
         if self._first_contact(domain):
             notes.append(f"You have never written to {domain.unicode}.")
-        action, cap_notes = self._cap(domain, best, action, signals)
-        notes = cap_notes + notes if action is Action.PASS else notes + cap_notes
+        if bogus:  # the mail would bounce: no real domain resembling it lowers that
+            action = max(action, self.policy.no_such_tld)
+            notes.insert(0, bounce_reason(domain, tld))
+        else:
+            action, cap_notes = self._cap(domain, best, action, signals)
+            notes = cap_notes + notes if action is Action.PASS else notes + cap_notes
         alternatives = tuple(dict.fromkeys(
             s.candidate.intended for s in ranked[1:4] if s.candidate.intended != best.candidate.intended
             and s.score >= best.score - ALTERNATIVE_MARGIN))
@@ -162,22 +192,63 @@ class Guard:
                            alternatives if action >= Action.WARN else ())
         return self._forced(domain, judged, intended)
 
+    def _bounce(self, domain: Domain, tld: str) -> Judgement:
+        """A domain under a top-level label that does not exist, resembling nothing indexed: the nearest real
+        suffix is named for the name as typed (smallfirm.con -> smallfirm.com)."""
+        fixes = nearest(tld)
+        reason = bounce_reason(domain, tld)
+        if not fixes:
+            signal = Signal("NO_SUCH_TLD", {"typed": domain.unicode, "likely": "", "edit": "",
+                                            "detail": f".{tld} is not a top-level domain"})
+            return Judgement(self.policy.no_such_tld, 0.0, (signal,), reason)
+        fix = fixes[0]
+        intended = domain.unicode[: -len(domain.unicode.rsplit(".", 1)[-1])] + fix.tld
+        weight = self.policy.weight("NO_SUCH_TLD")
+        signal = Signal("NO_SUCH_TLD", {"typed": domain.unicode, "likely": intended, "edit": f"{fix.tld}→{tld}",
+                                        "detail": fix.detail, "cost": f"{fix.cost:.2f}"}, weight)
+        action = max(self.policy.action_for(weight), self.policy.no_such_tld)
+        others = tuple(domain.unicode[: -len(tld)] + f.tld for f in fixes[1:3] if f.cost <= fix.cost + 1.0)
+        note = f"Did you mean {intended}? ({fix.detail})"
+        if others:
+            note += f" It could also be {', '.join(others)}."
+        return Judgement(action, weight, (signal,), f"{reason} {note}", intended if action >= Action.WARN else None,
+                         others if action >= Action.WARN else ())
+
     def rank(self, domain: Domain) -> list[Scored]:
-        """Every candidate the typed domain could be a slip of, best first (ties broken by name)."""
+        """Every candidate the typed domain could be a slip of, best first (ties: the domain the organisation
+        knows best, then the cheaper slips by the typing model, then the name)."""
         scored = []
-        for candidate in self.index.candidates(domain):
-            slip = classify(candidate)
-            if slip is None:
+        candidates = self.index.candidates(domain)
+        typed_is_a_name = bool(candidates) and self.index.popular(domain) is None and any(
+            self.index.suffix_count(c.typed_stem) for c in candidates if c.family is Family.NAME)
+        for candidate in candidates:
+            slips = explain(candidate)
+            if slips is None:
                 continue
-            if candidate.target.role is Role.POPULAR and slip.name in _WEAK_FOR_POPULAR:
+            if candidate.family is Family.NAME and typed_is_a_name:
+                continue  # the name typed is an indexed domain's own name (gmail.co.uk): it was typed as meant
+            if (candidate.target.role is Role.POPULAR and len(slips) == 1 and slips[0].name in _WEAK_FOR_POPULAR
+                    and not self._distinct_provider_name(candidate)):
                 continue  # a provider's name under an unrelated suffix is another real domain (usa.gov, mail.de)
-            signals = [Signal(slip.name, slip.evidence, self.policy.weight(slip.name))]
-            signals.extend(self._context(domain, candidate))
-            scored.append(Scored(candidate, tuple(signals), sum(s.score for s in signals)))
+            signals = [Signal(s.name, s.evidence, self.policy.weight(s.name)) for s in slips]
+            if len(slips) > 1:
+                signals.append(Signal("SECOND_SLIP", {"slips": " and ".join(s.evidence.get("detail", s.name)
+                                                                          for s in slips)},
+                                      self.policy.priors.get("second_slip", 0) * (len(slips) - 1)))
+            signals.extend(self._context(domain, candidate, slips))
+            scored.append(Scored(candidate, tuple(signals), sum(s.score for s in signals),
+                                 _typing_cost(candidate), len(slips)))
         scored.sort(key=_rank_key)
         return scored
 
-    def _context(self, domain: Domain, candidate: Candidate) -> list[Signal]:
+    def _distinct_provider_name(self, candidate: Candidate) -> bool:
+        """The typed name is a provider's own, long enough to be nobody else's, and the provider uses few
+        suffixes (gmail.co.uk is gmail.com; hotmail.ch is not hotmail.com, since Hotmail has country domains)."""
+        return (candidate.typed_stem == candidate.intended_stem
+                and len(candidate.intended_stem.rsplit(".", 1)[-1]) >= DISTINCT_NAME
+                and self.index.suffix_count(candidate.intended_stem) < BRAND_COUNTRIES)
+
+    def _context(self, domain: Domain, candidate: Candidate, slips: tuple[Signal, ...] = ()) -> list[Signal]:
         priors = self.policy.priors
         target = candidate.target
         out = []
@@ -194,7 +265,7 @@ class Guard:
                               priors.get("popular", 0)))
         if self._first_contact(domain):
             out.append(Signal("FIRST_CONTACT", {"domain": domain.unicode}, priors.get("first_contact", 0)))
-        if candidate.family is Family.NAME:
+        if candidate.family is Family.NAME and not any(s.name in _DOT_SLIPS for s in slips):
             first = candidate.intended_stem.rsplit(".", 1)[-1]
             if len(first) <= 3:
                 out.append(Signal("SHORT_NAME", {"name": first}, priors.get("short_name", 0)))
@@ -226,6 +297,12 @@ class Guard:
             action = min(action, Action.WARN)
             notes.append(f"But {domain.unicode} is itself a major mail provider ({popular.owner}).")
             return action, notes
+        sibling = self._sibling(best)
+        if sibling is not None:
+            signals.append(Signal("LIKELY_SIBLING", {"domain": best.candidate.target.domain.unicode,
+                                                     "why": sibling}))
+            action = min(action, Action.WARN)
+            notes.append(sibling_note(domain, best.candidate.target.domain.unicode, sibling))
         restricted = next((s for s in self._restricted if ("." + domain.ascii).endswith(s)), None)
         if restricted is not None:
             signals.append(Signal("RESTRICTED_SUFFIX", {"suffix": restricted[1:]}))
@@ -233,6 +310,23 @@ class Guard:
             notes.append(f"But only vetted institutions can register under {restricted}, "
                          f"so {domain.unicode} is probably real.")
         return action, notes
+
+    def _sibling(self, best: Scored) -> str | None:
+        """Why the typed domain is probably a real sibling of the provider it resembles, if it is: the same
+        name under the other big generic suffix (cox.com for cox.net: owners hold both), or under another
+        country's code when the brand is indexed under several (hotmail.ch for hotmail.cz)."""
+        candidate = best.candidate
+        if (candidate.target.role is not Role.POPULAR or candidate.family is not Family.SUFFIX
+                or best.slips != 1 or candidate.typed_stem != candidate.intended_stem):
+            return None
+        if best.slip.name == "TLD_HABIT":
+            return "generic"
+        ccs = country_codes()
+        typed, meant = candidate.typed_suffix.rsplit(".", 1)[-1], candidate.intended_suffix.rsplit(".", 1)[-1]
+        if (typed in ccs and meant in ccs and typed != "co"
+                and self.index.suffix_count(candidate.intended_stem) >= BRAND_COUNTRIES):
+            return "country"
+        return None
 
     def _forced(self, domain: Domain, judged: Judgement, intended: str | None) -> Judgement:
         for rule in self.policy.force:
@@ -248,15 +342,33 @@ class Guard:
         return judged
 
 
-# Among equal scores: the domain the organisation knows best, then the commoner slip (a dropped letter
-# before a neighbouring key: hotmail.co is hotmail.com rather than hotmail.cl), then the name.
-_SLIP_ORDER = {"omission": 0, "transposition": 1, "repetition": 2, "keyboard": 3}
+_UNRELATED_SUFFIX = 4.0  # typing cost given to a suffix no slip explains (acme.fr for acme.com)
 
 
-def _rank_key(item: Scored) -> tuple[float, int, int, str]:
-    kind = item.slip.evidence.get("slip") or item.slip.evidence.get("edit", "")
-    return (-item.score, -int(item.candidate.target.role), _SLIP_ORDER.get(kind, len(_SLIP_ORDER)),
-            item.candidate.intended)
+def _suffix_cost(typed: str, intended: str) -> float:
+    if typed.startswith(intended + "."):
+        return 1.0
+    fix = fix_for(typed, intended)
+    if fix is not None:
+        return max(fix.cost, 0.0)
+    edit = single_edit(typed, intended)
+    return path_cost((edit,)) if edit is not None else _UNRELATED_SUFFIX
+
+
+def _typing_cost(candidate: Candidate) -> float:
+    """The typing cost of the candidate's slips (typos.cost): a dropped letter is cheaper than a neighbouring
+    key (army.ml is army.mil rather than army.nl; hotmail.co is hotmail.com rather than hotmail.cl)."""
+    if candidate.family is Family.SKELETON:
+        return 0.0
+    cost = path_cost(candidate.edits)
+    if candidate.family is Family.SUFFIX or candidate.suffix_slip:
+        cost += _suffix_cost(candidate.typed_suffix, candidate.intended_suffix)
+    return cost
+
+
+def _rank_key(item: Scored) -> tuple[float, int, float, str]:
+    """Among equal scores: the domain the organisation knows best, then the cheaper slips, then the name."""
+    return (-item.score, -int(item.candidate.target.role), item.cost, item.candidate.intended)
 
 
 def malformed_verdict(bad: Malformed) -> Verdict:

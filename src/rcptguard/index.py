@@ -6,10 +6,19 @@ whatever the number of indexed domains:
 * `_cover`      exact domains and whole suffixes (`mil`); a typed domain under one of them is fine.
 * `_by_stem`    name without its public suffix (`raytheon`), for suffix slips (`raytheon.co`).
 * `_slips`      one-edit variants of protected/known *suffix entries* (`ml` -> `mil`), for `army.ml`.
-* `_near`       each name and its deletion neighbourhood (`gmal.com`, `gmil.com`, ...): one omission,
-                insertion, substitution or transposition in the typed name meets it in one or two look-ups
-                (the symmetric-delete method).
+* `_near`       each name (without its suffix) and its deletion neighbourhood (`gmal`, `gmil`, ...): one
+                omission, insertion, substitution or transposition in the typed name meets it in one or two
+                look-ups (the symmetric-delete method). Keyed without the suffix, so a slip in the name on
+                top of a slip in the suffix is found too (`outlok.co`, `yhaoo.con`), and a dot moved into
+                the suffix (`hotmailc.om`). The strong names (protected, popular, and the most used known
+                ones, of six letters or more) are indexed two deletions deep: two slips in one name
+                (`hotmial`, `microsfot`) meet them in the same look-ups.
+* `_anagram`    the letters of each strong name, sorted: names with two swaps (`micorsfot`) in one look-up.
 * `_skeleton`   TR39 skeletons, for homoglyphs in either script (`аmazon.com`, `arnazon.com`).
+
+A typed domain whose top-level label does not exist (`.con`, `.c`, `.com123`) is also read with the real
+suffixes it was probably meant to be (`typos.suffixes.nearest`), so `yahoo.co.ukk` meets `yahoo.co.uk`; and a
+name that is a country code glued to a protected domain (`deibm.com`) is read as that subdomain (`de.ibm.com`).
 """
 
 from __future__ import annotations
@@ -20,11 +29,17 @@ from dataclasses import dataclass, field
 
 import idna
 
+from rcptguard.domains import public_suffix
 from rcptguard.model import Domain, Role
+from rcptguard.typos.cost import cheapest
 from rcptguard.typos.edits import Edit, deletions, one_edit_variants, single_edit
 from rcptguard.typos.skeleton import skeleton
+from rcptguard.typos.suffixes import country_codes, fix_for, is_real_tld, is_suffix_slip, nearest
 
 MAX_PREFIX_LABELS = 3  # typed labels left of a match that are carried over (`x.y.gmial.com`)
+TWO_EDIT_KNOWN = 5000  # known domains (most written to first) indexed two deletions deep, with all protected
+TWO_EDIT_MIN_NAME = 6  # letters a name needs before two slips in it are taken for a slip of it
+SUFFIX_FIXES = 3  # real suffixes a non-existent one is read as, at most
 _SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
 
@@ -64,12 +79,20 @@ class Candidate:
     typed_suffix: str
     intended_stem: str
     intended_suffix: str
-    edit: Edit | None = None  # NAME family: the one edit from the intended domain to the typed one
+    edits: tuple[Edit, ...] = ()  # NAME family: the edits in the name (one or two), from intended to typed
+    suffix_slip: bool = False  # NAME family: the suffix is slipped too (outlok.co for outlook.com)
+
+    @property
+    def edit(self) -> Edit | None:
+        """The one edit of a single-edit NAME candidate."""
+        return self.edits[0] if len(self.edits) == 1 else None
 
 
-def split_unicode(domain: Domain) -> tuple[str, str]:
-    """(name, suffix) of the Unicode form, split where the public suffix of the ASCII form starts."""
-    n = domain.suffix.count(".") + 1
+def split_unicode(domain: Domain, n: int | None = None) -> tuple[str, str]:
+    """(name, suffix) of the Unicode form, split where the public suffix of the ASCII form starts (or
+    before the last `n` labels)."""
+    if n is None:
+        n = domain.suffix.count(".") + 1
     labels = domain.unicode.split(".")
     if len(labels) <= n:
         return "", domain.unicode
@@ -103,6 +126,8 @@ class DomainIndex:
         self._by_stem: dict[str, tuple[Entry, ...]] = {}
         self._slips: dict[str, tuple[Entry, ...]] = {}
         self._near: dict[str, tuple[Entry, ...]] = {}
+        self._anagram: dict[str, tuple[Entry, ...]] = {}
+        self._deep: set[str] = set()  # strong entries (ASCII) indexed two edits deep
         self._skeleton: dict[str, tuple[Entry, ...]] = {}
         merged: dict[str, Entry] = {}
         for entry in entries:
@@ -113,8 +138,11 @@ class DomainIndex:
                 merged[key] = Entry(entry.domain, entry.role, entry.count, owner, entry.is_suffix)
             elif entry.owner and not old.owner:
                 merged[key] = Entry(old.domain, old.role, old.count, entry.owner, old.is_suffix)
+        known = sorted((e for e in merged.values() if e.role is Role.KNOWN), key=lambda e: -e.count)
+        deep = {e.domain.ascii for e in known[:TWO_EDIT_KNOWN]}
+        deep.update(e.domain.ascii for e in merged.values() if e.role is not Role.KNOWN)
         for entry in merged.values():
-            self._insert(entry)
+            self._insert(entry, entry.domain.ascii in deep)
         self.size = len(merged)
         # A one-hash Bloom filter over `_near` (2 MiB: it stays in the processor's cache, the dictionary
         # does not): most deletion keys of an unknown domain are ruled out without touching the dictionary.
@@ -125,7 +153,7 @@ class DomainIndex:
             h = hash(key)
             self._bloom[(h >> 3) & self._bloom_mask] |= 1 << (h & 7)
 
-    def _insert(self, entry: Entry) -> None:
+    def _insert(self, entry: Entry, strong: bool) -> None:
         key = entry.domain.ascii
         if entry.role is Role.POPULAR:
             self._popular[key] = entry
@@ -135,13 +163,21 @@ class DomainIndex:
             for variant in one_edit_variants(entry.domain.ascii, _SUFFIX_ALPHABET):
                 _add(self._slips, variant, entry)
             return
-        stem, suffix = entry.stem, entry.suffix
+        stem = entry.stem
         self._by_name[entry.domain.unicode] = entry
         _add(self._by_stem, stem, entry)
-        _add(self._near, entry.domain.unicode, entry)
+        _add(self._near, stem, entry)
+        deep = strong and len(stem.rsplit(".", 1)[-1]) >= TWO_EDIT_MIN_NAME
         for shorter in deletions(stem):
-            if shorter and not shorter.startswith(".") and not shorter.endswith("."):
-                _add(self._near, f"{shorter}.{suffix}", entry)
+            if _usable(shorter):
+                _add(self._near, shorter, entry)
+                if deep:
+                    for shortest in deletions(shorter):
+                        if _usable(shortest):
+                            _add(self._near, shortest, entry)
+        if deep:
+            self._deep.add(entry.domain.ascii)
+            _add(self._anagram, "".join(sorted(stem)), entry)
         _add(self._skeleton, skeleton(entry.domain.unicode), entry)
 
     # -- look-ups -------------------------------------------------------------------------------------
@@ -153,6 +189,10 @@ class DomainIndex:
     def popular(self, domain: Domain) -> Entry | None:
         """The popular provider entry that `domain` is, or lies under."""
         return self._walk(self._popular, domain.ascii)
+
+    def suffix_count(self, stem: str) -> int:
+        """How many indexed domains have this name (under different suffixes: hotmail.de, hotmail.fr, ...)."""
+        return len(self._by_stem.get(stem, ()))
 
     @staticmethod
     def _walk(table: dict[str, Entry], name: str) -> Entry | None:
@@ -166,24 +206,34 @@ class DomainIndex:
             name = name[dot + 1 :]
 
     def candidates(self, domain: Domain) -> list[Candidate]:
-        """Every indexed domain that `domain` could be one slip away from, by every route."""
-        stem, suffix = split_unicode(domain)
-        if not stem:
-            return []
-        labels = stem.split(".")
+        """Every indexed domain that `domain` could be a slip of, by every route."""
+        splits = [split_unicode(domain)]
+        tld = domain.ascii[domain.ascii.rfind(".") + 1 :]
+        if not is_real_tld(tld):  # read it as well with the suffixes it was probably meant to be
+            head = domain.ascii[: -len(tld)]
+            for fix in nearest(tld)[:SUFFIX_FIXES]:
+                depth = public_suffix(head + fix.tld).count(".") + 1
+                split = split_unicode(domain, depth)
+                if split not in splits:
+                    splits.append(split)
         found: dict[tuple[str, Family], Candidate] = {}
-        for cut in range(min(len(labels), MAX_PREFIX_LABELS + 1)):
-            prefix = "".join(f"{label}." for label in labels[:cut])
-            rest = ".".join(labels[cut:])
-            for candidate in self._around(prefix, rest, suffix):
-                found.setdefault((candidate.intended, candidate.family), candidate)
+        for stem, suffix in splits:
+            if not stem:
+                continue
+            labels = stem.split(".")
+            for cut in range(min(len(labels), MAX_PREFIX_LABELS + 1)):
+                prefix = "".join(f"{label}." for label in labels[:cut])
+                rest = ".".join(labels[cut:])
+                for candidate in self._around(prefix, rest, suffix):
+                    found.setdefault((candidate.intended, candidate.family), candidate)
         return list(found.values())
 
     def _around(self, prefix: str, stem: str, suffix: str) -> Iterator[Candidate]:
         typed = f"{stem}.{suffix}"
+        real = is_real_tld(_to_ascii(suffix[suffix.rfind(".") + 1 :]))
         # Same name, another suffix: raytheon.co <- raytheon.com.
         for entry in self._by_stem.get(stem, ()):
-            if entry.suffix != suffix:
+            if entry.suffix != suffix and (real or fix_for(suffix, entry.suffix) is not None):
                 yield Candidate(Family.SUFFIX, typed, entry, prefix + entry.domain.unicode,
                                 stem, suffix, stem, entry.suffix)
         # A slip of a protected or known whole suffix: army.ml <- army.mil.
@@ -198,23 +248,66 @@ class DomainIndex:
                 inner_stem, _, inner_suffix = inner.rpartition(".")
                 yield Candidate(Family.SUFFIX, typed, outer, prefix + inner, inner_stem,
                                 typed[len(inner_stem) + 1 :], inner_stem, inner_suffix)
-        # One edit inside the name: gmial.com <- gmail.com (symmetric delete), verified as a single edit.
-        # The typed name is looked up among the deletions of indexed names (an omission), and each of its
-        # own deletions among indexed names (an insertion) and their deletions (a substitution or swap).
+        # Slips inside the name (symmetric delete, keyed without the suffix): the typed name is looked up
+        # among the deletions of indexed names (an omission), and each of its own deletions among indexed
+        # names (an insertion) and their deletions (a substitution or swap); strong names are indexed two
+        # deletions deep, and by their sorted letters. Each hit is verified and its slips named.
         near = self._near
-        tail = "." + suffix
-        keys = [stem[:i] + stem[i + 1 :] + tail for i in range(len(stem))]
-        keys.append(typed)
+        keys = [stem[:i] + stem[i + 1 :] for i in range(len(stem))]
+        keys.append(stem)
         bloom, mask = self._bloom, self._bloom_mask
         found = [hit for key in keys
                  if bloom[((h := hash(key)) >> 3) & mask] >> (h & 7) & 1 and (hit := near.get(key)) is not None]
+        anagram = self._anagram.get("".join(sorted(stem))) if self._anagram else None
+        if anagram is not None:
+            found.append(anagram)
         for entry in dict.fromkeys(e for hit in found for e in hit):
-            edit = single_edit(typed, entry.domain.unicode)
-            if edit is not None:
-                yield Candidate(Family.NAME, typed, entry, prefix + entry.domain.unicode,
-                                stem, suffix, entry.stem, entry.suffix, edit)
+            if entry.stem == stem:
+                continue  # the same name under another suffix: the suffix family's
+            candidate = self._name_slip(prefix, typed, stem, suffix, real, entry)
+            if candidate is not None:
+                yield candidate
+        # A country code glued to a protected domain: deibm.com <- de.ibm.com.
+        if not prefix and len(stem) > 4 and stem[:2] in country_codes() and "." not in stem:
+            glued = self._by_name.get(f"{stem[2:]}.{suffix}")
+            if glued is not None and glued.role is Role.PROTECTED:
+                intended = f"{stem[:2]}.{glued.domain.unicode}"
+                edit = single_edit(typed, intended)
+                if edit is not None:
+                    yield Candidate(Family.NAME, typed, glued, intended, stem, suffix,
+                                    f"{stem[:2]}.{glued.stem}", glued.suffix, (edit,))
         # The same look: аmazon.com <- amazon.com, arnazon.com <- amazon.com.
         for entry in self._skeleton.get(skeleton(typed), ()):
             if entry.domain.unicode != typed:
                 yield Candidate(Family.SKELETON, typed, entry, prefix + entry.domain.unicode,
                                 stem, suffix, entry.stem, entry.suffix)
+
+    def _name_slip(self, prefix: str, typed: str, stem: str, suffix: str, real: bool,
+                   entry: Entry) -> Candidate | None:
+        """The slips that turn `entry` into the typed domain, if they are few enough to be a slip of it:
+        one edit anywhere (a dot moved into the suffix too: hotmailc.om), two in a strong name
+        (hotmial.cm is one in the name and one in the suffix; micorsfot.com two in the name)."""
+        intended = prefix + entry.domain.unicode
+        if real:
+            whole = single_edit(typed, entry.domain.unicode)
+            if whole is not None:
+                return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix,
+                                 (whole,))
+        if entry.suffix == suffix:
+            if entry.domain.ascii not in self._deep:
+                return None
+            edits = cheapest(stem, entry.stem, 2)
+            if edits is None or len(edits) != 2:
+                return None
+            return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, edits)
+        if not is_suffix_slip(suffix, entry.suffix):
+            return None
+        edit = single_edit(stem, entry.stem)
+        if edit is None:
+            return None
+        return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, (edit,),
+                         suffix_slip=True)
+
+
+def _usable(key: str) -> bool:
+    return bool(key) and not key.startswith(".") and not key.endswith(".")

@@ -22,9 +22,11 @@ from rcptguard.errors import ConfigError as ConfigError  # noqa: PLC0414 - re-ex
 from rcptguard.model import Action
 
 _TOP_KEYS = {"protect", "known", "known_files", "providers", "restricted_suffixes", "learn_min_count",
-             "psl_file", "thresholds", "weights", "priors", "force", "db", "policyd", "relay", "web", "notify"}
+             "psl_file", "thresholds", "weights", "priors", "force", "no_such_tld", "db", "policyd", "relay", "web",
+             "notify"}
 _PRIOR_KEYS = {"protected", "known", "known_per_doubling", "popular", "first_contact", "short_name",
-               "short_name_4"}
+               "short_name_4", "second_slip"}
+_NO_SUCH_TLD_KEYS = {"action", "private"}
 _SECTION_KEYS = {  # the gateways' sections; [policyd] and [relay] are checked by their own settings
     "db": {"url"},
     "web": {"base_url", "secret", "secret_file", "admin_user", "admin_password", "template_dir", "api", "api_token",
@@ -67,6 +69,8 @@ class Policy:
     weights: dict[str, float] = field(default_factory=dict)
     priors: dict[str, float] = field(default_factory=dict)
     force: tuple[ForceRule, ...] = ()
+    no_such_tld: Action = Action.HOLD  # for a domain whose top-level label does not exist: the mail would bounce
+    private_suffixes: tuple[str, ...] = ()  # top-level labels of internal networks, never called non-existent
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # gateway sections, read by each door
     source: Path | None = None
 
@@ -185,6 +189,7 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
             raise fail(f"priors.{name}", f"unknown prior (expected one of: {', '.join(sorted(_PRIOR_KEYS))})")
         priors[name] = _number(value, f"priors.{name}", fail)
 
+    no_such_tld, private = _no_such_tld(base.get("no_such_tld", {}), user.get("no_such_tld", {}), fail)
     base_dir = path.parent if path else Path()
     force = tuple(_force(rule, i, fail) for i, rule in enumerate(_list(merged.get("force", []), "force", fail)))
     psl = merged.get("psl_file")
@@ -208,9 +213,37 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
         weights=weights,
         priors=priors,
         force=force,
+        no_such_tld=no_such_tld,
+        private_suffixes=private,
         sections={k: v for k, v in user.items() if k in ("db", "policyd", "relay", "web", "notify")},
         source=path,
     )
+
+
+def _no_such_tld(base: dict[str, Any], user: object, fail: Fail) -> tuple[Action, tuple[str, ...]]:
+    """[no_such_tld]: the action for a domain under a top-level label that does not exist, and the private
+    labels (internal networks: local, lan, ...) that are never called that."""
+    if not isinstance(user, dict):
+        raise fail("no_such_tld", "expected a table")
+    for key in user:
+        if key not in _NO_SUCH_TLD_KEYS:
+            raise fail(f"no_such_tld.{key}",
+                       f"unknown key (expected one of: {', '.join(sorted(_NO_SUCH_TLD_KEYS))})")
+    merged = {**base, **user}
+    try:
+        action = Action.parse(str(merged.get("action", "hold"))) if isinstance(merged.get("action"), str) else None
+    except ValueError as exc:
+        raise fail("no_such_tld.action", str(exc)) from None
+    if action is None:
+        raise fail("no_such_tld.action", f"expected an action name, got {merged.get('action')!r}")
+    private = _strings(merged.get("private", []), "no_such_tld.private", fail)
+    labels = []
+    for label in private:
+        text = label.strip().lstrip(".").lower()
+        if not text or "." in text:
+            raise fail("no_such_tld.private", f"{label!r}: expected a top-level label such as 'local'")
+        labels.append(text)
+    return action, tuple(labels)
 
 
 def _number(value: object, key: str, fail: Fail) -> float:

@@ -26,6 +26,8 @@ def slip_phrase(signal: Signal) -> str:
     if signal.name == "TLD_SLIP":
         words = _TLD_SLIP_WORDS.get(ev.get("slip", ""), "close to .{meant}").format(meant=meant)
         return f"{_suffix_note(typed)}, {words}"
+    if signal.name == "NO_SUCH_TLD":
+        return f".{typed} is not a top-level domain ({ev.get('detail', f'for .{meant}')})"
     if signal.name == "TLD_HABIT":
         return f".{typed} typed out of habit for .{meant}"
     if signal.name == "SUFFIX_APPEND":
@@ -40,6 +42,21 @@ def slip_phrase(signal: Signal) -> str:
     return ev.get("detail", "one letter differs")
 
 
+def bounce_reason(typed: Domain, tld: str) -> str:
+    """Why a domain under a top-level label that does not exist cannot receive mail."""
+    return (f"{typed.display()} cannot receive mail: .{tld} is not a top-level domain, "
+            f"so the message would bounce.")
+
+
+def sibling_note(typed: Domain, provider: str, why: str) -> str:
+    """Why a domain resembling a provider is probably that provider's real sibling."""
+    if why == "generic":
+        return (f"But owners usually hold their name under both .com and .net, so {typed.unicode} is "
+                f"probably {provider}'s real sibling.")
+    return (f"But {provider} is a brand with domains in many countries, so {typed.unicode} is probably "
+            f"one of them.")
+
+
 def target_phrase(entry: Entry, intended: str) -> str:
     if entry.role is Role.PROTECTED:
         if entry.is_suffix:
@@ -50,8 +67,11 @@ def target_phrase(entry: Entry, intended: str) -> str:
     return f"{entry.domain.unicode} is a major mail provider."
 
 
-def looks_like(typed: Domain, intended: str, signal: Signal) -> str:
-    return f"{typed.display()} looks like {intended}: {slip_phrase(signal)}."
+def looks_like(typed: Domain, intended: str, slips: Signal | tuple[Signal, ...]) -> str:
+    """"x looks like y: <the slip>", naming each slip when there are two ("... and ...")."""
+    if isinstance(slips, Signal):
+        slips = (slips,)
+    return f"{typed.display()} looks like {intended}: {' and '.join(slip_phrase(s) for s in slips)}."
 
 
 def covered_reason(domain: Domain, entry: Entry) -> str:

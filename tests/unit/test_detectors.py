@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rcptguard.detect import DETECTORS, catalogue, classify, homoglyph, names, tld
+from rcptguard.detect import DETECTORS, catalogue, classify, explain, homoglyph, names, tld
 from rcptguard.domains import normalize_domain
 from rcptguard.index import Candidate, DomainIndex, Entry, Family
 from rcptguard.model import Role, Signal
@@ -25,6 +25,9 @@ KNOWN = (
     "oakridge-clinic.org",
     "example.com",
     "outlook.com",
+    "example.net",
+    "microsoft.com",
+    "yahoo.co.uk",
 )
 
 CYRILLIC_A = "\u0430"
@@ -63,8 +66,6 @@ def _signal(index: DomainIndex, typed: str, family: Family) -> tuple[Candidate, 
     [
         ("army.ml", "army.mil", "mil→ml", "omission"),
         ("af.il", "af.mil", "mil→il", "omission"),
-        ("army.mli", "army.mil", "mil→mli", "transposition"),
-        ("army.mill", "army.mil", "mil→mill", "repetition"),
         ("raytheon.co", "raytheon.com", "com→co", "omission"),
         ("web.re", "web.de", "de→re", "keyboard"),
         ("web.se", "web.de", "de→se", "keyboard"),
@@ -225,6 +226,79 @@ def test_catalogue_lists_every_detector_once() -> None:
     assert all(d.description for d in catalogue())
 
 
+@pytest.mark.parametrize(("typed", "intended", "edit", "detail"), [
+    ("army.mli", "army.mil", "mil→mli", "'il' typed as 'li'"),
+    ("army.mill", "army.mil", "mil→mill", "'l' typed twice"),
+    ("outlook.com123", "outlook.com", "com→com123", "'123' typed after '.com'"),
+    ("outlook.c", "outlook.com", "com→c", "'.c' is '.com' cut short"),
+    ("yahoo.co.ukk", "yahoo.co.uk", "co.uk→co.ukk", "'k' typed twice"),
+])
+def test_no_such_tld(index: DomainIndex, typed: str, intended: str, edit: str, detail: str) -> None:
+    """A suffix whose top-level label does not exist, typed for a real one, is NO_SUCH_TLD with the slip named."""
+    found = [c for c in _candidates(index, typed, Family.SUFFIX) if c.intended == intended]
+    assert len(found) == 1
+    signal = classify(found[0])
+    assert signal is not None
+    assert signal.name == "NO_SUCH_TLD"
+    assert (signal.evidence["edit"], signal.evidence["detail"]) == (edit, detail)
+
+
+@pytest.mark.parametrize(("typed", "intended", "names"), [
+    ("gmali.co", "gmail.com", ("TRANSPOSITION", "TLD_SLIP")),
+    ("amzaon.co", "amazon.com", ("TRANSPOSITION", "TLD_SLIP")),
+    ("outlok.co", "outlook.com", ("OMISSION", "TLD_SLIP")),
+    ("gmial.cmo", "gmail.com", ("TRANSPOSITION", "NO_SUCH_TLD")),
+])
+def test_name_slip_on_top_of_a_suffix_slip(index: DomainIndex, typed: str, intended: str,
+                                           names: tuple[str, ...]) -> None:
+    """A slip in the name on top of a common slip in the suffix is one candidate whose signals name both."""
+    candidate = _only(index, typed, Family.NAME)
+    assert candidate.intended == intended
+    assert candidate.suffix_slip
+    signals = explain(candidate)
+    assert signals is not None
+    assert tuple(s.name for s in signals) == names
+    assert all(s.evidence["likely"] == intended for s in signals)
+
+
+@pytest.mark.parametrize(("typed", "intended", "details"), [
+    ("micorsfot.com", "microsoft.com", ("'ro' typed as 'or'", "'of' typed as 'fo'")),
+    ("otmaill.com", "hotmail.com", ("the 'h' is missing", "'l' typed twice")),
+    ("hotmial.co", "hotmail.com", ("'ai' typed as 'ia'", "the 'm' is missing")),
+])
+def test_two_slips_in_a_long_name(index: DomainIndex, typed: str, intended: str, details: tuple[str, ...]) -> None:
+    """Two slips in a name of six letters or more are found, and each is named in words."""
+    candidate = _only(index, typed, Family.NAME)
+    assert candidate.intended == intended
+    signals = explain(candidate)
+    assert signals is not None
+    assert tuple(s.evidence["detail"] for s in signals) == details
+
+
+@pytest.mark.parametrize(("typed", "intended"), [
+    ("hotmailc.om", "hotmail.com"),
+    ("examplen.et", "example.net"),
+])
+def test_misplaced_dot(index: DomainIndex, typed: str, intended: str) -> None:
+    """A dot typed one place off moves a letter into the suffix (.om is Oman: a real suffix); MISPLACED_DOT."""
+    candidate, signal = _signal(index, typed, Family.NAME)
+    assert candidate.intended == intended
+    assert signal.name == "MISPLACED_DOT"
+
+
+def test_glued_prefix_of_a_protected_domain() -> None:
+    """A country code glued to a protected domain is read as that subdomain (deibm.com for de.ibm.com)."""
+    glued = DomainIndex([Entry(normalize_domain("ibm.com"), Role.PROTECTED),
+                         Entry(normalize_domain("acme.com"), Role.KNOWN)])
+    [candidate] = [c for c in glued.candidates(normalize_domain("deibm.com")) if c.family is Family.NAME]
+    assert candidate.intended == "de.ibm.com"
+    signal = classify(candidate)
+    assert signal is not None
+    assert signal.name == "GLUED_PREFIX"
+    assert glued.candidates(normalize_domain("deacme.com")) == []  # known, not protected
+    assert glued.candidates(normalize_domain("xyibm.com")) == []  # xy is no country code
+
+
 # -- the index ----------------------------------------------------------------------------------------
 
 
@@ -239,14 +313,14 @@ def test_index_finds_nothing_for_an_unrelated_domain(index: DomainIndex, typed: 
     [
         "gmxyl.com",  # two substitutions
         "gnial.com",  # a substitution and a transposition
-        "gmali.co",  # a name slip and a suffix slip
-        "amzaon.co",
-        "xgmai.com",  # shares the deletion `gmai` with gmail.com: an insertion plus an omission
-        "otmaill.com",  # shares the deletion `otmail` with hotmail.com: an omission plus an insertion
+        "xgmai.com",  # shares the deletion `gmai` with gmail.com: an insertion plus an omission, in a short name
+        "gmial.de",  # a name slip, and a suffix no slip explains
+        "amzaon.fr",
     ],
 )
 def test_index_finds_nothing_two_edits_away(index: DomainIndex, typed: str) -> None:
-    """A domain two edits away from every indexed one has no candidates, even when a deletion is shared."""
+    """Two slips in a name of five letters, or a name slip under an unrelated suffix, give no candidates,
+    even when a deletion is shared."""
     assert index.candidates(normalize_domain(typed)) == []
 
 

@@ -143,3 +143,100 @@ def test_popular_provider_typo_is_held_even_if_not_known() -> None:
     verdict = make_guard(protect=("quillhaven.ai",)).check("a@gmial.com")
     assert verdict.action is Action.HOLD
     assert verdict.intended == "gmail.com"
+
+
+# -- compound and two-edit slips, suffixes that do not exist, real siblings ---------------------------------
+
+
+@pytest.mark.parametrize(("address", "intended", "slips"), [
+    ("x@yhaoo.con", "yahoo.com", ("TRANSPOSITION", "NO_SUCH_TLD")),
+    ("x@outlok.co", "outlook.com", ("OMISSION", "TLD_SLIP")),
+    ("x@gmial.cmo", "gmail.com", ("TRANSPOSITION", "NO_SUCH_TLD")),
+    ("x@hotmial.cm", "hotmail.com", ("TRANSPOSITION", "TLD_SLIP")),
+])
+def test_a_name_slip_on_top_of_a_suffix_slip_is_held(address: str, intended: str, slips: tuple[str, ...]) -> None:
+    """Two slips at once against a popular provider are held, and the verdict names both and the second's cost."""
+    verdict = make_guard().check(address)
+    assert verdict.action is Action.HOLD
+    assert verdict.intended == intended
+    assert tuple(s.name for s in verdict.signals[:2]) == slips
+    assert verdict.signals[2].name == "SECOND_SLIP"
+    assert verdict.signals[2].score < 0
+    assert " and " in verdict.reason
+
+
+def test_two_slips_in_a_known_name_are_held() -> None:
+    """Two swaps in a known name of six letters or more are held (micorsfot.com for microsoft.com)."""
+    verdict = make_guard(known=("microsoft.com",)).check("x@micorsfot.com")
+    assert verdict.action is Action.HOLD
+    assert verdict.intended == "microsoft.com"
+
+
+def test_two_unlikely_slips_are_not_held() -> None:
+    """A far key in the name on top of a suffix that no slip explains is no candidate at all."""
+    assert make_guard(known=("acmetools.com",)).check("x@acmetopls.de").action is Action.PASS
+
+
+@pytest.mark.parametrize(("address", "intended"), [
+    ("x@protonmailc.om", "protonmail.com"),
+    ("x@hotmailc.om", "hotmail.com"),
+])
+def test_a_misplaced_dot_is_held(address: str, intended: str) -> None:
+    """A dot typed one place off is held, though the suffix it makes (.om, Oman) is real."""
+    verdict = make_guard().check(address)
+    assert verdict.action is Action.HOLD
+    assert verdict.intended == intended
+    assert verdict.signals[0].name == "MISPLACED_DOT"
+
+
+@pytest.mark.parametrize(("address", "intended"), [
+    ("x@smallfirm.con", "smallfirm.com"),
+    ("x@unheard-of.cmo", "unheard-of.com"),
+    ("x@outlook.com123", "outlook.com"),
+    ("x@outlook.c", "outlook.com"),
+    ("x@example.nett", "example.net"),
+])
+def test_a_suffix_that_does_not_exist_bounces(address: str, intended: str) -> None:
+    """A domain under a top-level label that does not exist is held, the reason says the mail would bounce,
+    and the nearest real suffix is named for any name, known or not."""
+    verdict = make_guard().check(address)
+    assert verdict.action is Action.HOLD
+    assert verdict.intended == intended
+    assert "would bounce" in verdict.reason
+    assert any(s.name == "NO_SUCH_TLD" for s in verdict.signals)
+
+
+def test_army_ml_is_army_mil_not_army_nl() -> None:
+    """With .mil protected and army.nl known, army.ml is still army.mil: a dropped letter outranks a key."""
+    verdict = make_guard(("mil",), ("army.nl",)).check("x@army.ml")
+    assert verdict.action is Action.HOLD
+    assert verdict.intended == "army.mil"
+    assert "Mali" in verdict.reason
+
+
+@pytest.mark.parametrize("address", ["x@host.local", "x@fileserver.corp", "x@box.lan", "x@a.example"])
+def test_private_top_level_labels_are_not_called_non_existent(address: str) -> None:
+    """Internal and reserved top-level labels (policy no_such_tld.private) pass."""
+    assert make_guard().check(address).action is Action.PASS
+
+
+def test_a_distinct_provider_name_under_another_suffix_points_to_it() -> None:
+    """gmail.co.uk is gmail.com (a warning), not fmail.co.uk: the name typed is the provider's own."""
+    verdict = make_guard().check("x@gmail.co.uk")
+    assert verdict.action is Action.WARN
+    assert verdict.intended == "gmail.com"
+
+
+def test_glued_country_code_of_a_protected_domain_is_held() -> None:
+    """deibm.com, with ibm.com protected, is held as de.ibm.com."""
+    verdict = make_guard(("ibm.com",)).check("x@deibm.com")
+    assert verdict.action is Action.HOLD
+    assert verdict.intended == "de.ibm.com"
+
+
+def test_the_same_name_under_com_and_net_is_at_most_a_warning() -> None:
+    """A provider's name under the other big generic suffix is probably its owner's (cox.com for cox.net)."""
+    guard = make_guard()
+    for typed in ("x@charter.com", "x@mail.charter.com"):
+        verdict = guard.check(typed)
+        assert verdict.action <= Action.WARN, typed

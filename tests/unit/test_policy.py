@@ -132,3 +132,27 @@ def test_unknown_key_in_a_gateway_section_names_it(tmp_path: Path) -> None:
         load_policy(path)
     assert caught.value.key == "web.admin_pasword"
     assert caught.value.line == 3
+
+
+@pytest.mark.parametrize(("text", "line", "key"), [
+    ('[no_such_tld]\naction = "explode"\n', 2, "no_such_tld.action"),
+    ("[no_such_tld]\naction = 3\n", 2, "no_such_tld.action"),
+    ('\n[no_such_tld]\nprivate = ["a.b"]\n', 3, "no_such_tld.private"),
+    ("[no_such_tld]\nprivat = []\n", 2, "no_such_tld.privat"),
+    ("no_such_tld = 1\n", 1, "no_such_tld"),
+])
+def test_no_such_tld_errors_name_file_line_and_key(tmp_path: Path, text: str, line: int, key: str) -> None:
+    """Mistakes in [no_such_tld] are reported with the file, the line and the key."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+    assert (caught.value.key, caught.value.line) == (key, line)
+
+
+def test_no_such_tld_action_and_private_labels_are_configurable(tmp_path: Path) -> None:
+    """[no_such_tld] sets the action for a suffix that does not exist and the labels that are private."""
+    path = write(tmp_path, '[no_such_tld]\naction = "reject"\nprivate = ["hq"]\n')
+    guard = Guard(load_policy(path))
+    assert guard.check("a@smallfirm.con").action is Action.REJECT
+    assert guard.check("a@printer.hq").action is Action.PASS
+    assert load_policy().no_such_tld is Action.HOLD

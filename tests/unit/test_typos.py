@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rcptguard.typos import slips
-from rcptguard.typos.edits import Edit, Op, deletions, one_edit_variants, single_edit
-from rcptguard.typos.keyboards import layouts, neighbours
+from rcptguard.typos import cost, slips, suffixes
+from rcptguard.typos.edits import Edit, Op, deletions, one_edit_variants, paths, single_edit
+from rcptguard.typos.keyboards import distance, layouts, neighbours
 from rcptguard.typos.skeleton import scripts_of, skeleton
 
 
@@ -290,3 +290,81 @@ def test_lookalike_pairs_are_unordered_pairs() -> None:
     assert all(len(pair) == 2 for pair in pairs)
     assert frozenset("il") in pairs
     assert frozenset("o0") in pairs
+
+
+# -- two edits and the cost of typing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("typed", "intended", "ops"), [
+    ("micorsfot", "microsoft", (Op.TRANSPOSITION, Op.TRANSPOSITION)),
+    ("otmaill", "hotmail", (Op.OMISSION, Op.INSERTION)),
+    ("hotml", "hotmail", (Op.OMISSION, Op.OMISSION)),
+])
+def test_paths_find_two_edits(typed: str, intended: str, ops: tuple[Op, Op]) -> None:
+    """`paths` finds two-edit ways from the intended text to the typed one, and `cheapest` picks one."""
+    assert single_edit(typed, intended) is None
+    assert paths(typed, intended)
+    best = cost.cheapest(typed, intended, 2)
+    assert best is not None
+    assert tuple(e.op for e in best) == ops
+
+
+@pytest.mark.parametrize(("typed", "intended"), [("gmxyz", "gmail"), ("a", "abcd")])
+def test_paths_none_beyond_two(typed: str, intended: str) -> None:
+    """Three edits, none, or a length difference of three give no two-edit path."""
+    assert paths(typed, intended) == []
+    assert cost.cheapest(typed, intended, 2) is None
+
+
+def test_a_dropped_letter_costs_less_than_a_neighbouring_key() -> None:
+    """The typing model ranks a dropped letter before a neighbouring key, and that before a far key."""
+    dropped = cost.edit_cost(_edit("ml", "mil"))
+    neighbour = cost.edit_cost(_edit("nl", "ml"))
+    far = cost.edit_cost(_edit("gmpil", "gmail"))
+    assert dropped < neighbour < far
+
+
+def test_one_likely_slip_costs_less_than_two_unlikely_ones() -> None:
+    """A single transposition is cheaper than two far substitutions."""
+    one = cost.path_cost((_edit("gmial", "gmail"),))
+    two = cost.cheapest("gxaiz", "gmail", 2)
+    assert two is not None
+    assert one < cost.path_cost(two)
+
+
+def test_keyboard_distance() -> None:
+    """Touching keys are about one pitch apart, far keys several; keys on no layout are infinitely far."""
+    assert distance("s", "d") == pytest.approx(1.0)
+    assert distance("q", "p") > 8
+    assert distance("a", "☃") == float("inf")
+
+
+# -- suffixes that exist -------------------------------------------------------------------------------
+
+
+def test_real_tlds_come_from_iana_and_the_suffix_list() -> None:
+    """The root zone's list holds the usual suffixes and none of the usual slips of them."""
+    tlds = suffixes.real_tlds()
+    assert {"com", "mil", "ml", "om", "co", "cm", "uk", "xn--p1ai"} <= tlds
+    assert not {"con", "cmo", "comm", "c", "com123"} & tlds
+    assert len(tlds) > 1400
+
+
+@pytest.mark.parametrize(("typed", "best"), [
+    ("con", "com"), ("cmo", "com"), ("c", "com"), ("comm", "com"), ("com123", "com"), ("nett", "net"),
+    ("ukk", "uk"), ("orgg", "org"), ("xom", "com"), ("dee", "de"),
+])
+def test_nearest_real_suffix(typed: str, best: str) -> None:
+    """A suffix that does not exist is read as the likeliest real one, by typing cost and use."""
+    fixes = suffixes.nearest(typed)
+    assert fixes
+    assert fixes[0].tld == best
+
+
+def test_suffix_slips() -> None:
+    """Common slips of a suffix, appended suffixes and non-existent ones count as a suffix slip; others not."""
+    assert suffixes.is_suffix_slip("co", "com")
+    assert suffixes.is_suffix_slip("com.com", "com")
+    assert suffixes.is_suffix_slip("con", "com")
+    assert not suffixes.is_suffix_slip("de", "com")
+    assert not suffixes.is_suffix_slip("con", "de")

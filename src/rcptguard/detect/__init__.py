@@ -3,7 +3,8 @@
 The index finds candidate pairs (typed, intended) by one of three routes, the *family*:
 
     SUFFIX    same name, different public suffix      army.ml      <- army.mil
-    NAME      one edit inside the name                 gmial.com    <- gmail.com
+    NAME      slips inside the name                    gmial.com    <- gmail.com
+              (two in a strong name, or one on top of a suffix slip: outlok.co <- outlook.com)
     SKELETON  the same visual skeleton (TR39)          аmazon.com   <- amazon.com
 
 Each family has an ordered tuple of detectors, most specific first; the first one that recognises the pair
@@ -14,7 +15,7 @@ no I/O, no weights, no knowledge of actions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rcptguard.index import Candidate, Family
 from rcptguard.model import Signal
@@ -47,6 +48,30 @@ def classify(candidate: Candidate) -> Signal | None:
     return None
 
 
+def explain(candidate: Candidate) -> tuple[Signal, ...] | None:
+    """One signal for each slip of the candidate, or None if any of them is not recognised.
+
+    A NAME candidate may carry two slips: two edits in the name (each named by the name detectors), or one
+    edit in the name and a slip of the suffix (named by the suffix detectors). Every other candidate has one.
+    """
+    if candidate.family is not Family.NAME or (len(candidate.edits) == 1 and not candidate.suffix_slip):
+        signal = classify(candidate)
+        return None if signal is None else (signal,)
+    signals = []
+    for edit in candidate.edits:
+        signal = classify(replace(candidate, edits=(edit,), suffix_slip=False))
+        if signal is None:
+            return None
+        signals.append(signal)
+    if candidate.suffix_slip:
+        signal = classify(replace(candidate, family=Family.SUFFIX, typed_stem=candidate.intended_stem,
+                                  edits=(), suffix_slip=False))
+        if signal is None:
+            return None
+        signals.append(signal)
+    return tuple(signals)
+
+
 def catalogue() -> list[Described]:
     """Every detector with its signal name and first docstring line, for docs and `rcptguard detectors`."""
     out = []
@@ -57,4 +82,4 @@ def catalogue() -> list[Described]:
     return out
 
 
-__all__ = ["DETECTORS", "Described", "Detector", "catalogue", "classify"]
+__all__ = ["DETECTORS", "Described", "Detector", "catalogue", "classify", "explain"]

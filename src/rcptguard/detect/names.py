@@ -1,4 +1,8 @@
-"""One edit inside the name: omissions, insertions, swaps, neighbouring keys, dots, hyphens, bit flips."""
+"""One edit inside the name: omissions, insertions, swaps, neighbouring keys, dots, hyphens, bit flips.
+
+A candidate with two slips (two in a strong name, or one in the name and one in the suffix) is named one
+edit at a time by the same detectors (see `detect.explain`).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,19 @@ def _ends_label(edit: Edit) -> bool:
     return edit.after() in ("", ".")
 
 
+def glued_prefix(c: Candidate) -> Signal | None:
+    """A country code glued to a protected domain (deibm.com for de.ibm.com)."""
+    edit = c.edit
+    if edit is None or c.intended_stem == c.target.stem or edit.was != ".":
+        return None
+    label = c.intended_stem.split(".", 1)[0]
+    return Signal("GLUED_PREFIX", {"typed": c.typed, "likely": c.intended, "edit": edit.op.value,
+                                   "detail": f"the dot after {label!r} is missing"})
+
+
+misplaced_dot = _detector(
+    "MISPLACED_DOT", "A dot typed one place off, moving a letter across it (hotmailc.om for hotmail.com).",
+    lambda e: e.op is Op.TRANSPOSITION and "." in e.was)
 missing_dot = _detector(
     "MISSING_DOT", "A dot left out between two labels (usmeridianbank.com for us.meridianbank.com).",
     lambda e: e.op is Op.OMISSION and e.was == ".")
@@ -68,5 +85,5 @@ insertion = _detector("INSERTION", "An extra letter (gmaill.com is REPETITION; g
 substitution = _detector("SUBSTITUTION", "One letter typed for another, not a neighbour (gmbil.com).",
                          lambda e: e.op is Op.SUBSTITUTION)
 
-DETECTORS = (missing_dot, dot_hyphen, hyphen_drop, hyphen_add, plural, repetition, ascii_lookalike,
-             transposition, keyboard_typo, vowel_swap, omission, bitflip, insertion, substitution)
+DETECTORS = (glued_prefix, misplaced_dot, missing_dot, dot_hyphen, hyphen_drop, hyphen_add, plural, repetition,
+             ascii_lookalike, transposition, keyboard_typo, vowel_swap, omission, bitflip, insertion, substitution)

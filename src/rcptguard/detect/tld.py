@@ -6,6 +6,7 @@ from rcptguard.index import Candidate
 from rcptguard.model import Signal
 from rcptguard.typos.edits import single_edit
 from rcptguard.typos.slips import describe, likely_slip
+from rcptguard.typos.suffixes import fix_for
 
 # Suffixes typed out of habit in place of the one meant (the most used generic and "startup" suffixes).
 HABIT_SUFFIXES = frozenset({"com", "net", "org", "io", "co"})
@@ -13,6 +14,14 @@ HABIT_SUFFIXES = frozenset({"com", "net", "org", "io", "co"})
 
 def _evidence(c: Candidate, **more: str) -> dict[str, str]:
     return {"typed": c.typed, "likely": c.intended, "edit": f"{c.intended_suffix}→{c.typed_suffix}", **more}
+
+
+def no_such_tld(c: Candidate) -> Signal | None:
+    """A suffix that does not exist, typed for a real one (.con for .com, .c for .com): the mail would bounce."""
+    fix = fix_for(c.typed_suffix, c.intended_suffix)
+    if fix is None:
+        return None
+    return Signal("NO_SUCH_TLD", _evidence(c, detail=fix.detail, cost=f"{fix.cost:.2f}"))
 
 
 def tld_slip(c: Candidate) -> Signal | None:
@@ -51,4 +60,4 @@ def tld_swap(c: Candidate) -> Signal | None:
     return Signal("TLD_SWAP", _evidence(c, detail=f".{c.typed_suffix} instead of .{c.intended_suffix}"))
 
 
-DETECTORS = (tld_slip, suffix_append, tld_habit, tld_change, tld_swap)
+DETECTORS = (no_such_tld, tld_slip, suffix_append, tld_habit, tld_change, tld_swap)

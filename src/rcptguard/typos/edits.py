@@ -92,3 +92,34 @@ def one_edit_variants(text: str, alphabet: str) -> set[str]:
         out.add(text[:i] + text[i + 1] + text[i] + text[i + 2 :])
     out.discard(text)
     return out
+
+
+def paths(typed: str, intended: str) -> list[tuple[Edit, Edit]]:
+    """The ways two edits turn `intended` into `typed`, each as (first, second); empty if none does.
+
+    The first edit is made where the two strings first differ (any two-edit path can be moved there), the
+    second is the one edit left between what the first makes and the typed text. The second edit's
+    `intended` is that intermediate text.
+    """
+    if typed == intended or abs(len(typed) - len(intended)) > 2:
+        return []
+    p = 0
+    limit = min(len(typed), len(intended))
+    while p < limit and typed[p] == intended[p]:
+        p += 1
+    firsts: list[tuple[Op, str, str, str]] = []  # (op, was, now, intermediate)
+    if p < len(intended):
+        firsts.append((Op.OMISSION, intended[p], "", intended[:p] + intended[p + 1 :]))
+    if p < len(typed):
+        firsts.append((Op.INSERTION, "", typed[p], intended[:p] + typed[p] + intended[p:]))
+        if p < len(intended):
+            firsts.append((Op.SUBSTITUTION, intended[p], typed[p], intended[:p] + typed[p] + intended[p + 1 :]))
+    if p + 1 < len(intended) and intended[p + 1] != intended[p]:
+        swapped = intended[p + 1] + intended[p]
+        firsts.append((Op.TRANSPOSITION, intended[p : p + 2], swapped, intended[:p] + swapped + intended[p + 2 :]))
+    out = []
+    for op, was, now, middle in firsts:
+        second = single_edit(typed, middle)
+        if second is not None:
+            out.append((Edit(op, p, was, now, middle, intended), second))
+    return out
