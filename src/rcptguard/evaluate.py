@@ -6,6 +6,10 @@ meant), `legit` or `ambiguous`; a profile names an organisation's protected and 
 * a typo is caught when the verdict is hold or reject *and* names the expected domain;
 * a hard false positive is a hold or reject on a legit or ambiguous recipient;
 * a soft false positive is a warning on a legit recipient.
+
+A *class* is the first word of a case's category. `Report.classes()` scores each: the share of its typos
+caught, or, for a class of legit recipients, the share not held. tests/unit/test_eval_classes.py holds every
+class of tests/data/classes_*.csv to at least 0.9.
 """
 
 from __future__ import annotations
@@ -92,6 +96,15 @@ class Report:
             counts[o.case.group][1] += 1
         return {k: (v[0], v[1]) for k, v in sorted(counts.items())}
 
+    def classes(self) -> dict[str, tuple[int, int]]:
+        """Each class (first word of the category) with (right, total): typos caught, or legit ones not held."""
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for o in self.outcomes:
+            right = o.caught if o.case.intended is not None else o.verdict.action < Action.HOLD
+            counts[o.case.group][0] += right
+            counts[o.case.group][1] += 1
+        return {k: (v[0], v[1]) for k, v in sorted(counts.items())}
+
     def to_json(self) -> dict[str, Any]:
         def row(o: Outcome) -> dict[str, Any]:
             return {"case": o.case.case, "recipient": o.case.recipient, "expected": o.case.expected,
@@ -102,6 +115,7 @@ class Report:
             "typos": len(self.typos),
             "recall": round(self.recall, 4),
             "recall_by_category": {k: {"caught": c, "total": t} for k, (c, t) in self.by_category().items()},
+            "by_class": {k: {"right": c, "total": t} for k, (c, t) in self.classes().items()},
             "hard_false_positives": [row(o) for o in self.hard_fp],
             "soft_false_positives": [row(o) for o in self.soft_fp],
             "soft_false_positive_rate": round(self.soft_fp_rate, 4),
@@ -157,6 +171,12 @@ def render_text(report: Report) -> str:
              f"recall {report.recall:.3f} (hold/reject naming the expected domain)", "", "recall by category:"]
     for name, (caught, total) in report.by_category().items():
         lines.append(f"  {name:<18} {caught:>3}/{total:<3} {caught / total:.2f}")
+    legit_classes = {k: v for k, v in report.classes().items() if k not in report.by_category()}
+    if legit_classes:
+        lines.append("")
+        lines.append("legit recipients not held, by category:")
+        for name, (right, total) in legit_classes.items():
+            lines.append(f"  {name:<18} {right:>3}/{total:<3} {right / total:.2f}")
     lines.append("")
     lines.append(f"hard false positives (hold/reject on legit or ambiguous): {len(report.hard_fp)}")
     lines.extend(f"  {o.case.case} {o.case.recipient} -> {o.verdict.action} {o.verdict.intended}"

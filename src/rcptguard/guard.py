@@ -38,7 +38,7 @@ from rcptguard.typos.suffixes import country_codes, fix_for, is_real_tld, neares
 _WEAK_FOR_POPULAR = frozenset({"TLD_SWAP", "TLD_CHANGE"})
 _DOT_SLIPS = frozenset({"MISSING_DOT", "DOT_HYPHEN", "MISPLACED_DOT", "GLUED_PREFIX"})
 DISTINCT_NAME = 5  # letters from which a provider's name alone, under a suffix it does not use, points to it
-BRAND_COUNTRIES = 3  # suffixes a name is indexed under for it to count as a brand present in many countries
+BRAND_COUNTRIES = 2  # suffixes a name is indexed under for it to count as a brand present in many countries
 JUDGEMENT_CACHE = 65536  # domains whose judgement is remembered; mail traffic repeats domains heavily
 ALTERNATIVE_MARGIN = 1.5  # other candidates this close to the best are named as alternatives
 
@@ -157,9 +157,11 @@ class Guard:
         ranked = self.rank(domain)
         tld = domain.ascii[domain.ascii.rfind(".") + 1 :]
         bogus = not is_real_tld(tld) and tld not in self._private
+        if bogus and (not ranked or ranked[0].score < self.policy.weight("NO_SUCH_TLD")):
+            # Nothing indexed explains it better than one slip in the suffix alone: the nearest real suffix
+            # for the name as typed (smallfirm.con -> smallfirm.com).
+            return self._forced(domain, self._bounce(domain, tld), None)
         if not ranked:
-            if bogus:
-                return self._forced(domain, self._bounce(domain, tld), None)
             reason = f"{domain.display()} does not look like any protected or known domain."
             return self._forced(domain, Judgement(Action.PASS, 0.0, (), reason), None)
         best = ranked[0]
@@ -352,7 +354,7 @@ def _suffix_cost(typed: str, intended: str) -> float:
     if fix is not None:
         return max(fix.cost, 0.0)
     edit = single_edit(typed, intended)
-    return path_cost((edit,)) if edit is not None else _UNRELATED_SUFFIX
+    return path_cost((edit,), in_name=False) if edit is not None else _UNRELATED_SUFFIX
 
 
 def _typing_cost(candidate: Candidate) -> float:

@@ -39,6 +39,7 @@ from rcptguard.typos.suffixes import country_codes, fix_for, is_real_tld, is_suf
 MAX_PREFIX_LABELS = 3  # typed labels left of a match that are carried over (`x.y.gmial.com`)
 TWO_EDIT_KNOWN = 5000  # known domains (most written to first) indexed two deletions deep, with all protected
 TWO_EDIT_MIN_NAME = 6  # letters a name needs before two slips in it are taken for a slip of it
+TWO_EDIT_MIN_TYPED = 5  # letters the typed name needs for that
 SUFFIX_FIXES = 3  # real suffixes a non-existent one is read as, at most
 _SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
@@ -296,6 +297,8 @@ class DomainIndex:
         if entry.suffix == suffix:
             if entry.domain.ascii not in self._deep:
                 return None
+            if len(stem.rsplit(".", 1)[-1]) < TWO_EDIT_MIN_TYPED or _affix(stem, entry.stem):
+                return None
             edits = cheapest(stem, entry.stem, 2)
             if edits is None or len(edits) != 2:
                 return None
@@ -307,6 +310,13 @@ class DomainIndex:
             return None
         return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, (edit,),
                          suffix_slip=True)
+
+
+def _affix(typed: str, intended: str) -> bool:
+    """The typed name is the start or the end of the intended one: a different name (post, posteo; bell,
+    nvbell), not two letters dropped."""
+    return intended.startswith(typed) or intended.endswith(typed) or typed.startswith(intended) or typed.endswith(
+        intended)
 
 
 def _usable(key: str) -> bool:

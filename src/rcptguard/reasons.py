@@ -51,8 +51,8 @@ def bounce_reason(typed: Domain, tld: str) -> str:
 def sibling_note(typed: Domain, provider: str, why: str) -> str:
     """Why a domain resembling a provider is probably that provider's real sibling."""
     if why == "generic":
-        return (f"But owners usually hold their name under both .com and .net, so {typed.unicode} is "
-                f"probably {provider}'s real sibling.")
+        return (f"But owners usually hold their name under the common generic suffixes too, so "
+                f"{typed.unicode} is probably {provider}'s real sibling.")
     return (f"But {provider} is a brand with domains in many countries, so {typed.unicode} is probably "
             f"one of them.")
 

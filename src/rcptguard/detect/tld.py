@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rcptguard.index import Candidate
 from rcptguard.model import Signal
+from rcptguard.typos.cost import suffix_prior
 from rcptguard.typos.edits import single_edit
 from rcptguard.typos.slips import describe, likely_slip
 from rcptguard.typos.suffixes import fix_for
@@ -44,6 +45,8 @@ def tld_habit(c: Candidate) -> Signal | None:
     """A habitual suffix typed in place of the right one (.gov, .de, .ai typed as .com, .io, .co)."""
     if c.typed_suffix not in HABIT_SUFFIXES:
         return None
+    if c.intended_suffix in HABIT_SUFFIXES and suffix_prior(c.typed_suffix) <= suffix_prior(c.intended_suffix):
+        return None  # of two habitual suffixes, habit types the commoner for the rarer: not .io for .com
     return Signal("TLD_HABIT", _evidence(c, detail=f".{c.typed_suffix} typed out of habit"))
 
 

@@ -33,9 +33,9 @@ def costs() -> Costs:
                  float(raw["suffix"]["popularity"]))
 
 
-def edit_cost(edit: Edit) -> float:
+def edit_cost(edit: Edit, in_name: bool = True) -> float:
     """The cost of one edit: dropped letters cheapest, then doubles, swaps and neighbouring keys; far keys
-    and stray letters dearest; more at the first letter of the name."""
+    and stray letters dearest; more at the first letter of a name (not of a suffix: `in_name` False)."""
     table = costs().edit
     if edit.op is Op.OMISSION:
         cost = table["omission"]
@@ -54,12 +54,12 @@ def edit_cost(edit: Edit) -> float:
         cost = table["substitution"] + table["per_key_pitch"] * (far if math.isfinite(far) else 10.0)
     else:
         cost = table["insertion"]
-    if edit.pos == 0 and edit.op is not Op.TRANSPOSITION:
+    if in_name and edit.pos == 0 and edit.op is not Op.TRANSPOSITION:
         cost += table["first_letter"]
     return cost
 
 
-def cheapest(typed: str, intended: str, most: int = 2) -> tuple[Edit, ...] | None:
+def cheapest(typed: str, intended: str, most: int = 2, in_name: bool = True) -> tuple[Edit, ...] | None:
     """The cheapest way, of at most `most` (1 or 2) edits, to type `typed` for `intended`; None if there is none."""
     one = single_edit(typed, intended)
     if one is not None:
@@ -69,11 +69,11 @@ def cheapest(typed: str, intended: str, most: int = 2) -> tuple[Edit, ...] | Non
     options = paths(typed, intended)
     if not options:
         return None
-    return min(options, key=lambda pair: edit_cost(pair[0]) + edit_cost(pair[1]))
+    return min(options, key=lambda pair: edit_cost(pair[0], in_name) + edit_cost(pair[1], in_name))
 
 
-def path_cost(edits: tuple[Edit, ...]) -> float:
-    return sum(edit_cost(e) for e in edits)
+def path_cost(edits: tuple[Edit, ...], in_name: bool = True) -> float:
+    return sum(edit_cost(e, in_name) for e in edits)
 
 
 def suffix_prior(tld: str) -> float:

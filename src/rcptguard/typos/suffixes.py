@@ -74,9 +74,9 @@ def nearest(tld: str) -> tuple[Fix, ...]:
         if tld.startswith(real) and len(extra) <= MAX_TRAILING and (len(extra) > 1 or not extra.isalpha()):
             offer(real, table["junk"] * len(extra), f"{extra!r} typed after '.{real}'")
         if abs(len(real) - len(tld)) <= 2 and len(tld) >= 2:
-            edits = cheapest(tld, real, 2 if len(tld) >= 3 else 1)
+            edits = cheapest(tld, real, 2 if len(tld) >= 3 else 1, in_name=False)
             if edits is not None:
-                cost = path_cost(edits)
+                cost = path_cost(edits, in_name=False)
                 if cost <= MAX_FIX_COST:
                     offer(real, cost, " and ".join(describe(e) for e in edits))
     return tuple(sorted(found.values(), key=lambda f: (f.cost, f.tld)))
@@ -101,7 +101,7 @@ def is_suffix_slip(typed_suffix: str, intended_suffix: str) -> bool:
         return True
     if not is_real_tld(_ascii(typed_suffix.rpartition(".")[2])):
         return fix_for(typed_suffix, intended_suffix) is not None
-    edit = cheapest(typed_suffix, intended_suffix, 1)
+    edit = cheapest(typed_suffix, intended_suffix, 1, in_name=False)
     return edit is not None and likely_slip(edit[0]) is not None
 
 
