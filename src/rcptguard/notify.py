@@ -1,5 +1,5 @@
 """Notices to senders: "your message is held, choose here", "your message was not sent", "it could not be
-delivered" and "an administrator decided about it".
+delivered" and "an administrator decided about it", all sent by `send_owed` from what the quarantine owes.
 
 Plain text plus simple HTML, from Jinja2 templates an operator can override (`[notify] template_dir`:
 files named like those in `rcptguard/data/templates/`). A notice never contains the held message's body.
@@ -30,6 +30,7 @@ from rcptguard.delivery import NextHop, deliver
 from rcptguard.store.quarantine import notice_kind
 
 if TYPE_CHECKING:
+    from rcptguard.store.links import Links
     from rcptguard.store.quarantine import Hold, Quarantine
 
 
@@ -133,39 +134,76 @@ class Notifier:
 NOTICE_LIFETIME = dt.timedelta(days=5)  # a notice the next hop defers this long is given up
 
 
+@dataclass(frozen=True, slots=True)
+class NoticeLinks:
+    """How a held notice gets its link to the page: a fresh one-time link for the message, valid for `ttl`, under
+    `base_url` (the page's public address)."""
+
+    links: Links
+    base_url: str
+    ttl: dt.timedelta
+
+    def issue(self, message_id: str) -> tuple[str, str]:
+        """A new link for the message: (its URL, the raw token, to revoke it if the notice is not sent)."""
+        raw = self.links.issue(message_id, self.ttl)
+        return f"{self.base_url.rstrip('/')}/confirm/{raw}", raw
+
+
 def send_owed(quarantine: Quarantine, notifier: Notifier, hop: NextHop, *, warn: Callable[[str], None],
-              grace: dt.timedelta | None = None) -> Counter[str]:
-    """Send every notice the quarantine owes its senders (expired holds; released messages that could not be
-    delivered; an administrator's decisions, once `grace` has passed: see Quarantine.owed_notices), one per
-    message and kind, each claimed first so that two workers never send the same one, and record
-    each outcome: sent, refused (for good), skipped (a bounce or an auto-reply gets none), or later (the next
-    hop deferred it, or an operator's template failed: owed again for the next call, for NOTICE_LIFETIME).
-    Returns the count of each outcome."""
+              links: NoticeLinks | None = None, grace: dt.timedelta | None = None,
+              message_ids: Sequence[str] | None = None) -> Counter[str]:
+    """Send every notice the quarantine owes its senders (held messages, with a link from `links`; expired holds;
+    released messages that could not be delivered; an administrator's decisions, once `grace` has passed: see
+    Quarantine.owed_notices), one per message and kind, each claimed first so that two workers never send the
+    same one, and record each outcome: sent, refused (for good), skipped (a bounce or an auto-reply gets none), or
+    later (the next hop deferred it, or an operator's template failed: owed again for the next call, for
+    NOTICE_LIFETIME). Without `links`, held notices are left to a caller that can make their links.
+    `message_ids`: only the notices of these messages (the relay's, right after it held them). Returns the count
+    of each outcome."""
     counts: Counter[str] = Counter()
     for group in quarantine.owed_notices(grace=grace).values():
+        if message_ids is not None and group[0].message_id not in message_ids:
+            continue
+        if links is None and notice_kind(group[0]) == "held":  # its link needs the page's address: not ours
+            continue
         claimed = quarantine.claim_notice(group)
         if not claimed:
             continue
-        outcome = _send_notice(quarantine, notifier, hop, claimed, warn)
+        outcome = _send_notice(quarantine, notifier, hop, claimed, warn, links)
         counts[outcome] += 1
         quarantine.settle_notice(claimed, outcome)
     return counts
 
 
 def _send_notice(quarantine: Quarantine, notifier: Notifier, hop: NextHop, group: list[Hold],
-                 warn: Callable[[str], None]) -> str:
+                 warn: Callable[[str], None], links: NoticeLinks | None) -> str:
     first = group[0]
     if not wants_notice(first.mail_from, quarantine.content(first.id)):
         return "skipped"
+    kind = notice_kind(first)
+    if kind == "held":
+        assert links is not None  # send_owed leaves held notices to callers that can make their links
+        link, raw = links.issue(first.message_id)
+        outcome = _send_made(hop, group, warn, lambda: notifier.held(group, link, links.ttl))
+        if outcome != "sent":
+            links.links.revoke(raw)
+        return outcome
+    return _send_made(hop, group, warn, lambda: _made(notifier, kind, group))
+
+
+def _made(notifier: Notifier, kind: str, group: list[Hold]) -> bytes:
+    first = group[0]
+    if kind == "expired":
+        return notifier.expired(group, (first.decided_at or first.created_at) - first.created_at)
+    if kind == "decided":
+        return notifier.decided(group)
+    return notifier.undelivered(group)
+
+
+def _send_made(hop: NextHop, group: list[Hold], warn: Callable[[str], None], make: Callable[[], bytes]) -> str:
+    first = group[0]
     try:
-        kind = notice_kind(first)
-        if kind == "expired":
-            held_for = (first.decided_at or first.created_at) - first.created_at
-            data = notifier.expired(group, held_for)
-        elif kind == "decided":
-            data = notifier.decided(group)
-        else:
-            data = notifier.undelivered(group)
+        data = make()
     except (ValueError, TypeError, jinja2.TemplateError) as exc:
         warn(f"cannot write the notice to {first.mail_from}: {exc}")
         return _later_or_never(first, warn)  # an operator's template: once it is fixed, the next call sends it
@@ -248,4 +286,4 @@ def duration_words(value: dt.timedelta) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-__all__ = ["HeldView", "Notifier", "duration_words", "header_safe", "send_owed", "wants_notice"]
+__all__ = ["HeldView", "NoticeLinks", "Notifier", "duration_words", "header_safe", "send_owed", "wants_notice"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from rcptguard import logs
 from rcptguard.delivery import NextHop, deliver
 from rcptguard.errors import DecidedNotRecorded, DeliveredNotRecorded, NotPending, StoreError
-from rcptguard.notify import Notifier, send_owed
+from rcptguard.notify import NoticeLinks, Notifier, send_owed
 from rcptguard.rewrite import correct_headers
 from rcptguard.store.quarantine import Hold, Quarantine, ReleaseOutcome, needs_smtputf8
 from rcptguard.store.schema import Delivery, HoldState
@@ -170,15 +170,16 @@ class Outbox:
     # -- a round of everything that is due --------------------------------------------------------------------
 
     def run_once(self, next_hop: NextHop, notifier: Notifier | None, *, give_up_after: dt.timedelta,
-                 warn: Callable[[str], None] = lambda _text: None) -> None:
+                 links: NoticeLinks | None = None, warn: Callable[[str], None] = lambda _text: None) -> None:
         """One retry round: deliveries the next hop deferred, those deferred past `give_up_after` given up (their
-        senders owed a notice), then every notice owed (with a `notifier`). Each step on its own: one failing
-        (the store down, say) does not skip the others."""
+        senders owed a notice), then every notice owed (with a `notifier`; held notices with `links`). Each step
+        on its own: one failing (the store down, say) does not skip the others."""
         steps: builtins.list[tuple[str, Callable[[], object]]] = [
             ("pending deliveries not retried", lambda: self.deliver_pending(next_hop)),
             ("stale deliveries not given up", lambda: self._give_up(give_up_after))]
         if notifier is not None:
-            steps.append(("owed notices not sent", lambda: send_owed(self.quarantine, notifier, next_hop, warn=warn)))
+            steps.append(("owed notices not sent",
+                          lambda: send_owed(self.quarantine, notifier, next_hop, warn=warn, links=links)))
         for failure, step in steps:
             try:
                 step()

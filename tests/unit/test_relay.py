@@ -130,6 +130,30 @@ def test_no_notice_for_an_automatic_message(relay: Relay, sink: RecordingSink) -
     assert sink.messages == []
 
 
+def test_a_deferred_notice_does_not_defer_the_message(tmp_path: Path, sink: RecordingSink) -> None:
+    """The held notice is owed in the store with the hold: when the next hop defers it, the message is still
+    answered 250 (nothing to retry: the hold is stored), and the outbox's next round sends the notice, once."""
+    relay = make_relay(tmp_path, sink, retry_interval=0.3)
+    try:
+        assert relay.quarantine is not None
+        sink.reply_rcpt = {"me@example-corp.com": "451 4.3.0 mailbox locked"}
+        code, _, _ = send(relay, ["j.doe@army.ml"])
+        assert code == 250
+        (hold,) = relay.quarantine.list()
+        time.sleep(0.5)
+        assert sink.messages == []
+        assert relay.quarantine.require(hold.id).notice == "pending"
+        sink.reply_rcpt = None
+        (notice,) = sink.wait_for(1)
+        assert notice.rcpt_tos == ("me@example-corp.com",)
+        assert b"/confirm/" in notice.data
+        time.sleep(1.0)  # later rounds send nothing more
+        assert len(sink.messages) == 1
+        assert relay.quarantine.require(hold.id).notice == "sent"
+    finally:
+        relay.close()
+
+
 def test_one_message_mixes_all_four(tmp_path: Path, sink: RecordingSink) -> None:
     """pass, warn and hold in one message, reject at RCPT: each recipient goes its own way."""
     relay = make_relay(tmp_path, sink, force_ml=True)
@@ -171,7 +195,7 @@ def test_next_hop_down_is_a_temporary_failure_and_holds_once(tmp_path: Path, sin
     try:
         sink.stop()
         code, text, _ = send(relay, ["a@army.mil", "b@army.ml"])
-        assert code == 451  # the sender could not be told (the notice goes through the next hop): retry
+        assert code == 451  # a@army.mil could not be forwarded: the client keeps the message and retries
         code, text, _ = send(relay, ["a@army.mil"])
         assert code == 451
         assert b"4.4.0" in text

@@ -435,4 +435,5 @@ def _send_owed(store: Quarantine, config: Config, hop: NextHop, notice_from: str
 
     notifier = config.relay.notifier(notice_from)
     with _errors():
-        return dict(send_owed(store, notifier, hop, warn=lambda text: click.echo(f"warning: {text}", err=True)))
+        return dict(send_owed(store, notifier, hop, links=config.relay.notice_links(store.store),
+                              warn=lambda text: click.echo(f"warning: {text}", err=True)))

@@ -52,13 +52,13 @@ from rcptguard.delivery import (
     normalise_line_endings,
 )
 from rcptguard.model import Action, Verdict
-from rcptguard.notify import Notifier, Warned, wants_notice
+from rcptguard.notify import NoticeLinks, Notifier, Warned, send_owed, wants_notice
 from rcptguard.outbox import Backoff, Outbox
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.settings import Settings, invalid
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
-from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine, summarize
+from rcptguard.store.quarantine import HeldRecipient, Quarantine, summarize
 
 from .replies import RELAY_REPLIES, Relayed, ascii_line, rcpt_reply
 
@@ -132,6 +132,10 @@ class RelaySettings(Settings):
     def hop(self) -> NextHop:
         """The next hop, with the configured timeouts."""
         return NextHop.parse(self.next_hop, self.timeouts)
+
+    def notice_links(self, store: Store) -> NoticeLinks:
+        """How held notices get their links: on the page at `base_url`, valid for `link_days`."""
+        return NoticeLinks(Links(store), self.base_url, dt.timedelta(days=self.link_days))
 
     def notifier(self, sender: str | None = None) -> Notifier:
         """The notices to senders as these settings make them (`[notify]`, which `[relay]` may override): the
@@ -536,7 +540,8 @@ class RelayHandler:
         self.next_hop = settings.hop
         self.hostname = settings.hostname or socket.getfqdn() or "localhost"
         self.pool: Transport = AsyncPool(self.next_hop, size=settings.workers)
-        self.links = Links(quarantine.store) if quarantine is not None else None
+        self.notices_due = asyncio.Event()  # a message was held: its notice is owed now, not at the next round
+        self.owed: set[str] = set()  # the messages whose held notices are owed since the last round
         self.notifier = settings.notifier()
         self.accepted = 0
         self.copies = AcceptedCopies()
@@ -747,37 +752,6 @@ class RelayHandler:
                        smtputf8: bool = False) -> DeliveryResult:
         return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8)
 
-    async def _notify(self, holds: list[Hold]) -> bool:
-        """Tell the sender what was held and give the one link to choose. False when that failed for now:
-        the message is then answered 4xx, and its next delivery (held once, by its key) tries again."""
-        assert self.links is not None
-        ttl = dt.timedelta(days=self.settings.link_days)
-        try:
-            token = await asyncio.to_thread(self.links.issue_once, holds[0].message_id, ttl)
-        except (StoreError, ValueError) as exc:
-            logs.event(log, "no link for the notice", logging.WARNING, error=str(exc))
-            return False
-        if token is None:
-            return True  # already told, on an earlier delivery of the same message
-        link = f"{self.settings.base_url.rstrip('/')}/confirm/{token}"
-        sender = holds[0].mail_from
-        result: DeliveryResult | None = None
-        try:
-            notice = self.notifier.held(holds, link, ttl)
-            result = await self._forward("", [sender], notice, smtputf8=not sender.isascii())
-        except Exception as exc:  # noqa: BLE001 - an operator's template may fail: try again later
-            logs.event(log, "notice failed", logging.ERROR, sender=sender, error=f"{type(exc).__name__}: {exc}")
-        if result is not None and sender in result.accepted:
-            return True
-        if result is not None and not result.temporary:
-            logs.event(log, "notice refused", logging.WARNING, sender=sender, error=result.error)
-            return True  # the sender's address is refused for good: nothing a retry can mend
-        logs.event(log, "notice not sent; will retry", logging.WARNING, sender=sender,
-                   error=result.error if result else "template")
-        with contextlib.suppress(StoreError):
-            await asyncio.to_thread(self.links.revoke, token)
-        return False
-
     async def _forward_copies(self, mail_from: str, groups: list[tuple[list[str], bytes]], *,
                               utf8: bool) -> tuple[list[Copy], str | None]:
         """Forward each copy (plain, warned) to its recipients, except those an earlier attempt at this message
@@ -824,16 +798,18 @@ class RelayHandler:
             recipients = [HeldRecipient(r, verdicts[r].intended, verdicts[r].suggestion, verdicts[r].reason,
                                         [s.to_json() for s in verdicts[r].signals], verdicts[r].score) for r in held]
             client = session.peer[0] if isinstance(session.peer, tuple) else ""
+            notify = self.settings.notify and wants_notice(mail_from, content)
             try:
                 holds = await asyncio.to_thread(self.quarantine.hold, mail_from=mail_from, recipients=recipients,
-                                                content=content, client=str(client))
+                                                content=content, client=str(client), notify=notify)
                 await asyncio.to_thread(self.quarantine.store.verify)
             except StoreError as exc:
                 logs.event(log, "quarantine unavailable", logging.ERROR, error=str(exc))
                 return str(RELAY_REPLIES[Relayed.QUARANTINE_UNAVAILABLE])
             hold_ids = [h.id for h in holds]
-            if self.settings.notify and wants_notice(mail_from, content) and not await self._notify(holds):
-                return str(RELAY_REPLIES[Relayed.NOTICE_FAILED])
+            if notify:  # owed in the store with the holds: the outbox sends it now, and again until it goes
+                self.owed.add(holds[0].message_id)
+                self.notices_due.set()
 
         groups = [(passed, content)]  # warned recipients get the message as it is: the warning is the sender's
         sent, deferred = await self._forward_copies(mail_from, groups, utf8=utf8)
@@ -908,17 +884,35 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
 
 async def _retry_pending(handler: RelayHandler, quarantine: Quarantine) -> None:
     """Every `retry_interval`, one round of the outbox: retry released deliveries the next hop deferred, give up
-    on those deferred for `give_up_days`, and send the notices the quarantine owes. Each step on its own."""
+    on those deferred for `give_up_days`, and send the notices the quarantine owes. Each step on its own. When
+    the relay holds a message, its held notice is sent at once (the rest waits for the round)."""
     settings = handler.settings
     outbox = Outbox(quarantine, backoff=Backoff(settings.retry_backoff, settings.retry_backoff_max))
+    links = settings.notice_links(quarantine.store)
+    notifier = handler.notifier if settings.notify else None
 
     def warn(text: str) -> None:
         logs.event(log, "notice", logging.WARNING, detail=text)
 
+    def held_notices(message_ids: list[str]) -> None:
+        try:
+            send_owed(quarantine, handler.notifier, handler.next_hop, warn=warn, links=links, grace=None,
+                      message_ids=message_ids)
+        except Exception as exc:  # noqa: BLE001 - still owed: the next round sends them
+            logs.event(log, "held notices not sent", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+
+    next_round = time.monotonic() + settings.retry_interval
     while True:
-        await asyncio.sleep(settings.retry_interval)
-        await asyncio.to_thread(outbox.run_once, handler.next_hop, handler.notifier if settings.notify else None,
-                                give_up_after=dt.timedelta(days=settings.give_up_days), warn=warn)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(handler.notices_due.wait(), max(next_round - time.monotonic(), 0))
+        if handler.notices_due.is_set():
+            handler.notices_due.clear()
+            owed, handler.owed = sorted(handler.owed), set()
+            await asyncio.to_thread(held_notices, owed)
+        if time.monotonic() >= next_round:
+            await asyncio.to_thread(outbox.run_once, handler.next_hop, notifier, links=links, warn=warn,
+                                    give_up_after=dt.timedelta(days=settings.give_up_days))
+            next_round = time.monotonic() + settings.retry_interval
 
 
 def build(factory: GuardFactory, store: Store | None,

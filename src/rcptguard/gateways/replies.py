@@ -70,7 +70,6 @@ class Relayed(StrEnum):
     INTERNAL = "internal error"
     QUARANTINE_MISSING = "no quarantine"
     QUARANTINE_UNAVAILABLE = "quarantine unavailable"
-    NOTICE_FAILED = "notice failed"
     NEXT_HOP_DEFERRED = "next hop deferred"
     NEXT_HOP_SLOW = "next hop slow"
     NEXT_HOP_STILL_BUSY = "next hop still busy"
@@ -93,8 +92,6 @@ RELAY_REPLIES: dict[Relayed, SmtpReply] = {
     Relayed.INTERNAL: SmtpReply(451, "4.3.0", "Internal error, message not accepted; try again later"),
     Relayed.QUARANTINE_MISSING: SmtpReply(451, "4.3.0", "Quarantine not configured; try again later"),
     Relayed.QUARANTINE_UNAVAILABLE: SmtpReply(451, "4.3.0", "Quarantine unavailable; try again later"),
-    Relayed.NOTICE_FAILED: SmtpReply(451, "4.3.0", "Could not tell the sender about the held recipients; try "
-                                                    "again later"),
     Relayed.NEXT_HOP_DEFERRED: SmtpReply(451, "4.4.0", "Next hop deferred"),
     Relayed.NEXT_HOP_SLOW: SmtpReply(451, "4.4.1", "The next hop is slow to answer; try again later"),
     Relayed.NEXT_HOP_STILL_BUSY: SmtpReply(451, "4.4.1", "The next hop has not answered yet; try again later"),

@@ -1,16 +1,15 @@
 """Confirmation links: the secret URL mailed to the sender of a held message, to confirm or correct it.
 
     links = Links(store)
-    raw = links.issue(message_id, ttl=dt.timedelta(days=7))       # goes into the mail, never into the store
-    raw = links.issue_once(message_id, ttl=dt.timedelta(days=7))  # the held notice's link; None: told before
-    info = links.resolve(raw)                                     # LinkInfo, or LinkInvalid / LinkExpired
-    links.mark_used_if_done(raw)                                  # after a decision: used once nothing is held
+    raw = links.issue(message_id, ttl=dt.timedelta(days=7))  # goes into the mail, never into the store
+    info = links.resolve(raw)                                # LinkInfo, or LinkInvalid / LinkExpired
+    links.mark_used_if_done(raw)                             # after a decision: used once nothing is held
 
 Only the sha256 of a raw token is stored, so neither a copy of the database nor its backups hold working
-links. A message has at most one held-notice link (`held_notices`, keyed by message id): issue_once claims it
-and stores the link in one transaction, so of any number of relays holding the same message exactly one tells
-the sender. A token is single-use in effect: each held recipient can be decided once (the quarantine's atomic
-decide), and once every hold of the message is decided the link is marked used.
+links. The held notice's link is issued by the worker that claimed the notice (notify.send_owed), so of any
+number of relays holding the same message one tells the sender (the quarantine's notice claim decides which). A
+token is single-use in effect: each held recipient can be decided once (the quarantine's atomic decide), and once
+every hold of the message is decided the link is marked used.
 """
 
 from __future__ import annotations
@@ -21,9 +20,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, String, and_, delete, exists, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, delete, exists, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from rcptguard.errors import LinkError, LinkExpired, LinkInvalid
@@ -31,7 +28,7 @@ from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
 from rcptguard.store import utc_now as _now
-from rcptguard.store.schema import held_notices, holds, links, messages
+from rcptguard.store.schema import holds, links, messages
 
 __all__ = ["TOKEN_BYTES", "LinkError", "LinkExpired", "LinkInfo", "LinkInvalid", "Links", "token_hash"]
 
@@ -87,45 +84,11 @@ class Links:
             raise StoreError(f"cannot store the link: {_one_line(exc)}") from exc
         return raw
 
-    def issue_once(self, message_id: str, ttl: dt.timedelta) -> str | None:
-        """The held notice's raw token for a message, or None if the message has one already (its sender was
-        told before: a redelivery, or another relay holding the same message, must not send a second notice).
-
-        One transaction: the message's row in held_notices is taken with an insert-or-nothing (its primary key
-        is the message id) and the link is stored with it, so of any number of callers racing for one message,
-        on SQLite or PostgreSQL, exactly one gets a token. Raises ValueError like issue().
-        """
-        if ttl <= dt.timedelta(0):
-            raise ValueError("a link needs a positive lifetime")
-        raw = secrets.token_urlsafe(TOKEN_BYTES)
-        link_id, now = token_hash(raw), _now()
-        insert_ = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        take = insert_(held_notices).from_select(
-            ["message_id", "link_id", "created_at"],
-            select(messages.c.id, literal(link_id, String(64)), literal(now, DateTime(timezone=True)))
-            .where(messages.c.id == message_id),
-        ).on_conflict_do_nothing(index_elements=[held_notices.c.message_id]).returning(held_notices.c.message_id)
-        try:
-            with self.engine.begin() as connection:
-                # The insert comes first: on SQLite the transaction starts as a writer and waits for a racing one.
-                if connection.execute(take).first() is None:  # (psycopg's rowcount here is -1: RETURNING)
-                    if connection.execute(select(messages.c.id).where(messages.c.id == message_id)).first() is None:
-                        raise ValueError(f"no held message with id {message_id!r}")
-                    return None
-                connection.execute(insert(links).values(
-                    id=link_id, message_id=message_id, created_at=now, expires_at=now + ttl, used_at=None,
-                ))
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot store the link: {_one_line(exc)}") from exc
-        return raw
-
     def revoke(self, raw: str) -> None:
-        """Forget a link (its notice could not be sent): if it was the held notice's, the next delivery of the
-        message issues another."""
+        """Forget a link (its notice could not be sent)."""
         link_id = token_hash(raw)
         try:
             with self.engine.begin() as connection:
-                connection.execute(delete(held_notices).where(held_notices.c.link_id == link_id))
                 connection.execute(delete(links).where(links.c.id == link_id))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot remove the link: {_one_line(exc)}") from exc

@@ -94,9 +94,10 @@ _ID_LENGTH = 10  # 50 bits
 # claim_timeout` in seconds.
 CLAIM_TIMEOUT = dt.timedelta(hours=1)
 STALE_CLAIM = CLAIM_TIMEOUT  # the former name
-# The notices a sender can be owed, by what happened to the held recipients it tells of: nobody chose in time;
-# released, then refused for good or deferred too long; an administrator decided (`notify_sender`).
-NOTICE_KINDS = ("expired", "undelivered", "decided")
+# The notices a sender can be owed, by what happened to the held recipients it tells of: held (choose here, with
+# the link); nobody chose in time; released, then refused for good or deferred too long; an administrator decided
+# (`notify_sender`).
+NOTICE_KINDS = ("held", "expired", "undelivered", "decided")
 # A notice of an administrator's decision waits until nobody has decided on the same message for this long, so
 # that one who decides several recipients of a message in a row sends its sender one notice, not one per click.
 NOTICE_GRACE = dt.timedelta(seconds=30)
@@ -205,8 +206,11 @@ class ReleaseOutcome:
 
 
 def notice_kind(hold: Hold) -> str:
-    """Which notice a hold owing one gets (NOTICE_KINDS): expired, undelivered (its delivery failed for good,
-    whoever released it), or decided (an administrator's decision, owed with notify_sender)."""
+    """Which notice a hold owing one gets (NOTICE_KINDS): held (nobody decided yet: the notice with the link),
+    expired, undelivered (its delivery failed for good, whoever released it), or decided (an administrator's
+    decision, owed with notify_sender)."""
+    if hold.state == HoldState.HELD:
+        return "held"
     if hold.state == "expired":
         return "expired"
     if hold.delivery == Delivery.FAILED:
@@ -332,10 +336,13 @@ class Quarantine:
     # -- holding ----------------------------------------------------------------------------------------------
 
     def hold(self, *, mail_from: str, recipients: Sequence[HeldRecipient], content: bytes,
-             client: str = "") -> builtins.list[Hold]:
+             client: str = "", notify: bool = False) -> builtins.list[Hold]:
         """Store the message and hold each recipient, in one durable transaction; the holds in recipient order.
+        With `notify`, the sender is owed the held notice (kind "held", see owed_notices) in the same transaction:
+        once the door answers 250, the notice is the outbox's to send, and cannot be lost.
 
-        Idempotent: the same sender, held recipients and bytes again return the holds already stored.
+        Idempotent: the same sender, held recipients and bytes again return the holds already stored (and owe no
+        second notice).
         """
         if not recipients:
             return []
@@ -358,7 +365,7 @@ class Quarantine:
                     "id": new_hold_id(), "message_id": message_id, "recipient": r.address, "intended": r.intended,
                     "suggestion": r.suggestion, "reason": r.reason, "signals": signal_json,
                     "score": float(r.score), "state": HoldState.HELD, "created_at": now, "delivery": Delivery.NONE,
-                    "delivery_attempts": 0,
+                    "delivery_attempts": 0, "notice": Notice.PENDING if notify else None,
                 } for r, signal_json in zip(recipients, signals, strict=True)]
                 self._insert_ignoring(connection, holds, [holds.c.message_id, holds.c.recipient], hold_rows)
                 rows = connection.execute(

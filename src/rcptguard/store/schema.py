@@ -149,15 +149,3 @@ links = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),  # set once no hold of the message is still held
 )
-
-# The link mailed in a message's held notice ("your message waits for your choice"): one row per message at most.
-# Its primary key makes "tell the sender once" one atomic insert-or-nothing, however many relays share the store;
-# revoking the link (its notice could not be sent) deletes the row, so that a later delivery can tell the sender.
-held_notices = Table(
-    "held_notices",
-    metadata,
-    Column("message_id", String(32), ForeignKey("messages.id"), primary_key=True),
-    Column("link_id", String(64), nullable=False),  # links.id of the notice's link
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("link_id", name="uq_held_notices_link"),
-)

@@ -101,7 +101,7 @@ class Releases:
         """One pass of send_owed, now, in this thread: the count of each outcome."""
         assert self.notifier is not None
         try:
-            counts = send_owed(self.quarantine, self.notifier, self.next_hop,
+            counts = send_owed(self.quarantine, self.notifier, self.next_hop, links=None,  # held notices: the relay's
                                warn=lambda text: logs.event(log, "web_notice", logging.WARNING, warning=text))
         except StoreError as exc:  # still owed: the relay's retry loop sends it
             logs.event(log, "web_notices_unfinished", logging.ERROR, error=str(exc))
