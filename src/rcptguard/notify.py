@@ -30,6 +30,7 @@ from rcptguard.delivery import NextHop, deliver
 from rcptguard.store.quarantine import notice_kind
 
 if TYPE_CHECKING:
+    from rcptguard.model import Verdict
     from rcptguard.store.links import Links
     from rcptguard.store.quarantine import Hold, Quarantine
 
@@ -51,6 +52,19 @@ class HeldView(Protocol):
     def message_id_header(self) -> str: ...
     @property
     def received_at(self) -> dt.datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Flagged:
+    """A recipient a notice tells of that is not a hold (a warning, a message in Postfix's hold queue)."""
+
+    recipient: str
+    reason: str
+    suggestion: str | None
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> Flagged:
+        return cls(verdict.address, verdict.reason, verdict.suggestion)
 
 
 @dataclass(frozen=True)
@@ -108,23 +122,44 @@ class Notifier:
         } for hold in holds]
         return self._message("notice_decided", holds, subject, items=items)
 
+    def warned(self, mail_from: str, items: Sequence[Flagged], subject: str, quiet: dt.timedelta, *,
+               in_reply_to: str | None = None) -> bytes:
+        """The notice that a message was delivered but some of its addresses look mistyped (a warning, not a
+        hold), to the sender, who can fix the address; `quiet`: how long no other warning of these domains
+        follows."""
+        title = "Check the address: " + ", ".join(item.recipient for item in items)
+        return self._compose("notice_warned", mail_from, title, in_reply_to=in_reply_to, subject=subject,
+                             items=items, quiet=duration_words(quiet))
+
+    def queue_held(self, mail_from: str, items: Sequence[Flagged], *, more: int = 0, queue_id: str = "") -> bytes:
+        """The policy service's notice that Postfix holds a message in its queue for these recipients (`more`:
+        held recipients not listed); an administrator releases it there."""
+        listed = ", ".join(item.recipient for item in items) + (f" and {more} more" if more else "")
+        return self._compose("notice_queue_hold", mail_from, f"Your message to {listed} is on hold", items=items,
+                             more=more, queue_id=queue_id)
+
     def _message(self, template: str, holds: Sequence[HeldView], subject: str, **context: Any) -> bytes:  # noqa: ANN401
         first = holds[0]
-        values = {"holds": holds, "subject": first.subject, "date": format_datetime(first.received_at),
-                  "host": self.hostname, **context}
+        return self._compose(template, first.mail_from, subject, in_reply_to=first.message_id_header, holds=holds,
+                             subject=first.subject, date=format_datetime(first.received_at), **context)
+
+    def _compose(self, template: str, to: str, title: str, *, in_reply_to: str | None = None,
+                 **context: Any) -> bytes:  # noqa: ANN401
+        """A notice to `to`: the template's text and HTML parts, automatic (RFC 3834), from the null sender's
+        MAILER-DAEMON (or `sender`), in reply to the message it is about when its Message-ID is known."""
+        values = {"host": self.hostname, **context}
         text = self._env.get_template(f"{template}.txt.j2").render(values)
         html = self._env.get_template(f"{template}.html.j2").render(values)
-        utf8 = not first.mail_from.isascii()
-        message = EmailMessage(policy=email_policy.SMTPUTF8 if utf8 else email_policy.SMTP)
+        message = EmailMessage(policy=email_policy.SMTP if to.isascii() else email_policy.SMTPUTF8)
         message["From"] = self.sender or f"MAILER-DAEMON@{self.hostname}"
-        message["To"] = header_safe(first.mail_from)
-        message["Subject"] = header_safe(subject)
+        message["To"] = header_safe(to)
+        message["Subject"] = header_safe(title)
         message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
         message["Message-ID"] = make_msgid("rcptguard", domain=self.hostname)
         message["Auto-Submitted"] = "auto-replied"
-        if re.fullmatch(r"<[^<>\s]+>", first.message_id_header or ""):
-            message["In-Reply-To"] = first.message_id_header
-            message["References"] = first.message_id_header
+        if re.fullmatch(r"<[^<>\s]+>", in_reply_to or ""):
+            message["In-Reply-To"] = in_reply_to
+            message["References"] = in_reply_to
         # 7bit/8bit rather than quoted-printable: the link stays one unbroken line in any raw view.
         message.set_content(text, cte="7bit" if text.isascii() else "8bit")
         message.add_alternative(html, subtype="html", cte="7bit" if html.isascii() else "8bit")
@@ -286,4 +321,5 @@ def duration_words(value: dt.timedelta) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-__all__ = ["HeldView", "NoticeLinks", "Notifier", "duration_words", "header_safe", "send_owed", "wants_notice"]
+__all__ = ["Flagged", "HeldView", "NoticeLinks", "Notifier", "duration_words", "header_safe", "send_owed",
+           "wants_notice"]

@@ -1,16 +1,20 @@
-"""The outbox: what leaves the guard once a person has decided (released and corrected messages, and the notices
-owed to senders), claimed, sent, and marked, so that it goes once and is never lost.
+"""The outbox: everything that leaves the guard on its own (released and corrected messages, the notices owed to
+senders, warnings, the policy service's notices, delivery reports), claimed, sent, and marked, so that it goes
+once and is never lost.
 
     outbox = Outbox(quarantine)
     outbox.release(hold_id, "alice", next_hop, to="j.doe@gmail.com")   # decide, claim, send, mark
     outbox.deliver_pending(next_hop)                                    # retry what the next hop deferred
+    outbox.queue("warning", "", sender, notice)                        # mail no hold carries: stored first
+    outbox.send_queued(next_hop)                                        # then claimed, sent, settled
     outbox.run_once(next_hop, notifier, give_up_after=...)              # every step of a retry round
 
 The quarantine (store/quarantine.py) keeps the rows and their atomic transitions: decide, claim, mark. The outbox
 owns the sending: it takes a claim, hands the message to the next hop through the one SMTP client
 (`delivery.deliver`), and marks the outcome under that claim. An acceptance the store cannot record is retried,
-then remembered by the quarantine (this worker never sends it again) and said loudly. Notices go the same way
-(`notify.send_owed`: claim, send, settle). Doors and commands use an Outbox; none sends a release itself.
+then remembered by the quarantine (this worker never sends it again) and said loudly. Notices of holds go the
+same way (`notify.send_owed`: claim, send, settle), and so does the mail no hold carries (`store.outgoing`).
+Doors and commands use an Outbox; none sends anything itself.
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rcptguard import logs
 from rcptguard.delivery import NextHop, deliver
 from rcptguard.errors import DecidedNotRecorded, DeliveredNotRecorded, NotPending, StoreError
-from rcptguard.notify import NoticeLinks, Notifier, send_owed
+from rcptguard.notify import NOTICE_LIFETIME, NoticeLinks, Notifier, send_owed
 from rcptguard.rewrite import correct_headers
+from rcptguard.store.outgoing import Outgoing
 from rcptguard.store.quarantine import Hold, Quarantine, ReleaseOutcome, needs_smtputf8
 from rcptguard.store.schema import Delivery, HoldState
 
@@ -55,9 +61,43 @@ class Outbox:
     retry rounds); without one, every pending delivery is tried whenever asked (`quarantine deliver-pending`: an
     operator who asks for a retry gets one)."""
 
+    KEEP_SENT = dt.timedelta(days=7)  # outgoing mail settled this long ago is purged by a round
+
     def __init__(self, quarantine: Quarantine, *, backoff: Backoff | None = None) -> None:
         self.quarantine = quarantine
         self.backoff = backoff
+        self.outgoing = Outgoing(quarantine.store, stale_after=quarantine.stale_after)
+
+    # -- mail no hold carries ----------------------------------------------------------------------------------
+
+    def queue(self, kind: str, mail_from: str, recipient: str, content: bytes) -> str:
+        """Store a warning, a notice or a report to send (durably: answer the client only after this); its id."""
+        return self.outgoing.add(kind, mail_from, recipient, content)
+
+    def send_queued(self, next_hop: NextHop, *, ids: Sequence[str] | None = None) -> Counter[str]:
+        """Send the stored mail that is due (only `ids`, if given), each claimed first; a deferral is tried again
+        after the backoff, for NOTICE_LIFETIME, then given up; a refusal is final. The count of each outcome."""
+        counts: Counter[str] = Counter()
+        backoff = self.backoff or Backoff()
+        for item in self.outgoing.due(ids=builtins.list(ids) if ids is not None else None):
+            claim = self.outgoing.claim(item.id)
+            if claim is None:
+                continue
+            result = deliver(next_hop, item.mail_from, [item.recipient], item.content,
+                             smtputf8=needs_smtputf8(item.mail_from, item.recipient))
+            reply = result.temp_failed.get(item.recipient) or result.perm_failed.get(item.recipient)
+            error = result.error or (f"{reply[0]} {reply[1]}" if reply else None)
+            if item.recipient in result.accepted:
+                outcome = "sent"
+            elif result.temporary and dt.datetime.now(dt.UTC) - item.created_at < NOTICE_LIFETIME:
+                outcome = "later"
+            else:
+                outcome = "refused"
+            self.outgoing.settle(item.id, claim, outcome, error=error, retry_after=backoff.after(item.attempts + 1))
+            counts[outcome] += 1
+            level = logging.INFO if outcome == "sent" else logging.WARNING
+            logs.event(log, f"{item.kind} {outcome}", level, id=item.id, to=item.recipient, error=error)
+        return counts
 
     # -- releases ----------------------------------------------------------------------------------------------
 
@@ -176,7 +216,9 @@ class Outbox:
         on its own: one failing (the store down, say) does not skip the others."""
         steps: builtins.list[tuple[str, Callable[[], object]]] = [
             ("pending deliveries not retried", lambda: self.deliver_pending(next_hop)),
-            ("stale deliveries not given up", lambda: self._give_up(give_up_after))]
+            ("stale deliveries not given up", lambda: self._give_up(give_up_after)),
+            ("queued mail not sent", lambda: self.send_queued(next_hop)),
+            ("sent mail not purged", lambda: self.outgoing.purge(self.KEEP_SENT))]
         if notifier is not None:
             steps.append(("owed notices not sent",
                           lambda: send_owed(self.quarantine, notifier, next_hop, warn=warn, links=links)))

@@ -23,11 +23,10 @@ BODY = (b"From: me@example-corp.com\r\nTo: crew\r\nSubject: crew list\r\nMessage
 class Relay(ServedInThread):
     """A relay on a loopback port, served by an event loop in a thread."""
 
-    def __init__(self, handler: RelayHandler, quarantine: Quarantine | None) -> None:
+    def __init__(self, handler: RelayHandler) -> None:
         self.handler = handler
-        self.quarantine = quarantine
-        super().__init__(lambda ready, stop: serve(handler, "127.0.0.1", 0, ready=ready, stop=stop,
-                                                   quarantine=quarantine))
+        self.quarantine: Quarantine = handler.quarantine
+        super().__init__(lambda ready, stop: serve(handler, "127.0.0.1", 0, ready=ready, stop=stop))
 
     def smtp(self) -> smtplib.SMTP:
         return smtplib.SMTP("127.0.0.1", self.port, timeout=30)
@@ -45,8 +44,7 @@ def make_relay(tmp_path: Path, sink: RecordingSink, *, force_ml: bool = False, s
     store = Store.open(store_url or f"sqlite:///{tmp_path / 'relay.db'}")
     relay_settings = RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}", "flush_interval": 0.05,
                                                  **settings}, "relay")
-    handler, quarantine = build(policy_factory(force_ml), store, relay_settings)
-    return Relay(handler, quarantine)
+    return Relay(build(policy_factory(force_ml), store, relay_settings))
 
 
 def send(relay: Relay, rcpts: list[str], body: bytes = BODY) -> tuple[int, bytes, dict[str, tuple[int, bytes]]]:

@@ -49,10 +49,11 @@ def test_a_warning_goes_to_the_sender_never_the_recipient(relay: Relay, sink: Re
     (notice,) = notices(sink)
     assert notice.rcpt_tos == ("me@example-corp.com",)
     text = email.message_from_bytes(notice.data, policy=email.policy.default)
-    assert text["Auto-Submitted"] == "auto-generated"
+    assert text["Auto-Submitted"] == "auto-replied"  # RFC 3834: an answer to the sender's message
     assert text["Subject"] == "Check the address: a@ymail.com"
-    body = text.get_body().get_content()  # type: ignore[union-attr]
-    assert '"crew list" was delivered' in body
+    assert text["In-Reply-To"] == "<m1@example-corp.com>"
+    body = " ".join(text.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+    assert "Subject: crew list was delivered" in body
     assert "ymail.com looks like gmail.com" in body
     assert "Did you mean a@gmail.com?" in body
 
@@ -234,15 +235,36 @@ def test_permanent_refusal_of_one_recipient_sends_a_dsn(tmp_path: Path) -> None:
         relay = make_relay(tmp_path, sink)
         try:
             code, _, _ = send(relay, ["a@army.mil", "nobody@army.mil"])
+            assert code == 250
+            got = sink.wait_for(2)
         finally:
             relay.close()
-        assert code == 250
-        got = sink.wait_for(2)
     assert got[0].rcpt_tos == ("a@army.mil",)
     assert got[1].mail_from == ""
     assert got[1].rcpt_tos == ("me@example-corp.com",)
     assert b"nobody@army.mil: 550 5.1.1 no such user" in got[1].data
     assert b"Passport" not in got[1].data
+
+
+def test_a_deferred_dsn_does_not_defer_the_message(tmp_path: Path) -> None:
+    """The report of a refused recipient is stored before the relay answers; when the next hop defers it, the
+    message is still answered 250 (the forwarded copy is not sent again) and a later round delivers the report."""
+    with RecordingSink(reply_rcpt={"nobody@army.mil": "550 5.1.1 no such user",
+                                   "me@example-corp.com": "451 4.3.0 mailbox locked"}) as sink:
+        relay = make_relay(tmp_path, sink, retry_interval=0.3, retry_backoff=0.1)
+        try:
+            code, _, _ = send(relay, ["a@army.mil", "nobody@army.mil"])
+            assert code == 250
+            sink.wait_for(1)
+            time.sleep(0.5)
+            assert [m.rcpt_tos for m in sink.messages] == [("a@army.mil",)]
+            sink.reply_rcpt = {"nobody@army.mil": "550 5.1.1 no such user"}
+            got = sink.wait_for(2)
+            time.sleep(0.8)
+        finally:
+            relay.close()
+    assert [m.rcpt_tos for m in sink.messages] == [("a@army.mil",), ("me@example-corp.com",)]
+    assert b"nobody@army.mil: 550 5.1.1 no such user" in got[1].data
 
 
 def test_permanent_refusal_of_everything_is_a_5xx(tmp_path: Path) -> None:
@@ -268,9 +290,8 @@ def test_exception_in_the_handler_is_451(tmp_path: Path, sink: RecordingSink) ->
     """An exception inside the relay answers 451 4.3.0, with no traceback in the reply."""
     policy = load_policy().with_domains(("mil",))
     store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
-    handler, quarantine = build(lambda learned: ExplodingGuard(policy, learned), store,
-                                RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}"}, "relay"))
-    relay = Relay(handler, quarantine)
+    relay = Relay(build(lambda learned: ExplodingGuard(policy, learned), store,
+                        RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}"}, "relay")))
     try:
         with relay.smtp() as smtp:
             smtp.ehlo()

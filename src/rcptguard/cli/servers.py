@@ -167,12 +167,12 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
                    base_url=settings.base_url, fix="set [web] base_url to the address senders reach the page at")
     store, factory = open_gateway(loaded, policy, db)
     try:
-        handler, quarantine = relay_mod.build(factory, store, settings)
+        handler = relay_mod.build(factory, store, settings)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
         serve_until_stopped("relay", host, port,
-                            lambda ready: relay_mod.serve(handler, host, port, ready=ready, quarantine=quarantine))
+                            lambda ready: relay_mod.serve(handler, host, port, ready=ready))
 
 
 @click.command()

@@ -35,10 +35,10 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
 
+import jinja2
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from rcptguard import logs
@@ -52,7 +52,7 @@ from rcptguard.delivery import (
     normalise_line_endings,
 )
 from rcptguard.model import Action, Verdict
-from rcptguard.notify import NoticeLinks, Notifier, Warned, send_owed, wants_notice
+from rcptguard.notify import Flagged, NoticeLinks, Notifier, Warned, send_owed, wants_notice
 from rcptguard.outbox import Backoff, Outbox
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.settings import Settings, invalid
@@ -155,29 +155,6 @@ def without_own_headers(content: bytes) -> bytes:
     if b"x-rcptguard-" not in head.lower():
         return content
     return _OWN_HEADER.sub(b"", head) + content[len(head):]
-
-
-def warn_notice(mail_from: str, warned: Sequence[tuple[str, Verdict]], subject: str, sender: str) -> bytes:
-    """A short notice to the sender about recipients that look mistyped but were delivered (a warning, not a
-    hold): what looked wrong and what was probably meant, so that the person who can fix the address hears it."""
-    lines = [f'Your message "{subject or "(no subject)"}" was delivered, but an address in it looks mistyped:', ""]
-    for rcpt, verdict in warned:
-        lines.append(f"  {rcpt}")
-        lines.append(f"    {verdict.reason}")
-        if verdict.suggestion:
-            lines.append(f"    Did you mean {verdict.suggestion}?")
-        lines.append("")
-    lines.append("If an address was wrong, send the message again to the right one, and tell the person who got it "
-                 "by mistake. You will not be told again about these domains today.")
-    notice = EmailMessage(policy=email.policy.SMTP)
-    notice["From"] = sender
-    notice["To"] = mail_from
-    notice["Subject"] = "Check the address: " + ", ".join(rcpt for rcpt, _ in warned)[:150]
-    notice["Date"] = email.utils.formatdate()
-    notice["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2] or None)
-    notice["Auto-Submitted"] = "auto-generated"
-    notice.set_content("\n".join(lines))
-    return notice.as_bytes()
 
 
 def dsn(mail_from: str, failed: dict[str, tuple[int, str]], hostname: str) -> bytes:
@@ -533,15 +510,17 @@ def _address(peer: object) -> str:
 class RelayHandler:
     """aiosmtpd hooks: decide at RCPT, split and account for every recipient after DATA."""
 
-    def __init__(self, runtime: Runtime, quarantine: Quarantine | None, settings: RelaySettings) -> None:
+    def __init__(self, runtime: Runtime, quarantine: Quarantine, settings: RelaySettings) -> None:
         self.runtime = runtime
         self.quarantine = quarantine
         self.settings = settings
         self.next_hop = settings.hop
         self.hostname = settings.hostname or socket.getfqdn() or "localhost"
         self.pool: Transport = AsyncPool(self.next_hop, size=settings.workers)
-        self.notices_due = asyncio.Event()  # a message was held: its notice is owed now, not at the next round
-        self.owed: set[str] = set()  # the messages whose held notices are owed since the last round
+        self.notices_due = asyncio.Event()  # something to send now, not at the next round:
+        self.owed: set[str] = set()  # the messages whose held notices are owed since
+        self.queued: set[str] = set()  # and the outgoing mail stored since
+        self.outbox = Outbox(quarantine, backoff=Backoff(settings.retry_backoff, settings.retry_backoff_max))
         self.notifier = settings.notifier()
         self.accepted = 0
         self.copies = AcceptedCopies()
@@ -549,7 +528,6 @@ class RelayHandler:
         self.late: dict[bytes, asyncio.Task[str]] = {}  # messages still being handled after their answer was due
         self.answered_late: OrderedDict[bytes, tuple[float, str]] = OrderedDict()  # and the 250s they ended with
         self.warned = Warned(settings.warn_notice_interval, self.copies.size)  # who heard of which domain lately
-        self.background: set[asyncio.Task[None]] = set()  # warning notices being sent
         self._limit_logged: dict[str, float] = {}
 
     def fit_connections(self, open_files: int) -> None:
@@ -721,32 +699,30 @@ class RelayHandler:
             while len(self.answered_late) > self.copies.size:
                 self.answered_late.popitem(last=False)
 
-    def _tell_of_warnings(self, mail_from: str, warned: list[tuple[str, Verdict]], content: bytes) -> None:
-        """Send the sender a notice of the warned recipients it was not told about in the last
-        `warn_notice_interval` (per sender and domain), in the background: a warning never delays the mail."""
+    async def _tell_of_warnings(self, mail_from: str, warned: list[tuple[str, Verdict]], content: bytes) -> None:
+        """Queue a notice to the sender of the warned recipients it was not told about in the last
+        `warn_notice_interval` (per sender and domain); the outbox sends it at once. A warning is a courtesy: a
+        store that fails here is logged, and the mail goes on."""
         domains = {rcpt: verdict.domain_ascii or rcpt.rpartition("@")[2] for rcpt, verdict in warned}
-        due = {domain for domain in dict.fromkeys(domains.values()) if self.warned.due(mail_from, domain)}
-        fresh = [(rcpt, verdict) for rcpt, verdict in warned if domains[rcpt] in due]
+        due = sorted(domain for domain in dict.fromkeys(domains.values()) if self.warned.due(mail_from, domain))
+        fresh = [Flagged.of(verdict) for rcpt, verdict in warned if domains[rcpt] in due]
         if not fresh:
             return
-        subject, _ = summarize(content)
-        notice = warn_notice(mail_from, fresh, subject, self.notifier.sender or f"MAILER-DAEMON@{self.hostname}")
-        task = asyncio.ensure_future(  # noqa: RUF006 - kept in self.background until done
-            self._send_warn_notice(mail_from, notice, [r for r, _ in fresh], sorted(due)))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-    async def _send_warn_notice(self, mail_from: str, notice: bytes, rcpts: list[str], domains: list[str]) -> None:
         try:
-            result = await self._forward("", [mail_from], notice, smtputf8=not mail_from.isascii())
-        except Exception as exc:  # noqa: BLE001 - a warning notice is a courtesy: log it, never fail the mail
-            result = DeliveryResult(error=f"{type(exc).__name__}: {exc}")
-        if mail_from in result.accepted:
-            logs.event(log, "warning notice sent", sender=mail_from, recipients=rcpts)
-        else:
-            self.warned.forget(mail_from, domains)
-            logs.event(log, "warning notice not sent", logging.WARNING, sender=mail_from, recipients=rcpts,
-                       error=result.error)
+            subject, message_id = summarize(content)
+            notice = self.notifier.warned(mail_from, fresh, subject,
+                                          dt.timedelta(seconds=self.settings.warn_notice_interval),
+                                          in_reply_to=message_id)
+            self._queued(await asyncio.to_thread(self.outbox.queue, "warning", "", mail_from, notice))
+        except (StoreError, ValueError, TypeError, jinja2.TemplateError) as exc:
+            self.warned.forget(mail_from, due)
+            logs.event(log, "warning notice not queued", logging.WARNING, sender=mail_from,
+                       recipients=[f.recipient for f in fresh], error=f"{type(exc).__name__}: {exc}")
+
+    def _queued(self, row_id: str) -> None:
+        """Mail stored for the outbox: have the retry loop send it now, not at its next round."""
+        self.queued.add(row_id)
+        self.notices_due.set()
 
     async def _forward(self, mail_from: str, rcpts: list[str], body: bytes, *,
                        smtputf8: bool = False) -> DeliveryResult:
@@ -793,8 +769,6 @@ class RelayHandler:
 
         hold_ids: list[str] = []
         if held:
-            if self.quarantine is None:
-                return str(RELAY_REPLIES[Relayed.QUARANTINE_MISSING])
             recipients = [HeldRecipient(r, verdicts[r].intended, verdicts[r].suggestion, verdicts[r].reason,
                                         [s.to_json() for s in verdicts[r].signals], verdicts[r].score) for r in held]
             client = session.peer[0] if isinstance(session.peer, tuple) else ""
@@ -823,8 +797,10 @@ class RelayHandler:
                 return f"{code if 500 <= code < 600 else 550} 5.0.0 Next hop refused: {ascii_line(text, 200)}"
             if mail_from:
                 report = dsn(mail_from, perm_failed, self.hostname)
-                result = await self._forward("", [mail_from], report)
-                if result.temporary:
+                try:
+                    self._queued(await asyncio.to_thread(self.outbox.queue, "report", "", mail_from, report))
+                except StoreError as exc:
+                    logs.event(log, "delivery report not stored", logging.ERROR, sender=mail_from, error=str(exc))
                     self.copies.remember(mail_from, sent)
                     return str(RELAY_REPLIES[Relayed.REPORT_FAILED])
         self.copies.forget(mail_from, sent)
@@ -834,7 +810,7 @@ class RelayHandler:
                 self.runtime.saw(domain)
         self.accepted += 1
         if warned and self.settings.warn_notice and wants_notice(mail_from, content):
-            self._tell_of_warnings(mail_from, [(r, verdicts[r]) for r in warned if r in accepted], content)
+            await self._tell_of_warnings(mail_from, [(r, verdicts[r]) for r in warned if r in accepted], content)
         logs.event(log, "message", sender=mail_from, forwarded=accepted, held=dict(zip(held, hold_ids, strict=False)),
                    refused_by_next_hop=sorted(perm_failed), warned=warned, size=len(content))
         note = f"; held {len(hold_ids)} for confirmation" if hold_ids else ""  # counts: a reply line stays short
@@ -842,7 +818,7 @@ class RelayHandler:
 
 
 async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[[int], None] | None = None,
-                stop: asyncio.Event | None = None, quarantine: Quarantine | None = None) -> None:
+                stop: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or `stop`); retry pending released deliveries in the background."""
     loop = asyncio.get_running_loop()
     settings = handler.settings
@@ -862,17 +838,13 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    tasks = [asyncio.create_task(handler.runtime.maintain())]
-    if quarantine is not None:
-        tasks.append(asyncio.create_task(_retry_pending(handler, quarantine)))
+    tasks = [asyncio.create_task(handler.runtime.maintain()), asyncio.create_task(_retry_pending(handler))]
     try:
         async with server:
             await stop.wait()
     finally:
         for task in tasks:
             task.cancel()
-        if handler.background:  # warning notices on their way
-            await asyncio.wait(list(handler.background), timeout=10.0)
         if handler.late:  # messages whose client was told 451 while the next hop was slow: let them end
             _, unfinished = await asyncio.wait(list(handler.late.values()), timeout=10.0)
             for late in unfinished:
@@ -882,24 +854,26 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
         logs.event(log, "stopped", messages=handler.accepted)
 
 
-async def _retry_pending(handler: RelayHandler, quarantine: Quarantine) -> None:
+async def _retry_pending(handler: RelayHandler) -> None:
     """Every `retry_interval`, one round of the outbox: retry released deliveries the next hop deferred, give up
-    on those deferred for `give_up_days`, and send the notices the quarantine owes. Each step on its own. When
-    the relay holds a message, its held notice is sent at once (the rest waits for the round)."""
-    settings = handler.settings
-    outbox = Outbox(quarantine, backoff=Backoff(settings.retry_backoff, settings.retry_backoff_max))
+    on those deferred for `give_up_days`, send the notices the quarantine owes and the mail stored for sending.
+    What the relay just stored (a held message's notice, a warning, a report) is sent at once, between rounds."""
+    settings, quarantine, outbox = handler.settings, handler.quarantine, handler.outbox
     links = settings.notice_links(quarantine.store)
     notifier = handler.notifier if settings.notify else None
 
     def warn(text: str) -> None:
         logs.event(log, "notice", logging.WARNING, detail=text)
 
-    def held_notices(message_ids: list[str]) -> None:
+    def send_now(message_ids: list[str], queued: list[str]) -> None:
         try:
-            send_owed(quarantine, handler.notifier, handler.next_hop, warn=warn, links=links, grace=None,
-                      message_ids=message_ids)
-        except Exception as exc:  # noqa: BLE001 - still owed: the next round sends them
-            logs.event(log, "held notices not sent", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+            if message_ids:
+                send_owed(quarantine, handler.notifier, handler.next_hop, warn=warn, links=links,
+                          message_ids=message_ids)
+            if queued:
+                outbox.send_queued(handler.next_hop, ids=queued)
+        except Exception as exc:  # noqa: BLE001 - still owed or stored: the next round sends them
+            logs.event(log, "mail not sent yet", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
 
     next_round = time.monotonic() + settings.retry_interval
     while True:
@@ -907,17 +881,18 @@ async def _retry_pending(handler: RelayHandler, quarantine: Quarantine) -> None:
             await asyncio.wait_for(handler.notices_due.wait(), max(next_round - time.monotonic(), 0))
         if handler.notices_due.is_set():
             handler.notices_due.clear()
-            owed, handler.owed = sorted(handler.owed), set()
-            await asyncio.to_thread(held_notices, owed)
+            owed, queued = sorted(handler.owed), sorted(handler.queued)
+            handler.owed.clear()
+            handler.queued.clear()
+            await asyncio.to_thread(send_now, owed, queued)
         if time.monotonic() >= next_round:
             await asyncio.to_thread(outbox.run_once, handler.next_hop, notifier, links=links, warn=warn,
                                     give_up_after=dt.timedelta(days=settings.give_up_days))
             next_round = time.monotonic() + settings.retry_interval
 
 
-def build(factory: GuardFactory, store: Store | None,
-          settings: RelaySettings) -> tuple[RelayHandler, Quarantine | None]:
+def build(factory: GuardFactory, store: Store, settings: RelaySettings) -> RelayHandler:
+    """The relay's handler: the guard from `factory` (what the store learned), its quarantine in `store`."""
     runtime = Runtime(factory, store, flush_interval=settings.flush_interval,
                       rebuild_interval=settings.rebuild_interval)
-    quarantine = Quarantine(store, stale_after=settings.claim_window) if store is not None else None
-    return RelayHandler(runtime, quarantine, settings), quarantine
+    return RelayHandler(runtime, Quarantine(store, stale_after=settings.claim_window), settings)

@@ -68,7 +68,6 @@ class Relayed(StrEnum):
     RECIPIENT_OK = "recipient accepted"
     RECIPIENT_AGAIN = "recipient named again"
     INTERNAL = "internal error"
-    QUARANTINE_MISSING = "no quarantine"
     QUARANTINE_UNAVAILABLE = "quarantine unavailable"
     NEXT_HOP_DEFERRED = "next hop deferred"
     NEXT_HOP_SLOW = "next hop slow"
@@ -90,7 +89,6 @@ RELAY_REPLIES: dict[Relayed, SmtpReply] = {
     Relayed.RECIPIENT_OK: SmtpReply(250, "2.1.5", "OK"),
     Relayed.RECIPIENT_AGAIN: SmtpReply(250, "2.1.5", "OK (already a recipient)"),
     Relayed.INTERNAL: SmtpReply(451, "4.3.0", "Internal error, message not accepted; try again later"),
-    Relayed.QUARANTINE_MISSING: SmtpReply(451, "4.3.0", "Quarantine not configured; try again later"),
     Relayed.QUARANTINE_UNAVAILABLE: SmtpReply(451, "4.3.0", "Quarantine unavailable; try again later"),
     Relayed.NEXT_HOP_DEFERRED: SmtpReply(451, "4.4.0", "Next hop deferred"),
     Relayed.NEXT_HOP_SLOW: SmtpReply(451, "4.4.1", "The next hop is slow to answer; try again later"),

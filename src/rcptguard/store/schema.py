@@ -149,3 +149,26 @@ links = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),  # set once no hold of the message is still held
 )
+
+# Mail the guard itself sends that no hold carries: a warning to a sender, a policy service's notice of a message
+# Postfix holds, a delivery report for recipients the next hop refused. Written before the door answers, sent by
+# the outbox (claimed, sent, settled, retried with backoff like a release), kept a while after for the record.
+outgoing = Table(
+    "outgoing",
+    metadata,
+    Column("id", String(32), primary_key=True),  # uuid4 hex
+    Column("kind", String(32), nullable=False),  # warning | queue-hold | report: what it is, for logs and counts
+    Column("mail_from", Text, nullable=False),  # "" for the null sender
+    Column("recipient", Text, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),  # Notice: pending | sending | sent | refused
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True)),  # NULL: due now
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("claim_id", String(32)),
+    Column("settled_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    CheckConstraint(check_in("state", NOTICE_STATES), name="ck_outgoing_state"),
+    Index("ix_outgoing_state_due", "state", "next_attempt_at"),
+)
