@@ -122,11 +122,11 @@ class Notifier:
         } for hold in holds]
         return self._message("notice_decided", holds, subject, items=items)
 
-    def warned(self, mail_from: str, items: Sequence[Flagged], subject: str, quiet: dt.timedelta, *,
+    def warned(self, mail_from: str, items: Sequence[Flagged], subject: str | None, quiet: dt.timedelta, *,
                in_reply_to: str | None = None) -> bytes:
         """The notice that a message was delivered but some of its addresses look mistyped (a warning, not a
         hold), to the sender, who can fix the address; `quiet`: how long no other warning of these domains
-        follows."""
+        follows. `subject` None: told while the message is being sent (the policy service, at RCPT), not after."""
         title = "Check the address: " + ", ".join(item.recipient for item in items)
         return self._compose("notice_warned", mail_from, title, in_reply_to=in_reply_to, subject=subject,
                              items=items, quiet=duration_words(quiet))

@@ -16,10 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rcptguard.gateways.policyd import PER_MESSAGE, HeldLine, PendingNotices, PolicyService, PolicySettings, serve
+from rcptguard.gateways.policyd import PER_MESSAGE, PendingNotices, PolicyService, PolicySettings, serve
 from rcptguard.guard import Guard
 from rcptguard.model import Verdict
-from rcptguard.policy import load_policy
+from rcptguard.notify import Flagged
+from rcptguard.policy import ConfigError, load_policy
 from rcptguard.store import Store
 from tests.support.processes import RCPTGUARD, ServedInThread, running
 from tests.support.sink import RecordingSink
@@ -100,15 +101,15 @@ def notices() -> Iterator[RecordingSink]:
         yield sink
 
 
-def hold_service(notices: RecordingSink, **settings: object) -> Server:
-    return Server(PolicyService(guard_factory(), None, PolicySettings.from_section(
+def hold_service(notices: RecordingSink, store: Store, **settings: object) -> Server:
+    return Server(PolicyService(guard_factory(), store, PolicySettings.from_section(
         {"hold_mode": "hold", "notify_smtp": f"127.0.0.1:{notices.port}", **settings}, "policyd")))
 
 
-def test_a_warning_goes_to_the_sender_once_a_day_per_domain(notices: RecordingSink) -> None:
+def test_a_warning_goes_to_the_sender_once_a_day_per_domain(notices: RecordingSink, store: Store) -> None:
     """A warned recipient is let through (DUNNO) and the sender, never the recipient, gets one short notice per
     domain: three warned recipients at ymail.com give one notice, one at gmail.de another."""
-    running = Server(PolicyService(guard_factory(), None, PolicySettings.from_section(
+    running = Server(PolicyService(guard_factory(), store, PolicySettings.from_section(
         {"notify_smtp": f"127.0.0.1:{notices.port}"}, "policyd")))
     try:
         answers = request(running.port, rcpt("a@ymail.com"), rcpt("b@ymail.com"), rcpt("a@ymail.com"),
@@ -126,10 +127,36 @@ def test_a_warning_goes_to_the_sender_once_a_day_per_domain(notices: RecordingSi
     assert b"Did you mean a@gmail.com?" in first
 
 
-def test_hold_notice_is_one_per_message_at_end_of_message(notices: RecordingSink) -> None:
+def test_a_deferred_notice_is_stored_and_sent_by_a_later_round(notices: RecordingSink, store: Store) -> None:
+    """A hold notice that notify_smtp defers is kept in the store and sent by the service's next round, once."""
+    notices.reply_rcpt = {"me@example-corp.com": "451 4.3.0 mailbox locked"}
+    running = hold_service(notices, store, retry_interval=0.3)
+    try:
+        answers = request(running.port, rcpt("x@army.ml", instance="m1"),
+                          rcpt("", protocol_state="END-OF-MESSAGE", instance="m1", queue_id="4XyZ1"))
+        assert answers[0].startswith("HOLD ")
+        time.sleep(0.6)
+        assert notices.messages == []
+        notices.reply_rcpt = None
+        (notice,) = notices.wait_for(1)
+        time.sleep(1.0)
+    finally:
+        running.close()
+    assert len(notices.messages) == 1
+    assert notice.rcpt_tos == ("me@example-corp.com",)
+    assert b"is on hold" in notice.data
+
+
+def test_notices_need_a_store() -> None:
+    """A service told to send notices without a store to keep them until they are sent is refused at start."""
+    with pytest.raises(ConfigError, match=r"policyd\.notify_smtp: notices are stored"):
+        PolicyService(guard_factory(), None, PolicySettings(notify_smtp="127.0.0.1:25"))
+
+
+def test_hold_notice_is_one_per_message_at_end_of_message(notices: RecordingSink, store: Store) -> None:
     """Held recipients of one message (one Postfix instance) get one notice, once the message is whole, with
     its queue id; END-OF-MESSAGE itself answers DUNNO; a transaction that never ends gets no notice."""
-    running = hold_service(notices)
+    running = hold_service(notices, store)
     try:
         answers = request(running.port, rcpt("x@army.ml", instance="a1"), rcpt("y@navy.ml", instance="a1"),
                           rcpt("z@army.ml", instance="b2"),  # never ends: no END-OF-MESSAGE for b2
@@ -147,9 +174,9 @@ def test_hold_notice_is_one_per_message_at_end_of_message(notices: RecordingSink
     assert b"queue id 4XyZ1" in notice.data
 
 
-def test_end_of_message_with_one_recipient_is_not_decided_again(notices: RecordingSink) -> None:
+def test_end_of_message_with_one_recipient_is_not_decided_again(notices: RecordingSink, store: Store) -> None:
     """At DATA and END-OF-MESSAGE Postfix repeats a lone recipient: decided at RCPT, it is not counted again."""
-    running = hold_service(notices)
+    running = hold_service(notices, store)
     try:
         answers = request(running.port, rcpt("x@army.mil", instance="c3"),
                           rcpt("x@army.mil", protocol_state="DATA", instance="c3"),
@@ -161,8 +188,8 @@ def test_end_of_message_with_one_recipient_is_not_decided_again(notices: Recordi
     assert notices.messages == []
 
 
-def test_notify_at_rcpt_sends_at_once(notices: RecordingSink) -> None:
-    running = hold_service(notices, notify_at="rcpt")
+def test_notify_at_rcpt_sends_at_once(notices: RecordingSink, store: Store) -> None:
+    running = hold_service(notices, store, notify_at="rcpt")
     try:
         request(running.port, rcpt("x@army.ml", instance="d4"), rcpt("y@navy.ml", instance="d4"))
         assert len(notices.wait_for(2)) == 2
@@ -343,15 +370,15 @@ def held_rcpt(instance: str, recipient: str = "x@army.ml") -> dict[str, str]:
     return rcpt(recipient, instance=instance)
 
 
-def test_unfinished_held_transactions_stay_bounded_and_cheap(caplog: pytest.LogCaptureFixture) -> None:
+def test_unfinished_held_transactions_stay_bounded_and_cheap(caplog: pytest.LogCaptureFixture, store: Store) -> None:
     """200,000 held RCPTs whose transactions never end: the service remembers at most pending_limit messages,
     each request looks at a bounded number of entries (not all of them), the forgotten ones are logged in a few
     lines, and a message that does end still gets its notice."""
-    service = PolicyService(guard_factory(), None, PolicySettings.from_section(
+    service = PolicyService(guard_factory(), store, PolicySettings.from_section(
         {"hold_mode": "hold", "notify_smtp": "127.0.0.1:9", "pending_limit": 1000}, "policyd"))
     sent: list[tuple[str, list[str], str]] = []
-    service._send_notice = lambda held, queue_id: sent.append(  # type: ignore[method-assign]
-        (held.sender, [line.address for line in held.lines], queue_id))
+    service._notify = lambda held, queue_id: sent.append(  # type: ignore[method-assign]
+        (held.sender, [line.recipient for line in held.lines], queue_id))
     with caplog.at_level(logging.WARNING, "rcptguard.policyd"):
         for number in range(200_000):
             assert service.decide(held_rcpt(f"t{number}")).startswith("HOLD ")
@@ -374,7 +401,7 @@ def test_pending_notices_forget_the_stale_and_the_oldest() -> None:
     first; more recipients of a remembered message are added to it (up to per_message, the rest counted)."""
     now = [0.0]
     pending = PendingNotices(limit=3, max_age=3600.0, per_message=2, clock=lambda: now[0])
-    line = HeldLine("x@army.ml", "army.ml looks like army.mil", "x@army.mil")
+    line = Flagged("x@army.ml", "army.ml looks like army.mil", "x@army.mil")
     assert pending.add("a", "s@example.org", line) == []
     now[0] = 10.0
     for instance in ("b", "c"):
@@ -392,9 +419,9 @@ def test_pending_notices_forget_the_stale_and_the_oldest() -> None:
     assert pending.pop("d") is None
 
 
-def test_a_notice_lists_at_most_per_message_recipients(notices: RecordingSink) -> None:
+def test_a_notice_lists_at_most_per_message_recipients(notices: RecordingSink, store: Store) -> None:
     """A message with more held recipients than a notice lists names the first ones and counts the rest."""
-    running = hold_service(notices)
+    running = hold_service(notices, store)
     try:
         many = [held_rcpt("m1", f"u{n}@army.ml") for n in range(PER_MESSAGE + 5)]
         request(running.port, *many, rcpt("", protocol_state="END-OF-MESSAGE", instance="m1", queue_id="Q1"))

@@ -23,26 +23,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.policy
+import datetime as dt
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import BinaryIO, Literal
 
 from rcptguard import logs
-from rcptguard.delivery import NextHop, deliver
-from rcptguard.errors import ProtocolError
+from rcptguard.delivery import NextHop
+from rcptguard.errors import ConfigError, ProtocolError
 from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
-from rcptguard.notify import Warned, header_safe
+from rcptguard.notify import Flagged, Notifier, Warned
+from rcptguard.outbox import Backoff, Outbox
 from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
 from rcptguard.settings import Settings, invalid
 from rcptguard.store import Store
+from rcptguard.store.quarantine import Quarantine
 
 from .replies import ascii_line, explanation
 
@@ -68,6 +68,7 @@ class PolicySettings(Settings):
     notify_from: str = "postmaster"
     notify_at: Literal["end-of-message", "rcpt"] = "end-of-message"  # rcpt: at once, one per held recipient
     pending_limit: int = 10000  # unfinished held messages remembered for their END-OF-MESSAGE; the oldest go first
+    retry_interval: float = 60.0  # seconds between tries of notices notify_smtp deferred (each waits its backoff)
 
     def check(self) -> None:
         if self.notify_smtp:
@@ -79,26 +80,13 @@ class PolicySettings(Settings):
             raise invalid("pending_limit", "at least 1")
 
 
-@dataclass(frozen=True, slots=True)
-class HeldLine:
-    """What a notice says of one held recipient (not the whole verdict: unfinished transactions stay small)."""
-
-    address: str
-    reason: str
-    suggestion: str | None
-
-    @classmethod
-    def of(cls, verdict: Verdict) -> HeldLine:
-        return cls(verdict.address, verdict.reason, verdict.suggestion)
-
-
 @dataclass(slots=True)
 class HeldMessage:
     """The held recipients of one message (Postfix's `instance`), waiting for END-OF-MESSAGE."""
 
     since: float
     sender: str
-    lines: list[HeldLine] = field(default_factory=list)
+    lines: list[Flagged] = field(default_factory=list)
     more: int = 0  # held recipients past PER_MESSAGE, counted, not listed
 
 
@@ -133,7 +121,7 @@ class PendingNotices:
     def __len__(self) -> int:
         return len(self._messages)
 
-    def add(self, instance: str, sender: str, line: HeldLine) -> list[tuple[str, HeldMessage, str]]:
+    def add(self, instance: str, sender: str, line: Flagged) -> list[tuple[str, HeldMessage, str]]:
         """Remember a held recipient of the message `instance`; the messages forgotten to make room (or gone
         stale), each with why."""
         now = self.clock()
@@ -198,7 +186,14 @@ class PolicyService:
     """The policy protocol on any number of connections, one shared guard."""
 
     def __init__(self, guard_factory: GuardFactory, store: Store | None, settings: PolicySettings) -> None:
+        if settings.notify_smtp and store is None:
+            raise ConfigError("notices are stored before they are sent: the service needs a store",
+                              key="policyd.notify_smtp")
         self.settings = settings
+        self.hop = NextHop.parse(settings.notify_smtp) if settings.notify_smtp else None
+        self.outbox = Outbox(Quarantine(store), backoff=Backoff(first=settings.retry_interval)) \
+            if store is not None and self.hop is not None else None
+        self.notifier = Notifier(sender=settings.notify_from)
         self.runtime = Runtime(guard_factory, store, flush_interval=settings.flush_interval,
                                rebuild_interval=settings.rebuild_interval)
         self.requests = 0
@@ -246,16 +241,16 @@ class PolicyService:
             return
         if not self.warned.due(sender, verdict.domain_ascii or recipient.rpartition("@")[2]):
             return
-        self._in_background(self._send_warning, sender, recipient, verdict)
+        self._send_warning(sender, recipient, verdict)
 
     def _held_recipient(self, attrs: dict[str, str], verdict: Verdict) -> None:
         sender, instance = attrs.get("sender", ""), attrs.get("instance", "")
         if not self.settings.notify_smtp or not sender:
             return
         if self.settings.notify_at == "rcpt" or not instance:
-            self._notify(HeldMessage(time.monotonic(), sender, [HeldLine.of(verdict)]), "")
+            self._notify(HeldMessage(time.monotonic(), sender, [Flagged.of(verdict)]), "")
             return
-        evicted = self.pending.add(instance, sender, HeldLine.of(verdict))
+        evicted = self.pending.add(instance, sender, Flagged.of(verdict))
         if evicted:
             self._forgot(evicted)
 
@@ -281,67 +276,36 @@ class PolicyService:
             self._notify(held, attrs.get("queue_id", ""))
 
     def _notify(self, held: HeldMessage, queue_id: str) -> None:
-        self._in_background(self._send_notice, held, queue_id)
+        self._queue("queue-hold", held.sender, lambda: self.notifier.queue_held(
+            held.sender, held.lines,
+            more=held.more, queue_id=queue_id), queue_id=queue_id)
 
-    def _in_background(self, send: Callable[..., None], *args: object) -> None:
-        """Run a blocking send off the event loop (in a thread in stdio mode, which has no loop)."""
+    def _send_warning(self, sender: str, recipient: str, verdict: Verdict) -> None:
+        self._queue("warning", sender, lambda: self.notifier.warned(
+            sender, [Flagged.of(verdict)], None, dt.timedelta(seconds=self.settings.warn_notice_interval)),
+            recipient=recipient)
+
+    def _queue(self, kind: str, sender: str, make: Callable[[], bytes], **about: str) -> None:
+        """Store a notice for the outbox and have it sent now, off the event loop (in a thread in stdio mode);
+        one the next hop defers is sent again by the next round (serve) or any relay sharing the store."""
+        def store_and_send() -> None:
+            assert self.outbox is not None  # only called with notify_smtp, which needs a store
+            assert self.hop is not None
+            try:
+                row = self.outbox.queue(kind, "", sender, make())
+                self.outbox.send_queued(self.hop, ids=[row])
+            except Exception as exc:  # noqa: BLE001 - the mail itself is Postfix's: log and go on
+                logs.event(log, "notice failed", logging.WARNING, kind=kind, sender=sender,
+                           error=f"{type(exc).__name__}: {exc}", **about)
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # stdio mode has no event loop
-            threading.Thread(target=send, args=args).start()
+            threading.Thread(target=store_and_send).start()
             return
-        task = loop.create_task(asyncio.to_thread(send, *args))
+        task = loop.create_task(asyncio.to_thread(store_and_send))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _notice(self, sender: str, subject: str) -> EmailMessage:
-        """A notice to `sender`, headers only: automatic (RFC 3834), from `notify_from`."""
-        message = EmailMessage()
-        message["From"] = self.settings.notify_from
-        message["To"] = header_safe(sender)
-        message["Subject"] = header_safe(subject)
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = make_msgid(domain="rcptguard.invalid")
-        message["Auto-Submitted"] = "auto-generated"
-        return message
-
-    def _send_warning(self, sender: str, recipient: str, verdict: Verdict) -> None:
-        message = self._notice(sender, f"Check the address: {recipient}")
-        suggestion = f"    Did you mean {verdict.suggestion}?\n" if verdict.suggestion else ""
-        message.set_content(
-            f"You are sending a message to an address that looks mistyped:\n\n    {recipient}\n    {verdict.reason}\n"
-            f"{suggestion}\nIt was not stopped. If the address is wrong, send the message again to the right one and "
-            "tell the person who got it by mistake. You will not be told again about this domain today.\n")
-        self._send_mail(message, sender, f"warning about {recipient}", "")
-
-    def _send_notice(self, held: HeldMessage, queue_id: str) -> None:
-        sender, lines = held.sender, held.lines
-        more = f" and {held.more} more" if held.more else ""
-        addresses = ", ".join(line.address for line in lines) + more
-        message = self._notice(sender, f"Your message to {addresses} is on hold")
-        listed = "".join(f"\n    {line.address}\n        {line.reason}\n"
-                         + (f"        You probably meant: {line.suggestion}\n" if line.suggestion else "")
-                         for line in lines) + (f"\n    ... and {held.more} more held recipients\n" if more else "")
-        reference = f"\nReference for your mail administrator: queue id {queue_id}\n" if queue_id else ""
-        message.set_content(
-            f"Your message has been held and not sent to anyone, because of:\n{listed}{reference}\n"
-            "Ask your mail administrator to release it if the addresses are right, or send it again to the "
-            "right addresses.\n")
-        self._send_mail(message, sender, addresses, queue_id)
-
-    def _send_mail(self, message: EmailMessage, sender: str, about: str, queue_id: str) -> None:
-        """Hand a notice to `notify_smtp`, from the null sender; a failure is logged (the mail itself is Postfix's)."""
-        try:
-            hop = NextHop.parse(self.settings.notify_smtp or "")
-        except ValueError as exc:
-            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipients=about, queue_id=queue_id,
-                       error=f"policyd.notify_smtp: {exc}")
-            return
-        result = deliver(hop, "", [sender], message.as_bytes(policy=email.policy.SMTP),
-                         smtputf8=not sender.isascii())  # the one SMTP client, as the relay's notices
-        if sender not in result.accepted:
-            logs.event(log, "notice failed", logging.WARNING, sender=sender, recipients=about, queue_id=queue_id,
-                       error=result.error or str(next(iter({**result.temp_failed, **result.perm_failed}.values()))))
 
     # -- the protocol ---------------------------------------------------------------------------------
 
@@ -399,7 +363,9 @@ async def serve(service: PolicyService, host: str, port: int, ready: Callable[[i
     logs.event(log, "listening", host=host, port=bound)
     if ready is not None:
         ready(bound)
-    maintenance = asyncio.create_task(service.runtime.maintain())
+    tasks = [asyncio.create_task(service.runtime.maintain())]
+    if service.outbox is not None:
+        tasks.append(asyncio.create_task(_send_stored(service)))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -409,9 +375,23 @@ async def serve(service: PolicyService, host: str, port: int, ready: Callable[[i
         async with server:
             await stop.wait()
     finally:
-        maintenance.cancel()
+        for task in tasks:
+            task.cancel()
         await asyncio.to_thread(service.close)
         logs.event(log, "stopped", requests=service.requests)
+
+
+async def _send_stored(service: PolicyService) -> None:
+    """Every `retry_interval`, send the stored notices that are due (those notify_smtp deferred, and any another
+    process stored and could not send)."""
+    assert service.outbox is not None
+    assert service.hop is not None
+    while True:
+        await asyncio.sleep(service.settings.retry_interval)
+        try:
+            await asyncio.to_thread(service.outbox.send_queued, service.hop)
+        except Exception as exc:  # noqa: BLE001 - stored: the next round tries again
+            logs.event(log, "stored notices not sent", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
 
 
 def _requests(stdin: BinaryIO) -> Iterator[dict[str, str]]:
