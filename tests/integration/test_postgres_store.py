@@ -10,6 +10,7 @@ import signal
 import smtplib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +20,7 @@ from sqlalchemy import Table, func, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from rcptguard.delivery import NextHop, normalise_line_endings
+from rcptguard.notify import NoticeLinks, Notifier, send_owed
 from rcptguard.outbox import Outbox
 from rcptguard.store import Store
 from rcptguard.store.links import LinkExpired, LinkInvalid, Links, token_hash
@@ -34,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 THREADS = 8
-HEAD = "0008"  # the newest schema revision
+HEAD = "0009"  # the newest schema revision
 SENDER = "alice@example.org"
 CONTENT = (
     b"From: Alice <alice@example.org>\r\n"
@@ -106,10 +108,10 @@ def count_rows(store: Store, table: Table) -> int:
 # -- schema and correspondents ------------------------------------------------------------------------------------
 
 
-def test_upgrade_from_0004_keeps_links_claims_and_held_notices(postgres_url: str, sink: RecordingSink) -> None:
-    """A PostgreSQL store at schema 0004 with data upgrades to the newest: the message whose sender was told keeps
-    its link and gets no second notice (its earliest link becomes the notice's), another can be told, and a
-    delivery an old worker claimed 30 minutes ago is not taken over under the default claim timeout."""
+def test_upgrade_from_0004_keeps_links_and_claims(postgres_url: str, sink: RecordingSink) -> None:
+    """A PostgreSQL store at schema 0004 with data upgrades to the newest: the links of a message whose sender was
+    told still work and owe no second notice, and a delivery an old worker claimed 30 minutes ago is not taken
+    over under the default claim timeout."""
     old = Store.open(postgres_url, migrate=False)
     old.migrate("0004")
     now = dt.datetime.now(dt.UTC)
@@ -132,13 +134,11 @@ def test_upgrade_from_0004_keeps_links_claims_and_held_notices(postgres_url: str
     try:
         with upgraded.engine.connect() as connection:
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
-            assert connection.execute(text("SELECT message_id, link_id FROM held_notices")).all() == [
-                ("1" * 32, token_hash("a" * 43))]
+            assert "held_notices" not in inspect(connection).get_table_names()
         links = Links(upgraded)
         assert links.resolve("b" * 43).message_id == "1" * 32
-        assert links.issue_once("1" * 32, dt.timedelta(days=7)) is None
-        assert links.issue_once("2" * 32, dt.timedelta(days=7)) is not None
         quarantine = Quarantine(upgraded)
+        assert quarantine.owed_notices() == {}
         assert quarantine.require("oldhold001").claim_id is None
         assert Outbox(quarantine).deliver_pending(sink.hop) == 0
         assert Outbox(Quarantine(upgraded, stale_after=dt.timedelta(minutes=20))).deliver_pending(sink.hop) == 1
@@ -155,7 +155,7 @@ def test_open_migrates_the_schema(postgres_url: str) -> None:
             assert connection.dialect.name == "postgresql"
             tables = set(inspect(connection).get_table_names())
             assert {"alembic_version", "correspondents", "messages", "holds", "events", "links",
-                    "held_notices"} <= tables
+                    "outgoing"} <= tables
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
     finally:
         first.close()
@@ -413,55 +413,62 @@ def test_links_issue_resolve_and_refuse_bad_tokens(quarantine: Quarantine, store
         links.issue("0" * 32, dt.timedelta(days=1))
 
 
-def test_links_issue_once(quarantine: Quarantine, store: Store) -> None:
-    """issue_once gives a message its first link and None afterwards (a redelivery sends no second notice)."""
-    links = Links(store)
-    hold = hold_one(quarantine)
-    first = links.issue_once(hold.message_id, dt.timedelta(days=7))
-    assert first is not None
-    assert links.resolve(first).message_id == hold.message_id
-    assert links.issue_once(hold.message_id, dt.timedelta(days=7)) is None
+def notice_links(store: Store) -> NoticeLinks:
+    return NoticeLinks(Links(store), "https://mailguard.example.org", dt.timedelta(days=7))
 
 
-def test_racing_relays_issue_one_notice_link(quarantine: Quarantine, store: Store, postgres_url: str) -> None:
-    """Eight relays, each with its own engine, calling issue_once for one message at once get one token between
-    them (the held notice's row is one insert-or-nothing); revoking it lets the next delivery issue another."""
-    hold = hold_one(quarantine)
-    relays = [Links(Store.open(postgres_url)) for _ in range(THREADS)]
+def test_racing_relays_send_one_held_notice(store: Store, postgres_url: str, sink: RecordingSink) -> None:
+    """Eight relays, each with its own engine, sending the owed notices at once send a message's held notice once,
+    with one link (the notice claim is one atomic update); a redelivery of the message owes no second one."""
+    quarantine = Quarantine(store)
+    hold = quarantine.hold(mail_from=SENDER, recipients=[recipient()], content=CONTENT, notify=True)[0]
+    relays = [Quarantine(Store.open(postgres_url)) for _ in range(THREADS)]
     try:
-        tokens = race(THREADS, lambda i: relays[i].issue_once(hold.message_id, dt.timedelta(days=7)))
+        counts = race(THREADS, lambda i: send_owed(relays[i], Notifier(host="mx.example.org"), sink.hop,
+                                                   warn=print, links=notice_links(relays[i].store)))
     finally:
         for own in relays:
             own.store.close()
-    issued = [token for token in tokens if isinstance(token, str)]
-    assert len(issued) == 1, tokens
-    assert all(token is None for token in tokens if token is not issued[0])
+    assert sum((c for c in counts if isinstance(c, Counter)), Counter()) == Counter(sent=1), counts
+    assert [m.rcpt_tos for m in sink.messages] == [(SENDER,)]
     assert count_rows(store, links_table) == 1
-    links = Links(store)
-    links.revoke(issued[0])
-    again = links.issue_once(hold.message_id, dt.timedelta(days=7))
-    assert again is not None
-    assert links.resolve(again).message_id == hold.message_id
-    assert links.issue_once(hold.message_id, dt.timedelta(days=7)) is None
+    again = quarantine.hold(mail_from=SENDER, recipients=[recipient()], content=CONTENT, notify=True)[0]
+    assert (again.id, again.notice) == (hold.id, "sent")
 
 
-def _issue_in_process(url: str, message_id: str, start: float) -> str | None:
-    """One relay process: open the store, wait for the common start, then issue_once."""
-    own = Links(Store.open(url))
+def _notify_in_process(url: str, hop: NextHop, start: float) -> dict[str, int]:
+    """One relay process: open the store, wait for the common start, then send what is owed."""
+    own = Quarantine(Store.open(url))
     time.sleep(max(0.0, start - time.time()))
     try:
-        return own.issue_once(message_id, dt.timedelta(days=7))
+        return dict(send_owed(own, Notifier(host="mx.example.org"), hop, warn=print, links=notice_links(own.store)))
     finally:
         own.store.close()
 
 
-def test_racing_relay_processes_issue_one_notice_link(quarantine: Quarantine, postgres_url: str) -> None:
-    """Six relay processes on one PostgreSQL store calling issue_once for one message at once: one token."""
-    hold = hold_one(quarantine)
+def test_racing_relay_processes_send_one_held_notice(quarantine: Quarantine, postgres_url: str,
+                                                     sink: RecordingSink) -> None:
+    """Six relay processes on one PostgreSQL store sending the owed notices at once: one held notice."""
+    quarantine.hold(mail_from=SENDER, recipients=[recipient()], content=CONTENT, notify=True)
     start = time.time() + 3.0
     with multiprocessing.get_context("spawn").Pool(6) as pool:
-        tokens = pool.starmap(_issue_in_process, [(postgres_url, hold.message_id, start)] * 6)
-    assert len([token for token in tokens if token is not None]) == 1, tokens
+        counts = pool.starmap(_notify_in_process, [(postgres_url, sink.hop, start)] * 6)
+    assert sum((Counter(c) for c in counts), Counter()) == Counter(sent=1), counts
+    assert len(sink.messages) == 1
+
+
+def test_stored_mail_is_sent_once_on_postgres(store: Store, postgres_url: str, sink: RecordingSink) -> None:
+    """Mail stored for the outbox (warnings, reports) is sent once by eight racing workers on PostgreSQL."""
+    for number in range(4):
+        Outbox(Quarantine(store)).queue("warning", "", f"u{number}@example.org", b"Subject: hi\r\n\r\nhi\r\n")
+    workers = [Outbox(Quarantine(Store.open(postgres_url))) for _ in range(THREADS)]
+    try:
+        counts = race(THREADS, lambda i: workers[i].send_queued(sink.hop))
+    finally:
+        for worker in workers:
+            worker.quarantine.store.close()
+    assert sum((c for c in counts if isinstance(c, Counter)), Counter()) == Counter(sent=4), counts
+    assert sorted(sink.rcpts()) == [f"u{number}@example.org" for number in range(4)]
 
 
 def test_links_mark_used_only_when_every_hold_is_decided(quarantine: Quarantine, store: Store) -> None:

@@ -73,3 +73,20 @@ def test_states_are_the_enums_and_the_database_holds_to_them(tmp_path: Path) -> 
             connection.execute(sqlalchemy.update(holds).where(holds.c.id == hold.id).values({column: value}))
     with store.engine.begin() as connection:
         connection.execute(sqlalchemy.update(holds).where(holds.c.id == hold.id).values(notice="pending"))
+
+
+def test_the_migrations_build_the_schema_module(tmp_path: Path) -> None:
+    """A store migrated to the newest revision has exactly the tables, columns and indexes of store/schema.py:
+    the two cannot drift apart unnoticed (alembic's own comparison of a database with the metadata)."""
+    from alembic.autogenerate import compare_metadata  # noqa: PLC0415 - only this test compares
+    from alembic.migration import MigrationContext  # noqa: PLC0415
+
+    from rcptguard.store.schema import metadata  # noqa: PLC0415
+
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        with store.engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    finally:
+        store.close()
+    assert differences == []
