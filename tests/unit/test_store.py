@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from rcptguard.store import Store, _sqlite_pragmas
 from rcptguard.store.quarantine import Quarantine
-from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, holds
+from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, holds, metadata
 from tests.holds import gmial_recipient
 
 
@@ -78,11 +80,6 @@ def test_states_are_the_enums_and_the_database_holds_to_them(tmp_path: Path) -> 
 def test_the_migrations_build_the_schema_module(tmp_path: Path) -> None:
     """A store migrated to the newest revision has exactly the tables, columns and indexes of store/schema.py:
     the two cannot drift apart unnoticed (alembic's own comparison of a database with the metadata)."""
-    from alembic.autogenerate import compare_metadata  # noqa: PLC0415 - only this test compares
-    from alembic.migration import MigrationContext  # noqa: PLC0415
-
-    from rcptguard.store.schema import metadata  # noqa: PLC0415
-
     store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         with store.engine.connect() as connection:
