@@ -33,7 +33,7 @@ from rcptguard.providers import providers
 from rcptguard.reasons import bounce_reason, covered_reason, looks_like, sibling_note, target_phrase
 from rcptguard.typos.cost import path_cost
 from rcptguard.typos.edits import single_edit
-from rcptguard.typos.suffixes import country_codes, fix_for, is_real_tld, nearest
+from rcptguard.typos.suffixes import country_codes, fix_for, nearest, real_tlds
 
 _WEAK_FOR_POPULAR = frozenset({"TLD_SWAP", "TLD_CHANGE"})
 _DOT_SLIPS = frozenset({"MISSING_DOT", "DOT_HYPHEN", "MISPLACED_DOT", "GLUED_PREFIX"})
@@ -107,6 +107,7 @@ class Guard:
         self._learned = dict(learned or {})
         self._restricted = tuple("." + s for s in policy.restricted_suffixes)
         self._private = frozenset(policy.private_suffixes)
+        self._real = real_tlds()
         self.index = DomainIndex(self._entries())
         # A domain's judgement depends only on the index and policy, both fixed for this guard's lifetime.
         self.judge = lru_cache(maxsize=JUDGEMENT_CACHE)(self._judge)
@@ -156,7 +157,7 @@ class Guard:
             return self._forced(domain, Judgement(Action.PASS, 0.0, (signal,), covered_reason(domain, covered)), None)
         ranked = self.rank(domain)
         tld = domain.ascii[domain.ascii.rfind(".") + 1 :]
-        bogus = not is_real_tld(tld) and tld not in self._private
+        bogus = tld not in self._real and tld not in self._private
         if bogus and (not ranked or ranked[0].score < self.policy.weight("NO_SUCH_TLD")):
             # Nothing indexed explains it better than one slip in the suffix alone: the nearest real suffix
             # for the name as typed (smallfirm.con -> smallfirm.com).
@@ -219,10 +220,12 @@ class Guard:
     def rank(self, domain: Domain) -> list[Scored]:
         """Every candidate the typed domain could be a slip of, best first (ties: the domain the organisation
         knows best, then the cheaper slips by the typing model, then the name)."""
-        scored = []
         candidates = self.index.candidates(domain)
-        typed_is_a_name = bool(candidates) and self.index.popular(domain) is None and any(
-            self.index.suffix_count(c.typed_stem) for c in candidates if c.family is Family.NAME)
+        if not candidates:
+            return []
+        scored = []
+        typed_is_a_name = any(self.index.suffix_count(c.typed_stem) for c in candidates
+                              if c.family is Family.NAME) and self.index.popular(domain) is None
         for candidate in candidates:
             slips = explain(candidate)
             if slips is None:
@@ -238,9 +241,11 @@ class Guard:
                                                                           for s in slips)},
                                       self.policy.priors.get("second_slip", 0) * (len(slips) - 1)))
             signals.extend(self._context(domain, candidate, slips))
-            scored.append(Scored(candidate, tuple(signals), sum(s.score for s in signals),
-                                 _typing_cost(candidate), len(slips)))
-        scored.sort(key=_rank_key)
+            scored.append(Scored(candidate, tuple(signals), sum(s.score for s in signals), 0.0, len(slips)))
+        if len(scored) > 1:  # the typing cost only breaks ties
+            for item in scored:
+                item.cost = _typing_cost(item.candidate)
+            scored.sort(key=_rank_key)
         return scored
 
     def _distinct_provider_name(self, candidate: Candidate) -> bool:

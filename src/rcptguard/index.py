@@ -34,7 +34,7 @@ from rcptguard.model import Domain, Role
 from rcptguard.typos.cost import cheapest
 from rcptguard.typos.edits import Edit, deletions, one_edit_variants, single_edit
 from rcptguard.typos.skeleton import skeleton
-from rcptguard.typos.suffixes import country_codes, fix_for, is_real_tld, is_suffix_slip, nearest
+from rcptguard.typos.suffixes import country_codes, fix_for, is_suffix_slip, nearest, real_tlds
 
 MAX_PREFIX_LABELS = 3  # typed labels left of a match that are carried over (`x.y.gmial.com`)
 TWO_EDIT_KNOWN = 5000  # known domains (most written to first) indexed two deletions deep, with all protected
@@ -128,7 +128,10 @@ class DomainIndex:
         self._slips: dict[str, tuple[Entry, ...]] = {}
         self._near: dict[str, tuple[Entry, ...]] = {}
         self._anagram: dict[str, tuple[Entry, ...]] = {}
+        self._glued: dict[str, Entry] = {}  # each country code glued to each protected name: deibm.com
         self._deep: set[str] = set()  # strong entries (ASCII) indexed two edits deep
+        self._real = real_tlds()
+        self._country_codes = country_codes()
         self._skeleton: dict[str, tuple[Entry, ...]] = {}
         merged: dict[str, Entry] = {}
         for entry in entries:
@@ -180,6 +183,9 @@ class DomainIndex:
             self._deep.add(entry.domain.ascii)
             _add(self._anagram, "".join(sorted(stem)), entry)
         _add(self._skeleton, skeleton(entry.domain.unicode), entry)
+        if entry.role is Role.PROTECTED and "." not in stem:
+            for code in self._country_codes:
+                self._glued.setdefault(f"{code}{entry.domain.unicode}", entry)
 
     # -- look-ups -------------------------------------------------------------------------------------
 
@@ -210,7 +216,8 @@ class DomainIndex:
         """Every indexed domain that `domain` could be a slip of, by every route."""
         splits = [split_unicode(domain)]
         tld = domain.ascii[domain.ascii.rfind(".") + 1 :]
-        if not is_real_tld(tld):  # read it as well with the suffixes it was probably meant to be
+        real = tld in self._real
+        if not real:  # read it as well with the suffixes it was probably meant to be
             head = domain.ascii[: -len(tld)]
             for fix in nearest(tld)[:SUFFIX_FIXES]:
                 depth = public_suffix(head + fix.tld).count(".") + 1
@@ -225,13 +232,12 @@ class DomainIndex:
             for cut in range(min(len(labels), MAX_PREFIX_LABELS + 1)):
                 prefix = "".join(f"{label}." for label in labels[:cut])
                 rest = ".".join(labels[cut:])
-                for candidate in self._around(prefix, rest, suffix):
+                for candidate in self._around(prefix, rest, suffix, real):
                     found.setdefault((candidate.intended, candidate.family), candidate)
         return list(found.values())
 
-    def _around(self, prefix: str, stem: str, suffix: str) -> Iterator[Candidate]:
+    def _around(self, prefix: str, stem: str, suffix: str, real: bool) -> Iterator[Candidate]:
         typed = f"{stem}.{suffix}"
-        real = is_real_tld(_to_ascii(suffix[suffix.rfind(".") + 1 :]))
         # Same name, another suffix: raytheon.co <- raytheon.com.
         for entry in self._by_stem.get(stem, ()):
             if entry.suffix != suffix and (real or fix_for(suffix, entry.suffix) is not None):
@@ -259,9 +265,10 @@ class DomainIndex:
         bloom, mask = self._bloom, self._bloom_mask
         found = [hit for key in keys
                  if bloom[((h := hash(key)) >> 3) & mask] >> (h & 7) & 1 and (hit := near.get(key)) is not None]
-        anagram = self._anagram.get("".join(sorted(stem))) if self._anagram else None
-        if anagram is not None:
-            found.append(anagram)
+        if not prefix and len(stem) >= TWO_EDIT_MIN_NAME:  # two swaps keep the length of a strong name
+            anagram = self._anagram.get("".join(sorted(stem)))
+            if anagram is not None:
+                found.append(anagram)
         for entry in dict.fromkeys(e for hit in found for e in hit):
             if entry.stem == stem:
                 continue  # the same name under another suffix: the suffix family's
@@ -269,9 +276,9 @@ class DomainIndex:
             if candidate is not None:
                 yield candidate
         # A country code glued to a protected domain: deibm.com <- de.ibm.com.
-        if not prefix and len(stem) > 4 and stem[:2] in country_codes() and "." not in stem:
-            glued = self._by_name.get(f"{stem[2:]}.{suffix}")
-            if glued is not None and glued.role is Role.PROTECTED:
+        if not prefix and self._glued:
+            glued = self._glued.get(typed)
+            if glued is not None:
                 intended = f"{stem[:2]}.{glued.domain.unicode}"
                 edit = single_edit(typed, intended)
                 if edit is not None:

@@ -21,6 +21,7 @@ from rcptguard.typos.cost import cheapest, costs, path_cost, suffix_prior
 from rcptguard.typos.slips import describe, likely_slip
 
 MAX_FIX_COST = 4.5  # bits of typing cost beyond which a real suffix is no longer a plausible correction
+TWO_EDIT_SUFFIX = 4  # letters a typed suffix needs before two edits in it are looked for
 MAX_TRAILING = 4  # characters cut off, or added after, a complete suffix that are still taken as a slip
 
 
@@ -64,8 +65,11 @@ def nearest(tld: str) -> tuple[Fix, ...]:
         if real not in found or fix.cost < found[real].cost:
             found[real] = fix
 
-    for real in real_tlds():
-        if real.startswith("xn--") or abs(len(real) - len(tld)) > MAX_TRAILING:
+    letters = set(tld)
+    size = len(tld)
+    for real, real_letters in _by_length():
+        if abs(len(real) - size) > MAX_TRAILING or (len(letters & real_letters) < len(real) - 2
+                                                    and not tld.startswith(real)):
             continue
         if real.startswith(tld) and len(real) - len(tld) <= 2:
             missing = len(real) - len(tld)
@@ -73,13 +77,21 @@ def nearest(tld: str) -> tuple[Fix, ...]:
         extra = tld[len(real) :]
         if tld.startswith(real) and len(extra) <= MAX_TRAILING and (len(extra) > 1 or not extra.isalpha()):
             offer(real, table["junk"] * len(extra), f"{extra!r} typed after '.{real}'")
-        if abs(len(real) - len(tld)) <= 2 and len(tld) >= 2:
-            edits = cheapest(tld, real, 2 if len(tld) >= 3 else 1, in_name=False)
+        # Two edits leave at least all but two letters in common: a cheap test before the edit paths.
+        most = 2 if size >= TWO_EDIT_SUFFIX else 1  # two edits in a suffix of three letters make any other
+        if abs(len(real) - size) <= most and size >= 2 and len(letters & real_letters) >= len(real) - most:
+            edits = cheapest(tld, real, most, in_name=False)
             if edits is not None:
                 cost = path_cost(edits, in_name=False)
                 if cost <= MAX_FIX_COST:
                     offer(real, cost, " and ".join(describe(e) for e in edits))
     return tuple(sorted(found.values(), key=lambda f: (f.cost, f.tld)))
+
+
+@cache
+def _by_length() -> tuple[tuple[str, frozenset[str]], ...]:
+    """The real top-level domains in plain letters (no `xn--`), each with its letters, as a tuple to scan."""
+    return tuple((t, frozenset(t)) for t in sorted(real_tlds()) if not t.startswith("xn--"))
 
 
 @lru_cache(maxsize=16384)
