@@ -39,7 +39,8 @@ class SmtpTimeouts(Settings):
 
     def longest_send(self) -> float:
         """The longest one single-recipient send of a message of one block (64 KB) can last with these timeouts: a
-        claim on a send must outlast it. (A longer body may wait `data_block` per block.)"""
+        claim on a send must outlast it. (A longer body may wait `data_block` per block: a claimed send is also cut
+        off before its claim ends, see `deliver(within=...)`.)"""
         return (self.connect + self.greeting + 4 * self.command + self.data_init + self.data_block
                 + self.data_done + 5.0)  # EHLO (and HELO after a refused EHLO), MAIL, RCPT; QUIT waits 5 s at most
 
@@ -122,17 +123,24 @@ class Transport(Protocol):
 
 
 def deliver(hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-            smtputf8: bool = False) -> DeliveryResult:
+            smtputf8: bool = False, within: float | None = None) -> DeliveryResult:
     """One SMTP transaction to the next hop on a new connection, for code that does not run on an event loop (the
     quarantine's releases and notices): the relay's own client, `AsyncPool`, on a loop of its own. One SMTP
-    client, so the rules of a transaction (what counts as accepted, what aborts, which waits) live in one place."""
+    client, so the rules of a transaction (what counts as accepted, what aborts, which waits) live in one place.
+
+    `within`: the whole send, however many blocks the body has, is given up after this many seconds (every
+    recipient deferred). A claimed send passes its claim's lifetime here: no send outlasts its claim, so no other
+    worker takes it over while this one is still sending."""
     if not rcpts:
         return DeliveryResult()
 
     async def once() -> DeliveryResult:
         pool = AsyncPool(hop, size=0)  # keeps no connection: QUIT after the transaction
         try:
-            return await pool.deliver(mail_from, rcpts, data, smtputf8=smtputf8)
+            async with asyncio.timeout(within):
+                return await pool.deliver(mail_from, rcpts, data, smtputf8=smtputf8)
+        except TimeoutError:
+            return _failed(hop, TimeoutError(f"the send took longer than {within:g} s, the claim's lifetime"), rcpts)
         finally:
             await pool.close()
 

@@ -219,11 +219,11 @@ def _send_notice(quarantine: Quarantine, notifier: Notifier, hop: NextHop, group
     if kind == "held":
         assert links is not None  # send_owed leaves held notices to callers that can make their links
         link, raw = links.issue(first.message_id)
-        outcome = _send_made(hop, group, warn, lambda: notifier.held(group, link, links.ttl))
+        outcome = _send_made(hop, group, warn, lambda: notifier.held(group, link, links.ttl), quarantine.send_within)
         if outcome != "sent":
             links.links.revoke(raw)
         return outcome
-    return _send_made(hop, group, warn, lambda: _made(notifier, kind, group))
+    return _send_made(hop, group, warn, lambda: _made(notifier, kind, group), quarantine.send_within)
 
 
 def _made(notifier: Notifier, kind: str, group: list[Hold]) -> bytes:
@@ -235,14 +235,15 @@ def _made(notifier: Notifier, kind: str, group: list[Hold]) -> bytes:
     return notifier.undelivered(group)
 
 
-def _send_made(hop: NextHop, group: list[Hold], warn: Callable[[str], None], make: Callable[[], bytes]) -> str:
+def _send_made(hop: NextHop, group: list[Hold], warn: Callable[[str], None], make: Callable[[], bytes],
+               within: float) -> str:
     first = group[0]
     try:
         data = make()
     except (ValueError, TypeError, jinja2.TemplateError) as exc:
         warn(f"cannot write the notice to {first.mail_from}: {exc}")
         return _later_or_never(first, warn)  # an operator's template: once it is fixed, the next call sends it
-    result = deliver(hop, "", [first.mail_from], data, smtputf8=not first.mail_from.isascii())
+    result = deliver(hop, "", [first.mail_from], data, smtputf8=not first.mail_from.isascii(), within=within)
     if first.mail_from in result.accepted:
         return "sent"
     reason = result.error or "; ".join(f"{c} {t}" for c, t in {**result.temp_failed, **result.perm_failed}.values())

@@ -84,7 +84,8 @@ class Outbox:
             if claim is None:
                 continue
             result = deliver(next_hop, item.mail_from, [item.recipient], item.content,
-                             smtputf8=needs_smtputf8(item.mail_from, item.recipient))
+                             smtputf8=needs_smtputf8(item.mail_from, item.recipient),
+                             within=self.quarantine.send_within)
             reply = result.temp_failed.get(item.recipient) or result.perm_failed.get(item.recipient)
             error = result.error or (f"{reply[0]} {reply[1]}" if reply else None)
             if item.recipient in result.accepted:
@@ -179,7 +180,7 @@ class Outbox:
         if target != hold.recipient:  # a correction: Reply-All must not go back to the mistyped address
             content, _ = correct_headers(content, hold.recipient, target)
         result = deliver(next_hop, hold.mail_from, [target], content,
-                         smtputf8=needs_smtputf8(hold.mail_from, target))
+                         smtputf8=needs_smtputf8(hold.mail_from, target), within=quarantine.send_within)
         if target in result.accepted:
             return ReleaseOutcome(self._record_delivered(hold, claim, next_hop), result)
         code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")

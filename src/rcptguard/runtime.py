@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -111,3 +112,19 @@ def raise_fd_limit() -> None:
     if hard == resource.RLIM_INFINITY or hard > soft:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+async def serve_until_stopped(server: asyncio.Server, stop: asyncio.Event,
+                              tasks: list[asyncio.Task[None]]) -> None:
+    """Serve until `stop` is set or SIGTERM/SIGINT arrives (when this thread may take signals: not a test's
+    thread), then cancel the door's background tasks. The door's own shutdown follows."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        async with server:
+            await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -26,8 +26,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+from tests.support.processes import StartStop
 
 SYSTEM_MASTER_CF = Path("/etc/postfix/master.cf")
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -119,7 +120,7 @@ def _stop_all() -> None:  # pragma: no cover - safety net when a test run is int
             instance.stop()
 
 
-class PostfixInstance:
+class PostfixInstance(StartStop):
     """A private Postfix on ``127.0.0.1:smtpd_port`` that relays everything to ``[127.0.0.1]:relay_port``."""
 
     def __init__(
@@ -326,17 +327,6 @@ class PostfixInstance:
             return self.log_file.read_text(errors="replace")
         except OSError:
             return ""
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<PostfixInstance {self.config_dir} smtpd=127.0.0.1:{self.smtpd_port} relay={self.relay_port}>"

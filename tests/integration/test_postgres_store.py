@@ -8,12 +8,10 @@ import multiprocessing
 import os
 import signal
 import smtplib
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from sqlalchemy import Table, func, inspect, select, text, update
@@ -27,47 +25,25 @@ from rcptguard.store.links import LinkExpired, LinkInvalid, Links, token_hash
 from rcptguard.store.quarantine import AlreadyDecided, DecidedNotRecorded, Hold, NotFound, Quarantine
 from rcptguard.store.schema import events, holds, messages
 from rcptguard.store.schema import links as links_table
+from tests.holds import awkward_message
 from tests.holds import gmial_recipient as recipient
 from tests.integration.test_relay_postfix import RelayProcess, held
-from tests.support.processes import free_port
+from tests.support.processes import free_port, race
 from tests.support.sink import Message, RecordingSink
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 THREADS = 8
 HEAD = "0009"  # the newest schema revision
 SENDER = "alice@example.org"
-CONTENT = (
-    b"From: Alice <alice@example.org>\r\n"
-    b"To: bob@gmial.com\r\n"
-    b"Subject: =?utf-8?q?Quarterly_r=C3=A9sum=C3=A9?=\r\n"
-    b"Message-ID: <pg1@example.org>\r\n"
-    b"MIME-Version: 1.0\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Transfer-Encoding: 8bit\r\n"
-    b"\r\n"
-    b"Caf\xc3\xa9 at n\xc3\xa4chste Woche, the secret body text.\r\n"
-    b".a line that starts with a dot\r\n"
-    b"..and one with two\r\n"
-    b"bare\nnewline and trailing spaces   \r\n"
-    b"not UTF-8: \xff\xfe\x80 and a NUL \x00 byte\r\n"
-    b".\r\n"
-    b"end\r\n"
-)
+CONTENT = awkward_message("pg1@example.org", binary=True)
 SENT = normalise_line_endings(CONTENT)  # as every copy goes out: a bare CR or LF becomes CRLF
 
 
 @pytest.fixture
-def store(postgres_url: str) -> Iterator[Store]:
-    opened = Store.open(postgres_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def quarantine(store: Store) -> Quarantine:
-    return Quarantine(store)
+def db_url(postgres_url: str) -> str:
+    """The store, its quarantine and links (tests/conftest.py) on this test's PostgreSQL database."""
+    return postgres_url
 
 
 @pytest.fixture
@@ -77,27 +53,6 @@ def hop(sink: RecordingSink) -> NextHop:
 
 def hold_one(quarantine: Quarantine, address: str = "bob@gmial.com", content: bytes = CONTENT) -> Hold:
     return quarantine.hold(mail_from=SENDER, recipients=[recipient(address)], content=content, client="mua")[0]
-
-
-def race(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
-    """Run work(0..count-1) in `count` threads released at once; each result or the exception it raised."""
-    barrier = threading.Barrier(count)
-    results: dict[int, T | BaseException] = {}
-
-    def run(index: int) -> None:
-        barrier.wait(10)
-        try:
-            results[index] = work(index)
-        except Exception as exc:  # noqa: BLE001 - the caller asserts on what each thread got
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,), name=f"racer{i}") for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-        assert not thread.is_alive(), "a racing thread hung"
-    return [results[i] for i in range(count)]
 
 
 def count_rows(store: Store, table: Table) -> int:

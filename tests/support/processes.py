@@ -11,7 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 RCPTGUARD = str(Path(sys.executable).parent / "rcptguard")
 
@@ -60,6 +61,26 @@ def running(command: list[str], port: int, log: Path) -> Iterator[subprocess.Pop
 Serve = Callable[[Callable[[int], None], asyncio.Event], Coroutine[Any, Any, None]]
 
 
+T = TypeVar("T")
+
+
+class StartStop:
+    """A test server as a context manager: `with Server(...) as started:` starts it and stops it after."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
 class ServedInThread:
     """An asyncio server on an event loop in a thread: `serve(ready, stop)` calls `ready(port)` once
     listening and returns when `stop` is set."""
@@ -83,3 +104,24 @@ class ServedInThread:
         self.loop.call_soon_threadsafe(self.stop.set)
         self.thread.join(10)
         self.loop.close()
+
+
+def race(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
+    """Run work(0..count-1) in `count` threads released at once; each result or the exception it raised."""
+    barrier = threading.Barrier(count)
+    results: dict[int, T | BaseException] = {}
+
+    def run(index: int) -> None:
+        barrier.wait(10)
+        try:
+            results[index] = work(index)
+        except Exception as exc:  # noqa: BLE001 - the caller asserts on what each thread got
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"racer{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive(), "a racing thread hung"
+    return [results[i] for i in range(count)]

@@ -6,13 +6,12 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from aiosmtpd.controller import Controller
 
 from rcptguard.delivery import NextHop
-from tests.support.processes import free_port
+from tests.support.processes import StartStop, free_port
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -82,7 +81,7 @@ class _Handler:
         return "250 2.0.0 OK: recorded"
 
 
-class RecordingSink:
+class RecordingSink(StartStop):
     """A real SMTP server on 127.0.0.1 that records every message it accepts.
 
     The port is chosen once, so ``stop()`` followed by ``start()`` serves on the same port again (a Postfix
@@ -173,17 +172,6 @@ class RecordingSink:
         controller, self._controller = self._controller, None
         if controller is not None:
             controller.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

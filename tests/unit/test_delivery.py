@@ -311,3 +311,16 @@ def test_recipients_put_off_with_452_are_tried_again_after_a_refused_dot() -> No
                             ("me@example.org", ["b1@army.mil", "b2@army.mil", "b3@army.mil"], BODY))
     assert set(result.perm_failed) == {"b1@army.mil"}
     assert result.accepted == ("b2@army.mil", "b3@army.mil")
+
+
+def test_a_whole_send_is_cut_off_within_its_limit() -> None:
+    """deliver(within=...) gives up a send that lasts longer than its claim would, however far it got: every
+    recipient deferred, and the call returns at the limit, not when the next hop finally answers."""
+    with RecordingSink(delay_data=5.0) as slow:
+        started = time.monotonic()
+        result = plain_deliver(slow.hop, "a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nbody\r\n", within=0.5)
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0
+    assert result.accepted == ()
+    assert result.temporary
+    assert "claim's lifetime" in (result.error or "")

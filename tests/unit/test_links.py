@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import re
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +19,7 @@ from rcptguard.store.links import Links, token_hash
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.store.schema import holds, links, messages
 from tests.holds import gmial_recipient as held
+from tests.support.processes import race
 from tests.support.sink import RecordingSink
 
 SENDER = "alice@example.org"
@@ -48,23 +48,13 @@ def test_racing_relays_send_one_held_notice(db_url: str, store: Store, sink: Rec
     message once, with one link: the notice claim decides who tells the sender."""
     message_id = held_message(store)
     relays = [Quarantine(Store.open(db_url)) for _ in range(RACERS)]
-    barrier = threading.Barrier(RACERS)
-    counts: list[Counter[str]] = []
-
-    def relay(own: Quarantine) -> None:
-        barrier.wait(10)
-        counts.append(send_owed(own, Notifier(host="mx.example.org"), sink.hop, warn=print,
-                                links=held_notice_links(own.store)))
-
-    threads = [threading.Thread(target=relay, args=(own,)) for own in relays]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    for own in relays:
-        own.store.close()
-    assert len(counts) == RACERS
-    assert sum(counts, Counter()) == Counter(sent=1)
+    try:
+        counts = race(RACERS, lambda i: send_owed(relays[i], Notifier(host="mx.example.org"), sink.hop, warn=print,
+                                                  links=held_notice_links(relays[i].store)))
+    finally:
+        for own in relays:
+            own.store.close()
+    assert sum((c for c in counts if isinstance(c, Counter)), Counter()) == Counter(sent=1), counts
     assert [m.rcpt_tos for m in sink.messages] == [(SENDER,)]
     assert link_count(store, message_id) == 1
     raw = re.search(rb"/confirm/([A-Za-z0-9_-]{20,})", sink.messages[0].data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections import Counter
 
 import pytest
@@ -14,6 +13,7 @@ from rcptguard.store import Store
 from rcptguard.store.outgoing import Outgoing
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.store.schema import outgoing
+from tests.support.processes import race
 from tests.support.sink import RecordingSink
 
 NOTICE = b"From: MAILER-DAEMON@mx.example.org\r\nTo: alice@example.org\r\nSubject: Check the address\r\n\r\nhi\r\n"
@@ -23,21 +23,12 @@ def test_stored_mail_is_sent_once_by_racing_workers(db_url: str, store: Store, s
     """Eight workers (each its own engine) sending what is stored at once send each message exactly once."""
     ids = [Outbox(Quarantine(store)).queue("warning", "", f"u{n}@example.org", NOTICE) for n in range(5)]
     workers = [Outbox(Quarantine(Store.open(db_url))) for _ in range(8)]
-    barrier = threading.Barrier(len(workers))
-    totals: list[Counter[str]] = []
-
-    def work(outbox: Outbox) -> None:
-        barrier.wait(10)
-        totals.append(outbox.send_queued(sink.hop))
-
-    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    for worker in workers:
-        worker.quarantine.store.close()
-    assert sum(totals, Counter()) == Counter(sent=5)
+    try:
+        totals = race(len(workers), lambda i: workers[i].send_queued(sink.hop))
+    finally:
+        for worker in workers:
+            worker.quarantine.store.close()
+    assert sum((t for t in totals if isinstance(t, Counter)), Counter()) == Counter(sent=5), totals
     assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [f"u{n}@example.org" for n in range(5)]
     assert Outgoing(store).counts() == {"sent": 5}
     assert Outgoing(store).due(ids=ids) == []

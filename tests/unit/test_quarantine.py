@@ -33,27 +33,13 @@ from rcptguard.store.quarantine import (
     notice_kind,
 )
 from rcptguard.store.schema import holds, messages
+from tests.holds import awkward_message
 from tests.holds import gmial_recipient as held
 from tests.support.processes import free_port
 from tests.support.sink import Message, RecordingSink
 
 SENDER = "alice@example.org"
-CONTENT = (
-    b"From: Alice <alice@example.org>\r\n"
-    b"To: bob@gmial.com\r\n"
-    b"Subject: =?utf-8?q?Quarterly_r=C3=A9sum=C3=A9?=\r\n"
-    b"Message-ID: <q1@example.org>\r\n"
-    b"MIME-Version: 1.0\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Transfer-Encoding: 8bit\r\n"
-    b"\r\n"
-    b"Caf\xc3\xa9 at n\xc3\xa4chste Woche, the secret body text.\r\n"
-    b".a line that starts with a dot\r\n"
-    b"..and one with two\r\n"
-    b"bare\nnewline and trailing spaces   \r\n"
-    b".\r\n"
-    b"end\r\n"
-)
+CONTENT = awkward_message("q1@example.org")
 SENT = normalise_line_endings(CONTENT)  # as every copy goes out: a bare CR or LF becomes CRLF
 
 

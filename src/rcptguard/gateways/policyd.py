@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +38,7 @@ from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.notify import Flagged, Notifier, Warned
 from rcptguard.outbox import Backoff, Outbox
-from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
+from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit, serve_until_stopped
 from rcptguard.settings import Settings, invalid
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
@@ -366,17 +365,9 @@ async def serve(service: PolicyService, host: str, port: int, ready: Callable[[i
     tasks = [asyncio.create_task(service.runtime.maintain())]
     if service.outbox is not None:
         tasks.append(asyncio.create_task(_send_stored(service)))
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread (tests)
-            loop.add_signal_handler(signum, stop.set)
     try:
-        async with server:
-            await stop.wait()
+        await serve_until_stopped(server, stop or asyncio.Event(), tasks)
     finally:
-        for task in tasks:
-            task.cancel()
         await asyncio.to_thread(service.close)
         logs.event(log, "stopped", requests=service.requests)
 

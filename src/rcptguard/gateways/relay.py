@@ -29,7 +29,6 @@ import ipaddress
 import logging
 import re
 import resource
-import signal
 import socket
 import time
 from collections import Counter, OrderedDict
@@ -54,7 +53,7 @@ from rcptguard.delivery import (
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Flagged, NoticeLinks, Notifier, Warned, send_owed, wants_notice
 from rcptguard.outbox import Backoff, Outbox
-from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit
+from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit, serve_until_stopped
 from rcptguard.settings import Settings, invalid
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
@@ -834,17 +833,10 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
     logs.event(log, "listening", host=host, port=bound, next_hop=str(handler.next_hop))
     if ready is not None:
         ready(bound)
-    stop = stop or asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
     tasks = [asyncio.create_task(handler.runtime.maintain()), asyncio.create_task(_retry_pending(handler))]
     try:
-        async with server:
-            await stop.wait()
+        await serve_until_stopped(server, stop or asyncio.Event(), tasks)
     finally:
-        for task in tasks:
-            task.cancel()
         if handler.late:  # messages whose client was told 451 while the next hop was slow: let them end
             _, unfinished = await asyncio.wait(list(handler.late.values()), timeout=10.0)
             for late in unfinished:

@@ -333,6 +333,12 @@ class Quarantine:
         self._unrecorded: dict[str, str] = {}
         self._unrecorded_lock = threading.Lock()
 
+    @property
+    def send_within(self) -> float:
+        """How long one claimed send may take, in seconds: a tenth less than a claim lives, so that no other worker
+        takes over a send still under way (a body of many blocks could otherwise outlast its claim)."""
+        return self.stale_after.total_seconds() * 0.9
+
     # -- holding ----------------------------------------------------------------------------------------------
 
     def hold(self, *, mail_from: str, recipients: Sequence[HeldRecipient], content: bytes,
