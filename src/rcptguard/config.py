@@ -95,7 +95,7 @@ def load_config(path: Path | None) -> Config:
     except ConfigError as exc:
         if exc.path is not None or exc.key is None:
             raise
-        text = path.read_text("utf-8") if path else ""
+        text = policy.text
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key) if text else None) from None
     return config
 

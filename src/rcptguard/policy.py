@@ -73,6 +73,7 @@ class Policy:
     private_suffixes: tuple[str, ...] = ()  # top-level labels of internal networks, never called non-existent
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # gateway sections, read by each door
     source: Path | None = None
+    text: str = field(default="", repr=False, compare=False)  # the file as read, to locate a key's line
 
     def action_for(self, score: float) -> Action:
         action = Action.PASS
@@ -217,6 +218,7 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
         private_suffixes=private,
         sections={k: v for k, v in user.items() if k in ("db", "policyd", "relay", "web", "notify")},
         source=path,
+        text=text,
     )
 
 
