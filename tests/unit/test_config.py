@@ -174,3 +174,23 @@ def test_every_error_is_in_the_one_tree() -> None:
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.RcptguardError), name
         assert f" {name}" in tree, f"{name} is not drawn in the tree"
+
+
+def test_the_page_secret_file_is_relative_to_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[web] secret_file` in a config in another folder is made (0600) next to where the config says, wherever
+    the command starts; the demo's config puts it in .demo/ of the checkout."""
+    from rcptguard.cli.servers import web_secret
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "rcptguard.toml"
+    path.write_text('[web]\nsecret_file = "../state/web.secret"\n', encoding="utf-8")
+    (tmp_path / "state").mkdir()
+    monkeypatch.chdir(tmp_path)  # the config named by a relative path, as `--config conf/rcptguard.toml`
+    loaded = load_config(Path("conf/rcptguard.toml"))
+    key = web_secret(loaded.web, loaded.base)
+    made = tmp_path / "state" / "web.secret"
+    assert made.read_text(encoding="ascii").strip().encode() == key
+    assert made.stat().st_mode & 0o777 == 0o600
+    demo = load_config(Path(__file__).parents[2] / "examples" / "demo.toml")
+    assert demo.web.secret_file == str(Path(__file__).parents[2] / "examples" / "../.demo/web.secret")

@@ -219,7 +219,8 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
 
 def web_secret(settings: WebSettings, base: Path) -> bytes:
     """The key of the page's CSRF tokens: `[web] secret`, or the file `[web] secret_file` (created, 0600,
-    with 32 random bytes when missing; default `rcptguard-web.secret` next to the config)."""
+    with 32 random bytes when missing; default `rcptguard-web.secret` in `base`, the config's folder). The
+    settings are load_config's: a relative secret_file there is already relative to the config's folder."""
     import secrets  # noqa: PLC0415 - only the web command makes a key
 
     if settings.secret:
@@ -227,7 +228,7 @@ def web_secret(settings: WebSettings, base: Path) -> bytes:
         if len(value) < 16:
             raise ValueError("web.secret: at least 16 characters")
         return value
-    path = base / (settings.secret_file or "rcptguard-web.secret")
+    path = Path(settings.secret_file) if settings.secret_file else base / "rcptguard-web.secret"  # resolved already
     if not path.exists():
         # Written whole under another name, then linked into place: a second worker starting at the same
         # moment either sees no file (and loses the race to create it) or the complete one.
