@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rcptguard.dsn import EnvelopeParams
 from rcptguard.settings import Settings, invalid
 
 DEFAULT_NEXT_HOP = "127.0.0.1:10026"  # Postfix's re-injection port in the content-filter setup
@@ -117,13 +118,14 @@ class Transport(Protocol):
     test may give a door any other object with this method."""
 
     async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-                      smtputf8: bool = False) -> DeliveryResult: ...
+                      smtputf8: bool = False, params: EnvelopeParams | None = None) -> DeliveryResult: ...
 
     async def close(self) -> None: ...
 
 
 def deliver(hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-            smtputf8: bool = False, within: float | None = None) -> DeliveryResult:
+            smtputf8: bool = False, within: float | None = None,
+            params: EnvelopeParams | None = None) -> DeliveryResult:
     """One SMTP transaction to the next hop on a new connection, for code that does not run on an event loop (the
     quarantine's releases and notices): the relay's own client, `AsyncPool`, on a loop of its own. One SMTP
     client, so the rules of a transaction (what counts as accepted, what aborts, which waits) live in one place.
@@ -138,7 +140,7 @@ def deliver(hop: NextHop, mail_from: str, rcpts: Sequence[str], data: bytes, *,
         pool = AsyncPool(hop, size=0)  # keeps no connection: QUIT after the transaction
         try:
             async with asyncio.timeout(within):
-                return await pool.deliver(mail_from, rcpts, data, smtputf8=smtputf8)
+                return await pool.deliver(mail_from, rcpts, data, smtputf8=smtputf8, params=params)
         except TimeoutError:
             return _failed(hop, TimeoutError(f"the send took longer than {within:g} s, the claim's lifetime"), rcpts)
         finally:
@@ -194,17 +196,19 @@ class AsyncPool:
         return None
 
     async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-                      smtputf8: bool = False) -> DeliveryResult:
+                      smtputf8: bool = False, params: EnvelopeParams | None = None) -> DeliveryResult:
         """Every recipient accounted for. Recipients the next hop puts off with 452 after accepting others (its
-        recipient limit) go in further transactions, as many as it takes."""
-        result, later = await self._transaction(mail_from, rcpts, data, smtputf8)
+        recipient limit) go in further transactions, as many as it takes. `params`: what the client's envelope
+        asked for (DSN, BODY, XFORWARD), said again to a next hop that offers it."""
+        params = params or EnvelopeParams()
+        result, later = await self._transaction(mail_from, rcpts, data, smtputf8, params)
         while later:
-            more, later = await self._transaction(mail_from, later, data, smtputf8)
+            more, later = await self._transaction(mail_from, later, data, smtputf8, params)
             result = result.merged(more)
         return result
 
     async def _transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes,
-                           smtputf8: bool) -> tuple[DeliveryResult, list[str]]:
+                           smtputf8: bool, params: EnvelopeParams) -> tuple[DeliveryResult, list[str]]:
         if not rcpts:
             return DeliveryResult(), []
         for attempt in range(2):
@@ -213,7 +217,8 @@ class AsyncPool:
             try:
                 if connection is None:
                     connection = await _Connection.open(self.hop)
-                result, later = await connection.transaction(mail_from, rcpts, data, smtputf8=smtputf8)
+                result, later = await connection.transaction(mail_from, rcpts, data, smtputf8=smtputf8,
+                                                             params=params)
             except ClosedBeforeMail as exc:
                 _abort(connection)
                 if reused:
@@ -300,7 +305,7 @@ class _Connection:
         self._reader = reader
         self._writer = writer
         self._limits = limits
-        self.extensions: set[str] = set()
+        self.extensions: dict[str, str] = {}  # EHLO keyword -> its parameters ("XFORWARD" -> "NAME ADDR ...")
         self.usable = True  # False once the connection is in a state no later transaction can use
         self.last_used = time.monotonic()
 
@@ -325,7 +330,8 @@ class _Connection:
             raise ConnectionError(f"next hop greeted with {code} {text}")
         code, text = await self._command(b"EHLO " + name + b"\r\n")
         if code == 250:
-            self.extensions = {line.split(" ", 1)[0].upper() for line in text.split("\n")[1:] if line}
+            self.extensions = {word.upper(): rest for word, _, rest in
+                               (line.partition(" ") for line in text.split("\n")[1:] if line)}
             return
         code, text = await self._command(b"HELO " + name + b"\r\n")
         if code != 250:
@@ -349,8 +355,8 @@ class _Connection:
                 if line[3:4] != b"-":
                     return int(line[:3]), _text(b"\n".join(lines))
 
-    async def transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-                          smtputf8: bool = False) -> tuple[DeliveryResult, list[str]]:
+    async def transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes, *, smtputf8: bool = False,
+                          params: EnvelopeParams | None = None) -> tuple[DeliveryResult, list[str]]:
         """MAIL, RCPT for each, DATA; a 4xx for a recipient aborts the whole (RSET, no DATA), so that a retry
         cannot deliver twice to the others. A connection that was already
         closed when MAIL was sent raises ClosedBeforeMail; trouble after it raises (the result is unknown).
@@ -363,9 +369,19 @@ class _Connection:
         paths = [mail_from.encode(encoding), *(r.encode(encoding) for r in rcpts)]
         if any(_CONTROL.search(path) or b">" in path for path in paths):
             raise _ReplyError(501, "5.1.3 an address with a control character cannot be sent")
-        options = (b" SMTPUTF8" if utf8 else b"") + (b" BODY=8BITMIME" if "8BITMIME" in self.extensions else b"")
-        commands = [b"MAIL FROM:<" + paths[0] + b">" + options + b"\r\n",
-                    *(b"RCPT TO:<" + path + b">\r\n" for path in paths[1:]), b"DATA\r\n"]
+        params = params or EnvelopeParams()
+        dsn = "DSN" in self.extensions
+        mail_options = params.mail.options(dsn=dsn)
+        if "8BITMIME" not in self.extensions:
+            mail_options = [o for o in mail_options if not o.startswith("BODY=")]
+        elif params.mail.body is None and not data.isascii():  # declared as it is: 8-bit only when it is
+            mail_options.insert(0, "BODY=8BITMIME")
+        if utf8:
+            mail_options.insert(0, "SMTPUTF8")
+        commands = [b"MAIL FROM:<" + paths[0] + b">" + _options(mail_options) + b"\r\n",
+                    *(b"RCPT TO:<" + path + b">" + _options(params.rcpt(rcpt).options() if dsn else []) + b"\r\n"
+                      for path, rcpt in zip(paths[1:], rcpts, strict=True)), b"DATA\r\n"]
+        await self._xforward(params.xforward)
         (mail_code, mail_text), *replies = await self._envelope(commands)
         data_code, data_text = replies.pop() if len(replies) > len(rcpts) else (0, "")
         accepted = [r for r, (code, _) in zip(rcpts, replies, strict=False) if code in (250, 251)]
@@ -391,6 +407,24 @@ class _Connection:
         if code != 250:
             return self._refused(code, text, accepted, perm), later  # those put off still get their own try
         return DeliveryResult(tuple(accepted), {}, perm), later
+
+    async def _xforward(self, values: dict[str, str]) -> None:
+        """Tell a next hop that offers XFORWARD who the original client was (only the attributes it names), before
+        MAIL; one it refuses is logged by its reply and the message goes on without it."""
+        offered = set(self.extensions.get("XFORWARD", "").upper().split())
+        attributes = [f"{key}={value}" for key, value in values.items() if key in offered]
+        line: list[str] = []
+        for attribute in [*attributes, ""]:
+            if line and (not attribute or len(" ".join([*line, attribute])) > _XFORWARD_LINE):
+                code, text = await self._command(("XFORWARD " + " ".join(line) + "\r\n").encode("ascii"))
+                if code == 421:
+                    self.usable = False
+                    raise ClosedBeforeMail(f"421 {text}")
+                if code != 250:  # the message goes on: who sent it is for the logs, not a reason to defer it
+                    return
+                line = []
+            if attribute:
+                line.append(attribute)
 
     async def _body(self, stuffed: bytes) -> None:
         """Write the body a block at a time, each block taken by the socket within `data_block` seconds (no
@@ -457,6 +491,11 @@ class _Connection:
 
 
 _BLOCK = 1 << 16  # bytes of body written before waiting for the socket to take them
+_XFORWARD_LINE = 400  # characters of attributes in one XFORWARD command (Postfix reads lines of up to 512)
+
+
+def _options(words: Sequence[str]) -> bytes:
+    return b"".join(b" " + word.encode("ascii") for word in words)
 
 
 def _abort(connection: _Connection | None) -> None:

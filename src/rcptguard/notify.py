@@ -17,8 +17,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email import policy as email_policy
-from email.message import EmailMessage
-from email.parser import BytesHeaderParser
+from email.message import EmailMessage, Message, MIMEPart
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +28,7 @@ import jinja2
 
 from rcptguard.delivery import NextHop, deliver
 from rcptguard.store.quarantine import notice_kind
+from rcptguard.store.schema import Delivery, HoldState
 
 if TYPE_CHECKING:
     from rcptguard.model import Verdict
@@ -93,20 +94,21 @@ class Notifier:
         subject = f"Not sent yet: {first.subject}" if first.subject else "Your message has not been sent yet"
         return self._message("notice_hold", holds, subject, link=link, retention=duration_words(retention))
 
-    def expired(self, holds: Sequence[HeldView], retention: dt.timedelta) -> bytes:
+    def expired(self, holds: Sequence[HeldView], retention: dt.timedelta,
+                report: DeliveryReport | None = None) -> bytes:
         """The notice that a held message was not sent, because nobody chose within the retention."""
         first = holds[0]
         subject = f"Not sent: {first.subject}" if first.subject else "Your message was not sent"
-        return self._message("notice_expired", holds, subject, retention=duration_words(retention))
+        return self._message("notice_expired", holds, subject, report=report, retention=duration_words(retention))
 
-    def undelivered(self, holds: Sequence[HeldView]) -> bytes:
+    def undelivered(self, holds: Sequence[HeldView], report: DeliveryReport | None = None) -> bytes:
         """The notice that a released message could not be delivered: refused for good, or deferred too long
         (each hold's last_error says which)."""
         first = holds[0]
         subject = f"Not delivered: {first.subject}" if first.subject else "Your message could not be delivered"
-        return self._message("notice_undelivered", holds, subject)
+        return self._message("notice_undelivered", holds, subject, report=report)
 
-    def decided(self, holds: Sequence[Hold]) -> bytes:
+    def decided(self, holds: Sequence[Hold], report: DeliveryReport | None = None) -> bytes:
         """The notice that an administrator decided about held recipients (cancelled, or released: and how its
         delivery went so far), so that the sender no longer waits for the expiry notice the held notice
         promised."""
@@ -120,7 +122,7 @@ class Notifier:
             "delivery": hold.delivery, "delivered": _words_when(hold.delivered_at) if hold.delivered_at else None,
             "last_error": hold.last_error,
         } for hold in holds]
-        return self._message("notice_decided", holds, subject, items=items)
+        return self._message("notice_decided", holds, subject, report=report, items=items)
 
     def warned(self, mail_from: str, items: Sequence[Flagged], subject: str | None, quiet: dt.timedelta, *,
                in_reply_to: str | None = None) -> bytes:
@@ -138,15 +140,18 @@ class Notifier:
         return self._compose("notice_queue_hold", mail_from, f"Your message to {listed} is on hold", items=items,
                              more=more, queue_id=queue_id)
 
-    def _message(self, template: str, holds: Sequence[HeldView], subject: str, **context: Any) -> bytes:  # noqa: ANN401
+    def _message(self, template: str, holds: Sequence[HeldView], subject: str, *,
+                 report: DeliveryReport | None = None, **context: Any) -> bytes:  # noqa: ANN401
         first = holds[0]
-        return self._compose(template, first.mail_from, subject, in_reply_to=first.message_id_header, holds=holds,
-                             subject=first.subject, date=format_datetime(first.received_at), **context)
+        return self._compose(template, first.mail_from, subject, in_reply_to=first.message_id_header, report=report,
+                             holds=holds, subject=first.subject, date=format_datetime(first.received_at), **context)
 
     def _compose(self, template: str, to: str, title: str, *, in_reply_to: str | None = None,
-                 **context: Any) -> bytes:  # noqa: ANN401
+                 report: DeliveryReport | None = None, **context: Any) -> bytes:  # noqa: ANN401
         """A notice to `to`: the template's text and HTML parts, automatic (RFC 3834), from the null sender's
-        MAILER-DAEMON (or `sender`), in reply to the message it is about when its Message-ID is known."""
+        MAILER-DAEMON (or `sender`), in reply to the message it is about when its Message-ID is known. With a
+        `report`, a delivery status notification (RFC 3464) whose first part is that notice: mail clients show it
+        as a bounce, scripts read its message/delivery-status part."""
         values = {"host": self.hostname, **context}
         text = self._env.get_template(f"{template}.txt.j2").render(values)
         html = self._env.get_template(f"{template}.html.j2").render(values)
@@ -163,10 +168,70 @@ class Notifier:
         # 7bit/8bit rather than quoted-printable: the link stays one unbroken line in any raw view.
         message.set_content(text, cte="7bit" if text.isascii() else "8bit")
         message.add_alternative(html, subtype="html", cte="7bit" if html.isascii() else "8bit")
+        if report is not None:
+            report.wrap(message, self.hostname)
         return message.as_bytes()
 
 
 NOTICE_LIFETIME = dt.timedelta(days=5)  # a notice the next hop defers this long is given up
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecipient:
+    """One recipient a delivery report says was not delivered: its status code (RFC 3463) and why."""
+
+    recipient: str
+    status: str
+    diagnostic: str
+    original: str | None = None  # ORCPT as the client gave it ("rfc822;" xtext)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """The machine-readable part of a notice that says recipients were not delivered (RFC 3464), with the
+    original message's headers (or, when the sender asked RET=FULL, the whole message)."""
+
+    failed: tuple[FailedRecipient, ...]
+    arrival: dt.datetime
+    original: bytes
+    envid: str | None = None
+    full: bool = False
+
+    def wrap(self, message: EmailMessage, host: str) -> None:
+        """Make `message` (headers and a multipart/alternative body) this report's human-readable part."""
+        readable = MIMEPart(policy=message.policy)
+        readable["Content-Type"] = message["Content-Type"]
+        readable.set_payload(message.get_payload())
+        del message["Content-Type"]
+        message["Content-Type"] = "multipart/report; report-type=delivery-status"
+        per_message = [("Reporting-MTA", f"dns; {host}"), ("Arrival-Date", format_datetime(self.arrival))]
+        if self.envid:
+            per_message.insert(1, ("Original-Envelope-Id", self.envid))
+        blocks: list[Message | str] = [_fields(per_message)]
+        for failed in self.failed:
+            fields: list[tuple[str, str]] = [("Original-Recipient", failed.original)] if failed.original else []
+            fields += [("Final-Recipient", f"rfc822; {failed.recipient}"), ("Action", "failed"),
+                       ("Status", failed.status), ("Diagnostic-Code", f"X-Rcptguard; {header_safe(failed.diagnostic)}")]
+            blocks.append(_fields(fields))
+        status = MIMEPart(policy=message.policy)
+        status["Content-Type"] = "message/delivery-status"
+        status.set_payload(blocks)
+        returned = MIMEPart(policy=message.policy)
+        if self.full:
+            returned["Content-Type"] = "message/rfc822"
+            returned.set_payload([BytesParser(policy=email_policy.compat32).parsebytes(self.original)])
+        else:
+            returned["Content-Type"] = "text/rfc822-headers"
+            head = self.original.split(b"\r\n\r\n", 1)[0]
+            returned.set_payload(head.decode("utf-8", "replace") + "\r\n")
+        message.set_payload([readable, status, returned])
+
+
+def _fields(pairs: Sequence[tuple[str, str]]) -> Message:
+    block = Message(policy=email_policy.SMTP)
+    for name, value in pairs:
+        block[name] = value
+    return block
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,16 +288,53 @@ def _send_notice(quarantine: Quarantine, notifier: Notifier, hop: NextHop, group
         if outcome != "sent":
             links.links.revoke(raw)
         return outcome
-    return _send_made(hop, group, warn, lambda: _made(notifier, kind, group), quarantine.send_within)
+    wanted = [hold for hold in group if _reported(kind, hold)]
+    if not wanted:  # every recipient's NOTIFY asks for no such report (RFC 3461)
+        return "skipped"
+    return _send_made(hop, wanted, warn, lambda: _made(quarantine, notifier, kind, wanted), quarantine.send_within)
 
 
-def _made(notifier: Notifier, kind: str, group: list[Hold]) -> bytes:
+def _reported(kind: str, hold: Hold) -> bool:
+    """Whether the sender asked to hear of what happened to this held recipient: never with NOTIFY=NEVER; of a
+    failure (expired, cancelled, not deliverable) only when NOTIFY includes FAILURE (or was not given)."""
+    params = hold.params.rcpt(hold.recipient)
+    if params.never:
+        return False
+    failed = kind in ("expired", "undelivered") or hold.state == HoldState.CANCELLED
+    return params.wants("FAILURE") or not failed
+
+
+def _made(quarantine: Quarantine, notifier: Notifier, kind: str, group: list[Hold]) -> bytes:
     first = group[0]
+    report = _report(quarantine, kind, group)
     if kind == "expired":
-        return notifier.expired(group, (first.decided_at or first.created_at) - first.created_at)
+        return notifier.expired(group, (first.decided_at or first.created_at) - first.created_at, report)
     if kind == "decided":
-        return notifier.decided(group)
-    return notifier.undelivered(group)
+        return notifier.decided(group, report)
+    return notifier.undelivered(group, report)
+
+
+def _report(quarantine: Quarantine, kind: str, group: list[Hold]) -> DeliveryReport | None:
+    """The delivery status part of a notice: each recipient of `group` that ends without delivery (expired,
+    cancelled, refused for good or deferred too long), with ENVID, ORCPT and RET as the sender gave them."""
+    failed = []
+    for hold in group:
+        if kind == "expired":
+            status, why = "5.4.7", "held as a likely mistyped address; nobody released it in time"
+        elif hold.state == HoldState.CANCELLED:
+            status, why = "5.7.1", f"held as a likely mistyped address; cancelled by {hold.decided_by or 'a person'}"
+        elif hold.delivery == Delivery.FAILED:
+            code = re.search(r"\b[45]\.\d{1,3}\.\d{1,3}\b", hold.last_error or "")
+            status, why = (f"5{code[0][1:]}" if code else "5.0.0"), hold.last_error or "not delivered"
+        else:
+            continue
+        failed.append(FailedRecipient(hold.deliver_to or hold.recipient, status, why,
+                                      hold.params.rcpt(hold.recipient).orcpt))
+    if not failed:
+        return None
+    first, mail = group[0], group[0].params.mail
+    return DeliveryReport(tuple(failed), first.received_at, quarantine.content(first.id), mail.envid,
+                          mail.ret == "FULL")
 
 
 def _send_made(hop: NextHop, group: list[Hold], warn: Callable[[str], None], make: Callable[[], bytes],

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from rcptguard import logs
 from rcptguard.delivery import NextHop, deliver
+from rcptguard.dsn import EnvelopeParams
 from rcptguard.errors import DecidedNotRecorded, DeliveredNotRecorded, NotPending, StoreError
 from rcptguard.notify import NOTICE_LIFETIME, NoticeLinks, Notifier, send_owed
 from rcptguard.rewrite import correct_headers
@@ -171,7 +172,9 @@ class Outbox:
         """Deliver a hold this caller has claimed (`claim`: the id claim_delivery() returned; None: the hold's
         current claim) and record the outcome (a `retry` that fails for good owes the sender a notice, since no
         person waits for its answer). An acceptance the store cannot record is retried, then DeliveredNotRecorded.
-        A corrected copy names the corrected address in To and Cc, unless a DKIM signature covers them."""
+        A corrected copy names the corrected address in To and Cc, unless a DKIM signature covers them. The envelope
+        asks the next hop for what the client asked for (DSN, BODY, XFORWARD); a corrected recipient's ORCPT is the
+        address the sender gave."""
         quarantine = self.quarantine
         hold = quarantine.require(hold_id)
         claim = claim or hold.claim_id
@@ -179,8 +182,12 @@ class Outbox:
         content = quarantine.content(hold_id)
         if target != hold.recipient:  # a correction: Reply-All must not go back to the mistyped address
             content, _ = correct_headers(content, hold.recipient, target)
-        result = deliver(next_hop, hold.mail_from, [target], content,
-                         smtputf8=needs_smtputf8(hold.mail_from, target), within=quarantine.send_within)
+        asked = hold.params
+        own = asked.rcpt(hold.recipient)
+        params = EnvelopeParams(asked.mail, {target: own if target == hold.recipient else own.original(hold.recipient)},
+                                asked.xforward)
+        result = deliver(next_hop, hold.mail_from, [target], content, smtputf8=needs_smtputf8(hold.mail_from, target),
+                         within=quarantine.send_within, params=params)
         if target in result.accepted:
             return ReleaseOutcome(self._record_delivered(hold, claim, next_hop), result)
         code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from rcptguard.delivery import NextHop
 from tests.support.processes import StartStop, free_port
 
 if TYPE_CHECKING:
-    from aiosmtpd.smtp import SMTP, Envelope, Session
+    from aiosmtpd.smtp import Envelope, Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,9 @@ class Message:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_params: str = ""  # what MAIL FROM carried after the path, as sent (a sink with `extensions` only)
+    rcpt_params: tuple[str, ...] = ()  # and each RCPT TO, in order
+    xforward: str = ""  # the XFORWARD attributes of the transaction, as sent
 
 
 class _Handler:
@@ -62,9 +66,10 @@ class _Handler:
     ) -> list[str]:
         session.host_name = hostname
         self._sink.connections += 1
-        if self._sink.pipelining:  # aiosmtpd reads pipelined commands in order; it just does not say so
-            return [*responses[:-1], "250-PIPELINING", responses[-1]]
-        return responses
+        extra = ["250-PIPELINING"] if self._sink.pipelining else []  # aiosmtpd reads pipelined commands in order
+        if self._sink.extensions:
+            extra += ["250-DSN", "250-XFORWARD NAME ADDR PROTO HELO SOURCE"]  # as Postfix: IDENT and PORT not asked
+        return [*responses[:-1], *extra, responses[-1]]
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self._sink.reply_data is not None:
@@ -75,10 +80,56 @@ class _Handler:
         mail_from = envelope.mail_from or ""
         if mail_from == "<>":  # aiosmtpd keeps the null reverse-path literally; a bounce has mail_from == ""
             mail_from = ""
-        self._sink._record(Message(mail_from, tuple(envelope.rcpt_tos), bytes(data)))
+        self._sink._record(Message(mail_from, tuple(envelope.rcpt_tos), bytes(data),
+                                   getattr(envelope, "raw_mail", ""), tuple(getattr(envelope, "raw_rcpts", ())),
+                                   getattr(envelope, "raw_xforward", "")))
         if self._sink.delay_data:  # recorded first, answered late: a client that dies meanwhile may resend
             await asyncio.sleep(self._sink.delay_data)
         return "250 2.0.0 OK: recorded"
+
+
+class _ExtendedSMTP(SMTP):
+    """An SMTP server that offers DSN and XFORWARD, as Postfix's does, and records what MAIL, RCPT and XFORWARD
+    carried, to the letter: the sink with `extensions` (which its handler's EHLO hook announces)."""
+
+    async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        raw = (arg or "").partition(">")[2].strip()
+        await super().smtp_MAIL(_only_path(arg))
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            self.envelope.raw_mail = raw  # type: ignore[attr-defined]
+            self.envelope.raw_rcpts = []  # type: ignore[attr-defined]
+
+    async def smtp_RCPT(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        count = len(self.envelope.rcpt_tos) if self.envelope is not None else 0
+        await super().smtp_RCPT(_only_path(arg))
+        if self.envelope is not None and len(self.envelope.rcpt_tos) > count:
+            self.envelope.raw_rcpts.append((arg or "").partition(">")[2].strip())  # type: ignore[attr-defined]
+
+    async def smtp_XFORWARD(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        assert self.envelope is not None
+        before = getattr(self.envelope, "raw_xforward", "")
+        self.envelope.raw_xforward = f"{before} {arg or ''}".strip()  # type: ignore[attr-defined]
+        await self.push("250 2.0.0 Ok")
+
+
+def _only_path(arg: str | None) -> str | None:
+    """A MAIL or RCPT argument without its parameters but BODY and SMTPUTF8 (which aiosmtpd itself takes)."""
+    if arg is None:
+        return None
+    head, _, rest = arg.partition(">")
+    kept = [word for word in rest.split() if word.upper().split("=")[0] in ("BODY", "SMTPUTF8", "SIZE")]
+    return head + ">" + "".join(" " + word for word in kept)
+
+
+class _Controller(Controller):
+    def __init__(self, *args: object, extended: bool, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.extended = extended
+
+    def factory(self) -> SMTP:
+        if not self.extended:
+            return super().factory()
+        return _ExtendedSMTP(self.handler, **self.SMTP_kwargs)
 
 
 class RecordingSink(StartStop):
@@ -97,6 +148,7 @@ class RecordingSink(StartStop):
         delay_data: float = 0.0,
         pipelining: bool = False,
         max_rcpts: int = 0,
+        extensions: bool = False,
     ) -> None:
         self.host = "127.0.0.1"
         self.max_rcpts = max_rcpts  # recipients per transaction; more get 452 (Postfix: smtpd_recipient_limit)
@@ -105,6 +157,7 @@ class RecordingSink(StartStop):
         self.reply_data = reply_data
         self.delay_data = delay_data
         self.pipelining = pipelining
+        self.extensions = extensions  # offer DSN and XFORWARD, and record what MAIL, RCPT and XFORWARD carried
         self.connections = 0  # EHLOs seen: how many SMTP sessions clients opened
         self._lock = threading.Lock()
         self._messages: list[Message] = []
@@ -156,13 +209,14 @@ class RecordingSink(StartStop):
     def start(self) -> Self:
         if self._controller is not None:
             return self
-        controller = Controller(
+        controller = _Controller(
             _Handler(self),
             hostname=self.host,
             port=self.port,
             decode_data=False,
             enable_SMTPUTF8=True,
             ready_timeout=10.0,
+            extended=self.extensions,
         )
         controller.start()
         self._controller = controller

@@ -50,6 +50,16 @@ from rcptguard.delivery import (
     Transport,
     normalise_line_endings,
 )
+from rcptguard.dsn import (
+    XFORWARD_ATTRIBUTES,
+    DsnError,
+    EnvelopeParams,
+    MailParams,
+    RcptParams,
+    parse_xforward,
+    split_params,
+    xtext_decode,
+)
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Flagged, NoticeLinks, Notifier, Warned, send_owed, wants_notice
 from rcptguard.outbox import Backoff, Outbox
@@ -144,6 +154,14 @@ class RelaySettings(Settings):
 
 
 _OWN_HEADER = re.compile(rb"(?im)^x-rcptguard-[^:\r\n]*:.*(?:\r\n[ \t].*)*\r\n")
+
+
+def original_client(xforward: dict[str, str]) -> str:
+    """The client Postfix received the message from, as XFORWARD told it ("mx.example.org[192.0.2.1]"), or ""."""
+    known = {k: xtext_decode(v) for k, v in xforward.items() if v not in ("[UNAVAILABLE]", "[TEMPUNAVAIL]")}
+    if "ADDR" not in known:
+        return ""
+    return f"{known.get('NAME', 'unknown')}[{known['ADDR']}]"
 
 
 def without_own_headers(content: bytes) -> bytes:
@@ -436,12 +454,54 @@ class GuardedSMTP(SMTP):
     async def smtp_RCPT(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
         await self._path_command(arg, "RCPT TO:<address>", super().smtp_RCPT)
 
+    @syntax("XFORWARD attribute=value ...")
+    async def smtp_XFORWARD(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+        """Postfix's XFORWARD (XFORWARD_README): the original client of the message that follows, as a content
+        filter's client (Postfix's smtp) knows it; kept for this transaction, logged, and said again to the next
+        hop when it offers XFORWARD."""
+        assert self.session is not None
+        assert self.envelope is not None
+        if not self.session.extended_smtp:
+            await self.push("503 5.5.1 Error: send EHLO first")
+        elif self.envelope.mail_from is not None:
+            await self.push("503 5.5.1 Error: XFORWARD not allowed during a mail transaction")
+        else:
+            try:
+                values = parse_xforward(arg or "")
+            except DsnError as exc:
+                await self.push(str(exc))
+                return
+            forwarded: dict[str, str] = getattr(self.envelope, "xforward", {})
+            self.envelope.xforward = {**forwarded, **values}  # type: ignore[attr-defined]
+            await self.push("250 2.0.0 Ok")
+
+    def _take_params(self, arg: str, kind: str) -> str:
+        """Take the parameters the guard carries on (DSN's and BODY) out of a MAIL or RCPT argument and keep them
+        for the handler's hook (`self.params`); the rest goes to aiosmtpd, which refuses what nobody knows with
+        555. DsnError for a malformed one."""
+        head, _, rest = arg.partition(">")
+        if not rest.strip() or self.session is None or not self.session.extended_smtp:
+            self.params: MailParams | RcptParams = MailParams() if kind == "MAIL" else RcptParams()
+            return arg
+        params = split_params(rest)
+        self.params = MailParams.take(params) if kind == "MAIL" else RcptParams.take(params)
+        for key in params:
+            if key not in ("SMTPUTF8", "SIZE"):
+                raise DsnError(f"{key} is not carried on by this relay", code="555")
+        return head + ">" + "".join(f" {key}={value}" if value else f" {key}" for key, value in params.items())
+
     async def _path_command(self, arg: str | None, usage: str,
                             command: Callable[[str | None], Coroutine[Any, Any, None]]) -> None:
         """MAIL or RCPT: a strict path first; its reply may wait for the next one when the client pipelines."""
         if arg is not None and not _PATH.match(arg):
             await self.push(f"501 5.5.4 Syntax: {usage}")
             return
+        if arg is not None:
+            try:
+                arg = self._take_params(arg, usage[:4])
+            except DsnError as exc:
+                await self.push(str(exc))
+                return
         self._pipelined = True
         if usage.startswith("RCPT") and arg is not None and not _PLAIN_PATH.match(arg[3:]):
             malformed = self.event_handler.malformed(arg[3:].strip().partition(">")[0].lstrip("<"))
@@ -590,8 +650,12 @@ class RelayHandler:
     async def handle_EHLO(self, _server: SMTP, session: Session, _envelope: Envelope,  # noqa: N802 - aiosmtpd hook
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
+        # DSN's parameters make MAIL and RCPT longer (RFC 3461 §5: by 100 and 500 characters at most).
+        _server.command_size_limits["MAIL"] = 1024
+        _server.command_size_limits["RCPT"] = 1024
         # GuardedSMTP reads pipelined commands and DATA after them correctly, and batches its replies.
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return [*responses[:-1], "250-PIPELINING", "250-DSN", f"250-XFORWARD {' '.join(XFORWARD_ATTRIBUTES)}",
+                responses[-1]]
 
     async def handle_MAIL(self, _server: SMTP, session: Session, envelope: Envelope,  # noqa: N802 - aiosmtpd hook
                           address: str, mail_options: list[str]) -> str:
@@ -602,6 +666,8 @@ class RelayHandler:
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.rcptguard = {}  # type: ignore[attr-defined] # verdicts by recipient, for DATA
+        envelope.params = cast("GuardedSMTP", _server).params  # type: ignore[attr-defined] # RET, ENVID, BODY
+        envelope.rcpt_params = {}  # type: ignore[attr-defined] # NOTIFY, ORCPT by recipient
         return str(RELAY_REPLIES[Relayed.SENDER_OK])
 
     def malformed(self, address: str) -> str | None:
@@ -627,6 +693,7 @@ class RelayHandler:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         envelope.rcptguard[address] = verdict  # type: ignore[attr-defined]
+        envelope.rcpt_params[address] = cast("GuardedSMTP", _server).params  # type: ignore[attr-defined]
         return str(reply)
 
     async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
@@ -723,12 +790,12 @@ class RelayHandler:
         self.queued.add(row_id)
         self.notices_due.set()
 
-    async def _forward(self, mail_from: str, rcpts: list[str], body: bytes, *,
-                       smtputf8: bool = False) -> DeliveryResult:
-        return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8)
+    async def _forward(self, mail_from: str, rcpts: list[str], body: bytes, *, smtputf8: bool = False,
+                       params: EnvelopeParams | None = None) -> DeliveryResult:
+        return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8, params=params)
 
     async def _forward_copies(self, mail_from: str, groups: list[tuple[list[str], bytes]], *,
-                              utf8: bool) -> tuple[list[Copy], str | None]:
+                              utf8: bool, params: EnvelopeParams) -> tuple[list[Copy], str | None]:
         """Forward each copy (plain, warned) to its recipients, except those an earlier attempt at this message
         already settled. The copies sent, and the 4xx reply when the next hop deferred a part of one (what it
         settled is then remembered, so the client's retry does not send it again)."""
@@ -739,7 +806,7 @@ class RelayHandler:
             result = self.copies.get(mail_from, rcpts, body) or DeliveryResult()
             todo = [r for r in rcpts if r not in result.accepted and r not in result.perm_failed]
             if todo:
-                result = result.merged(await self._forward(mail_from, todo, body, smtputf8=utf8))
+                result = result.merged(await self._forward(mail_from, todo, body, smtputf8=utf8, params=params))
             if result.temporary:
                 first = next(iter(result.temp_failed.values()), (451, result.error or ""))
                 logs.event(log, "next hop deferred", logging.WARNING, sender=mail_from, error=result.error,
@@ -765,16 +832,19 @@ class RelayHandler:
         warned = [r for r in passed if verdicts[r].action is Action.WARN]
         held = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.HOLD]
         utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
+        params = EnvelopeParams(getattr(envelope, "params", MailParams()), dict(getattr(envelope, "rcpt_params", {})),
+                                dict(getattr(envelope, "xforward", {})))
+        peer = str(session.peer[0]) if isinstance(session.peer, tuple) else ""
+        client = original_client(params.xforward) or peer
 
         hold_ids: list[str] = []
         if held:
             recipients = [HeldRecipient(r, verdicts[r].intended, verdicts[r].suggestion, verdicts[r].reason,
                                         [s.to_json() for s in verdicts[r].signals], verdicts[r].score) for r in held]
-            client = session.peer[0] if isinstance(session.peer, tuple) else ""
             notify = self.settings.notify and wants_notice(mail_from, content)
             try:
                 holds = await asyncio.to_thread(self.quarantine.hold, mail_from=mail_from, recipients=recipients,
-                                                content=content, client=str(client), notify=notify)
+                                                content=content, client=client, notify=notify, envelope=params)
                 await asyncio.to_thread(self.quarantine.store.verify)
             except StoreError as exc:
                 logs.event(log, "quarantine unavailable", logging.ERROR, error=str(exc))
@@ -785,7 +855,7 @@ class RelayHandler:
                 self.notices_due.set()
 
         groups = [(passed, content)]  # warned recipients get the message as it is: the warning is the sender's
-        sent, deferred = await self._forward_copies(mail_from, groups, utf8=utf8)
+        sent, deferred = await self._forward_copies(mail_from, groups, utf8=utf8, params=params)
         if deferred is not None:
             return deferred
         accepted = [r for *_, result in sent for r in result.accepted]
@@ -794,8 +864,9 @@ class RelayHandler:
             if not accepted and not hold_ids:
                 code, text = next(iter(perm_failed.values()))
                 return f"{code if 500 <= code < 600 else 550} 5.0.0 Next hop refused: {ascii_line(text, 200)}"
-            if mail_from:
-                report = dsn(mail_from, perm_failed, self.hostname)
+            reported = {r: reply for r, reply in perm_failed.items() if params.rcpt(r).wants("FAILURE")}
+            if mail_from and reported:
+                report = dsn(mail_from, reported, self.hostname)
                 try:
                     self._queued(await asyncio.to_thread(self.outbox.queue, "report", "", mail_from, report))
                 except StoreError as exc:
@@ -810,8 +881,9 @@ class RelayHandler:
         self.accepted += 1
         if warned and self.settings.warn_notice and wants_notice(mail_from, content):
             await self._tell_of_warnings(mail_from, [(r, verdicts[r]) for r in warned if r in accepted], content)
-        logs.event(log, "message", sender=mail_from, forwarded=accepted, held=dict(zip(held, hold_ids, strict=False)),
-                   refused_by_next_hop=sorted(perm_failed), warned=warned, size=len(content))
+        logs.event(log, "message", sender=mail_from, client=client, forwarded=accepted,
+                   held=dict(zip(held, hold_ids, strict=False)), refused_by_next_hop=sorted(perm_failed), warned=warned,
+                   size=len(content))
         note = f"; held {len(hold_ids)} for confirmation" if hold_ids else ""  # counts: a reply line stays short
         return str(RELAY_REPLIES[Relayed.DELIVERED].saying(f"forwarded {len(accepted)}{note}"))
 

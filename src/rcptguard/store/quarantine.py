@@ -43,6 +43,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rcptguard import logs
+from rcptguard.dsn import EnvelopeParams
 from rcptguard.errors import (
     AlreadyDecided,
     DecidedNotRecorded,
@@ -161,6 +162,12 @@ class Hold:
     next_attempt_at: dt.datetime | None = None  # a deferred delivery is retried from then on
     claim_id: str | None = None  # that claim's identity, as in the log
     claimed_by: str | None = None  # the worker that last took the delivery: "host pid N"
+    envelope: str | None = None  # what the client's envelope asked for (dsn.EnvelopeParams.to_json; "" nothing)
+
+    @property
+    def params(self) -> EnvelopeParams:
+        """The envelope's parameters for this recipient: RET, ENVID, BODY, its NOTIFY and ORCPT, XFORWARD."""
+        return EnvelopeParams.from_json(self.envelope)
 
     def to_json(self) -> dict[str, Any]:
         def when(value: dt.datetime | None) -> str | None:
@@ -177,6 +184,7 @@ class Hold:
             "message_id_header": self.message_id_header, "received_at": when(self.received_at),
             "size": self.size, "client": self.client, "claimed_at": when(self.claimed_at),
             "next_attempt_at": when(self.next_attempt_at), "claim_id": self.claim_id, "claimed_by": self.claimed_by,
+            "envelope": json.loads(self.envelope) if self.envelope else {},
         }
 
 
@@ -267,6 +275,14 @@ def header_block(content: bytes) -> str:
     return content[:end].decode("utf-8", "replace")
 
 
+def _own_envelope(envelope: EnvelopeParams | None, address: str) -> str | None:
+    """The parameters of the envelope that concern one recipient, as stored with its hold (None: none)."""
+    if envelope is None:
+        return None
+    own = EnvelopeParams(envelope.mail, {address: envelope.rcpt(address)}, envelope.xforward).to_json()
+    return own or None
+
+
 def needs_smtputf8(*addresses: str) -> bool:
     return not all(address.isascii() for address in addresses)
 
@@ -299,7 +315,7 @@ def _to_hold(m: RowMapping) -> Hold:
         last_error=m["last_error"], notice=m["notice"], mail_from=m["mail_from"], subject=m["subject"],
         message_id_header=m["message_id_header"], received_at=_utc(m["received_at"]), size=int(m["size"]),
         client=m["client"], claimed_at=_opt_utc(m["claimed_at"]), next_attempt_at=_opt_utc(m["next_attempt_at"]),
-        claim_id=m["claim_id"], claimed_by=m["claimed_by"],
+        claim_id=m["claim_id"], claimed_by=m["claimed_by"], envelope=m["envelope"],
     )
 
 
@@ -342,10 +358,11 @@ class Quarantine:
     # -- holding ----------------------------------------------------------------------------------------------
 
     def hold(self, *, mail_from: str, recipients: Sequence[HeldRecipient], content: bytes,
-             client: str = "", notify: bool = False) -> builtins.list[Hold]:
+             client: str = "", notify: bool = False, envelope: EnvelopeParams | None = None) -> builtins.list[Hold]:
         """Store the message and hold each recipient, in one durable transaction; the holds in recipient order.
         With `notify`, the sender is owed the held notice (kind "held", see owed_notices) in the same transaction:
-        once the door answers 250, the notice is the outbox's to send, and cannot be lost.
+        once the door answers 250, the notice is the outbox's to send, and cannot be lost. `envelope`: what the
+        client's envelope asked for (DSN, BODY, XFORWARD), kept with each recipient for its release.
 
         Idempotent: the same sender, held recipients and bytes again return the holds already stored (and owe no
         second notice).
@@ -372,6 +389,7 @@ class Quarantine:
                     "suggestion": r.suggestion, "reason": r.reason, "signals": signal_json,
                     "score": float(r.score), "state": HoldState.HELD, "created_at": now, "delivery": Delivery.NONE,
                     "delivery_attempts": 0, "notice": Notice.PENDING if notify else None,
+                    "envelope": _own_envelope(envelope, r.address),
                 } for r, signal_json in zip(recipients, signals, strict=True)]
                 self._insert_ignoring(connection, holds, [holds.c.message_id, holds.c.recipient], hold_rows)
                 rows = connection.execute(

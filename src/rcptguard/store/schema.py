@@ -118,6 +118,7 @@ holds = Table(
     # skipped; NULL: none owed.
     Column("notice", String(16), index=True),
     Column("notice_claimed_at", DateTime(timezone=True)),  # when a worker set notice to sending
+    Column("envelope", Text),  # JSON: what the client's envelope asked for (DSN's RET, ENVID, NOTIFY, ORCPT; XFORWARD)
     UniqueConstraint("message_id", "recipient", name="uq_holds_message_recipient"),
     CheckConstraint(check_in("state", HOLD_STATES), name="ck_holds_state"),
     CheckConstraint(check_in("delivery", DELIVERY_STATES), name="ck_holds_delivery"),
