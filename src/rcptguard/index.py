@@ -26,10 +26,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import idna
 
-from rcptguard.domains import public_suffix
+from rcptguard.domains import public_suffix, suffix_depth
 from rcptguard.model import Domain, Role
 from rcptguard.typos.cost import cheapest
 from rcptguard.typos.edits import Edit, deletions, one_edit_variants, single_edit
@@ -80,13 +81,9 @@ class Candidate:
     typed_suffix: str
     intended_stem: str
     intended_suffix: str
-    edits: tuple[Edit, ...] = ()  # NAME family: the edits in the name (one or two), from intended to typed
+    edit: Edit | None = None  # NAME family with one edit: that edit, from the intended domain to the typed one
+    edits: tuple[Edit, ...] = ()  # NAME family: the edits in the name (one or two)
     suffix_slip: bool = False  # NAME family: the suffix is slipped too (outlok.co for outlook.com)
-
-    @property
-    def edit(self) -> Edit | None:
-        """The one edit of a single-edit NAME candidate."""
-        return self.edits[0] if len(self.edits) == 1 else None
 
 
 def split_unicode(domain: Domain, n: int | None = None) -> tuple[str, str]:
@@ -109,12 +106,15 @@ def _to_ascii(name: str) -> str:
         return name
 
 
-def _add(table: dict[str, tuple[Entry, ...]], key: str, entry: Entry) -> None:
+_T = TypeVar("_T")
+
+
+def _add(table: dict[str, tuple[_T, ...]], key: str, value: _T) -> None:
     present = table.get(key)
     if present is None:
-        table[key] = (entry,)
-    elif entry not in present:
-        table[key] = (*present, entry)
+        table[key] = (value,)
+    elif value not in present:
+        table[key] = (*present, value)
 
 
 class DomainIndex:
@@ -126,8 +126,8 @@ class DomainIndex:
         self._by_name: dict[str, Entry] = {}
         self._by_stem: dict[str, tuple[Entry, ...]] = {}
         self._slips: dict[str, tuple[Entry, ...]] = {}
-        self._near: dict[str, tuple[Entry, ...]] = {}
-        self._anagram: dict[str, tuple[Entry, ...]] = {}
+        self._near: dict[str, tuple[str, ...]] = {}  # to indexed names (stems); `_by_stem` has their entries
+        self._anagram: dict[str, tuple[str, ...]] = {}
         self._glued: dict[str, Entry] = {}  # each country code glued to each protected name: deibm.com
         self._deep: set[str] = set()  # strong entries (ASCII) indexed two edits deep
         self._real = real_tlds()
@@ -148,14 +148,6 @@ class DomainIndex:
         for entry in merged.values():
             self._insert(entry, entry.domain.ascii in deep)
         self.size = len(merged)
-        # A one-hash Bloom filter over `_near` (2 MiB: it stays in the processor's cache, the dictionary
-        # does not): most deletion keys of an unknown domain are ruled out without touching the dictionary.
-        bits = max(1 << 20, 1 << (len(self._near) * 12).bit_length())
-        self._bloom = bytearray(bits >> 3)
-        self._bloom_mask = (bits >> 3) - 1
-        for key in self._near:
-            h = hash(key)
-            self._bloom[(h >> 3) & self._bloom_mask] |= 1 << (h & 7)
 
     def _insert(self, entry: Entry, strong: bool) -> None:
         key = entry.domain.ascii
@@ -170,18 +162,18 @@ class DomainIndex:
         stem = entry.stem
         self._by_name[entry.domain.unicode] = entry
         _add(self._by_stem, stem, entry)
-        _add(self._near, stem, entry)
+        _add(self._near, stem, stem)
         deep = strong and len(stem.rsplit(".", 1)[-1]) >= TWO_EDIT_MIN_NAME
         for shorter in deletions(stem):
             if _usable(shorter):
-                _add(self._near, shorter, entry)
+                _add(self._near, shorter, stem)
                 if deep:
                     for shortest in deletions(shorter):
                         if _usable(shortest):
-                            _add(self._near, shortest, entry)
+                            _add(self._near, shortest, stem)
         if deep:
             self._deep.add(entry.domain.ascii)
-            _add(self._anagram, "".join(sorted(stem)), entry)
+            _add(self._anagram, "".join(sorted(stem)), stem)
         _add(self._skeleton, skeleton(entry.domain.unicode), entry)
         if entry.role is Role.PROTECTED and "." not in stem:
             for code in self._country_codes:
@@ -220,6 +212,8 @@ class DomainIndex:
         if not real:  # read it as well with the suffixes it was probably meant to be
             head = domain.ascii[: -len(tld)]
             for fix in nearest(tld)[:SUFFIX_FIXES]:
+                if suffix_depth(fix.tld) == 1:
+                    continue  # split as typed already: the suffix is one label
                 depth = public_suffix(head + fix.tld).count(".") + 1
                 split = split_unicode(domain, depth)
                 if split not in splits:
@@ -262,19 +256,21 @@ class DomainIndex:
         near = self._near
         keys = [stem[:i] + stem[i + 1 :] for i in range(len(stem))]
         keys.append(stem)
-        bloom, mask = self._bloom, self._bloom_mask
-        found = [hit for key in keys
-                 if bloom[((h := hash(key)) >> 3) & mask] >> (h & 7) & 1 and (hit := near.get(key)) is not None]
+        present = near.keys() & keys  # one pass in C; kept in the order of `keys` below (determinism)
+        found = [near[key] for key in keys if key in present] if present else []
         if not prefix and len(stem) >= TWO_EDIT_MIN_NAME:  # two swaps keep the length of a strong name
             anagram = self._anagram.get("".join(sorted(stem)))
             if anagram is not None:
                 found.append(anagram)
-        for entry in dict.fromkeys(e for hit in found for e in hit):
-            if entry.stem == stem:
+        by_stem = self._by_stem
+        for other in dict.fromkeys(name for hit in found for name in hit):
+            if other == stem:
                 continue  # the same name under another suffix: the suffix family's
-            candidate = self._name_slip(prefix, typed, stem, suffix, real, entry)
-            if candidate is not None:
-                yield candidate
+            one = single_edit(stem, other)
+            for entry in by_stem[other]:
+                candidate = self._name_slip(prefix, typed, stem, suffix, real, entry, one)
+                if candidate is not None:
+                    yield candidate
         # A country code glued to a protected domain: deibm.com <- de.ibm.com.
         if not prefix and self._glued:
             glued = self._glued.get(typed)
@@ -283,7 +279,7 @@ class DomainIndex:
                 edit = single_edit(typed, intended)
                 if edit is not None:
                     yield Candidate(Family.NAME, typed, glued, intended, stem, suffix,
-                                    f"{stem[:2]}.{glued.stem}", glued.suffix, (edit,))
+                                    f"{stem[:2]}.{glued.stem}", glued.suffix, edit, (edit,))
         # The same look: аmazon.com <- amazon.com, arnazon.com <- amazon.com.
         for entry in self._skeleton.get(skeleton(typed), ()):
             if entry.domain.unicode != typed:
@@ -291,16 +287,17 @@ class DomainIndex:
                                 stem, suffix, entry.stem, entry.suffix)
 
     def _name_slip(self, prefix: str, typed: str, stem: str, suffix: str, real: bool,
-                   entry: Entry) -> Candidate | None:
+                   entry: Entry, one: Edit | None) -> Candidate | None:
         """The slips that turn `entry` into the typed domain, if they are few enough to be a slip of it:
         one edit anywhere (a dot moved into the suffix too: hotmailc.om), two in a strong name
-        (hotmial.cm is one in the name and one in the suffix; micorsfot.com two in the name)."""
+        (hotmial.cm is one in the name and one in the suffix; micorsfot.com two in the name). `one` is the
+        single edit from the entry's name to the typed one, if there is one."""
         intended = prefix + entry.domain.unicode
-        if real:
-            whole = single_edit(typed, entry.domain.unicode)
+        if real and (entry.suffix == suffix or len(typed) == len(entry.domain.unicode)):
+            whole = single_edit(typed, entry.domain.unicode)  # across suffixes only a moved dot keeps the length
             if whole is not None:
                 return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix,
-                                 (whole,))
+                                 whole, (whole,))
         if entry.suffix == suffix:
             if entry.domain.ascii not in self._deep:
                 return None
@@ -309,13 +306,11 @@ class DomainIndex:
             edits = cheapest(stem, entry.stem, 2)
             if edits is None or len(edits) != 2:
                 return None
-            return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, edits)
-        if not is_suffix_slip(suffix, entry.suffix):
+            return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, None,
+                             edits)
+        if one is None or not is_suffix_slip(suffix, entry.suffix):
             return None
-        edit = single_edit(stem, entry.stem)
-        if edit is None:
-            return None
-        return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, (edit,),
+        return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, one, (one,),
                          suffix_slip=True)
 
 

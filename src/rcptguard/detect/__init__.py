@@ -59,13 +59,13 @@ def explain(candidate: Candidate) -> tuple[Signal, ...] | None:
         return None if signal is None else (signal,)
     signals = []
     for edit in candidate.edits:
-        signal = classify(replace(candidate, edits=(edit,), suffix_slip=False))
+        signal = classify(replace(candidate, edit=edit, edits=(edit,), suffix_slip=False))
         if signal is None:
             return None
         signals.append(signal)
     if candidate.suffix_slip:
         signal = classify(replace(candidate, family=Family.SUFFIX, typed_stem=candidate.intended_stem,
-                                  edits=(), suffix_slip=False))
+                                  edit=None, edits=(), suffix_slip=False))
         if signal is None:
             return None
         signals.append(signal)

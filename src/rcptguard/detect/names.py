@@ -85,5 +85,5 @@ insertion = _detector("INSERTION", "An extra letter (gmaill.com is REPETITION; g
 substitution = _detector("SUBSTITUTION", "One letter typed for another, not a neighbour (gmbil.com).",
                          lambda e: e.op is Op.SUBSTITUTION)
 
-DETECTORS = (glued_prefix, misplaced_dot, missing_dot, dot_hyphen, hyphen_drop, hyphen_add, plural, repetition,
-             ascii_lookalike, transposition, keyboard_typo, vowel_swap, omission, bitflip, insertion, substitution)
+DETECTORS = (glued_prefix, missing_dot, dot_hyphen, hyphen_drop, hyphen_add, plural, repetition, ascii_lookalike,
+             misplaced_dot, transposition, keyboard_typo, vowel_swap, omission, bitflip, insertion, substitution)
