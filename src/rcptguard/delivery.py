@@ -91,6 +91,7 @@ class DeliveryResult:
     temp_failed: dict[str, tuple[int, str]] = field(default_factory=dict)
     perm_failed: dict[str, tuple[int, str]] = field(default_factory=dict)
     error: str | None = None  # a failure of the whole transaction (connection, MAIL, DATA)
+    without_dsn: tuple[str, ...] = ()  # accepted by a next hop that does not offer DSN: it will send no report
 
     @property
     def temporary(self) -> bool:
@@ -100,12 +101,13 @@ class DeliveryResult:
     @property
     def settled(self) -> DeliveryResult:
         """Only what is final: the recipients accepted and those refused for good."""
-        return DeliveryResult(self.accepted, {}, dict(self.perm_failed))
+        return DeliveryResult(self.accepted, {}, dict(self.perm_failed), without_dsn=self.without_dsn)
 
     def merged(self, other: DeliveryResult) -> DeliveryResult:
         """This result and another, for other recipients of the same message (a later transaction)."""
         return DeliveryResult((*self.accepted, *other.accepted), {**self.temp_failed, **other.temp_failed},
-                              {**self.perm_failed, **other.perm_failed}, other.error or self.error)
+                              {**self.perm_failed, **other.perm_failed}, other.error or self.error,
+                              (*self.without_dsn, *other.without_dsn))
 
 
 def _text(reply: bytes | str) -> str:
@@ -406,7 +408,7 @@ class _Connection:
         code, text = await self._reply(self._limits.data_done)
         if code != 250:
             return self._refused(code, text, accepted, perm), later  # those put off still get their own try
-        return DeliveryResult(tuple(accepted), {}, perm), later
+        return DeliveryResult(tuple(accepted), {}, perm, without_dsn=() if dsn else tuple(accepted)), later
 
     async def _xforward(self, values: dict[str, str]) -> None:
         """Tell a next hop that offers XFORWARD who the original client was (only the attributes it names), before

@@ -22,12 +22,13 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import jinja2
 
 from rcptguard.delivery import NextHop, deliver
-from rcptguard.store.quarantine import notice_kind
+from rcptguard.dsn import EnvelopeParams
+from rcptguard.store.quarantine import notice_kind, summarize
 from rcptguard.store.schema import Delivery, HoldState
 
 if TYPE_CHECKING:
@@ -124,6 +125,19 @@ class Notifier:
         } for hold in holds]
         return self._message("notice_decided", holds, subject, report=report, items=items)
 
+    def relayed(self, mail_from: str, delivered: Sequence[str], original: bytes, params: EnvelopeParams, *,
+                received: dt.datetime, host: str, orcpts: dict[str, str | None] | None = None) -> bytes:
+        """The success report the sender asked for (NOTIFY=SUCCESS) of recipients handed to a next hop (`host`)
+        that sends no reports itself: `Action: relayed`, as RFC 3461 §4.1 asks of a relay to a non-DSN server."""
+        subject, message_id = summarize(original)
+        report = DeliveryReport(tuple(ReportedRecipient(
+            rcpt, "2.0.0", f"handed to {host}, which does not offer delivery reports",
+            (orcpts or {}).get(rcpt) or params.rcpt(rcpt).orcpt, "relayed") for rcpt in delivered),
+            received, original, params.mail.envid, full=False)
+        title = f"Delivered: {subject}" if subject else "Your message was delivered"
+        return self._compose("notice_relayed", mail_from, title, in_reply_to=message_id, report=report,
+                             subject=subject, date=format_datetime(received), delivered=delivered, next_hop=host)
+
     def warned(self, mail_from: str, items: Sequence[Flagged], subject: str | None, quiet: dt.timedelta, *,
                in_reply_to: str | None = None) -> bytes:
         """The notice that a message was delivered but some of its addresses look mistyped (a warning, not a
@@ -177,13 +191,15 @@ NOTICE_LIFETIME = dt.timedelta(days=5)  # a notice the next hop defers this long
 
 
 @dataclass(frozen=True, slots=True)
-class FailedRecipient:
-    """One recipient a delivery report says was not delivered: its status code (RFC 3463) and why."""
+class ReportedRecipient:
+    """One recipient of a delivery report: what became of it (failed, or relayed to a next hop that sends no
+    reports), its status code (RFC 3463) and why."""
 
     recipient: str
     status: str
     diagnostic: str
     original: str | None = None  # ORCPT as the client gave it ("rfc822;" xtext)
+    action: Literal["failed", "relayed"] = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +207,7 @@ class DeliveryReport:
     """The machine-readable part of a notice that says recipients were not delivered (RFC 3464), with the
     original message's headers (or, when the sender asked RET=FULL, the whole message)."""
 
-    failed: tuple[FailedRecipient, ...]
+    recipients: tuple[ReportedRecipient, ...]
     arrival: dt.datetime
     original: bytes
     envid: str | None = None
@@ -208,10 +224,10 @@ class DeliveryReport:
         if self.envid:
             per_message.insert(1, ("Original-Envelope-Id", self.envid))
         blocks: list[Message | str] = [_fields(per_message)]
-        for failed in self.failed:
-            fields: list[tuple[str, str]] = [("Original-Recipient", failed.original)] if failed.original else []
-            fields += [("Final-Recipient", f"rfc822; {failed.recipient}"), ("Action", "failed"),
-                       ("Status", failed.status), ("Diagnostic-Code", f"X-Rcptguard; {header_safe(failed.diagnostic)}")]
+        for one in self.recipients:
+            fields: list[tuple[str, str]] = [("Original-Recipient", one.original)] if one.original else []
+            fields += [("Final-Recipient", f"rfc822; {one.recipient}"), ("Action", one.action),
+                       ("Status", one.status), ("Diagnostic-Code", f"X-Rcptguard; {header_safe(one.diagnostic)}")]
             blocks.append(_fields(fields))
         status = MIMEPart(policy=message.policy)
         status["Content-Type"] = "message/delivery-status"
@@ -328,8 +344,8 @@ def _report(quarantine: Quarantine, kind: str, group: list[Hold]) -> DeliveryRep
             status, why = (f"5{code[0][1:]}" if code else "5.0.0"), hold.last_error or "not delivered"
         else:
             continue
-        failed.append(FailedRecipient(hold.deliver_to or hold.recipient, status, why,
-                                      hold.params.rcpt(hold.recipient).orcpt))
+        failed.append(ReportedRecipient(hold.deliver_to or hold.recipient, status, why,
+                                        hold.params.rcpt(hold.recipient).orcpt))
     if not failed:
         return None
     first, mail = group[0], group[0].params.mail

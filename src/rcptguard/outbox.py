@@ -26,6 +26,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import jinja2
+
 from rcptguard import logs
 from rcptguard.delivery import NextHop, deliver
 from rcptguard.dsn import EnvelopeParams
@@ -64,9 +66,11 @@ class Outbox:
 
     KEEP_SENT = dt.timedelta(days=7)  # outgoing mail settled this long ago is purged by a round
 
-    def __init__(self, quarantine: Quarantine, *, backoff: Backoff | None = None) -> None:
+    def __init__(self, quarantine: Quarantine, *, backoff: Backoff | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.quarantine = quarantine
         self.backoff = backoff
+        self.notifier = notifier  # writes the success reports senders ask for (NOTIFY=SUCCESS); None: none
         self.outgoing = Outgoing(quarantine.store, stale_after=quarantine.stale_after)
 
     # -- mail no hold carries ----------------------------------------------------------------------------------
@@ -189,7 +193,10 @@ class Outbox:
         result = deliver(next_hop, hold.mail_from, [target], content, smtputf8=needs_smtputf8(hold.mail_from, target),
                          within=quarantine.send_within, params=params)
         if target in result.accepted:
-            return ReleaseOutcome(self._record_delivered(hold, claim, next_hop), result)
+            delivered = self._record_delivered(hold, claim, next_hop)
+            if target in result.without_dsn and params.rcpt(target).wants("SUCCESS"):
+                self._report_relayed(hold, target, params, content, next_hop)
+            return ReleaseOutcome(delivered, result)
         code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")
         error = result.error or (f"{code} {text}" if code else "not accepted by the next hop")
         if target in result.perm_failed and target not in result.temp_failed:
@@ -198,6 +205,19 @@ class Outbox:
         wait = self.backoff.after(hold.delivery_attempts + 1) if self.backoff is not None else None
         return ReleaseOutcome(quarantine.mark_failed(hold_id, error, permanent=False, claim=claim, retry_after=wait),
                               result)
+
+    def _report_relayed(self, hold: Hold, target: str, params: EnvelopeParams, content: bytes,
+                        next_hop: NextHop) -> None:
+        """The success report the sender asked for, when the next hop sends none: stored, then sent now (a
+        courtesy: trouble with it is logged, the delivery stands)."""
+        if self.notifier is None or not hold.mail_from:
+            return
+        try:
+            report = self.notifier.relayed(hold.mail_from, [target], content, params, received=hold.received_at,
+                                           host=str(next_hop))
+            self.send_queued(next_hop, ids=[self.queue("report", "", hold.mail_from, report)])
+        except (StoreError, ValueError, TypeError, jinja2.TemplateError) as exc:
+            logs.event(log, "success report not sent", logging.WARNING, hold=hold.id, error=str(exc))
 
     def _record_delivered(self, hold: Hold, claim: str | None, next_hop: NextHop) -> Hold:
         """Record an acceptance, retrying while the store fails; then have the quarantine remember it and say so

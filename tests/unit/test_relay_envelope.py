@@ -237,3 +237,43 @@ def test_notify_never_silences_the_report_not_the_held_notice(relay_to_extended:
                        grace=dt.timedelta(0))
     assert counts == Counter(skipped=1)
     assert len(extended.messages) == 1
+
+
+def test_notify_success_to_a_next_hop_without_dsn_gets_a_relayed_report(relay: Relay, sink: RecordingSink) -> None:
+    """A sender who asks NOTIFY=SUCCESS, forwarded to a next hop that sends no reports, gets `Action: relayed`
+    from the relay (RFC 3461 section 4.1); one who did not ask gets nothing."""
+    with session(relay) as client:
+        client.mail("me@example-corp.com", ["ENVID=e1"])
+        assert client.rcpt("a@army.mil", ["NOTIFY=SUCCESS", "ORCPT=rfc822;A@army.mil"])[0] == 250
+        assert client.rcpt("b@army.mil")[0] == 250
+        assert client.data(BODY)[0] == 250
+    got = sink.wait_for(2)
+    time.sleep(0.5)
+    assert len(sink.messages) == 2
+    (report,) = [m for m in got if m.mail_from == ""]
+    parsed = email.message_from_bytes(report.data, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/report"
+    status = next(p for p in parsed.iter_parts() if p.get_content_type() == "message/delivery-status")
+    per_message, *per_recipient = status.get_payload()
+    assert per_message["Original-Envelope-Id"] == "e1"
+    assert [(r["Final-Recipient"], r["Action"], r["Status"], r["Original-Recipient"]) for r in per_recipient] == [
+        ("rfc822; a@army.mil", "relayed", "2.0.0", "rfc822;A@army.mil")]
+
+
+def test_a_released_hold_gets_its_success_report(relay: Relay, sink: RecordingSink) -> None:
+    """NOTIFY=SUCCESS on a held recipient: once released and handed to a next hop without DSN, the sender gets
+    the relayed report for it (the held notice came first)."""
+    with session(relay) as client:
+        client.mail("me@example-corp.com")
+        assert client.rcpt("j.doe@army.ml", ["NOTIFY=SUCCESS,FAILURE"])[0] == 250
+        assert client.data(BODY)[0] == 250
+    sink.wait_for(1)  # the held notice
+    (hold,) = relay.quarantine.list()
+    sink.clear()
+    Outbox(relay.quarantine, notifier=relay.handler.notifier).release(hold.id, "me", sink.hop, to="j.doe@army.mil")
+    got = sink.wait_for(2)
+    assert sorted((m.mail_from, m.rcpt_tos) for m in got) == [("", ("me@example-corp.com",)),
+                                                               ("me@example-corp.com", ("j.doe@army.mil",))]
+    (report,) = [m for m in got if m.mail_from == ""]
+    assert b"Action: relayed" in report.data
+    assert b"Original-Recipient: rfc822;j.doe@army.ml" in report.data

@@ -311,7 +311,8 @@ def release_command(config: Path | None, db: str | None, hold_id: str, to: str |
 
     try:
         with _errors():
-            outcome = Outbox(store).release_outcome(hold_id, _actor(actor), hop, to=to, notify_sender=True)
+            outcome = Outbox(store, notifier=loaded.relay.notifier()).release_outcome(
+                hold_id, _actor(actor), hop, to=to, notify_sender=True)
     except DecidedNotRecorded as exc:  # _errors lets it through when the next hop has the message
         click.echo(f"{hold_id}: {exc.hold.state}; {hop} accepted the message, but the store could not record the "
                    f"delivery ({_one_line(exc.__cause__ or exc)}). It is not sent again by this command; once the "
@@ -387,7 +388,7 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
 
     with _errors():
         waiting = len(store.pending_deliveries())
-        delivered = Outbox(store).deliver_pending(hop)
+        delivered = Outbox(store, notifier=loaded.relay.notifier(notice_from)).deliver_pending(hop)
         given_up = store.give_up(give_up_after)
         left = len(store.pending_deliveries())
     for hold in given_up:

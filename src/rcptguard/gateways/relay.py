@@ -579,8 +579,9 @@ class RelayHandler:
         self.notices_due = asyncio.Event()  # something to send now, not at the next round:
         self.owed: set[str] = set()  # the messages whose held notices are owed since
         self.queued: set[str] = set()  # and the outgoing mail stored since
-        self.outbox = Outbox(quarantine, backoff=Backoff(settings.retry_backoff, settings.retry_backoff_max))
         self.notifier = settings.notifier()
+        self.outbox = Outbox(quarantine, backoff=Backoff(settings.retry_backoff, settings.retry_backoff_max),
+                             notifier=self.notifier)
         self.accepted = 0
         self.copies = AcceptedCopies()
         self.connections: Counter[str] = Counter()  # open client connections by address
@@ -817,6 +818,29 @@ class RelayHandler:
             sent.append((rcpts, body, result))
         return sent, None
 
+    async def _report(self, mail_from: str, sent: list[Copy], perm_failed: dict[str, tuple[int, str]],
+                      params: EnvelopeParams, content: bytes) -> bool:
+        """Store the reports the sender asked for (NOTIFY): of recipients the next hop refused for good, and of
+        success where the next hop will send none. False when a refusal's report could not be stored (the
+        message is then deferred: a bounce must not be lost); a success report is a courtesy, logged if lost."""
+        reported = {r: reply for r, reply in perm_failed.items() if params.rcpt(r).wants("FAILURE")}
+        if reported:
+            try:
+                report = dsn(mail_from, reported, self.hostname)
+                self._queued(await asyncio.to_thread(self.outbox.queue, "report", "", mail_from, report))
+            except StoreError as exc:
+                logs.event(log, "delivery report not stored", logging.ERROR, sender=mail_from, error=str(exc))
+                return False
+        relayed = [r for *_, result in sent for r in result.without_dsn if params.rcpt(r).wants("SUCCESS")]
+        if relayed:
+            try:
+                report = self.notifier.relayed(mail_from, relayed, content, params, received=dt.datetime.now(dt.UTC),
+                                               host=str(self.next_hop))
+                self._queued(await asyncio.to_thread(self.outbox.queue, "report", "", mail_from, report))
+            except (StoreError, ValueError, TypeError, jinja2.TemplateError) as exc:
+                logs.event(log, "success report not stored", logging.WARNING, sender=mail_from, error=str(exc))
+        return True
+
     async def handle_exception(self, error: Exception) -> str:
         log.error("internal error", exc_info=error)
         return TEMPFAIL
@@ -860,19 +884,12 @@ class RelayHandler:
             return deferred
         accepted = [r for *_, result in sent for r in result.accepted]
         perm_failed = {r: reply for *_, result in sent for r, reply in result.perm_failed.items()}
-        if perm_failed:
-            if not accepted and not hold_ids:
-                code, text = next(iter(perm_failed.values()))
-                return f"{code if 500 <= code < 600 else 550} 5.0.0 Next hop refused: {ascii_line(text, 200)}"
-            reported = {r: reply for r, reply in perm_failed.items() if params.rcpt(r).wants("FAILURE")}
-            if mail_from and reported:
-                report = dsn(mail_from, reported, self.hostname)
-                try:
-                    self._queued(await asyncio.to_thread(self.outbox.queue, "report", "", mail_from, report))
-                except StoreError as exc:
-                    logs.event(log, "delivery report not stored", logging.ERROR, sender=mail_from, error=str(exc))
-                    self.copies.remember(mail_from, sent)
-                    return str(RELAY_REPLIES[Relayed.REPORT_FAILED])
+        if perm_failed and not accepted and not hold_ids:
+            code, text = next(iter(perm_failed.values()))
+            return f"{code if 500 <= code < 600 else 550} 5.0.0 Next hop refused: {ascii_line(text, 200)}"
+        if mail_from and not await self._report(mail_from, sent, perm_failed, params, content):
+            self.copies.remember(mail_from, sent)
+            return str(RELAY_REPLIES[Relayed.REPORT_FAILED])
         self.copies.forget(mail_from, sent)
         for rcpt in accepted:
             domain = verdicts[rcpt].domain_ascii

@@ -59,7 +59,7 @@ class Releases:
     def deliver(self, hold_id: str) -> str:
         """Claim and send one released hold, now, in this thread; its delivery state afterwards."""
         try:
-            outcome = Outbox(self.quarantine).send_released(hold_id, self.next_hop)
+            outcome = Outbox(self.quarantine, notifier=self.notifier).send_released(hold_id, self.next_hop)
             if outcome is None:
                 return "taken"
             hold = outcome.hold
