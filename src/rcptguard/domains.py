@@ -103,6 +103,11 @@ def psl_top_labels() -> frozenset[str]:
     return frozenset(out)
 
 
+def suffix_depth(tld: str) -> int:
+    """The most labels a public suffix under this top-level label has (1 for com, 2 for uk's co.uk)."""
+    return _psl.depth.get(tld, _psl.default_depth)
+
+
 def public_suffix(ascii_domain: str) -> str:
     """The public suffix of an A-label domain; an unlisted top-level label counts as a suffix."""
     return _psl.suffix(ascii_domain)

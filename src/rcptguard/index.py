@@ -26,7 +26,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import idna
 
@@ -41,6 +40,7 @@ MAX_PREFIX_LABELS = 3  # typed labels left of a match that are carried over (`x.
 TWO_EDIT_KNOWN = 5000  # known domains (most written to first) indexed two deletions deep, with all protected
 TWO_EDIT_MIN_NAME = 6  # letters a name needs before two slips in it are taken for a slip of it
 TWO_EDIT_MIN_TYPED = 5  # letters the typed name needs for that
+BLOOM_BITS_MAX = 1 << 24  # 2 MiB: a larger filter falls out of the processor's cache and costs more than it saves
 SUFFIX_FIXES = 3  # real suffixes a non-existent one is read as, at most
 _SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
@@ -106,15 +106,13 @@ def _to_ascii(name: str) -> str:
         return name
 
 
-_T = TypeVar("_T")
-
-
-def _add(table: dict[str, tuple[_T, ...]], key: str, value: _T) -> None:
+def _add(table: dict[str, tuple[Entry, ...]], key: str, value: Entry) -> None:
     present = table.get(key)
     if present is None:
         table[key] = (value,)
     elif value not in present:
         table[key] = (*present, value)
+
 
 
 class DomainIndex:
@@ -126,8 +124,8 @@ class DomainIndex:
         self._by_name: dict[str, Entry] = {}
         self._by_stem: dict[str, tuple[Entry, ...]] = {}
         self._slips: dict[str, tuple[Entry, ...]] = {}
-        self._near: dict[str, tuple[str, ...]] = {}  # to indexed names (stems); `_by_stem` has their entries
-        self._anagram: dict[str, tuple[str, ...]] = {}
+        self._near: dict[str, tuple[Entry, ...]] = {}
+        self._anagram: dict[str, tuple[Entry, ...]] = {}
         self._glued: dict[str, Entry] = {}  # each country code glued to each protected name: deibm.com
         self._deep: set[str] = set()  # strong entries (ASCII) indexed two edits deep
         self._real = real_tlds()
@@ -148,6 +146,15 @@ class DomainIndex:
         for entry in merged.values():
             self._insert(entry, entry.domain.ascii in deep)
         self.size = len(merged)
+        # A one-hash Bloom filter over `_near`, at most 2 MiB so that it stays in the processor's cache (the
+        # dictionary does not): most deletion keys of an unknown domain are ruled out without touching the
+        # dictionary, whose every look-up is a cache miss on a cold check.
+        bits = min(BLOOM_BITS_MAX, max(1 << 20, 1 << (len(self._near) * 12).bit_length()))
+        self._bloom = bytearray(bits >> 3)
+        self._bloom_mask = (bits >> 3) - 1
+        for key in self._near:
+            h = hash(key)
+            self._bloom[(h >> 3) & self._bloom_mask] |= 1 << (h & 7)
 
     def _insert(self, entry: Entry, strong: bool) -> None:
         key = entry.domain.ascii
@@ -162,18 +169,18 @@ class DomainIndex:
         stem = entry.stem
         self._by_name[entry.domain.unicode] = entry
         _add(self._by_stem, stem, entry)
-        _add(self._near, stem, stem)
+        _add(self._near, stem, entry)
         deep = strong and len(stem.rsplit(".", 1)[-1]) >= TWO_EDIT_MIN_NAME
         for shorter in deletions(stem):
             if _usable(shorter):
-                _add(self._near, shorter, stem)
+                _add(self._near, shorter, entry)
                 if deep:
                     for shortest in deletions(shorter):
                         if _usable(shortest):
-                            _add(self._near, shortest, stem)
+                            _add(self._near, shortest, entry)
         if deep:
             self._deep.add(entry.domain.ascii)
-            _add(self._anagram, "".join(sorted(stem)), stem)
+            _add(self._anagram, "".join(sorted(stem)), entry)
         _add(self._skeleton, skeleton(entry.domain.unicode), entry)
         if entry.role is Role.PROTECTED and "." not in stem:
             for code in self._country_codes:
@@ -256,18 +263,23 @@ class DomainIndex:
         near = self._near
         keys = [stem[:i] + stem[i + 1 :] for i in range(len(stem))]
         keys.append(stem)
-        present = near.keys() & keys  # one pass in C; kept in the order of `keys` below (determinism)
-        found = [near[key] for key in keys if key in present] if present else []
+        bloom, mask = self._bloom, self._bloom_mask
+        found = [hit for key in keys
+                 if bloom[((h := hash(key)) >> 3) & mask] >> (h & 7) & 1 and (hit := near.get(key)) is not None]
         if not prefix and len(stem) >= TWO_EDIT_MIN_NAME:  # two swaps keep the length of a strong name
             anagram = self._anagram.get("".join(sorted(stem)))
             if anagram is not None:
                 found.append(anagram)
-        by_stem = self._by_stem
-        for other in dict.fromkeys(name for hit in found for name in hit):
-            if other == stem:
-                continue  # the same name under another suffix: the suffix family's
-            one = single_edit(stem, other)
-            for entry in by_stem[other]:
+        # Each entry once (by identity: hashing a dataclass costs more), each name's edit made once.
+        seen: set[int] = set()
+        edits: dict[str, Edit | None] = {}
+        for hit in found:
+            for entry in hit:
+                if id(entry) in seen or entry.stem == stem:
+                    continue  # the same name under another suffix is the suffix family's
+                seen.add(id(entry))
+                other = entry.stem
+                one = edits[other] if other in edits else edits.setdefault(other, single_edit(stem, other))
                 candidate = self._name_slip(prefix, typed, stem, suffix, real, entry, one)
                 if candidate is not None:
                     yield candidate
