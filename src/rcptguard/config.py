@@ -8,6 +8,7 @@
     [notify]     NotifySettings  the From: and the template folder of notices to senders
     [policyd]    PolicySettings  gateways/policyd.py
     [relay]      RelaySettings   gateways/relay.py, with [relay.timeouts] (delivery.SmtpTimeouts)
+    [retention]  RetentionSettings  how long stored messages and their records are kept (quarantine purge)
     [web]        WebSettings     web/settings.py
 
 The type of every key comes from its settings class's annotations (`check_types`): a key added to a class is
@@ -21,6 +22,7 @@ api_token_file) is relative to the directory of the file, never to where the com
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +31,12 @@ from typing import Any
 from rcptguard.gateways.policyd import PolicySettings
 from rcptguard.gateways.relay import RelaySettings
 from rcptguard.policy import ConfigError, Policy, load_policy, locate
-from rcptguard.settings import Settings, build, file_fields, key_of, overlay
+from rcptguard.settings import Settings, build, file_fields, invalid, key_of, overlay
 from rcptguard.store import DEFAULT_URL
 from rcptguard.web.settings import WebSettings
 
-__all__ = ["SECTIONS", "Config", "DbSettings", "NotifySettings", "file_fields", "key_of", "load_config",
-           "relay_with", "resolve_db_url"]
+__all__ = ["SECTIONS", "Config", "DbSettings", "NotifySettings", "RetentionSettings", "file_fields", "key_of",
+           "load_config", "relay_with", "resolve_db_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,31 @@ class NotifySettings(Settings):
     name_deciders: bool = False  # a notice of an administrator's decision names the administrator
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionSettings(Settings):
+    """The `[retention]` section: how long a held message is kept once nothing needs it any more (every recipient
+    decided, its delivery and notices settled), counted from its last decision or delivery. `rcptguard quarantine
+    purge` (a daily timer) deletes the bytes after `bodies_days` and every record of it after `metadata_days`."""
+
+    bodies_days: float = 30.0  # the message itself: headers, body, attachments
+    metadata_days: float = 365.0  # what was held, why, who decided what and when: holds, events, sender, subject
+
+    def check(self) -> None:
+        if self.metadata_days < self.bodies_days:
+            raise invalid("metadata_days", f"must be at least bodies_days ({self.bodies_days:g}): the records of a "
+                          "message outlive its bytes")
+
+    @property
+    def bodies(self) -> dt.timedelta:
+        return dt.timedelta(days=self.bodies_days)
+
+    @property
+    def metadata(self) -> dt.timedelta:
+        return dt.timedelta(days=self.metadata_days)
+
+
 SECTIONS: dict[str, type[Settings]] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
-                                       "relay": RelaySettings, "web": WebSettings}
+                                       "relay": RelaySettings, "web": WebSettings, "retention": RetentionSettings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +92,7 @@ class Config:
     policyd: PolicySettings
     relay: RelaySettings
     web: WebSettings
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     source: Path | None = None
     links_configured: bool = False  # the file says where the page is ([web] or [relay] base_url)
 
@@ -116,7 +142,8 @@ def _resolved(policy: Policy, path: Path | None, base: Path, sections: dict[str,
     relay = overlay(relay, "relay", template_dir=_path(relay_own.get("template_dir"), base))
     links = "base_url" in sections["web"] or "base_url" in relay_own
     return Config(policy=policy, db=overlay(db, "db", url=resolve_db_url(db.url, base)), notify=notify,
-                  policyd=built["policyd"], relay=relay, web=web, source=path, links_configured=links)
+                  policyd=built["policyd"], relay=relay, web=web, retention=built["retention"], source=path,
+                  links_configured=links)
 
 
 def relay_with(settings: RelaySettings, **flags: object) -> RelaySettings:

@@ -12,7 +12,8 @@
      ├── QuarantineError                   a request the quarantine cannot carry out
      │    ├── NotFound                     no such hold
      │    ├── AlreadyDecided               the hold was decided before (by whom, to what)
-     │    └── NotPending                   the hold has no delivery in progress
+     │    ├── NotPending                   the hold has no delivery in progress
+     │    └── Purged                       the message's bytes were deleted under the retention policy
      └── LinkError                         a confirmation link that cannot be used
           ├── LinkInvalid                  malformed, never issued, or tampered with
           └── LinkExpired                  issued, but its lifetime is over
@@ -45,6 +46,7 @@ __all__ = [
     "NotFound",
     "NotPending",
     "ProtocolError",
+    "Purged",
     "QuarantineError",
     "RcptguardError",
     "StoreError",
@@ -138,6 +140,17 @@ class NotPending(QuarantineError):  # noqa: N818
         super().__init__(f"{hold_id} has no delivery in progress (delivery is {delivery})")
         self.hold_id = hold_id
         self.delivery = delivery
+
+
+class Purged(QuarantineError):  # noqa: N818 - the name reads as the answer
+    """The stored bytes of the hold's message were deleted under the retention policy (`[retention]`); what was
+    held, decided and delivered is still on record."""
+
+    def __init__(self, hold_id: str, purged_at: dt.datetime) -> None:
+        super().__init__(f"the message itself of {hold_id} was deleted on {purged_at:%Y-%m-%d} under the "
+                         "retention policy")
+        self.hold_id = hold_id
+        self.purged_at = purged_at
 
 
 class LinkError(RcptguardError):

@@ -18,7 +18,7 @@ MODULES = ["rcptguard.cli", "rcptguard.cli.common", "rcptguard.cli.check", "rcpt
 # `rcptguard --help` and the groups' --help before the split (cli.py and cli_quarantine.py), pinned.
 COMMANDS = ["check", "config", "detectors", "eval", "explain", "policyd", "quarantine", "relay", "release", "web"]
 GROUPS = {
-    "quarantine": ["cancel", "deliver-pending", "expire", "list", "mark-delivered", "release", "show"],
+    "quarantine": ["cancel", "deliver-pending", "expire", "list", "mark-delivered", "purge", "release", "show"],
     "config": ["check"],
 }
 

@@ -1,4 +1,4 @@
-"""`rcptguard quarantine`: list, inspect, release, correct, cancel and expire held messages.
+"""`rcptguard quarantine`: list, inspect, release, correct, cancel, expire and purge held messages.
 
 Exit status: 0 when the command did what was asked, 1 when it could not (unknown ID, already decided, the next
 hop refused the message for good, the store is unavailable), 2 for a usage or config error.
@@ -30,7 +30,7 @@ from rcptguard.policy import ConfigError
 if TYPE_CHECKING:
     from rcptguard.config import Config
     from rcptguard.policy import Policy
-    from rcptguard.store.quarantine import Quarantine
+    from rcptguard.store.quarantine import Hold, PurgedMessage, Quarantine
 
 log = logging.getLogger("rcptguard.quarantine")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -173,6 +173,11 @@ def _when(value: dt.datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
 
+def _purged_words(hold: Hold) -> str:
+    assert hold.purged_at is not None
+    return f"the message itself was deleted on {hold.purged_at:%Y-%m-%d} under the retention policy"
+
+
 def _log_decisions() -> None:
     """While the command runs, the store's log lines (one per decision, besides its audit row) go to stderr as
     JSON, like the servers' (rcptguard.logs); the logging set-up before is restored when it ends."""
@@ -209,7 +214,7 @@ def _check_correction(store: Quarantine, policy: Policy, address: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def quarantine() -> None:
-    """Held messages: list, show, release (or correct), cancel, expire."""
+    """Held messages: list, show, release (or correct), cancel, expire, purge."""
 
 
 @quarantine.command("list")
@@ -239,6 +244,8 @@ def list_command(config: Path | None, db: str | None, state: str, fmt: str, limi
         line = f"{hold.id:<10}  {_age(hold.created_at, now):>4}  " + (f"{hold.state:<9}  " if show_state else "")
         line += (f"{_cut(hold.mail_from or '<>', 28):<28}  {_cut(target, 44):<44}  "
                  f"{_cut(hold.subject, 28):<28}  {hold.reason}")
+        if hold.purged_at:
+            line += f" [message deleted {hold.purged_at:%Y-%m-%d}]"
         click.echo(line)
 
 
@@ -253,7 +260,7 @@ def show(config: Path | None, db: str | None, hold_id: str) -> None:
     with _errors():
         hold = store.require(hold_id)
         history = store.events(hold_id)
-        headers = header_block(store.content(hold_id))
+        headers = None if hold.purged_at else header_block(store.content(hold_id))
     fields: list[tuple[str, object]] = [
         ("id", hold.id), ("state", hold.state), ("sender", hold.mail_from or "<>"), ("recipient", hold.recipient),
         ("intended", hold.intended or "-"), ("suggestion", hold.suggestion or "-"), ("reason", hold.reason),
@@ -264,7 +271,8 @@ def show(config: Path | None, db: str | None, hold_id: str) -> None:
         ("attempts", hold.delivery_attempts), ("delivered", _when(hold.delivered_at)),
         ("claimed", f"{_when(hold.claimed_at)} by {hold.claimed_by or 'a worker'} (claim {hold.claim_id or '-'})"
          if hold.delivery == "sending" else "-"),
-        ("last error", hold.last_error or "-"), ("stored message", hold.message_id),
+        ("last error", hold.last_error or "-"),
+        ("stored message", hold.message_id + (f" ({_purged_words(hold)})" if hold.purged_at else "")),
     ]
     for name, value in fields:
         click.echo(f"{name + ':':<16}{value}")
@@ -280,6 +288,9 @@ def show(config: Path | None, db: str | None, hold_id: str) -> None:
         click.echo(f"  {_when(item.at)}  {item.actor}: {item.from_state} -> {item.to_state}{detail}")
     if not history:
         click.echo("  none")
+    if headers is None:
+        click.echo(f"headers:        none: {_purged_words(hold)}")
+        return
     click.echo("headers:")
     for line in headers.splitlines():
         click.echo(f"  {line}")
@@ -402,8 +413,9 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
 
 @quarantine.command()
 @store_options
-@click.option("--retention", default="7d", show_default=True, callback=_retention,
-              help="Expire holds older than this (s, m, h, d, w).")
+@click.option("--retention", default=None, callback=_optional_duration,
+              help="Expire holds older than this (s, m, h, d, w). Default: [relay] link_days (7d), the time the "
+                   "held notice promises.")
 @click.option("--next-hop", "next_hop", metavar="HOST:PORT",
               help="Where the notices to senders go; default: [relay] next_hop.")
 @click.option("--notice-from", metavar="ADDRESS", default=None,
@@ -411,13 +423,15 @@ def deliver_pending_command(config: Path | None, db: str | None, next_hop: str |
 @click.option("--no-notify", is_flag=True, help="Expire without telling the senders.")
 @click.option("--actor", metavar="NAME", default="expiry", show_default=True, help="Who expires, for the audit log.")
 @claim_options
-def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_hop: str | None,
+def expire(config: Path | None, db: str | None, retention: dt.timedelta | None, next_hop: str | None,
            notice_from: str | None, no_notify: bool, actor: str, claim_timeout: dt.timedelta | None,
            record_for: dt.timedelta | None) -> None:
     """Expire holds nobody decided on within the retention, and tell each sender that the message was not sent.
 
     A notice that cannot be sent now (the next hop defers it) stays owed and is sent by the next run."""
     store, loaded = _open(config, db, claim_timeout=claim_timeout, record_for=record_for)
+    if retention is None:
+        retention = dt.timedelta(days=loaded.relay.link_days)
     hop = None if no_notify else _next_hop(loaded, next_hop)
     _log_decisions()
     with _errors():
@@ -428,6 +442,49 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta, next_ho
     sent, later = counts.get("sent", 0), counts.get("later", 0)
     again = f"; {later} to try again on the next run" if later else ""
     click.echo(f"expired {len(expired)}; notified {sent} sender{'s' if sent != 1 else ''}{again}")
+
+
+@quarantine.command()
+@store_options
+@click.option("--bodies-after", "bodies_after", metavar="DURATION", callback=_optional_duration,
+              help="Delete the bytes of messages done with this long (s, m, h, d, w). Default: [retention] "
+                   "bodies_days (30).")
+@click.option("--metadata-after", "metadata_after", metavar="DURATION", callback=_optional_duration,
+              help="Delete every record of messages done with this long. Default: [retention] metadata_days (365).")
+@click.option("--dry-run", is_flag=True, help="Say what would be purged and deleted; change nothing.")
+def purge(config: Path | None, db: str | None, bodies_after: dt.timedelta | None,
+          metadata_after: dt.timedelta | None, dry_run: bool) -> None:
+    """Apply the retention policy: delete the stored bytes of messages nothing needs any more (every recipient
+    decided, its delivery and notices settled) after [retention] bodies_days, and every record of them after
+    metadata_days, counted from the last decision or delivery. A message still held, or whose release or notice is
+    still pending or being sent, is never touched."""
+    store, loaded = _open(config, db, create=False)
+    bodies = bodies_after if bodies_after is not None else loaded.retention.bodies
+    records = metadata_after if metadata_after is not None else loaded.retention.metadata
+    if records < bodies:
+        raise click.UsageError(f"records are kept at least as long as bytes: --metadata-after "
+                               f"{_age_words(records)} is shorter than {_age_words(bodies)}")
+    _log_decisions()
+    with _errors():
+        deleted = store.delete_settled(records, dry_run=dry_run)
+        purged = store.purge_bodies(bodies, dry_run=dry_run)
+        waiting = store.purge_waiting(bodies)
+    would = "would be " if dry_run else ""
+    for message in deleted:
+        click.echo(f"{message.message_id}: {would}deleted with its records ({_about(message)})")
+    for message in purged:
+        click.echo(f"{message.message_id}: message {would}deleted, {message.size} bytes ({_about(message)})")
+    total = sum(message.size for message in purged)
+    kept = f"; {waiting} kept while a delivery or notice is still owed" if waiting else ""
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} {len(purged)} message{'s' if len(purged) != 1 else ''} ({total} bytes) older than "
+               f"{_age_words(bodies)}, {len(deleted)} with every record older than {_age_words(records)}{kept}")
+
+
+def _about(message: PurgedMessage) -> str:
+    holds = ", ".join(message.hold_ids)
+    return (f"from {message.mail_from or '<>'}, holds {holds}, received {_when(message.received_at)}, "
+            f"done {_when(message.settled_at)}")
 
 
 def _send_owed(store: Quarantine, config: Config, hop: NextHop, notice_from: str | None) -> dict[str, int]:

@@ -21,6 +21,7 @@ acceptance the store fails to record is retried, then remembered by the worker a
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -31,13 +32,26 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, RowMapping, Select, Text, and_, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    Select,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -50,13 +64,14 @@ from rcptguard.errors import (
     DeliveredNotRecorded,
     NotFound,
     NotPending,
+    Purged,
     QuarantineError,
 )
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
 from rcptguard.store import utc_now as _now
-from rcptguard.store.schema import HOLD_STATES, Delivery, HoldState, Notice, events, holds, messages
+from rcptguard.store.schema import HOLD_STATES, Delivery, HoldState, Notice, events, holds, links, messages
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
@@ -77,6 +92,8 @@ __all__ = [
     "Hold",
     "NotFound",
     "NotPending",
+    "Purged",
+    "PurgedMessage",
     "Quarantine",
     "QuarantineError",
     "ReleaseOutcome",
@@ -163,6 +180,7 @@ class Hold:
     claim_id: str | None = None  # that claim's identity, as in the log
     claimed_by: str | None = None  # the worker that last took the delivery: "host pid N"
     envelope: str | None = None  # what the client's envelope asked for (dsn.EnvelopeParams.to_json; "" nothing)
+    purged_at: dt.datetime | None = None  # when the retention policy deleted the message's bytes (None: kept)
 
     @property
     def params(self) -> EnvelopeParams:
@@ -184,7 +202,7 @@ class Hold:
             "message_id_header": self.message_id_header, "received_at": when(self.received_at),
             "size": self.size, "client": self.client, "claimed_at": when(self.claimed_at),
             "next_attempt_at": when(self.next_attempt_at), "claim_id": self.claim_id, "claimed_by": self.claimed_by,
-            "envelope": json.loads(self.envelope) if self.envelope else {},
+            "envelope": json.loads(self.envelope) if self.envelope else {}, "purged_at": when(self.purged_at),
         }
 
 
@@ -203,6 +221,20 @@ class Event:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "hold_id": self.hold_id, "at": self.at.isoformat(), "actor": self.actor,
                 "from_state": self.from_state, "to_state": self.to_state, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class PurgedMessage:
+    """A stored message the retention policy purged (its bytes) or deleted (every row of it): what the purge
+    reports, never the content. `settled_at`: its last decision or delivery, from which the retention counts."""
+
+    message_id: str
+    mail_from: str
+    subject: str
+    size: int
+    received_at: dt.datetime
+    settled_at: dt.datetime
+    hold_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -290,7 +322,7 @@ def needs_smtputf8(*addresses: str) -> bool:
 _HOLD_COLUMNS = (
     *(c for c in holds.c if c.name != "notice_claimed_at"),
     messages.c.mail_from, messages.c.subject, messages.c.message_id_header, messages.c.received_at,
-    messages.c.size, messages.c.client,
+    messages.c.size, messages.c.client, messages.c.purged_at,
 )
 
 
@@ -299,6 +331,21 @@ def _takeable(state: ColumnElement[Any], claimed_at: ColumnElement[Any],
     """Waiting to be taken ('pending'), or taken ('sending') before `stale_before` by a worker that died: the same
     words in Delivery and Notice, whose claims work alike."""
     return or_(state == Delivery.PENDING, and_(state == Delivery.SENDING, claimed_at <= stale_before))
+
+
+def _settled_by(cutoff: dt.datetime) -> ColumnElement[bool]:
+    """For the message `messages.c.id` (correlated): it has holds, and every one of them is done with its bytes
+    at or before `cutoff`: decided (never held), its delivery settled (none, delivered or failed: never pending or
+    being sent), no notice owed or being sent (a notice quotes the headers, and RET=FULL the whole message), and
+    its last decision or delivery at or before `cutoff`. Each of these is a last state (no transition leaves
+    it), so a message that meets the condition once meets it for good."""
+    other = holds.alias("other")
+    own = other.c.message_id == messages.c.id
+    busy = or_(other.c.state == HoldState.HELD, other.c.delivery.in_((Delivery.PENDING, Delivery.SENDING)),
+               other.c.notice.in_((Notice.PENDING, Notice.SENDING)),
+               func.coalesce(other.c.delivered_at, other.c.decided_at) > cutoff)
+    return and_(select(other.c.id).where(own).correlate_except(other).exists(),
+                ~select(other.c.id).where(own, busy).correlate_except(other).exists())
 
 
 def _hold_query() -> Select[Any]:
@@ -316,6 +363,7 @@ def _to_hold(m: RowMapping) -> Hold:
         message_id_header=m["message_id_header"], received_at=_utc(m["received_at"]), size=int(m["size"]),
         client=m["client"], claimed_at=_opt_utc(m["claimed_at"]), next_attempt_at=_opt_utc(m["next_attempt_at"]),
         claim_id=m["claim_id"], claimed_by=m["claimed_by"], envelope=m["envelope"],
+        purged_at=_opt_utc(m["purged_at"]),
     )
 
 
@@ -436,11 +484,14 @@ class Quarantine:
         return hold
 
     def content(self, hold_id: str) -> bytes:
-        """The exact bytes of the held message."""
-        query = select(messages.c.content).select_from(holds.join(messages, holds.c.message_id == messages.c.id))
+        """The exact bytes of the held message; Purged once the retention policy deleted them (purge_bodies)."""
+        query = select(messages.c.content, messages.c.purged_at).select_from(
+            holds.join(messages, holds.c.message_id == messages.c.id))
         rows = self._read("the held message", query.where(holds.c.id == hold_id))
         if not rows:
             raise NotFound(hold_id)
+        if rows[0]["purged_at"] is not None:
+            raise Purged(hold_id, _utc(rows[0]["purged_at"]))
         return bytes(rows[0]["content"])
 
     def list(self, state: str | None = HoldState.HELD, limit: int | None = None) -> builtins.list[Hold]:
@@ -745,6 +796,135 @@ class Quarantine:
             except SQLAlchemyError as exc:
                 raise StoreError(f"cannot give up the delivery of {row['id']}: {_one_line(exc)}") from exc
         return given_up
+
+    # -- retention --------------------------------------------------------------------------------------------
+
+    def purge_bodies(self, after: dt.timedelta, *, dry_run: bool = False) -> builtins.list[PurgedMessage]:
+        """Delete the bytes of every message whose holds are all done with them (see _settled_by) since at least
+        `after`: the content becomes b"" and `purged_at` is set, in one guarded UPDATE per message; the holds,
+        events and the message's summary stay. The messages purged (with `dry_run`: that would be), oldest
+        first. On SQLite the freed pages are overwritten with zeros and the write-ahead log is truncated, so the
+        bytes do not linger in the file."""
+        now = _now()
+        cutoff = now - after
+        found = self._settled_messages(and_(messages.c.purged_at.is_(None), _settled_by(cutoff)))
+        if dry_run:
+            return found
+        purged = []
+        for chunk in _chunks(found):
+            try:
+                with self.engine.begin() as connection, _erasing(connection):
+                    for message in chunk:
+                        result = connection.execute(update(messages).where(
+                            messages.c.id == message.message_id, messages.c.purged_at.is_(None), _settled_by(cutoff),
+                        ).values(content=b"", purged_at=now))
+                        if result.rowcount == 1:
+                            purged.append(message)
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot purge stored messages: {_one_line(exc)}") from exc
+        self._checkpoint()
+        for message in purged:
+            logs.event(log, "message purged", message=message.message_id, holds=",".join(message.hold_ids),
+                       size=message.size, settled_at=message.settled_at.isoformat())
+        return purged
+
+    def delete_settled(self, after: dt.timedelta, *, dry_run: bool = False) -> builtins.list[PurgedMessage]:
+        """Delete every row of each message whose holds are all done with it (see _settled_by) since at least
+        `after`: its audit events, links, holds and the message itself (its bytes, if they were still there), one
+        transaction per message. The messages deleted (with `dry_run`: that would be), oldest first."""
+        cutoff = _now() - after
+        found = self._settled_messages(_settled_by(cutoff))
+        if dry_run:
+            return found
+        deleted: builtins.list[PurgedMessage] = []
+        for chunk in _chunks(found):
+            try:
+                with self.engine.begin() as connection, _erasing(connection):
+                    deleted.extend(message for message in chunk
+                                   if self._delete_message(connection, message.message_id, cutoff))
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot delete stored messages: {_one_line(exc)}") from exc
+        self._checkpoint()
+        for message in deleted:
+            logs.event(log, "message deleted", message=message.message_id, holds=",".join(message.hold_ids),
+                       settled_at=message.settled_at.isoformat())
+        return deleted
+
+    def purge_waiting(self, after: dt.timedelta) -> int:
+        """How many messages decided at least `after` ago keep their bytes only because a delivery or a notice of
+        theirs is still pending or being sent: a number to watch (nothing sends them?)."""
+        cutoff = _now() - after
+        other = holds.alias("other")
+        own = other.c.message_id == messages.c.id
+        owed = or_(other.c.delivery.in_((Delivery.PENDING, Delivery.SENDING)),
+                   other.c.notice.in_((Notice.PENDING, Notice.SENDING)))
+        undecided = or_(other.c.state == HoldState.HELD, other.c.decided_at > cutoff)
+        query = select(func.count().label("waiting")).select_from(messages).where(
+            messages.c.purged_at.is_(None),
+            select(other.c.id).where(own, owed).correlate_except(other).exists(),
+            ~select(other.c.id).where(own, undecided).correlate_except(other).exists())
+        return int(self._read("the quarantine", query)[0]["waiting"])
+
+    def _settled_messages(self, condition: ColumnElement[bool]) -> builtins.list[PurgedMessage]:
+        query = select(messages.c.id, messages.c.mail_from, messages.c.subject, messages.c.size,
+                       messages.c.received_at, holds.c.id.label("hold_id"),
+                       func.coalesce(holds.c.delivered_at, holds.c.decided_at).label("settled_at")).select_from(
+            messages.join(holds, holds.c.message_id == messages.c.id),
+        ).where(condition).order_by(messages.c.received_at, messages.c.id, holds.c.id)
+        rows: dict[str, builtins.list[RowMapping]] = {}
+        for row in self._read("the quarantine", query):
+            rows.setdefault(row["id"], []).append(row)
+        return [PurgedMessage(message_id=message_id, mail_from=own[0]["mail_from"], subject=own[0]["subject"],
+                              size=int(own[0]["size"]), received_at=_utc(own[0]["received_at"]),
+                              settled_at=max(_utc(row["settled_at"]) for row in own),
+                              hold_ids=tuple(row["hold_id"] for row in own))
+                for message_id, own in rows.items()]
+
+    @staticmethod
+    def _delete_message(connection: Connection, message_id: str, cutoff: dt.datetime) -> bool:
+        """Delete one message and everything that points at it, if it is still done with (it is: see
+        _settled_by); whether it was."""
+        still = connection.execute(select(messages.c.id).where(messages.c.id == message_id, _settled_by(cutoff)))
+        if still.first() is None:
+            return False
+        own_holds = select(holds.c.id).where(holds.c.message_id == message_id)
+        connection.execute(delete(events).where(events.c.hold_id.in_(own_holds)))
+        connection.execute(delete(links).where(links.c.message_id == message_id))
+        connection.execute(delete(holds).where(holds.c.message_id == message_id))
+        return connection.execute(delete(messages).where(messages.c.id == message_id)).rowcount == 1
+
+    def _checkpoint(self) -> None:
+        """SQLite: copy the write-ahead log into the database and truncate it, so that the pages a purge zeroed
+        replace the old ones in the file and no copy of them stays in the log. Best effort: a reader that holds
+        the log open (a server's transaction) leaves it for SQLite's next automatic checkpoint."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except SQLAlchemyError as exc:
+            logs.event(log, "the write-ahead log was not truncated after a purge", logging.WARNING,
+                       error=_one_line(exc))
+
+
+@contextlib.contextmanager
+def _erasing(connection: Connection) -> Iterator[None]:
+    """On SQLite, what this transaction deletes or overwrites is overwritten with zeros in the file (PRAGMA
+    secure_delete), not merely marked free; the connection goes back to the pool as it was."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA secure_delete=ON")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql("PRAGMA secure_delete=OFF")
+
+
+def _chunks(items: Sequence[T], size: int = 200) -> Iterator[Sequence[T]]:
+    """`items` in slices of `size`: one transaction each, so a long purge never holds the write lock for long."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _duration(value: dt.timedelta) -> str:

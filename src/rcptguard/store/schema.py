@@ -75,7 +75,8 @@ def check_in(column: str, values: tuple[str, ...], *, nullable: bool = False) ->
     return f"{column} IS NULL OR {condition}" if nullable else condition
 
 
-# The quarantine: one row per held message (its exact bytes, once), one hold per held recipient of it.
+# The quarantine: one row per held message (its exact bytes, once, until the retention policy purges them), one hold
+# per held recipient of it.
 messages = Table(
     "messages",
     metadata,
@@ -88,6 +89,8 @@ messages = Table(
     Column("message_id_header", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("client", Text, nullable=False),  # who handed it over
+    # When the retention policy deleted the bytes (content is b"" from then on; the rest is kept for the record).
+    Column("purged_at", DateTime(timezone=True)),
 )
 
 holds = Table(

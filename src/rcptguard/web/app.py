@@ -314,6 +314,10 @@ def _when(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%d %B %Y, %H:%M UTC")
 
 
+def _day(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%d %B %Y")
+
+
 def _field(value: str) -> str:
     return value[:_FIELD_LIMIT]
 
@@ -393,8 +397,9 @@ class Web:
             raise self.unavailable(exc) from None
 
     def with_reply_note(self, hold: Hold, outcome: Outcome) -> Outcome:
-        """The outcome, with `reply_note` added for a correction whose headers had to stay as written."""
-        if hold.state != "corrected":
+        """The outcome, with `reply_note` added for a correction whose headers had to stay as written (unknown
+        once the message itself is deleted: then nothing is added)."""
+        if hold.state != "corrected" or hold.purged_at is not None:
             return outcome
         try:
             note = reply_note(hold, self.quarantine.content(hold.id))
@@ -432,6 +437,7 @@ class Web:
         message = {
             "subject": first.subject, "sender": first.mail_from or "(no sender address)",
             "received": _when(first.received_at), "received_iso": first.received_at.isoformat(),
+            "purged": _day(first.purged_at) if first.purged_at else None,
         }
         now = dt.datetime.now(dt.UTC)
         outcomes = [self.with_reply_note(hold, outcome_of(hold, now)) for hold in holds]
@@ -558,7 +564,8 @@ class Web:
             raise self.unavailable(exc) from None
         now = dt.datetime.now(dt.UTC)
         items = [{"hold": hold, "csrf": self.admin_csrf(user, hold.id), "received": _when(hold.received_at),
-                  "outcome": outcome_of(hold, now)} for hold in page.holds]
+                  "outcome": outcome_of(hold, now), "purged": _day(hold.purged_at) if hold.purged_at else None}
+                 for hold in page.holds]
         return self.pages.render(request, "admin.html", items=items, page=page, listing=listing,
                                  states=(*STATES, "all"))
 
