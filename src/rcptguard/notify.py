@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import jinja2
 
+from rcptguard import lookalike
 from rcptguard.delivery import NextHop, deliver
 from rcptguard.dsn import EnvelopeParams
 from rcptguard.store.quarantine import notice_kind, summarize
@@ -82,8 +83,10 @@ class Notifier:
         if self.template_dir is not None:
             loaders.append(jinja2.FileSystemLoader(self.template_dir))
         loaders.append(jinja2.PackageLoader("rcptguard", "data/templates"))
-        return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=jinja2.select_autoescape(
+        env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "html.j2"), default_for_string=False), keep_trailing_newline=True)
+        env.filters["lookalike"] = lambda address: lookalike.note(str(address)) or ""  # "In gmаil.com, the 'а' is…"
+        return env
 
     @cached_property
     def hostname(self) -> str:  # looked up once: a notice names it several times

@@ -77,10 +77,11 @@ def lowered(verdict: Verdict, policy: Policy) -> str:
     return f"{by_score} by score, capped at {verdict.action}: {why}"
 
 
-def format_text(verdict: Verdict, colour: bool, policy: Policy | None = None) -> str:
+def format_text(verdict: Verdict, colour: bool, policy: Policy | None = None, typed: str | None = None) -> str:
+    """A verdict in a few lines: the address as it was typed (`typed`), the suggestion, the reason, the score."""
     label = click.style(f"{verdict.action!s:<6}", fg=_COLOURS[verdict.action], bold=True) if colour \
         else f"{verdict.action!s:<6}"
-    head = f"{label} {verdict.address}"
+    head = f"{label} {typed or verdict.address}"
     if verdict.suggestion:
         head += f"  ->  {verdict.suggestion}"
     lines = [head, f"       {verdict.reason}"]
@@ -106,12 +107,14 @@ def check(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     for raw in _addresses(addresses):
         verdict = malformed_verdict(raw) if isinstance(raw, Malformed) else guard.check(raw)
         worst = max(worst, verdict.action)
+        typed = raw.strip() if isinstance(raw, str) else None  # as typed: an xn-- address stays xn--
+        data = verdict.to_json() | ({"address": typed} if typed is not None else {})
         if fmt == "jsonl":
-            click.echo(json.dumps(verdict.to_json(), ensure_ascii=False))
+            click.echo(json.dumps(data, ensure_ascii=False))
         elif fmt == "json":
-            collected.append(verdict.to_json())
+            collected.append(data)
         else:
-            click.echo(format_text(verdict, colour, guard.policy))
+            click.echo(format_text(verdict, colour, guard.policy, typed))
     if fmt == "json":
         click.echo(json.dumps(collected, ensure_ascii=False, indent=2))
     sys.exit(0 if worst is Action.PASS else 1)

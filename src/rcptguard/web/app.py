@@ -34,10 +34,11 @@ from fastapi import FastAPI, Form, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from starlette.datastructures import MutableHeaders
 
-from rcptguard import __version__
+from rcptguard import __version__, lookalike
 from rcptguard.delivery import NextHop
 from rcptguard.domains import MAX_INPUT, DomainError, normalize_domain
 from rcptguard.guard import Guard
@@ -272,6 +273,18 @@ def visible(value: object) -> str:
     return "".join(out)
 
 
+def marked(value: object) -> Markup:
+    """`visible` text with each character that passes for another (a Cyrillic 'а' in a Latin name) in a <mark>
+    that names it: what a person cannot see on screen, the page shows."""
+    text = visible(value)
+    chars = {f.char: f for f in lookalike.foreign(text)}
+    if not chars:
+        return Markup.escape(text)
+    return Markup("").join(
+        Markup('<mark title="{}">{}</mark>').format(f"{chars[ch].script}: {chars[ch].name.lower()}", ch)
+        if ch in chars else Markup.escape(ch) for ch in text)
+
+
 def printable(value: Any) -> Any:  # noqa: ANN401 - any JSON value
     """A JSON value with every lone surrogate (which UTF-8 cannot carry) replaced by U+FFFD."""
     if isinstance(value, str):
@@ -335,6 +348,7 @@ class Pages:
             trim_blocks=True, lstrip_blocks=True,
         )
         self.env.filters["visible"] = visible
+        self.env.filters["marked"] = marked
 
     def render(self, request: Request, name: str, status: int = 200, headers: Mapping[str, str] | None = None,
                **context: Any) -> HTMLResponse:  # noqa: ANN401 - template context
@@ -443,6 +457,8 @@ class Web:
         outcomes = [self.with_reply_note(hold, outcome_of(hold, now)) for hold in holds]
         items = [{
             "hold": hold, "typed_domain": domain_of(hold.recipient),
+            "typed_both": lookalike.both(domain_of(hold.recipient)), "lookalike": lookalike.note(hold.recipient),
+            "typed_ascii": lookalike.ascii_form(domain_of(hold.recipient)),
             "suggestion_domain": domain_of(hold.suggestion) if hold.suggestion else None,
             "csrf": csrf_token(self.secret, info.id, hold.id), "outcome": outcome, "choice": choice_of(hold),
             "error": (errors or {}).get(hold.id),
