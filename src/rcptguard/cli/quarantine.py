@@ -463,7 +463,7 @@ def purge(config: Path | None, db: str | None, bodies_after: dt.timedelta | None
     records = metadata_after if metadata_after is not None else loaded.retention.metadata
     if records < bodies:
         raise click.UsageError(f"records are kept at least as long as bytes: --metadata-after "
-                               f"{_age_words(records)} is shorter than {_age_words(bodies)}")
+                               f"{_exactly(records)} is shorter than {_exactly(bodies)}")
     _log_decisions()
     with _errors():
         deleted = store.delete_settled(records, dry_run=dry_run)
@@ -478,7 +478,16 @@ def purge(config: Path | None, db: str | None, bodies_after: dt.timedelta | None
     kept = f"; {waiting} kept while a delivery or notice is still owed" if waiting else ""
     verb = "would purge" if dry_run else "purged"
     click.echo(f"{verb} {len(purged)} message{'s' if len(purged) != 1 else ''} ({total} bytes) older than "
-               f"{_age_words(bodies)}, {len(deleted)} with every record older than {_age_words(records)}{kept}")
+               f"{_exactly(bodies)}, {len(deleted)} with every record older than {_exactly(records)}{kept}")
+
+
+def _exactly(value: dt.timedelta) -> str:
+    """A retention period as given: "30 days", "36 hours", "90 minutes" (never rounded to weeks)."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}{'s' if seconds != size else ''}"
+    return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds} seconds"
 
 
 def _about(message: PurgedMessage) -> str:
