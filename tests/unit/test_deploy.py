@@ -1,17 +1,36 @@
-"""The systemd units in deploy/: every daemon has one, hardened, and systemd brings each back after any death."""
+"""The systemd units in deploy/: every daemon has one, and every periodic job a oneshot service and a timer, all
+reading one config file, hardened alike; systemd brings each daemon back after any death, and accepts every file."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+
+from rcptguard.store import Store
+from rcptguard.store.quarantine import Quarantine
+from rcptguard.store.schema import holds
+from tests.holds import gmial_recipient
+from tests.support.sink import RecordingSink
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 INSTALLED = "/opt/rcptguard/.venv/bin/rcptguard"
+CONFIG = "/etc/rcptguard/rcptguard.toml"
 DAEMONS = ("policyd", "relay", "web")
+JOBS = {"deliver-pending": "quarantine deliver-pending", "expire": "quarantine expire", "purge": "quarantine purge"}
+HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+             "ReadWritePaths": "/var/lib/rcptguard", "StateDirectory": "rcptguard", "PrivateDevices": "yes",
+             "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
+             "RestrictSUIDSGID": "yes", "RestrictNamespaces": "yes", "LockPersonality": "yes",
+             "CapabilityBoundingSet": "", "SystemCallFilter": "@system-service", "UMask": "0077"}
+HERE = Path(sys.executable).parent / "rcptguard"  # this checkout's rcptguard, for the units' commands
 
 
 def parse(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -32,48 +51,147 @@ def parse(path: Path) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
-def units() -> list[Path]:
-    return sorted(DEPLOY.glob("*.service"))
+def units(pattern: str = "*.service") -> list[Path]:
+    return sorted(DEPLOY.glob(pattern))
 
 
-def test_every_daemon_has_a_unit() -> None:
-    """deploy/ has a unit for the policy service, the relay and the web page, each starting its own command."""
-    assert [path.name for path in units()] == [f"rcptguard-{name}.service" for name in sorted(DAEMONS)]
-    for name in DAEMONS:
-        service = parse(DEPLOY / f"rcptguard-{name}.service")["Service"]
-        [command] = service["ExecStart"]
-        assert command.split()[:2] == [INSTALLED, name]
-        assert "--config /etc/rcptguard/policy.toml" in command
-        assert "--db sqlite:////var/lib/rcptguard/rcptguard.db" in command
+def daemon_units() -> list[Path]:
+    return [DEPLOY / f"rcptguard-{name}.service" for name in DAEMONS]
 
 
-@pytest.mark.parametrize("path", units(), ids=lambda path: path.name)
-def test_unit_restarts_by_itself_and_is_hardened(path: Path) -> None:
-    """Each unit restarts after any exit, a crash by signal (SIGBUS) included, without a start limit that would
-    leave it down, prints a fatal signal's Python stacks, and runs unprivileged in a read-only system."""
+def job_units() -> list[Path]:
+    return [DEPLOY / f"rcptguard-{name}.service" for name in JOBS]
+
+
+def test_every_daemon_and_job_has_a_unit_reading_one_config() -> None:
+    """deploy/ has a unit for the policy service, the relay and the page, and a service and a timer for each
+    periodic job; each starts its own command with the one shared config file, whose [db] url names the store
+    (no --db, no --next-hop on a command line: one place to change them)."""
+    expected = {f"rcptguard-{name}.service" for name in (*DAEMONS, *JOBS)} | {f"rcptguard-{n}.timer" for n in JOBS}
+    assert {path.name for path in DEPLOY.iterdir()} == expected
+    commands = {name: name for name in DAEMONS} | JOBS
+    for name, command in commands.items():
+        [start] = parse(DEPLOY / f"rcptguard-{name}.service")["Service"]["ExecStart"]
+        words = shlex.split(start)
+        assert words[0] == INSTALLED
+        assert " ".join(words[1:]).startswith(command), start
+        assert words[words.index("--config") + 1] == CONFIG
+        assert "--db" not in words
+        assert "--next-hop" not in words
+
+
+@pytest.mark.parametrize("path", daemon_units(), ids=lambda path: path.name)
+def test_a_daemon_restarts_by_itself(path: Path) -> None:
+    """Each daemon restarts after any exit, a crash by signal (SIGBUS) included, without a start limit that would
+    leave it down, and starts at boot."""
     unit = parse(path)
     service = unit["Service"]
+    assert service["Type"] == ["simple"]
     assert service["Restart"] in (["always"], ["on-failure"])
     assert service["RestartSec"] == ["1s"]
+    assert service["LimitNOFILE"] == ["65536"]
     assert unit["Unit"]["StartLimitIntervalSec"] == ["0"]
-    assert "PYTHONFAULTHANDLER=1" in service["Environment"]
-    assert (service["User"], service["Group"]) == (["rcptguard"], ["rcptguard"])
-    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                       "PrivateTmp": "yes", "ReadWritePaths": "/var/lib/rcptguard", "StateDirectory": "rcptguard",
-                       "LimitNOFILE": "65536"}.items():
-        assert service[key] == [value], key
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
 @pytest.mark.parametrize("path", units(), ids=lambda path: path.name)
-def test_systemd_accepts_the_unit(path: Path, tmp_path: Path) -> None:
-    """systemd-analyze verify finds nothing wrong (no unknown key or section, no bad value), with ExecStart
-    pointed at this checkout's rcptguard since /opt/rcptguard is not installed here."""
+def test_every_unit_is_hardened(path: Path) -> None:
+    """Every service runs as the rcptguard user in a read-only system with /var/lib/rcptguard writable, without
+    capabilities, devices or privileged system calls, and prints a fatal signal's Python stacks."""
+    service = parse(path)["Service"]
+    assert (service["User"], service["Group"]) == (["rcptguard"], ["rcptguard"])
+    assert "PYTHONFAULTHANDLER=1" in service["Environment"]
+    for key, value in HARDENING.items():
+        assert service.get(key) == [value], key
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_a_job_is_a_oneshot_started_by_its_timer(name: str) -> None:
+    """Each job is a oneshot that nothing but its timer starts, with a time limit so that a hung run cannot stop
+    the next; its timer starts at boot, and the daily and hourly ones catch up on a run missed while down."""
+    service = parse(DEPLOY / f"rcptguard-{name}.service")
+    assert service["Service"]["Type"] == ["oneshot"]
+    assert "Restart" not in service["Service"]
+    assert service["Service"]["TimeoutStartSec"]
+    assert "Install" not in service
+    timer = parse(DEPLOY / f"rcptguard-{name}.timer")
+    assert timer["Install"]["WantedBy"] == ["timers.target"]
+    schedule = timer["Timer"]
+    if "OnCalendar" in schedule:
+        assert schedule["Persistent"] == ["yes"]
+        assert schedule["RandomizedDelaySec"]
+    else:  # counted from the end of the last run: never two at once
+        assert schedule["OnUnitInactiveSec"]
+        assert schedule["OnActiveSec"]
+    expected = {"expire": ["hourly"], "purge": ["daily"]}.get(name)
+    assert schedule.get("OnCalendar") == expected
+
+
+def verify(paths: list[Path], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """systemd-analyze verify on copies of `paths` whose commands run this checkout's rcptguard."""
     assert shutil.which("systemd-analyze"), "systemd-analyze is missing: scripts/setup installs the systemd package"
-    here = Path(sys.executable).parent / "rcptguard"
-    copy = tmp_path / path.name
-    copy.write_text(path.read_text(encoding="utf-8").replace(INSTALLED, str(here)), encoding="utf-8")
-    result = subprocess.run(["systemd-analyze", "verify", str(copy)],
-                            capture_output=True, text=True, check=False, timeout=60)
+    copies = []
+    for path in paths:
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text(encoding="utf-8").replace(INSTALLED, str(HERE)), encoding="utf-8")
+        copies.append(str(copy))
+    return subprocess.run(["systemd-analyze", "verify", *copies], capture_output=True, text=True, check=False,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("path", units("*.service") + units("*.timer"), ids=lambda path: path.name)
+def test_systemd_accepts_the_unit(path: Path, tmp_path: Path) -> None:
+    """systemd-analyze verify finds nothing wrong (no unknown key or section, no bad value, a timer's service
+    exists), with ExecStart pointed at this checkout's rcptguard since /opt/rcptguard is not installed here."""
+    paths = [path, path.with_suffix(".service")] if path.suffix == ".timer" else [path]
+    result = verify(paths, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+@pytest.mark.parametrize("path", units(), ids=lambda path: path.name)
+def test_systemd_rates_the_sandbox_well(path: Path, tmp_path: Path) -> None:
+    """systemd-analyze security rates every service's exposure at 2.0 or less of 10 ("OK"; a unit without any
+    sandboxing rates 9.6)."""
+    copy = tmp_path / path.name
+    copy.write_text(path.read_text(encoding="utf-8").replace(INSTALLED, str(HERE)), encoding="utf-8")
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(copy)],
+                            capture_output=True, text=True, check=False, timeout=60)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found[1]) <= 2.0, result.stdout
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_a_jobs_command_runs(name: str, tmp_path: Path, sink: RecordingSink) -> None:
+    """The command of each job's unit, as written (the config's path aside), runs to exit status 0 on a store
+    with a hold to expire, a release to deliver and a message to purge, and does its job."""
+    store = Store.open(f"sqlite:///{tmp_path / 'rcptguard.db'}")
+    quarantine = Quarantine(store)
+    made = [quarantine.hold(mail_from="alice@example.org", recipients=[gmial_recipient()], client="mua",
+                            content=f"Subject: {n}\r\n\r\nbody {n}\r\n".encode())[0] for n in range(3)]
+    quarantine.decide(made[1].id, "released", "alice")
+    quarantine.cancel(made[2].id, "alice")
+    with store.engine.begin() as connection:  # held two days ago: past link_days, the time expire waits
+        connection.execute(update(holds).where(holds.c.id == made[0].id)
+                           .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)))
+    store.close()
+    config = tmp_path / "rcptguard.toml"
+    config.write_text(f'[db]\nurl = "sqlite:///rcptguard.db"\n\n[relay]\nnext_hop = "127.0.0.1:{sink.port}"\n'
+                      "link_days = 1\n\n[retention]\nbodies_days = 0\nmetadata_days = 30\n", encoding="utf-8")
+    [start] = parse(DEPLOY / f"rcptguard-{name}.service")["Service"]["ExecStart"]
+    words = [str(HERE) if word == INSTALLED else str(config) if word == CONFIG else word for word in shlex.split(start)]
+    result = subprocess.run(words, capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = Quarantine(Store.open(f"sqlite:///{tmp_path / 'rcptguard.db'}"))
+    try:
+        if name == "expire":
+            assert after.require(made[0].id).state == "expired"
+        elif name == "deliver-pending":
+            assert after.require(made[1].id).delivery == "delivered"
+            assert [message.rcpt_tos for message in sink.messages] == [("bob@gmial.com",)]
+        else:
+            assert after.require(made[2].id).purged_at is not None
+            assert after.require(made[0].id).purged_at is None
+    finally:
+        after.store.close()
