@@ -13,10 +13,11 @@ import pytest
 
 CLI = Path(__file__).resolve().parents[2] / "src" / "rcptguard" / "cli"
 MODULES = ["rcptguard.cli", "rcptguard.cli.common", "rcptguard.cli.check", "rcptguard.cli.servers",
-           "rcptguard.cli.quarantine", "rcptguard.cli.config"]
+           "rcptguard.cli.quarantine", "rcptguard.cli.config", "rcptguard.cli.doctor"]
 
 # `rcptguard --help` and the groups' --help before the split (cli.py and cli_quarantine.py), pinned.
-COMMANDS = ["check", "config", "detectors", "eval", "explain", "policyd", "quarantine", "relay", "release", "web"]
+COMMANDS = ["check", "config", "detectors", "doctor", "eval", "explain", "policyd", "quarantine", "relay", "release",
+            "web"]
 GROUPS = {
     "quarantine": ["cancel", "deliver-pending", "expire", "list", "mark-delivered", "purge", "release", "show"],
     "config": ["check"],
@@ -69,9 +70,10 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
              for p in CLI.glob("*.py")}
     assert graph["rcptguard.cli.common"] == set()
     commands = {"rcptguard.cli.check", "rcptguard.cli.servers", "rcptguard.cli.quarantine", "rcptguard.cli.config"}
-    assert graph["rcptguard.cli"] == commands
+    assert graph["rcptguard.cli"] == commands | {"rcptguard.cli.doctor"}
     for module in commands:
         assert graph[module] == {"rcptguard.cli.common"}, module
+    assert graph["rcptguard.cli.doctor"] == set()  # its checks are rcptguard.doctor
 
 
 def test_help_lists_every_command_it_listed_before() -> None:

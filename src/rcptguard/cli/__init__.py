@@ -4,7 +4,8 @@
 - `check`: check, explain, detectors, eval;
 - `servers`: policyd, relay, web, and release (Postfix HOLD);
 - `quarantine`: the `quarantine` group;
-- `config`: the `config` group (`config check`).
+- `config`: the `config` group (`config check`);
+- `doctor`: `doctor`, the checks of a deployment (rcptguard.doctor).
 
 Each command module imports `common` and nothing else of the package; only this module imports them all, and no
 module imports this one.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import click
 
 from rcptguard import __version__
-from rcptguard.cli import check, config, quarantine, servers
+from rcptguard.cli import check, config, doctor, quarantine, servers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,5 +29,5 @@ def main() -> None:
 
 for _command in (check.check, check.explain, check.detectors_command, check.eval_command,
                  servers.policyd, servers.release, servers.relay, servers.web,
-                 quarantine.quarantine, config.config_group):
+                 quarantine.quarantine, config.config_group, doctor.doctor):
     main.add_command(_command)
