@@ -5,6 +5,7 @@
 
     (top level)  Policy          policy.py: what is protected and known, weights, thresholds, force rules
     [db]         DbSettings      the store's URL
+    [dns]        DnsSettings     world/settings.py: the world's evidence (DNS look-ups of a typed domain)
     [notify]     NotifySettings  the From: and the template folder of notices to senders
     [policyd]    PolicySettings  gateways/policyd.py
     [relay]      RelaySettings   gateways/relay.py, with [relay.timeouts] (delivery.SmtpTimeouts)
@@ -34,6 +35,7 @@ from rcptguard.policy import ConfigError, Policy, load_policy, locate
 from rcptguard.settings import Settings, build, file_fields, invalid, key_of, overlay
 from rcptguard.store import DEFAULT_URL
 from rcptguard.web.settings import WebSettings
+from rcptguard.world.settings import DnsSettings
 
 __all__ = ["SECTIONS", "Config", "DbSettings", "NotifySettings", "RetentionSettings", "file_fields", "key_of",
            "load_config", "relay_with", "resolve_db_url"]
@@ -79,7 +81,8 @@ class RetentionSettings(Settings):
 
 
 SECTIONS: dict[str, type[Settings]] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
-                                       "relay": RelaySettings, "web": WebSettings, "retention": RetentionSettings}
+                                       "relay": RelaySettings, "web": WebSettings, "retention": RetentionSettings,
+                                       "dns": DnsSettings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class Config:
     relay: RelaySettings
     web: WebSettings
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
+    dns: DnsSettings = dataclasses.field(default_factory=DnsSettings)  # enabled None: each door's default
     source: Path | None = None
     links_configured: bool = False  # the file says where the page is ([web] or [relay] base_url)
 
@@ -142,7 +146,8 @@ def _resolved(policy: Policy, path: Path | None, base: Path, sections: dict[str,
     relay = overlay(relay, "relay", template_dir=_path(relay_own.get("template_dir"), base))
     links = "base_url" in sections["web"] or "base_url" in relay_own
     return Config(policy=policy, db=overlay(db, "db", url=resolve_db_url(db.url, base)), notify=notify,
-                  policyd=built["policyd"], relay=relay, web=web, retention=built["retention"], source=path,
+                  policyd=built["policyd"], relay=relay, web=web, retention=built["retention"], dns=built["dns"],
+                  source=path,
                   links_configured=links)
 
 

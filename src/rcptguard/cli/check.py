@@ -72,6 +72,8 @@ def lowered(verdict: Verdict, policy: Policy) -> str:
             else f"{verdict.domain} is itself a major mail provider"
     elif "RESTRICTED_SUFFIX" in found:
         why = f"real domain under .{found['RESTRICTED_SUFFIX'].get('suffix', '')}"
+    elif "DNS_SAME_OPERATOR" in found:
+        why = "the DNS shows the same operator"
     else:
         return ""
     return f"{by_score} by score, capped at {verdict.action}: {why}"
@@ -164,6 +166,13 @@ CONTEXT_SIGNALS: tuple[tuple[str, str | None, str], ...] = (
     ("PROTECTED_DOMAIN", None, "the typed domain is protected: pass, nothing else checked"),
     ("KNOWN_CORRESPONDENT", None, "the typed domain is known: pass"),
     ("MALFORMED_ADDRESS", None, "the address cannot be parsed: reject"),
+    # The world's evidence (world/weigh.py, docs/world.md), when a door asks the DNS: scored 0.
+    ("DNS_NO_DOMAIN", None, "DNS: the typed domain does not exist, the mail would bounce (said in the reason)"),
+    ("DNS_NO_MAIL", None, "DNS: the typed domain has no mail server, the mail would bounce (said in the reason)"),
+    ("DNS_SAME_OPERATOR", None, "DNS: its mail goes to the intended domain's own servers: capped at warn"),
+    ("DNS_SHARED_HOSTING", None, "DNS: its mail is hosted where many tenants are: nothing proven"),
+    ("DNS_DIFFERENT_OPERATOR", None, "DNS: its mail goes to servers not the intended domain's: nothing proven"),
+    ("DNS_UNKNOWN", None, "DNS: no answer in the budget, or a failure: decided without it"),
 )
 
 

@@ -14,6 +14,7 @@
     cache.py     TtlLru: bounded, TTL-honouring answer cache
     settings.py  DnsSettings: the [dns] keys
     lookup.py    World (asyncio), SyncWorld (a loop in a thread, for callers without one)
+    weigh.py     pure: verdict + evidence -> verdict; consult/consult_sync for the doors (never raise)
 """
 
 from rcptguard.world.cache import CacheInfo
@@ -22,6 +23,8 @@ from rcptguard.world.lookup import SyncWorld, World
 from rcptguard.world.model import Answer, Evidence, Finding, Outcome
 from rcptguard.world.settings import DnsSettings
 from rcptguard.world.shared import SHARED_HOSTS, SharedHost, SharedHosts
+from rcptguard.world.weigh import SIGNALS, consult, consult_sync, wants_evidence, weigh
 
-__all__ = ["SHARED_HOSTS", "Answer", "CacheInfo", "Classified", "DnsSettings", "Evidence", "Finding", "Outcome",
-           "SharedHost", "SharedHosts", "SyncWorld", "World", "classify"]
+__all__ = ["SHARED_HOSTS", "SIGNALS", "Answer", "CacheInfo", "Classified", "DnsSettings", "Evidence", "Finding",
+           "Outcome", "SharedHost", "SharedHosts", "SyncWorld", "World", "classify", "consult", "consult_sync",
+           "wants_evidence", "weigh"]

@@ -1,8 +1,9 @@
-"""Settings of the world's evidence: the future `[dns]` section of the config file.
+"""Settings of the world's evidence: the `[dns]` section of the config file.
 
     key                 default  meaning
     ------------------  -------  ------------------------------------------------------------------------------
-    enabled             (unset)  true/false; unset leaves it to the door: off in `check`, on in the servers
+    enabled             (unset)  true/false; unset (None, the key left out) leaves it to the door: off in `check`
+                                 (`--dns` turns it on), on in the servers (relay, policyd); see `for_door`
     nameservers         []       resolver addresses (IPv4/IPv6); empty: the system's /etc/resolv.conf
     port                53       the port of those nameservers (a local resolver or a test server elsewhere)
     budget_ms           150      the longest one check waits; then it decides with what it has (UNKNOWN)
@@ -16,22 +17,26 @@
     max_inflight        256      look-ups running at once; past it a check answers UNKNOWN at once
     shared_hosts        []       more MX hosts or suffixes that serve many tenants (`shared.py` has the list)
 
-`DnsSettings()` is usable as it is. A value of the right type that cannot be used raises `ConfigError` keyed by
-its name (`budget_ms: ...`), so a config loader can put the section and the file's line in front.
+`DnsSettings()` is usable as it is; it is a `rcptguard.settings.Settings`, so `config.load_config` builds it
+from the file like every other section (types from the annotations, no negative numbers). A value of the right
+type that cannot be used raises `ConfigError` keyed by its name (`budget_ms: ...`); the loader puts the section
+and the file's line in front (`rcptguard.toml:7: dns.budget_ms: ...`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 
 from rcptguard.errors import ConfigError
+from rcptguard.settings import Settings
 
 __all__ = ["DnsSettings"]
 
 
 @dataclass(frozen=True, slots=True)
-class DnsSettings:
+class DnsSettings(Settings):
     """How the world's evidence asks the DNS; see the module docstring for every key."""
 
     enabled: bool | None = None
@@ -48,8 +53,12 @@ class DnsSettings:
     max_inflight: int = 256
     shared_hosts: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        self.check()
+    def for_door(self, default: bool) -> DnsSettings:
+        """These settings with `enabled` decided: the file's `true`/`false` if it says, else the door's `default`
+        (False for `rcptguard check`, True for the relay and the policy service)."""
+        if self.enabled is not None:
+            return self
+        return dataclasses.replace(self, enabled=default)
 
     def check(self) -> None:
         """ConfigError for a value of the right type that cannot be used."""

@@ -1,0 +1,93 @@
+"""Weighing the world's evidence into a verdict: pure `weigh`, and `consult` / `consult_sync` for the doors.
+
+    if wants_evidence(verdict):                       # warn or worse, with an intended domain (rare)
+        verdict = weigh(verdict, await world.check(verdict.domain_ascii, verdict.intended))
+    verdict = await consult(world, verdict)           # the same, never raises (the relay, the policy service)
+    verdict = consult_sync(sync_world, verdict)       # without an event loop (`rcptguard check --dns`, stdio)
+
+What each finding does (docs/world.md):
+
+    NO_DOMAIN, NO_MAIL    the action is kept (the sender deserves "did you mean" now, not a bounce later); the
+                          evidence ("army.ml does not exist ...: mail to it would bounce.") leads the reason,
+                          as the guard's own bounce reason does for a suffix that does not exist
+    SAME_OPERATOR         the action is capped at warn (never below what it was; a [[force]] rule is not capped);
+                          the reason says why
+    SHARED_HOSTING,       nothing proven: the verdict is unchanged but for the signal, whose evidence carries
+    DIFFERENT_OPERATOR,   the note ("no answer within 150 ms; decided without it")
+    UNKNOWN
+
+Every finding adds one signal `DNS_<FINDING>` scored 0: the score is the engine's, the evidence only words or
+caps it. The names are in `SIGNALS` and listed by `rcptguard detectors`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
+
+from rcptguard.model import Action, Signal, Verdict
+from rcptguard.world.model import Evidence, Finding
+
+if TYPE_CHECKING:
+    from rcptguard.world.lookup import SyncWorld, World
+
+__all__ = ["SIGNALS", "consult", "consult_sync", "wants_evidence", "weigh"]
+
+log = logging.getLogger("rcptguard.world")
+
+SIGNALS: dict[Finding, str] = {finding: f"DNS_{finding.name}" for finding in Finding}
+# Verdicts that already say the mail would bounce without asking (a top-level label that does not exist).
+_ALREADY_BOUNCES = frozenset({"NO_SUCH_TLD"})
+
+
+def wants_evidence(verdict: Verdict) -> bool:
+    """The verdict is worth a DNS look-up: warn or worse, for a slip of a named domain, not yet known to bounce."""
+    return (verdict.action >= Action.WARN and bool(verdict.intended) and bool(verdict.domain_ascii)
+            and not any(s.name in _ALREADY_BOUNCES or s.name in SIGNALS.values() for s in verdict.signals))
+
+
+def weigh(verdict: Verdict, evidence: Evidence) -> Verdict:
+    """The verdict with the world's evidence weighed in (the module docstring has the table); pure."""
+    if not wants_evidence(verdict):
+        return verdict
+    signal = Signal(SIGNALS[evidence.finding], {"finding": str(evidence.finding), "text": evidence.text,
+                                                "hosts": ", ".join(evidence.hosts),
+                                                "ms": f"{evidence.elapsed_ms:.0f}"})
+    signals = (*verdict.signals, signal)
+    if evidence.would_bounce:
+        return dataclasses.replace(verdict, signals=signals, reason=f"{evidence.text} {verdict.reason}")
+    if evidence.same_operator and verdict.action > Action.WARN and verdict.signal("FORCE_RULE") is None:
+        note = (f"{evidence.text} So {evidence.typed} is probably a real sibling of {evidence.intended}: "
+                f"a warning, not a {verdict.action}.")
+        return dataclasses.replace(verdict, action=Action.WARN, signals=signals, reason=f"{verdict.reason} {note}")
+    if evidence.same_operator:
+        return dataclasses.replace(verdict, signals=signals, reason=f"{verdict.reason} {evidence.text}")
+    return dataclasses.replace(verdict, signals=signals)
+
+
+async def consult(world: World | None, verdict: Verdict) -> Verdict:
+    """`weigh` with the evidence of `world` (None: DNS off) when the verdict wants it; never raises, and takes
+    at most the world's budget: on any failure the verdict is decided without it (and the failure logged)."""
+    if world is None or not wants_evidence(verdict):
+        return verdict
+    try:
+        assert verdict.domain_ascii is not None  # wants_evidence
+        assert verdict.intended is not None
+        return weigh(verdict, await world.check(verdict.domain_ascii, verdict.intended))
+    except Exception:  # the mail path never fails on the world's evidence
+        log.exception("dns evidence not weighed; decided without it")
+        return verdict
+
+
+def consult_sync(world: SyncWorld | None, verdict: Verdict) -> Verdict:
+    """`consult` for callers without an event loop (`rcptguard check --dns`, the policy service on stdio)."""
+    if world is None or not wants_evidence(verdict):
+        return verdict
+    try:
+        assert verdict.domain_ascii is not None  # wants_evidence
+        assert verdict.intended is not None
+        return weigh(verdict, world.check(verdict.domain_ascii, verdict.intended))
+    except Exception:  # the check path never fails on the world's evidence
+        log.exception("dns evidence not weighed; decided without it")
+        return verdict
