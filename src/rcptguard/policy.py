@@ -216,7 +216,8 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
         force=force,
         no_such_tld=no_such_tld,
         private_suffixes=private,
-        sections={k: v for k, v in user.items() if k in ("db", "policyd", "relay", "web", "notify", "retention", "dns")},
+        sections={k: v for k, v in user.items()
+                  if k in ("db", "policyd", "relay", "web", "notify", "retention", "dns")},
         source=path,
         text=text,
     )

@@ -6,19 +6,26 @@ config error.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
-from rcptguard.cli.common import build_guard, build_policy, detection_options
+from rcptguard.cli.common import build_config, build_guard, build_policy, detection_options
 from rcptguard.domains import MAX_ADDRESS, MAX_INPUT, DomainError, normalize_domain
 from rcptguard.guard import malformed_verdict
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.policy import Policy, load_policy
+
+if TYPE_CHECKING:
+    from rcptguard.config import Config
+    from rcptguard.guard import Guard
+    from rcptguard.world import SyncWorld
 
 _COLOURS = {Action.PASS: "green", Action.WARN: "yellow", Action.HOLD: "red", Action.REJECT: "red"}
 
@@ -98,16 +105,43 @@ def format_text(verdict: Verdict, colour: bool, policy: Policy | None = None, ty
 @click.command()
 @detection_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text", show_default=True)
+@click.option("--dns/--no-dns", "dns", default=None,
+              help="Ask the DNS about a likely slip (docs/world.md); default: [dns] enabled, else off.")
 @click.argument("addresses", nargs=-1, required=True)
 def check(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
-          fmt: str, addresses: tuple[str, ...]) -> None:
+          fmt: str, dns: bool | None, addresses: tuple[str, ...]) -> None:
     """Check recipient ADDRESSES ('-' reads them from stdin, one a line)."""
-    guard = build_guard(build_policy(config, protect, known, known_files))
+    loaded = build_config(config) if config is not None else None
+    guard = build_guard(build_policy(loaded, protect, known, known_files))
+    with contextlib.ExitStack() as stack:
+        world = _sync_world(loaded, dns, stack)
+        worst = _check_all(guard, world, fmt, addresses)
+    sys.exit(0 if worst is Action.PASS else 1)
+
+
+def _sync_world(loaded: Config | None, flag: bool | None, stack: contextlib.ExitStack) -> SyncWorld | None:
+    """A SyncWorld when DNS is on for `check`: `--dns/--no-dns`, else `[dns] enabled`, else off (the door's
+    default: a batch of addresses should not become a burst of queries unless asked)."""
+    from rcptguard.world import DnsSettings, SyncWorld  # noqa: PLC0415 - the resolver loads only when asked
+
+    settings = loaded.dns if loaded is not None else DnsSettings()
+    if flag is not None:
+        settings = dataclasses.replace(settings, enabled=flag)
+    settings = settings.for_door(default=False)
+    return stack.enter_context(SyncWorld(settings)) if settings.enabled else None
+
+
+def _check_all(guard: Guard, world: SyncWorld | None, fmt: str, addresses: tuple[str, ...]) -> Action:
+    """Print each address's verdict in `fmt`; the worst action."""
+    from rcptguard.world.weigh import consult_sync  # noqa: PLC0415 - same
+
     worst = Action.PASS
     collected = []
     colour = sys.stdout.isatty()
     for raw in _addresses(addresses):
         verdict = malformed_verdict(raw) if isinstance(raw, Malformed) else guard.check(raw)
+        if world is not None:
+            verdict = consult_sync(world, verdict)
         worst = max(worst, verdict.action)
         typed = raw.strip() if isinstance(raw, str) else None  # as typed: an xn-- address stays xn--
         data = verdict.to_json() | ({"address": typed} if typed is not None else {})
@@ -119,7 +153,7 @@ def check(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
             click.echo(format_text(verdict, colour, guard.policy, typed))
     if fmt == "json":
         click.echo(json.dumps(collected, ensure_ascii=False, indent=2))
-    sys.exit(0 if worst is Action.PASS else 1)
+    return worst
 
 
 @click.command()

@@ -102,7 +102,7 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
         settings = overlay(settings, "policyd", hold_mode=hold_mode)
     store, factory = open_gateway(loaded, policy, db)
     try:
-        service = PolicyService(factory, store, settings)
+        service = PolicyService(factory, store, settings, dns=loaded.dns.for_door(default=True))
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
@@ -167,7 +167,7 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
                    base_url=settings.base_url, fix="set [web] base_url to the address senders reach the page at")
     store, factory = open_gateway(loaded, policy, db)
     try:
-        handler = relay_mod.build(factory, store, settings)
+        handler = relay_mod.build(factory, store, settings, dns=loaded.dns.for_door(default=True))
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):

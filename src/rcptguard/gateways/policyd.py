@@ -42,6 +42,7 @@ from rcptguard.runtime import GuardFactory, Runtime, raise_fd_limit, serve_until
 from rcptguard.settings import Settings, invalid
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
+from rcptguard.world import DnsSettings, SyncWorld, World, consult, consult_sync
 
 from .replies import ascii_line, explanation
 
@@ -184,7 +185,8 @@ def postfix_action(verdict: Verdict, settings: PolicySettings) -> str:
 class PolicyService:
     """The policy protocol on any number of connections, one shared guard."""
 
-    def __init__(self, guard_factory: GuardFactory, store: Store | None, settings: PolicySettings) -> None:
+    def __init__(self, guard_factory: GuardFactory, store: Store | None, settings: PolicySettings,
+                 dns: DnsSettings | None = None) -> None:
         if settings.notify_smtp and store is None:
             raise ConfigError("notices are stored before they are sent: the service needs a store",
                               key="policyd.notify_smtp")
@@ -201,11 +203,32 @@ class PolicyService:
         self.warned = Warned(settings.warn_notice_interval, settings.pending_limit)  # who heard of which domain
         self._evicted = {"stale": 0, "limit": 0}  # forgotten since the last log line about it
         self._evictions_logged = -EVICTION_LOG_INTERVAL
+        # The world's evidence (DNS), when `dns` is enabled: `World` on the server's loop (decide_async); on
+        # stdio, where nothing runs a loop, serve_stdio opens a `SyncWorld` for `decide`.
+        self.dns = dns if dns is not None and dns.enabled else None
+        self.world = World(self.dns) if self.dns is not None else None
+        self.sync_world: SyncWorld | None = None
 
     # -- deciding -------------------------------------------------------------------------------------
 
     def decide(self, attrs: dict[str, str]) -> str:
-        """The action for one request; raises on an internal error (the caller then closes the connection)."""
+        """The action for one request; raises on an internal error (the caller then closes the connection).
+        Without an event loop: the DNS step, if on, through `sync_world` (stdio mode)."""
+        verdict = self._verdict(attrs)
+        if isinstance(verdict, str):
+            return verdict
+        return self._act(attrs, consult_sync(self.sync_world, verdict))
+
+    async def decide_async(self, attrs: dict[str, str]) -> str:
+        """`decide` on the server's loop: the DNS step, if on, awaited within its budget (never blocking the loop
+        nor failing the request: `consult`)."""
+        verdict = self._verdict(attrs)
+        if isinstance(verdict, str):
+            return verdict
+        return self._act(attrs, await consult(self.world, verdict))
+
+    def _verdict(self, attrs: dict[str, str]) -> Verdict | str:
+        """The engine's verdict for the request's recipient, or the action at once for a request without one."""
         state = attrs.get("protocol_state", "RCPT")
         if state == "END-OF-MESSAGE":  # decided at RCPT; now the message is whole
             self._end_of_message(attrs)
@@ -216,9 +239,12 @@ class PolicyService:
         if not recipient:
             return "DUNNO"  # nothing to check (a request from a stage without a recipient)
         if "\ufffd" in recipient:
-            verdict = malformed_verdict(Malformed(recipient, "the address is not valid UTF-8"))
-        else:
-            verdict = self.runtime.guard.check(recipient)
+            return malformed_verdict(Malformed(recipient, "the address is not valid UTF-8"))
+        return self.runtime.guard.check(recipient)
+
+    def _act(self, attrs: dict[str, str], verdict: Verdict) -> str:
+        """The Postfix action for the verdict, with what it entails (counted, logged, the sender told)."""
+        recipient = attrs.get("recipient", "")
         action = postfix_action(verdict, self.settings)
         if verdict.action <= Action.WARN and verdict.domain_ascii:
             self.runtime.saw(verdict.domain_ascii)
@@ -334,7 +360,7 @@ class PolicyService:
                 attrs = await self.read_request(reader)
                 if attrs is None:
                     break
-                answer = self.decide(attrs)
+                answer = await self.decide_async(attrs)
                 self.requests += 1
                 writer.write(f"action={answer}\n\n".encode())
                 await writer.drain()
@@ -350,6 +376,8 @@ class PolicyService:
 
     def close(self) -> None:
         self.runtime.close()
+        if self.sync_world is not None:
+            self.sync_world.close()
 
 
 async def serve(service: PolicyService, host: str, port: int, ready: Callable[[int], None] | None = None,
@@ -369,6 +397,8 @@ async def serve(service: PolicyService, host: str, port: int, ready: Callable[[i
         await serve_until_stopped(server, stop or asyncio.Event(), tasks)
     finally:
         await asyncio.to_thread(service.close)
+        if service.world is not None:
+            await service.world.close()
         logs.event(log, "stopped", requests=service.requests)
 
 
@@ -398,7 +428,10 @@ def _requests(stdin: BinaryIO) -> Iterator[dict[str, str]]:
 
 
 def serve_stdio(service: PolicyService, stdin: BinaryIO, stdout: BinaryIO) -> None:
-    """One connection on stdin/stdout, for Postfix's spawn(8) in master.cf: blocking, like the peer."""
+    """One connection on stdin/stdout, for Postfix's spawn(8) in master.cf: blocking, like the peer. With DNS on,
+    a `SyncWorld` (a loop in a thread, its cache for this connection's life) gives the evidence within its budget."""
+    if service.dns is not None and service.sync_world is None:
+        service.sync_world = SyncWorld(service.dns)
     try:
         for attrs in _requests(stdin):
             stdout.write(f"action={service.decide(attrs)}\n\n".encode())

@@ -68,6 +68,7 @@ from rcptguard.settings import Settings, invalid
 from rcptguard.store import Store, StoreError
 from rcptguard.store.links import Links
 from rcptguard.store.quarantine import HeldRecipient, Quarantine, summarize
+from rcptguard.world import DnsSettings, World, consult
 
 from .replies import RELAY_REPLIES, Relayed, ascii_line, rcpt_reply
 
@@ -589,6 +590,7 @@ class RelayHandler:
         self.answered_late: OrderedDict[bytes, tuple[float, str]] = OrderedDict()  # and the 250s they ended with
         self.warned = Warned(settings.warn_notice_interval, self.copies.size)  # who heard of which domain lately
         self._limit_logged: dict[str, float] = {}
+        self.world: World | None = None  # the world's evidence (DNS), when on: `build` sets it from [dns]
 
     def fit_connections(self, open_files: int) -> None:
         """Lower the connection limits to what `open_files` allows (keeping room for the store, the next hop's
@@ -682,7 +684,7 @@ class RelayHandler:
             return str(RELAY_REPLIES[Relayed.RELAY_DENIED])
         if not address.isascii() and not envelope.smtp_utf8:
             return str(RELAY_REPLIES[Relayed.NEEDS_SMTPUTF8])
-        verdict = self.runtime.guard.check(address)
+        verdict = await consult(self.world, self.runtime.guard.check(address))  # DNS: a rare slip, in budget
         reply = rcpt_reply(verdict, self.settings.reject_status)
         if reply.code != 250:
             if verdict.action is Action.REJECT and verdict.signal("MALFORMED_ADDRESS") is None:
@@ -932,6 +934,8 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
                 late.cancel()
         await asyncio.to_thread(handler.runtime.close)
         await handler.pool.close()
+        if handler.world is not None:
+            await handler.world.close()
         logs.event(log, "stopped", messages=handler.accepted)
 
 
@@ -972,8 +976,13 @@ async def _retry_pending(handler: RelayHandler) -> None:
             next_round = time.monotonic() + settings.retry_interval
 
 
-def build(factory: GuardFactory, store: Store, settings: RelaySettings) -> RelayHandler:
-    """The relay's handler: the guard from `factory` (what the store learned), its quarantine in `store`."""
+def build(factory: GuardFactory, store: Store, settings: RelaySettings, dns: DnsSettings | None = None) -> RelayHandler:
+    """The relay's handler: the guard from `factory` (what the store learned), its quarantine in `store`; with
+    `dns` enabled (on unless `[dns] enabled = false`: `DnsSettings.for_door(default=True)`), the world's evidence
+    for the rare verdicts that want it (docs/world.md)."""
     runtime = Runtime(factory, store, flush_interval=settings.flush_interval,
                       rebuild_interval=settings.rebuild_interval)
-    return RelayHandler(runtime, Quarantine(store, stale_after=settings.claim_window), settings)
+    handler = RelayHandler(runtime, Quarantine(store, stale_after=settings.claim_window), settings)
+    if dns is not None and dns.enabled:
+        handler.world = World(dns)
+    return handler

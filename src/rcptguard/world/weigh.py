@@ -8,8 +8,8 @@
 What each finding does (docs/world.md):
 
     NO_DOMAIN, NO_MAIL    the action is kept (the sender deserves "did you mean" now, not a bounce later); the
-                          evidence ("army.ml does not exist ...: mail to it would bounce.") leads the reason,
-                          as the guard's own bounce reason does for a suffix that does not exist
+                          evidence ("army.ml does not exist ...: mail to it would bounce.") is appended to the
+                          reason (the first sentence, which a Postfix reply quotes, stays the engine's)
     SAME_OPERATOR         the action is capped at warn (never below what it was; a [[force]] rule is not capped);
                           the reason says why
     SHARED_HOSTING,       nothing proven: the verdict is unchanged but for the signal, whose evidence carries
@@ -56,7 +56,7 @@ def weigh(verdict: Verdict, evidence: Evidence) -> Verdict:
                                                 "ms": f"{evidence.elapsed_ms:.0f}"})
     signals = (*verdict.signals, signal)
     if evidence.would_bounce:
-        return dataclasses.replace(verdict, signals=signals, reason=f"{evidence.text} {verdict.reason}")
+        return dataclasses.replace(verdict, signals=signals, reason=f"{verdict.reason} {evidence.text}")
     if evidence.same_operator and verdict.action > Action.WARN and verdict.signal("FORCE_RULE") is None:
         note = (f"{evidence.text} So {evidence.typed} is probably a real sibling of {evidence.intended}: "
                 f"a warning, not a {verdict.action}.")
