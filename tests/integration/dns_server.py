@@ -10,8 +10,9 @@ zone gets an SOA whose negative TTL is `negative_ttl`. A zone named in `broken` 
 file: NSD answers SERVFAIL for every name in it. NSD is authoritative and answers queries with RD set, so
 dnspython's stub resolver can use it as its nameserver.
 
-`LaggingServer` answers every query with NXDOMAIN after `delay` seconds, or never (`delay=None`), and counts the
-queries it got: the slow server of the budget tests and the witness of coalescing.
+`LaggingServer` answers a .mil name's MX with one host and every other query with NXDOMAIN after `delay`
+seconds, or never (`delay=None`), and counts the queries it got: the slow server of the budget tests and the
+witness of coalescing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdatatype
+import dns.rrset
 
 from tests.support.processes import ServedInThread, free_port, wait_port
 
@@ -140,8 +143,13 @@ class _Lagging(asyncio.DatagramProtocol):
         self.count()
         if self.delay is None:
             return
-        reply = dns.message.make_response(dns.message.from_wire(data))
-        reply.set_rcode(dns.rcode.NXDOMAIN)
+        query = dns.message.from_wire(data)
+        reply = dns.message.make_response(query)
+        name = query.question[0].name if query.question else None
+        if name is not None and name.to_text().endswith(".mil.") and query.question[0].rdtype == dns.rdatatype.MX:
+            reply.answer.append(dns.rrset.from_text(name, 300, "IN", "MX", f"10 mx1.{name.to_text()}"))
+        else:  # the intended .mil domains exist (so that a bounce is believed), every other name does not
+            reply.set_rcode(dns.rcode.NXDOMAIN)
         asyncio.get_running_loop().call_later(self.delay, self._send, reply.to_wire(), addr)
 
     def _send(self, wire: bytes, addr: tuple[str | object, int]) -> None:
@@ -150,7 +158,7 @@ class _Lagging(asyncio.DatagramProtocol):
 
 
 class LaggingServer:
-    """A UDP DNS server on 127.0.0.1 that answers NXDOMAIN after `delay` seconds, or never (None)."""
+    """A UDP DNS server on 127.0.0.1 that answers after `delay` seconds (a .mil MX, else NXDOMAIN), or never."""
 
     def __init__(self, delay: float | None) -> None:
         self.queries = 0

@@ -18,6 +18,9 @@ ZONES = {
 army MX 10 mx1.army.mil.
 mx1.army A 192.0.2.1
 usarmy MX 10 mx2.army.mil.
+navy MX 10 mx1.navy.mil.
+airforce MX 10 mx1.airforce.mil.
+air MX 10 mx1.air.mil.
 """,
     "ml": """
 army MX 10 mail.army.ml.

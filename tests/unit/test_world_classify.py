@@ -233,3 +233,17 @@ def test_shared_host_list_is_well_formed() -> None:
             assert "." in suffix
             assert suffix not in seen
             seen.add(suffix)
+
+
+@pytest.mark.parametrize("intended_answer", [nx("army.mil"), failed("army.mil"), timeout("army.mil")])
+def test_a_bounce_is_believed_only_when_the_intended_domain_is_known(intended_answer: Answer) -> None:
+    """A resolver that does not know the intended domain either (it denies every name, or fails) cannot prove
+    that the typed one would bounce: the finding is UNKNOWN, and the sender is never told a real domain is gone."""
+    found = classify("gmial.com", "army.mil", nx("gmial.com"), intended_mx=intended_answer)
+    assert found.finding is Finding.UNKNOWN
+    assert "not to be trusted" in found.text
+    confirmed = classify("gmial.com", "army.mil", nx("gmial.com"), intended_mx=mx("army.mil", "mx1.army.mil"))
+    assert confirmed.finding is Finding.NO_DOMAIN
+    no_mail = classify("gmial.com", "army.mil", nodata("gmial.com"), nodata("gmial.com", "A/AAAA"),
+                       intended_mx=nx("army.mil"))
+    assert no_mail.finding is Finding.UNKNOWN

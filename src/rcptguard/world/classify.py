@@ -83,7 +83,20 @@ def merge_addresses(a: Answer, aaaa: Answer) -> Answer:
 
 def classify(typed: str, intended: str, mx: Answer, address: Answer | None = None,
              intended_mx: Answer | None = None, shared: SharedHosts = _DEFAULT_SHARED) -> Classified:
-    """What the answers show about mail to `typed`, which resembles `intended` (both lower-case A-labels)."""
+    """What the answers show about mail to `typed`, which resembles `intended` (both lower-case A-labels).
+
+    A finding that the mail would bounce is believed only when the same resolver knows the intended domain
+    (`intended_mx` answered): a resolver that denies every name (a sandbox, a broken forwarder, a captive network)
+    must not make the guard tell a sender that a real domain does not exist."""
+    found = _classify(typed, intended, mx, address, intended_mx, shared)
+    if found.finding.would_bounce and intended_mx is not None and intended_mx.outcome is not Outcome.ANSWER:
+        return Classified(Finding.UNKNOWN, f"The DNS says {typed} does not take mail, but it does not know "
+                          f"{intended} either: its answers are not to be trusted; decided without it.")
+    return found
+
+
+def _classify(typed: str, intended: str, mx: Answer, address: Answer | None, intended_mx: Answer | None,
+              shared: SharedHosts) -> Classified:
     if mx.outcome is Outcome.NXDOMAIN:
         return _no_domain(typed)
     if not mx.known:

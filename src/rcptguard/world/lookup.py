@@ -104,8 +104,8 @@ class World:
             address = merge_addresses(await self._by(a_job, deadline, typed_name, "A"),
                                       await self._by(aaaa_job, deadline, typed_name, "AAAA"))
         intended_mx = None
-        if needs_intended(mx):
-            jobs.append(intended_job)
+        if needs_intended(mx) or mx.outcome is Outcome.NXDOMAIN or address is not None:
+            jobs.append(intended_job)  # to compare hosts with, or to trust a "would bounce" (see classify)
             intended_mx = await self._by(intended_job, deadline, intended_name, "MX")
         found = classify(typed_name, intended_name, mx, address, intended_mx, self._shared)
         evidence = _evidence(found.finding, typed_name, intended_name, found.text, started, found.hosts,
