@@ -245,3 +245,13 @@ def _split_local(text: str) -> tuple[str, str, str]:
         return "the address has no @", "", ""
     local, _, domain = text.partition("@")
     return local, "@", domain
+
+
+def to_ascii(name: str) -> str:
+    """`name` with its U-labels encoded (`xn--…`, UTS-46), or unchanged when it is ASCII or cannot be encoded."""
+    if name.isascii():
+        return name
+    try:
+        return idna.encode(name, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return name

@@ -27,9 +27,7 @@ import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-import idna
-
-from rcptguard.domains import public_suffix, suffix_depth
+from rcptguard.domains import public_suffix, suffix_depth, to_ascii
 from rcptguard.model import Domain, Role
 from rcptguard.typos.cost import cheapest
 from rcptguard.typos.edits import Edit, deletions, one_edit_variants, single_edit
@@ -97,13 +95,6 @@ def split_unicode(domain: Domain, n: int | None = None) -> tuple[str, str]:
     return ".".join(labels[:-n]), ".".join(labels[-n:])
 
 
-def _to_ascii(name: str) -> str:
-    if name.isascii():
-        return name
-    try:
-        return idna.encode(name, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
-        return name
 
 
 def _add(table: dict[str, tuple[Entry, ...]], key: str, value: Entry) -> None:
@@ -245,13 +236,13 @@ class DomainIndex:
                 yield Candidate(Family.SUFFIX, typed, entry, prefix + entry.domain.unicode,
                                 stem, suffix, stem, entry.suffix)
         # A slip of a protected or known whole suffix: army.ml <- army.mil.
-        for entry in self._slips.get(_to_ascii(suffix), ()):
+        for entry in self._slips.get(to_ascii(suffix), ()):
             yield Candidate(Family.SUFFIX, typed, entry, f"{prefix}{stem}.{entry.domain.unicode}",
                             stem, suffix, stem, entry.domain.unicode)
         # A suffix appended after a full domain: example.com.co <- example.com.
         inner, _, _ = typed.rpartition(".")
         if "." in inner:
-            outer = self._by_name.get(inner) or self._walk(self._cover, _to_ascii(inner))
+            outer = self._by_name.get(inner) or self._walk(self._cover, to_ascii(inner))
             if outer is not None:
                 inner_stem, _, inner_suffix = inner.rpartition(".")
                 yield Candidate(Family.SUFFIX, typed, outer, prefix + inner, inner_stem,

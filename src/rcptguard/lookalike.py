@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import idna
 
+from rcptguard.domains import to_ascii
 from rcptguard.typos.skeleton import skeleton
 
 __all__ = ["Foreign", "ascii_form", "both", "foreign", "note", "unicode_form"]
@@ -45,12 +46,7 @@ def unicode_form(domain: str) -> str:
 
 def ascii_form(domain: str) -> str:
     """The domain as mail uses it: U-labels encoded (`xn--…`); unchanged when it cannot be encoded."""
-    if domain.isascii():
-        return domain
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
-        return domain
+    return to_ascii(domain)
 
 
 def foreign(domain: str) -> list[Foreign]:

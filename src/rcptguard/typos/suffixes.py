@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 
-import idna
-
+from rcptguard.domains import to_ascii
 from rcptguard.typos.cost import cheapest, costs, path_cost, suffix_prior
 from rcptguard.typos.slips import describe, likely_slip
 
@@ -99,9 +98,9 @@ def fix_for(typed_suffix: str, intended_suffix: str) -> Fix | None:
     """How `intended_suffix` (real) was mistyped as `typed_suffix`, whose top-level label does not exist."""
     head, _, tld = typed_suffix.rpartition(".")
     real_head, _, real_tld = intended_suffix.rpartition(".")
-    if head != real_head or is_real_tld(_ascii(tld)):
+    if head != real_head or is_real_tld(to_ascii(tld)):
         return None
-    return next((f for f in nearest(_ascii(tld)) if f.tld == _ascii(real_tld)), None)
+    return next((f for f in nearest(to_ascii(tld)) if f.tld == to_ascii(real_tld)), None)
 
 
 @lru_cache(maxsize=16384)
@@ -111,16 +110,9 @@ def is_suffix_slip(typed_suffix: str, intended_suffix: str) -> bool:
     exist for the one meant (com→con). Such a suffix slip may come on top of one slip in the name."""
     if typed_suffix.startswith(intended_suffix + "."):
         return True
-    if not is_real_tld(_ascii(typed_suffix.rpartition(".")[2])):
+    if not is_real_tld(to_ascii(typed_suffix.rpartition(".")[2])):
         return fix_for(typed_suffix, intended_suffix) is not None
     edit = cheapest(typed_suffix, intended_suffix, 1, in_name=False)
     return edit is not None and likely_slip(edit[0]) is not None
 
 
-def _ascii(label: str) -> str:
-    if label.isascii():
-        return label
-    try:
-        return idna.encode(label, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
-        return label
