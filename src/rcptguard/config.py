@@ -141,9 +141,10 @@ def _resolved(policy: Policy, path: Path | None, base: Path, sections: dict[str,
     relay_own = sections["relay"]
     inherited = {"base_url": web.base_url, "notice_from": notify.sender, "template_dir": notify.template_dir,
                  "name_deciders": notify.name_deciders}
-    relay: RelaySettings = overlay(built["relay"], "relay",
-                                   **{k: v for k, v in inherited.items() if k not in relay_own})
-    relay = overlay(relay, "relay", template_dir=_path(relay_own.get("template_dir"), base))
+    changes = {k: v for k, v in inherited.items() if k not in relay_own}
+    if "template_dir" in relay_own:  # the relay's own, relative to the config file like every path
+        changes["template_dir"] = _path(relay_own["template_dir"], base)
+    relay: RelaySettings = overlay(built["relay"], "relay", **changes)
     links = "base_url" in sections["web"] or "base_url" in relay_own
     return Config(policy=policy, db=overlay(db, "db", url=resolve_db_url(db.url, base)), notify=notify,
                   policyd=built["policyd"], relay=relay, web=web, retention=built["retention"], dns=built["dns"],
