@@ -44,11 +44,13 @@ def test_the_page_marks_the_foreign_character_and_takes_either_form(quarantine: 
     """The confirm page marks the Cyrillic letter, shows both forms on the send-anyway button (so it does not
     read like the correct-to button), says either form may be typed, and sending with the xn-- form works."""
     client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False, client=LOCAL)
-    holds = hold_message(quarantine, held(f"ivan@{CYRILLIC}", "ivan@gmail.com"))
+    holds = hold_message(quarantine, held(f"ivan@{CYRILLIC}", "ivan@gmail.com",
+                                          reason=f"{CYRILLIC} ({PUNYCODE}) looks like gmail.com."))
     token = issue(links, holds)
     page = client.get(f"/confirm/{token}").text
     assert '<mark title="Cyrillic: cyrillic small letter a">\u0430</mark>' in page
     assert "Look closely:" in page
+    assert '<p>gm<mark title="Cyrillic: cyrillic small letter a">\u0430</mark>il.com' in page  # the reason too
     assert f"({PUNYCODE})</span> anyway" in page
     assert f'or its other form, <span class="addr">{PUNYCODE}</span>: either is accepted' in page
     done = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "release", confirm_domain=PUNYCODE))
