@@ -22,6 +22,7 @@ from rcptguard.world import DnsSettings, World, consult
 from tests.integration.dns_server import NsdServer, lagging
 from tests.support.sink import Message, RecordingSink
 from tests.unit.relays import Relay, policy_factory, send
+from tests.unit.test_metrics import parse, value
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +72,10 @@ def test_the_relay_holds_a_domain_that_does_not_exist_and_says_it_would_bounce(
         assert "army.ml does not exist" in body
         assert "would bounce" in body
         assert "x@army.mil" in body
+        samples = parse(relay.handler.metrics.exposition().decode())
+        assert value(samples, "rcptguard_dns_lookups_total", door="relay", rdtype="MX", outcome="nxdomain") == 1
+        assert value(samples, "rcptguard_dns_lookups_total", door="relay", rdtype="MX", outcome="answer") == 1
+        assert value(samples, "rcptguard_dns_over_budget_total", door="relay") == 0
     finally:
         relay.close()
 
@@ -126,6 +131,8 @@ def test_a_silent_dns_server_costs_the_relay_no_more_than_the_budget(tmp_path: P
             assert "army.ml looks like army.mil" in body
             assert "would bounce" not in body
             assert server.queries >= 1
+            samples = parse(relay.handler.metrics.exposition().decode())
+            assert value(samples, "rcptguard_dns_over_budget_total", door="relay") >= 1
         finally:
             relay.close()
 

@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,6 +21,7 @@ from rcptguard.policy import ConfigError
 from rcptguard.settings import overlay
 
 if TYPE_CHECKING:
+    from rcptguard.metrics import Metrics
     from rcptguard.web.settings import WebSettings
 
 
@@ -50,6 +51,25 @@ def serve_until_stopped(command: str, host: str, port: int,
         if listening:  # failed while serving: not a listen error
             raise
         cannot_listen(command, host, port, exc)
+
+
+@contextlib.contextmanager
+def metrics_served(command: str, metrics: Metrics, listen: str) -> Iterator[None]:
+    """The server's metrics served on `listen` (its `metrics_listen`; empty: not served) while the block runs; one
+    line and exit status 2 when it cannot listen there."""
+    from rcptguard.metrics import MetricsServer, check_listen  # noqa: PLC0415 - only the servers serve metrics
+
+    server = None
+    if listen:
+        try:
+            server = MetricsServer(metrics, listen)
+        except OSError as exc:
+            cannot_listen(f"{command} (metrics_listen)", *check_listen(listen), exc)
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.close()
 
 
 def listening_socket(command: str, host: str, port: int) -> socket.socket:
@@ -106,9 +126,10 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
-        if stdio:
+        if stdio:  # one process per connection: no metrics server (each would want the same port)
             serve_stdio(service, sys.stdin.buffer, sys.stdout.buffer)
-        else:
+            return
+        with metrics_served("policyd", service.metrics, settings.metrics_listen):
             serve_until_stopped("policyd", host, port, lambda ready: serve(service, host, port, ready=ready))
 
 
@@ -170,7 +191,7 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
         handler = relay_mod.build(factory, store, settings, dns=loaded.dns.for_door(default=True))
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), metrics_served("relay", handler.metrics, settings.metrics_listen):
         serve_until_stopped("relay", host, port,
                             lambda ready: relay_mod.serve(handler, host, port, ready=ready))
 

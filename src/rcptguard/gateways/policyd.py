@@ -35,6 +35,7 @@ from rcptguard import logs
 from rcptguard.delivery import NextHop
 from rcptguard.errors import ConfigError, ProtocolError
 from rcptguard.guard import malformed_verdict
+from rcptguard.metrics import Metrics, check_metrics_listen
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.notify import Flagged, Notifier, Warned
 from rcptguard.outbox import Backoff, Outbox
@@ -69,8 +70,10 @@ class PolicySettings(Settings):
     notify_at: Literal["end-of-message", "rcpt"] = "end-of-message"  # rcpt: at once, one per held recipient
     pending_limit: int = 10000  # unfinished held messages remembered for their END-OF-MESSAGE; the oldest go first
     retry_interval: float = 60.0  # seconds between tries of notices notify_smtp deferred (each waits its backoff)
+    metrics_listen: str = ""  # HOST:PORT of its Prometheus metrics (GET /metrics); empty: not served
 
     def check(self) -> None:
+        check_metrics_listen(self.metrics_listen)
         if self.notify_smtp:
             try:
                 NextHop.parse(self.notify_smtp)
@@ -206,7 +209,8 @@ class PolicyService:
         # The world's evidence (DNS), when `dns` is enabled: `World` on the server's loop (decide_async); on
         # stdio, where nothing runs a loop, serve_stdio opens a `SyncWorld` for `decide`.
         self.dns = dns if dns is not None and dns.enabled else None
-        self.world = World(self.dns) if self.dns is not None else None
+        self.metrics = Metrics("policyd", store)
+        self.world = World(self.dns, observe=self.metrics.dns_answer) if self.dns is not None else None
         self.sync_world: SyncWorld | None = None
 
     # -- deciding -------------------------------------------------------------------------------------
@@ -214,18 +218,20 @@ class PolicyService:
     def decide(self, attrs: dict[str, str]) -> str:
         """The action for one request; raises on an internal error (the caller then closes the connection).
         Without an event loop: the DNS step, if on, through `sync_world` (stdio mode)."""
+        started = time.perf_counter()
         verdict = self._verdict(attrs)
         if isinstance(verdict, str):
             return verdict
-        return self._act(attrs, consult_sync(self.sync_world, verdict))
+        return self._act(attrs, consult_sync(self.sync_world, verdict), started)
 
     async def decide_async(self, attrs: dict[str, str]) -> str:
         """`decide` on the server's loop: the DNS step, if on, awaited within its budget (never blocking the loop
         nor failing the request: `consult`)."""
+        started = time.perf_counter()
         verdict = self._verdict(attrs)
         if isinstance(verdict, str):
             return verdict
-        return self._act(attrs, await consult(self.world, verdict))
+        return self._act(attrs, await consult(self.world, verdict), started)
 
     def _verdict(self, attrs: dict[str, str]) -> Verdict | str:
         """The engine's verdict for the request's recipient, or the action at once for a request without one."""
@@ -242,17 +248,16 @@ class PolicyService:
             return malformed_verdict(Malformed(recipient, "the address is not valid UTF-8"))
         return self.runtime.guard.check(recipient)
 
-    def _act(self, attrs: dict[str, str], verdict: Verdict) -> str:
+    def _act(self, attrs: dict[str, str], verdict: Verdict, started: float) -> str:
         """The Postfix action for the verdict, with what it entails (counted, logged, the sender told)."""
         recipient = attrs.get("recipient", "")
         action = postfix_action(verdict, self.settings)
         if verdict.action <= Action.WARN and verdict.domain_ascii:
             self.runtime.saw(verdict.domain_ascii)
-        logs.event(log, "decision", sender=attrs.get("sender", ""), recipient=recipient,
-                   client_address=attrs.get("client_address", ""), sasl_username=attrs.get("sasl_username", ""),
-                   queue_id=attrs.get("queue_id", ""), verdict=str(verdict.action), intended=verdict.intended,
-                   score=round(verdict.score, 2), signals=[s.name for s in verdict.signals],
-                   reply=action.split(" ", 1)[0])
+        self.metrics.decided(verdict, time.perf_counter() - started)
+        logs.decision(log, verdict, door="policyd", sender=attrs.get("sender", ""), recipient=recipient,
+                      client_address=attrs.get("client_address", ""), sasl_username=attrs.get("sasl_username", ""),
+                      queue_id=attrs.get("queue_id", ""), reply=action.split(" ", 1)[0])
         if verdict.action is Action.HOLD and self.settings.hold_mode == "hold":
             self._held_recipient(attrs, verdict)
         elif verdict.action is Action.WARN:

@@ -60,6 +60,7 @@ from rcptguard.dsn import (
     split_params,
     xtext_decode,
 )
+from rcptguard.metrics import Metrics, check_metrics_listen
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Flagged, NoticeLinks, Notifier, Warned, send_owed, wants_notice
 from rcptguard.outbox import Backoff, Outbox
@@ -111,12 +112,14 @@ class RelaySettings(Settings):
     max_connections_per_client: int = 200  # and from one address
     junk_command_limit: int = 100  # NOOP, RSET, HELP, VRFY without a message between them
     claim_timeout: float = 3600.0  # a release or notice being sent this long is a dead worker's: taken over
+    metrics_listen: str = ""  # HOST:PORT of its Prometheus metrics (GET /metrics); empty: not served
     # -- towards the next hop: RFC 5321 §4.5.3.2 by default ([relay.timeouts]; see delivery.SmtpTimeouts) --
     timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default=(), compare=False, metadata={"derived": True})  # `allow`, parsed
 
     def check(self) -> None:
+        check_metrics_listen(self.metrics_listen)
         try:
             self.derive("networks", tuple(ipaddress.ip_network(n, strict=False) for n in self.allow))
         except (TypeError, ValueError) as exc:
@@ -591,6 +594,7 @@ class RelayHandler:
         self.warned = Warned(settings.warn_notice_interval, self.copies.size)  # who heard of which domain lately
         self._limit_logged: dict[str, float] = {}
         self.world: World | None = None  # the world's evidence (DNS), when on: `build` sets it from [dns]
+        self.metrics = Metrics("relay", quarantine.store)
 
     def fit_connections(self, open_files: int) -> None:
         """Lower the connection limits to what `open_files` allows (keeping room for the store, the next hop's
@@ -684,12 +688,13 @@ class RelayHandler:
             return str(RELAY_REPLIES[Relayed.RELAY_DENIED])
         if not address.isascii() and not envelope.smtp_utf8:
             return str(RELAY_REPLIES[Relayed.NEEDS_SMTPUTF8])
+        started = time.perf_counter()
         verdict = await consult(self.world, self.runtime.guard.check(address))  # DNS: a rare slip, in budget
+        self.metrics.decided(verdict, time.perf_counter() - started)
         reply = rcpt_reply(verdict, self.settings.reject_status)
+        logs.decision(log, verdict, door="relay", sender=envelope.mail_from, recipient=address,
+                      client=_address(session.peer), reply=reply.code)
         if reply.code != 250:
-            if verdict.action is Action.REJECT and verdict.signal("MALFORMED_ADDRESS") is None:
-                logs.event(log, "rejected", sender=envelope.mail_from, recipient=address, verdict="reject",
-                           intended=verdict.intended, signals=[s.name for s in verdict.signals])
             return str(reply)
         if address in envelope.rcpt_tos:
             return str(RELAY_REPLIES[Relayed.RECIPIENT_AGAIN])  # once is enough: a recipient is accounted for once
@@ -809,7 +814,10 @@ class RelayHandler:
             result = self.copies.get(mail_from, rcpts, body) or DeliveryResult()
             todo = [r for r in rcpts if r not in result.accepted and r not in result.perm_failed]
             if todo:
-                result = result.merged(await self._forward(mail_from, todo, body, smtputf8=utf8, params=params))
+                answered = await self._forward(mail_from, todo, body, smtputf8=utf8, params=params)
+                self.metrics.next_hop_answered(len(answered.accepted), len(answered.temp_failed),
+                                               len(answered.perm_failed))
+                result = result.merged(answered)
             if result.temporary:
                 first = next(iter(result.temp_failed.values()), (451, result.error or ""))
                 logs.event(log, "next hop deferred", logging.WARNING, sender=mail_from, error=result.error,
@@ -984,5 +992,5 @@ def build(factory: GuardFactory, store: Store, settings: RelaySettings, dns: Dns
                       rebuild_interval=settings.rebuild_interval)
     handler = RelayHandler(runtime, Quarantine(store, stale_after=settings.claim_window), settings)
     if dns is not None and dns.enabled:
-        handler.world = World(dns)
+        handler.world = World(dns, observe=handler.metrics.dns_answer)
     return handler

@@ -42,12 +42,22 @@ from rcptguard import __version__, lookalike
 from rcptguard.delivery import NextHop
 from rcptguard.domains import MAX_INPUT, DomainError, normalize_domain
 from rcptguard.guard import Guard
+from rcptguard.metrics import CONTENT_TYPE, Metrics
 from rcptguard.notify import Notifier
 from rcptguard.rewrite import correct_headers
 from rcptguard.store import StoreError
 from rcptguard.store.links import LinkExpired, LinkInfo, LinkInvalid, Links
 from rcptguard.store.quarantine import STATES, AlreadyDecided, Hold, NotFound, Quarantine, QuarantineError
-from rcptguard.web.limits import FORM_MAX_BODY, ApiAccess, BodyLimit, Clock, LoginThrottle, TokenBuckets, client_address
+from rcptguard.web.limits import (
+    FORM_MAX_BODY,
+    ApiAccess,
+    BodyLimit,
+    Clock,
+    LoginThrottle,
+    TokenBuckets,
+    client_address,
+    is_loopback,
+)
 from rcptguard.web.listing import Listing, list_page
 from rcptguard.web.releases import Releases
 from rcptguard.web.settings import WebSettings
@@ -369,7 +379,7 @@ class Web:
     def __init__(self, *, quarantine: Quarantine, links: Links, guard_provider: Callable[[], Guard],
                  next_hop: NextHop, secret: bytes, admin_user: str | None, admin_password: str | None,
                  template_dir: Path | None, settings: WebSettings, clock: Clock,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, metrics: Metrics | None = None) -> None:
         if len(secret) < 16:
             raise ValueError("the web secret must be at least 16 bytes")
         self.quarantine = quarantine
@@ -380,6 +390,7 @@ class Web:
         self.admin_credentials = (admin_user, admin_password) if admin_user and admin_password else None
         self.pages = Pages(template_dir)
         self.settings = settings
+        self.metrics = metrics or Metrics("web", quarantine.store)
         self.releases = Releases(quarantine, next_hop, workers=settings.release_workers, notifier=notifier)
         self.logins = LoginThrottle(max_failures=settings.admin_max_failures, window=settings.admin_failure_window,
                                     lockout=settings.admin_lockout, lockout_max=settings.admin_lockout_max,
@@ -513,8 +524,10 @@ class Web:
         """Record the decision (cancel, correct: to the suggestion, release: as typed), and have a release sent
         in the background; `notify_sender` (an administrator decides) owes the sender a notice of it, sent in the
         background too. The quarantine logs the decision. Raises AlreadyDecided, NotFound, StoreError."""
+        by = "admin" if notify_sender else "sender"
         if action == "cancel":
             decided = self.quarantine.cancel(current.id, actor, notify_sender=notify_sender)
+            self.metrics.page_decisions.labels(by, decided.state).inc()
             if notify_sender:
                 self.releases.notify_soon()
             return decided
@@ -524,6 +537,7 @@ class Web:
                                              notify_sender=notify_sender)
         else:
             decided = self.quarantine.decide(current.id, "released", actor, notify_sender=notify_sender)
+        self.metrics.page_decisions.labels(by, decided.state).inc()
         self.releases.submit(decided.id)
         return decided
 
@@ -610,8 +624,25 @@ class Web:
 
     def check(self, body: CheckRequest) -> CheckResponse:
         guard = self.guard_provider()
-        return CheckResponse(verdicts=[VerdictOut.model_validate(guard.check(raw).to_json())
-                                       for raw in body.recipients])
+        verdicts = []
+        for raw in body.recipients:
+            started = time.perf_counter()
+            verdict = guard.check(raw)
+            self.metrics.decided(verdict, time.perf_counter() - started)
+            verdicts.append(VerdictOut.model_validate(verdict.to_json()))
+        return CheckResponse(verdicts=verdicts)
+
+    # -- metrics --------------------------------------------------------------------------------------------------
+
+    def exposition(self, request: Request) -> Response:
+        """The Prometheus text of this process's metrics and the store's gauges: to loopback clients only with
+        `metrics = "loopback"` (403 to others), to anyone with "open", 404 with "off"."""
+        mode = self.settings.metrics
+        if mode == "off":
+            return PlainTextResponse("Not found.", status_code=404)
+        if mode == "loopback" and not is_loopback(client_address(request.scope)):
+            return PlainTextResponse("Metrics are served to this machine only.", status_code=403)
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 def request_model(max_recipients: int) -> type[CheckRequest]:
@@ -635,6 +666,7 @@ def create_app(
     settings: WebSettings | None = None,
     clock: Clock = time.monotonic,
     notifier: Notifier | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """The web application. `secret` keys the CSRF tokens (at least 16 bytes, the same across restarts and
     workers); the admin pages answer 404 unless both `admin_user` and `admin_password` are set; templates in
@@ -642,11 +674,11 @@ def create_app(
     limits; `clock` (monotonic seconds) times the rate limit and the login lockout. With `notifier` ([notify]),
     the notices an administrator's decisions owe their senders are sent from here too, in the background, once
     the quarantine's notice_grace has passed; without it, by the relay's retry loop (or `quarantine
-    deliver-pending`)."""
+    deliver-pending`). `metrics`: what `GET /metrics` serves (default: the web's own, with the store's gauges)."""
     settings = settings or WebSettings()
     web = Web(quarantine=quarantine, links=links, guard_provider=guard_provider, next_hop=next_hop, secret=secret,
               admin_user=admin_user, admin_password=admin_password, template_dir=template_dir, settings=settings,
-              clock=clock, notifier=notifier)
+              clock=clock, notifier=notifier, metrics=metrics)
     # redirect_slashes off: Starlette builds that redirect from the Host header (see confirm_slash).
     app = FastAPI(title="rcptguard", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", redirect_slashes=False)
@@ -736,6 +768,11 @@ def create_app(
     if settings.api != "off":
         app.add_api_route(CHECK_PATH, check, methods=["POST"], tags=["check"], summary="Check recipients",
                           responses=responses)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_text(request: Request) -> Response:
+        # sync: the store's gauges are read in the thread pool, not on the event loop
+        return web.exposition(request)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> Health:

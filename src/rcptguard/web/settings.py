@@ -48,6 +48,8 @@ class WebSettings(Settings):
     admin_lockout_max: float = 3600.0
     # releases from the page are sent in the background by this many threads
     release_workers: int = 4
+    # GET /metrics (Prometheus): to clients on this machine only, to anyone, or not at all
+    metrics: Literal["loopback", "open", "off"] = "loopback"
 
     def with_token_file(self, base: Path) -> WebSettings:
         """These settings with `api_token` read from `api_token_file` (relative to `base`) when only the file is

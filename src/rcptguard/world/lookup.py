@@ -47,8 +47,11 @@ Job = Answer | asyncio.Task[Answer]
 class World:
     """The world's evidence for one process (one event loop): a resolver, its cache and its running look-ups."""
 
-    def __init__(self, settings: DnsSettings | None = None, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, settings: DnsSettings | None = None, *, clock: Callable[[], float] | None = None,
+                 observe: Callable[[str, str], None] | None = None) -> None:
         self.settings = settings or DnsSettings()
+        # told (record type, outcome) of each look-up sent, and "over_budget" for a check that went on without one
+        self.observe = observe
         self._cache: TtlLru[tuple[str, str], Answer] = TtlLru(self.settings.cache_size,
                                                               clock or time.monotonic)
         self._inflight: dict[tuple[str, str], asyncio.Task[Answer]] = {}
@@ -138,6 +141,8 @@ class World:
             await asyncio.wait({job}, timeout=remaining)
         if job.done() and not job.cancelled():
             return job.result()
+        if self.observe is not None:
+            self.observe(rdtype, "over_budget")
         return Answer(name, rdtype, Outcome.TIMEOUT, detail=f"within {self.settings.budget_ms} ms")
 
     async def _resolve(self, name: str, rdtype: str) -> Answer:
@@ -145,6 +150,8 @@ class World:
         try:
             answer = await self._ask(name, rdtype)
             self._cache.put(key, answer, self._keep_for(answer))
+            if self.observe is not None:
+                self.observe(rdtype, str(answer.outcome))
             return answer
         finally:
             if self._inflight.get(key) is asyncio.current_task():
