@@ -6,7 +6,10 @@ import datetime as dt
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rcptguard.model import Verdict
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,3 +39,11 @@ def setup(level: str = "info") -> None:
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: object) -> None:
     logger.log(level, name, extra={"fields": fields})
+
+
+def decision(logger: logging.Logger, verdict: Verdict, **context: object) -> None:
+    """The line every door writes for every recipient it decides: `"event": "decision"`, the verdict, the domain
+    it resembles, the score and the signals' names, with the door's own `context` (sender, recipient, client...)."""
+    fields = {**context, "verdict": str(verdict.action), "intended": verdict.intended,
+              "score": round(verdict.score, 2), "signals": [s.name for s in verdict.signals]}
+    logger.info("decision", extra={"fields": fields})

@@ -10,6 +10,7 @@ or in answer to a message that is itself automatic (RFC 3834).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import socket
 import time
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import jinja2
 
-from rcptguard import lookalike
+from rcptguard import logs, lookalike
 from rcptguard.delivery import NextHop, deliver
 from rcptguard.dsn import EnvelopeParams
 from rcptguard.store.quarantine import notice_kind, summarize
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from rcptguard.model import Verdict
     from rcptguard.store.links import Links
     from rcptguard.store.quarantine import Hold, Quarantine
+
+log = logging.getLogger("rcptguard.notify")
 
 
 class HeldView(Protocol):
@@ -291,6 +294,10 @@ def send_owed(quarantine: Quarantine, notifier: Notifier, hop: NextHop, *, warn:
         outcome = _send_notice(quarantine, notifier, hop, claimed, warn, links)
         counts[outcome] += 1
         quarantine.settle_notice(claimed, outcome)
+        first = claimed[0]
+        logs.event(log, "notice", logging.INFO if outcome in ("sent", "skipped") else logging.WARNING,
+                   kind=notice_kind(first), outcome=outcome, message=first.message_id, to=first.mail_from,
+                   holds=[hold.id for hold in claimed])
     return counts
 
 

@@ -102,7 +102,8 @@ class Outbox:
             self.outgoing.settle(item.id, claim, outcome, error=error, retry_after=backoff.after(item.attempts + 1))
             counts[outcome] += 1
             level = logging.INFO if outcome == "sent" else logging.WARNING
-            logs.event(log, f"{item.kind} {outcome}", level, id=item.id, to=item.recipient, error=error)
+            logs.event(log, "notice", level, kind=item.kind, outcome=outcome, id=item.id, to=item.recipient,
+                       attempts=item.attempts + 1, error=error)
         return counts
 
     # -- releases ----------------------------------------------------------------------------------------------
@@ -194,17 +195,27 @@ class Outbox:
                          within=quarantine.send_within, params=params)
         if target in result.accepted:
             delivered = self._record_delivered(hold, claim, next_hop)
+            self._logged(delivered, "delivered", next_hop)
             if target in result.without_dsn and params.rcpt(target).wants("SUCCESS"):
                 self._report_relayed(hold, target, params, content, next_hop)
             return ReleaseOutcome(delivered, result)
         code, text = result.temp_failed.get(target) or result.perm_failed.get(target) or (0, "")
         error = result.error or (f"{code} {text}" if code else "not accepted by the next hop")
         if target in result.perm_failed and target not in result.temp_failed:
-            return ReleaseOutcome(quarantine.mark_failed(hold_id, error, permanent=True, owe_notice=retry,
-                                                         claim=claim), result)
+            failed = quarantine.mark_failed(hold_id, error, permanent=True, owe_notice=retry, claim=claim)
+            self._logged(failed, "failed", next_hop)
+            return ReleaseOutcome(failed, result)
         wait = self.backoff.after(hold.delivery_attempts + 1) if self.backoff is not None else None
-        return ReleaseOutcome(quarantine.mark_failed(hold_id, error, permanent=False, claim=claim, retry_after=wait),
-                              result)
+        deferred = quarantine.mark_failed(hold_id, error, permanent=False, claim=claim, retry_after=wait)
+        self._logged(deferred, "deferred", next_hop)
+        return ReleaseOutcome(deferred, result)
+
+    @staticmethod
+    def _logged(hold: Hold, outcome: str, next_hop: NextHop) -> None:
+        """The line of one release's delivery: to whom, what the next hop did, after how many attempts."""
+        logs.event(log, "delivery", logging.INFO if outcome == "delivered" else logging.WARNING, hold=hold.id,
+                   message=hold.message_id, sender=hold.mail_from, to=hold.deliver_to or hold.recipient,
+                   outcome=outcome, attempts=hold.delivery_attempts, next_hop=str(next_hop), error=hold.last_error)
 
     def _report_relayed(self, hold: Hold, target: str, params: EnvelopeParams, content: bytes,
                         next_hop: NextHop) -> None:
