@@ -3,6 +3,7 @@
     RcptguardError
      ├── ConfigError (ValueError)          a config file or option that cannot be used: file, line and key
      ├── EvalError (ValueError)            an evaluation cases or profiles file that cannot be used
+     ├── SourceError (ValueError)          an archive that cannot be read at all, or whose format is unknown
      ├── DomainError (ValueError)          a domain that cannot be a mail domain, with the reason
      ├── ProtocolError                     a peer broke the Postfix policy protocol: close without an answer
      ├── StoreError (RuntimeError)         the store cannot be reached or written: the doors answer 4xx
@@ -49,6 +50,7 @@ __all__ = [
     "Purged",
     "QuarantineError",
     "RcptguardError",
+    "SourceError",
     "StoreError",
     "StoreNotFound",
 ]
@@ -72,6 +74,13 @@ class ConfigError(RcptguardError, ValueError):
 
 class EvalError(RcptguardError, ValueError):
     """A cases or profiles file that cannot be used."""
+
+
+class SourceError(RcptguardError, ValueError):
+    """An archive (log, mailbox, export) that cannot be opened, or whose format is not one rcptguard reads.
+
+    Damage inside a readable archive is not an error: the reader counts it in `Source.problems` and goes on.
+    """
 
 
 class DomainError(RcptguardError, ValueError):
