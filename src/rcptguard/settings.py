@@ -5,6 +5,7 @@
         workers: int = 32                     # a whole number, 0 or more (no bool, no string)
         retry_interval: float = 30.0          # a number (a whole number will do)
         allow: tuple[str, ...] = (...)        # a list of strings in the file
+        domains: dict[str, str] = ...         # a table of strings in the file (an inline table will do)
         timeouts: SmtpTimeouts = ...          # a table, itself a Settings class
         api: Literal["loopback", "token"]     # one of these strings
 
@@ -109,6 +110,8 @@ def build(cls: type[S], values: object, where: str) -> S:
             kwargs[field.name] = build(expected, value, f"{where}.{key}")
         elif isinstance(value, list):
             kwargs[field.name] = tuple(value)
+        elif isinstance(value, dict):
+            kwargs[field.name] = dict(value)
         elif isinstance(value, int) and not isinstance(value, bool) and _fits(1.5, expected):
             kwargs[field.name] = float(value)
         else:
@@ -140,6 +143,9 @@ def _fits(value: object, expected: Any) -> bool:  # noqa: ANN401 - a type annota
     if origin is tuple:
         item = typing.get_args(expected)[0]
         return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict:
+        key, item = typing.get_args(expected)
+        return isinstance(value, dict) and all(_fits(k, key) and _fits(v, item) for k, v in value.items())
     if expected is bool:
         return isinstance(value, bool)
     if expected is int:
@@ -157,5 +163,7 @@ def _describe(expected: Any) -> str:  # noqa: ANN401 - a type annotation
         return "one of " + ", ".join(repr(v) for v in typing.get_args(expected))
     if origin is tuple:
         return f"a list of {_describe(typing.get_args(expected)[0]).removeprefix('a ')}s"
+    if origin is dict:
+        return f"a table of {_describe(typing.get_args(expected)[1]).removeprefix('a ')}s"
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(
         expected, f"a {getattr(expected, '__name__', expected)}")

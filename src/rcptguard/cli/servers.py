@@ -1,100 +1,32 @@
 """The long-running commands, `policyd`, `relay` and `web`, and `release` (of what the policy service put on
-Postfix HOLD); with what running a server takes: the listen address, the event loop, and one clear line and exit
-status 2 when it cannot listen."""
+Postfix HOLD); what running a server takes is in `common`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-import socket
 import sys
-from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
-from rcptguard.cli.common import build_config, build_policy, detection_options, open_gateway
+from rcptguard.cli.common import (
+    build_config,
+    build_policy,
+    detection_options,
+    listen_address,
+    listening_socket,
+    metrics_served,
+    open_gateway,
+    serve_until_stopped,
+)
 from rcptguard.policy import ConfigError
 from rcptguard.settings import overlay
 
 if TYPE_CHECKING:
-    from rcptguard.metrics import Metrics
     from rcptguard.web.settings import WebSettings
-
-
-def run_async(main_coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a server on uvloop (libuv) when it is installed, else on asyncio's own loop."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional, and only for the commands that serve
-    except ImportError:
-        asyncio.run(main_coroutine)
-    else:
-        uvloop.run(main_coroutine)
-
-
-def serve_until_stopped(command: str, host: str, port: int,
-                        server: Callable[[Callable[[int], None]], Coroutine[Any, Any, None]]) -> None:
-    """Run the server `server(ready)` makes; when it cannot listen (the port is taken, the address is not this
-    host's), one line on stderr and exit status 2 instead of a traceback."""
-    listening = False
-
-    def ready(_port: int) -> None:
-        nonlocal listening
-        listening = True
-
-    try:
-        run_async(server(ready))
-    except OSError as exc:
-        if listening:  # failed while serving: not a listen error
-            raise
-        cannot_listen(command, host, port, exc)
-
-
-@contextlib.contextmanager
-def metrics_served(command: str, metrics: Metrics, listen: str) -> Iterator[None]:
-    """The server's metrics served on `listen` (its `metrics_listen`; empty: not served) while the block runs; one
-    line and exit status 2 when it cannot listen there."""
-    from rcptguard.metrics import MetricsServer, check_listen  # noqa: PLC0415 - only the servers serve metrics
-
-    server = None
-    if listen:
-        try:
-            server = MetricsServer(metrics, listen)
-        except OSError as exc:
-            cannot_listen(f"{command} (metrics_listen)", *check_listen(listen), exc)
-    try:
-        yield
-    finally:
-        if server is not None:
-            server.close()
-
-
-def listening_socket(command: str, host: str, port: int) -> socket.socket:
-    """A socket bound to host:port and listening, for a server that takes one; one line and exit 2 when it
-    cannot be."""
-    try:
-        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                    backlog=1024)
-    except OSError as exc:
-        cannot_listen(command, host, port, exc)
-
-
-def cannot_listen(command: str, host: str, port: int, exc: OSError) -> NoReturn:
-    """`rcptguard relay: cannot listen on 127.0.0.1:2525: address already in use`, and exit status 2."""
-    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    click.echo(f"rcptguard {command}: cannot listen on {where}: {reason[:1].lower()}{reason[1:]}", err=True)
-    sys.exit(2)
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 @click.command()
@@ -117,7 +49,7 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
     loaded = build_config(config)
     settings = loaded.policyd
     policy = build_policy(loaded, protect, known, known_files)
-    host, port = _listen(listen)
+    host, port = listen_address(listen)
     if hold_mode:
         settings = overlay(settings, "policyd", hold_mode=hold_mode)
     store, factory = open_gateway(loaded, policy, db)
@@ -178,7 +110,7 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     logs.setup(log_level)
     loaded = build_config(config)
     policy = build_policy(loaded, protect, known, known_files)
-    host, port = _listen(listen)
+    host, port = listen_address(listen)
     try:
         settings = relay_with(loaded.relay, next_hop=next_hop, allow=allow or None)
     except ConfigError as exc:
@@ -217,7 +149,7 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     logs.setup(log_level)
     loaded = build_config(config)
     policy = build_policy(loaded, protect, known, known_files)
-    host, port = _listen(listen)
+    host, port = listen_address(listen)
     settings, relay_settings = loaded.web, loaded.relay
     try:
         hop = NextHop.parse(next_hop or relay_settings.next_hop, relay_settings.timeouts)

@@ -35,7 +35,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import jinja2
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
@@ -278,6 +278,29 @@ class _CRLFLines:
         return getattr(self._reader, name)
 
 
+class DoorLimits(Protocol):
+    """The limit GuardedSMTP reads from its handler's settings."""
+
+    @property
+    def junk_command_limit(self) -> int: ...
+
+
+class Door(Protocol):
+    """What GuardedSMTP asks of its handler, besides aiosmtpd's hooks: the relay's (RelayHandler) and the typo
+    domains' sink (gateways.sink.SinkHandler) answer alike."""
+
+    @property
+    def settings(self) -> DoorLimits: ...
+
+    def admit(self, peer: object) -> str | None: ...
+
+    def left(self, peer: object) -> None: ...
+
+    def limit_hit(self, limit: str, peer: object) -> None: ...
+
+    def malformed(self, address: str) -> str | None: ...
+
+
 class GuardedSMTP(SMTP):
     """aiosmtpd's SMTP, strict about command lines and paths: a command ends at CRLF only, and a path must
     be a closed `<...>` with no CR or LF inside, so `RCPT TO:<a@arm\ny.mil>` is refused, not cut short.
@@ -290,7 +313,7 @@ class GuardedSMTP(SMTP):
     """
 
     line_length_limit = 1 << 16  # of a command line; message lines may be any length (normalised later)
-    event_handler: RelayHandler
+    event_handler: Door
     _held: list[bytes]
     _pipelined = False  # inside MAIL or RCPT: their replies may wait for the next one
     _admitted = False  # counted among the open connections (see RelayHandler.admit)
@@ -402,7 +425,8 @@ class GuardedSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         reader = cast("_CRLFLines", self._reader)
-        settings = self.event_handler.settings
+        handler = cast("RelayHandler", self.event_handler)  # the relay's: the sink never reads DATA
+        settings = handler.settings
         last_reset = time.monotonic()
         every = min(1.0, (self._timeout_duration or 1.0) / 4)
 
@@ -432,7 +456,7 @@ class GuardedSMTP(SMTP):
         self._stop_clock()  # forwarding is the relay's time, not the client's
         try:
             assert self.session is not None
-            status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+            status = await handler.handle_DATA(self, self.session, self.envelope)
         finally:
             if self.transport is not None:  # not after the client went away: nothing is left to time out
                 self._reset_timeout()
