@@ -10,6 +10,7 @@
     [policyd]    PolicySettings  gateways/policyd.py
     [relay]      RelaySettings   gateways/relay.py, with [relay.timeouts] (delivery.SmtpTimeouts)
     [retention]  RetentionSettings  how long stored messages and their records are kept (quarantine purge)
+    [sink]       SinkSettings    gateways/sink.py: the typo domains' sink
     [web]        WebSettings     web/settings.py
 
 The type of every key comes from its settings class's annotations (`check_types`): a key added to a class is
@@ -17,7 +18,8 @@ checked with no code here, and a value of the wrong type or an unknown key stops
 file, naming the file, the line and the key. Defaults that one section takes from another are resolved here
 only (the relay's links use `[web] base_url`; its notices `[notify] from` and `template_dir`), and so are
 relative paths: every path in the file (a SQLite store, known_files, psl_file, template_dir, secret_file,
-api_token_file) is relative to the directory of the file, never to where the command was started.
+api_token_file, the sink's tls_cert and tls_key) is relative to the directory of the file, never to where the
+command was started.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from rcptguard.gateways.policyd import PolicySettings
 from rcptguard.gateways.relay import RelaySettings
+from rcptguard.gateways.sink import SinkSettings
 from rcptguard.policy import ConfigError, Policy, load_policy, locate
 from rcptguard.settings import Settings, build, file_fields, invalid, key_of, overlay
 from rcptguard.store import DEFAULT_URL
@@ -82,7 +85,7 @@ class RetentionSettings(Settings):
 
 SECTIONS: dict[str, type[Settings]] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
                                        "relay": RelaySettings, "web": WebSettings, "retention": RetentionSettings,
-                                       "dns": DnsSettings}
+                                       "dns": DnsSettings, "sink": SinkSettings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,7 @@ class Config:
     web: WebSettings
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     dns: DnsSettings = dataclasses.field(default_factory=DnsSettings)  # enabled None: each door's default
+    sink: SinkSettings = dataclasses.field(default_factory=SinkSettings)
     source: Path | None = None
     links_configured: bool = False  # the file says where the page is ([web] or [relay] base_url)
 
@@ -146,10 +150,11 @@ def _resolved(policy: Policy, path: Path | None, base: Path, sections: dict[str,
         changes["template_dir"] = _path(relay_own["template_dir"], base)
     relay: RelaySettings = overlay(built["relay"], "relay", **changes)
     links = "base_url" in sections["web"] or "base_url" in relay_own
+    sink: SinkSettings = overlay(built["sink"], "sink", tls_cert=_path(built["sink"].tls_cert, base),
+                                 tls_key=_path(built["sink"].tls_key, base))
     return Config(policy=policy, db=overlay(db, "db", url=resolve_db_url(db.url, base)), notify=notify,
                   policyd=built["policyd"], relay=relay, web=web, retention=built["retention"], dns=built["dns"],
-                  source=path,
-                  links_configured=links)
+                  sink=sink, source=path, links_configured=links)
 
 
 def relay_with(settings: RelaySettings, **flags: object) -> RelaySettings:

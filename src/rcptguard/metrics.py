@@ -57,6 +57,8 @@ METRIC_NAMES = (
     "rcptguard_dns_over_budget_total",
     "rcptguard_forwarded_total",
     "rcptguard_page_decisions_total",
+    "rcptguard_sink_answers_total",
+    "rcptguard_sink_limits_total",
     # read from the store at each scrape (gauges)
     "rcptguard_store_up",
     HOLD_STATE_GAUGE,
@@ -93,6 +95,10 @@ class Metrics:
                                  "(accepted, deferred, refused)", ["door", "outcome"], registry=registry)
         self.page_decisions = Counter("rcptguard_page_decisions", "Held recipients decided on the page, by who "
                                       "(sender, admin) and outcome", ["by", "outcome"], registry=registry)
+        self.sink_answers = Counter("rcptguard_sink_answers", "Recipients the typo domains' sink answered, by answer "
+                                    "(typo, not_served, malformed, tempfail, limited)", ["answer"], registry=registry)
+        self.sink_limits = Counter("rcptguard_sink_limits", "Sessions and commands a limit of the sink refused or "
+                                   "closed, by limit", ["limit"], registry=registry)
         if store is not None:
             registry.register(StoreCollector(store))
 

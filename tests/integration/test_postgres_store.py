@@ -34,7 +34,7 @@ from tests.support.sink import Message, RecordingSink
 pytestmark = pytest.mark.integration
 
 THREADS = 8
-HEAD = "0011"  # the newest schema revision
+HEAD = "0012"  # the newest schema revision
 SENDER = "alice@example.org"
 CONTENT = awkward_message("pg1@example.org", binary=True)
 SENT = normalise_line_endings(CONTENT)  # as every copy goes out: a bare CR or LF becomes CRLF

@@ -13,14 +13,15 @@ import pytest
 
 CLI = Path(__file__).resolve().parents[2] / "src" / "rcptguard" / "cli"
 MODULES = ["rcptguard.cli", "rcptguard.cli.common", "rcptguard.cli.check", "rcptguard.cli.servers",
-           "rcptguard.cli.quarantine", "rcptguard.cli.config", "rcptguard.cli.doctor"]
+           "rcptguard.cli.quarantine", "rcptguard.cli.config", "rcptguard.cli.doctor", "rcptguard.cli.sink"]
 
 # `rcptguard --help` and the groups' --help before the split (cli.py and cli_quarantine.py), pinned.
 COMMANDS = ["check", "config", "detectors", "doctor", "eval", "explain", "policyd", "quarantine", "relay", "release",
-            "web"]
+            "sink", "web"]
 GROUPS = {
     "quarantine": ["cancel", "deliver-pending", "expire", "list", "mark-delivered", "purge", "release", "show"],
     "config": ["check"],
+    "sink": ["purge", "report"],
 }
 
 
@@ -69,7 +70,8 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
     graph = {("rcptguard.cli" if p.stem == "__init__" else f"rcptguard.cli.{p.stem}"): _cli_imports(p)
              for p in CLI.glob("*.py")}
     assert graph["rcptguard.cli.common"] == set()
-    commands = {"rcptguard.cli.check", "rcptguard.cli.servers", "rcptguard.cli.quarantine", "rcptguard.cli.config"}
+    commands = {"rcptguard.cli.check", "rcptguard.cli.servers", "rcptguard.cli.quarantine", "rcptguard.cli.config",
+                "rcptguard.cli.sink"}
     assert graph["rcptguard.cli"] == commands | {"rcptguard.cli.doctor"}
     for module in commands:
         assert graph[module] == {"rcptguard.cli.common"}, module

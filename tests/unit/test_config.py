@@ -61,7 +61,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_every_key_is_covered() -> None:
     """The walk below reaches every section and the relay's next-hop timeouts (so a new key is tested too)."""
     tables = {table for table, _, _ in every_key()}
-    assert tables == {"db", "dns", "notify", "policyd", "relay", "relay.timeouts", "retention", "web"}
+    assert tables == {"db", "dns", "notify", "policyd", "relay", "relay.timeouts", "retention", "sink", "web"}
     assert len(every_key()) > 60
 
 
@@ -86,7 +86,7 @@ def test_an_unknown_key_is_refused(tmp_path: Path, table: str) -> None:
 
 @pytest.mark.parametrize("command", [
     ["check", "a@army.mil"], ["explain", "army.ml"], ["relay"], ["policyd"], ["web"], ["quarantine", "list"],
-    ["config", "check"],
+    ["config", "check"], ["sink"], ["sink", "report"], ["sink", "purge"],
 ])
 def test_every_command_that_reads_the_file_refuses_it(tmp_path: Path, command: list[str]) -> None:
     """A wrong type in [web] stops `check` as much as `web`: every command that reads the file checks all of it."""

@@ -17,14 +17,17 @@ from sqlalchemy import update
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.store.schema import holds
+from rcptguard.store.sink import Refusal, Refusals
 from tests.holds import gmial_recipient
 from tests.support.sink import RecordingSink
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 INSTALLED = "/opt/rcptguard/.venv/bin/rcptguard"
 CONFIG = "/etc/rcptguard/rcptguard.toml"
-DAEMONS = ("policyd", "relay", "web")
-JOBS = {"deliver-pending": "quarantine deliver-pending", "expire": "quarantine expire", "purge": "quarantine purge"}
+DAEMONS = ("policyd", "relay", "web", "sink")
+JOBS = {"deliver-pending": "quarantine deliver-pending", "expire": "quarantine expire", "purge": "quarantine purge",
+        "sink-purge": "sink purge"}
+SOCKETS = ("sink",)  # daemons systemd hands their listening socket (port 25 without privilege)
 HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
              "ReadWritePaths": "/var/lib/rcptguard", "StateDirectory": "rcptguard", "PrivateDevices": "yes",
              "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
@@ -67,7 +70,8 @@ def test_every_daemon_and_job_has_a_unit_reading_one_config() -> None:
     """deploy/ has a unit for the policy service, the relay and the page, and a service and a timer for each
     periodic job; each starts its own command with the one shared config file, whose [db] url names the store
     (no --db, no --next-hop on a command line: one place to change them)."""
-    expected = {f"rcptguard-{name}.service" for name in (*DAEMONS, *JOBS)} | {f"rcptguard-{n}.timer" for n in JOBS}
+    expected = ({f"rcptguard-{name}.service" for name in (*DAEMONS, *JOBS)} | {f"rcptguard-{n}.timer" for n in JOBS}
+                | {f"rcptguard-{n}.socket" for n in SOCKETS})
     assert {path.name for path in DEPLOY.iterdir()} == expected
     commands = {name: name for name in DAEMONS} | JOBS
     for name, command in commands.items():
@@ -123,7 +127,7 @@ def test_a_job_is_a_oneshot_started_by_its_timer(name: str) -> None:
     else:  # counted from the end of the last run: never two at once
         assert schedule["OnUnitInactiveSec"]
         assert schedule["OnActiveSec"]
-    expected = {"expire": ["hourly"], "purge": ["daily"]}.get(name)
+    expected = {"expire": ["hourly"], "purge": ["daily"], "sink-purge": ["daily"]}.get(name)
     assert schedule.get("OnCalendar") == expected
 
 
@@ -139,11 +143,27 @@ def verify(paths: list[Path], tmp_path: Path) -> subprocess.CompletedProcess[str
                           timeout=60)
 
 
-@pytest.mark.parametrize("path", units("*.service") + units("*.timer"), ids=lambda path: path.name)
+@pytest.mark.parametrize("name", SOCKETS)
+def test_a_socket_unit_hands_port_25_to_its_daemon(name: str) -> None:
+    """The sink listens on port 25 through systemd's socket (IPv4 and IPv6), so its service keeps no capability;
+    the service needs the socket and takes it with `--listen systemd`."""
+    socket_unit = parse(DEPLOY / f"rcptguard-{name}.socket")
+    assert socket_unit["Socket"]["ListenStream"] == ["25"]
+    assert socket_unit["Socket"]["BindIPv6Only"] == ["both"]
+    assert socket_unit["Install"]["WantedBy"] == ["sockets.target"]
+    service = parse(DEPLOY / f"rcptguard-{name}.service")
+    assert f"rcptguard-{name}.socket" in service["Unit"]["Requires"]
+    [start] = service["Service"]["ExecStart"]
+    assert shlex.split(start)[-2:] == ["--listen", "systemd"]
+
+
+@pytest.mark.parametrize("path", units("*.service") + units("*.timer") + units("*.socket"), ids=lambda path: path.name)
 def test_systemd_accepts_the_unit(path: Path, tmp_path: Path) -> None:
-    """systemd-analyze verify finds nothing wrong (no unknown key or section, no bad value, a timer's service
-    exists), with ExecStart pointed at this checkout's rcptguard since /opt/rcptguard is not installed here."""
-    paths = [path, path.with_suffix(".service")] if path.suffix == ".timer" else [path]
+    """systemd-analyze verify finds nothing wrong (no unknown key or section, no bad value, a timer's or socket's
+    service exists), with ExecStart pointed at this checkout's rcptguard since /opt/rcptguard is not installed here."""
+    paths = [path, path.with_suffix(".service")] if path.suffix in (".timer", ".socket") else [path]
+    if path.name in {f"rcptguard-{n}.service" for n in SOCKETS}:
+        paths.append(path.with_suffix(".socket"))
     result = verify(paths, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
@@ -167,6 +187,9 @@ def test_a_jobs_command_runs(name: str, tmp_path: Path, sink: RecordingSink) -> 
     """The command of each job's unit, as written (the config's path aside), runs to exit status 0 on a store
     with a hold to expire, a release to deliver and a message to purge, and does its job."""
     store = Store.open(f"sqlite:///{tmp_path / 'rcptguard.db'}")
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=31)
+    Refusals(store).add([Refusal(when, "192.0.2.1", "mx.example.org", "example.org", None, "army.ml", "army.mil")
+                         for when in (old, dt.datetime.now(dt.UTC))])
     quarantine = Quarantine(store)
     made = [quarantine.hold(mail_from="alice@example.org", recipients=[gmial_recipient()], client="mua",
                             content=f"Subject: {n}\r\n\r\nbody {n}\r\n".encode())[0] for n in range(3)]
@@ -187,6 +210,8 @@ def test_a_jobs_command_runs(name: str, tmp_path: Path, sink: RecordingSink) -> 
     try:
         if name == "expire":
             assert after.require(made[0].id).state == "expired"
+        elif name == "sink-purge":
+            assert [r.at.date() for r in Refusals(after.store).since()] == [dt.datetime.now(dt.UTC).date()]
         elif name == "deliver-pending":
             assert after.require(made[1].id).delivery == "delivered"
             assert [message.rcpt_tos for message in sink.messages] == [("bob@gmial.com",)]

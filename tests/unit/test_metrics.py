@@ -174,7 +174,8 @@ def test_every_exposed_name_is_listed(relay_metrics: tuple[int, Store]) -> None:
     served = {family.name for family in text_string_to_metric_families(text)}
     listed = {name.removesuffix("_total") for name in METRIC_NAMES}
     assert {name for name in served if name.startswith("rcptguard_")} <= listed
-    assert listed - {"rcptguard_page_decisions", "rcptguard_dns_lookups", "rcptguard_dns_over_budget"} <= served
+    assert listed - {"rcptguard_page_decisions", "rcptguard_dns_lookups", "rcptguard_dns_over_budget",
+                     "rcptguard_sink_answers", "rcptguard_sink_limits"} <= served
 
 
 def web_client(store: Store, guard: Guard, sink: RecordingSink, client: tuple[str, int],

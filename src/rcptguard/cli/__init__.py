@@ -5,7 +5,8 @@
 - `servers`: policyd, relay, web, and release (Postfix HOLD);
 - `quarantine`: the `quarantine` group;
 - `config`: the `config` group (`config check`);
-- `doctor`: `doctor`, the checks of a deployment (rcptguard.doctor).
+- `doctor`: `doctor`, the checks of a deployment (rcptguard.doctor);
+- `sink`: the `sink` group, the typo domains' SMTP server and its report and purge.
 
 Each command module imports `common` and nothing else of the package; only this module imports them all, and no
 module imports this one.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import click
 
 from rcptguard import __version__
-from rcptguard.cli import check, config, doctor, quarantine, servers
+from rcptguard.cli import check, config, doctor, quarantine, servers, sink
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,5 +30,5 @@ def main() -> None:
 
 for _command in (check.check, check.explain, check.detectors_command, check.eval_command,
                  servers.policyd, servers.release, servers.relay, servers.web,
-                 quarantine.quarantine, config.config_group, doctor.doctor):
+                 quarantine.quarantine, config.config_group, doctor.doctor, sink.sink):
     main.add_command(_command)

@@ -176,3 +176,18 @@ outgoing = Table(
     CheckConstraint(check_in("state", NOTICE_STATES), name="ck_outgoing_state"),
     Index("ix_outgoing_state_due", "state", "next_attempt_at"),
 )
+
+# The typo domains' sink (gateways/sink.py): one row per recipient it refused, and nothing of the message, which it
+# never accepts. The sender's local part only when `[sink] keep_sender_local` says so; deleted after `keep_days`.
+sink_refusals = Table(
+    "sink_refusals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("client_ip", String(45), nullable=False),  # the sending server
+    Column("helo", String(255), nullable=False),  # what it called itself ("" when it never said)
+    Column("sender_domain", String(253), nullable=False),  # A-label form; "" for the null sender
+    Column("sender_local", String(64)),  # NULL unless kept by configuration
+    Column("typo_domain", String(253), nullable=False),  # A-label form, as typed
+    Column("intended_domain", String(253), nullable=False),  # A-label form, what the sink said was meant
+)
