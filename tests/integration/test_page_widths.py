@@ -5,6 +5,7 @@ Screenshots go to $RCPTGUARD_ARTIFACTS/widths (default: artifacts/widths at the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterator
@@ -72,15 +73,21 @@ def site(sink: RecordingSink, tmp_path: Path) -> Iterator[Site]:
     admin_holds = quarantine.hold(mail_from="me@example-corp.com", content=content("for the admin"),
                                   recipients=[recipient(long_address(f"admin{width}")) for width in WIDTHS])
     store.close()
+    with admin_site(tmp_path, sink, db, ADMIN) as url:
+        yield Site(url, f"{url}/confirm/{token}", [hold.id for hold in admin_holds])
+
+
+@contextlib.contextmanager
+def admin_site(tmp_path: Path, sink: RecordingSink, db: str, admin: tuple[str, str]) -> Iterator[str]:
+    """`rcptguard web` as its own process on the store at `db`, with the admin pages on for `admin`; its URL."""
     port = free_port()
     config = tmp_path / "rcptguard.toml"
     config.write_text(f'protect = ["mil"]\n\n[relay]\nnext_hop = "127.0.0.1:{sink.port}"\n\n[web]\n'
                       f'base_url = "http://127.0.0.1:{port}"\nsecret = "a widths test secret of enough length"\n'
-                      f'admin_user = "{ADMIN[0]}"\nadmin_password = "{ADMIN[1]}"\n', encoding="utf-8")
+                      f'admin_user = "{admin[0]}"\nadmin_password = "{admin[1]}"\n', encoding="utf-8")
     web = [RCPTGUARD, "web", "--config", str(config), "--listen", f"127.0.0.1:{port}", "--db", db]
     with running(web, port, tmp_path / "web.log"):
-        url = f"http://127.0.0.1:{port}"
-        yield Site(url, f"{url}/confirm/{token}", [hold.id for hold in admin_holds])
+        yield f"http://127.0.0.1:{port}"
 
 
 # The page's width, and each button whose label (its visible text, not the visually hidden part) leaves it.
@@ -108,10 +115,10 @@ MEASURE = """() => {
 }"""
 
 
-def check(page: Page, name: str, width: int) -> None:
+def check(page: Page, name: str, width: int, folder: Path = ARTIFACTS) -> None:
     """No sideways scroll and no button label outside its button on this page; a screenshot as an artifact."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
     measured: dict[str, Any] = page.evaluate(MEASURE)
     assert measured["scroll"] <= measured["inner"], f"{name} at {width} px is {measured['scroll']} px wide"
     assert measured["spill"] == [], f"{name} at {width} px: button labels outside their buttons"

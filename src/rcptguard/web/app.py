@@ -24,6 +24,7 @@ import logging
 import math
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ from rcptguard.rewrite import correct_headers
 from rcptguard.store import StoreError
 from rcptguard.store.links import LinkExpired, LinkInfo, LinkInvalid, Links
 from rcptguard.store.quarantine import STATES, AlreadyDecided, Hold, NotFound, Quarantine, QuarantineError
+from rcptguard.web import bulk, charts
+from rcptguard.web.dashboard import TIME_BUCKETS, dashboard
 from rcptguard.web.limits import (
     FORM_MAX_BODY,
     ApiAccess,
@@ -345,6 +348,17 @@ def _field(value: str) -> str:
     return value[:_FIELD_LIMIT]
 
 
+def _duration(seconds: float | None) -> str:
+    """A wait in the largest unit that says it: 45 s, 12 min, 3.5 h, 2.1 days."""
+    if seconds is None:
+        return "–"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            amount = f"{seconds / size:.1f}".removesuffix(".0")
+            return f"{amount} {unit}{'s' if unit == 'day' and amount != '1' else ''}"
+    return f"{seconds:.0f} s"
+
+
 class Pages:
     """The Jinja2 templates: the operator's template_dir first (if any), then the shipped ones."""
 
@@ -585,7 +599,8 @@ class Web:
         user = self.admin(request)
         params = request.query_params
         try:
-            listing = Listing.parse(params.get("state"), params.get("order"), params.get("page"), params.get("size"))
+            listing = Listing.parse(params.get("state"), params.get("order"), params.get("page"), params.get("size"),
+                                    params)
         except ValueError as exc:
             raise PageError(400, "This list cannot be shown", f"{exc}.") from None
         try:
@@ -597,7 +612,74 @@ class Web:
                   "outcome": outcome_of(hold, now), "purged": _day(hold.purged_at) if hold.purged_at else None}
                  for hold in page.holds]
         return self.pages.render(request, "admin.html", items=items, page=page, listing=listing,
-                                 states=(*STATES, "all"))
+                                 states=(*STATES, "all"), bulk_csrf=self.admin_csrf(user, "bulk"),
+                                 bulk_limit=bulk.MAX_BULK)
+
+    def admin_bulk(self, request: Request, action: str, scope: str, hold_ids: list[str], filters: Mapping[str, str],
+                   csrf: str) -> HTMLResponse:
+        """Step one of a bulk release or cancel: the page that says what it would do, with a confirm button."""
+        user = self.admin(request)
+        if not csrf or not _equal(csrf, self.admin_csrf(user, "bulk")):
+            raise PageError(403, _NOT_ACCEPTED, "Reload the list and try again.")
+        if action not in bulk.ACTIONS:
+            raise PageError(400, "Please choose what to do", "Choose release or cancel, then review again.")
+        try:
+            holds = bulk.chosen(self.quarantine, scope, hold_ids, filters)
+        except ValueError as exc:
+            raise PageError(400, "This list cannot be shown", f"{exc}.") from None
+        except StoreError as exc:
+            raise self.unavailable(exc) from None
+        held = [hold for hold in holds if hold.state == "held"]
+        ids = [hold.id for hold in held]
+        return self.pages.render(request, "admin_bulk.html", title=f"{bulk.ACTIONS[action]}: review", action=action,
+                                 verb=bulk.ACTIONS[action], holds=held,
+                                 decided=[hold for hold in holds if hold.state != "held"], ids=ids,
+                                 csrf=bulk.token(self.secret, user, action, ids), limit=bulk.MAX_BULK)
+
+    def admin_bulk_confirm(self, request: Request, action: str, hold_ids: list[str], csrf: str) -> HTMLResponse:
+        """Step two: each recipient the review named that is still held is decided, as by its own button."""
+        user = self.admin(request)
+        if action not in bulk.ACTIONS or not csrf or not _equal(csrf, bulk.token(self.secret, user, action,
+                                                                                 hold_ids)):
+            raise PageError(403, _NOT_ACCEPTED, "Review the change again from the list.")
+        try:
+            applied = bulk.apply(lambda hold_id: self.decide(self.quarantine.require(hold_id), action,
+                                                             f"{user} via web admin", notify_sender=True),
+                                 hold_ids, action, user)
+        except StoreError as exc:
+            raise self.unavailable(exc) from None
+        verb = "released" if action == "release" else "cancelled"
+        done = len(applied.done)
+        text = f"{done} {'recipient' if done == 1 else 'recipients'} {verb}."
+        if applied.skipped:
+            text += f" {len(applied.skipped)} had been decided already, and were left as they were."
+        if action == "release" and done:
+            text += " Releases are sent in the background; the list of released messages shows how each ended."
+        return self.pages.render(request, "admin_done.html", title=f"{done} {verb}", text=text)
+
+    def admin_dashboard(self, request: Request) -> HTMLResponse:
+        """The last 30 days: holds by day and outcome, time to decision, the domains and senders held most."""
+        self.admin(request)
+        try:
+            board = dashboard(self.quarantine)
+        except StoreError as exc:
+            raise self.unavailable(exc) from None
+        days = [day.strftime("%d %b") for day in board.days]
+        decided = {state: times for state, times in board.decision_times.items() if times.count}
+        drawn = {
+            "per_day": charts.stacked_columns(days, board.per_day, title="Holds a day, by outcome now"),
+            "outcomes": charts.bars(list(board.outcomes.items()), title="Holds by outcome",
+                                    colours=charts.COLOURS),
+            "times": {state: charts.bars([(label, times.buckets[i]) for i, (label, _) in enumerate(TIME_BUCKETS)],
+                                         title=f"Time to {state}", colour=charts.COLOURS[state])
+                      for state, times in decided.items()},
+            "domains": charts.bars([(domain, count) for domain, count, _ in board.top_domains],
+                                   title="Domains held most often"),
+            "senders": charts.bars([(sender, count) for sender, count, _ in board.top_senders],
+                                   title="Senders held most often"),
+        }
+        return self.pages.render(request, "dashboard.html", board=board, charts=drawn, decided=decided,
+                                 duration=_duration, wide=True)
 
     def admin_action(self, request: Request, hold_id: str, action: str, csrf: str) -> HTMLResponse:
         user = self.admin(request)
@@ -740,6 +822,32 @@ def create_app(
     @app.get("/admin", include_in_schema=False)
     def admin_list(request: Request) -> Response:
         return web.admin_list(request)
+
+    @app.get("/admin/dashboard", include_in_schema=False)
+    def admin_dashboard(request: Request) -> Response:
+        return web.admin_dashboard(request)
+
+    @app.post("/admin/bulk", include_in_schema=False)
+    def admin_bulk(
+        request: Request,
+        action: Annotated[str, Form()] = "",
+        scope: Annotated[str, Form()] = "selected",
+        hold: Annotated[list[str] | None, Form()] = None,
+        csrf: Annotated[str, Form()] = "",
+        filter_query: Annotated[str, Form(alias="filter")] = "",
+    ) -> Response:
+        filters = dict(urllib.parse.parse_qsl(_field(filter_query)))
+        return web.admin_bulk(request, _field(action), _field(scope), [_field(h) for h in hold or []], filters,
+                              _field(csrf))
+
+    @app.post("/admin/bulk/confirm", include_in_schema=False)
+    def admin_bulk_confirm(
+        request: Request,
+        action: Annotated[str, Form()] = "",
+        hold: Annotated[list[str] | None, Form()] = None,
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        return web.admin_bulk_confirm(request, _field(action), [_field(h) for h in hold or []], _field(csrf))
 
     @app.post("/admin/holds/{hold_id}", include_in_schema=False)
     def admin_action(
