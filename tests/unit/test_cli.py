@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -194,3 +196,30 @@ def test_undecodable_bytes_on_stdin_are_malformed(raw: bytes) -> None:
     assert row["verdict"] == "reject"
     assert row["signals"][0]["name"] == "MALFORMED_ADDRESS"
     assert proc.returncode == 1
+
+
+def test_a_line_too_long_inside_one_chunk_is_reported() -> None:
+    """A line of 5,000 bytes, read whole in one chunk, is reported like a longer one; its neighbours are checked."""
+    _, out = run("check", "--protect", "mil", "--format", "jsonl", "-",
+                 stdin="x@army.mil\n" + "b" * 5000 + "@example.com\nx@army.ml")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["verdict"] for r in rows] == ["pass", "reject", "hold"]
+    assert "5013 bytes long" in rows[1]["reason"]
+
+
+def test_stdin_answers_each_address_before_waiting_for_the_next() -> None:
+    """A program that writes one address and waits for its answer gets it: answers are buffered, but flushed
+    before `check -` waits for more input."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with subprocess.Popen([*_console_script(), "check", "--protect", "mil", "--format", "jsonl", "-"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        for address, verdict in (("x@army.ml", "hold"), ("y@army.mil", "pass")):
+            proc.stdin.write(f"{address}\n".encode())
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            assert ready, f"no answer for {address}"
+            assert json.loads(proc.stdout.readline())["verdict"] == verdict
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 1

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -30,31 +30,60 @@ if TYPE_CHECKING:
 _COLOURS = {Action.PASS: "green", Action.WARN: "yellow", Action.HOLD: "red", Action.REJECT: "red"}
 
 
-def read_lines(stream: IO[bytes]) -> Iterator[str | Malformed]:
-    """Lines of a byte stream; a line longer than MAX_INPUT bytes is skipped in bounded memory and reported."""
+CHUNK = 1 << 16  # bytes read from stdin at a time
+
+
+def read_lines(stream: IO[bytes], waiting: Callable[[], None] = lambda: None) -> Iterator[str | Malformed]:
+    """Lines of a byte stream, read a chunk at a time; a line longer than MAX_INPUT bytes is skipped in bounded
+    memory and reported. `waiting` is called before each read that may wait for more input (the caller
+    flushes its answers there, so a program writing one address and reading its answer is never stuck)."""
+    read = getattr(stream, "read1", stream.read)  # read1: what is there, waiting only when nothing is
+    pending = b""
+    skipped = 0  # bytes of a line too long, dropped so far
+    head = ""
     while True:
-        chunk = stream.readline(MAX_INPUT + 1)
+        waiting()
+        chunk = read(CHUNK)
         if not chunk:
-            return
-        if len(chunk) > MAX_INPUT and not chunk.endswith(b"\n"):
-            size = len(chunk)
-            head = chunk[:60].decode("utf-8", errors="replace")
-            while chunk and not chunk.endswith(b"\n"):
-                chunk = stream.readline(1 << 16)
-                size += len(chunk)
-            yield Malformed(head + "...", f"the line is {size} bytes long; an address has at most {MAX_ADDRESS}")
-            continue
-        line = chunk.rstrip(b"\r\n")
-        try:
-            yield line.decode("utf-8")
-        except UnicodeDecodeError:
-            yield Malformed(line[:60].decode("utf-8", errors="replace"), "the line is not valid UTF-8")
+            break
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            if skipped or end - start >= MAX_INPUT + 1:
+                head = head if skipped else pending[start : start + 60].decode("utf-8", errors="replace")
+                yield _too_long(head, skipped + end - start + 1)
+                skipped = 0
+            else:
+                yield _decoded(pending[start:end])
+            start = end + 1
+        pending = pending[start:]
+        if skipped or len(pending) > MAX_INPUT:
+            if not skipped:
+                head = pending[:60].decode("utf-8", errors="replace")
+            skipped += len(pending)
+            pending = b""
+    if skipped:
+        yield _too_long(head, skipped)
+    elif pending:
+        yield _decoded(pending)
 
 
-def _addresses(addresses: tuple[str, ...]) -> Iterator[str | Malformed]:
+def _decoded(line: bytes) -> str | Malformed:
+    line = line.rstrip(b"\r\n")
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return Malformed(line[:60].decode("utf-8", errors="replace"), "the line is not valid UTF-8")
+
+
+def _too_long(head: str, size: int) -> Malformed:
+    return Malformed(head + "...", f"the line is {size} bytes long; an address has at most {MAX_ADDRESS}")
+
+
+def _addresses(addresses: tuple[str, ...], waiting: Callable[[], None]) -> Iterator[str | Malformed]:
     for item in addresses:
         if item == "-":
-            for line in read_lines(sys.stdin.buffer):
+            for line in read_lines(sys.stdin.buffer, waiting):
                 if isinstance(line, Malformed) or line.strip():
                     yield line
         else:
@@ -137,23 +166,49 @@ def _check_all(guard: Guard, world: SyncWorld | None, fmt: str, addresses: tuple
 
     worst = Action.PASS
     collected = []
+    out = _Answers(sys.stdout)
     colour = sys.stdout.isatty()
-    for raw in _addresses(addresses):
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps makes a new encoder for every call
+    for raw in _addresses(addresses, out.flush):
         verdict = malformed_verdict(raw) if isinstance(raw, Malformed) else guard.check(raw)
         if world is not None:
             verdict = consult_sync(world, verdict)
         worst = max(worst, verdict.action)
-        typed = raw.strip() if isinstance(raw, str) else None  # as typed: an xn-- address stays xn--
-        data = verdict.to_json() | ({"address": typed} if typed is not None else {})
+        data = verdict.to_json()
+        if isinstance(raw, str):
+            data["address"] = raw.strip()  # as typed: an xn-- address stays xn--
         if fmt == "jsonl":
-            click.echo(json.dumps(data, ensure_ascii=False))
+            out.write(encode(data))
         elif fmt == "json":
             collected.append(data)
         else:
-            click.echo(format_text(verdict, colour, guard.policy, typed))
+            out.write(format_text(verdict, colour, guard.policy, data["address"]))
     if fmt == "json":
-        click.echo(json.dumps(collected, ensure_ascii=False, indent=2))
+        out.write(json.dumps(collected, ensure_ascii=False, indent=2))
+    out.flush()
     return worst
+
+
+class _Answers:
+    """Lines of output kept and written together: when the input may make `check` wait (so that a program
+    writing one address and reading its answer is never stuck), every BATCH lines, and at the end."""
+
+    BATCH = 1024
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lines: list[str] = []
+
+    def write(self, text: str) -> None:
+        self._lines.append(text)
+        if len(self._lines) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            self._stream.write("\n".join(self._lines) + "\n")
+            self._lines.clear()
+        self._stream.flush()
 
 
 @click.command()
