@@ -87,7 +87,7 @@ def use_suffix_list(path: Path) -> None:
     suffixes.real_tlds.cache_clear()
     suffixes.country_codes.cache_clear()
     suffixes.nearest.cache_clear()
-    suffixes._by_length.cache_clear()  # noqa: SLF001 - the module's own cache of the list it reads here
+    suffixes.neighbourhood.cache_clear()
     suffixes.fix_for.cache_clear()
     suffixes.is_suffix_slip.cache_clear()
 

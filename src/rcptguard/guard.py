@@ -224,14 +224,10 @@ class Guard:
         if not candidates:
             return []
         scored = []
-        typed_is_a_name = any(self.index.suffix_count(c.typed_stem) for c in candidates
-                              if c.family is Family.NAME) and self.index.popular(domain) is None
         for candidate in candidates:
             slips = explain(candidate)
             if slips is None:
                 continue
-            if candidate.family is Family.NAME and typed_is_a_name:
-                continue  # the name typed is an indexed domain's own name (gmail.co.uk): it was typed as meant
             if (candidate.target.role is Role.POPULAR and len(slips) == 1 and slips[0].name in _WEAK_FOR_POPULAR
                     and not self._distinct_provider_name(candidate)):
                 continue  # a provider's name under an unrelated suffix is another real domain (usa.gov, mail.de)

@@ -32,7 +32,7 @@ from rcptguard.model import Domain, Role
 from rcptguard.typos.cost import cheapest
 from rcptguard.typos.edits import Edit, deletions, one_edit_variants, single_edit
 from rcptguard.typos.skeleton import skeleton
-from rcptguard.typos.suffixes import country_codes, fix_for, is_suffix_slip, nearest, real_tlds
+from rcptguard.typos.suffixes import country_codes, fix_for, is_suffix_slip, nearest, neighbourhood, real_tlds
 
 MAX_PREFIX_LABELS = 3  # typed labels left of a match that are carried over (`x.y.gmial.com`)
 TWO_EDIT_KNOWN = 5000  # known domains (most written to first) indexed two deletions deep, with all protected
@@ -120,6 +120,7 @@ class DomainIndex:
         self._glued: dict[str, Entry] = {}  # each country code glued to each protected name: deibm.com
         self._deep: set[str] = set()  # strong entries (ASCII) indexed two edits deep
         self._real = real_tlds()
+        neighbourhood()  # the real suffixes' own look-up table, made now rather than in the first check
         self._country_codes = country_codes()
         self._skeleton: dict[str, tuple[Entry, ...]] = {}
         merged: dict[str, Entry] = {}
@@ -137,6 +138,7 @@ class DomainIndex:
         for entry in merged.values():
             self._insert(entry, entry.domain.ascii in deep)
         self.size = len(merged)
+        self._suffixes = frozenset(e.suffix for e in merged.values() if not e.is_suffix)  # com, co.uk, ...
         # A one-hash Bloom filter over `_near`, at most 2 MiB so that it stays in the processor's cache (the
         # dictionary does not): most deletion keys of an unknown domain are ruled out without touching the
         # dictionary, whose every look-up is a cache miss on a cold check.
@@ -160,15 +162,15 @@ class DomainIndex:
         stem = entry.stem
         self._by_name[entry.domain.unicode] = entry
         _add(self._by_stem, stem, entry)
-        _add(self._near, stem, entry)
         deep = strong and len(stem.rsplit(".", 1)[-1]) >= TWO_EDIT_MIN_NAME
-        for shorter in deletions(stem):
-            if _usable(shorter):
-                _add(self._near, shorter, entry)
-                if deep:
-                    for shortest in deletions(shorter):
-                        if _usable(shortest):
-                            _add(self._near, shortest, entry)
+        keys = {key for key in deletions(stem) if _usable(key)}
+        if deep:
+            keys.update(key for shorter in tuple(keys) for key in deletions(shorter) if _usable(key))
+        keys.add(stem)
+        near = self._near
+        for key in keys:  # each key once, each entry inserted once: no need to look for it first
+            present = near.get(key)
+            near[key] = (entry,) if present is None else (*present, entry)
         if deep:
             self._deep.add(entry.domain.ascii)
             _add(self._anagram, "".join(sorted(stem)), entry)
@@ -216,19 +218,39 @@ class DomainIndex:
                 split = split_unicode(domain, depth)
                 if split not in splits:
                     splits.append(split)
-        found: dict[tuple[str, Family], Candidate] = {}
+        stem, suffix = splits[0]
+        if "." in stem:  # a suffix typed twice, or another after it: linkedn.com.com is linkedn + com.com
+            inner = self._inner_suffix(stem)
+            if inner is not None:
+                splits.append((stem[: -len(inner) - 1], f"{inner}.{suffix}"))
+        reads: list[tuple[str, str, str]] = []  # (labels carried over, name, suffix)
         for stem, suffix in splits:
             if not stem:
                 continue
             labels = stem.split(".")
-            for cut in range(min(len(labels), MAX_PREFIX_LABELS + 1)):
-                prefix = "".join(f"{label}." for label in labels[:cut])
-                rest = ".".join(labels[cut:])
-                for candidate in self._around(prefix, rest, suffix, real):
-                    found.setdefault((candidate.intended, candidate.family), candidate)
+            reads.extend(("".join(f"{label}." for label in labels[:cut]), ".".join(labels[cut:]), suffix)
+                         for cut in range(min(len(labels), MAX_PREFIX_LABELS + 1)))
+        # A name typed that is an indexed domain's own name was typed as meant (gmail.co.uk is not a slip of
+        # fmail.co.uk): no slips inside it are looked for, unless the domain is itself a provider's. Nor in a
+        # suffix typed before the suffix (the com of linkedn.com.com is not a slip of cox.com's name).
+        names = not any(stem in self._by_stem for _, stem, _ in reads) or self.popular(domain) is not None
+        found: dict[tuple[str, Family], Candidate] = {}
+        for prefix, stem, suffix in reads:
+            for candidate in self._around(prefix, stem, suffix, real,
+                                          names and not (prefix and stem in self._suffixes)):
+                found.setdefault((candidate.intended, candidate.family), candidate)
         return list(found.values())
 
-    def _around(self, prefix: str, stem: str, suffix: str, real: bool) -> Iterator[Candidate]:
+    def _inner_suffix(self, stem: str) -> str | None:
+        """The suffix of an indexed domain that the typed name ends with, leaving a name before it (com in
+        linkedn.com, co.uk in yaho.co.uk): the longest of two labels or one."""
+        labels = stem.split(".")
+        for n in (2, 1):
+            if len(labels) > n and (inner := ".".join(labels[-n:])) in self._suffixes:
+                return inner
+        return None
+
+    def _around(self, prefix: str, stem: str, suffix: str, real: bool, names: bool) -> Iterator[Candidate]:
         typed = f"{stem}.{suffix}"
         # Same name, another suffix: raytheon.co <- raytheon.com.
         for entry in self._by_stem.get(stem, ()):
@@ -247,10 +269,19 @@ class DomainIndex:
                 inner_stem, _, inner_suffix = inner.rpartition(".")
                 yield Candidate(Family.SUFFIX, typed, outer, prefix + inner, inner_stem,
                                 typed[len(inner_stem) + 1 :], inner_stem, inner_suffix)
-        # Slips inside the name (symmetric delete, keyed without the suffix): the typed name is looked up
-        # among the deletions of indexed names (an omission), and each of its own deletions among indexed
-        # names (an insertion) and their deletions (a substitution or swap); strong names are indexed two
-        # deletions deep, and by their sorted letters. Each hit is verified and its slips named.
+        if names:
+            yield from self._name_slips(prefix, typed, stem, suffix, real)
+        # The same look: аmazon.com <- amazon.com, arnazon.com <- amazon.com.
+        for entry in self._skeleton.get(skeleton(typed), ()):
+            if entry.domain.unicode != typed:
+                yield Candidate(Family.SKELETON, typed, entry, prefix + entry.domain.unicode,
+                                stem, suffix, entry.stem, entry.suffix)
+
+    def _name_slips(self, prefix: str, typed: str, stem: str, suffix: str, real: bool) -> Iterator[Candidate]:
+        """Slips inside the name (symmetric delete, keyed without the suffix): the typed name is looked up
+        among the deletions of indexed names (an omission), and each of its own deletions among indexed
+        names (an insertion) and their deletions (a substitution or swap); strong names are indexed two
+        deletions deep, and by their sorted letters. Each hit is verified and its slips named."""
         near = self._near
         keys = [stem[:i] + stem[i + 1 :] for i in range(len(stem))]
         keys.append(stem)
@@ -283,11 +314,6 @@ class DomainIndex:
                 if edit is not None:
                     yield Candidate(Family.NAME, typed, glued, intended, stem, suffix,
                                     f"{stem[:2]}.{glued.stem}", glued.suffix, edit, (edit,))
-        # The same look: аmazon.com <- amazon.com, arnazon.com <- amazon.com.
-        for entry in self._skeleton.get(skeleton(typed), ()):
-            if entry.domain.unicode != typed:
-                yield Candidate(Family.SKELETON, typed, entry, prefix + entry.domain.unicode,
-                                stem, suffix, entry.stem, entry.suffix)
 
     def _name_slip(self, prefix: str, typed: str, stem: str, suffix: str, real: bool,
                    entry: Entry, one: Edit | None) -> Candidate | None:
@@ -296,11 +322,15 @@ class DomainIndex:
         (hotmial.cm is one in the name and one in the suffix; micorsfot.com two in the name). `one` is the
         single edit from the entry's name to the typed one, if there is one."""
         intended = prefix + entry.domain.unicode
-        if real and (entry.suffix == suffix or len(typed) == len(entry.domain.unicode)):
+        if entry.suffix == suffix and one is not None:  # the name's edit, over the whole domain
+            whole: Edit | None = Edit(one.op, one.pos, one.was, one.now, typed, entry.domain.unicode)
+        elif real and entry.suffix != suffix and len(typed) == len(entry.domain.unicode):
             whole = single_edit(typed, entry.domain.unicode)  # across suffixes only a moved dot keeps the length
-            if whole is not None:
-                return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix,
-                                 whole, (whole,))
+        else:
+            whole = None
+        if whole is not None:
+            return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, whole,
+                             (whole,))
         if entry.suffix == suffix:
             if entry.domain.ascii not in self._deep:
                 return None
@@ -325,4 +355,4 @@ def _affix(typed: str, intended: str) -> bool:
 
 
 def _usable(key: str) -> bool:
-    return bool(key) and not key.startswith(".") and not key.endswith(".")
+    return key != "" and key[0] != "." and key[-1] != "."

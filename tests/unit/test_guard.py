@@ -227,6 +227,29 @@ def test_a_distinct_provider_name_under_another_suffix_points_to_it() -> None:
     assert verdict.intended == "gmail.com"
 
 
+@pytest.mark.parametrize(("address", "known", "intended"), [
+    ("x@linkedn.com.com", ("linkedin.com",), "linkedin.com"),
+    ("x@gmial.com.com", (), "gmail.com"),
+    ("x@yaho.co.uk.uk", (), "yahoo.co.uk"),
+    ("x@githib.com.co", ("github.com",), "github.com"),
+])
+def test_a_slip_in_the_name_and_a_suffix_typed_twice(address: str, known: tuple[str, ...], intended: str) -> None:
+    """A slip in the name and a suffix typed again after it: both slips named, the domain meant suggested
+    (not the first suffix read as a slip of a name, linkedn.cox.com)."""
+    verdict = make_guard((), known).check(address)
+    assert verdict.action is Action.HOLD
+    assert verdict.intended == intended
+    names = [s.name for s in verdict.signals]
+    assert "SUFFIX_APPEND" in names
+    assert "SECOND_SLIP" in names
+
+
+def test_a_suffix_cut_short_is_the_most_used_of_its_completions() -> None:
+    """treasury.go could be .gop, .got or .gov, all one letter short: .gov is named (more registrations)."""
+    verdict = make_guard().check("x@treasury.go")
+    assert verdict.intended == "treasury.gov"
+
+
 def test_glued_country_code_of_a_protected_domain_is_held() -> None:
     """deibm.com, with ibm.com protected, is held as de.ibm.com."""
     verdict = make_guard(("ibm.com",)).check("x@deibm.com")

@@ -64,33 +64,49 @@ def nearest(tld: str) -> tuple[Fix, ...]:
         if real not in found or fix.cost < found[real].cost:
             found[real] = fix
 
-    letters = set(tld)
     size = len(tld)
-    for real, real_letters in _by_length():
-        if abs(len(real) - size) > MAX_TRAILING or (len(letters & real_letters) < len(real) - 2
-                                                    and not tld.startswith(real)):
-            continue
-        if real.startswith(tld) and len(real) - len(tld) <= 2:
-            missing = len(real) - len(tld)
+    most = 2 if size >= TWO_EDIT_SUFFIX else 1  # two edits in a suffix of three letters make any other
+    for real in _around(tld, most):
+        if real.startswith(tld) and len(real) - size <= 2:
+            missing = len(real) - size
             offer(real, table["truncation"] * missing, f"'.{tld}' is '.{real}' cut short")
-        extra = tld[len(real) :]
-        if tld.startswith(real) and len(extra) <= MAX_TRAILING and (len(extra) > 1 or not extra.isalpha()):
-            offer(real, table["junk"] * len(extra), f"{extra!r} typed after '.{real}'")
-        # Two edits leave at least all but two letters in common: a cheap test before the edit paths.
-        most = 2 if size >= TWO_EDIT_SUFFIX else 1  # two edits in a suffix of three letters make any other
-        if abs(len(real) - size) <= most and size >= 2 and len(letters & real_letters) >= len(real) - most:
+        if abs(len(real) - size) <= most and size >= 2:
             edits = cheapest(tld, real, most, in_name=False)
             if edits is not None:
                 cost = path_cost(edits, in_name=False)
                 if cost <= MAX_FIX_COST:
                     offer(real, cost, " and ".join(describe(e) for e in edits))
+    plain = neighbourhood()[1]
+    for end in range(max(1, size - MAX_TRAILING), size):  # a real suffix with junk after it: com123
+        real, extra = tld[:end], tld[end:]
+        if real in plain and (len(extra) > 1 or not extra.isalpha()):
+            offer(real, table["junk"] * len(extra), f"{extra!r} typed after '.{real}'")
     return tuple(sorted(found.values(), key=lambda f: (f.cost, f.tld)))
 
 
+def _around(tld: str, most: int) -> set[str]:
+    """The real top-level domains that may be `most` edits from `tld`, or `tld` cut short: those sharing a
+    deletion of at most two letters with it (the symmetric-delete method), a superset the caller verifies."""
+    near = neighbourhood()[0]
+    keys = {tld}
+    for _ in range(most):
+        keys |= {key[:i] + key[i + 1 :] for key in keys for i in range(len(key))}
+    return {real for key in keys for real in near.get(key, ())}
+
+
 @cache
-def _by_length() -> tuple[tuple[str, frozenset[str]], ...]:
-    """The real top-level domains in plain letters (no `xn--`), each with its letters, as a tuple to scan."""
-    return tuple((t, frozenset(t)) for t in sorted(real_tlds()) if not t.startswith("xn--"))
+def neighbourhood() -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
+    """Each real top-level domain in plain letters (no `xn--`) under itself and every string made by deleting
+    one or two of its letters; and the set of them. Built once (~50 ms; the index builds it with itself, so
+    that no check pays for it)."""
+    plain = frozenset(t for t in real_tlds() if not t.startswith("xn--"))
+    near: dict[str, list[str]] = {}
+    for real in plain:
+        keys = {real} | {real[:i] + real[i + 1 :] for i in range(len(real))}
+        keys |= {key[:i] + key[i + 1 :] for key in keys for i in range(len(key))}
+        for key in keys:
+            near.setdefault(key, []).append(real)
+    return {key: tuple(reals) for key, reals in near.items()}, plain
 
 
 @lru_cache(maxsize=16384)
