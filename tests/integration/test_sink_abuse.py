@@ -138,6 +138,7 @@ def test_abuse_does_not_crash_it_limits_hold_and_memory_stays_flat(tmp_path: Pat
         before = typo_sink.rss()
         abuse_round(port)
         after = typo_sink.rss()
+        print(f"sink RSS after the first round {before / 2**20:.1f} MB, after the second {after / 2**20:.1f} MB")
         assert typo_sink.alive()
         log = typo_sink.log.read_text()
         assert "Traceback" not in log

@@ -22,7 +22,7 @@ COMMANDS = ["check", "config", "detectors", "doctor", "eval", "explain", "policy
 GROUPS = {
     "quarantine": ["cancel", "deliver-pending", "expire", "list", "mark-delivered", "purge", "release", "show"],
     "config": ["check"],
-    "sink": ["purge", "report"],
+    "sink": ["check", "purge", "report"],
     "store": ["copy", "migrate"],
 }
 

@@ -118,3 +118,23 @@ def test_serving_without_domains_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["sink", "--config", str(config), "--db", f"sqlite:///{tmp_path / 's.db'}"])
     assert result.exit_code == 2
     assert "the sink answers for no domain" in result.output
+
+
+def test_check_prints_what_senders_will_read(tmp_path: Path) -> None:
+    """`sink check` answers from the config alone (no store, no server): the refusal, not served, malformed."""
+    config = tmp_path / "sink.toml"
+    config.write_text('[sink]\nintended = ["mil"]\ndomains = { "examp1e.com" = "example.com" }\n', encoding="utf-8")
+    out = run("check", "--config", str(config), "j.doe@army.ml", "x@examp1e.com", "x@gmail.com", "x@@army.ml")
+    assert out.splitlines() == [
+        "j.doe@army.ml",
+        ("  550 5.1.2 army.ml is not army.mil -- your message was NOT delivered. Did you mean j.doe@army.mil? Check "
+         "the address and send it again."),
+        "x@examp1e.com",
+        ("  550 5.1.2 examp1e.com is not example.com -- your message was NOT delivered. Did you mean x@example.com? "
+         "Check the address and send it again."),
+        "x@gmail.com",
+        "  550 5.7.1 This server receives no mail for that domain; relaying denied",
+        "x@@army.ml",
+        "  553 5.1.3 The address is malformed: the address has more than one @.",
+    ]
+    assert not list(tmp_path.glob("*.db"))

@@ -1,4 +1,4 @@
-"""`rcptguard sink`: the typo domains' SMTP server (docs/sink.md), and its `report` and `purge`."""
+"""`rcptguard sink`: the typo domains' SMTP server (docs/sink.md), and its `report`, `purge` and `check`."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def _refusals(config: Path | None, db: str | None, *, create: bool) -> tuple[Ref
 def sink(ctx: click.Context, listen: str, config: Path | None, db: str | None, log_level: str) -> None:
     """SMTP server for typo domains: refuse every recipient at RCPT with what was meant, keep only metadata.
 
-    Without a subcommand it serves; `report` and `purge` read and trim what it recorded."""
+    Without a subcommand it serves; `report` and `purge` read and trim what it recorded; `check` shows what it
+    answers."""
     if ctx.invoked_subcommand is not None:
         return
     from rcptguard import logs  # noqa: PLC0415 - the server's modules load only when it runs
@@ -148,3 +149,20 @@ def purge(config: Path | None, db: str | None, dry_run: bool) -> None:
         raise click.ClickException(str(exc)) from None
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {count} refusal record{'s' if count != 1 else ''} older than {keep_days:g} days")
+
+
+@sink.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="TOML config file.")
+@click.argument("addresses", nargs=-1, required=True)
+def check(config: Path | None, addresses: tuple[str, ...]) -> None:
+    """Print the reply the sink gives at RCPT for each address (limits and store aside): which typo domains it
+    answers for, and the words senders will read."""
+    from rcptguard.gateways.sink import TypoDomains, answer_for  # noqa: PLC0415 - the engine: only when asked
+
+    loaded = build_config(config)
+    try:
+        domains = TypoDomains(loaded.sink, loaded.policy)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    for address in addresses:
+        click.echo(f"{address}\n  {answer_for(domains, address)}")

@@ -233,6 +233,18 @@ class TypoDomains:
         return Answer(typed, intended.ascii)
 
 
+def answer_for(domains: TypoDomains, address: str) -> str:
+    """The reply the sink gives at RCPT for `address` (its limits and store aside): what `rcptguard sink check`
+    prints, so that an operator sees what senders will read before the MX points at it."""
+    parsed = parse_address(address)
+    if isinstance(parsed, Malformed):
+        return str(SmtpReply(553, "5.1.3", ascii_line(f"The address is malformed: {parsed.reason}.", 200)))
+    answer = domains.answer(parsed)
+    if answer is None:
+        return str(SINK_REPLIES[Sunk.NOT_SERVED])
+    return str(refusal(answer.typo, answer.intended, parsed.local))
+
+
 def client_key(peer: object) -> str:
     """Whom the per-client limits count: the address, an IPv6 client by its /64 (one host has all of it)."""
     host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
@@ -395,10 +407,9 @@ class SinkHandler:
             self._limit_logged = {k: t for k, t in self._limit_logged.items() if now - t < 60.0}
 
     def malformed(self, address: str) -> str | None:
-        parsed = parse_address(address)
-        if isinstance(parsed, Malformed):
+        if isinstance(parse_address(address), Malformed):
             self.metrics.sink_answers.labels("malformed").inc()
-            return str(SmtpReply(553, "5.1.3", ascii_line(f"The address is malformed: {parsed.reason}.", 200)))
+            return answer_for(self.domains, address)
         return None
 
     # -- aiosmtpd's hooks --------------------------------------------------------------------------------
