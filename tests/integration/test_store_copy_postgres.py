@@ -10,9 +10,10 @@ import pytest
 
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
+from rcptguard.store.sink import Refusals
 from tests.holds import gmial_recipient
 from tests.support.processes import RCPTGUARD
-from tests.unit.test_store_copy import counts, filled
+from tests.unit.test_store_copy import counts, filled, refusal
 
 pytestmark = pytest.mark.integration
 
@@ -41,5 +42,8 @@ def test_sqlite_to_postgresql(tmp_path: Path, postgres_url: str) -> None:
         more = quarantine.hold(mail_from="carol@example.org", recipients=[gmial_recipient()], client="mua",
                                content=b"Subject: after the move\r\n\r\nbody\r\n")
         assert quarantine.require(more[0].id).subject == "after the move"
+        assert list(Refusals(copy).since()) == expected["refusals"]
+        Refusals(copy).add([refusal(0)])  # the sink's ids go on after the copied ones
+        assert len(list(Refusals(copy).since())) == 3
     finally:
         copy.close()

@@ -15,12 +15,13 @@ from rcptguard.store.links import Links
 from rcptguard.store.outgoing import Outgoing
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.store.schema import metadata
+from rcptguard.store.sink import Refusal, Refusals
 from tests.holds import awkward_message, gmial_recipient
 
 
 def filled(url: str) -> dict[str, object]:
-    """A store with a held, a cancelled and a released hold (events), a link, outgoing mail and learned domains;
-    what the copy must reproduce."""
+    """A store with a held, a cancelled and a released hold (events), a link, outgoing mail, learned domains and the
+    sink's refusals; what the copy must reproduce."""
     store = Store.open(url)
     quarantine = Quarantine(store)
     made = [quarantine.hold(mail_from="alice@example.org", recipients=[gmial_recipient(f"bob{n}@gmial.com")],
@@ -31,10 +32,17 @@ def filled(url: str) -> dict[str, object]:
     token = Links(store).issue(made[0].message_id, dt.timedelta(days=7))
     Outgoing(store).add("warning", "", "alice@example.org", b"Subject: warned\r\n\r\nx\r\n")
     store.add_counts({"navy.mil": 3, "gmail.com": 12})
+    Refusals(store).add([refusal(days) for days in (2, 1)])
     expected = {"holds": [quarantine.require(h.id) for h in made], "content": quarantine.content(made[0].id),
-                "events": [quarantine.events(h.id) for h in made], "token": token, "counts": counts(store)}
+                "events": [quarantine.events(h.id) for h in made], "token": token, "counts": counts(store),
+                "refusals": list(Refusals(store).since())}
     store.close()
     return expected
+
+
+def refusal(days_ago: int) -> Refusal:
+    return Refusal(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=days_ago), "192.0.2.1",
+                   "mx.partner.example", "partner.example", None, "army.ml", "army.mil")
 
 
 def counts(store: Store) -> dict[str, int]:
@@ -60,6 +68,8 @@ def test_copy_reproduces_every_row(tmp_path: Path) -> None:
     assert [quarantine.events(h.id) for h in expected["holds"]] == expected["events"]  # type: ignore[attr-defined]
     assert Links(copy).resolve(str(expected["token"])).message_id == expected["holds"][0].message_id  # type: ignore[index]
     assert copy.learned() == {"navy.mil": 3, "gmail.com": 12}
+    assert list(Refusals(copy).since()) == expected["refusals"]
+    Refusals(copy).add([refusal(0)])  # the sink goes on recording into the copy
     quarantine.cancel(expected["holds"][0].id, "ops")  # type: ignore[index]
     assert [event.id for event in quarantine.events(expected["holds"][0].id)] == [3]  # type: ignore[index]
 
