@@ -196,6 +196,35 @@ def dsn(mail_from: str, failed: dict[str, tuple[int, str]], hostname: str) -> by
         f"{status}\r\n--{boundary}--\r\n").encode()
 
 
+@dataclass(frozen=True, slots=True)
+class WarningNotice:
+    """The notice a sender is owed about warned recipients of one message: those of the domains it was not told
+    about in the last `warn_notice_interval` (per sender and domain; `Warned`). The relay and the milter send it."""
+
+    mail_from: str
+    flagged: list[Flagged]
+    domains: list[str]
+
+    @classmethod
+    def due(cls, warned: Warned, mail_from: str, recipients: Sequence[tuple[str, Verdict]]) -> WarningNotice | None:
+        """The notice for the recipients whose domains are due (remembered as told now), or None."""
+        domains = {rcpt: verdict.domain_ascii or rcpt.rpartition("@")[2] for rcpt, verdict in recipients}
+        due = sorted(domain for domain in dict.fromkeys(domains.values()) if warned.due(mail_from, domain))
+        fresh = [Flagged.of(verdict) for rcpt, verdict in recipients if domains[rcpt] in due]
+        return cls(mail_from, fresh, due) if fresh else None
+
+    def compose(self, notifier: Notifier, content: bytes, interval: float) -> bytes:
+        subject, message_id = summarize(content)
+        return notifier.warned(self.mail_from, self.flagged, subject, dt.timedelta(seconds=interval),
+                               in_reply_to=message_id)
+
+    def not_sent(self, warned: Warned, exc: Exception) -> None:
+        """It could not be stored: forgotten as told, so the next message may try again; logged."""
+        warned.forget(self.mail_from, self.domains)
+        logs.event(log, "warning notice not queued", logging.WARNING, sender=self.mail_from,
+                   recipients=[f.recipient for f in self.flagged], error=f"{type(exc).__name__}: {exc}")
+
+
 _PLAIN_PATH = re.compile(r"[ \t]*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                          r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL)
 _PATH = re.compile(r"(?i:FROM|TO):[ \t]*<[^<>\x00-\x1f\x7f]*>(?:[ \t]+[^\x00-\x1f\x7f]*)?\Z")
@@ -801,21 +830,14 @@ class RelayHandler:
         """Queue a notice to the sender of the warned recipients it was not told about in the last
         `warn_notice_interval` (per sender and domain); the outbox sends it at once. A warning is a courtesy: a
         store that fails here is logged, and the mail goes on."""
-        domains = {rcpt: verdict.domain_ascii or rcpt.rpartition("@")[2] for rcpt, verdict in warned}
-        due = sorted(domain for domain in dict.fromkeys(domains.values()) if self.warned.due(mail_from, domain))
-        fresh = [Flagged.of(verdict) for rcpt, verdict in warned if domains[rcpt] in due]
-        if not fresh:
+        notice = WarningNotice.due(self.warned, mail_from, warned)
+        if notice is None:
             return
         try:
-            subject, message_id = summarize(content)
-            notice = self.notifier.warned(mail_from, fresh, subject,
-                                          dt.timedelta(seconds=self.settings.warn_notice_interval),
-                                          in_reply_to=message_id)
-            self._queued(await asyncio.to_thread(self.outbox.queue, "warning", "", mail_from, notice))
+            mail = notice.compose(self.notifier, content, self.settings.warn_notice_interval)
+            self._queued(await asyncio.to_thread(self.outbox.queue, "warning", "", mail_from, mail))
         except (StoreError, ValueError, TypeError, jinja2.TemplateError) as exc:
-            self.warned.forget(mail_from, due)
-            logs.event(log, "warning notice not queued", logging.WARNING, sender=mail_from,
-                       recipients=[f.recipient for f in fresh], error=f"{type(exc).__name__}: {exc}")
+            notice.not_sent(self.warned, exc)
 
     def _queued(self, row_id: str) -> None:
         """Mail stored for the outbox: have the retry loop send it now, not at its next round."""
@@ -956,7 +978,7 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
     logs.event(log, "listening", host=host, port=bound, next_hop=str(handler.next_hop))
     if ready is not None:
         ready(bound)
-    tasks = [asyncio.create_task(handler.runtime.maintain()), asyncio.create_task(_retry_pending(handler))]
+    tasks = [asyncio.create_task(handler.runtime.maintain()), asyncio.create_task(retry_pending(handler))]
     try:
         await serve_until_stopped(server, stop or asyncio.Event(), tasks)
     finally:
@@ -971,10 +993,25 @@ async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[
         logs.event(log, "stopped", messages=handler.accepted)
 
 
-async def _retry_pending(handler: RelayHandler) -> None:
+class Sending(Protocol):
+    """What the outbox's rounds need of a door that holds and queues mail (the relay's handler, the milter's
+    service): its settings and quarantine, and what it stored since the last round (`owed` notices of held
+    messages, `queued` outgoing mail), with `notices_due` set when something waits to be sent now."""
+
+    settings: RelaySettings
+    quarantine: Quarantine
+    outbox: Outbox
+    notifier: Notifier
+    next_hop: NextHop
+    notices_due: asyncio.Event
+    owed: set[str]
+    queued: set[str]
+
+
+async def retry_pending(handler: Sending) -> None:
     """Every `retry_interval`, one round of the outbox: retry released deliveries the next hop deferred, give up
     on those deferred for `give_up_days`, send the notices the quarantine owes and the mail stored for sending.
-    What the relay just stored (a held message's notice, a warning, a report) is sent at once, between rounds."""
+    What the door just stored (a held message's notice, a warning, a report) is sent at once, between rounds."""
     settings, quarantine, outbox = handler.settings, handler.quarantine, handler.outbox
     links = settings.notice_links(quarantine.store)
     notifier = handler.notifier if settings.notify else None

@@ -406,14 +406,17 @@ class Quarantine:
     # -- holding ----------------------------------------------------------------------------------------------
 
     def hold(self, *, mail_from: str, recipients: Sequence[HeldRecipient], content: bytes,
-             client: str = "", notify: bool = False, envelope: EnvelopeParams | None = None) -> builtins.list[Hold]:
+             client: str = "", notify: bool = False, envelope: EnvelopeParams | None = None,
+             key: str | None = None) -> builtins.list[Hold]:
         """Store the message and hold each recipient, in one durable transaction; the holds in recipient order.
         With `notify`, the sender is owed the held notice (kind "held", see owed_notices) in the same transaction:
         once the door answers 250, the notice is the outbox's to send, and cannot be lost. `envelope`: what the
         client's envelope asked for (DSN, BODY, XFORWARD), kept with each recipient for its release.
 
         Idempotent: the same sender, held recipients and bytes again return the holds already stored (and owe no
-        second notice).
+        second notice). `key` replaces that identity (message_key) when the bytes carry something that changes
+        with each attempt at the same message: the milter stores Postfix's Received header, which names a new queue
+        id every time, and keys the hold on the rest.
         """
         if not recipients:
             return []
@@ -421,7 +424,7 @@ class Quarantine:
         if len(set(addresses)) != len(addresses):
             raise ValueError("a recipient is held at most once per message")
         now = _now()
-        key = message_key(mail_from, addresses, content)
+        key = key or message_key(mail_from, addresses, content)
         subject, message_id_header = summarize(content)
         signals = [json.dumps(r.signals, ensure_ascii=False) for r in recipients]  # TypeError: not JSON
         message_row = {
