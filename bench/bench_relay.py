@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -120,22 +121,30 @@ def main() -> None:
         print(f"| smtp-source -> rcptguard relay -> smtp-sink | {args.messages} | {rate:,.0f} | {rate / sink:.2f}× "
               f"| {cpu * 1000:.2f} ms |")
         return
-    direct: list[float] = []
-    relayed: list[float] = []
+    compare(work, args.rounds, args.messages, ("Postfix -> sink", lambda w: run(w, args.messages, through_relay=False)),
+            ("Postfix -> rcptguard relay -> sink", lambda w: run(w, args.messages, through_relay=True)))
+
+
+def compare(work: Path, rounds: int, messages: int, baseline: tuple[str, Callable[[Path], float]],
+            candidate: tuple[str, Callable[[Path], float]]) -> None:
+    """Run the baseline and the candidate alternately, `rounds` times each (in folders of `work`, removed after),
+    and print each round, the ratio of each pair, and the table of medians."""
+    base_runs: list[float] = []
+    our_runs: list[float] = []
     try:
-        for round_ in range(args.rounds):
-            direct.append(run(work / f"r{round_}", args.messages, through_relay=False))
-            relayed.append(run(work / f"r{round_}", args.messages, through_relay=True))
+        for round_ in range(rounds):
+            base_runs.append(baseline[1](work / f"b{round_}"))
+            our_runs.append(candidate[1](work / f"c{round_}"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    base, ours = statistics.median(direct), statistics.median(relayed)
-    paired = [r / d for d, r in zip(direct, relayed, strict=True)]
-    print(f"rounds: Postfix -> sink {[round(x) for x in direct]}, through the relay {[round(x) for x in relayed]}")
+    base, ours = statistics.median(base_runs), statistics.median(our_runs)
+    paired = [c / b for b, c in zip(base_runs, our_runs, strict=True)]
+    print(f"rounds: {baseline[0]} {[round(x) for x in base_runs]}, {candidate[0]} {[round(x) for x in our_runs]}")
     print(f"ratio of each round: {[round(x, 2) for x in paired]}, median {statistics.median(paired):.2f}")
-    print("| path | messages | msgs/s (median) | vs Postfix alone |")
+    print("| path | messages | msgs/s (median) | vs baseline |")
     print("|---|---:|---:|---:|")
-    print(f"| Postfix -> sink | {args.messages} | {base:,.0f} | 1.00× |")
-    print(f"| Postfix -> rcptguard relay -> sink | {args.messages} | {ours:,.0f} | {ours / base:.2f}× |")
+    print(f"| {baseline[0]} | {messages} | {base:,.0f} | 1.00× |")
+    print(f"| {candidate[0]} | {messages} | {ours:,.0f} | {ours / base:.2f}× |")
 
 
 if __name__ == "__main__":

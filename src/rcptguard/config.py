@@ -9,6 +9,7 @@
     [notify]     NotifySettings  the From: and the template folder of notices to senders
     [policyd]    PolicySettings  gateways/policyd.py
     [relay]      RelaySettings   gateways/relay.py, with [relay.timeouts] (delivery.SmtpTimeouts)
+    [milter]     MilterSettings  gateways/milter.py (its releases, notices and links are the relay's)
     [retention]  RetentionSettings  how long stored messages and their records are kept (quarantine purge)
     [sink]       SinkSettings    gateways/sink.py: the typo domains' sink
     [web]        WebSettings     web/settings.py
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rcptguard.gateways.milter import MilterSettings
 from rcptguard.gateways.policyd import PolicySettings
 from rcptguard.gateways.relay import RelaySettings
 from rcptguard.gateways.sink import SinkSettings
@@ -85,7 +87,7 @@ class RetentionSettings(Settings):
 
 SECTIONS: dict[str, type[Settings]] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
                                        "relay": RelaySettings, "web": WebSettings, "retention": RetentionSettings,
-                                       "dns": DnsSettings, "sink": SinkSettings}
+                                       "dns": DnsSettings, "sink": SinkSettings, "milter": MilterSettings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class Config:
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     dns: DnsSettings = dataclasses.field(default_factory=DnsSettings)  # enabled None: each door's default
     sink: SinkSettings = dataclasses.field(default_factory=SinkSettings)
+    milter: MilterSettings = dataclasses.field(default_factory=MilterSettings)
     source: Path | None = None
     links_configured: bool = False  # the file says where the page is ([web] or [relay] base_url)
 
@@ -154,7 +157,7 @@ def _resolved(policy: Policy, path: Path | None, base: Path, sections: dict[str,
                                  tls_key=_path(built["sink"].tls_key, base))
     return Config(policy=policy, db=overlay(db, "db", url=resolve_db_url(db.url, base)), notify=notify,
                   policyd=built["policyd"], relay=relay, web=web, retention=built["retention"], dns=built["dns"],
-                  sink=sink, source=path, links_configured=links)
+                  sink=sink, milter=built["milter"], source=path, links_configured=links)
 
 
 def relay_with(settings: RelaySettings, **flags: object) -> RelaySettings:

@@ -98,6 +98,14 @@ def held(db: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
+def release_once(db: str, hold_id: str, to: str, next_hop: int) -> None:
+    """`quarantine release ID --to ADDRESS`, twice: the first delivers, the second is told it was decided."""
+    command = ("quarantine", "release", hold_id, "--to", to, "--db", db, "--next-hop", f"127.0.0.1:{next_hop}")
+    result = cli(*command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert cli(*command).returncode == 1
+
+
 def send(instance: PostfixInstance, *to: str, subject: str = "crew list") -> dict[str, tuple[int, bytes]]:
     msg = EmailMessage()
     msg["From"] = "me@example-corp.com"
@@ -138,12 +146,7 @@ def test_good_delivered_mistyped_held_then_released_to_the_suggestion(
     (entry,) = held(relay.db)
     assert entry["recipient"] == "y@army.ml"
     assert entry["suggestion"] == "y@army.mil"
-    result = cli("quarantine", "release", str(entry["id"]), "--to", "y@army.mil", "--db", relay.db,
-                 "--next-hop", f"127.0.0.1:{relay.next_hop}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    again = cli("quarantine", "release", str(entry["id"]), "--to", "y@army.mil", "--db", relay.db,
-                "--next-hop", f"127.0.0.1:{relay.next_hop}")
-    assert again.returncode == 1
+    release_once(relay.db, str(entry["id"]), "y@army.mil", relay.next_hop)
     messages = sink.wait_for(3)
     instance.wait_queue_empty()
     time.sleep(1)

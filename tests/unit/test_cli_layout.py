@@ -17,8 +17,8 @@ MODULES = ["rcptguard.cli", "rcptguard.cli.common", "rcptguard.cli.check", "rcpt
            "rcptguard.cli.store"]
 
 # `rcptguard --help` and the groups' --help before the split (cli.py and cli_quarantine.py), pinned.
-COMMANDS = ["check", "config", "detectors", "doctor", "eval", "explain", "policyd", "quarantine", "relay", "release",
-            "sink", "store", "web"]
+COMMANDS = ["check", "config", "detectors", "doctor", "eval", "explain", "milter", "policyd", "quarantine", "relay",
+            "release", "sink", "store", "web"]
 GROUPS = {
     "quarantine": ["cancel", "deliver-pending", "expire", "list", "mark-delivered", "purge", "release", "show"],
     "config": ["check"],

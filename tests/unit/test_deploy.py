@@ -24,7 +24,7 @@ from tests.support.sink import RecordingSink
 DEPLOY = Path(__file__).parents[2] / "deploy"
 INSTALLED = "/opt/rcptguard/.venv/bin/rcptguard"
 CONFIG = "/etc/rcptguard/rcptguard.toml"
-DAEMONS = ("policyd", "relay", "web", "sink")
+DAEMONS = ("policyd", "relay", "milter", "web", "sink")
 JOBS = {"deliver-pending": "quarantine deliver-pending", "expire": "quarantine expire", "purge": "quarantine purge",
         "sink-purge": "sink purge"}
 SOCKETS = ("sink",)  # daemons systemd hands their listening socket (port 25 without privilege)
@@ -33,6 +33,8 @@ HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome":
              "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
              "RestrictSUIDSGID": "yes", "RestrictNamespaces": "yes", "LockPersonality": "yes",
              "CapabilityBoundingSet": "", "SystemCallFilter": "@system-service", "UMask": "0077"}
+# What one unit may write besides /var/lib/rcptguard: the milter's socket folder, in Postfix's queue directory.
+OWN_WRITABLE = {("rcptguard-milter.service", "ReadWritePaths"): ["-/var/spool/postfix/rcptguard"]}
 HERE = Path(sys.executable).parent / "rcptguard"  # this checkout's rcptguard, for the units' commands
 
 
@@ -67,7 +69,7 @@ def job_units() -> list[Path]:
 
 
 def test_every_daemon_and_job_has_a_unit_reading_one_config() -> None:
-    """deploy/ has a unit for the policy service, the relay and the page, and a service and a timer for each
+    """deploy/ has a unit for the policy service, the relay, the milter and the page, and a service and a timer for each
     periodic job; each starts its own command with the one shared config file, whose [db] url names the store
     (no --db, no --next-hop on a command line: one place to change them)."""
     expected = ({f"rcptguard-{name}.service" for name in (*DAEMONS, *JOBS)} | {f"rcptguard-{n}.timer" for n in JOBS}
@@ -100,13 +102,14 @@ def test_a_daemon_restarts_by_itself(path: Path) -> None:
 
 @pytest.mark.parametrize("path", units(), ids=lambda path: path.name)
 def test_every_unit_is_hardened(path: Path) -> None:
-    """Every service runs as the rcptguard user in a read-only system with /var/lib/rcptguard writable, without
-    capabilities, devices or privileged system calls, and prints a fatal signal's Python stacks."""
+    """Every service runs as the rcptguard user in a read-only system with /var/lib/rcptguard writable (the milter its
+    socket's folder too), without capabilities, devices or privileged system calls, and prints a fatal signal's
+    Python stacks."""
     service = parse(path)["Service"]
     assert (service["User"], service["Group"]) == (["rcptguard"], ["rcptguard"])
     assert "PYTHONFAULTHANDLER=1" in service["Environment"]
     for key, value in HARDENING.items():
-        assert service.get(key) == [value], key
+        assert service.get(key) == [value, *OWN_WRITABLE.get((path.name, key), [])], key
 
 
 @pytest.mark.parametrize("name", JOBS)

@@ -2,7 +2,7 @@
 
 - `common`: what every command module shares (the detection options, the config, policy and guard, the store);
 - `check`: check, explain, detectors, eval;
-- `servers`: policyd, relay, web, and release (Postfix HOLD);
+- `servers`: policyd, relay, milter, web, and release (Postfix HOLD);
 - `quarantine`: the `quarantine` group;
 - `config`: the `config` group (`config check`);
 - `doctor`: `doctor`, the checks of a deployment (rcptguard.doctor);
@@ -30,6 +30,6 @@ def main() -> None:
 
 
 for _command in (check.check, check.explain, check.detectors_command, check.eval_command,
-                 servers.policyd, servers.release, servers.relay, servers.web,
+                 servers.policyd, servers.release, servers.relay, servers.milter, servers.web,
                  quarantine.quarantine, config.config_group, doctor.doctor, sink.sink, store.store_group):
     main.add_command(_command)

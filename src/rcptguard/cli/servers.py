@@ -1,5 +1,5 @@
-"""The long-running commands, `policyd`, `relay` and `web`, and `release` (of what the policy service put on
-Postfix HOLD); what running a server takes is in `common`."""
+"""The long-running commands, `policyd`, `relay`, `milter` and `web`, and `release` (of what the policy service put
+on Postfix HOLD); what running a server takes is in `common`."""
 
 from __future__ import annotations
 
@@ -126,6 +126,44 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     with contextlib.suppress(KeyboardInterrupt), metrics_served("relay", handler.metrics, settings.metrics_listen):
         serve_until_stopped("relay", host, port,
                             lambda ready: relay_mod.serve(handler, host, port, ready=ready))
+
+
+@click.command()
+@detection_options
+@click.option("--listen", metavar="unix:PATH | inet:HOST:PORT",
+              help="Where the MTA connects (default: [milter] listen).")
+@click.option("--next-hop", "next_hop", metavar="HOST:PORT",
+              help="Where released mail goes (default: [relay] next_hop, else 127.0.0.1:10026).")
+@click.option("--db", "db", metavar="URL", help="Store URL (sqlite:///path or postgresql://...); wins over the config.")
+@click.option("--log-level", default="info", show_default=True)
+def milter(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
+           listen: str | None, next_hop: str | None, db: str | None, log_level: str) -> None:
+    """Milter for Postfix and Sendmail: refuse, hold (in the quarantine) or pass each recipient inside the MTA."""
+
+    from rcptguard import logs  # noqa: PLC0415 - the servers' modules load only for the command that runs one
+    from rcptguard.config import relay_with  # noqa: PLC0415 - same
+    from rcptguard.gateways import milter as milter_mod  # noqa: PLC0415 - same
+    from rcptguard.store import StoreError  # noqa: PLC0415 - same
+
+    logs.setup(log_level)
+    loaded = build_config(config)
+    policy = build_policy(loaded, protect, known, known_files)
+    try:
+        address = milter_mod.libmilter_address(listen or loaded.milter.listen)
+        settings = overlay(loaded.milter, "milter", listen=address)
+        relay_settings = relay_with(loaded.relay, next_hop=next_hop)
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    store, factory = open_gateway(loaded, policy, db)
+    try:
+        service = milter_mod.build(factory, store, relay_settings, settings, dns=loaded.dns.for_door(default=True))
+    except (ConfigError, StoreError) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        milter_mod.run(service, address)
+    except milter_mod.ListenError as exc:
+        click.echo(f"rcptguard milter: cannot listen on {address}: {exc}", err=True)
+        sys.exit(2)
 
 
 @click.command()
