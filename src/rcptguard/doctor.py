@@ -60,6 +60,8 @@ RELAY_GUARDS = ("reject_unauth_destination", "defer_unauth_destination")
 FAIL_CLOSED = ("DEFER_IF_PERMIT", "DEFER")
 RELAY_MASTER_CF = "docs/postfix/relay.master.cf"
 POLICYD_MAIN_CF = "docs/postfix/policyd.main.cf"
+MILTER_MAIN_CF = "docs/postfix/milter.main.cf"
+MILTER_MASTER_CF = "docs/postfix/milter.master.cf"
 
 
 class Level(enum.Enum):
@@ -603,11 +605,15 @@ def postfix_findings(conf: PostfixConf, config: Config, relay_listen: tuple[str,
     findings += _policy_service(conf, config, policy_service)
     policy_in_path = any(policy_entries(conf, where) for where in ("smtpd_relay_restrictions",
                                                                    "smtpd_recipient_restrictions"))
-    if not conf.main.get("content_filter") and not policy_in_path:
-        findings.append(problem("postfix", "neither the relay (content_filter) nor the policy service "
-                                "(check_policy_service) is in Postfix's path: nothing is checked",
-                                f"add the lines of docs/postfix/relay.main.cf or {POLICYD_MAIN_CF}"))
+    milter = _our_milter(conf, config)
+    if not conf.main.get("content_filter") and not policy_in_path and milter is None:
+        findings.append(problem("postfix", "neither the relay (content_filter), the policy service "
+                                "(check_policy_service) nor the milter (smtpd_milters) is in Postfix's path: "
+                                "nothing is checked", f"add the lines of docs/postfix/relay.main.cf, {POLICYD_MAIN_CF} "
+                                f"or {MILTER_MAIN_CF}"))
     findings += _milters(conf)
+    if milter is not None:
+        findings += _milter(conf, config, milter)
     return findings
 
 
@@ -644,17 +650,21 @@ def _content_filter(conf: PostfixConf, config: Config, relay_listen: tuple[str, 
     return findings
 
 
-def _reinjection(conf: PostfixConf, config: Config) -> list[Finding]:
+def _next_hop_service(conf: PostfixConf, config: Config) -> Service | None:
+    """The smtpd of master.cf on the port of `[relay] next_hop` (where the relay and releases hand mail back)."""
     hop = _host_port(config.relay.next_hop)
     assert hop is not None  # RelaySettings.check parsed it
-    candidates = [s for s in conf.services if s.type == "inet" and s.command == "smtpd"
-                  and (s.name == str(hop[1]) or ((found := _host_port(s.name)) is not None
-                                                 and _same_address(found, hop)))]
-    if not candidates:
+    return next((s for s in conf.services if s.type == "inet" and s.command == "smtpd"
+                 and (s.name == str(hop[1]) or ((found := _host_port(s.name)) is not None
+                                                and _same_address(found, hop)))), None)
+
+
+def _reinjection(conf: PostfixConf, config: Config) -> list[Finding]:
+    service = _next_hop_service(conf, config)
+    if service is None:
         return [problem("postfix", f"no smtpd service in master.cf on the relay's next hop {config.relay.next_hop}: "
                         "mail the relay passes on has nowhere to go", f"add the `127.0.0.1:10026 inet ... smtpd` "
                         f"entry of {RELAY_MASTER_CF}, on the port of [relay] next_hop")]
-    service = candidates[0]
     findings = []
     if service.params.get("content_filter", None) != "":
         findings.append(problem("postfix", f"the reinjection service {service.name} does not turn content_filter "
@@ -717,6 +727,65 @@ def _policy_service(conf: PostfixConf, config: Config, endpoint: str) -> list[Fi
     if not findings:
         findings.append(ok("postfix", f"check_policy_service {endpoint} sits after reject_unauth_destination and "
                            "fails closed"))
+    return findings
+
+
+def _milter_address(entry: str, queue_directory: str) -> str:
+    """A milter's address in libmilter's words, as `[milter] listen` says it, from main.cf's or libmilter's: a
+    relative unix: path is relative to Postfix's queue directory, inet:HOST:PORT is inet:PORT@HOST, and every
+    loopback host is 127.0.0.1."""
+    kind, _, rest = entry.strip().partition(":")
+    if kind in ("unix", "local"):
+        return "unix:" + (rest if rest.startswith("/") else f"{queue_directory.rstrip('/')}/{rest}")
+    port, at, host = rest.partition("@")
+    found = (host, int(port)) if at and port.isdigit() else _host_port(rest)
+    if kind in ("inet", "inet6") and found is not None:
+        return f"inet:{found[1]}@{'127.0.0.1' if _loopback(found[0]) else found[0]}"
+    return entry.strip()
+
+
+def _our_milter(conf: PostfixConf, config: Config) -> str | None:
+    """rcptguard's milter as `smtpd_milters` names it, or None when it is not there."""
+    queue = conf.main.get("queue_directory", "/var/spool/postfix")
+    ours = _milter_address(config.milter.listen, queue)
+    return next((entry for entry in _milter_entries(conf.main.get("smtpd_milters", ""))
+                 if _milter_address(entry, queue) == ours), None)
+
+
+def _milter_entries(value: str) -> list[str]:
+    """The milters of a smtpd_milters list, each as named (`{ inet:..., default_action=... }` as its address)."""
+    return [token[1:-1].split(",")[0].strip() if token.startswith("{") else token for token in _tokens(value)]
+
+
+def _milter(conf: PostfixConf, config: Config, entry: str) -> list[Finding]:
+    """rcptguard's milter is in smtpd_milters: the protocol it needs, mail from sendmail(1), and a way back in for
+    released mail that does not pass the milter again."""
+    findings = []
+    queue = conf.main.get("queue_directory", "/var/spool/postfix")
+    protocol = conf.main.get("milter_protocol", "6")
+    if not protocol.isdigit() or int(protocol) < 6:
+        findings.append(warning("postfix", f"milter_protocol = {protocol}: the milter's headers and body are "
+                                "answered one by one (version 6 sends them without waiting)",
+                                f"milter_protocol = 6 ({MILTER_MAIN_CF})"))
+    others = [_milter_address(e, queue) for e in _milter_entries(conf.main.get("non_smtpd_milters", "").replace(
+        "$smtpd_milters", conf.main.get("smtpd_milters", "")))]
+    if _milter_address(entry, queue) not in others:
+        findings.append(warning("postfix", "the milter is not in non_smtpd_milters: mail submitted with sendmail(1) "
+                                "is not checked", f"non_smtpd_milters = $smtpd_milters ({MILTER_MAIN_CF})"))
+    service = _next_hop_service(conf, config)
+    if service is None:
+        findings.append(problem("postfix", f"no smtpd service in master.cf on [relay] next_hop "
+                                f"{config.relay.next_hop}: released mail has nowhere to go",
+                                f"add the `127.0.0.1:10026 inet ... smtpd` entry of {MILTER_MASTER_CF}"))
+    elif service.params.get("smtpd_milters", None) != "" and "no_milters" not in service.params.get(
+            "receive_override_options", ""):
+        findings.append(problem("postfix", f"the reinjection service {service.name} runs the milters: a released "
+                                "message is judged again and held again", f"add `-o smtpd_milters=` to "
+                                f"{service.name} in master.cf ({MILTER_MASTER_CF})"))
+    if not findings:
+        findings.append(ok("postfix", f"the milter {entry} is in smtpd_milters and non_smtpd_milters (protocol "
+                           f"{protocol}); released mail comes back through {service.name if service else '-'} "
+                           "without it"))
     return findings
 
 

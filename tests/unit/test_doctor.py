@@ -256,3 +256,35 @@ def test_outputs_come_from_one_list() -> None:
     assert report["status"] == 1
     assert [f["level"] for f in report["findings"]] == ["ok", "warning", "problem"]
     assert exit_status(findings[:2]) == 0
+
+
+# main.cf and master.cf with the lines of docs/postfix/milter.*.cf, and nothing of the other doors.
+MILTER_MAIN = {**MAIN, "content_filter": "", "smtpd_recipient_restrictions": "", "smtpd_end_of_data_restrictions": "",
+               "smtpd_milters": "unix:rcptguard/milter.sock", "non_smtpd_milters": "$smtpd_milters",
+               "milter_protocol": "6", "queue_directory": "/var/spool/postfix"}
+MILTER_REINJECT = Service("127.0.0.1:10026", "inet", "smtpd", {
+    "smtpd_milters": "", "non_smtpd_milters": "",
+    "receive_override_options": "no_unknown_recipient_checks,no_header_body_checks,no_milters,no_address_mappings"})
+
+
+def test_the_documented_milter_lines_are_fine(tmp_path: Path) -> None:
+    """The milter's socket in the queue folder, as main.cf names it (relative) and as [milter] listen says it."""
+    assert found(PostfixConf(MILTER_MAIN, (MILTER_REINJECT,)), config(tmp_path)) == []
+    inet = config(tmp_path, '[milter]\nlisten = "inet:8891@127.0.0.1"\n')
+    conf = PostfixConf({**MILTER_MAIN, "smtpd_milters": "{ inet:localhost:8891, default_action = tempfail }"},
+                       (MILTER_REINJECT,))
+    assert found(conf, inet) == []
+
+
+@pytest.mark.parametrize(("change", "services", "words"), [
+    ({"milter_protocol": "2"}, (MILTER_REINJECT,), "milter_protocol = 2"),
+    ({"non_smtpd_milters": ""}, (MILTER_REINJECT,), "not in non_smtpd_milters"),
+    ({}, (Service("127.0.0.1:10026", "inet", "smtpd", {"content_filter": ""}),), "judged again and held again"),
+    ({}, (), "released mail has nowhere to go"),
+    ({"smtpd_milters": "unix:opendkim/opendkim.sock"}, (MILTER_REINJECT,), "nor the milter (smtpd_milters)"),
+    ({"milter_default_action": "accept"}, (MILTER_REINJECT,), "accepted unchecked"),
+])
+def test_each_departure_from_the_milter_lines_is_found(tmp_path: Path, change: dict[str, str],
+                                                       services: tuple[Service, ...], words: str) -> None:
+    messages = found(PostfixConf({**MILTER_MAIN, **change}, services), config(tmp_path))
+    assert any(words in message for message in messages), messages
