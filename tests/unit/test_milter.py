@@ -250,3 +250,13 @@ def test_settings_are_checked() -> None:
     for section in ({"listen": "somewhere"}, {"socket_mode": "rw"}, {"timeout": 0.0}):
         with pytest.raises(ConfigError):
             MilterSettings.from_section(section, "milter")
+
+
+def test_each_recipient_is_counted_in_the_milters_metrics(tmp_path: Path) -> None:
+    service = make_service(tmp_path)
+    for address in ("x@army.mil", "j@gmial.com", "y@army.ml"):
+        service.judge(address)
+    text = service.metrics.exposition().decode()
+    for verdict in ("pass", "hold", "reject"):
+        assert f'rcptguard_decisions_total{{door="milter",verdict="{verdict}"}} 1.0' in text
+    assert 'rcptguard_signals_total{door="milter",signal="FORCE_RULE"} 1.0' in text

@@ -160,7 +160,8 @@ def milter(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...]
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        milter_mod.run(service, address)
+        with metrics_served("milter", service.metrics, settings.metrics_listen):
+            milter_mod.run(service, address)
     except milter_mod.ListenError as exc:
         click.echo(f"rcptguard milter: cannot listen on {address}: {exc}", err=True)
         sys.exit(2)

@@ -40,6 +40,7 @@ import jinja2
 from rcptguard import logs
 from rcptguard.dsn import DsnError, EnvelopeParams, MailParams, RcptParams, split_params
 from rcptguard.guard import malformed_verdict
+from rcptguard.metrics import Metrics, check_metrics_listen
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.notify import Warned, wants_notice
 from rcptguard.outbox import Backoff, Outbox
@@ -68,6 +69,7 @@ class MilterSettings(Settings):
     timeout: float = 600.0  # libmilter waits this long for the MTA's next command before it closes the session
     warn_header: bool = False  # add X-Rcptguard-Warning to a message with warned recipients (off: the sender is told)
     reject_status: str = "5.7.1"
+    metrics_listen: str = ""  # HOST:PORT of its Prometheus metrics (GET /metrics); empty: not served
 
     def check(self) -> None:
         if not _LISTEN.fullmatch(self.listen):
@@ -78,6 +80,7 @@ class MilterSettings(Settings):
             raise invalid("socket_mode", f"an octal mode such as 0660, not {self.socket_mode!r}") from None
         if self.timeout <= 0:
             raise invalid("timeout", "more than 0 seconds")
+        check_metrics_listen(self.metrics_listen)
 
 
 def libmilter_address(listen: str) -> str:
@@ -203,12 +206,14 @@ class MilterService:
     """What every MTA connection shares: the guard, the quarantine, the outbox and its background rounds."""
 
     def __init__(self, runtime: Runtime, quarantine: Quarantine, relay: RelaySettings, settings: MilterSettings,
-                 world: SyncWorld | None = None) -> None:
+                 dns: DnsSettings | None = None) -> None:
         self.runtime = runtime
         self.quarantine = quarantine
         self.settings = relay  # the outbox's rounds read [relay] (retry_pending)
         self.milter = settings
-        self.world = world
+        self.metrics = Metrics("milter", quarantine.store)
+        # The world's evidence (DNS) when on, through a loop of its own: libmilter's threads have none.
+        self.world = SyncWorld(dns, observe=self.metrics.dns_answer) if dns is not None and dns.enabled else None
         self.next_hop = relay.hop
         self.notifier = relay.notifier()
         self.outbox = Outbox(quarantine, backoff=Backoff(relay.retry_backoff, relay.retry_backoff_max),
@@ -225,11 +230,16 @@ class MilterService:
     # -- per recipient -----------------------------------------------------------------------------------------
 
     def judge(self, address: str) -> Verdict:
-        """The verdict for a recipient as the MTA gave it (without <>); bytes that were not UTF-8 make it malformed."""
+        """The verdict for a recipient as the MTA gave it (without <>), counted; bytes that were not UTF-8 make it
+        malformed."""
+        started = time.perf_counter()
         if any("\udc80" <= ch <= "\udcff" for ch in address):
-            return malformed_verdict(Malformed(address.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                                               "the address is not valid UTF-8"))
-        return consult_sync(self.world, self.runtime.guard.check(address))
+            readable = address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            verdict = malformed_verdict(Malformed(readable, "the address is not valid UTF-8"))
+        else:
+            verdict = consult_sync(self.world, self.runtime.guard.check(address))
+        self.metrics.decided(verdict, time.perf_counter() - started)
+        return verdict
 
     def count(self, what: str, n: int = 1) -> None:
         with self._lock:
@@ -423,10 +433,10 @@ def connection_class(service: MilterService) -> type[Any]:
             address = _path(to)
             verdict = service.judge(address)
             refusal = action_at_rcpt(verdict, service.milter.reject_status)
+            logs.decision(log, verdict, door="milter", sender=self.tx.sender, recipient=address, client=self.client,
+                          reply=refusal.code if refusal is not None else 250)
             if refusal is not None:
                 service.count("rejected")
-                logs.event(log, "rejected", sender=self.tx.sender, recipient=address, verdict=str(verdict.action),
-                           intended=verdict.intended, signals=[s.name for s in verdict.signals])
                 self._reply(refusal)
                 return int(Milter.REJECT)
             if address not in self.tx.verdicts:
@@ -595,5 +605,4 @@ def build(factory: GuardFactory, store: Store, relay: RelaySettings, settings: M
     have none)."""
     leave_stop_signals_to_libmilter()
     runtime = Runtime(factory, store, flush_interval=relay.flush_interval, rebuild_interval=relay.rebuild_interval)
-    world = SyncWorld(dns) if dns is not None and dns.enabled else None
-    return MilterService(runtime, Quarantine(store, stale_after=relay.claim_window), relay, settings, world)
+    return MilterService(runtime, Quarantine(store, stale_after=relay.claim_window), relay, settings, dns)

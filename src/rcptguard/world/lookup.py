@@ -194,11 +194,12 @@ class SyncWorld:
     Look-ups that outlive a check go on in that thread and fill the cache for the next call.
     """
 
-    def __init__(self, settings: DnsSettings | None = None) -> None:
+    def __init__(self, settings: DnsSettings | None = None, *,
+                 observe: Callable[[str, str], None] | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="rcptguard-dns", daemon=True)
         self._thread.start()
-        self.world = World(settings)
+        self.world = World(settings, observe=observe)  # `observe`: as World's (a door's metrics.dns_answer)
         self._closed = False
 
     def check(self, typed: str, intended: str) -> Evidence:
