@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 
-class Action(enum.IntEnum):
+class Level(enum.IntEnum):
+    """An ordered scale read and written by its lower-case names (`hold`, `medium`)."""
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            names = ", ".join(str(a) for a in cls)
+            raise ValueError(f"unknown {cls.__name__.lower()} {text!r} (expected one of {names})") from None
+
+
+class Action(Level):
     """What to do with one recipient, ordered from mildest to strongest."""
 
     PASS = 0
     WARN = 1
     HOLD = 2
     REJECT = 3
-
-    def __str__(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, text: str) -> Action:
-        try:
-            return cls[text.strip().upper()]
-        except KeyError:
-            names = ", ".join(str(a) for a in cls)
-            raise ValueError(f"unknown action {text!r} (expected one of {names})") from None
 
 
 class Role(enum.IntEnum):

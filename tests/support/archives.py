@@ -183,3 +183,61 @@ def google_log_csv(rows: list[tuple[dt.datetime, str, str, str, str]]) -> bytes:
             writer.writerow([f"<{ident}>", stamp, stamp, sender, "23456", "Report", "Sent", "0", rcpt, step, stamp,
                              "DELIVERED"])
     return out.getvalue().encode()
+
+
+def pdf_bytes(lines: list[str]) -> bytes:
+    """A one-page PDF showing the lines in Helvetica (a real PDF: pypdf reads its text back)."""
+    shown = " ".join("({}) Tj 0 -16 Td".format(line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)"))
+                     for line in lines)
+    stream = f"BT /F1 11 Tf 60 740 Td {shown} ET".encode("latin-1")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+         b"/Resources << /Font << /F1 5 0 R >> >> >>"),
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    start = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, start))
+    return out.getvalue()
+
+
+def docx_bytes(paragraphs: list[str]) -> bytes:
+    """A DOCX document with the paragraphs (python-docx)."""
+    import docx
+
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def xlsx_bytes(rows: list[list[str]]) -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+MRZ = ("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\n"
+       "L898902C36UTO7408122F1204159ZE184226B<<<<<10\n")  # the ICAO 9303 specimen

@@ -1,0 +1,161 @@
+"""Unit tests for the sensitivity scanner (`rcptguard.content`): what raises a signal, what does not, and the
+budget that bounds a message's scan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import time
+import zipfile
+
+import pytest
+
+from rcptguard.content import Limits, Severity, scan_message
+from tests.support.archives import DOCX, MRZ, PDF, XLSX, Sent, docx_bytes, pdf_bytes, xlsx_bytes
+
+T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("body", "name", "severity"),
+    [
+        ("SECRET//NOFORN\n\nThe convoy leaves at dawn.\n\nSECRET//NOFORN\n", "MARKING_CLASSIFIED", Severity.HIGH),
+        ("TOP SECRET\nOperation details follow.\n", "MARKING_CLASSIFIED", Severity.HIGH),
+        ("(S//NF) The route is via the northern pass.\n", "MARKING_CLASSIFIED", Severity.HIGH),
+        ("CUI\nControlled by: Army\nThe schedule is attached.\n", "MARKING_HANDLING", Severity.MEDIUM),
+        ("This memo is FOR OFFICIAL USE ONLY.\n", "MARKING_HANDLING", Severity.MEDIUM),
+        ("PROTECTED B when completed\n", "MARKING_HANDLING", Severity.MEDIUM),
+        ("Strictly confidential: the merger terms.\n", "MARKING_CONFIDENTIAL", Severity.LOW),
+        ("Traveller:\n" + MRZ, "PASSPORT", Severity.HIGH),
+        ("Her passport number is X1234567, valid to 2030.\n", "PASSPORT", Severity.MEDIUM),
+        ("Employee SSN: 536-22-8726\n", "NATIONAL_ID", Severity.HIGH),
+        ("DNI 12345678Z\n", "NATIONAL_ID", Severity.HIGH),
+        ("BSN: 111222333\n", "NATIONAL_ID", Severity.HIGH),
+        ("Card: 4111 1111 1111 1111 exp 12/28\n", "PAYMENT_CARD", Severity.HIGH),
+        ("Please pay to DE89 3704 0044 0532 0130 00 by Friday.\n", "IBAN", Severity.MEDIUM),
+        ("The VPN password: Tr0ub4dor&3\n", "CREDENTIAL", Severity.HIGH),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+         "CREDENTIAL", Severity.HIGH),
+        ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n", "CREDENTIAL", Severity.HIGH),
+        ("token ghp_" + "a1B2" * 9 + "\n", "CREDENTIAL", Severity.HIGH),
+        ("Booking reference: QX7T2M\n", "TRAVEL", Severity.MEDIUM),
+        ("Flight AF 1234 departs 14 Mar 2026 from CDG, gate 32.\n", "TRAVEL", Severity.MEDIUM),
+        ("The patient was diagnosed with diabetes; prescription attached.\n", "MEDICAL", Severity.MEDIUM),
+    ],
+)
+def test_each_detector_fires(body: str, name: str, severity: Severity) -> None:
+    """Each kind of sensitive content raises its named signal at its severity."""
+    result = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body=body).build())
+    found = {s.name: s.severity for s in result.signals}
+    assert found.get(name) == severity, result.signals
+    assert result.severity >= severity
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Let's keep this secret until the party on Friday!\n",  # lower-case secret: not a marking
+        "Call me at 555-0123 or on 123-45-678 or 0049-30-1234.\n",  # not SSN shapes
+        "SSN 000-12-3456 and 666-12-3456 and 900-12-3456\n",  # invalid areas
+        "Order number 4111 1111 1111 1112\n",  # fails Luhn
+        "Reference DE89 3704 0044 0532 0130 01\n",  # fails mod 97
+        "The password field must be at least 8 characters\n",  # no value after it
+        "Lunch on Thursday at noon? The new place on 5th Avenue.\n",
+        "Passport photos are in the other folder.\n",  # no number after the word
+    ],
+)
+def test_ordinary_text_raises_nothing(body: str) -> None:
+    """Ordinary text, and numbers whose check digits fail, raise no signal."""
+    result = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body=body).build())
+    assert result.severity == Severity.NONE, result.signals
+
+
+def test_values_never_in_the_evidence() -> None:
+    """The evidence names the part and the pattern, never the value found."""
+    secrets = ["536-22-8726", "4111 1111 1111 1111", "Tr0ub4dor&3", "DE89 3704 0044 0532 0130 00", "X1234567"]
+    body = ("SSN 536-22-8726\nCard 4111 1111 1111 1111\npassword: Tr0ub4dor&3\n"
+            "IBAN DE89 3704 0044 0532 0130 00\npassport X1234567\n")
+    result = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body=body).build())
+    dumped = json.dumps(result.to_json())
+    assert {s.name for s in result.signals} >= {"NATIONAL_ID", "PAYMENT_CARD", "CREDENTIAL", "IBAN", "PASSPORT"}
+    for secret in secrets:
+        assert secret not in dumped
+        assert secret.replace(" ", "") not in dumped
+
+
+def test_reason_names_what_raised_it() -> None:
+    """The reason is a sentence for the sender naming what raised the severity."""
+    result = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body="Crew passport number P1234567\n"
+                               "SSN 536-22-8726\n").build())
+    assert result.severity == Severity.HIGH
+    assert result.reason() == "It contains what looks like a national identity number."
+    assert "passport" in json.dumps(result.to_json())
+
+
+def test_attachments_pdf_docx_xlsx_and_names() -> None:
+    """Text is read from PDF, DOCX and XLSX attachments; names and key files raise their own signals; each signal
+    says which attachment."""
+    sent = Sent("a@example.com", ("b@army.ml",), T0, body="See attached.\n", attachments=[
+        ("crew-list.pdf", PDF, pdf_bytes(["Crew list", "SSN 536-22-8726"])),
+        ("notes.docx", DOCX, docx_bytes(["Meeting notes", "CUI", "The password: hunter2hunter2"])),
+        ("budget.xlsx", XLSX, xlsx_bytes([["name", "card"], ["A. Smith", "4111 1111 1111 1111"]])),
+        ("server.pem", "application/x-pem-file", b"not really a key"),
+    ])
+    result = scan_message(sent.build())
+    where = {(s.name, s.evidence["part"]) for s in result.signals}
+    assert ("NATIONAL_ID", "attachment crew-list.pdf") in where
+    assert ("ATTACHMENT_NAME", "attachment crew-list.pdf") in where
+    assert ("MARKING_HANDLING", "attachment notes.docx") in where
+    assert ("CREDENTIAL", "attachment notes.docx") in where
+    assert ("PAYMENT_CARD", "attachment budget.xlsx") in where
+    assert ("ATTACHMENT_KEYS", "attachment server.pem") in where
+    assert not result.unread
+
+
+def test_encodings_html_and_broken_charsets() -> None:
+    """Base64 and quoted-printable parts, HTML bodies and an unknown charset are all read."""
+    b64 = Sent("a@example.com", ("b@army.ml",), T0, body="SSN 536-22-8726\n", transfer="base64").build()
+    assert scan_message(b64).severity == Severity.HIGH
+    qp = Sent("a@example.com", ("b@army.ml",), T0, body="Caf\u00e9 SECRET//NOFORN\n", transfer="quoted-printable")
+    assert scan_message(qp.build()).severity == Severity.HIGH
+    html = Sent("a@example.com", ("b@army.ml",), T0, body="see html",
+                html="<html><head><style>p{}</style></head><body><p>Card <b>4111 1111 1111 1111</b></p></body></html>")
+    assert {s.evidence["part"] for s in scan_message(html.build()).signals} == {"html body"}
+    raw = (b"From: a@example.com\nTo: b@army.ml\nMIME-Version: 1.0\nContent-Type: text/plain; charset=x-no-such\n\n"
+           b"password: s3cr\xe9t-value\n")
+    assert scan_message(raw).severity == Severity.HIGH
+
+
+def test_broken_mime_and_junk_never_raise() -> None:
+    """Broken boundaries, binary junk and a bad base64 part give an answer, not an exception."""
+    broken = (b"From: a@example.com\nTo: b@army.ml\nMIME-Version: 1.0\n"
+              b'Content-Type: multipart/mixed; boundary="XX"\n\n--XX\nContent-Type: text/plain\n\nSSN 536-22-8726\n'
+              b"--XY\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n!!!not base64###\n")
+    assert scan_message(broken).severity == Severity.HIGH
+    assert scan_message(bytes(range(256)) * 400).severity == Severity.NONE
+    bad_pdf = Sent("a@example.com", ("b@army.ml",), T0, attachments=[("x.pdf", PDF, b"%PDF-1.4 garbage")]).build()
+    result = scan_message(bad_pdf)
+    assert any("x.pdf" in u for u in result.unread)
+
+
+def test_zip_bomb_like_attachment_refused() -> None:
+    """A DOCX that would unpack to far more than it weighs is not opened; the part is said to be unread."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"0" * 60_000_000)
+    bomb = Sent("a@example.com", ("b@army.ml",), T0, attachments=[("big.docx", DOCX, out.getvalue())]).build()
+    start = time.monotonic()
+    result = scan_message(bomb)
+    assert time.monotonic() - start < 5
+    assert any("big.docx" in u and "unpack" in u for u in result.unread)
+
+
+def test_budget_cuts_long_messages() -> None:
+    """Text beyond the budget is not looked at, and the cut is said."""
+    body = "x" * 5000 + "\nSSN 536-22-8726\n"
+    sent = Sent("a@example.com", ("b@army.ml",), T0, body=body).build()
+    assert scan_message(sent).severity == Severity.HIGH
+    small = scan_message(sent, Limits(text_chars=1000))
+    assert small.severity == Severity.NONE
+    assert any("budget" in u for u in small.unread)
