@@ -119,11 +119,11 @@ class Mbox(Source):
         self.end = end
 
     def parts(self, wanted: int) -> list[Source]:
-        size = self.path.stat().st_size
-        if wanted <= 1 or size < 4 * CHUNK:
+        size = self.path.stat().st_size if self.end is None else self.end
+        if wanted <= 1 or size - self.begin < 4 * CHUNK:
             return [self]
-        step = size // wanted + 1
-        return [Mbox(self.path, start, min(start + step, size)) for start in range(0, size, step)]
+        step = (size - self.begin) // wanted + 1
+        return [Mbox(self.path, start, min(start + step, size)) for start in range(self.begin, size, step)]
 
     def _starts(self, size: int) -> Iterator[int]:
         """The offsets where messages start in [begin, end), then the first start after it (or the file size)."""
@@ -215,7 +215,8 @@ class MessageFiles(Source):
         self.format = format_name
         self.files = files
 
-    def _files(self) -> list[Path]:
+    def message_files(self) -> list[Path]:
+        """The message files this source reads, in order."""
         if self.files is not None:
             return self.files
         if self.format == "eml":
@@ -226,14 +227,14 @@ class MessageFiles(Source):
         return sorted(p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() == ".eml")
 
     def parts(self, wanted: int) -> list[Source]:
-        files = self._files()
+        files = self.message_files()
         if wanted <= 1 or len(files) < 2 * wanted:
             return [self]
         step = len(files) // wanted + 1
         return [MessageFiles(self.path, self.format, files[i : i + step]) for i in range(0, len(files), step)]
 
     def records(self) -> Iterator[Record]:
-        for path in self._files():
+        for path in self.message_files():
             try:
                 with path.open("rb") as handle:
                     size = path.stat().st_size

@@ -45,9 +45,12 @@ class Problems(Counter[str]):
     A reader counts what it cannot use and goes on; the counts are reported, never raised.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.examples: dict[str, list[str]] = {}
+    def __init__(self, counts: dict[str, int] | None = None, examples: dict[str, list[str]] | None = None) -> None:
+        super().__init__(counts or {})
+        self.examples: dict[str, list[str]] = examples or {}
+
+    def __reduce__(self) -> tuple[type[Problems], tuple[dict[str, int], dict[str, list[str]]]]:
+        return type(self), (dict(self), self.examples)
 
     def add(self, kind: str, where: str, detail: str = "") -> None:
         self[kind] += 1
