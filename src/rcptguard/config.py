@@ -12,6 +12,7 @@
     [milter]     MilterSettings  gateways/milter.py (its releases, notices and links are the relay's)
     [retention]  RetentionSettings  how long stored messages and their records are kept (quarantine purge)
     [sink]       SinkSettings    gateways/sink.py: the typo domains' sink
+    [content]    ContentSettings content/settings.py: the sensitivity scanner in the mail path
     [web]        WebSettings     web/settings.py
 
 The type of every key comes from its settings class's annotations (`check_types`): a key added to a class is
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rcptguard.content.settings import ContentSettings
 from rcptguard.gateways.milter import MilterSettings
 from rcptguard.gateways.policyd import PolicySettings
 from rcptguard.gateways.relay import RelaySettings
@@ -87,7 +89,8 @@ class RetentionSettings(Settings):
 
 SECTIONS: dict[str, type[Settings]] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
                                        "relay": RelaySettings, "web": WebSettings, "retention": RetentionSettings,
-                                       "dns": DnsSettings, "sink": SinkSettings, "milter": MilterSettings}
+                                       "dns": DnsSettings, "sink": SinkSettings, "milter": MilterSettings,
+                                       "content": ContentSettings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ class Config:
     dns: DnsSettings = dataclasses.field(default_factory=DnsSettings)  # enabled None: each door's default
     sink: SinkSettings = dataclasses.field(default_factory=SinkSettings)
     milter: MilterSettings = dataclasses.field(default_factory=MilterSettings)
+    content: ContentSettings = dataclasses.field(default_factory=ContentSettings)
     source: Path | None = None
     links_configured: bool = False  # the file says where the page is ([web] or [relay] base_url)
 
@@ -157,7 +161,7 @@ def _resolved(policy: Policy, path: Path | None, base: Path, sections: dict[str,
                                  tls_key=_path(built["sink"].tls_key, base))
     return Config(policy=policy, db=overlay(db, "db", url=resolve_db_url(db.url, base)), notify=notify,
                   policyd=built["policyd"], relay=relay, web=web, retention=built["retention"], dns=built["dns"],
-                  sink=sink, milter=built["milter"], source=path, links_configured=links)
+                  sink=sink, milter=built["milter"], content=built["content"], source=path, links_configured=links)
 
 
 def relay_with(settings: RelaySettings, **flags: object) -> RelaySettings:

@@ -23,7 +23,7 @@ from rcptguard.model import Action
 
 _TOP_KEYS = {"protect", "known", "known_files", "providers", "restricted_suffixes", "learn_min_count",
              "psl_file", "thresholds", "weights", "priors", "force", "no_such_tld", "db", "policyd", "relay", "web",
-             "notify", "retention", "dns", "sink", "milter"}
+             "notify", "retention", "dns", "sink", "milter", "content"}
 _PRIOR_KEYS = {"protected", "known", "known_per_doubling", "popular", "first_contact", "short_name",
                "short_name_4", "second_slip"}
 _NO_SUCH_TLD_KEYS = {"action", "private"}
@@ -217,7 +217,8 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
         no_such_tld=no_such_tld,
         private_suffixes=private,
         sections={k: v for k, v in user.items()
-                  if k in ("db", "policyd", "relay", "web", "notify", "retention", "dns", "sink", "milter")},
+                  if k in ("db", "policyd", "relay", "web", "notify", "retention", "dns", "sink", "milter",
+                           "content")},
         source=path,
         text=text,
     )

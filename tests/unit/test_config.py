@@ -61,8 +61,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_every_key_is_covered() -> None:
     """The walk below reaches every section and the relay's next-hop timeouts (so a new key is tested too)."""
     tables = {table for table, _, _ in every_key()}
-    assert tables == {"db", "dns", "milter", "notify", "policyd", "relay", "relay.timeouts", "retention", "sink",
-                      "web"}
+    assert tables == {"content", "db", "dns", "milter", "notify", "policyd", "relay", "relay.timeouts", "retention",
+                      "sink", "web"}
     assert len(every_key()) > 60
 
 

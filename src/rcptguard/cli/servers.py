@@ -120,7 +120,8 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
                    base_url=settings.base_url, fix="set [web] base_url to the address senders reach the page at")
     store, factory = open_gateway(loaded, policy, db)
     try:
-        handler = relay_mod.build(factory, store, settings, dns=loaded.dns.for_door(default=True))
+        handler = relay_mod.build(factory, store, settings, dns=loaded.dns.for_door(default=True),
+                                  content=loaded.content)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt), metrics_served("relay", handler.metrics, settings.metrics_listen):

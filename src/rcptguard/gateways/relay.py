@@ -41,6 +41,8 @@ import jinja2
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from rcptguard import logs
+from rcptguard.content import Severity, raise_verdict, scan_message
+from rcptguard.content.settings import ContentSettings
 from rcptguard.delivery import (
     DEFAULT_NEXT_HOP,
     AsyncPool,
@@ -647,6 +649,7 @@ class RelayHandler:
         self.warned = Warned(settings.warn_notice_interval, self.copies.size)  # who heard of which domain lately
         self._limit_logged: dict[str, float] = {}
         self.world: World | None = None  # the world's evidence (DNS), when on: `build` sets it from [dns]
+        self.content = ContentSettings()  # the sensitivity scanner ([content]); `build` sets it
         self.metrics = Metrics("relay", quarantine.store)
 
     def fit_connections(self, open_files: int) -> None:
@@ -897,6 +900,17 @@ class RelayHandler:
                 logs.event(log, "success report not stored", logging.WARNING, sender=mail_from, error=str(exc))
         return True
 
+    async def _weigh_content(self, verdicts: dict[str, Verdict], content: bytes) -> dict[str, Verdict]:
+        """The verdicts with what the message carries (rcptguard.content): scanned only when a recipient is
+        warned about or held, within [content]'s budget, off the event loop."""
+        if not self.content.enabled or not any(v.action in (Action.WARN, Action.HOLD) for v in verdicts.values()):
+            return verdicts
+        found = await asyncio.to_thread(scan_message, content, self.content.limits)
+        if found.severity is Severity.NONE:
+            return verdicts
+        logs.event(log, "content", severity=str(found.severity), signals=sorted({s.name for s in found.signals}))
+        return {r: raise_verdict(v, found, self.content.threshold) for r, v in verdicts.items()}
+
     async def handle_exception(self, error: Exception) -> str:
         log.error("internal error", exc_info=error)
         return TEMPFAIL
@@ -908,6 +922,7 @@ class RelayHandler:
         content = without_own_headers(normalise_line_endings(raw))
         mail_from = envelope.mail_from or ""
         verdicts: dict[str, Verdict] = envelope.rcptguard  # type: ignore[attr-defined]
+        verdicts = await self._weigh_content(verdicts, content)
         passed = [r for r in envelope.rcpt_tos if verdicts[r].action in (Action.PASS, Action.WARN)]
         warned = [r for r in passed if verdicts[r].action is Action.WARN]
         held = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.HOLD]
@@ -1045,7 +1060,8 @@ async def retry_pending(handler: Sending) -> None:
             next_round = time.monotonic() + settings.retry_interval
 
 
-def build(factory: GuardFactory, store: Store, settings: RelaySettings, dns: DnsSettings | None = None) -> RelayHandler:
+def build(factory: GuardFactory, store: Store, settings: RelaySettings, dns: DnsSettings | None = None,
+          content: ContentSettings | None = None) -> RelayHandler:
     """The relay's handler: the guard from `factory` (what the store learned), its quarantine in `store`; with
     `dns` enabled (on unless `[dns] enabled = false`: `DnsSettings.for_door(default=True)`), the world's evidence
     for the rare verdicts that want it (docs/world.md)."""
@@ -1054,4 +1070,6 @@ def build(factory: GuardFactory, store: Store, settings: RelaySettings, dns: Dns
     handler = RelayHandler(runtime, Quarantine(store, stale_after=settings.claim_window), settings)
     if dns is not None and dns.enabled:
         handler.world = World(dns, observe=handler.metrics.dns_answer)
+    if content is not None:
+        handler.content = content
     return handler
