@@ -9,8 +9,9 @@ and takes the best. A candidate with two slips (`outlok.co`, `micorsfot.com`) sc
 less the `second_slip` prior: two slips at once are rarer than one. Real domains are never held for
 resembling another: a typed domain that is itself a major mailbox provider, or lies under a suffix whose
 registrations are vetted (.gov, .mil, .edu, .int), gets at most a warning, and none when it belongs to the
-same owner as the domain it resembles (gmx.net, gmx.de); so does a likely sibling of a provider (its name
-under .com for .net, or under another country's code when the brand has several).
+same owner as the domain it resembles (gmx.net, gmx.de); so does a likely sibling (under the same registered
+domain; or a provider's name under .com for .net, or under another country's code or registry when the brand
+has several: hotmail.ch, gmx.com.ar).
 
 A domain whose top-level label does not exist (`smallfirm.con`) cannot receive mail: it gets the policy's
 `no_such_tld.action`, with the likeliest real domain named, known or not.
@@ -25,7 +26,15 @@ from functools import lru_cache
 from pathlib import Path
 
 from rcptguard.detect import explain
-from rcptguard.domains import DomainError, is_public_suffix, normalize_domain, parse_address, use_suffix_list
+from rcptguard.domains import (
+    DomainError,
+    is_public_suffix,
+    normalize_domain,
+    parse_address,
+    public_suffix,
+    to_ascii,
+    use_suffix_list,
+)
 from rcptguard.index import Candidate, DomainIndex, Entry, Family
 from rcptguard.model import Action, Address, Domain, Malformed, Role, Signal, Verdict
 from rcptguard.policy import ConfigError, Policy
@@ -300,7 +309,7 @@ class Guard:
             action = min(action, Action.WARN)
             notes.append(f"But {domain.unicode} is itself a major mail provider ({popular.owner}).")
             return action, notes
-        sibling = self._sibling(best)
+        sibling = self._sibling(domain, best)
         if sibling is not None:
             signals.append(Signal("LIKELY_SIBLING", {"domain": best.candidate.target.domain.unicode,
                                                      "why": sibling}))
@@ -314,19 +323,26 @@ class Guard:
                          f"so {domain.unicode} is probably real.")
         return action, notes
 
-    def _sibling(self, best: Scored) -> str | None:
-        """Why the typed domain is probably a real sibling of the provider it resembles, if it is: the same
-        name under the other big generic suffix (cox.com for cox.net: owners hold both), or under another
-        country's code when the brand is indexed under several (hotmail.ch for hotmail.cz)."""
+    def _sibling(self, domain: Domain, best: Scored) -> str | None:
+        """Why the typed domain is probably a real sibling of the domain it resembles, if it is: both under one
+        registrable domain (kl.wind.jp for k1.wind.jp: whoever owns wind.jp gets the mail either way); or, for
+        a provider, the same name under the other big generic suffix (cox.com for cox.net: owners hold both),
+        or under another country's code or country registry when the brand is indexed under several
+        (hotmail.ch for hotmail.cz, yahoo.com.ar for yahoo.com)."""
         candidate = best.candidate
-        if (candidate.target.role is not Role.POPULAR or candidate.family is not Family.SUFFIX
+        if _registrable(domain.ascii, domain.suffix) == _registrable(to_ascii(candidate.intended)):
+            return "registrable"
+        if (candidate.target.owner is None or candidate.family is not Family.SUFFIX
                 or best.slips != 1 or candidate.typed_stem != candidate.intended_stem):
             return None
         if best.slip.name == "TLD_HABIT":
             return "generic"
         ccs = country_codes()
         typed, meant = candidate.typed_suffix.rsplit(".", 1)[-1], candidate.intended_suffix.rsplit(".", 1)[-1]
-        if (typed in ccs and meant in ccs and typed != "co"
+        # The brand's suffix under a country's own registry: com.ar is one (a public suffix), com.com is not.
+        registry = candidate.typed_suffix.startswith(candidate.intended_suffix + ".") \
+            and candidate.typed_suffix == domain.suffix
+        if (typed in ccs and typed != "co" and (meant in ccs or registry)
                 and self.index.suffix_count(candidate.intended_stem) >= BRAND_COUNTRIES):
             return "country"
         return None
@@ -356,6 +372,12 @@ def _suffix_cost(typed: str, intended: str) -> float:
         return max(fix.cost, 0.0)
     edit = single_edit(typed, intended)
     return path_cost((edit,), in_name=False) if edit is not None else _UNRELATED_SUFFIX
+
+
+def _registrable(ascii_domain: str, suffix: str | None = None) -> str:
+    """The domain registered under its public suffix (wind.jp for k1.wind.jp)."""
+    suffix = public_suffix(ascii_domain) if suffix is None else suffix
+    return ".".join(ascii_domain.split(".")[-suffix.count(".") - 2 :])
 
 
 def _typing_cost(candidate: Candidate) -> float:

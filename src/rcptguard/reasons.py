@@ -50,6 +50,8 @@ def bounce_reason(typed: Domain, tld: str) -> str:
 
 def sibling_note(typed: Domain, provider: str, why: str) -> str:
     """Why a domain resembling a provider is probably that provider's real sibling."""
+    if why == "registrable":
+        return f"But {typed.unicode} and {provider} are under one registered domain, so one owner gets the mail."
     if why == "generic":
         return (f"But owners usually hold their name under the common generic suffixes too, so "
                 f"{typed.unicode} is probably {provider}'s real sibling.")

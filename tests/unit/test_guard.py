@@ -250,6 +250,31 @@ def test_a_suffix_cut_short_is_the_most_used_of_its_completions() -> None:
     assert verdict.intended == "treasury.gov"
 
 
+@pytest.mark.parametrize("address", ["x@gmx.com.ar", "x@hotmail.com.pe", "x@yahoo.com.bo"])
+def test_a_brand_under_a_country_registry_is_at_most_a_warning(address: str) -> None:
+    """A provider's name and suffix under a country's own registry (com.ar is a public suffix), for a brand
+    with domains in several countries, is probably its own: a warning, not a hold."""
+    verdict = make_guard((), ("yahoo.com",)).check(address)
+    assert verdict.action is Action.WARN
+    assert verdict.signal("LIKELY_SIBLING") is not None
+
+
+@pytest.mark.parametrize("address", ["x@gmail.com.co", "x@yahoo.com.com", "x@example.com.au"])
+def test_a_suffix_added_that_is_no_brand_registry_is_held(address: str) -> None:
+    """com.co is a slip of .com (not read as a country), com.com is no registry, and a name known under one
+    suffix only is not a brand of many countries: held."""
+    assert make_guard((), ("gmail.com", "yahoo.com", "example.com")).check(address).action is Action.HOLD
+
+
+def test_a_slip_under_the_same_registered_domain_is_at_most_a_warning() -> None:
+    """mial.example.com for the known mail.example.com: whoever owns example.com gets the mail either way."""
+    verdict = make_guard((), ("mail.example.com",)).check("x@mial.example.com")
+    assert verdict.action is Action.WARN
+    signal = verdict.signal("LIKELY_SIBLING")
+    assert signal is not None
+    assert signal.evidence["why"] == "registrable"
+
+
 def test_glued_country_code_of_a_protected_domain_is_held() -> None:
     """deibm.com, with ibm.com protected, is held as de.ibm.com."""
     verdict = make_guard(("ibm.com",)).check("x@deibm.com")

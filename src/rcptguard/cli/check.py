@@ -247,7 +247,7 @@ CONTEXT_SIGNALS: tuple[tuple[str, str | None, str], ...] = (
     ("FIRST_CONTACT", "first_contact", "the typed domain was never written to"),
     ("SHORT_NAME", "short_name", "a name slip of a name of 3 letters or fewer (4 letters: short_name_4)"),
     ("SECOND_SLIP", "second_slip", "a candidate with two slips (outlok.co, micorsfot.com): once per extra slip"),
-    ("LIKELY_SIBLING", None, "the typed domain is probably a provider's real sibling (cox.com, hotmail.ch): warn"),
+    ("LIKELY_SIBLING", None, "the typed domain is probably a real sibling (cox.com, hotmail.ch, gmx.com.ar): warn"),
     ("POPULAR_PROVIDER", None, "the typed domain is itself a major provider: capped at warn (pass if both are)"),
     ("SAME_OWNER", None, "the typed provider has the same owner as the intended one: pass"),
     ("RESTRICTED_SUFFIX", None, "the typed domain is under a vetted suffix (restricted_suffixes): capped at warn"),
