@@ -185,6 +185,7 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415 - same
     from rcptguard.web import create_app  # noqa: PLC0415 - same
     from rcptguard.web.server import serve  # noqa: PLC0415 - same
+    from rcptguard.world import SyncWorld  # noqa: PLC0415 - same
 
     logs.setup(log_level)
     loaded = build_config(config)
@@ -203,11 +204,15 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
         raise click.UsageError(str(exc)) from None
     quarantine = Quarantine(store, stale_after=relay_settings.claim_window)
     notifier = relay_settings.notifier()
-    app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
-                     notifier=notifier,
-                     secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
-                     template_dir=Path(settings.template_dir) if settings.template_dir else None, settings=settings)
-    serve(app, host, port, log_level=log_level, sock=listening_socket("web", host, port))
+    dns = loaded.dns.for_door(default=True)
+    with contextlib.ExitStack() as stack:
+        world = stack.enter_context(SyncWorld(dns)) if dns.enabled else None
+        app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
+                         notifier=notifier,
+                         secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
+                         template_dir=Path(settings.template_dir) if settings.template_dir else None,
+                         settings=settings, world=world)
+        serve(app, host, port, log_level=log_level, sock=listening_socket("web", host, port))
 
 
 def web_secret(settings: WebSettings, base: Path) -> bytes:

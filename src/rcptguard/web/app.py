@@ -64,9 +64,12 @@ from rcptguard.web.limits import (
 from rcptguard.web.listing import Listing, list_page
 from rcptguard.web.releases import Releases
 from rcptguard.web.settings import WebSettings
+from rcptguard.world.weigh import consult_all_sync
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from rcptguard.world import SyncWorld
 
 __all__ = [
     "SECURITY_HEADERS",
@@ -393,7 +396,8 @@ class Web:
     def __init__(self, *, quarantine: Quarantine, links: Links, guard_provider: Callable[[], Guard],
                  next_hop: NextHop, secret: bytes, admin_user: str | None, admin_password: str | None,
                  template_dir: Path | None, settings: WebSettings, clock: Clock,
-                 notifier: Notifier | None = None, metrics: Metrics | None = None) -> None:
+                 notifier: Notifier | None = None, metrics: Metrics | None = None,
+                 world: SyncWorld | None = None) -> None:
         if len(secret) < 16:
             raise ValueError("the web secret must be at least 16 bytes")
         self.quarantine = quarantine
@@ -405,6 +409,7 @@ class Web:
         self.pages = Pages(template_dir)
         self.settings = settings
         self.metrics = metrics or Metrics("web", quarantine.store)
+        self.world = world
         self.releases = Releases(quarantine, next_hop, workers=settings.release_workers, notifier=notifier)
         self.logins = LoginThrottle(max_failures=settings.admin_max_failures, window=settings.admin_failure_window,
                                     lockout=settings.admin_lockout, lockout_max=settings.admin_lockout_max,
@@ -705,14 +710,18 @@ class Web:
     # -- the JSON API ---------------------------------------------------------------------------------------------
 
     def check(self, body: CheckRequest) -> CheckResponse:
+        """Each recipient's verdict, with the world's evidence when [dns] is on (docs/world.md): the look-ups of
+        one request are made at once, so it waits about one budget_ms at most, and never fails on them."""
         guard = self.guard_provider()
-        verdicts = []
+        verdicts, times = [], []
         for raw in body.recipients:
             started = time.perf_counter()
-            verdict = guard.check(raw)
-            self.metrics.decided(verdict, time.perf_counter() - started)
-            verdicts.append(VerdictOut.model_validate(verdict.to_json()))
-        return CheckResponse(verdicts=verdicts)
+            verdicts.append(guard.check(raw))
+            times.append(time.perf_counter() - started)
+        verdicts = consult_all_sync(self.world, verdicts)
+        for verdict, elapsed in zip(verdicts, times, strict=True):
+            self.metrics.decided(verdict, elapsed)
+        return CheckResponse(verdicts=[VerdictOut.model_validate(v.to_json()) for v in verdicts])
 
     # -- metrics --------------------------------------------------------------------------------------------------
 
@@ -749,6 +758,7 @@ def create_app(
     clock: Clock = time.monotonic,
     notifier: Notifier | None = None,
     metrics: Metrics | None = None,
+    world: SyncWorld | None = None,
 ) -> FastAPI:
     """The web application. `secret` keys the CSRF tokens (at least 16 bytes, the same across restarts and
     workers); the admin pages answer 404 unless both `admin_user` and `admin_password` are set; templates in
@@ -756,11 +766,12 @@ def create_app(
     limits; `clock` (monotonic seconds) times the rate limit and the login lockout. With `notifier` ([notify]),
     the notices an administrator's decisions owe their senders are sent from here too, in the background, once
     the quarantine's notice_grace has passed; without it, by the relay's retry loop (or `quarantine
-    deliver-pending`). `metrics`: what `GET /metrics` serves (default: the web's own, with the store's gauges)."""
+    deliver-pending`). `metrics`: what `GET /metrics` serves (default: the web's own, with the store's gauges).
+    `world`: the DNS evidence `/v1/check` weighs (None: decided without it); the caller closes it."""
     settings = settings or WebSettings()
     web = Web(quarantine=quarantine, links=links, guard_provider=guard_provider, next_hop=next_hop, secret=secret,
               admin_user=admin_user, admin_password=admin_password, template_dir=template_dir, settings=settings,
-              clock=clock, notifier=notifier, metrics=metrics)
+              clock=clock, notifier=notifier, metrics=metrics, world=world)
     # redirect_slashes off: Starlette builds that redirect from the Host header (see confirm_slash).
     app = FastAPI(title="rcptguard", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", redirect_slashes=False)

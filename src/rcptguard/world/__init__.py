@@ -23,8 +23,8 @@ from rcptguard.world.lookup import SyncWorld, World
 from rcptguard.world.model import Answer, Evidence, Finding, Outcome
 from rcptguard.world.settings import DnsSettings
 from rcptguard.world.shared import SHARED_HOSTS, SharedHost, SharedHosts
-from rcptguard.world.weigh import SIGNALS, consult, consult_sync, wants_evidence, weigh
+from rcptguard.world.weigh import SIGNALS, consult, consult_all_sync, consult_sync, wants_evidence, weigh
 
 __all__ = ["SHARED_HOSTS", "SIGNALS", "Answer", "CacheInfo", "Classified", "DnsSettings", "Evidence", "Finding",
-           "Outcome", "SharedHost", "SharedHosts", "SyncWorld", "World", "classify", "consult", "consult_sync",
-           "wants_evidence", "weigh"]
+           "Outcome", "SharedHost", "SharedHosts", "SyncWorld", "World", "classify", "consult", "consult_all_sync",
+           "consult_sync", "wants_evidence", "weigh"]

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Self
 
 import dns.asyncresolver
@@ -214,6 +214,27 @@ class SyncWorld:
         except Exception:  # noqa: BLE001 - the check path must never fail on the world's evidence
             future.cancel()
             return _evidence(Finding.UNKNOWN, typed, intended, "The DNS look-up failed; decided without it.", started)
+
+    def check_all(self, pairs: Sequence[tuple[str, str]]) -> list[Evidence]:
+        """`check` for each (typed, intended) pair, all at once: the whole batch waits about one budget, not one
+        budget a pair; never raises."""
+        if not pairs:
+            return []
+        started = time.perf_counter()
+        if self._closed:
+            return [_evidence(Finding.UNKNOWN, typed, intended, "DNS look-ups are closed; decided without them.",
+                              started) for typed, intended in pairs]
+
+        async def together() -> list[Evidence]:
+            return list(await asyncio.gather(*(self.world.check(typed, intended) for typed, intended in pairs)))
+
+        future = asyncio.run_coroutine_threadsafe(together(), self._loop)
+        try:
+            return future.result(timeout=self.world.settings.budget + 5)
+        except Exception:  # noqa: BLE001 - the check path must never fail on the world's evidence
+            future.cancel()
+            return [_evidence(Finding.UNKNOWN, typed, intended, "The DNS look-up failed; decided without it.",
+                              started) for typed, intended in pairs]
 
     def cache_info(self) -> CacheInfo:
         return self.world.cache_info()

@@ -4,6 +4,7 @@
         verdict = weigh(verdict, await world.check(verdict.domain_ascii, verdict.intended))
     verdict = await consult(world, verdict)           # the same, never raises (the relay, the policy service)
     verdict = consult_sync(sync_world, verdict)       # without an event loop (`rcptguard check --dns`, stdio)
+    verdicts = consult_all_sync(sync_world, verdicts) # a batch at once (the web API's /v1/check)
 
 What each finding does (docs/world.md):
 
@@ -32,7 +33,7 @@ from rcptguard.world.model import Evidence, Finding
 if TYPE_CHECKING:
     from rcptguard.world.lookup import SyncWorld, World
 
-__all__ = ["SIGNALS", "consult", "consult_sync", "wants_evidence", "weigh"]
+__all__ = ["SIGNALS", "consult", "consult_all_sync", "consult_sync", "wants_evidence", "weigh"]
 
 log = logging.getLogger("rcptguard.world")
 
@@ -78,6 +79,23 @@ async def consult(world: World | None, verdict: Verdict) -> Verdict:
     except Exception:  # the mail path never fails on the world's evidence
         log.exception("dns evidence not weighed; decided without it")
         return verdict
+
+
+def consult_all_sync(world: SyncWorld | None, verdicts: list[Verdict]) -> list[Verdict]:
+    """`consult_sync` for a batch (the web API's recipients), the look-ups made at once: the batch waits about
+    one budget in all; never raises."""
+    asking = [i for i, verdict in enumerate(verdicts) if wants_evidence(verdict)]
+    if world is None or not asking:
+        return verdicts
+    out = list(verdicts)
+    try:
+        found = world.check_all([(verdicts[i].domain_ascii or "", verdicts[i].intended or "") for i in asking])
+        for i, evidence in zip(asking, found, strict=True):
+            out[i] = weigh(verdicts[i], evidence)
+    except Exception:  # the check path never fails on the world's evidence
+        log.exception("dns evidence not weighed; decided without it")
+        return verdicts
+    return out
 
 
 def consult_sync(world: SyncWorld | None, verdict: Verdict) -> Verdict:
