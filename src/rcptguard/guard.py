@@ -41,7 +41,7 @@ from rcptguard.policy import ConfigError, Policy
 from rcptguard.providers import providers
 from rcptguard.reasons import bounce_reason, covered_reason, looks_like, sibling_note, target_phrase
 from rcptguard.typos.cost import path_cost
-from rcptguard.typos.edits import single_edit
+from rcptguard.typos.edits import Edit, single_edit
 from rcptguard.typos.suffixes import country_codes, fix_for, nearest, real_tlds
 
 _WEAK_FOR_POPULAR = frozenset({"TLD_SWAP", "TLD_CHANGE"})
@@ -232,6 +232,8 @@ class Guard:
         candidates = self.index.candidates(domain)
         if not candidates:
             return []
+        if len(candidates) > 1:
+            candidates = _undominated(candidates)
         scored = []
         for candidate in candidates:
             slips = explain(candidate)
@@ -389,6 +391,21 @@ def _typing_cost(candidate: Candidate) -> float:
     if candidate.family is Family.SUFFIX or candidate.suffix_slip:
         cost += _suffix_cost(candidate.typed_suffix, candidate.intended_suffix)
     return cost
+
+
+def _undominated(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates less those explained by the same slip in the same name as another, plus a slip of the
+    suffix: outlok.com.br is outlook.com.br with an 'o' missing, not outlook.com.gr with a key slipped too."""
+    plain = {(c.intended_stem, _edits_key(c.edits)) for c in candidates
+             if c.family is Family.NAME and c.edits and not c.suffix_slip}
+    if not plain:
+        return candidates
+    return [c for c in candidates
+            if not (c.suffix_slip and (c.intended_stem, _edits_key(c.edits)) in plain)]
+
+
+def _edits_key(edits: tuple[Edit, ...]) -> tuple[tuple[str, int, str, str], ...]:
+    return tuple((e.op.value, e.pos, e.was, e.now) for e in edits)
 
 
 def _rank_key(item: Scored) -> tuple[float, int, float, str]:

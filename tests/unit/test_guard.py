@@ -244,6 +244,16 @@ def test_a_slip_in_the_name_and_a_suffix_typed_twice(address: str, known: tuple[
     assert "SECOND_SLIP" in names
 
 
+@pytest.mark.parametrize(("address", "intended"), [("x@outlok.com.br", "outlook.com.br"),
+                                                   ("x@yaho.com.br", "yahoo.com.br")])
+def test_one_slip_is_not_outranked_by_the_same_slip_and_another(address: str, intended: str) -> None:
+    """The brand's own domain with one slip in the name beats the same slip plus a slipped suffix (outlok.com.br
+    is not outlook.com.gr, whose weights would add up to more)."""
+    verdict = make_guard().check(address)
+    assert verdict.intended == intended
+    assert verdict.signal("SECOND_SLIP") is None
+
+
 def test_a_suffix_cut_short_is_the_most_used_of_its_completions() -> None:
     """treasury.go could be .gop, .got or .gov, all one letter short: .gov is named (more registrations)."""
     verdict = make_guard().check("x@treasury.go")
