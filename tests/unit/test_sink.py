@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rcptguard.domains import normalize_domain
-from rcptguard.gateways.sink import REPLY_LINE, SinkSettings, TypoDomains, refusal
+from rcptguard.gateways.sink import REPLY_LINE, SinkSettings, SinkSMTP, TypoDomains, refusal
 from rcptguard.model import Address
 from rcptguard.policy import ConfigError
 from rcptguard.store import Store
@@ -294,3 +294,15 @@ def test_answers_and_limits_are_counted_in_the_metrics(store: Store) -> None:
     assert 'rcptguard_sink_answers_total{answer="limited"} 1.0' in text
     assert 'rcptguard_sink_limits_total{limit="max_recipients"} 1.0' in text
     assert "army" not in text
+
+
+def test_a_session_knows_every_command_and_hook_though_its_dir_is_narrowed(typo_sink: TypoSink) -> None:
+    """SinkSMTP and SinkHandler show aiosmtpd only their prefixed names (it reads dir() for every new session);
+    the tables aiosmtpd builds from them are the same as from the full lists."""
+    session = SinkSMTP(typo_sink.handler, hostname="x", loop=typo_sink.loop)
+    everything = object.__dir__(session)
+    assert set(session._smtp_methods) == {n[5:] for n in everything if n.startswith("smtp_")}
+    assert set(session._handle_hooks) == {n[7:] for n in object.__dir__(typo_sink.handler)
+                                          if n.startswith("handle_")}
+    assert {"RCPT", "DATA", "STARTTLS", "EHLO", "QUIT"} <= set(session._smtp_methods)
+    assert {"EHLO", "MAIL", "RCPT", "exception"} == set(session._handle_hooks)
