@@ -162,7 +162,8 @@ def test_hard_input_is_held_byte_for_byte_or_refused_cleanly(miltered: tuple[Pos
     """Broken MIME with 8-bit bytes and a 60 KB header: the held copy, released, arrives as Postfix delivered the
     message to the other recipient, byte for byte, under the reinjection's Received header (Postfix folds the long
     line as it sends, both times). IDN: the Cyrillic lookalike held in both its forms (SMTPUTF8). CR/LF inside an
-    address never reaches a recipient: Postfix refuses the line, and the milter serves the next message."""
+    address never reaches a recipient: Postfix refuses the line, and the milter serves the next message. A warned
+    recipient gets the message unchanged; its sender gets the warning."""
     instance, milter = miltered
     broken = (b"From: me@example-corp.com\r\nTo: x@army.mil, j@gmial.com\r\nSubject: =?utf-8?q?broken?=\r\n"
               b"X-Long: " + b"a" * 60_000 + b"\r\n"
@@ -204,6 +205,17 @@ def test_hard_input_is_held_byte_for_byte_or_refused_cleanly(miltered: tuple[Pos
     assert delivered.count(b"a" * 900) >= 60  # the 60 KB field is there, however Postfix folded it
     assert {r for m in sink.messages for r in m.rcpt_tos} == {"x@army.mil", "j@gmial.com", SENDER}
     assert milter.alive()
+
+    # A warned recipient: delivered as it is, and the sender (never the recipient) is told why.
+    with smtplib.SMTP("127.0.0.1", instance.smtpd_port, timeout=30) as smtp:
+        assert smtp.sendmail(SENDER, ["w@mail.com"], message("w@mail.com", subject="warned")) == {}
+    sink.wait_for(6)
+    (warned,) = mail_to(sink, "w@mail.com")
+    assert b"Rcptguard" not in warned
+    notices = [m.data for m in sink.messages[-2:] if m.rcpt_tos == (SENDER,)]
+    assert len(notices) == 1
+    assert b"mail.com" in notices[0]
+    assert b"gmail.com" in notices[0]
 
 
 def first_field(message: bytes) -> tuple[bytes, bytes]:

@@ -85,6 +85,8 @@ def test_sendmail_transaction_one_of_each(milter: MilterProcess) -> None:
         mta.send("Q")
     (entry,) = [e for e in held(milter.db) if e["message_id"] not in before]
     assert entry["recipient"] == "j@gmial.com"
+    assert entry["envelope"] == {"mail": {"ret": "HDRS", "envid": "q+2B1"}, "rcpts": {
+        "j@gmial.com": {"notify": ["FAILURE", "DELAY"], "orcpt": "rfc822;j@gmial.com"}}}  # DSN, kept for the release
     stored = cli_content(milter.db, str(entry["id"]))
     assert stored == (b"Received:" + SENDMAIL_RECEIVED.replace(b"\n", b"\r\n") + b"\r\nFrom: me@example-corp.com\r\n"
                       b"Subject: crew\r\n list\r\n\r\nPassport numbers attached.\r\n")

@@ -42,3 +42,16 @@ def test_an_unknown_host_is_one_line_and_exit_two(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("rcptguard policyd: cannot listen on no-such-host.invalid:10040: ")
+
+
+def test_the_milter_says_why_it_cannot_listen(taken_port: int, tmp_path: Path) -> None:
+    """`rcptguard milter` on a port in use, or on a socket in a folder that does not exist: one line with the reason
+    (libmilter itself only says "cannot opensocket"), exit 2."""
+    for listen, reason in ((f"inet:127.0.0.1:{taken_port}", "address already in use"),
+                           (f"unix:{tmp_path}/missing/milter.sock", f"no folder {tmp_path}/missing")):
+        proc = subprocess.run([RCPTGUARD, "milter", "--listen", listen, "--db", f"sqlite:///{tmp_path / 'store.db'}"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        ours = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
+        assert ours == [f"rcptguard milter: cannot listen on {listen}: {reason}"]

@@ -164,7 +164,7 @@ def milter(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...]
         with metrics_served("milter", service.metrics, settings.metrics_listen):
             milter_mod.run(service, address)
     except milter_mod.ListenError as exc:
-        click.echo(f"rcptguard milter: cannot listen on {address}: {exc}", err=True)
+        click.echo(f"rcptguard milter: cannot listen on {listen or loaded.milter.listen}: {exc}", err=True)
         sys.exit(2)
 
 

@@ -25,8 +25,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import re
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -540,6 +542,29 @@ class ListenError(RuntimeError):
     """The milter's socket could not be opened (a folder that is missing or not writable, a port in use)."""
 
 
+def why_not(listen: str) -> str:
+    """Why libmilter could not open `listen` (it says only "cannot opensocket"), as the system says it: the socket's
+    folder missing or not writable, a port in use or not this host's. "" when no reason is found."""
+    kind, _, rest = listen.partition(":")
+    try:
+        if kind in ("unix", "local"):
+            folder = Path(rest).parent
+            if not folder.is_dir():
+                return f"no folder {folder}"
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.bind(str(folder / f".rcptguard-probe-{os.getpid()}"))
+            (folder / f".rcptguard-probe-{os.getpid()}").unlink()
+        else:
+            port, _, host = rest.partition("@")
+            family = socket.AF_INET6 if kind == "inet6" or ":" in host else socket.AF_INET
+            with socket.socket(family) as probe:
+                probe.bind((host, int(port)))
+    except (OSError, ValueError) as exc:
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+        return reason[:1].lower() + reason[1:]
+    return ""
+
+
 def run(service: MilterService, listen: str, *, ready: Callable[[], None] | None = None) -> None:
     """Serve the MTA on `listen` (libmilter's address) until SIGTERM or SIGINT, then save what was learned."""
     import Milter  # noqa: PLC0415 - libmilter only for the command that runs the milter
@@ -548,11 +573,11 @@ def run(service: MilterService, listen: str, *, ready: Callable[[], None] | None
     settings = service.milter
     Milter.factory = connection_class(service)
     libmilter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT)
+    _open(listen, settings, ready)  # ListenError: nothing started yet
     rounds = service.background()
     started = dt.datetime.now(dt.UTC)
+    logs.event(log, "listening", listen=listen, next_hop=str(service.next_hop))
     try:
-        _open(listen, settings, ready)
-        logs.event(log, "listening", listen=listen, next_hop=str(service.next_hop))
         libmilter.main()
     finally:
         service.stop_background(rounds)
@@ -583,7 +608,7 @@ def _open(listen: str, settings: MilterSettings, ready: Callable[[], None] | Non
         if listen.startswith(("unix:", "local:")):
             Path(listen.partition(":")[2]).chmod(int(settings.socket_mode, 8))
     except (libmilter.error, OSError) as exc:
-        raise ListenError(str(exc) or "libmilter could not open the socket") from None
+        raise ListenError(why_not(listen) or str(exc)) from None
     if ready is not None:
         ready()
 
