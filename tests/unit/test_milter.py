@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from rcptguard.content.settings import ContentSettings
 from rcptguard.dsn import MailParams, RcptParams
 from rcptguard.errors import ConfigError
 from rcptguard.gateways.milter import (
     Arrival,
+    ContentCheck,
     MilterService,
     MilterSettings,
     Transaction,
     action_at_rcpt,
+    build,
     libmilter_address,
     own_headers,
     postfix_date,
@@ -225,7 +228,7 @@ def test_a_content_check_may_raise_a_verdict_never_lower_it(tmp_path: Path) -> N
                                       "Passport numbers to an address that looks mistyped."),
                 "j@gmial.com": Verdict(held.address, held.domain, Action.PASS, 0.0, (), "fine")}
 
-    service.content_checks.append(check)
+    service.content_checks.append(ContentCheck("test", check))
     outcome = service.end_of_message(tx, arrival(), "")
     assert outcome.answer == "discard"
     assert sorted(outcome.delete) == ["<a@mail.com>", "<j@gmial.com>"]
@@ -260,3 +263,20 @@ def test_each_recipient_is_counted_in_the_milters_metrics(tmp_path: Path) -> Non
     for verdict in ("pass", "hold", "reject"):
         assert f'rcptguard_decisions_total{{door="milter",verdict="{verdict}"}} 1.0' in text
     assert 'rcptguard_signals_total{door="milter",signal="FORCE_RULE"} 1.0' in text
+
+
+def test_the_sensitivity_scanner_holds_a_warned_recipient_of_a_marked_message(tmp_path: Path) -> None:
+    """[content] on (the default): a warned recipient of a message with a classification marking is held, and the
+    hold says what the message carries; a message to passing recipients only is not read at all."""
+    store = Store.open(f"sqlite:///{tmp_path / 'milter.db'}")
+    relay = RelaySettings.from_section({"next_hop": "127.0.0.1:10026"}, "relay")
+    service = build(policy_factory(), store, relay, MilterSettings(), content=ContentSettings())
+    tx = transaction(service, "a@mail.com")
+    tx.body[:] = b"SECRET//NOFORN\r\nThe plan.\r\n"
+    assert service.reads_content(tx)
+    outcome = service.end_of_message(tx, arrival(), "")
+    assert outcome.delete == ["<a@mail.com>"]
+    (hold,) = service.quarantine.list()
+    assert "classification marking" in hold.reason
+    assert "SENSITIVE_CONTENT" in [s["name"] for s in hold.signals]
+    assert not service.reads_content(transaction(service, "x@army.mil"))

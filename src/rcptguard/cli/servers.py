@@ -155,9 +155,11 @@ def milter(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...]
         relay_settings = relay_with(loaded.relay, next_hop=next_hop)
     except (ConfigError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
+    milter_mod.leave_stop_signals_to_libmilter()  # before any thread starts (the DNS loop, the background rounds)
     store, factory = open_gateway(loaded, policy, db)
     try:
-        service = milter_mod.build(factory, store, relay_settings, settings, dns=loaded.dns.for_door(default=True))
+        service = milter_mod.build(factory, store, relay_settings, settings, dns=loaded.dns.for_door(default=True),
+                                   content=loaded.content)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     try:

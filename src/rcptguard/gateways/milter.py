@@ -14,9 +14,10 @@ Per recipient, from the same `Verdict` as every door (`action_at_rcpt`, `MilterS
             (all held: the stored message is discarded by the MTA, nothing is delivered)
     reject  that RCPT refused: 550 5.7.1 and the explanation (a malformed address: 553 5.1.3 and why)
 
-A store that fails, and any internal error, tempfail the message (451 4.3.0): the client keeps it and retries, and
-the retry's hold is the first one again (keyed on what the milter saw, not on Postfix's Received header). The MTA
-fails closed while the milter is down (milter_default_action = tempfail).
+What reads the message (the sensitivity scanner, `[content]`) runs at end of message as `content_checks`, and may
+raise a warned recipient to a hold. A store that fails, and any internal error, tempfail the message (451 4.3.0):
+the client keeps it and retries, and the retry's hold is the first one again (keyed on what the milter saw, not on
+Postfix's Received header). The MTA fails closed while the milter is down (milter_default_action = tempfail).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from typing import Any
 import jinja2
 
 from rcptguard import logs
+from rcptguard.content import Severity, raise_verdict, scan_message
+from rcptguard.content.settings import ContentSettings
 from rcptguard.dsn import DsnError, EnvelopeParams, MailParams, RcptParams, split_params
 from rcptguard.guard import malformed_verdict
 from rcptguard.metrics import Metrics, check_metrics_listen
@@ -192,16 +195,40 @@ class Outcome:
     add_headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-# A content check (the sensitivity scanner, the odd-recipient judgement) at end of message: given the transaction and
-# the message as the milter saw it, the verdicts it would change, by recipient. It may only raise an action (a
-# warned recipient held because of what the message carries), never lower one: `raised` keeps the stronger.
-ContentCheck = Callable[[Transaction, bytes], Mapping[str, Verdict]]
+@dataclass(frozen=True, slots=True)
+class ContentCheck:
+    """A check that reads the message at end of message (the sensitivity scanner; the odd-recipient judgement to
+    come): given the transaction and the message as the milter saw it, the verdicts it changes, by recipient. It may
+    raise an action (a warned recipient held because of what the message carries) or say more with the same one (a
+    hold's reason naming what the message carries), never lower one (`raised`). `every_message`: it needs messages
+    whose recipients all pass too (otherwise those are accepted at DATA, unread)."""
+
+    name: str
+    judge: Callable[[Transaction, bytes], Mapping[str, Verdict]]
+    every_message: bool = False
 
 
 def raised(verdicts: Mapping[str, Verdict], found: Mapping[str, Verdict]) -> dict[str, Verdict]:
-    """`verdicts` with each recipient's verdict replaced by the one a content check found, where that is stronger."""
-    return {rcpt: found[rcpt] if rcpt in found and found[rcpt].action > verdict.action else verdict
+    """`verdicts` with each recipient's verdict replaced by the one a content check found, unless that is weaker."""
+    return {rcpt: found[rcpt] if rcpt in found and found[rcpt].action >= verdict.action else verdict
             for rcpt, verdict in verdicts.items()}
+
+
+def sensitivity(settings: ContentSettings) -> ContentCheck:
+    """The sensitivity scanner (rcptguard.content) as the relay runs it: a message with a warned or held recipient is
+    scanned within `[content]`'s budget; a warned recipient of a message at least `raise_at` sensitive is held, and
+    every hold says what the message carries."""
+
+    def judge(tx: Transaction, content: bytes) -> dict[str, Verdict]:
+        if not any(v.action in (Action.WARN, Action.HOLD) for v in tx.verdicts.values()):
+            return {}
+        found = scan_message(content, settings.limits)
+        if found.severity is Severity.NONE:
+            return {}
+        logs.event(log, "content", severity=str(found.severity), signals=sorted({s.name for s in found.signals}))
+        return {r: raise_verdict(v, found, settings.threshold) for r, v in tx.verdicts.items()}
+
+    return ContentCheck("sensitivity", judge)
 
 
 class MilterService:
@@ -251,10 +278,10 @@ class MilterService:
 
     def reads_content(self, tx: Transaction) -> bool:
         """Whether the end of message may act on this message: a recipient held or warned, or a content check that
-        may raise a verdict. With `warn_header` on, every message is read, so that a forged X-Rcptguard-* field is
+        reads every message. With `warn_header` on, every message is read, so that a forged X-Rcptguard-* field is
         removed from each (the organisation's mail programs trust that header). Otherwise a message whose
         recipients all pass is accepted at DATA, unread."""
-        return bool(self.content_checks) or self.milter.warn_header or any(
+        return self.milter.warn_header or any(c.every_message for c in self.content_checks) or any(
             v.action >= Action.WARN for v in tx.verdicts.values())
 
     def passed(self, tx: Transaction) -> None:
@@ -271,7 +298,7 @@ class MilterService:
         seen = tx.content()
         verdicts = tx.verdicts
         for check in self.content_checks:
-            verdicts = raised(verdicts, check(tx, seen))
+            verdicts = raised(verdicts, check.judge(tx, seen))
         held = [r for r, v in verdicts.items() if v.action is Action.HOLD]
         warned = [r for r, v in verdicts.items() if v.action is Action.WARN]
         passed = [r for r, v in verdicts.items() if v.action <= Action.WARN]
@@ -619,15 +646,18 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 def leave_stop_signals_to_libmilter() -> None:
     """Block SIGTERM, SIGINT and SIGHUP in this thread, so in every thread started from now on: libmilter takes them
     in a thread of its own (sigwait) and ends its main loop, and the milter then saves what it learned. A thread that
-    did not block them would take SIGTERM itself, and die at once."""
+    did not block them would take SIGTERM itself, and die at once. Call it first, before `build` starts any thread
+    (the DNS look-ups' loop), and only in the process that runs the milter: child processes inherit the mask."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def build(factory: GuardFactory, store: Store, relay: RelaySettings, settings: MilterSettings,
-          dns: DnsSettings | None = None) -> MilterService:
+          dns: DnsSettings | None = None, content: ContentSettings | None = None) -> MilterService:
     """The milter's service: the guard from `factory` (what the store learned), its quarantine in `store`; with `dns`
     enabled, the world's evidence for the rare verdicts that want it (through a loop of its own: libmilter's threads
     have none)."""
-    leave_stop_signals_to_libmilter()
     runtime = Runtime(factory, store, flush_interval=relay.flush_interval, rebuild_interval=relay.rebuild_interval)
-    return MilterService(runtime, Quarantine(store, stale_after=relay.claim_window), relay, settings, dns)
+    service = MilterService(runtime, Quarantine(store, stale_after=relay.claim_window), relay, settings, dns)
+    if content is not None and content.enabled:
+        service.content_checks.append(sensitivity(content))
+    return service
