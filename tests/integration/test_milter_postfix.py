@@ -111,7 +111,7 @@ def test_milter_killed_mid_message_tempfails_then_delivered_after_restart(
     """The milter dies while it reads a message (one with a held recipient: read to its end): the client gets 4xx
     (milter_default_action = tempfail), and so does the next message while it is down; nothing is queued. After a
     restart the client's retry is delivered once and held once. (A message whose recipients all pass is accepted at
-    DATA: the milter's death after that does not concern it.)"""
+    DATA: the milter's death after that does not concern it.) Then the store is taken away: 451, nothing queued."""
     instance, milter = miltered
     body = b"From: me@example-corp.com\r\nSubject: half\r\n\r\nbody\r\n"
     with smtplib.SMTP("127.0.0.1", instance.smtpd_port, timeout=30) as smtp:
@@ -142,6 +142,18 @@ def test_milter_killed_mid_message_tempfails_then_delivered_after_restart(
     time.sleep(1)
     assert sorted(m.rcpt_tos for m in sink.messages) == [(SENDER,), ("x@army.mil",)]
     assert [e["recipient"] for e in held(milter.db)] == ["j@gmial.com"]
+
+    # The store gone under the running milter: a message with a held recipient is tempfailed whole (its good
+    # recipient is not delivered either: the client sends it again, all of it, once the store is back).
+    Path(milter.db.removeprefix("sqlite:///")).unlink()
+    with smtplib.SMTP("127.0.0.1", instance.smtpd_port, timeout=30) as smtp, pytest.raises(
+            smtplib.SMTPDataError) as refused:
+        smtp.sendmail(SENDER, ["x@army.mil", "k@gmial.com"], body)
+    assert refused.value.smtp_code == 451
+    assert b"4.3.0 Quarantine unavailable" in refused.value.smtp_error
+    time.sleep(1)
+    assert not instance.queue()
+    assert len(sink.messages) == 2
 
 
 def test_many_concurrent_sessions_all_accounted_for(miltered: tuple[PostfixInstance, MilterProcess],
