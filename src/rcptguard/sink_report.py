@@ -5,7 +5,8 @@
     text(summary) | jsonl(rows) | csv_text(rows) | html(summary)
 
 jsonl and csv carry the rows (for a spreadsheet or another tool); text and html the summary, read by a person. The
-HTML page is one file with its style and its chart inline (no script, no fetch), readable on a phone.
+HTML page is one file with its style and its charts inline (no script, no fetch), readable on a phone: the scan's
+report style and charts (rcptguard.audit.report), shared.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import jinja2
 
+from rcptguard.audit.report import bars, columns
 from rcptguard.store.sink import Refusal
 
 __all__ = ["Row", "Summary", "csv_text", "html", "jsonl", "tally", "text"]
@@ -142,29 +144,13 @@ def _cell(value: str | int) -> str | int:
     return f"'{value}" if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    x: float
-    y: float
-    height: float
-    label: str
-
-
-def chart(days: list[Tally], width: int = 600, height: int = 120) -> tuple[list[Bar], int]:
-    """The bars of the per-day chart (inline SVG), scaled to the busiest day, and that day's count."""
-    peak = max((d.count for d in days), default=0)
-    if not days or not peak:
-        return [], 0
-    step = width / len(days)
-    return [Bar(round(i * step, 2), round(height - d.count / peak * height, 2), round(d.count / peak * height, 2),
-                f"{d.name}: {d.count}") for i, d in enumerate(days)], peak
-
-
 def html(summary: Summary, generated: dt.datetime | None = None) -> str:
-    """One page, self-contained: inline style and SVG, no script."""
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("rcptguard", "data/templates"), autoescape=True,
+    """One page, self-contained (inline style and SVG, no script, a Content-Security-Policy that forbids every
+    fetch), in the style and with the charts of the scan's report (rcptguard.audit.report)."""
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("rcptguard", "audit"), autoescape=True,
                                      undefined=jinja2.StrictUndefined)
-    bars, peak = chart(summary.days)
     return environment.get_template("sink_report.html.j2").render(
-        s=summary, bars=bars, peak=peak, top=TOP, step=600 / max(len(summary.days), 1),
-        generated=(generated or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC"))
+        s=summary, top=TOP, generated=(generated or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC"),
+        chart_days=columns([(d.name, d.count) for d in summary.days], unit="refused"),
+        chart_intended=bars([(t.name, t.count) for t in summary.intended[:12]]),
+        chart_senders=bars([(t.name, t.count) for t in summary.senders[:12]], colour="#1f7a8c"))

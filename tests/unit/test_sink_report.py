@@ -77,7 +77,8 @@ def test_html_is_one_self_contained_page(filled: str, tmp_path: Path) -> None:
     assert '<meta name="viewport"' in page
     assert page.count("<rect") == 41  # a bar for every day from the first to the last
     assert "=cmd|&#39; /c calc&#39;!A1" in page
-    assert '<td>army.mil</td><td class="n">4</td>' in page  # 40 days ago too
+    assert '<td data-label="Intended domain">army.mil</td><td data-label="Refused">4</td>' in page  # 40 days ago too
+    assert "<style>" in page  # the scan's report style, shared
 
 
 def test_an_empty_report_says_so() -> None:

@@ -3,7 +3,8 @@
 It shows the messages per month to lookalike domains, the top lookalike domains and what they were mistaken for,
 the senders who slip most (to train, not to blame), the severity of what went, and the findings in a table with
 filters (the table holds the first `TABLE_ROWS` findings, most severe first; findings.csv holds them all). A
-Content-Security-Policy forbids every fetch: the file opens the same from a laptop or a USB stick.
+Content-Security-Policy forbids every fetch: the file opens the same from a laptop or a USB stick. The style
+(report_style.html.j2) and the charts (`bars`, `columns`) are shared with the sink's report (sink_report).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Totals:
     problems: dict[str, int]
 
 
-def _bars(items: list[tuple[str, int]], *, colour: str = "#2f5d8a") -> Markup:
+def bars(items: list[tuple[str, int]], *, colour: str = "#2f5d8a") -> Markup:
     """Horizontal bars as HTML rows (label, bar, count): the text stays readable at any width, a phone's too."""
     if not items:
         return Markup('<p class="empty">Nothing to show.</p>')
@@ -47,8 +48,8 @@ def _bars(items: list[tuple[str, int]], *, colour: str = "#2f5d8a") -> Markup:
     return Markup('<div class="bars" role="img">' + "".join(rows) + "</div>")  # noqa: S704 - text through escape()
 
 
-def _columns(items: list[tuple[str, int]]) -> Markup:
-    """Vertical bars over time (messages per month), labels under every few bars."""
+def columns(items: list[tuple[str, int]], unit: str = "messages") -> Markup:
+    """Vertical bars over time (messages per month, refusals per day), labels under every few bars."""
     if not items:
         return Markup('<p class="empty">Nothing to show.</p>')
     top = max(n for _, n in items) or 1
@@ -62,7 +63,7 @@ def _columns(items: list[tuple[str, int]]) -> Markup:
         bar = max(1, round((base - 20) * count / top))
         x = 44 + i * step
         parts.append(f'<rect x="{x:.1f}" y="{base - bar}" width="{max(step - 3, 1):.1f}" height="{bar}" rx="2" '
-                     f'fill="#2f5d8a"><title>{escape(month)}: {count:,} messages</title></rect>')
+                     f'fill="#2f5d8a"><title>{escape(month)}: {count:,} {escape(unit)}</title></rect>')
         if i % every == 0:
             parts.append(f'<text x="{x + step / 2:.1f}" y="{base + 26}" text-anchor="middle" class="tick">'
                          f"{escape(month)}</text>")
@@ -127,9 +128,9 @@ def context(findings: Iterable[Finding], totals: Totals) -> dict[str, object]:
         "severity": severity,
         "severities": SEVERITIES,
         "colours": SEVERITY_COLOURS,
-        "chart_months": _columns([(m, per_month[m]) for m in months]),
-        "chart_domains": _bars(pairs.most_common(TOP), colour="#8a3ffc"),
-        "chart_senders": _bars(senders.most_common(TOP), colour="#1f7a8c"),
+        "chart_months": columns([(m, per_month[m]) for m in months]),
+        "chart_domains": bars(pairs.most_common(TOP), colour="#8a3ffc"),
+        "chart_senders": bars(senders.most_common(TOP), colour="#1f7a8c"),
         "chart_severity": _severity_bar(severity),
         "rows": Markup(data),  # noqa: S704 - JSON in a script element of type application/json, "</" escaped
         "shown": len(rows),
