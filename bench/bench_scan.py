@@ -9,7 +9,7 @@
 2. The sensitivity scanner: `scan_message` on one core over the same messages (text parts; a fifth of them carry
    something to find), against the same baseline. The issue asks for at least 2,000 messages/s per core.
 
-Peak RSS: this process (after the baseline, which holds the messages) and the largest worker.
+Peak RSS of the scan: this process and its largest worker, taken before the baseline loads the messages.
 
     python bench/bench_scan.py [--messages 40000] [--jobs 2]
 """
@@ -41,11 +41,11 @@ SENSITIVE = ["Employee SSN: 536-22-8726\n", "CUI\nThe schedule is attached.\n", 
              "Flight AF 1234 departs 14 Mar 2026 from CDG, gate 32.\n"]
 
 
-def messages(count: int) -> list[bytes]:
-    rng = random.Random(5)
+def messages(count: int, first: int = 0) -> list[bytes]:
+    rng = random.Random(5 + first)
     filler = ("Please find the figures for the quarter below, and tell me what you think of them. " * 3 + "\n") * 75
     out = []
-    for number in range(count):
+    for number in range(first, first + count):
         domain = "army.ml" if number % 50 == 0 else rng.choice(["army.mil", "navy.mil", "partner.com", "gmail.com"])
         extra = SENSITIVE[number % 4] if number % 5 == 0 else ""
         to = (f"user{rng.randrange(900)}@{domain}",) + (("team@corp.example",) if number % 3 == 0 else ())
@@ -69,34 +69,34 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=40_000)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    raws = messages(args.messages)
-    size = sum(len(r) for r in raws) / len(raws)
     with tempfile.TemporaryDirectory() as folder:
         archive = Path(folder) / "sent.mbox"
         with archive.open("wb") as out:
-            for i in range(0, len(raws), 1000):
-                out.write(mbox_bytes(raws[i : i + 1000]))
-        print(f"{args.messages:,} messages of {size / 1000:.1f} KB ({archive.stat().st_size / 1e6:.0f} MB), "
+            for first in range(0, args.messages, 1000):
+                out.write(mbox_bytes(messages(min(1000, args.messages - first), first)))
+        size = archive.stat().st_size
+        print(f"{args.messages:,} messages of {size / args.messages / 1000:.1f} KB ({size / 1e6:.0f} MB), "
               f"{args.jobs} workers, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-        base = baseline(raws)
-        print(f"  baseline, stdlib header parse + addresses, one core:  {base:,.0f} messages/s")
         policy = load_policy(None).with_domains(("mil", "corp.example"), ("partner.com",))
         start = time.perf_counter()
         result = run_scan([archive], policy, Path(folder) / "out", ScanOptions(content=False, jobs=args.jobs))
         seconds = time.perf_counter() - start
-        print(f"  rcptguard scan --no-content, {args.jobs} workers:           {result.messages / seconds:,.0f} "
-              f"messages/s end to end ({result.messages / seconds / base:.2f}x the baseline; "
-              f"{len(result.findings):,} findings)")
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        raws = [b"From " + m for m in archive.read_bytes().split(b"\nFrom ")]
+        raws = [m[m.find(b"\n") + 1 :] for m in raws]
+    base = baseline(raws)
+    print(f"  baseline, stdlib header parse + addresses, one core:  {base:,.0f} messages/s")
+    print(f"  rcptguard scan --no-content, {args.jobs} workers:           {result.messages / seconds:,.0f} "
+          f"messages/s end to end ({result.messages / seconds / base:.2f}x the baseline; "
+          f"{len(result.findings):,} findings)")
     sample = raws[: min(len(raws), 8000)]
     start = time.perf_counter()
     flagged = sum(1 for raw in sample if scan_message(raw).signals)
     rate = len(sample) / (time.perf_counter() - start)
     print(f"  scan_message, one core:                                {rate:,.0f} messages/s "
           f"({rate / base:.2f}x the baseline; {flagged:,} of {len(sample):,} with signals)")
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"  peak RSS: this process {own:.0f} MB (holds the messages for the baseline), largest worker "
-          f"{workers:.0f} MB")
+    print(f"  peak RSS of the scan: this process {own:.0f} MB, largest worker {workers:.0f} MB")
 
 
 if __name__ == "__main__":
