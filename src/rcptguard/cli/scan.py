@@ -8,17 +8,19 @@ from collections import Counter
 from pathlib import Path
 
 import click
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from rcptguard.cli.common import build_guard, build_policy, detection_options
 
@@ -33,19 +35,31 @@ def _since(value: str | None) -> dt.datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
+class _Rate(ProgressColumn):
+    """Done of total and the rate, in octets for the archive read, in messages for the content scanned."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed or 0.0
+        if task.fields.get("unit") == "octets":
+            done = f"{filesize.decimal(int(task.completed))}/{filesize.decimal(int(task.total or 0))}"
+            return Text(f"{done} {filesize.decimal(int(speed))}/s", style="progress.data.speed")
+        return Text(f"{int(task.completed):,}/{int(task.total or 0):,} messages {speed:,.0f}/s",
+                    style="progress.data.speed")
+
+
 class _Bars:
     """The two bars of a scan: octets read (with rate and time left), then messages whose content is scanned."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
-                                 disable=not console.is_terminal)
+        self.progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), _Rate(), TimeRemainingColumn(),
+                                 console=console, transient=False, disable=not console.is_terminal)
         self.tasks: dict[str, TaskID] = {}
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         if phase not in self.tasks:
             description = "reading archive" if phase == "read" else "scanning content"
-            self.tasks[phase] = self.progress.add_task(description, total=total or None)
+            unit = "octets" if phase == "read" else "messages"
+            self.tasks[phase] = self.progress.add_task(description, total=total or None, unit=unit)
         self.progress.update(self.tasks[phase], completed=done, total=total or None)
 
 
