@@ -7,8 +7,10 @@
     config     every section, the policy's files (known_files, psl)   load_config, Guard
     store      reachable, migrated to the newest revision, writable   read alembic_version; an UPDATE rolled back
     next-hop   [relay] next_hop answers 220 and EHLO; its extensions  smtplib, a short timeout
-    page       [web] base_url: https unless loopback; answers         GET {base_url}/healthz, a short timeout
-    secrets    secret_file, api_token_file, inline passwords          file modes
+    page       [web] base_url: https unless loopback, behind a        GET {base_url}/healthz, a short timeout
+               trusted proxy when https; answers
+    secrets    secret_file, api_token_file, inline secrets; no        file modes
+               plain-text admin password
     postfix    the lines docs/postfix/*.cf prescribe                  postconf -c DIR -x / -M / -P
 
 A finding is data (`Finding`: check, level, message, fix), so the text and the JSON output come from one list.
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING
 from rcptguard.config import Config, load_config
 from rcptguard.delivery import NextHop
 from rcptguard.errors import ConfigError
+from rcptguard.web.settings import NOT_HASHED
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -361,6 +364,13 @@ def check_base_url(config: Config, timeout: float) -> list[Finding]:
     there (GET /healthz)."""
     base_url = config.web.base_url
     findings = url_findings(base_url, config.links_configured)
+    if base_url.startswith("https:") and not config.web.trusted_proxies:
+        findings.append(warning("page", f"{base_url} is https, but [web] trusted_proxies is empty: rcptguard web "
+                                "believes no proxy, so it sees every request come from the proxy, over http (the "
+                                "rate limits and the audit log see the proxy's address, and the admin's cookie "
+                                "is sent without Secure)",
+                                'set [web] trusted_proxies to the proxy\'s address (e.g. ["127.0.0.1"]); '
+                                "docs/tls.md"))
     if config.relay.base_url.rstrip("/") != config.web.public_url:
         findings.append(warning("page", f"[relay] base_url {config.relay.base_url} is not [web] base_url "
                                 f"{base_url}: the links in notices lead elsewhere than the page",
@@ -435,7 +445,11 @@ def check_secrets(config: Config) -> list[Finding]:
     findings: list[Finding] = []
     checked: list[str] = []
     web = config.web
-    inline = [key for key in ("admin_password", "secret", "api_token") if getattr(web, key)
+    if web.admin_password:
+        findings.append(problem("secrets", f"{NOT_HASHED}: rcptguard web refuses to start",
+                                "run `rcptguard web hash-password` (it asks for the password), set admin_password_hash "
+                                "to the line it prints and delete admin_password (docs/web.md)"))
+    inline = [key for key in ("admin_password", "admin_password_hash", "secret", "api_token") if getattr(web, key)
               and not (key == "api_token" and web.api_token_file)]
     if inline and config.source is not None:
         checked.append(str(config.source))

@@ -21,7 +21,8 @@
 
 The modules that raise them also export them under their old names (`rcptguard.store.StoreError`,
 `rcptguard.policy.ConfigError`, ...). Two exceptions stay where they are used, on purpose: the web app's
-`PageError` is an HTTP answer, not a failure; the next-hop client's `_ReplyError` never leaves delivery.py.
+`PageError` (web.answers) is an HTTP answer, not a failure; the next-hop client's `_ReplyError` never leaves
+delivery.py.
 """
 
 from __future__ import annotations

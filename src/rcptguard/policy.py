@@ -20,6 +20,8 @@ from typing import Any
 from rcptguard.domains import DomainError, normalize_domain
 from rcptguard.errors import ConfigError as ConfigError  # noqa: PLC0414 - re-exported: the same class under its old home
 from rcptguard.model import Action
+from rcptguard.settings import file_fields, key_of
+from rcptguard.web.settings import WebSettings
 
 _TOP_KEYS = {"protect", "known", "known_files", "providers", "restricted_suffixes", "learn_min_count",
              "psl_file", "thresholds", "weights", "priors", "force", "no_such_tld", "db", "policyd", "relay", "web",
@@ -29,9 +31,7 @@ _PRIOR_KEYS = {"protected", "known", "known_per_doubling", "popular", "first_con
 _NO_SUCH_TLD_KEYS = {"action", "private"}
 _SECTION_KEYS = {  # the gateways' sections; [policyd] and [relay] are checked by their own settings
     "db": {"url"},
-    "web": {"base_url", "secret", "secret_file", "admin_user", "admin_password", "template_dir", "api", "api_token",
-            "api_token_file", "api_max_body", "api_max_recipients", "api_rate", "api_burst", "admin_max_failures",
-            "admin_failure_window", "admin_lockout", "admin_lockout_max", "release_workers"},
+    "web": {key_of(f) for f in file_fields(WebSettings)},  # every key its settings class reads
     "notify": {"from", "template_dir", "name_deciders"},
 }
 _FORCE_KEYS = {"suffixes", "domains", "unless_known", "action", "message"}

@@ -18,6 +18,7 @@ import pytest
 from tests.integration.conftest import MakePostfix
 from tests.integration.postfix import PostfixInstance
 from tests.integration.test_relay_postfix import documented, send
+from tests.support.admin import ADMIN, ADMIN_HASH, browser_sign_in
 from tests.support.processes import RCPTGUARD, free_port, running
 from tests.support.sink import Message, RecordingSink
 
@@ -128,14 +129,15 @@ def test_page_and_admin_fit_320_to_1280_px(stack: Stack, browser: Browser, tmp_p
     link = link_in(stack.notice())
     admin_port = free_port()
     config = tmp_path / "admin.toml"
-    config.write_text(stack.config.read_text(encoding="utf-8") + 'admin_user = "ops"\nadmin_password = "an admin pw"\n',
-                      encoding="utf-8")
+    shared = re.sub(r'base_url = "[^"]*"', f'base_url = "http://127.0.0.1:{admin_port}"',
+                    stack.config.read_text(encoding="utf-8"))  # its redirects (after signing in) come back to it
+    config.write_text(shared + f'admin_user = "{ADMIN[0]}"\nadmin_password_hash = "{ADMIN_HASH}"\n', encoding="utf-8")
     admin = [RCPTGUARD, "web", "--config", str(config), "--listen", f"127.0.0.1:{admin_port}", "--db", stack.db]
     with running(admin, admin_port, tmp_path / "admin.log"):
         for width in (320, 768, 1280):
-            context = browser.new_context(viewport={"width": width, "height": 800},
-                                          http_credentials={"username": "ops", "password": "an admin pw"})
+            context = browser.new_context(viewport={"width": width, "height": 800})
             page = context.new_page()
+            browser_sign_in(page, f"http://127.0.0.1:{admin_port}")
             page.goto(link)
             assert page.evaluate("document.scrollingElement.scrollWidth") <= width
             shot(page, f"confirm-page-{width}")

@@ -14,6 +14,7 @@ import pytest
 from rcptguard.store import Store
 from rcptguard.store.quarantine import Quarantine
 from tests.integration.test_page_widths import ARTIFACTS, admin_site, check, long_address, recipient
+from tests.support.admin import browser_sign_in
 from tests.support.sink import RecordingSink
 from tests.unit.test_web_dashboard import fill
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 FOLDER = ARTIFACTS.parent / "dashboard"
-ADMIN = ("ops", "a dashboard admin password")
 WIDTHS = (1280, 390)
 
 
@@ -37,7 +37,7 @@ def site(sink: RecordingSink, tmp_path: Path) -> Iterator[str]:
     quarantine.hold(mail_from="me@example-corp.com", content=b"Subject: long\r\n\r\nbody\r\n", client="mua",
                     recipients=[recipient(long_address("first")), recipient(long_address("second"))])
     store.close()
-    with admin_site(tmp_path, sink, db, ADMIN) as url:
+    with admin_site(tmp_path, sink, db) as url:
         yield url
 
 
@@ -55,10 +55,9 @@ def test_dashboard_and_bulk_actions_at_desktop_and_phone_width(site: str, browse
     filtered by domain; a bulk cancel of every held army.ml recipient (desktop) and a bulk release of two
     ticked ones (phone) change nothing until confirmed, then change exactly those."""
     print(f"screenshots in {FOLDER}")
-    pages = {width: browser.new_context(viewport={"width": width, "height": 900},
-                                        http_credentials={"username": ADMIN[0], "password": ADMIN[1]}).new_page()
-             for width in WIDTHS}
+    pages = {width: browser.new_context(viewport={"width": width, "height": 900}).new_page() for width in WIDTHS}
     for width, page in pages.items():
+        browser_sign_in(page, site)
         page.goto(f"{site}/admin/dashboard")
         assert page.locator("svg[role=img]").count() >= 5
         assert "Lookalike domains held most often" in page.inner_text("main")

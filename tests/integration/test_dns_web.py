@@ -35,7 +35,7 @@ def client(tmp_path: Path, world: SyncWorld | None) -> TestClient:
     guard = policy_factory()({})
     app = create_app(quarantine=Quarantine(store), links=Links(store), guard_provider=lambda: guard,
                      next_hop=NextHop("127.0.0.1", 9, timeout=1), secret=b"0123456789abcdef-test-secret",
-                     admin_user=None, admin_password=None, settings=WebSettings(), world=world)
+                     settings=WebSettings(), world=world)
     return TestClient(app, client=("127.0.0.1", 50123))
 
 

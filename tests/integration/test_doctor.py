@@ -23,6 +23,7 @@ import pytest
 
 from rcptguard.store import Store
 from tests.integration.postfix import SYSTEM_MASTER_CF, PostfixInstance, check_installed, private_master_cf
+from tests.support.admin import ADMIN_HASH
 from tests.support.processes import free_port
 from tests.support.sink import RecordingSink
 
@@ -239,6 +240,10 @@ def _secret_in_missing_folder(s: Setup) -> None:
 
 
 def _inline_password_readable(s: Setup) -> None:
+    s.section("web", 'admin_user = "admin"', f'admin_password_hash = "{ADMIN_HASH}"')  # the file is 0644
+
+
+def _plain_text_password(s: Setup) -> None:
     s.section("web", 'admin_user = "admin"', 'admin_password = "correct horse battery"')
 
 
@@ -272,7 +277,8 @@ BROKEN: dict[str, tuple[Break, str, str]] = {
     "next hop down": (_next_hop_down, "next-hop", "cannot talk SMTP"),
     "world-readable secret": (_world_readable_secret, "secrets", "readable by its group and everyone"),
     "secret file missing, cannot be made": (_secret_in_missing_folder, "secrets", "is missing"),
-    "inline password, config readable by all": (_inline_password_readable, "secrets", "admin_password"),
+    "inline password hash, config readable by all": (_inline_password_readable, "secrets", "admin_password_hash"),
+    "plain-text admin password": (_plain_text_password, "secrets", "a password in plain text"),
     "missing api token file": (_missing_token_file, "config", "web.api_token_file: cannot read"),
     "nothing answers at base_url": (_nothing_at_base_url, "page", "nothing answers"),
     "config error": (_config_type_error, "config", "relay.workers: expected a whole number"),

@@ -18,6 +18,7 @@ import pytest
 from rcptguard.store import Store
 from rcptguard.store.links import Links
 from rcptguard.store.quarantine import HeldRecipient, Quarantine
+from tests.support.admin import ADMIN, ADMIN_HASH, browser_sign_in
 from tests.support.processes import RCPTGUARD, free_port, running
 from tests.support.sink import RecordingSink
 
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.integration
 
 ARTIFACTS = Path(os.environ.get("RCPTGUARD_ARTIFACTS", Path(__file__).parents[2] / "artifacts")) / "widths"
 WIDTHS = (320, 390, 1280)
-ADMIN = ("ops", "an admin password")
 DOMAIN = "procurementandlogisticsdirectorateofthejointstaff.army.ml"  # no hyphen or space to wrap at
 
 
@@ -73,18 +73,18 @@ def site(sink: RecordingSink, tmp_path: Path) -> Iterator[Site]:
     admin_holds = quarantine.hold(mail_from="me@example-corp.com", content=content("for the admin"),
                                   recipients=[recipient(long_address(f"admin{width}")) for width in WIDTHS])
     store.close()
-    with admin_site(tmp_path, sink, db, ADMIN) as url:
+    with admin_site(tmp_path, sink, db) as url:
         yield Site(url, f"{url}/confirm/{token}", [hold.id for hold in admin_holds])
 
 
 @contextlib.contextmanager
-def admin_site(tmp_path: Path, sink: RecordingSink, db: str, admin: tuple[str, str]) -> Iterator[str]:
-    """`rcptguard web` as its own process on the store at `db`, with the admin pages on for `admin`; its URL."""
+def admin_site(tmp_path: Path, sink: RecordingSink, db: str) -> Iterator[str]:
+    """`rcptguard web` as its own process on the store at `db`, with the admin pages on for ADMIN; its URL."""
     port = free_port()
     config = tmp_path / "rcptguard.toml"
     config.write_text(f'protect = ["mil"]\n\n[relay]\nnext_hop = "127.0.0.1:{sink.port}"\n\n[web]\n'
                       f'base_url = "http://127.0.0.1:{port}"\nsecret = "a widths test secret of enough length"\n'
-                      f'admin_user = "{admin[0]}"\nadmin_password = "{admin[1]}"\n', encoding="utf-8")
+                      f'admin_user = "{ADMIN[0]}"\nadmin_password_hash = "{ADMIN_HASH}"\n', encoding="utf-8")
     web = [RCPTGUARD, "web", "--config", str(config), "--listen", f"127.0.0.1:{port}", "--db", db]
     with running(web, port, tmp_path / "web.log"):
         yield f"http://127.0.0.1:{port}"
@@ -128,10 +128,10 @@ def test_pages_fit_320_390_1280_with_90_character_addresses(site: Site, browser:
     """The sender's page (before and after a choice), the admin list and the admin's answer page have no
     horizontal scroll and keep every button's label inside the button at 320, 390 and 1280 px."""
     print(f"screenshots in {ARTIFACTS}")
-    contexts = {width: browser.new_context(viewport={"width": width, "height": 800},
-                                           http_credentials={"username": ADMIN[0], "password": ADMIN[1]})
-                for width in WIDTHS}
+    contexts = {width: browser.new_context(viewport={"width": width, "height": 800}) for width in WIDTHS}
     pages = {width: context.new_page() for width, context in contexts.items()}
+    for page in pages.values():
+        browser_sign_in(page, site.url)
     for width, page in pages.items():
         page.goto(site.confirm)
         assert long_address("first") in page.content()
@@ -154,5 +154,7 @@ def test_pages_fit_320_390_1280_with_90_character_addresses(site: Site, browser:
         check(page, "admin-done", width)
         page.goto(f"{site.url}/admin?state=all&order=newest")
         check(page, "admin-all", width)
+        page.goto(f"{site.url}/admin/login")
+        check(page, "admin-sign-in", width)
     for context in contexts.values():
         context.close()

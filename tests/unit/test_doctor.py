@@ -14,6 +14,7 @@ from rcptguard.doctor import (
     Level,
     PostfixConf,
     Service,
+    check_base_url,
     check_config,
     check_secrets,
     check_store,
@@ -29,6 +30,7 @@ from rcptguard.doctor import (
     url_findings,
 )
 from rcptguard.store import Store
+from tests.support.admin import ADMIN_HASH
 
 LISTEN = ("127.0.0.1", 10025)
 POLICY = "inet:127.0.0.1:10040"
@@ -188,6 +190,17 @@ def test_page_address(url: str, configured: bool, level: Level) -> None:
     assert [f.level for f in url_findings(url, configured)] == [level]
 
 
+def test_https_page_without_a_trusted_proxy(tmp_path: Path) -> None:
+    """An https base_url with no trusted_proxies is a warning (the page would believe no proxy); with the proxy's
+    address in trusted_proxies it is not."""
+    no_proxy = config(tmp_path, '[web]\nbase_url = "https://127.0.0.1:9"\n')
+    (found,) = [f for f in check_base_url(no_proxy, 0.5) if "trusted_proxies" in f.message]
+    assert found.level is Level.WARNING
+    assert "trusted_proxies" in found.fix
+    trusted = config(tmp_path, '[web]\nbase_url = "https://127.0.0.1:9"\ntrusted_proxies = ["127.0.0.1"]\n')
+    assert not [f for f in check_base_url(trusted, 0.5) if "trusted_proxies" in f.message]
+
+
 def test_config_error_is_a_problem_with_file_line_key(tmp_path: Path) -> None:
     """A ConfigError is one problem that names the file, the line and the key; no config comes back."""
     path = tmp_path / "bad.toml"
@@ -220,15 +233,27 @@ def test_missing_secret_file(tmp_path: Path) -> None:
         Level.PROBLEM]
 
 
-def test_inline_password_in_a_world_readable_config(tmp_path: Path) -> None:
-    """A config with admin_password in it is a problem when others can read it, fine at 0640."""
-    cfg = config(tmp_path, '[web]\nadmin_user = "a"\nadmin_password = "pw-pw-pw-pw"\nsecret = "0123456789abcdef"\n')
+def test_inline_password_hash_in_a_world_readable_config(tmp_path: Path) -> None:
+    """A config with admin_password_hash in it is a problem when others can read it, fine at 0640."""
+    cfg = config(tmp_path, f'[web]\nadmin_user = "a"\nadmin_password_hash = "{ADMIN_HASH}"\n'
+                 'secret = "0123456789abcdef"\n')
     assert cfg.source is not None
     cfg.source.chmod(0o644)
     (problem,) = [f for f in check_secrets(cfg) if f.level is Level.PROBLEM]
-    assert "admin_password, secret" in problem.message
+    assert "admin_password_hash, secret" in problem.message
     cfg.source.chmod(0o640)
     assert exit_status(check_secrets(cfg)) == 0
+
+
+def test_plain_text_admin_password(tmp_path: Path) -> None:
+    """A plain-text admin_password is a problem however the file is protected, with the command that makes a
+    hash as its fix."""
+    cfg = config(tmp_path, '[web]\nadmin_user = "a"\nadmin_password = "pw-pw-pw-pw"\nsecret = "0123456789abcdef"\n')
+    assert cfg.source is not None
+    cfg.source.chmod(0o600)
+    (problem,) = [f for f in check_secrets(cfg) if f.level is Level.PROBLEM]
+    assert "admin_password is a password in plain text" in problem.message
+    assert "rcptguard web hash-password" in problem.fix
 
 
 def test_store_checks(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from rcptguard import logs
 from rcptguard.gateways.policyd import PolicyService, PolicySettings
 from rcptguard.store.links import Links
 from rcptguard.web import create_app
+from rcptguard.web.settings import WebSettings
+from tests.support.admin import ADMIN, ADMIN_HASH
 from tests.support.sink import RecordingSink
 from tests.unit.relays import make_relay, send
 from tests.unit.test_policyd import guard_factory, rcpt
@@ -68,7 +70,7 @@ def test_every_decision_delivery_and_notice_is_a_line_without_content(
         [hold] = quarantine.list()
         app = create_app(quarantine=quarantine, links=Links(quarantine.store), guard_provider=lambda: None,  # type: ignore[arg-type,return-value]
                          next_hop=relay.handler.next_hop, secret=b"a logs test secret, long enough",
-                         admin_user="ops", admin_password="correct horse battery staple")
+                         settings=WebSettings(admin_user=ADMIN[0], admin_password_hash=ADMIN_HASH))
         client = TestClient(app, follow_redirects=False, client=LOCAL)
         admin_post(client, hold, "release")
         assert settled(quarantine, hold.id).delivery == "delivered"

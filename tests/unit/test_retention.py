@@ -20,8 +20,9 @@ from rcptguard.store.quarantine import Hold, Purged, Quarantine
 from rcptguard.store.schema import events, holds, messages
 from rcptguard.store.schema import links as links_table
 from tests.holds import gmial_recipient
+from tests.support.admin import signed_in
 from tests.support.sink import RecordingSink
-from tests.unit.test_web import ADMIN, LOCAL, basic, build_app
+from tests.unit.test_web import LOCAL, build_app
 
 SENDER = "alice@example.org"
 BODIES = dt.timedelta(days=30)
@@ -313,7 +314,8 @@ def test_the_pages_say_the_message_was_deleted(quarantine: Quarantine, links: Li
     client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False, client=LOCAL)
     day = f"{dt.datetime.now(dt.UTC):%d %B %Y}"
 
-    admin = client.get("/admin?state=all", headers=basic(*ADMIN))
+    signed_in(client)
+    admin = client.get("/admin?state=all")
     assert admin.status_code == 200
     assert f"The message itself was deleted on {day} under the retention policy." in admin.text
     page = client.get(f"/confirm/{token}")

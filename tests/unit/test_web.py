@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import functools
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -33,6 +33,7 @@ from rcptguard.store.schema import links as links_table
 from rcptguard.web import create_app, csrf_token
 from rcptguard.web.settings import WebSettings
 from tests.conftest import make_guard
+from tests.support.admin import ADMIN, ADMIN_HASH, sign_in, signed_in
 from tests.support.processes import free_port
 from tests.support.sink import RecordingSink
 
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 SECRET = b"0123456789abcdef-test-secret"
 LOCAL = ("127.0.0.1", 50123)  # a client on loopback: the check API's default access lets it in
 BASE_URL = "https://mailguard.example.com/guard"
-ADMIN = ("ops", "correct horse battery staple")
 SENDER = "alice@example.org"
 REASON = "army.ml looks like army.mil: .ml is Mali's country domain, one letter short of .mil."
 
@@ -61,10 +61,13 @@ def held(address: str = "c@army.ml", suggestion: str | None = "c@army.mil", reas
 def build_app(quarantine: Quarantine, links: Links, guard: Guard, port: int, *, admin: bool = True,
               template_dir: Path | None = None, settings: WebSettings | None = None,
               clock: Callable[[], float] = time.monotonic) -> FastAPI:
+    """The app on this store and next hop; with `admin`, ADMIN may sign in (unless `settings` say who may)."""
+    settings = settings or WebSettings(base_url=BASE_URL)
+    if admin and settings.admin_user is None and settings.admin_user_header is None:
+        settings = dataclasses.replace(settings, admin_user=ADMIN[0], admin_password_hash=ADMIN_HASH)
     return create_app(quarantine=quarantine, links=links, guard_provider=lambda: guard,
                       next_hop=NextHop("127.0.0.1", port, timeout=10), secret=SECRET,
-                      admin_user=ADMIN[0] if admin else None, admin_password=ADMIN[1] if admin else None,
-                      template_dir=template_dir, settings=settings or WebSettings(base_url=BASE_URL), clock=clock)
+                      template_dir=template_dir, settings=settings, clock=clock)
 
 
 @pytest.fixture
@@ -95,10 +98,6 @@ def link_row(links: Links, token: str) -> dict[str, object]:
     with links.engine.connect() as connection:
         row = connection.execute(select(links_table).where(links_table.c.id == token_hash(token))).mappings().one()
         return dict(row)
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def settled(quarantine: Quarantine, hold_id: str, timeout: float = 15.0) -> Hold:
@@ -195,8 +194,7 @@ def test_internal_error_has_the_headers_and_no_detail(quarantine: Quarantine, li
         raise RuntimeError("secret internal detail")
 
     app = create_app(quarantine=quarantine, links=links, guard_provider=broken_guard,
-                     next_hop=NextHop("127.0.0.1", sink.port, timeout=10), secret=SECRET,
-                     admin_user=None, admin_password=None)
+                     next_hop=NextHop("127.0.0.1", sink.port, timeout=10), secret=SECRET)
     response = TestClient(app, raise_server_exceptions=False, client=LOCAL).post(
         "/v1/check", json={"recipients": ["a@army.ml"]})
     assert response.status_code == 500
@@ -465,40 +463,54 @@ def test_template_dir_overrides_a_template(quarantine: Quarantine, links: Links,
 # -- the admin pages ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [{}, basic("ops", "wrong"), basic("nobody", ADMIN[1]), basic("ops", ""),
-                                     {"Authorization": "Basic !!!"}, {"Authorization": "Bearer x"}])
-def test_admin_without_or_with_wrong_credentials_is_401(client: TestClient, headers: dict[str, str]) -> None:
-    """The admin pages answer 401 with a Basic challenge when credentials are missing or wrong."""
-    response = client.get("/admin", headers=headers)
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith('Basic realm="rcptguard admin"')
-    assert client.post("/admin/holds/abcdefghij", headers=headers, data={"action": "cancel"}).status_code == 401
+@pytest.mark.parametrize(("user", "password"), [("ops", "wrong"), ("nobody", ADMIN[1]), ("ops", ""), ("", ""),
+                                              ("OPS", ADMIN[1]), ("ops", ADMIN[1] + " ")])
+def test_admin_with_wrong_credentials_is_refused(client: TestClient, user: str, password: str) -> None:
+    """A wrong user name or password gets the form again with 401, and no session cookie."""
+    answer = sign_in(client, user, password)
+    assert answer.status_code == 401
+    assert "The user name or password is wrong." in answer.text
+    assert "rcptguard_admin" not in answer.headers.get("set-cookie", "")
+    assert client.get("/admin").status_code == 303
+
+
+def test_admin_without_a_session_goes_to_the_sign_in_form(client: TestClient) -> None:
+    """Reading an admin page without a session redirects to the sign-in form (under base_url); a form post
+    without one is refused with 401, and so is a forged session cookie."""
+    response = client.get("/admin")
+    assert response.status_code == 303
+    assert response.headers["location"] == f"{BASE_URL}/admin/login"
+    assert client.post("/admin/holds/abcdefghij", data={"action": "cancel", "csrf": "x"}).status_code == 401
+    client.cookies.set("rcptguard_admin", "made-up.0123456789abcdef", path="/admin")
+    assert client.get("/admin").status_code == 303
+    form = client.get("/admin/login")
+    assert form.status_code == 200
+    assert 'type="password"' in form.text
 
 
 def test_admin_with_right_credentials_lists_and_acts(client: TestClient, quarantine: Quarantine,
                                                      sink: RecordingSink) -> None:
-    """With the right credentials the list shows held mail, and its release form (with CSRF) delivers once."""
+    """Signed in, the list shows held mail, and its release form (with CSRF) delivers once; the audit log names
+    the admin and the address they acted from."""
     holds = hold_message(quarantine)
-    auth = basic(*ADMIN)
-    page = client.get("/admin", headers=auth)
+    csrf = signed_in(client)
+    page = client.get("/admin")
     assert page.status_code == 200
     assert holds[0].id in page.text
     assert "c@army.ml" in page.text
-    csrf = re.search(rf'action="/admin/holds/{holds[0].id}">\s*<input type="hidden" name="csrf" value="([0-9a-f]+)"',
-                     page.text)
-    assert csrf is not None
-    no_csrf = client.post(f"/admin/holds/{holds[0].id}", headers=auth, data={"action": "release"})
+    assert "Signed in as" in page.text
+    no_csrf = client.post(f"/admin/holds/{holds[0].id}", data={"action": "release"})
     assert no_csrf.status_code == 403
-    done = client.post(f"/admin/holds/{holds[0].id}", headers=auth,
-                       data={"action": "release", "csrf": csrf.group(1)})
+    done = client.post(f"/admin/holds/{holds[0].id}", data={"action": "release", "csrf": csrf})
     assert done.status_code == 200
     assert "to c@army.ml" in done.text
     assert sink.wait_for(1)[0].rcpt_tos == ("c@army.ml",)
     assert settled(quarantine, holds[0].id).delivery == "delivered"
-    again = client.post(f"/admin/holds/{holds[0].id}", headers=auth,
-                        data={"action": "release", "csrf": csrf.group(1)})
+    again = client.post(f"/admin/holds/{holds[0].id}", data={"action": "release", "csrf": csrf})
     assert again.status_code == 409
     assert quarantine.require(holds[0].id).decided_by == "ops via web admin"
+    (event,) = [e for e in quarantine.events(holds[0].id) if e.to_state == "released"]
+    assert (event.actor, event.detail) == ("ops via web admin", f"from {LOCAL[0]}")
     time.sleep(0.2)
     assert len(sink.messages) == 1
 
@@ -510,11 +522,8 @@ def test_admin_release_with_the_store_failing_after_the_send(store: Store, links
     quarantine = FailsAfterSending(store, record_retries=())
     holds = hold_message(quarantine)
     client = TestClient(build_app(quarantine, links, guard, sink.port), follow_redirects=False)
-    auth = basic(*ADMIN)
-    csrf = re.search(rf'action="/admin/holds/{holds[0].id}">\s*<input type="hidden" name="csrf" value="([0-9a-f]+)"',
-                     client.get("/admin", headers=auth).text)
-    assert csrf is not None
-    done = client.post(f"/admin/holds/{holds[0].id}", headers=auth, data={"action": "release", "csrf": csrf.group(1)})
+    csrf = signed_in(client)
+    done = client.post(f"/admin/holds/{holds[0].id}", data={"action": "release", "csrf": csrf})
     assert done.status_code == 200
     assert "Nothing was changed" not in done.text
     assert "Sending to c@army.ml" in done.text
@@ -524,11 +533,13 @@ def test_admin_release_with_the_store_failing_after_the_send(store: Store, links
 
 def test_admin_not_configured_is_404(quarantine: Quarantine, links: Links, guard: Guard,
                                      sink: RecordingSink) -> None:
-    """Without admin credentials configured, /admin answers 404 whatever is sent."""
-    client = TestClient(build_app(quarantine, links, guard, sink.port, admin=False))
+    """Without an admin configured, every admin page answers 404 whatever is sent."""
+    client = TestClient(build_app(quarantine, links, guard, sink.port, admin=False), follow_redirects=False)
     assert client.get("/admin").status_code == 404
-    assert client.get("/admin", headers=basic(*ADMIN)).status_code == 404
-    assert client.post("/admin/holds/abcdefghij", headers=basic(*ADMIN)).status_code == 404
+    assert client.get("/admin/login").status_code == 404
+    assert client.post("/admin/login", data={"user": ADMIN[0], "password": ADMIN[1]}).status_code == 404
+    assert client.post("/admin/holds/abcdefghij").status_code == 404
+    assert client.post("/admin/logout").status_code == 404
 
 
 # -- the JSON API ------------------------------------------------------------------------------------------------
@@ -578,7 +589,7 @@ def _schema_app() -> FastAPI:
     touches neither the store (an engine that never connects) nor the next hop."""
     store = Store(create_engine("sqlite://"))
     return create_app(quarantine=Quarantine(store), links=Links(store), guard_provider=_schema_guard,
-                      next_hop=NextHop("127.0.0.1", 9), secret=SECRET, admin_user=None, admin_password=None,
+                      next_hop=NextHop("127.0.0.1", 9), secret=SECRET,
                       settings=WebSettings(api="open", api_rate=0, api_max_body=64 << 20))  # limits: test_web_limits
 
 
@@ -608,7 +619,7 @@ from rcptguard.store.quarantine import Quarantine
 from rcptguard.web import create_app, serve
 store = Store.open(sys.argv[1])
 app = create_app(quarantine=Quarantine(store), links=Links(store), guard_provider=lambda: None,
-                 next_hop=NextHop("127.0.0.1", 9), secret=b"x" * 32, admin_user=None, admin_password=None)
+                 next_hop=NextHop("127.0.0.1", 9), secret=b"x" * 32)
 serve(app, "127.0.0.1", int(sys.argv[2]), log_level="warning")
 print("stopped cleanly", flush=True)
 """

@@ -18,8 +18,9 @@ from rcptguard.store.quarantine import Quarantine
 from rcptguard.store.schema import holds
 from rcptguard.web.dashboard import dashboard
 from rcptguard.web.listing import Listing, list_page
+from tests.support.admin import ADMIN, signed_in
 from tests.support.sink import RecordingSink
-from tests.unit.test_web import ADMIN, LOCAL, basic, build_app, held
+from tests.unit.test_web import LOCAL, build_app, held
 
 SENDERS = ("alice@example.org", "Bob@Example.org", "carol@example.org")
 DOMAINS = {"army.ml": "army.mil", "gmial.com": "gmail.com", "raytheon.co": "raytheon.com"}
@@ -136,17 +137,24 @@ def test_a_domain_filter_matches_its_own_percent_and_underscore_only(quarantine:
     assert [hold.recipient for hold in page.holds] == ["x@a_b.example"]
 
 
-def admin_client(quarantine: Quarantine, pentagon: Guard, sink: RecordingSink) -> TestClient:
-    return TestClient(build_app(quarantine, Links(quarantine.store), pentagon, sink.port), follow_redirects=False,
-                      client=LOCAL)
+def admin_client(quarantine: Quarantine, pentagon: Guard, sink: RecordingSink, *, sign_in: bool = True) -> TestClient:
+    """A client to the page, signed in as ADMIN (unless told not to)."""
+    client = TestClient(build_app(quarantine, Links(quarantine.store), pentagon, sink.port), follow_redirects=False,
+                        client=LOCAL)
+    if sign_in:
+        signed_in(client)
+    return client
+
+
+CONFIRM_TOKEN = r'action="/admin/bulk/confirm">\s*<input type="hidden" name="csrf" value="([0-9a-f]+)"'
 
 
 def review(client: TestClient, path: str, **form: str | list[str]) -> str:
     """Open the list at `path`, then post its bulk form with `form`: the review page."""
-    page = client.get(path, headers=basic(*ADMIN)).text
+    page = client.get(path).text
     csrf = re.search(r'<form id="bulk"[^>]*>\s*<input type="hidden" name="csrf" value="([0-9a-f]+)"', page)
     assert csrf is not None, page
-    answer = client.post("/admin/bulk", headers=basic(*ADMIN), data={"csrf": csrf[1], **form})
+    answer = client.post("/admin/bulk", data={"csrf": csrf[1], **form})
     assert answer.status_code == 200, answer.text
     return answer.text
 
@@ -154,11 +162,11 @@ def review(client: TestClient, path: str, **form: str | list[str]) -> str:
 def confirm(client: TestClient, page: str) -> tuple[int, str]:
     """Post the review page's confirm form as it is."""
     ids = re.findall(r'<input type="hidden" name="hold" value="(\w+)">', page)
-    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    csrf = re.search(CONFIRM_TOKEN, page)
     action = re.search(r'name="action" value="(\w+)"', page)
     assert csrf is not None
     assert action is not None
-    answer = client.post("/admin/bulk/confirm", headers=basic(*ADMIN),
+    answer = client.post("/admin/bulk/confirm",
                          data={"csrf": csrf[1], "action": action[1], "hold": ids})
     return answer.status_code, answer.text
 
@@ -209,14 +217,15 @@ def test_a_confirmation_does_only_what_it_showed(quarantine: Quarantine, pentago
                            content=b"Subject: s\r\n\r\nb\r\n", client="mua")
     client = admin_client(quarantine, pentagon, sink)
     page = review(client, "/admin", action="cancel", scope="selected", hold=[made[0].id])
-    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    csrf = re.search(CONFIRM_TOKEN, page)
     assert csrf is not None
     for data in ({"action": "cancel", "hold": [made[0].id, made[1].id]}, {"action": "release", "hold": [made[0].id]},
                  {"action": "cancel", "hold": [made[1].id]}):
-        answer = client.post("/admin/bulk/confirm", headers=basic(*ADMIN), data={"csrf": csrf[1], **data})
+        answer = client.post("/admin/bulk/confirm", data={"csrf": csrf[1], **data})
         assert answer.status_code == 403
-    assert client.post("/admin/bulk", headers=basic(*ADMIN), data={"action": "cancel"}).status_code == 403
-    assert client.post("/admin/bulk/confirm", data={"action": "cancel"}).status_code == 401
+    assert client.post("/admin/bulk", data={"action": "cancel"}).status_code == 403
+    assert admin_client(quarantine, pentagon, sink, sign_in=False).post(
+        "/admin/bulk/confirm", data={"action": "cancel"}).status_code == 401
     assert len(quarantine.list()) == 2
 
 
@@ -244,11 +253,11 @@ def test_the_dashboard_counts(filled: tuple[Quarantine, list[Made]]) -> None:
 def test_the_dashboard_page_draws_its_charts_inline(filled: tuple[Quarantine, list[Made]], pentagon: Guard,
                                                     sink: RecordingSink) -> None:
     """The page has its charts as inline SVG images with words for screen readers, no script and no address of
-    anything outside the page; without the admin's password it is 401."""
+    anything outside the page; without signing in it sends to the sign-in form."""
     quarantine, _ = filled
+    assert admin_client(quarantine, pentagon, sink, sign_in=False).get("/admin/dashboard").status_code == 303
     client = admin_client(quarantine, pentagon, sink)
-    assert client.get("/admin/dashboard").status_code == 401
-    answer = client.get("/admin/dashboard", headers=basic(*ADMIN))
+    answer = client.get("/admin/dashboard")
     assert answer.status_code == 200
     page = answer.text
     assert page.count("<svg viewBox=") >= 5

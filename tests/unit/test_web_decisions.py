@@ -24,15 +24,14 @@ from rcptguard.store.links import Links
 from rcptguard.store.quarantine import Hold, Quarantine
 from rcptguard.web import create_app
 from rcptguard.web.settings import WebSettings
+from tests.support.admin import ADMIN, ADMIN_HASH, sign_in
 from tests.support.sink import Message, RecordingSink
 from tests.unit import test_web as shared
 from tests.unit.test_web import (
-    ADMIN,
     BASE_URL,
     LOCAL,
     SECRET,
     SENDER,
-    basic,
     build_app,
     form,
     held,
@@ -61,19 +60,20 @@ def client(quarantine: Quarantine, links: Links, guard: Guard, sink: RecordingSi
 def notifying_app(quarantine: Quarantine, links: Links, guard: Guard, port: int) -> FastAPI:
     """The app with a notifier: it sends the notices an admin's decisions owe, in the background."""
     return create_app(quarantine=quarantine, links=links, guard_provider=lambda: guard,
-                      next_hop=NextHop("127.0.0.1", port, timeout=10), secret=SECRET, admin_user=ADMIN[0],
-                      admin_password=ADMIN[1], settings=WebSettings(base_url=BASE_URL),
+                      next_hop=NextHop("127.0.0.1", port, timeout=10), secret=SECRET,
+                      settings=WebSettings(base_url=BASE_URL, admin_user=ADMIN[0], admin_password_hash=ADMIN_HASH),
                       notifier=Notifier(host="mx.example.org"))
 
 
 def admin_post(client: TestClient, hold: Hold, action: str) -> str:
-    """Decide one hold from the admin list, as a browser does: the list's form and its CSRF token."""
-    auth = basic(*ADMIN)
-    page = client.get("/admin", headers=auth).text
-    csrf = re.search(rf'action="/admin/holds/{hold.id}">\s*<input type="hidden" name="csrf" value="([0-9a-f]+)"',
+    """Decide one hold from the admin list, as a browser does: signed in, the list's form and its CSRF token."""
+    if client.get("/admin").status_code != 200:
+        sign_in(client)
+    page = client.get("/admin").text
+    csrf = re.search(rf'action="/admin/holds/{hold.id}">\s*<input type="hidden" name="csrf" value="([^"]+)"',
                      page)
     assert csrf is not None, page
-    done = client.post(f"/admin/holds/{hold.id}", headers=auth, data={"action": action, "csrf": csrf.group(1)})
+    done = client.post(f"/admin/holds/{hold.id}", data={"action": action, "csrf": csrf.group(1)})
     assert done.status_code == 200, done.text
     return done.text
 

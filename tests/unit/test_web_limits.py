@@ -6,61 +6,29 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from fastapi.testclient import TestClient
 
 from rcptguard.guard import Guard
 from rcptguard.store.links import Links
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.web.settings import WebSettings
+from tests.support.admin import ADMIN, sign_in
 from tests.support.sink import RecordingSink
-from tests.unit.test_web import ADMIN, BASE_URL, LOCAL, basic, build_app, form, hold_message, issue
-
-# The fixtures of test_web: a store, a quarantine, links, a guard and a recording next hop per test.
+from tests.unit.conftest import FakeClock, MakeClient
+from tests.unit.test_web import BASE_URL, LOCAL, build_app, form, hold_message, issue
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
 
-MakeClient = Callable[..., TestClient]
+# The fixtures of test_web: a store, a quarantine, links, a guard and a recording next hop per test; a clock and
+# make_client (tests/unit/conftest.py).
+
+
 TOKEN = "an-api-token-of-enough-length"
 REMOTE = ("192.0.2.7", 40000)
-
-
-class FakeClock:
-    """Monotonic seconds that only move when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def make_client(quarantine: Quarantine, links: Links, guard: Guard, sink: RecordingSink,
-                clock: FakeClock) -> MakeClient:
-    """Clients from an address to the application with these settings (one application per settings)."""
-    apps: dict[WebSettings, FastAPI] = {}
-
-    def make(client: tuple[str, int] = LOCAL, **settings: object) -> TestClient:
-        web = WebSettings(**{"base_url": BASE_URL, **settings})
-        if web not in apps:
-            apps[web] = build_app(quarantine, links, guard, sink.port, settings=web, clock=clock)
-        return TestClient(apps[web], follow_redirects=False, client=client)
-
-    return make
 
 
 def check(client: TestClient, *recipients: str, **kwargs: object) -> int:
@@ -191,54 +159,55 @@ def test_admin_login_locks_after_repeated_failures(make_client: MakeClient, cloc
     """After 10 wrong passwords the right one is refused with 429 and Retry-After until the lock passes; the
     next lock is twice as long; each lock is logged as a structured line."""
     client = make_client(REMOTE)
-    right, wrong = basic(*ADMIN), basic(ADMIN[0], "guess")
-    assert client.get("/admin", headers=right).status_code == 200
+    assert sign_in(client).status_code == 303
     with caplog.at_level(logging.WARNING, logger="rcptguard.web"):
-        assert [client.get("/admin", headers=wrong).status_code for _ in range(10)] == [401] * 10
-    locked = client.get("/admin", headers=right)
+        assert [sign_in(client, ADMIN[0], "guess").status_code for _ in range(10)] == [401] * 10
+    locked = sign_in(client)
     assert locked.status_code == 429
     assert locked.headers["retry-after"] == "60"
-    assert client.post("/admin/holds/abcdefghij", headers=right, data={"action": "cancel"}).status_code == 429
+    assert "Signing in is locked for a while" in locked.text
     clock.advance(59)
-    assert client.get("/admin", headers=right).status_code == 429
+    assert sign_in(client).status_code == 429
     clock.advance(2)
-    assert client.get("/admin", headers=right).status_code == 200
+    assert sign_in(client).status_code == 303
     records = [r for r in caplog.records if r.getMessage() == "admin_login_locked"]
     assert [r.fields["key"] for r in records] == ["address", "user"]
     assert records[0].fields == {"key": "address", "value": REMOTE[0], "failures": 10,
                                  "locked_seconds": 60.0, "lock": 1}
+    failed = [r.fields for r in caplog.records if r.getMessage() == "admin_sign_in_failed"]
+    assert failed[0] == {"user": ADMIN[0], "client": REMOTE[0]}
+    assert all("guess" not in str(r.__dict__) for r in caplog.records)
 
 
 def test_admin_lock_grows_and_counts_per_user(make_client: MakeClient, clock: FakeClock) -> None:
     """Wrong passwords for the admin user from many addresses lock the user everywhere; another lock within
     the window lasts twice as long; guesses of other user names lock only their address."""
-    wrong = basic(ADMIN[0], "guess")
     for number in range(10):
-        assert make_client((f"198.51.100.{number}", 1)).get("/admin", headers=wrong).status_code == 401
+        assert sign_in(make_client((f"198.51.100.{number}", 1)), ADMIN[0], "guess").status_code == 401
     fresh = make_client(("203.0.113.1", 1))
-    assert fresh.get("/admin", headers=basic(*ADMIN)).status_code == 429
+    assert sign_in(fresh).status_code == 429
     clock.advance(61)
     for number in range(10):
-        make_client((f"198.51.100.{number + 20}", 1)).get("/admin", headers=wrong)
-    second = fresh.get("/admin", headers=basic(*ADMIN))
+        sign_in(make_client((f"198.51.100.{number + 20}", 1)), ADMIN[0], "guess")
+    second = sign_in(fresh)
     assert (second.status_code, second.headers["retry-after"]) == (429, "120")
     clock.advance(121)
-    assert fresh.get("/admin", headers=basic(*ADMIN)).status_code == 200
+    assert sign_in(fresh).status_code == 303
     for number in range(20):
-        make_client((f"198.51.100.{number + 40}", 1)).get("/admin", headers=basic("nobody", "x"))
-    assert fresh.get("/admin", headers=basic(*ADMIN)).status_code == 200
+        sign_in(make_client((f"198.51.100.{number + 40}", 1)), "nobody", "x")
+    assert sign_in(make_client(("203.0.113.2", 1))).status_code == 303
 
 
 def test_lockout_settings_are_used(make_client: MakeClient, clock: FakeClock) -> None:
     """admin_max_failures and admin_lockout set when and for how long a login locks."""
     client = make_client(REMOTE, admin_max_failures=3, admin_lockout=5, admin_lockout_max=6)
     for _ in range(3):
-        client.get("/admin", headers=basic(ADMIN[0], "guess"))
-    assert client.get("/admin", headers=basic(*ADMIN)).headers["retry-after"] == "5"
+        sign_in(client, ADMIN[0], "guess")
+    assert sign_in(client).headers["retry-after"] == "5"
     clock.advance(5)
     for _ in range(3):
-        client.get("/admin", headers=basic(ADMIN[0], "guess"))
-    assert client.get("/admin", headers=basic(*ADMIN)).headers["retry-after"] == "6"
+        sign_in(client, ADMIN[0], "guess")
+    assert sign_in(client).headers["retry-after"] == "6"
 
 
 # -- URLs from base_url, never from the Host header --------------------------------------------------------------
@@ -273,6 +242,13 @@ def test_decision_redirect_ignores_the_host_header(make_client: MakeClient, quar
     assert response.headers["location"] == f"https://mailguard.example.com/guard/confirm/{token}"
 
 
+def signed_in_page(client: TestClient) -> object:
+    """The admin list, signed in with a forged Host all along."""
+    client.headers["Host"] = "evil.example"
+    assert sign_in(client).status_code == 303
+    return client.get("/admin")
+
+
 def test_pages_link_only_to_relative_or_base_urls(make_client: MakeClient, quarantine: Quarantine,
                                                   links: Links) -> None:
     """No page names the Host it was asked under: links and form actions are relative paths."""
@@ -280,7 +256,7 @@ def test_pages_link_only_to_relative_or_base_urls(make_client: MakeClient, quara
     holds = hold_message(quarantine)
     token = issue(links, holds)
     for response in (client.get(f"/confirm/{token}", headers={"Host": "evil.example"}),
-                     client.get("/admin", headers={"Host": "evil.example", **basic(*ADMIN)})):
+                     signed_in_page(client)):
         assert response.status_code == 200
         assert "evil.example" not in response.text
         assert all(not url.startswith("//") and "://" not in url

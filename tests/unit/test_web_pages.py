@@ -15,9 +15,10 @@ from rcptguard.store.links import Links
 from rcptguard.store.quarantine import Hold, Quarantine
 from rcptguard.store.schema import holds as holds_table
 from rcptguard.web.app import outcome_of
+from tests.support.admin import signed_in
 from tests.support.sink import RecordingSink
 from tests.unit import test_web as shared
-from tests.unit.test_web import ADMIN, LOCAL, basic, build_app, form, held, hold_message, issue, message
+from tests.unit.test_web import LOCAL, build_app, form, held, hold_message, issue, message
 
 
 @pytest.fixture
@@ -51,8 +52,8 @@ def test_admin_pages_through_1200_holds(client: TestClient, quarantine: Quaranti
     """1,200 held recipients: the list says how many, shows 50 a page oldest first, and its next and previous
     links walk every hold exactly once; newest first walks them in the other order."""
     made = many_holds(quarantine, messages=3, per_message=400)
-    auth = basic(*ADMIN)
-    first = client.get("/admin", headers=auth)
+    signed_in(client)
+    first = client.get("/admin")
     assert first.status_code == 200
     assert "1,200 recipients held; showing 1–50, oldest first (page 1 of 24)." in first.text
     assert "Previous page" not in first.text
@@ -60,7 +61,7 @@ def test_admin_pages_through_1200_holds(client: TestClient, quarantine: Quaranti
     url: str | None = "/admin"
     pages = 0
     while url is not None:
-        page = client.get(url.replace("&amp;", "&"), headers=auth)
+        page = client.get(url.replace("&amp;", "&"))
         assert page.status_code == 200
         seen += hold_ids(page.text)
         pages += 1
@@ -71,11 +72,11 @@ def test_admin_pages_through_1200_holds(client: TestClient, quarantine: Quaranti
     created = {hold.id: hold.message_id for hold in made}
     order = list(dict.fromkeys(created[hold_id] for hold_id in seen))
     assert order == list(dict.fromkeys(hold.message_id for hold in made))  # oldest message first
-    last = client.get("/admin?state=held&order=oldest&page=24&size=50", headers=auth)
+    last = client.get("/admin?state=held&order=oldest&page=24&size=50")
     assert "showing 1,151–1,200" in last.text
     assert 'rel="prev"' in last.text
     assert 'rel="next"' not in last.text
-    newest = client.get("/admin?order=newest&size=200", headers=auth)
+    newest = client.get("/admin?order=newest&size=200")
     assert "showing 1–200, newest first (page 1 of 6)" in newest.text
     assert {created[hold_id] for hold_id in hold_ids(newest.text)} == {made[-1].message_id}
 
@@ -85,17 +86,17 @@ def test_admin_state_filter(client: TestClient, quarantine: Quarantine) -> None:
     decided hold shows its outcome and no buttons."""
     first, second, third = hold_message(quarantine, held("a@army.ml"), held("b@army.ml"), held("c@army.ml"))
     quarantine.cancel(second.id, "ops")
-    auth = basic(*ADMIN)
-    assert set(hold_ids(client.get("/admin", headers=auth).text)) == {first.id, third.id}
-    cancelled = client.get("/admin?state=cancelled", headers=auth).text
+    signed_in(client)
+    assert set(hold_ids(client.get("/admin").text)) == {first.id, third.id}
+    cancelled = client.get("/admin?state=cancelled").text
     assert hold_ids(cancelled) == [second.id]
     assert "Decided by ops." in cancelled
     assert "Cancel (never send)" not in cancelled
-    assert len(hold_ids(client.get("/admin?state=all", headers=auth).text)) == 3
-    assert "no messages in this state" in client.get("/admin?state=expired", headers=auth).text
+    assert len(hold_ids(client.get("/admin?state=all").text)) == 3
+    assert "no messages in this state" in client.get("/admin?state=expired").text
     for query in ("state=bogus", "order=sideways", "page=0", "page=x", "size=201", "size=-1"):
-        assert client.get(f"/admin?{query}", headers=auth).status_code == 400
-    beyond = client.get("/admin?page=9", headers=auth)
+        assert client.get(f"/admin?{query}").status_code == 400
+    beyond = client.get("/admin?page=9")
     assert (beyond.status_code, "There is no page 9" in beyond.text) == (200, True)
 
 

@@ -28,5 +28,7 @@ def config_check(path: Path) -> None:
     click.echo(f"  store {loaded.db.url}")
     click.echo(f"  relay next hop {loaded.relay.next_hop}, links to {loaded.relay.base_url}"
                + ("" if loaded.links_configured else " (the default: set [web] base_url)"))
-    click.echo(f"  policy service hold_mode {loaded.policyd.hold_mode}; web page api {loaded.web.api}, "
-               f"admin pages {'on' if loaded.web.admin_user and loaded.web.admin_password else 'off'}")
+    web = loaded.web
+    admin = ("refused (a plain-text admin_password: see `rcptguard web hash-password`)" if web.admin_password
+             else "on" if web.admin_user_header or (web.admin_user and web.admin_password_hash) else "off")
+    click.echo(f"  policy service hold_mode {loaded.policyd.hold_mode}; web page api {web.api}, admin pages {admin}")

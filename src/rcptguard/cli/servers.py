@@ -129,7 +129,7 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
                             lambda ready: relay_mod.serve(handler, host, port, ready=ready))
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @detection_options
 @click.option("--listen", metavar="unix:PATH | inet:HOST:PORT",
               help="Where the MTA connects (default: [milter] listen).")
@@ -170,16 +170,22 @@ def milter(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...]
         sys.exit(2)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @detection_options
 @click.option("--listen", default="127.0.0.1:8025", show_default=True, help="HOST:PORT to listen on.")
 @click.option("--db", "db", metavar="URL", help="Store URL (sqlite:///path or postgresql://...); wins over the config.")
 @click.option("--next-hop", "next_hop", metavar="HOST:PORT",
               help="Where released mail goes (default: [relay] next_hop, else 127.0.0.1:10026).")
 @click.option("--log-level", default="info", show_default=True)
-def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], known_files: tuple[Path, ...],
-        listen: str, db: str | None, next_hop: str | None, log_level: str) -> None:
-    """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check)."""
+@click.pass_context
+def web(ctx: click.Context, config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
+        known_files: tuple[Path, ...], listen: str, db: str | None, next_hop: str | None, log_level: str) -> None:
+    """The sender's confirmation page, the admin pages and the JSON API (POST /v1/check).
+
+    `rcptguard web hash-password` makes the hash of an admin password for [web] admin_password_hash.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from rcptguard import logs  # noqa: PLC0415 - the web app and its modules load only for this command
     from rcptguard.delivery import NextHop  # noqa: PLC0415 - same
     from rcptguard.store import StoreError  # noqa: PLC0415 - same
@@ -187,6 +193,7 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     from rcptguard.store.quarantine import Quarantine  # noqa: PLC0415 - same
     from rcptguard.web import create_app  # noqa: PLC0415 - same
     from rcptguard.web.server import serve  # noqa: PLC0415 - same
+    from rcptguard.web.settings import NOT_HASHED  # noqa: PLC0415 - same
     from rcptguard.world import SyncWorld  # noqa: PLC0415 - same
 
     logs.setup(log_level)
@@ -194,6 +201,8 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     policy = build_policy(loaded, protect, known, known_files)
     host, port = listen_address(listen)
     settings, relay_settings = loaded.web, loaded.relay
+    if settings.admin_password:
+        raise click.UsageError(f"{policy.source or 'config'}: {NOT_HASHED}")
     try:
         hop = NextHop.parse(next_hop or relay_settings.next_hop, relay_settings.timeouts)
         secret = web_secret(settings, loaded.base)
@@ -210,11 +219,28 @@ def web(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...], k
     with contextlib.ExitStack() as stack:
         world = stack.enter_context(SyncWorld(dns)) if dns.enabled else None
         app = create_app(quarantine=quarantine, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
-                         notifier=notifier,
-                         secret=secret, admin_user=settings.admin_user, admin_password=settings.admin_password,
+                         notifier=notifier, secret=secret,
                          template_dir=Path(settings.template_dir) if settings.template_dir else None,
                          settings=settings, world=world)
         serve(app, host, port, log_level=log_level, sock=listening_socket("web", host, port))
+
+
+@web.command("hash-password")
+def hash_password() -> None:
+    """Print the argon2 hash of an admin password, for [web] admin_password_hash.
+
+    The password is asked for twice at a terminal, or read from the first line of stdin (never an argument, which
+    other users of the machine could see).
+    """
+    from rcptguard.web.admin import hash_password as make_hash  # noqa: PLC0415 - only this command hashes
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise click.UsageError("the password must have at least 8 characters")
+    click.echo(make_hash(password))
 
 
 def web_secret(settings: WebSettings, base: Path) -> bytes:

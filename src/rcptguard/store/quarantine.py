@@ -591,9 +591,9 @@ class Quarantine:
             raise NotFound(hold_id)
         raise AlreadyDecided(hold_id, current["state"], current["decided_by"])
 
-    def cancel(self, hold_id: str, actor: str, *, notify_sender: bool = False) -> Hold:
+    def cancel(self, hold_id: str, actor: str, *, notify_sender: bool = False, detail: str = "") -> Hold:
         """Never send it to this recipient; `notify_sender` (an administrator cancels): tell the sender."""
-        return self.decide(hold_id, "cancelled", actor, notify_sender=notify_sender)
+        return self.decide(hold_id, "cancelled", actor, notify_sender=notify_sender, detail=detail)
 
     def expire_due(self, retention: dt.timedelta, actor: str = "expiry", *,
                    notify: bool = False) -> builtins.list[Hold]:

@@ -1,8 +1,8 @@
 """The web front: the sender's confirmation page, the admin pages and the JSON check API (FastAPI + Jinja2).
 
     from rcptguard.web import create_app, serve
-    serve(create_app(quarantine=..., links=..., guard_provider=..., next_hop=..., secret=..., admin_user=None,
-                     admin_password=None), "127.0.0.1", 8025)
+    serve(create_app(quarantine=..., links=..., guard_provider=..., next_hop=..., secret=...,
+                     settings=WebSettings(...)), "127.0.0.1", 8025)
 
 The names are imported when first used, so that reading `rcptguard.web.settings` (every command that checks a
 config file does) does not load FastAPI.

@@ -1,20 +1,21 @@
 """The web front: the sender's confirmation page, the operator's admin pages and the JSON check API.
 
     app = create_app(quarantine=q, links=Links(store), guard_provider=lambda: guard, next_hop=hop,
-                     secret=key, admin_user="ops", admin_password="...", settings=WebSettings())
+                     secret=key, settings=WebSettings(admin_user="ops", admin_password_hash="$argon2id$..."))
 
 Pages are rendered on the server (Jinja2, autoescaped) and work without JavaScript. GET and HEAD never change
 anything, because mail scanners follow links; every action is a POST carrying a CSRF token bound to the link and
 the hold. A decision goes through the quarantine's atomic decide, so a double click, a replay or two browsers at
 once deliver at most once. A release is recorded at once and sent in the background (web.releases): the POST
 answers with a redirect to the page, which shows the delivery's progress. Every absolute URL the application
-makes starts with the configured base_url, never with what the request's Host header says.
+makes starts with the configured base_url, never with what the request's Host header says. The admin pages are
+behind web.admin (a signed-in session or a trusted proxy's header; `Web.admin` and `Web.admin_form` are the
+gate every admin route goes through); the client's address and scheme come from web.proxy (forwarded headers
+from trusted proxies only), which also writes the access log.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import hashlib
@@ -50,18 +51,12 @@ from rcptguard.store import StoreError
 from rcptguard.store.links import LinkExpired, LinkInfo, LinkInvalid, Links
 from rcptguard.store.quarantine import STATES, AlreadyDecided, Hold, NotFound, Quarantine, QuarantineError
 from rcptguard.web import bulk, charts
+from rcptguard.web.admin import COOKIE, LOGIN_COOKIE, AdminAuth, SignInNeededError
+from rcptguard.web.answers import PageError
 from rcptguard.web.dashboard import TIME_BUCKETS, dashboard
-from rcptguard.web.limits import (
-    FORM_MAX_BODY,
-    ApiAccess,
-    BodyLimit,
-    Clock,
-    LoginThrottle,
-    TokenBuckets,
-    client_address,
-    is_loopback,
-)
+from rcptguard.web.limits import FORM_MAX_BODY, ApiAccess, BodyLimit, Clock, TokenBuckets, client_address, is_loopback
 from rcptguard.web.listing import Listing, list_page
+from rcptguard.web.proxy import AccessLog, ForwardedHeaders
 from rcptguard.web.releases import Releases
 from rcptguard.web.settings import WebSettings
 from rcptguard.world.weigh import consult_all_sync
@@ -102,7 +97,6 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Cache-Control", "no-store"),
     ("X-Frame-Options", "DENY"),
 )
-_REALM = 'Basic realm="rcptguard admin", charset="UTF-8"'
 _FIELD_LIMIT = 512  # longer form values are cut before they are compared or shown
 
 
@@ -181,17 +175,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class PageError(Exception):
-    """Stop handling a page request and answer with an HTML page (title and text) and this status."""
-
-    def __init__(self, status: int, title: str, text: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(title)
-        self.status = status
-        self.title = title
-        self.text = text
-        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,8 +377,7 @@ class Web:
     """What the routes do, with the application's collaborators; `create_app` wires it to FastAPI."""
 
     def __init__(self, *, quarantine: Quarantine, links: Links, guard_provider: Callable[[], Guard],
-                 next_hop: NextHop, secret: bytes, admin_user: str | None, admin_password: str | None,
-                 template_dir: Path | None, settings: WebSettings, clock: Clock,
+                 next_hop: NextHop, secret: bytes, template_dir: Path | None, settings: WebSettings, clock: Clock,
                  notifier: Notifier | None = None, metrics: Metrics | None = None,
                  world: SyncWorld | None = None) -> None:
         if len(secret) < 16:
@@ -405,15 +387,12 @@ class Web:
         self.guard_provider = guard_provider
         self.next_hop = next_hop
         self.secret = secret
-        self.admin_credentials = (admin_user, admin_password) if admin_user and admin_password else None
         self.pages = Pages(template_dir)
         self.settings = settings
         self.metrics = metrics or Metrics("web", quarantine.store)
         self.world = world
         self.releases = Releases(quarantine, next_hop, workers=settings.release_workers, notifier=notifier)
-        self.logins = LoginThrottle(max_failures=settings.admin_max_failures, window=settings.admin_failure_window,
-                                    lockout=settings.admin_lockout, lockout_max=settings.admin_lockout_max,
-                                    clock=clock)
+        self.auth = AdminAuth(secret=secret, settings=settings, clock=clock)
 
     def page_url(self, token: str) -> str:
         """The absolute URL of a link's page: under base_url, whatever Host the request named."""
@@ -539,13 +518,15 @@ class Web:
         # Redirect-after-POST: the page shows this hold's outcome, and the delivery's progress while it is sent.
         return RedirectResponse(self.page_url(token), status_code=303)
 
-    def decide(self, current: Hold, action: str, actor: str, *, notify_sender: bool = False) -> Hold:
+    def decide(self, current: Hold, action: str, actor: str, *, notify_sender: bool = False,
+               detail: str = "") -> Hold:
         """Record the decision (cancel, correct: to the suggestion, release: as typed), and have a release sent
         in the background; `notify_sender` (an administrator decides) owes the sender a notice of it, sent in the
-        background too. The quarantine logs the decision. Raises AlreadyDecided, NotFound, StoreError."""
+        background too. The quarantine logs the decision; `detail` goes with it into the audit log. Raises
+        AlreadyDecided, NotFound, StoreError."""
         by = "admin" if notify_sender else "sender"
         if action == "cancel":
-            decided = self.quarantine.cancel(current.id, actor, notify_sender=notify_sender)
+            decided = self.quarantine.cancel(current.id, actor, notify_sender=notify_sender, detail=detail)
             self.metrics.page_decisions.labels(by, decided.state).inc()
             if notify_sender:
                 self.releases.notify_soon()
@@ -553,9 +534,10 @@ class Web:
         to = current.suggestion if action == "correct" else None
         if to is not None and to != current.recipient:
             decided = self.quarantine.decide(current.id, "corrected", actor, deliver_to=to,
-                                             notify_sender=notify_sender)
+                                             notify_sender=notify_sender, detail=detail)
         else:
-            decided = self.quarantine.decide(current.id, "released", actor, notify_sender=notify_sender)
+            decided = self.quarantine.decide(current.id, "released", actor, notify_sender=notify_sender,
+                                             detail=detail)
         self.metrics.page_decisions.labels(by, decided.state).inc()
         self.releases.submit(decided.id)
         return decided
@@ -563,45 +545,21 @@ class Web:
     # -- the operator's admin pages -------------------------------------------------------------------------------
 
     def admin(self, request: Request) -> str:
-        """The admin's user name, or 404 (admin not configured) / 401 (no or wrong credentials) / 429 (locked
-        after too many wrong passwords from this address or for this user, whatever the password now)."""
-        if self.admin_credentials is None:
-            raise PageError(404, "Not found", "There is no page at this address.")
-        admin_user, admin_password = self.admin_credentials
-        denied = PageError(401, "Sign in to see the quarantine", "The user name or password is missing or wrong.",
-                           {"WWW-Authenticate": _REALM})
-        header = request.headers.get("authorization")
-        if header is None:  # a browser's first request: no attempt yet
-            raise denied
-        scheme, _, param = header.partition(" ")
-        try:
-            decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8") \
-                if scheme.lower() == "basic" else ""
-        except (binascii.Error, UnicodeDecodeError):
-            decoded = ""
-        user, sep, password = decoded.partition(":")
-        keys = self.logins.keys(client_address(request.scope), user, admin_user)
-        wait = self.logins.locked(keys)
-        if wait > 0:
-            raise PageError(429, "Too many wrong passwords",
-                            "Signing in is locked for a while after repeated wrong passwords. Try again later.",
-                            {"Retry-After": str(max(1, math.ceil(wait)))})
-        # Digests first, so that the comparison takes the same time whatever the lengths.
-        user_ok = hmac.compare_digest(hashlib.sha256(user.encode()).digest(),
-                                      hashlib.sha256(admin_user.encode()).digest())
-        password_ok = hmac.compare_digest(hashlib.sha256(password.encode()).digest(),
-                                          hashlib.sha256(admin_password.encode()).digest())
-        if not (sep and user_ok and password_ok):
-            self.logins.failed(keys)
-            raise denied
-        self.logins.succeeded(keys)
-        return user
+        """The gate of every admin page: the signed-in admin's name. Raises AdminError: 404 when the admin pages
+        are off, SignInNeededError (a read goes to the sign-in page, a post gets 401) without a live session."""
+        return self.auth.user(request)
 
-    def admin_csrf(self, user: str, hold_id: str) -> str:
-        return csrf_token(self.secret, f"admin\0{user}\0", hold_id)
+    def admin_form(self, request: Request, csrf: str) -> str:
+        """The gate of every admin form post: `admin`, and the form's CSRF token must be the admin's (403)."""
+        return self.auth.form(request, csrf)
+
+    def admin_page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:  # noqa: ANN401 - template context
+        """An admin page: the template with the admin's name and the CSRF token its forms (sign-out too) carry."""
+        return self.pages.render(request, name, status, admin=self.admin(request), csrf=self.auth.csrf(request),
+                                 **context)
 
     def admin_list(self, request: Request) -> HTMLResponse:
-        user = self.admin(request)
+        self.admin(request)
         params = request.query_params
         try:
             listing = Listing.parse(params.get("state"), params.get("order"), params.get("page"), params.get("size"),
@@ -613,19 +571,19 @@ class Web:
         except StoreError as exc:
             raise self.unavailable(exc) from None
         now = dt.datetime.now(dt.UTC)
-        items = [{"hold": hold, "csrf": self.admin_csrf(user, hold.id), "received": _when(hold.received_at),
-                  "outcome": outcome_of(hold, now), "purged": _day(hold.purged_at) if hold.purged_at else None}
-                 for hold in page.holds]
-        return self.pages.render(request, "admin.html", items=items, page=page, listing=listing,
-                                 states=(*STATES, "all"), bulk_csrf=self.admin_csrf(user, "bulk"),
-                                 bulk_limit=bulk.MAX_BULK)
+        items = [{"hold": hold, "received": _when(hold.received_at), "outcome": outcome_of(hold, now),
+                  "purged": _day(hold.purged_at) if hold.purged_at else None} for hold in page.holds]
+        return self.admin_page(request, "admin.html", items=items, page=page, listing=listing,
+                               states=(*STATES, "all"), bulk_limit=bulk.MAX_BULK)
+
+    def bulk_token(self, request: Request, user: str, action: str, hold_ids: list[str]) -> str:
+        """The token of a bulk confirmation: bound to the action, the ids, the admin and their session."""
+        return bulk.token(self.secret, f"{user}\0{self.auth.csrf(request)}", action, hold_ids)
 
     def admin_bulk(self, request: Request, action: str, scope: str, hold_ids: list[str], filters: Mapping[str, str],
                    csrf: str) -> HTMLResponse:
         """Step one of a bulk release or cancel: the page that says what it would do, with a confirm button."""
-        user = self.admin(request)
-        if not csrf or not _equal(csrf, self.admin_csrf(user, "bulk")):
-            raise PageError(403, _NOT_ACCEPTED, "Reload the list and try again.")
+        user = self.admin_form(request, csrf)
         if action not in bulk.ACTIONS:
             raise PageError(400, "Please choose what to do", "Choose release or cancel, then review again.")
         try:
@@ -636,20 +594,22 @@ class Web:
             raise self.unavailable(exc) from None
         held = [hold for hold in holds if hold.state == "held"]
         ids = [hold.id for hold in held]
-        return self.pages.render(request, "admin_bulk.html", title=f"{bulk.ACTIONS[action]}: review", action=action,
-                                 verb=bulk.ACTIONS[action], holds=held,
-                                 decided=[hold for hold in holds if hold.state != "held"], ids=ids,
-                                 csrf=bulk.token(self.secret, user, action, ids), limit=bulk.MAX_BULK)
+        return self.admin_page(request, "admin_bulk.html", title=f"{bulk.ACTIONS[action]}: review", action=action,
+                               verb=bulk.ACTIONS[action], holds=held,
+                               decided=[hold for hold in holds if hold.state != "held"], ids=ids,
+                               confirm_token=self.bulk_token(request, user, action, ids), limit=bulk.MAX_BULK)
 
     def admin_bulk_confirm(self, request: Request, action: str, hold_ids: list[str], csrf: str) -> HTMLResponse:
         """Step two: each recipient the review named that is still held is decided, as by its own button."""
         user = self.admin(request)
-        if action not in bulk.ACTIONS or not csrf or not _equal(csrf, bulk.token(self.secret, user, action,
-                                                                                 hold_ids)):
+        if action not in bulk.ACTIONS or not csrf or not _equal(csrf, self.bulk_token(request, user, action,
+                                                                                      hold_ids)):
             raise PageError(403, _NOT_ACCEPTED, "Review the change again from the list.")
+        detail = f"from {client_address(request.scope)}"
         try:
             applied = bulk.apply(lambda hold_id: self.decide(self.quarantine.require(hold_id), action,
-                                                             f"{user} via web admin", notify_sender=True),
+                                                             f"{user} via web admin", notify_sender=True,
+                                                             detail=detail),
                                  hold_ids, action, user)
         except StoreError as exc:
             raise self.unavailable(exc) from None
@@ -660,7 +620,7 @@ class Web:
             text += f" {len(applied.skipped)} had been decided already, and were left as they were."
         if action == "release" and done:
             text += " Releases are sent in the background; the list of released messages shows how each ended."
-        return self.pages.render(request, "admin_done.html", title=f"{done} {verb}", text=text)
+        return self.admin_page(request, "admin_done.html", title=f"{done} {verb}", text=text)
 
     def admin_dashboard(self, request: Request) -> HTMLResponse:
         """The last 30 days: holds by day and outcome, time to decision, the domains and senders held most."""
@@ -683,21 +643,19 @@ class Web:
             "senders": charts.bars([(sender, count) for sender, count, _ in board.top_senders],
                                    title="Senders held most often"),
         }
-        return self.pages.render(request, "dashboard.html", board=board, charts=drawn, decided=decided,
-                                 duration=_duration, wide=True)
+        return self.admin_page(request, "dashboard.html", board=board, charts=drawn, decided=decided,
+                               duration=_duration, wide=True)
 
     def admin_action(self, request: Request, hold_id: str, action: str, csrf: str) -> HTMLResponse:
-        user = self.admin(request)
-        if not csrf or not _equal(csrf, self.admin_csrf(user, hold_id)):
-            raise PageError(403, _NOT_ACCEPTED, "Reload the list and try again.")
+        user = self.admin_form(request, csrf)
         if action not in ("release", "cancel"):
             raise PageError(400, "Please choose what to do", "Use the buttons on the list.")
         try:
             decided = self.decide(self.quarantine.require(hold_id), action, f"{user} via web admin",
-                                  notify_sender=True)
+                                  notify_sender=True, detail=f"from {client_address(request.scope)}")
         except AlreadyDecided as exc:
-            return self.pages.render(request, "admin_done.html", 409, title="This was already decided",
-                                     text=str(exc))
+            return self.admin_page(request, "admin_done.html", 409, title="This was already decided",
+                                   text=str(exc))
         except NotFound:
             raise PageError(404, "Not found", f"There is no held message {hold_id}.") from None
         except StoreError as exc:
@@ -705,7 +663,35 @@ class Web:
         outcome = outcome_of(decided)
         text = "It is being sent now; the list of released messages shows how it ends." if outcome.in_progress \
             else outcome.detail
-        return self.pages.render(request, "admin_done.html", title=outcome.headline, text=text)
+        return self.admin_page(request, "admin_done.html", title=outcome.headline, text=text)
+
+    def sign_in_page(self, request: Request, status: int = 200, error: str = "",
+                     headers: Mapping[str, str] | None = None) -> HTMLResponse:
+        """The sign-in form, with the cookie that ties its CSRF token to this browser."""
+        nonce, csrf = self.auth.sign_in_form(request)
+        signed_out = request.query_params.get("out") == "1" and not error
+        response = self.pages.render(request, "sign_in.html", status, headers, csrf=csrf, error=error,
+                                     signed_out=signed_out, proxy_only=self.auth.password_hash is None)
+        self.auth.set_cookie(request, response, LOGIN_COOKIE, nonce, max_age=3600)
+        return response
+
+    def sign_in(self, request: Request, user: str, password: str, csrf: str) -> Response:
+        try:
+            cookie = self.auth.sign_in(request, user, password, csrf)
+        except PageError as exc:
+            if exc.status in (401, 429):  # the form again, saying why
+                return self.sign_in_page(request, exc.status, exc.text, exc.headers)
+            raise
+        response = RedirectResponse(f"{self.settings.public_url}/admin", status_code=303)
+        self.auth.set_cookie(request, response, COOKIE, cookie, max_age=math.ceil(self.settings.admin_session_max))
+        self.auth.clear_cookie(request, response, LOGIN_COOKIE)
+        return response
+
+    def sign_out(self, request: Request, csrf: str) -> Response:
+        self.auth.sign_out(request, csrf)
+        response = RedirectResponse(f"{self.settings.public_url}/admin/login?out=1", status_code=303)
+        self.auth.clear_cookie(request, response, COOKIE)
+        return response
 
     # -- the JSON API ---------------------------------------------------------------------------------------------
 
@@ -751,8 +737,6 @@ def create_app(
     guard_provider: Callable[[], Guard],
     next_hop: NextHop,
     secret: bytes,
-    admin_user: str | None,
-    admin_password: str | None,
     template_dir: Path | None = None,
     settings: WebSettings | None = None,
     clock: Clock = time.monotonic,
@@ -760,18 +744,20 @@ def create_app(
     metrics: Metrics | None = None,
     world: SyncWorld | None = None,
 ) -> FastAPI:
-    """The web application. `secret` keys the CSRF tokens (at least 16 bytes, the same across restarts and
-    workers); the admin pages answer 404 unless both `admin_user` and `admin_password` are set; templates in
-    `template_dir` replace the shipped ones of the same name. `settings` ([web]) give the public base URL and the
-    limits; `clock` (monotonic seconds) times the rate limit and the login lockout. With `notifier` ([notify]),
-    the notices an administrator's decisions owe their senders are sent from here too, in the background, once
-    the quarantine's notice_grace has passed; without it, by the relay's retry loop (or `quarantine
-    deliver-pending`). `metrics`: what `GET /metrics` serves (default: the web's own, with the store's gauges).
-    `world`: the DNS evidence `/v1/check` weighs (None: decided without it); the caller closes it."""
+    """The web application. `secret` keys the CSRF tokens and signs the admin's cookie (at least 16 bytes, the
+    same across restarts and workers); templates in `template_dir` replace the shipped ones of the same name.
+    `settings` ([web]) give the public base URL, the admin's sign-in (the admin pages answer 404 unless
+    `admin_user` and `admin_password_hash`, or `admin_user_header`, are set), the trusted proxies, the access
+    log and the limits; `clock` (monotonic seconds) times the rate limit, the login lockout and the sessions.
+    With `notifier` ([notify]), the notices an administrator's decisions owe their senders are sent from here
+    too, in the background, once the quarantine's notice_grace has passed; without it, by the relay's retry loop
+    (or `quarantine deliver-pending`). `metrics`: what `GET /metrics` serves (default: the web's own, with the
+    store's gauges). `world`: the DNS evidence `/v1/check` weighs (None: decided without it); the caller closes
+    it."""
     settings = settings or WebSettings()
     web = Web(quarantine=quarantine, links=links, guard_provider=guard_provider, next_hop=next_hop, secret=secret,
-              admin_user=admin_user, admin_password=admin_password, template_dir=template_dir, settings=settings,
-              clock=clock, notifier=notifier, metrics=metrics, world=world)
+              template_dir=template_dir, settings=settings, clock=clock, notifier=notifier, metrics=metrics,
+              world=world)
     # redirect_slashes off: Starlette builds that redirect from the Host header (see confirm_slash).
     app = FastAPI(title="rcptguard", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", redirect_slashes=False)
@@ -781,7 +767,11 @@ def create_app(
     app.add_middleware(BodyLimit, limit_for=lambda path: settings.api_max_body if path == CHECK_PATH
                        else FORM_MAX_BODY)
     app.add_middleware(ApiAccess, path=CHECK_PATH, mode=settings.api, token=settings.api_token, buckets=buckets)
-    app.add_middleware(SecurityHeaders)  # the outermost: on every answer, the limits' too
+    app.add_middleware(SecurityHeaders)  # on every answer, the limits' too
+    if settings.access_log != "off":
+        app.add_middleware(AccessLog, level=logging.getLevelName(settings.access_log.upper()))
+    # The outermost: everything within sees the client's address and scheme it settled on.
+    app.add_middleware(ForwardedHeaders, trusted=settings.proxies, user_header=settings.admin_user_header)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:
@@ -800,6 +790,13 @@ def create_app(
     @app.exception_handler(PageError)
     async def page_error(request: Request, exc: PageError) -> Response:
         return web.pages.render(request, "message.html", exc.status, exc.headers, title=exc.title, text=exc.text)
+
+    @app.exception_handler(SignInNeededError)
+    async def sign_in_needed(request: Request, exc: SignInNeededError) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return RedirectResponse(f"{settings.public_url}/admin/login", status_code=303)
+        return web.pages.render(request, "message.html", exc.status, exc.headers, title=exc.title, text=exc.text,
+                                sign_in=True)
 
     # Pages are sync routes: FastAPI runs them in its thread pool (they read the store). Deliveries are not
     # sent there but by web.releases, so that no page waits for the next hop.
@@ -859,6 +856,23 @@ def create_app(
         csrf: Annotated[str, Form()] = "",
     ) -> Response:
         return web.admin_bulk_confirm(request, _field(action), [_field(h) for h in hold or []], _field(csrf))
+
+    @app.api_route("/admin/login", methods=["GET", "HEAD"], include_in_schema=False)
+    def sign_in_page(request: Request) -> Response:
+        return web.sign_in_page(request)
+
+    @app.post("/admin/login", include_in_schema=False)
+    def sign_in(
+        request: Request,
+        user: Annotated[str, Form()] = "",
+        password: Annotated[str, Form()] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        return web.sign_in(request, _field(user), _field(password), _field(csrf))
+
+    @app.post("/admin/logout", include_in_schema=False)
+    def sign_out(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+        return web.sign_out(request, _field(csrf))
 
     @app.post("/admin/holds/{hold_id}", include_in_schema=False)
     def admin_action(

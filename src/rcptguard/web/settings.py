@@ -2,12 +2,16 @@
 
     settings = WebSettings.from_section(section, "web").with_token_file(config_dir)
 
-`secret`, `secret_file`, `admin_user`, `admin_password` and `template_dir` are read here too, so that an unknown
-or mistyped key is refused in one place; the CSRF key itself is made by `rcptguard web` (cli.servers.web_secret).
+`secret`, `secret_file`, `admin_user`, `admin_password_hash` and `template_dir` are read here too, so that an
+unknown or mistyped key is refused in one place; the CSRF key itself is made by `rcptguard web`
+(cli.servers.web_secret). `admin_password`, a password in plain text, is read only to be refused by `rcptguard
+web` (NOT_HASHED) and reported by `rcptguard doctor`, so that the other servers still start with it.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +20,15 @@ from typing import Literal
 from rcptguard.errors import ConfigError
 from rcptguard.settings import Settings, invalid, overlay
 
-__all__ = ["API_MODES", "WebSettings"]
+__all__ = ["API_MODES", "NOT_HASHED", "WebSettings"]
 
 API_MODES = ("loopback", "token", "open", "off")
 ApiMode = Literal["loopback", "token", "open", "off"]
+AccessLog = Literal["debug", "info", "warning", "off"]
 _MIN_TOKEN = 16
+NOT_HASHED = (
+    "[web] admin_password is a password in plain text, which is no longer accepted: make its argon2 hash with "
+    "`rcptguard web hash-password`, set admin_password_hash to it and delete admin_password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +39,13 @@ class WebSettings(Settings):
     secret: str | None = None
     secret_file: str | None = None
     admin_user: str | None = None
-    admin_password: str | None = None
+    admin_password_hash: str | None = None  # argon2, from `rcptguard web hash-password`
+    admin_password: str | None = None  # plain text: refused by `rcptguard web` (NOT_HASHED)
+    admin_user_header: str | None = None  # a header naming the admin, set by a trusted proxy (single sign-on)
     template_dir: str | None = None
+    # the reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (addresses or networks)
+    trusted_proxies: tuple[str, ...] = ()
+    access_log: AccessLog = "info"  # the level of the access log's lines (one a request), or "off"
     # /v1/check: who may call it, how much and how often
     api: ApiMode = "loopback"  # loopback: clients on 127.0.0.0/8 and ::1 without a token, others with it
     api_token: str | None = None  # the Bearer token (at least 16 characters)
@@ -46,6 +59,9 @@ class WebSettings(Settings):
     admin_failure_window: float = 900.0
     admin_lockout: float = 60.0  # the first lock; each further one doubles, up to admin_lockout_max
     admin_lockout_max: float = 3600.0
+    # a signed-in admin's session: ends after this long without a request, and this long after signing in
+    admin_session_idle: float = 1800.0
+    admin_session_max: float = 43200.0
     # releases from the page are sent in the background by this many threads
     release_workers: int = 4
     # GET /metrics (Prometheus): to clients on this machine only, to anyone, or not at all
@@ -64,7 +80,8 @@ class WebSettings(Settings):
         return overlay(self, "web", api_token=token)
 
     def check(self) -> None:
-        for name in ("api_token", "secret", "admin_password"):  # an empty one counts as not set
+        for name in ("api_token", "secret", "admin_password", "admin_password_hash", "admin_user_header"):
+            # an empty one counts as not set
             if getattr(self, name) == "":
                 self.derive(name, None)
         parsed = urllib.parse.urlsplit(self.base_url)
@@ -79,13 +96,42 @@ class WebSettings(Settings):
         for name in ("api_max_body", "api_max_recipients", "api_burst", "admin_max_failures", "release_workers"):
             if getattr(self, name) < 1:
                 raise invalid(name, "at least 1")
-        for name in ("admin_failure_window", "admin_lockout", "admin_lockout_max"):
+        for name in ("admin_failure_window", "admin_lockout", "admin_lockout_max", "admin_session_idle",
+                     "admin_session_max"):
             if not getattr(self, name) > 0:
                 raise invalid(name, "a number of seconds above 0")
         if self.admin_lockout_max < self.admin_lockout:
             raise invalid("admin_lockout_max", "at least admin_lockout")
+        if self.admin_password_hash is not None and not _is_argon2(self.admin_password_hash):
+            raise invalid("admin_password_hash", "expected an argon2 hash ($argon2id$...), as `rcptguard web "
+                          "hash-password` prints it")
+        if self.admin_user_header is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", self.admin_user_header):
+            raise invalid("admin_user_header", f"expected a header name, got {self.admin_user_header!r}")
+        if self.admin_user_header is not None and not self.trusted_proxies:
+            raise invalid("admin_user_header", "needs trusted_proxies: the header is believed only from them")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise invalid("trusted_proxies", f"expected an address or network (CIDR), got {entry!r}") from None
+
+    @property
+    def proxies(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """trusted_proxies as networks."""
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
 
     @property
     def public_url(self) -> str:
         """base_url without a trailing slash: prefix of every absolute URL the page makes."""
         return self.base_url.rstrip("/")
+
+
+def _is_argon2(value: str) -> bool:
+    from argon2 import extract_parameters  # noqa: PLC0415 - only when a hash is configured
+    from argon2.exceptions import InvalidHashError  # noqa: PLC0415 - same
+
+    try:
+        extract_parameters(value)
+    except InvalidHashError:
+        return False
+    return True
