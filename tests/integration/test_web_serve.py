@@ -117,9 +117,13 @@ def test_huge_bodies_are_refused_in_bounded_memory(web: Web) -> None:
     assert httpx2.post(f"{web.url}/v1/check", json={"recipients": ["a@army.ml"]}).status_code == 200
 
 
+UNSTALLED = 2.5  # seconds: less than the slow next hop's 4 s on one final dot
+
+
 def test_slow_next_hop_stalls_no_page(web: Web, slow_sink: RecordingSink) -> None:
-    """Eight releases at once to a next hop that sits 4 s on each final dot: every POST answers within a second,
-    /healthz and a page answer within a second while they are sent, and each message arrives exactly once."""
+    """Eight releases at once to a next hop that sits 4 s on each final dot: every POST, /healthz and a page answer
+    while they are sent, each well within the 4 s a page that waited on the next hop would take, and each message
+    arrives exactly once. (The bound is not a speed test: a loaded machine answers in about a second.)"""
     store = Store.open(web.db)
     quarantine, links = Quarantine(store), Links(store)
     posts = []
@@ -137,13 +141,13 @@ def test_slow_next_hop_stalls_no_page(web: Web, slow_sink: RecordingSink) -> Non
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(post, posts))
     assert [status for status, _ in answers] == [303] * 8
-    assert max(seconds for _, seconds in answers) < 1.0, answers
+    assert max(seconds for _, seconds in answers) < UNSTALLED, answers
     slow_sink.wait_for(1)  # a delivery is in progress: the next hop has a message and sits on its answer
     for url in ("/healthz", f"/confirm/{posts[-1][1]}"):
         started = time.monotonic()
         response = httpx2.get(f"{web.url}{url}", timeout=30)
         assert response.status_code == 200
-        assert time.monotonic() - started < 1.0, url
+        assert time.monotonic() - started < UNSTALLED, url
     assert "Sending to c@army.mil" in httpx2.get(f"{web.url}/confirm/{posts[0][1]}").text
     deadline = time.monotonic() + 60
     while any(quarantine.require(hold_id).delivery != "delivered" for hold_id, _, _ in posts):
