@@ -6,6 +6,7 @@
     (top level)  Policy          policy.py: what is protected and known, weights, thresholds, force rules
     [db]         DbSettings      the store's URL
     [dns]        DnsSettings     world/settings.py: the world's evidence (DNS look-ups of a typed domain)
+    [history]    HistorySettings history/settings.py: how the organisation's own mail is weighed
     [notify]     NotifySettings  the From: and the template folder of notices to senders
     [policyd]    PolicySettings  gateways/policyd.py
     [relay]      RelaySettings   gateways/relay.py, with [relay.timeouts] (delivery.SmtpTimeouts)
@@ -38,6 +39,7 @@ from rcptguard.gateways.milter import MilterSettings
 from rcptguard.gateways.policyd import PolicySettings
 from rcptguard.gateways.relay import RelaySettings
 from rcptguard.gateways.sink import SinkSettings
+from rcptguard.history.settings import HistorySettings
 from rcptguard.policy import ConfigError, Policy, load_policy, locate
 from rcptguard.settings import Settings, build, file_fields, invalid, key_of, overlay
 from rcptguard.store import DEFAULT_URL
@@ -90,7 +92,7 @@ class RetentionSettings(Settings):
 SECTIONS: dict[str, type[Settings]] = {"db": DbSettings, "notify": NotifySettings, "policyd": PolicySettings,
                                        "relay": RelaySettings, "web": WebSettings, "retention": RetentionSettings,
                                        "dns": DnsSettings, "sink": SinkSettings, "milter": MilterSettings,
-                                       "content": ContentSettings}
+                                       "content": ContentSettings, "history": HistorySettings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ class Config:
     sink: SinkSettings = dataclasses.field(default_factory=SinkSettings)
     milter: MilterSettings = dataclasses.field(default_factory=MilterSettings)
     content: ContentSettings = dataclasses.field(default_factory=ContentSettings)
+    history: HistorySettings = dataclasses.field(default_factory=HistorySettings)
     source: Path | None = None
     links_configured: bool = False  # the file says where the page is ([web] or [relay] base_url)
 
@@ -161,7 +164,8 @@ def _resolved(policy: Policy, path: Path | None, base: Path, sections: dict[str,
                                  tls_key=_path(built["sink"].tls_key, base))
     return Config(policy=policy, db=overlay(db, "db", url=resolve_db_url(db.url, base)), notify=notify,
                   policyd=built["policyd"], relay=relay, web=web, retention=built["retention"], dns=built["dns"],
-                  sink=sink, milter=built["milter"], content=built["content"], source=path, links_configured=links)
+                  sink=sink, milter=built["milter"], content=built["content"], history=built["history"],
+                  source=path, links_configured=links)
 
 
 def relay_with(settings: RelaySettings, **flags: object) -> RelaySettings:

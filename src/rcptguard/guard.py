@@ -39,7 +39,14 @@ from rcptguard.index import Candidate, DomainIndex, Entry, Family
 from rcptguard.model import Action, Address, Domain, Malformed, Role, Signal, Verdict
 from rcptguard.policy import ConfigError, Policy
 from rcptguard.providers import providers
-from rcptguard.reasons import bounce_reason, covered_reason, looks_like, sibling_note, target_phrase
+from rcptguard.reasons import (
+    bounce_reason,
+    covered_reason,
+    looks_like,
+    never_written,
+    sibling_note,
+    target_phrase,
+)
 from rcptguard.typos.cost import path_cost
 from rcptguard.typos.edits import Edit, single_edit
 from rcptguard.typos.suffixes import country_codes, fix_for, nearest, real_tlds
@@ -186,7 +193,7 @@ class Guard:
         notes = [looks_like(domain, best.candidate.intended, best.signals[: best.slips]),
                  target_phrase(best.candidate.target, best.candidate.intended)]
         if self._first_contact(domain):
-            notes.append(f"You have never written to {domain.unicode}.")
+            notes.append(never_written(domain))
         if bogus:  # the mail would bounce: no real domain resembling it lowers that
             action = max(action, self.policy.no_such_tld)
             notes.insert(0, bounce_reason(domain, tld))

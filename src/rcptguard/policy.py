@@ -25,7 +25,7 @@ from rcptguard.web.settings import WebSettings
 
 _TOP_KEYS = {"protect", "known", "known_files", "providers", "restricted_suffixes", "learn_min_count",
              "psl_file", "thresholds", "weights", "priors", "force", "no_such_tld", "db", "policyd", "relay", "web",
-             "notify", "retention", "dns", "sink", "milter", "content"}
+             "notify", "retention", "dns", "sink", "milter", "content", "history", "mode"}
 _PRIOR_KEYS = {"protected", "known", "known_per_doubling", "popular", "first_contact", "short_name",
                "short_name_4", "second_slip"}
 _NO_SUCH_TLD_KEYS = {"action", "private"}
@@ -34,6 +34,7 @@ _SECTION_KEYS = {  # the gateways' sections; [policyd] and [relay] are checked b
     "web": {key_of(f) for f in file_fields(WebSettings)},  # every key its settings class reads
     "notify": {"from", "template_dir", "name_deciders"},
 }
+MODES = ("enforce", "observe")
 _FORCE_KEYS = {"suffixes", "domains", "unless_known", "action", "message"}
 
 
@@ -71,6 +72,7 @@ class Policy:
     force: tuple[ForceRule, ...] = ()
     no_such_tld: Action = Action.HOLD  # for a domain whose top-level label does not exist: the mail would bounce
     private_suffixes: tuple[str, ...] = ()  # top-level labels of internal networks, never called non-existent
+    mode: str = "enforce"  # observe: every door lets mail pass, logs and records the verdict it would have given
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # gateway sections, read by each door
     source: Path | None = None
     text: str = field(default="", repr=False, compare=False)  # the file as read, to locate a key's line
@@ -201,6 +203,9 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
         raise fail("learn_min_count", "expected a whole number of at least 1")
     if not isinstance(merged["providers"], bool):
         raise fail("providers", "expected true or false")
+    mode = merged.get("mode", "enforce")
+    if mode not in MODES:
+        raise fail("mode", f"expected one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")
     return Policy(
         protect=_domains(_strings(merged["protect"], "protect", fail), "protect", fail),
         known=_domains(_strings(merged["known"], "known", fail), "known", fail),
@@ -216,6 +221,7 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
         force=force,
         no_such_tld=no_such_tld,
         private_suffixes=private,
+        mode=mode,
         sections={k: v for k, v in user.items()
                   if k in ("db", "policyd", "relay", "web", "notify", "retention", "dns", "sink", "milter",
                            "content")},

@@ -65,8 +65,19 @@ def target_phrase(entry: Entry, intended: str) -> str:
             return f"{intended} is under .{entry.domain.unicode}, which you protect."
         return f"{entry.domain.unicode} is one of your own domains."
     if entry.role is Role.KNOWN:
+        if entry.count:
+            return f"Your organisation writes to {entry.domain.unicode} ({messages(entry.count)})."
         return f"You write to {entry.domain.unicode}."
     return f"{entry.domain.unicode} is a major mail provider."
+
+
+def messages(count: int) -> str:
+    return f"{count} message" if count == 1 else f"{count} messages"
+
+
+def never_written(domain: Domain) -> str:
+    """The first-contact sentence (the history of one sender may say something truer in its place)."""
+    return f"You have never written to {domain.unicode}."
 
 
 def looks_like(typed: Domain, intended: str, slips: Signal | tuple[Signal, ...]) -> str:

@@ -1,109 +1,177 @@
-"""What every long-running door shares: the current guard, and learning correspondents from traffic.
+"""What every long-running door shares: the current guard, and learning history from the traffic it lets through.
 
-Every recipient domain a gateway lets through is counted; counts go to the store in batches (every
-`flush_interval` seconds and at shutdown) and survive restarts. When domains cross `learn_min_count`, the
-guard is rebuilt in a thread and swapped in (at most once per `rebuild_interval`): the index stays
-immutable while it serves.
+Each message a door lets through adds to the organisation's history (rcptguard.history): the recipients that passed
+or were warned, by sender, domain and address, and which of them were on one message. Nothing held counts (a
+release counts through the quarantine, as that sender's confirmation), and a warned near miss counts only under the
+poisoning guard's rule (history/rules.py). What is learned goes to the store in batches (every `flush_interval`
+seconds and at shutdown) and survives restarts. When a domain the guard does not know is let through, the
+correspondents are read again at the next `rebuild_interval` and, if the known set changed, the guard is rebuilt in
+a thread and swapped in: the index stays immutable while it serves, and is never rebuilt per message.
+
+In observe mode (`mode = "observe"`) the doors let everything through; what they would have done is recorded here
+too (`observed`) for `rcptguard report observe`, and only what would have passed is learned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import resource
 import signal
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rcptguard import logs
+from rcptguard.domains import parse_address
 from rcptguard.guard import Guard
+from rcptguard.history import Batch, Counted, HistorySettings, HistoryView, MemoryHistory, address_key, sender_key
+from rcptguard.history.judge import adjust
+from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.store import Store, StoreError
+from rcptguard.store.history import Observation, StoreHistory
 
 log = logging.getLogger("rcptguard.runtime")
 
 GuardFactory = Callable[[dict[str, int]], Guard]
 
 
+def counted(verdicts: Sequence[Verdict]) -> list[Counted]:
+    """The recipients that count towards history: those let through without a hold (a warned one carries the domain
+    it resembles, for the poisoning guard)."""
+    out = []
+    for verdict in verdicts:
+        address = parse_address(verdict.address)
+        if isinstance(address, Malformed) or verdict.action > Action.WARN:
+            continue
+        near = verdict.intended if verdict.action is Action.WARN else None
+        out.append(Counted(address_key(address), address.domain.ascii, near))
+    return out
+
+
 class Learner:
-    """Counts the recipient domains mail is let through to, and writes them to the store in batches."""
+    """Gathers what a door lets through into a batch, and writes it to the store."""
 
-    def __init__(self, store: Store | None, initial: dict[str, int]) -> None:
-        self.store = store
-        self.counts: Counter[str] = Counter(initial)
-        self.pending: Counter[str] = Counter()
-        self.newly_known = False
+    def __init__(self, history: HistoryView, settings: HistorySettings) -> None:
+        self.history = history
+        self.settings = settings
+        self.pending = Batch()
+        self.observed: list[Observation] = []
+        self.newly_known = False  # an unknown domain was let through: the known set may have changed
 
-    def saw(self, domain: str, min_count: int) -> None:
-        self.counts[domain] += 1
-        self.pending[domain] += 1
-        if self.counts[domain] == min_count:
-            self.newly_known = True
+    def saw(self, sender: str, recipients: Sequence[Counted], *, unknown: bool,
+            when: dt.datetime | None = None) -> None:
+        self.pending.message(sender_key(sender), recipients, when or dt.datetime.now(dt.UTC),
+                             max_group=self.settings.max_group)
+        self.newly_known = self.newly_known or unknown
 
-    def take(self) -> Counter[str]:
-        """The counts not yet written, handed over (call on the thread that calls `saw`)."""
-        batch, self.pending = self.pending, Counter()
-        return batch
+    def take(self) -> tuple[Batch, list[Observation]]:
+        """What is not yet written, handed over (call on the thread that calls `saw`)."""
+        batch, self.pending = self.pending, Batch()
+        observed, self.observed = self.observed, []
+        return batch, observed
 
-    def write(self, batch: Counter[str]) -> None:
-        """Write a batch to the store (any thread)."""
-        if batch and self.store is not None:
-            self.store.add_counts(batch)
+    def write(self, batch: Batch, observed: list[Observation]) -> None:
+        """Write to the store (any thread)."""
+        self.history.record(batch)
+        if observed and isinstance(self.history, StoreHistory):
+            self.history.observe(observed)
+
+    def keep(self, batch: Batch, observed: list[Observation]) -> None:
+        """Put back what could not be written: learning is never worth a lost message, nor is it lost."""
+        batch.merge(self.pending)
+        self.pending = batch
+        self.observed = observed + self.observed
 
     def flush(self) -> None:
-        batch = self.take()
+        batch, observed = self.take()
         try:
-            self.write(batch)
+            self.write(batch, observed)
         except StoreError:
-            self.pending.update(batch)  # try again next time; learning is never worth a lost message
+            self.keep(batch, observed)
             raise
 
 
 class Runtime:
-    """The current guard of a gateway, rebuilt as the organisation's correspondents are learned."""
+    """The current guard of a gateway, rebuilt as the organisation's correspondents are learned, and its history."""
 
     def __init__(self, factory: GuardFactory, store: Store | None, *, flush_interval: float = 2.0,
-                 rebuild_interval: float = 60.0) -> None:
+                 rebuild_interval: float = 60.0, history: HistorySettings | None = None) -> None:
         self.store = store
         self.factory = factory
-        learned = store.learned() if store is not None else {}
-        self.learner = Learner(store, learned)
+        self.settings = history or HistorySettings()
+        self.history: HistoryView = (StoreHistory(store, self.settings) if store is not None
+                                     else MemoryHistory(self.settings))
+        learned = self.history.learned(dt.datetime.now(dt.UTC))
+        self.learner = Learner(self.history, self.settings)
         self.guard = factory(dict(learned))
+        self._known = self._known_set(learned)
         self.flush_interval = flush_interval
         self.rebuild_interval = rebuild_interval
 
-    def saw(self, domain: str) -> None:
-        self.learner.saw(domain, self.guard.policy.learn_min_count)
+    @property
+    def observing(self) -> bool:
+        return self.guard.policy.mode == "observe"
+
+    def _known_set(self, learned: dict[str, int]) -> frozenset[str]:
+        least = self.guard.policy.learn_min_count
+        return frozenset(d for d, n in learned.items() if n >= least)
+
+    def judge(self, sender: str, verdicts: Sequence[Verdict]) -> list[Verdict]:
+        """The guard's verdicts for one message's recipients, changed by the sender's history and each other
+        (history.judge.adjust); reads the store (call it in a thread from a loop)."""
+        return adjust(sender, verdicts, self.history, self.guard.policy, self.settings)
+
+    def saw(self, sender: str, verdicts: Sequence[Verdict]) -> None:
+        """One message let through to these recipients (their verdicts as enforced or, in observe mode, as they
+        would have been): the ones that count are learned."""
+        recipients = counted(verdicts)
+        unknown = any(r.domain not in self._known for r in recipients)
+        self.learner.saw(sender, recipients, unknown=unknown)
+
+    def observed(self, door: str, sender: str, verdict: Verdict) -> None:
+        """Observe mode: a verdict the door did not enforce, logged and recorded for `rcptguard report observe`."""
+        logs.event(log, "would", door=door, sender=sender, recipient=verdict.address, verdict=str(verdict.action),
+                   intended=verdict.intended, signals=[s.name for s in verdict.signals], reason=verdict.reason)
+        self.learner.observed.append(Observation(
+            dt.datetime.now(dt.UTC), door, sender, verdict.address, str(verdict.action), verdict.score,
+            verdict.intended, " ".join(s.name for s in verdict.signals), verdict.reason))
 
     async def maintain(self) -> None:
-        """Write learned counts to the store, and rebuild the index when domains became known."""
+        """Write learned history to the store, and rebuild the index when domains became known."""
         last_rebuild = time.monotonic()
         while True:
             await asyncio.sleep(self.flush_interval)
-            batch = self.learner.take()  # swapped here, on the loop that counts: no count is lost meanwhile
+            batch, observed = self.learner.take()  # swapped here, on the loop that counts: nothing is lost meanwhile
             try:
-                await asyncio.to_thread(self.learner.write, batch)
-            except Exception as exc:  # noqa: BLE001 - keep the counts, and keep the loop alive
-                self.learner.pending.update(batch)
-                logs.event(log, "store unavailable; counts kept for later", logging.WARNING, error=str(exc))
+                await asyncio.to_thread(self.learner.write, batch, observed)
+            except Exception as exc:  # noqa: BLE001 - keep what was learned, and keep the loop alive
+                self.learner.keep(batch, observed)
+                logs.event(log, "store unavailable; history kept for later", logging.WARNING, error=str(exc))
             if self.learner.newly_known and time.monotonic() - last_rebuild >= self.rebuild_interval:
                 self.learner.newly_known = False
-                snapshot = dict(self.learner.counts)
-                try:
-                    self.guard = await asyncio.to_thread(self.factory, snapshot)
-                except Exception as exc:  # noqa: BLE001 - the old guard keeps serving
-                    logs.event(log, "index rebuild failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
-                    continue
-                finally:
-                    last_rebuild = time.monotonic()
-                logs.event(log, "index rebuilt", learned=len(snapshot))
+                last_rebuild = time.monotonic()
+                await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        try:
+            learned = await asyncio.to_thread(self.history.learned, dt.datetime.now(dt.UTC))
+            known = self._known_set(learned)
+            if known == self._known:
+                return
+            self.guard = await asyncio.to_thread(self.factory, learned)
+            self._known = known
+        except Exception as exc:  # noqa: BLE001 - the old guard keeps serving
+            logs.event(log, "index rebuild failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+            return
+        logs.event(log, "index rebuilt", learned=len(learned), known=len(known))
 
     def close(self) -> None:
         try:
             self.learner.flush()
         except StoreError as exc:
-            logs.event(log, "could not save learned counts", logging.ERROR, error=str(exc))
+            logs.event(log, "could not save learned history", logging.ERROR, error=str(exc))
 
 
 def raise_fd_limit() -> None:

@@ -89,8 +89,13 @@ def open_gateway(config: Config, policy: Policy, db: str | None) -> tuple[Store,
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
+    from rcptguard.store.history import StoreHistory  # noqa: PLC0415 - same
+
+    history = StoreHistory(store)
+
     def factory(learned: dict[str, int]) -> Guard:
-        return Guard(policy, learned=learned)
+        """The guard, with the domains an administrator added (rcptguard known add) as known correspondents."""
+        return Guard(policy.with_domains(known=tuple(history.added())), learned=learned)
 
     return store, factory
 

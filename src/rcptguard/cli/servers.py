@@ -54,7 +54,8 @@ def policyd(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...
         settings = overlay(settings, "policyd", hold_mode=hold_mode)
     store, factory = open_gateway(loaded, policy, db)
     try:
-        service = PolicyService(factory, store, settings, dns=loaded.dns.for_door(default=True))
+        service = PolicyService(factory, store, settings, dns=loaded.dns.for_door(default=True),
+                                history=loaded.history)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
@@ -121,7 +122,8 @@ def relay(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...],
     store, factory = open_gateway(loaded, policy, db)
     try:
         handler = relay_mod.build(factory, store, settings, dns=loaded.dns.for_door(default=True),
-                                  content=loaded.content)
+                                  content=loaded.content,
+                                  history=loaded.history)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt), metrics_served("relay", handler.metrics, settings.metrics_listen):
@@ -159,7 +161,7 @@ def milter(config: Path | None, protect: tuple[str, ...], known: tuple[str, ...]
     store, factory = open_gateway(loaded, policy, db)
     try:
         service = milter_mod.build(factory, store, relay_settings, settings, dns=loaded.dns.for_door(default=True),
-                                   content=loaded.content)
+                                   content=loaded.content, history=loaded.history)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     try:

@@ -45,6 +45,7 @@ from rcptguard.content import Severity, raise_verdict, scan_message
 from rcptguard.content.settings import ContentSettings
 from rcptguard.dsn import DsnError, EnvelopeParams, MailParams, RcptParams, split_params
 from rcptguard.guard import malformed_verdict
+from rcptguard.history import HistorySettings
 from rcptguard.metrics import Metrics, check_metrics_listen
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.notify import Warned, wants_notice
@@ -284,11 +285,15 @@ class MilterService:
         return self.milter.warn_header or any(c.every_message for c in self.content_checks) or any(
             v.action >= Action.WARN for v in tx.verdicts.values())
 
+    def in_company(self, tx: Transaction) -> None:
+        """Every recipient judged with the others and the sender's history (rcptguard.history.judge), once all are
+        in: a confirmation lowers a hold, an odd recipient out is warned or held. Reads the store: StoreError."""
+        judged = self.runtime.judge(tx.sender, list(tx.verdicts.values()))
+        tx.verdicts = dict(zip(tx.verdicts, judged, strict=True))
+
     def passed(self, tx: Transaction) -> None:
-        """A message accepted at DATA (every recipient passed): its domains are learned, it is counted."""
-        for verdict in tx.verdicts.values():
-            if verdict.domain_ascii:
-                self._on_loop(self.runtime.saw, verdict.domain_ascii)
+        """A message accepted at DATA (every recipient passed): its recipients are learned, it is counted."""
+        self._on_loop(self.runtime.saw, tx.sender, list(tx.verdicts.values()))
         self.count("messages")
 
     # -- at end of message -------------------------------------------------------------------------------------
@@ -317,10 +322,7 @@ class MilterService:
                                    for r in warned]
         if warned and self.settings.warn_notice and wants_notice(tx.sender, seen):
             self._tell_of_warnings(tx.sender, [(r, verdicts[r]) for r in warned], seen)
-        for rcpt in passed:
-            domain = verdicts[rcpt].domain_ascii
-            if domain:
-                self._on_loop(self.runtime.saw, domain)
+        self._on_loop(self.runtime.saw, tx.sender, [verdicts[r] for r in passed])
         self.count("messages")
         self.count("held", len(held))
         logs.event(log, "message", sender=tx.sender, client=client, queue_id=arrival.queue_id if arrival else "",
@@ -479,6 +481,15 @@ def connection_class(service: MilterService) -> type[Any]:
             """All recipients are in: a message that nothing at its end would act on (`reads_content`) is accepted
             here, and its headers and body never cross the socket; the others are read to their end."""
             tx = self.tx
+            if tx is not None and tx.verdicts:
+                try:
+                    service.in_company(tx)
+                except StoreError as exc:  # fail closed: the client keeps the message and retries
+                    logs.event(log, "history unavailable", logging.ERROR, sender=tx.sender, error=str(exc))
+                    service.count("tempfailed")
+                    self.tx = None
+                    self._reply(RELAY_REPLIES[Relayed.QUARANTINE_UNAVAILABLE])
+                    return int(Milter.TEMPFAIL)
             if tx is None or not tx.verdicts or not service.reads_content(tx):
                 if tx is not None:
                     service.passed(tx)
@@ -652,11 +663,13 @@ def leave_stop_signals_to_libmilter() -> None:
 
 
 def build(factory: GuardFactory, store: Store, relay: RelaySettings, settings: MilterSettings,
-          dns: DnsSettings | None = None, content: ContentSettings | None = None) -> MilterService:
+          dns: DnsSettings | None = None, content: ContentSettings | None = None,
+          history: HistorySettings | None = None) -> MilterService:
     """The milter's service: the guard from `factory` (what the store learned), its quarantine in `store`; with `dns`
     enabled, the world's evidence for the rare verdicts that want it (through a loop of its own: libmilter's threads
     have none)."""
-    runtime = Runtime(factory, store, flush_interval=relay.flush_interval, rebuild_interval=relay.rebuild_interval)
+    runtime = Runtime(factory, store, flush_interval=relay.flush_interval, rebuild_interval=relay.rebuild_interval,
+                      history=history)
     service = MilterService(runtime, Quarantine(store, stale_after=relay.claim_window), relay, settings, dns)
     if content is not None and content.enabled:
         service.content_checks.append(sensitivity(content))

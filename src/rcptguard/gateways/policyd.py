@@ -27,6 +27,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
@@ -35,6 +36,7 @@ from rcptguard import logs
 from rcptguard.delivery import NextHop
 from rcptguard.errors import ConfigError, ProtocolError
 from rcptguard.guard import malformed_verdict
+from rcptguard.history import HistorySettings
 from rcptguard.metrics import Metrics, check_metrics_listen
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.notify import Flagged, Notifier, Warned
@@ -189,7 +191,7 @@ class PolicyService:
     """The policy protocol on any number of connections, one shared guard."""
 
     def __init__(self, guard_factory: GuardFactory, store: Store | None, settings: PolicySettings,
-                 dns: DnsSettings | None = None) -> None:
+                 dns: DnsSettings | None = None, history: HistorySettings | None = None) -> None:
         if settings.notify_smtp and store is None:
             raise ConfigError("notices are stored before they are sent: the service needs a store",
                               key="policyd.notify_smtp")
@@ -199,7 +201,10 @@ class PolicyService:
             if store is not None and self.hop is not None else None
         self.notifier = Notifier(sender=settings.notify_from)
         self.runtime = Runtime(guard_factory, store, flush_interval=settings.flush_interval,
-                               rebuild_interval=settings.rebuild_interval)
+                               rebuild_interval=settings.rebuild_interval, history=history)
+        # Per transaction (Postfix's `instance`): the recipients let through so far, the company the next is
+        # judged in; forgotten at END-OF-MESSAGE, the oldest first past pending_limit.
+        self.transactions: OrderedDict[str, list[Verdict]] = OrderedDict()
         self.requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.pending = PendingNotices(settings.pending_limit)
@@ -222,7 +227,10 @@ class PolicyService:
         verdict = self._verdict(attrs)
         if isinstance(verdict, str):
             return verdict
-        return self._act(attrs, consult_sync(self.sync_world, verdict), started)
+        verdict = consult_sync(self.sync_world, verdict)
+        if self._needs_history(attrs, verdict):
+            verdict = self._in_company(attrs, verdict)
+        return self._act(attrs, verdict, started)
 
     async def decide_async(self, attrs: dict[str, str]) -> str:
         """`decide` on the server's loop: the DNS step, if on, awaited within its budget (never blocking the loop
@@ -231,7 +239,25 @@ class PolicyService:
         verdict = self._verdict(attrs)
         if isinstance(verdict, str):
             return verdict
-        return self._act(attrs, await consult(self.world, verdict), started)
+        verdict = await consult(self.world, verdict)
+        if self._needs_history(attrs, verdict):
+            verdict = await asyncio.to_thread(self._in_company, attrs, verdict)
+        return self._act(attrs, verdict, started)
+
+    def _needs_history(self, attrs: dict[str, str], verdict: Verdict) -> bool:
+        """Whether the sender's history can change the verdict: a confirmation lowers a warning or a hold, and the
+        recipients already accepted in this transaction are the company an odd one is judged in. A first recipient
+        that passes reads nothing."""
+        if verdict.domain_ascii is None or verdict.action is Action.REJECT:
+            return False
+        return verdict.action >= Action.WARN or bool(self.transactions.get(attrs.get("instance", "")))
+
+    def _in_company(self, attrs: dict[str, str], verdict: Verdict) -> Verdict:
+        """The verdict judged with the sender's history and the recipients accepted before it in this transaction
+        (Postfix asks one recipient at a time: an earlier recipient's answer cannot change, so only the newest is
+        judged in company)."""
+        earlier = self.transactions.get(attrs.get("instance", ""), [])
+        return self.runtime.judge(attrs.get("sender", ""), [*earlier, verdict])[-1]
 
     def _verdict(self, attrs: dict[str, str]) -> Verdict | str:
         """The engine's verdict for the request's recipient, or the action at once for a request without one."""
@@ -251,9 +277,16 @@ class PolicyService:
     def _act(self, attrs: dict[str, str], verdict: Verdict, started: float) -> str:
         """The Postfix action for the verdict, with what it entails (counted, logged, the sender told)."""
         recipient = attrs.get("recipient", "")
+        sender = attrs.get("sender", "")
+        if self.runtime.observing and verdict.signal("MALFORMED_ADDRESS") is None:
+            if verdict.action is not Action.PASS:
+                self.runtime.observed("policyd", sender, verdict)
+            self._accepted(attrs, verdict)
+            self.metrics.decided(verdict, time.perf_counter() - started)
+            return "DUNNO"
         action = postfix_action(verdict, self.settings)
-        if verdict.action <= Action.WARN and verdict.domain_ascii:
-            self.runtime.saw(verdict.domain_ascii)
+        if verdict.action <= Action.WARN:
+            self._accepted(attrs, verdict)
         self.metrics.decided(verdict, time.perf_counter() - started)
         logs.decision(log, verdict, door="policyd", sender=attrs.get("sender", ""), recipient=recipient,
                       client_address=attrs.get("client_address", ""), sasl_username=attrs.get("sasl_username", ""),
@@ -263,6 +296,17 @@ class PolicyService:
         elif verdict.action is Action.WARN:
             self._warned(attrs.get("sender", ""), recipient, verdict)
         return action
+
+    def _accepted(self, attrs: dict[str, str], verdict: Verdict) -> None:
+        """A recipient let through: learned (if it counts), and remembered as company for the transaction's next."""
+        if verdict.domain_ascii:
+            self.runtime.saw(attrs.get("sender", ""), [verdict])
+            instance = attrs.get("instance", "")
+            if instance:
+                self.transactions.setdefault(instance, []).append(verdict)
+                self.transactions.move_to_end(instance)
+                while len(self.transactions) > self.settings.pending_limit:
+                    self.transactions.popitem(last=False)
 
     def _warned(self, sender: str, recipient: str, verdict: Verdict) -> None:
         """Tell the sender that a recipient looks mistyped, at most once per sender and domain in
@@ -301,6 +345,7 @@ class PolicyService:
         self._evicted = {"stale": 0, "limit": 0}
 
     def _end_of_message(self, attrs: dict[str, str]) -> None:
+        self.transactions.pop(attrs.get("instance", ""), None)
         held = self.pending.pop(attrs.get("instance", ""))
         if held is not None:
             self._notify(held, attrs.get("queue_id", ""))

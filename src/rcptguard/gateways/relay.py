@@ -62,6 +62,7 @@ from rcptguard.dsn import (
     split_params,
     xtext_decode,
 )
+from rcptguard.history import HistorySettings
 from rcptguard.metrics import Metrics, check_metrics_listen
 from rcptguard.model import Action, Verdict
 from rcptguard.notify import Flagged, NoticeLinks, Notifier, Warned, send_owed, wants_notice
@@ -750,6 +751,8 @@ class RelayHandler:
         reply = rcpt_reply(verdict, self.settings.reject_status)
         logs.decision(log, verdict, door="relay", sender=envelope.mail_from, recipient=address,
                       client=_address(session.peer), reply=reply.code)
+        if reply.code != 250 and self.runtime.observing and verdict.signal("MALFORMED_ADDRESS") is None:
+            reply = rcpt_reply(dataclasses.replace(verdict, action=Action.PASS), "")  # recorded at DATA
         if reply.code != 250:
             return str(reply)
         if address in envelope.rcpt_tos:
@@ -915,17 +918,34 @@ class RelayHandler:
         log.error("internal error", exc_info=error)
         return TEMPFAIL
 
+    def _enforced(self, mail_from: str, verdicts: dict[str, Verdict]) -> dict[str, Action]:
+        """The action taken for each recipient: its verdict's, or in observe mode pass (what would have happened is
+        logged and recorded)."""
+        if not self.runtime.observing:
+            return {r: v.action for r, v in verdicts.items()}
+        for verdict in verdicts.values():
+            if verdict.action is not Action.PASS:
+                self.runtime.observed("relay", mail_from, verdict)
+        return dict.fromkeys(verdicts, Action.PASS)
+
     async def _data(self, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content
         if not isinstance(raw, bytes):
             return TEMPFAIL
         content = without_own_headers(normalise_line_endings(raw))
         mail_from = envelope.mail_from or ""
-        verdicts: dict[str, Verdict] = envelope.rcptguard  # type: ignore[attr-defined]
+        at_rcpt: dict[str, Verdict] = envelope.rcptguard  # type: ignore[attr-defined]
+        try:  # the whole envelope with the sender's history: confirmations, the odd recipient out
+            judged = await asyncio.to_thread(self.runtime.judge, mail_from, [at_rcpt[r] for r in envelope.rcpt_tos])
+        except StoreError as exc:
+            logs.event(log, "history unavailable", logging.ERROR, error=str(exc))
+            return str(RELAY_REPLIES[Relayed.QUARANTINE_UNAVAILABLE])
+        verdicts = dict(zip(envelope.rcpt_tos, judged, strict=True))
         verdicts = await self._weigh_content(verdicts, content)
-        passed = [r for r in envelope.rcpt_tos if verdicts[r].action in (Action.PASS, Action.WARN)]
-        warned = [r for r in passed if verdicts[r].action is Action.WARN]
-        held = [r for r in envelope.rcpt_tos if verdicts[r].action is Action.HOLD]
+        acting = self._enforced(mail_from, verdicts)
+        passed = [r for r in envelope.rcpt_tos if acting[r] in (Action.PASS, Action.WARN)]
+        warned = [r for r in passed if acting[r] is Action.WARN]
+        held = [r for r in envelope.rcpt_tos if acting[r] is Action.HOLD]
         utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
         params = EnvelopeParams(getattr(envelope, "params", MailParams()), dict(getattr(envelope, "rcpt_params", {})),
                                 dict(getattr(envelope, "xforward", {})))
@@ -962,10 +982,7 @@ class RelayHandler:
             self.copies.remember(mail_from, sent)
             return str(RELAY_REPLIES[Relayed.REPORT_FAILED])
         self.copies.forget(mail_from, sent)
-        for rcpt in accepted:
-            domain = verdicts[rcpt].domain_ascii
-            if domain:
-                self.runtime.saw(domain)
+        self.runtime.saw(mail_from, [verdicts[r] for r in accepted])
         self.accepted += 1
         if warned and self.settings.warn_notice and wants_notice(mail_from, content):
             await self._tell_of_warnings(mail_from, [(r, verdicts[r]) for r in warned if r in accepted], content)
@@ -1061,12 +1078,12 @@ async def retry_pending(handler: Sending) -> None:
 
 
 def build(factory: GuardFactory, store: Store, settings: RelaySettings, dns: DnsSettings | None = None,
-          content: ContentSettings | None = None) -> RelayHandler:
+          content: ContentSettings | None = None, history: HistorySettings | None = None) -> RelayHandler:
     """The relay's handler: the guard from `factory` (what the store learned), its quarantine in `store`; with
     `dns` enabled (on unless `[dns] enabled = false`: `DnsSettings.for_door(default=True)`), the world's evidence
     for the rare verdicts that want it (docs/world.md)."""
     runtime = Runtime(factory, store, flush_interval=settings.flush_interval,
-                      rebuild_interval=settings.rebuild_interval)
+                      rebuild_interval=settings.rebuild_interval, history=history)
     handler = RelayHandler(runtime, Quarantine(store, stale_after=settings.claim_window), settings)
     if dns is not None and dns.enabled:
         handler.world = World(dns, observe=handler.metrics.dns_answer)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -158,13 +158,11 @@ class Store:
     # -- correspondents -------------------------------------------------------------------------------
 
     def learned(self) -> dict[str, int]:
-        """Every domain mail was let through to, with its message count."""
-        try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(select(correspondents.c.domain, correspondents.c.count))
-                return {domain: int(count) for domain, count in rows}
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read correspondents: {exc}") from exc
+        """Every domain mail was let through to that counts as a correspondent (the poisoning guard's default rule,
+        rcptguard.history.rules), with its message count."""
+        from rcptguard.store.history import StoreHistory  # noqa: PLC0415 - the history module imports this one
+
+        return StoreHistory(self).learned()
 
     def add_counts(self, counts: Mapping[str, int], when: dt.datetime | None = None) -> None:
         """Add message counts to correspondents in one transaction (creating the domains not seen yet)."""

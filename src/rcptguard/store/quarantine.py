@@ -57,6 +57,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rcptguard import logs
+from rcptguard.domains import parse_address
 from rcptguard.dsn import EnvelopeParams
 from rcptguard.errors import (
     AlreadyDecided,
@@ -67,10 +68,14 @@ from rcptguard.errors import (
     Purged,
     QuarantineError,
 )
+from rcptguard.history import Batch, Counted, address_key, sender_key
+from rcptguard.history.rules import HELD
+from rcptguard.model import Malformed
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
 from rcptguard.store import utc_now as _now
+from rcptguard.store.history import write_batch
 from rcptguard.store.schema import HOLD_STATES, Delivery, HoldState, Notice, events, holds, links, messages
 
 if TYPE_CHECKING:
@@ -348,6 +353,24 @@ def _settled_by(cutoff: dt.datetime) -> ColumnElement[bool]:
                 ~select(other.c.id).where(own, busy).correlate_except(other).exists())
 
 
+def confirmation(row: RowMapping, to_state: str, now: dt.datetime) -> Batch:
+    """What a decision teaches history, recorded with it: a release is the sender's confirmation of the held domain
+    (the next message from that sender to it passes), and counts as one message there from that sender (a near miss
+    still needs another sender before it counts for everyone); a correction counts a message to the address meant."""
+    batch = Batch()
+    sender = sender_key(row["mail_from"])
+    target = parse_address(row["deliver_to"] or row["recipient"]) if to_state in _DELIVERING else None
+    if sender is None or target is None or isinstance(target, Malformed):
+        return batch
+    near = None
+    if to_state == HoldState.RELEASED:
+        batch.confirmed(sender, target.domain.ascii, now)
+        intended = row["intended"]
+        near = intended if intended and intended != target.domain.unicode else HELD
+    batch.message(sender, [Counted(address_key(target), target.domain.ascii, near)], now)
+    return batch
+
+
 def _hold_query() -> Select[Any]:
     return select(*_HOLD_COLUMNS).select_from(holds.join(messages, holds.c.message_id == messages.c.id))
 
@@ -573,6 +596,7 @@ class Quarantine:
                     connection.execute(insert(events).values(
                         hold_id=hold_id, at=now, actor=actor, from_state=HoldState.HELD, to_state=to_state, detail=text,
                     ))
+                    write_batch(connection, confirmation(row, to_state, now))
                     decided: Hold | None = _to_hold(row)
                     current = None
                 else:

@@ -30,6 +30,75 @@ correspondents = Table(
     Column("count", BigInteger, nullable=False),  # messages let through to it
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("inbound", BigInteger, nullable=False, server_default="0"),  # messages received from it
+    # The protected, known or popular domain it is one slip from (the guard held or warned it), if it is: such a
+    # domain needs more than one sender's mail to count (rcptguard.history.rules).
+    Column("near", String(253)),
+    Column("state", String(16)),  # added | forgotten (rcptguard known); NULL: as learned
+    CheckConstraint("state IS NULL OR state IN ('added', 'forgotten')", name="ck_correspondents_state"),
+)
+
+# History per sender (rcptguard.history): who writes to which domain and address, and which recipients are addressed
+# together. A sender's confirmation ("send anyway") is kept on its (sender, domain) row.
+sender_domains = Table(
+    "sender_domains",
+    metadata,
+    Column("sender", String(320), primary_key=True),  # lower-case, the domain in A-label form
+    Column("domain", String(253), primary_key=True, index=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True)),  # the sender said "send anyway" to a hold of this domain
+)
+
+sender_addresses = Table(
+    "sender_addresses",
+    metadata,
+    Column("sender", String(320), primary_key=True),
+    Column("address", String(320), primary_key=True, index=True),
+    Column("domain", String(253), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Index("ix_sender_addresses_sender_domain", "sender", "domain"),
+)
+
+co_recipients = Table(
+    "co_recipients",
+    metadata,
+    Column("a", String(320), primary_key=True),  # a < b: each pair once
+    Column("b", String(320), primary_key=True, index=True),
+    Column("count", BigInteger, nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
+# What `rcptguard learn` imported: a source is known by the fingerprint of its first records, whatever its name or
+# compression, and how many of its records were counted (a log that grew is read on from there).
+imported_sources = Table(
+    "imported_sources",
+    metadata,
+    Column("fingerprint", String(64), primary_key=True),  # sha256 of the source's first records
+    Column("format", String(32), nullable=False),
+    Column("path", Text, nullable=False),  # where it was last read from
+    Column("records", BigInteger, nullable=False),  # records read (and counted, unless bad)
+    Column("first_imported", DateTime(timezone=True), nullable=False),
+    Column("last_imported", DateTime(timezone=True), nullable=False),
+)
+
+# Verdicts a door would have given in observe mode (`mode = "observe"`), for `rcptguard report observe`.
+observations = Table(
+    "observations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("door", String(16), nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("intended", Text),
+    Column("signals", Text, nullable=False),  # the signals' names, space-separated
+    Column("reason", Text, nullable=False),
 )
 
 class HoldState(StrEnum):

@@ -1,0 +1,201 @@
+"""One message's recipients judged together, with the sender's history: the per-message judgement every door that
+sees the whole envelope calls (the relay at the end of DATA; a milter at end of message).
+
+    verdicts = judge_message(guard, "me@org.example", ["a@army.mil", "b@army.mil", "c@army.ml"], history)
+
+It starts from the guard's verdict for each recipient (the typo model, org-wide) and changes it with what history
+says of this sender and this group of recipients:
+
+- **Confirmations teach.** A domain this sender confirmed ("send anyway" on the page, a release) passes for this
+  sender (or is warned, `confirmed_action`), with `SENDER_CONFIRMED`. A reject (a force rule, a malformed address)
+  is never lowered.
+- **Truthful first contact.** The guard says "You have never written to X" of the organisation's correspondents;
+  when someone did (not enough to make it known, see rules.py), the sentence says who and why it still counts as new.
+- **The odd recipient out** (in the spirit of Carvalho & Cohen's leak detection), each with points from
+  `[history]`, added up into an action by the policy's thresholds, only ever raising:
+  `ODD_DOMAIN_SLIP` one slip from a co-recipient's better-established domain (five at army.mil, one at army.ml);
+  `ODD_NEW_DOMAIN` a domain nobody wrote to, among long-standing ones;
+  `ODD_NEW_TO_GROUP` never addressed with any of the others, who were addressed together before;
+  `ODD_NEW_ADDRESS` an address nobody wrote to, at a long-standing domain;
+  `ODD_ADDRESS_SLIP` one slip (or the same first name) from an address the sender writes to at that domain.
+
+It is a function of (sender, verdicts, history): no door's state, so the relay, a milter and the evaluation call
+the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rcptguard.domains import normalize_domain, parse_address
+from rcptguard.guard import Guard
+from rcptguard.history.model import DomainFacts, Facts, address_key, sender_key
+from rcptguard.history.rules import why_not
+from rcptguard.history.settings import HistorySettings
+from rcptguard.history.view import HistoryView
+from rcptguard.model import Action, Malformed, Signal, Verdict
+from rcptguard.policy import Policy
+from rcptguard.reasons import messages, never_written
+from rcptguard.typos.edits import single_edit
+
+__all__ = ["ODD_SIGNALS", "adjust", "judge_message"]
+
+ODD_SIGNALS = ("ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP")
+
+
+def judge_message(guard: Guard, sender: str, recipients: Sequence[str], history: HistoryView,
+                  settings: HistorySettings | None = None, now: dt.datetime | None = None) -> list[Verdict]:
+    """The verdict for each recipient of one message from `sender`, in order."""
+    verdicts = [guard.check(r) for r in recipients]
+    return adjust(sender, verdicts, history, guard.policy, settings, now)
+
+
+def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, policy: Policy,
+           settings: HistorySettings | None = None, now: dt.datetime | None = None) -> list[Verdict]:
+    """The guard's verdicts for one message's recipients, changed by the sender's history and each other."""
+    settings = settings or HistorySettings()
+    now = now or dt.datetime.now(dt.UTC)
+    keys = [_key(v) for v in verdicts]
+    facts = history.facts(sender_key(sender), [k for k in keys if k is not None], now)
+    message = _Message(facts, [k for k in keys if k is not None], settings, policy, now)
+    return [v if k is None else message.judge(v, k) for v, k in zip(verdicts, keys, strict=True)]
+
+
+def _key(verdict: Verdict) -> str | None:
+    if verdict.domain_ascii is None or verdict.action is Action.REJECT:
+        return None
+    parsed = parse_address(verdict.address)
+    return None if isinstance(parsed, Malformed) else address_key(parsed)
+
+
+@dataclass(slots=True)
+class _Message:
+    facts: Facts
+    keys: list[str]
+    settings: HistorySettings
+    policy: Policy
+    now: dt.datetime
+
+    def judge(self, verdict: Verdict, key: str) -> Verdict:
+        domain = key.rsplit("@", 1)[1]
+        known = self.facts.domains.get(domain, DomainFacts())
+        if known.confirmed is not None and verdict.action >= Action.WARN and verdict.signal("FORCE_RULE") is None:
+            return _confirmed(verdict, domain, known.confirmed, Action.parse(self.settings.confirmed_action))
+        reason = self._first_contact(verdict, domain, known)
+        found = self._odd(key, domain, known)
+        if not found:
+            return verdict if reason == verdict.reason else dataclasses.replace(verdict, reason=reason)
+        points = sum(s.score for s in found)
+        action = max(verdict.action, min(self.policy.action_for(points), Action.HOLD))
+        notes = " ".join(s.evidence["note"] for s in found)
+        changes: dict[str, object] = {"signals": (*verdict.signals, *found), "action": action,
+                                      "reason": f"{reason} {notes}" if verdict.action > Action.PASS else notes,
+                                      "score": verdict.score + points if action > verdict.action else verdict.score}
+        like = next((s.evidence.get("like") for s in found if s.evidence.get("like")), None)
+        if action >= Action.WARN and verdict.suggestion is None and like:
+            changes["suggestion"] = like if "@" in like else f"{key.rsplit('@', 1)[0]}@{like}"
+            changes["intended"] = like.rsplit("@", 1)[-1]
+        return dataclasses.replace(verdict, **changes)  # type: ignore[arg-type]
+
+    def _first_contact(self, verdict: Verdict, domain: str, known: DomainFacts) -> str:
+        """The reason, with "you have never written to X" made true of this sender and the organisation."""
+        if verdict.signal("FIRST_CONTACT") is None or not known.org.count:
+            return verdict.reason
+        shown = normalize_domain(domain)
+        why = why_not(known, self.settings, self.now)
+        still = f", but it is not a known correspondent: {why}" if why else ""
+        if known.sender.count:
+            truth = f"You have written to {shown.unicode} before ({messages(known.sender.count)}){still}."
+        else:
+            truth = (f"You have never written to {shown.unicode}; your organisation has "
+                     f"({messages(known.org.count)}){still}.")
+        return verdict.reason.replace(never_written(shown), truth)
+
+    def _odd(self, key: str, domain: str, known: DomainFacts) -> list[Signal]:
+        settings, facts = self.settings, self.facts
+        others = [k for k in self.keys if k != key]
+        found = []
+        slip = self._domain_slip(domain, known, others)
+        if slip is not None:
+            found.append(slip)
+        other_domains = {k.rsplit("@", 1)[1] for k in others} - {domain}
+        if (other_domains and not known.org.count and known.state != "added"
+                and all(facts.domains[d].org.count >= settings.established for d in other_domains)):
+            found.append(_odd("ODD_NEW_DOMAIN", settings.odd_new_domain,
+                              f"Nobody in your organisation has written to {domain}, unlike the other recipients' "
+                              f"domains.", domain=domain))
+        if len(others) >= 2 and not any(facts.pairs.get(_pair(key, o)) for o in others) and any(
+                facts.pairs.get(_pair(a, b)) for i, a in enumerate(others) for b in others[i + 1 :]):
+            found.append(_odd("ODD_NEW_TO_GROUP", settings.odd_new_to_group,
+                              f"{key} has never been addressed together with the other recipients, who have.",
+                              address=key))
+        if not facts.by_org.get(key) and known.org.count >= settings.established:
+            found.append(_odd("ODD_NEW_ADDRESS", settings.odd_new_address,
+                              f"Nobody in your organisation has written to {key}, though {domain} is a "
+                              f"correspondent.", address=key))
+            neighbour = _near_address(key, facts.neighbours.get(domain, ()))
+            if neighbour is not None:
+                found.append(_odd("ODD_ADDRESS_SLIP", settings.odd_address_slip,
+                                  f"You write to {neighbour}: is {key} the person you meant?", like=neighbour))
+        return found
+
+    def _domain_slip(self, domain: str, known: DomainFacts, others: list[str]) -> Signal | None:
+        """ODD_DOMAIN_SLIP: one slip from a co-recipient's domain that has more recipients here or more history."""
+        here = Counter(k.rsplit("@", 1)[1] for k in self.keys)
+        mine = known.org.weight(self.now, self.settings.half_life)
+        for other in dict.fromkeys(k.rsplit("@", 1)[1] for k in others):
+            if other == domain or single_edit(domain, other) is None:
+                continue
+            theirs = self.facts.domains[other].org.weight(self.now, self.settings.half_life)
+            if here[other] > here[domain] or theirs > max(mine, 1.0) * 2:
+                count = here[other]
+                return _odd("ODD_DOMAIN_SLIP", self.settings.odd_domain_slip,
+                            f"{domain} is one slip from {other}, where {count} other recipient"
+                            f"{'s' if count > 1 else ''} of this message {'are' if count > 1 else 'is'}.",
+                            like=other)
+        return None
+
+
+def _odd(name: str, score: float, note: str, **evidence: str) -> Signal:
+    return Signal(name, {**evidence, "note": note}, score)
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def _near_address(key: str, neighbours: Sequence[str]) -> str | None:
+    """An address the sender writes to at the same domain whose local part is one slip from this one's, or starts
+    with the same first name (john.smith, john.smyth; jane.doe, jane.dunn)."""
+    local = key.rsplit("@", 1)[0]
+    first = _first_name(local)
+    for other in neighbours:
+        theirs = other.rsplit("@", 1)[0]
+        if theirs == local:
+            continue
+        if single_edit(local, theirs) is not None or (first and _first_name(theirs) == first):
+            return other
+    return None
+
+
+def _first_name(local: str) -> str:
+    for sep in ".-_":
+        if sep in local:
+            head = local.split(sep, 1)[0]
+            return head if len(head) >= 3 else ""  # initials say too little
+    return ""
+
+
+def _confirmed(verdict: Verdict, domain: str, when: dt.datetime, action: Action) -> Verdict:
+    shown = normalize_domain(domain).unicode
+    signal = Signal("SENDER_CONFIRMED", {"domain": shown, "at": f"{when:%Y-%m-%d}"})
+    reason = f"You confirmed mail to {shown} on {when:%Y-%m-%d}."
+    if action >= Action.WARN:
+        reason = f"{reason} {verdict.reason}"
+    return dataclasses.replace(verdict, action=min(verdict.action, action), signals=(*verdict.signals, signal),
+                               reason=reason, intended=verdict.intended if action >= Action.WARN else None,
+                               suggestion=verdict.suggestion if action >= Action.WARN else None)

@@ -1,0 +1,83 @@
+"""History in memory: the same facts as the store, for the evaluation (`rcptguard eval-messages`) and tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from rcptguard.history.batch import Batch
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally
+from rcptguard.history.rules import qualifies
+from rcptguard.history.settings import HistorySettings
+
+__all__ = ["MemoryHistory"]
+
+NEIGHBOURS = 200  # a sender's addresses at one domain, at most, compared with a new one
+
+
+class MemoryHistory:
+    def __init__(self, settings: HistorySettings | None = None) -> None:
+        self.settings = settings or HistorySettings()
+        self.domains: dict[str, Tally] = {}
+        self.inbound: Counter[str] = Counter()
+        self.near: dict[str, str] = {}
+        self.states: dict[str, str] = {}
+        self.senders: defaultdict[str, set[str]] = defaultdict(set)
+        self.sender_domains: dict[tuple[str, str], Tally] = {}
+        self.confirmed: dict[tuple[str, str], dt.datetime] = {}
+        self.by_sender: Counter[tuple[str, str]] = Counter()
+        self.by_org: Counter[str] = Counter()
+        self.addresses_at: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+        self.pairs: Counter[tuple[str, str]] = Counter()
+
+    def record(self, batch: Batch) -> None:
+        for domain, tally in batch.domains.items():
+            self.domains.setdefault(domain, Tally()).merge(tally)
+        for domain, tally in batch.inbound_domains.items():
+            self.inbound[domain] += tally.count
+        for domain, near in batch.near.items():
+            self.near.setdefault(domain, near)
+        for (sender, domain), tally in batch.sender_domains.items():
+            self.senders[domain].add(sender)
+            self.sender_domains.setdefault((sender, domain), Tally()).merge(tally)
+        for (sender, address), tally in batch.sender_addresses.items():
+            self.by_sender[(sender, address)] += tally.count
+            self.by_org[address] += tally.count
+            self.addresses_at[(sender, batch.address_domains[address])].add(address)
+        for pair, tally in batch.pairs.items():
+            self.pairs[pair] += tally.count
+        for key, when in batch.confirmations.items():
+            self.confirmed[key] = max(when, self.confirmed.get(key, when))
+            self.senders[key[1]].add(key[0])
+
+    def _domain(self, domain: str, sender: str | None) -> DomainFacts:
+        tally = self.domains.get(domain, Tally())
+        mine = self.sender_domains.get((sender, domain), Tally()) if sender else Tally()
+        return DomainFacts(org=Seen(tally.count, tally.first, tally.last), senders=len(self.senders.get(domain, ())),
+                           inbound=self.inbound[domain], near=self.near.get(domain), state=self.states.get(domain),
+                           sender=Seen(mine.count, mine.first, mine.last),
+                           confirmed=self.confirmed.get((sender, domain)) if sender else None)
+
+    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:  # noqa: ARG002
+        domains = {a.rsplit("@", 1)[-1] for a in addresses}
+        unique = sorted(set(addresses))
+        neighbours = {}
+        if sender:
+            for domain in domains:
+                there = self.addresses_at.get((sender, domain), set())
+                if there:
+                    top = sorted(there, key=lambda a: (-self.by_sender[(sender, a)], a))[:NEIGHBOURS]
+                    neighbours[domain] = tuple(sorted(top))
+        return Facts(
+            domains={d: self._domain(d, sender) for d in domains},
+            by_sender={a: self.by_sender[(sender, a)] for a in unique if self.by_sender[(sender, a)]} if sender else {},
+            by_org={a: self.by_org[a] for a in unique if self.by_org[a]},
+            pairs={p: self.pairs[p] for p in itertools.combinations(unique, 2) if self.pairs[p]},
+            neighbours=neighbours,
+        )
+
+    def learned(self, now: dt.datetime) -> dict[str, int]:
+        return {d: t.count for d, t in self.domains.items()
+                if qualifies(self._domain(d, None), self.settings, now)}

@@ -1,0 +1,87 @@
+"""What history knows, as values: a tally of messages, and the facts about one message's recipients."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from rcptguard.domains import parse_address
+from rcptguard.model import Address, Malformed
+
+__all__ = ["DomainFacts", "Facts", "Seen", "Tally", "address_key", "sender_key"]
+
+
+def address_key(address: Address) -> str:
+    """How history names an address: the local part lower-cased, the domain in A-label form."""
+    return f"{address.local.lower()}@{address.domain.ascii}"
+
+
+def sender_key(sender: str) -> str | None:
+    """How history names a sender; None for the null sender or one that does not parse (no history of its own)."""
+    if not sender.strip() or sender.strip() == "<>":
+        return None
+    parsed = parse_address(sender)
+    return None if isinstance(parsed, Malformed) else address_key(parsed)
+
+
+@dataclass(slots=True)
+class Tally:
+    """Messages counted under one key, with the first and last time (a batch adds tallies together)."""
+
+    count: int = 0
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+
+    def add(self, count: int, when: dt.datetime) -> None:
+        self.count += count
+        if self.first is None or when < self.first:
+            self.first = when
+        if self.last is None or when > self.last:
+            self.last = when
+
+    def merge(self, other: Tally) -> None:
+        self.count += other.count
+        if other.first is not None and (self.first is None or other.first < self.first):
+            self.first = other.first
+        if other.last is not None and (self.last is None or other.last > self.last):
+            self.last = other.last
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """How much mail went somewhere, and when: a tally as read back from history."""
+
+    count: int = 0
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+
+    def weight(self, now: dt.datetime, half_life: dt.timedelta) -> float:
+        """The count, faded by the time since the last message: halved for every half-life since."""
+        if not self.count or self.last is None:
+            return 0.0
+        age = max((now - self.last).total_seconds(), 0.0)
+        return float(self.count * 0.5 ** (age / half_life.total_seconds()))
+
+
+@dataclass(frozen=True, slots=True)
+class DomainFacts:
+    """What history says of one recipient domain: the organisation's mail to it, and this sender's."""
+
+    org: Seen = Seen()
+    senders: int = 0  # how many people wrote to it
+    inbound: int = 0  # messages it sent us
+    near: str | None = None  # the domain it is one slip from, when the guard warned or held it
+    state: str | None = None  # added | forgotten (rcptguard known)
+    sender: Seen = Seen()  # this sender's mail to it
+    confirmed: dt.datetime | None = None  # when this sender confirmed a hold of it ("send anyway")
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What history says about one message's recipients, for its sender (rcptguard.history.judge)."""
+
+    domains: dict[str, DomainFacts] = field(default_factory=dict)  # by A-label domain
+    by_sender: dict[str, int] = field(default_factory=dict)  # address -> this sender's messages to it
+    by_org: dict[str, int] = field(default_factory=dict)  # address -> everybody's messages to it
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (a, b), a < b -> messages to both
+    neighbours: dict[str, tuple[str, ...]] = field(default_factory=dict)  # domain -> the sender's addresses there

@@ -1,0 +1,26 @@
+"""What a door, `learn` and the evaluation need of history, whichever keeps it (the store, or memory)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Protocol
+
+from rcptguard.history.batch import Batch
+from rcptguard.history.model import Facts
+
+__all__ = ["HistoryView"]
+
+
+class HistoryView(Protocol):
+    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:
+        """What history says of these recipients (history's form of each address), for `sender`."""
+        ...
+
+    def record(self, batch: Batch) -> None:
+        """Add what was learned."""
+        ...
+
+    def learned(self, now: dt.datetime) -> dict[str, int]:
+        """The organisation's correspondents by the poisoning guard (rules.qualifies), with their message counts."""
+        ...

@@ -1,0 +1,325 @@
+"""History in the store: the tables of rcptguard.history, written a batch at a time and read a message at a time.
+
+    history = StoreHistory(store)
+    history.record(batch)                          # one transaction, every table (upserts: counts add up)
+    history.facts("me@org.example", ["bob@partner.example"], now)  # a handful of indexed look-ups
+    history.learned(now)                           # the correspondents the poisoning guard lets count
+
+`correspondents` holds the organisation's tally per domain (with inbound messages, the domain a near miss
+resembles, an administrator's state); `sender_domains` and `sender_addresses` each sender's; `co_recipients` how
+often two addresses were on one message. `imported_sources` is what `rcptguard learn` read, and `observations`
+what observe mode would have done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table, case, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from rcptguard.errors import StoreError
+from rcptguard.history.batch import Batch
+from rcptguard.history.memory import NEIGHBOURS
+from rcptguard.history.model import DomainFacts, Facts, Seen
+from rcptguard.history.rules import qualifies
+from rcptguard.history.settings import HistorySettings
+from rcptguard.store import Store, as_utc, error_line, utc_now
+from rcptguard.store.schema import (
+    co_recipients,
+    correspondents,
+    imported_sources,
+    observations,
+    sender_addresses,
+    sender_domains,
+)
+
+__all__ = ["Correspondent", "Observation", "SourceMark", "StoreHistory", "write_batch"]
+
+_CHUNK = 500  # keys in one IN (...) list
+
+
+@dataclass(frozen=True, slots=True)
+class Correspondent:
+    """One domain as `rcptguard known` shows it."""
+
+    domain: str
+    facts: DomainFacts
+    known: bool  # the poisoning guard lets it count (rules.qualifies)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMark:
+    """How much of an imported source was read (rcptguard learn)."""
+
+    fingerprint: str
+    format: str
+    path: str
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A verdict observe mode did not enforce."""
+
+    at: dt.datetime
+    door: str
+    sender: str
+    recipient: str
+    verdict: str
+    score: float
+    intended: str | None
+    signals: str
+    reason: str
+
+
+def _seen(count: object, first: object, last: object) -> Seen:
+    return Seen(int(count or 0), as_utc(first) if isinstance(first, dt.datetime) else None,  # type: ignore[call-overload]
+                as_utc(last) if isinstance(last, dt.datetime) else None)
+
+
+class StoreHistory:
+    def __init__(self, store: Store, settings: HistorySettings | None = None) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.settings = settings or HistorySettings()
+
+    # -- writing --------------------------------------------------------------------------------------
+
+    def record(self, batch: Batch) -> None:
+        """Add a batch to the store in one transaction."""
+        if not batch:
+            return
+        try:
+            with self.engine.begin() as connection:
+                write_batch(connection, batch)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record history: {error_line(exc)}") from exc
+
+    # -- reading one message's facts ------------------------------------------------------------------
+
+    def _rows(self, query: Any) -> list[Any]:  # noqa: ANN401 - a SQLAlchemy statement
+        try:
+            with self.engine.connect() as connection:
+                return list(connection.execute(query).all())
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read history: {error_line(exc)}") from exc
+
+    def _domain_facts(self, domains: Sequence[str], sender: str | None) -> dict[str, DomainFacts]:
+        rows = self._rows(select(correspondents).where(correspondents.c.domain.in_(domains)))
+        senders = dict(self._rows(select(sender_domains.c.domain, func.count()).where(
+            sender_domains.c.domain.in_(domains)).group_by(sender_domains.c.domain)))
+        mine: dict[str, Any] = {}
+        if sender is not None:
+            mine = {r.domain: r for r in self._rows(select(sender_domains).where(
+                sender_domains.c.sender == sender, sender_domains.c.domain.in_(domains)))}
+        found = {}
+        for row in rows:
+            found[row.domain] = DomainFacts(org=_seen(row.count, row.first_seen, row.last_seen),
+                                            senders=int(senders.get(row.domain, 0)), inbound=int(row.inbound),
+                                            near=row.near, state=row.state)
+        out = {}
+        for domain in domains:
+            base = found.get(domain, DomainFacts())
+            own = mine.get(domain)
+            if own is not None:
+                base = DomainFacts(base.org, base.senders, base.inbound, base.near, base.state,
+                                   _seen(own.count, own.first_seen, own.last_seen),
+                                   as_utc(own.confirmed_at) if own.confirmed_at is not None else None)
+            out[domain] = base
+        return out
+
+    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:  # noqa: ARG002
+        unique = sorted(set(addresses))[:_CHUNK]
+        domains = sorted({a.rsplit("@", 1)[-1] for a in unique})
+        if not unique:
+            return Facts()
+        by_sender: dict[str, int] = {}
+        neighbours: dict[str, tuple[str, ...]] = {}
+        if sender is not None:
+            by_sender = {a: int(n) for a, n in self._rows(select(sender_addresses.c.address, sender_addresses.c.count)
+                                                          .where(sender_addresses.c.sender == sender,
+                                                                 sender_addresses.c.address.in_(unique)))}
+            near: dict[str, list[str]] = {}
+            for address, domain in self._rows(
+                    select(sender_addresses.c.address, sender_addresses.c.domain).where(
+                        sender_addresses.c.sender == sender, sender_addresses.c.domain.in_(domains))
+                    .order_by(sender_addresses.c.count.desc(), sender_addresses.c.address)
+                    .limit(NEIGHBOURS * len(domains))):
+                near.setdefault(domain, []).append(address)
+            neighbours = {d: tuple(sorted(a[:NEIGHBOURS])) for d, a in near.items()}
+        by_org = {a: int(n) for a, n in self._rows(
+            select(sender_addresses.c.address, func.sum(sender_addresses.c.count))
+            .where(sender_addresses.c.address.in_(unique)).group_by(sender_addresses.c.address))}
+        pairs = {}
+        if len(unique) > 1:
+            pairs = {(a, b): int(n) for a, b, n in self._rows(
+                select(co_recipients.c.a, co_recipients.c.b, co_recipients.c.count)
+                .where(co_recipients.c.a.in_(unique), co_recipients.c.b.in_(unique)))}
+        return Facts(domains=self._domain_facts(domains, sender), by_sender=by_sender, by_org=by_org, pairs=pairs,
+                     neighbours=neighbours)
+
+    # -- the organisation's correspondents -----------------------------------------------------------
+
+    def correspondents(self, domains: Iterable[str] | None = None) -> list[Correspondent]:
+        """Every domain history knows of (or these), with its facts and whether it counts, by domain name."""
+        now = utc_now()
+        senders = select(sender_domains.c.domain, func.count().label("senders")).group_by(
+            sender_domains.c.domain).subquery()
+        query = select(correspondents, senders.c.senders).select_from(
+            correspondents.outerjoin(senders, senders.c.domain == correspondents.c.domain))
+        wanted = sorted(set(domains)) if domains is not None else None
+        out = []
+        for chunk in _chunks(wanted) if wanted is not None else [None]:
+            rows = self._rows(query if chunk is None else query.where(correspondents.c.domain.in_(chunk)))
+            for row in rows:
+                facts = DomainFacts(org=_seen(row.count, row.first_seen, row.last_seen),
+                                    senders=int(row.senders or 0), inbound=int(row.inbound), near=row.near,
+                                    state=row.state)
+                out.append(Correspondent(row.domain, facts, qualifies(facts, self.settings, now)))
+        return sorted(out, key=lambda c: c.domain)
+
+    def learned(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """The correspondents the poisoning guard lets count, with their message counts."""
+        now = now or utc_now()
+        return {c.domain: c.facts.org.count for c in self.correspondents() if qualifies(c.facts, self.settings, now)}
+
+    def added(self) -> list[str]:
+        """The domains an administrator made known (rcptguard known add)."""
+        return [r[0] for r in self._rows(select(correspondents.c.domain).where(correspondents.c.state == "added"))]
+
+    def set_state(self, domain: str, state: str | None) -> None:
+        """Mark a domain added or forgotten (None: as learned); `forgotten` also drops every sender's confirmation
+        of it."""
+        now = utc_now()
+        make = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = make(correspondents).values(domain=domain, count=0, first_seen=now, last_seen=now, inbound=0,
+                                                state=state)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement.on_conflict_do_update(index_elements=["domain"], set_={"state": state}))
+                if state == "forgotten":
+                    connection.execute(update(sender_domains).where(sender_domains.c.domain == domain)
+                                       .values(confirmed_at=None))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot change {domain}: {error_line(exc)}") from exc
+
+    def top_senders(self, domain: str, limit: int = 10) -> list[tuple[str, int, dt.datetime | None]]:
+        rows = self._rows(select(sender_domains.c.sender, sender_domains.c.count, sender_domains.c.confirmed_at)
+                          .where(sender_domains.c.domain == domain)
+                          .order_by(sender_domains.c.count.desc(), sender_domains.c.sender).limit(limit))
+        return [(s, int(n), as_utc(c) if c is not None else None) for s, n, c in rows]
+
+    def top_addresses(self, domain: str, limit: int = 10) -> list[tuple[str, int]]:
+        total = func.sum(sender_addresses.c.count)
+        rows = self._rows(select(sender_addresses.c.address, total).where(sender_addresses.c.domain == domain)
+                          .group_by(sender_addresses.c.address).order_by(total.desc(), sender_addresses.c.address)
+                          .limit(limit))
+        return [(a, int(n)) for a, n in rows]
+
+    # -- imported sources -----------------------------------------------------------------------------
+
+    def source(self, fingerprint: str) -> SourceMark | None:
+        rows = self._rows(select(imported_sources).where(imported_sources.c.fingerprint == fingerprint))
+        return SourceMark(rows[0].fingerprint, rows[0].format, rows[0].path, int(rows[0].records)) if rows else None
+
+    def record_source(self, mark: SourceMark, batch: Batch) -> None:
+        """The batch and how far the source was read, in one transaction: an import cut short counts nothing twice."""
+        now = utc_now()
+        make = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = make(imported_sources).values(fingerprint=mark.fingerprint, format=mark.format, path=mark.path,
+                                                  records=mark.records, first_imported=now, last_imported=now)
+        statement = statement.on_conflict_do_update(
+            index_elements=["fingerprint"],
+            set_={"records": statement.excluded.records, "path": statement.excluded.path, "last_imported": now})
+        self.record(batch)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record the import of {mark.path}: {error_line(exc)}") from exc
+
+    # -- observe mode ---------------------------------------------------------------------------------
+
+    def observe(self, rows: Sequence[Observation]) -> None:
+        if not rows:
+            return
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(observations), [
+                    {"at": o.at, "door": o.door, "sender": o.sender, "recipient": o.recipient, "verdict": o.verdict,
+                     "score": o.score, "intended": o.intended, "signals": o.signals, "reason": o.reason}
+                    for o in rows])
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record observations: {error_line(exc)}") from exc
+
+    def observations(self, since: dt.datetime | None = None) -> list[Observation]:
+        query = select(observations).order_by(observations.c.at, observations.c.id)
+        if since is not None:
+            query = query.where(observations.c.at >= since)
+        return [Observation(as_utc(r.at), r.door, r.sender, r.recipient, r.verdict, float(r.score), r.intended,
+                            r.signals, r.reason) for r in self._rows(query)]
+
+    def forget_observations(self, before: dt.datetime) -> int:
+        try:
+            with self.engine.begin() as connection:
+                return int(connection.execute(delete(observations).where(observations.c.at < before)).rowcount)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot delete observations: {error_line(exc)}") from exc
+
+
+def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: list[dict[str, Any]],
+            adds: Sequence[str] = ("count",), extra: Callable[[Any], dict[str, Any]] | None = None) -> None:
+    """Insert rows, or add their counts to the rows already there (first seen the earlier, last seen the later)."""
+    if not rows:
+        return
+    make = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = make(table)
+    new = statement.excluded
+    values: dict[str, Any] = {c: table.c[c] + new[c] for c in adds}
+    if "first_seen" in table.c:
+        values["first_seen"] = case((new.first_seen < table.c.first_seen, new.first_seen), else_=table.c.first_seen)
+    values["last_seen"] = case((new.last_seen > table.c.last_seen, new.last_seen), else_=table.c.last_seen)
+    if extra is not None:
+        values.update(extra(new))
+    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=values), rows)
+
+
+def write_batch(connection: Connection, batch: Batch) -> None:
+    """Add a batch to the store on `connection`, in the caller's transaction (a release records its confirmation
+    with the decision)."""
+    corr = [{"domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last, "inbound": 0,
+             "near": batch.near.get(d)} for d, t in sorted(batch.domains.items())]
+    inbound = [{"domain": d, "count": 0, "first_seen": t.first, "last_seen": t.last, "inbound": t.count,
+                "near": None} for d, t in sorted(batch.inbound_domains.items())]
+    per_domain = [{"sender": s, "domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last,
+                   "confirmed_at": batch.confirmations.get((s, d))}
+                  for (s, d), t in sorted(batch.sender_domains.items())]
+    confirmed_only = [{"sender": s, "domain": d, "count": 0, "first_seen": when, "last_seen": when,
+                       "confirmed_at": when} for (s, d), when in sorted(batch.confirmations.items())
+                      if (s, d) not in batch.sender_domains]
+    per_address = [{"sender": s, "address": a, "domain": batch.address_domains[a], "count": t.count,
+                    "first_seen": t.first, "last_seen": t.last}
+                   for (s, a), t in sorted(batch.sender_addresses.items())]
+    pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last} for (a, b), t in sorted(batch.pairs.items())]
+    confirmed = sender_domains.c.confirmed_at
+    _upsert(connection, correspondents, ["domain"], corr + inbound, adds=("count", "inbound"),
+            extra=lambda new: {"near": func.coalesce(correspondents.c.near, new.near)})
+    _upsert(connection, sender_domains, ["sender", "domain"], per_domain + confirmed_only,
+            extra=lambda new: {"confirmed_at": case((confirmed.is_(None), new.confirmed_at),
+                                                    (new.confirmed_at > confirmed, new.confirmed_at),
+                                                    else_=confirmed)})
+    _upsert(connection, sender_addresses, ["sender", "address"], per_address)
+    _upsert(connection, co_recipients, ["a", "b"], pairs)
+
+
+def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, _CHUNK)):
+        yield chunk

@@ -1,0 +1,204 @@
+"""History (rcptguard.history): tallies, the poisoning guard, facts from the store and from memory alike, and one
+message judged with its sender's history (confirmations, truthful first contact, the odd recipient out)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from rcptguard.guard import Guard
+from rcptguard.history import Batch, Counted, HistorySettings, MemoryHistory
+from rcptguard.history.judge import judge_message
+from rcptguard.history.rules import why_not
+from rcptguard.model import Action
+from rcptguard.policy import ForceRule, load_policy
+from rcptguard.store import Store
+from rcptguard.store.history import StoreHistory
+
+NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+
+
+def to(*addresses: str, near: str | None = None) -> list[Counted]:
+    return [Counted(a, a.rsplit("@", 1)[1], near) for a in addresses]
+
+
+def sample() -> Batch:
+    batch = Batch()
+    for day in range(10):
+        batch.message("me@org.example", to("bob@northwind.com", "ann@northwind.com", "kim@contoso.com"),
+                      NOW - day * DAY)
+    batch.message("you@org.example", to("bob@northwind.com"), NOW - 30 * DAY)
+    batch.message("me@org.example", to("x@acmo.com", near="acme.com"), NOW - DAY)
+    batch.message("me@org.example", to("x@acmo.com", near="acme.com"), NOW)
+    batch.inbound("contoso.com", NOW)
+    return batch
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StoreHistory:
+    return StoreHistory(Store.open(f"sqlite:///{tmp_path / 'h.db'}"))
+
+
+def test_store_and_memory_give_the_same_facts(store: StoreHistory) -> None:
+    """The store's facts of a message are exactly the in-memory history's, for the same batches: counts per
+    sender, domain and address, first and last seen, distinct senders, co-recipients and neighbours."""
+    memory = MemoryHistory()
+    for history in (store, memory):
+        history.record(sample())
+        history.record(sample())  # counts add up
+    addresses = ["bob@northwind.com", "kim@contoso.com", "x@acmo.com", "new@northwind.com"]
+    assert store.facts("me@org.example", addresses, NOW) == memory.facts("me@org.example", addresses, NOW)
+    facts = store.facts("me@org.example", addresses, NOW)
+    northwind = facts.domains["northwind.com"]
+    assert (northwind.org.count, northwind.senders, northwind.sender.count) == (22, 2, 20)
+    assert (northwind.org.first, northwind.org.last) == (NOW - 30 * DAY, NOW)
+    assert facts.pairs == {("bob@northwind.com", "kim@contoso.com"): 20}
+    assert facts.by_org == {"bob@northwind.com": 22, "kim@contoso.com": 20, "x@acmo.com": 4}
+    assert facts.domains["contoso.com"].inbound == 2
+    assert set(facts.neighbours["northwind.com"]) == {"bob@northwind.com", "ann@northwind.com"}
+
+
+def test_a_near_miss_needs_a_second_sender_or_mail_from_it(store: StoreHistory) -> None:
+    """acmo.com, one slip from acme.com, written to twice by one sender, is not a correspondent; a second sender
+    makes it one; so does, instead, a message from it."""
+    store.record(sample())
+    assert "acmo.com" not in store.learned(NOW)
+    assert set(store.learned(NOW)) == {"northwind.com", "contoso.com"}
+    [acmo] = store.correspondents(["acmo.com"])
+    assert why_not(acmo.facts, HistorySettings(), NOW) == (
+        "it is one slip from acme.com, so it needs 2 people writing to it or a message from it")
+    second = Batch()
+    second.message("you@org.example", to("y@acmo.com", near="acme.com"), NOW)
+    store.record(second)
+    assert store.learned(NOW)["acmo.com"] == 3
+
+    other = MemoryHistory()
+    other.record(sample())
+    inbound = Batch()
+    inbound.inbound("acmo.com", NOW)
+    other.record(inbound)
+    assert other.learned(NOW)["acmo.com"] == 2
+
+
+def test_forgotten_and_added_override_the_counts(store: StoreHistory) -> None:
+    """`forget` makes a correspondent unknown whatever its counts (and drops confirmations); `add` makes a domain
+    nobody wrote to known."""
+    store.record(sample())
+    store.set_state("northwind.com", "forgotten")
+    store.set_state("fabrikam.com", "added")
+    assert "northwind.com" not in store.learned(NOW)
+    assert store.added() == ["fabrikam.com"]
+    assert [c.known for c in store.correspondents(["fabrikam.com", "northwind.com"])] == [True, False]
+
+
+def test_counts_fade_with_the_half_life() -> None:
+    """Messages weigh half after each half-life since the last one, and a domain weighing less than half a message
+    is no longer known: with a 30-day half-life, one message 40 days ago and 312 messages a year ago are forgotten;
+    with 60 days, both still count."""
+    batch = Batch()
+    batch.message("me@org.example", to("a@once.example"), NOW - 40 * DAY)
+    batch.message("me@org.example", to("a@often.example"), NOW - 365 * DAY, count=312)
+    batch.message("me@org.example", to("a@recent.example"), NOW - 10 * DAY)
+    short, longer = MemoryHistory(HistorySettings(half_life_days=30)), MemoryHistory(HistorySettings(half_life_days=60))
+    for history in (short, longer):
+        history.record(batch)
+    assert set(short.learned(NOW)) == {"recent.example"}
+    assert longer.learned(NOW) == {"once.example": 1, "often.example": 312, "recent.example": 1}
+
+
+def guard(learned: dict[str, int] | None = None) -> Guard:
+    return Guard(load_policy().with_domains(("mil",), ()), learned=learned or {})
+
+
+def test_a_slip_of_a_learned_correspondent_says_how_much_the_organisation_writes_there() -> None:
+    """After history of 312 messages to northwind.com, a first message there passes, and a slip of it is held with
+    "Your organisation writes to northwind.com (312 messages)"."""
+    history = MemoryHistory()
+    batch = Batch()
+    batch.message("you@org.example", to("bob@northwind.com"), NOW, count=312)
+    history.record(batch)
+    engine = guard(history.learned(NOW))
+    ok, slip = judge_message(engine, "me@org.example", ["ann@northwind.com"], history, now=NOW) + judge_message(
+        engine, "me@org.example", ["ann@northwind.co"], history, now=NOW)
+    assert ok.action is Action.PASS
+    assert slip.action is Action.HOLD
+    assert "Your organisation writes to northwind.com (312 messages)." in slip.reason
+
+
+def test_a_confirmation_lets_that_sender_through_and_nobody_else() -> None:
+    """A sender who confirmed gmial.com gets it passed next time (SENDER_CONFIRMED), or warned by policy; another
+    sender is still held; a force rule's reject is never lowered."""
+    history = MemoryHistory()
+    batch = Batch()
+    batch.confirmed("me@org.example", "gmial.com", NOW - DAY)
+    batch.confirmed("me@org.example", "army.ml", NOW - DAY)
+    history.record(batch)
+    engine = guard()
+    [mine] = judge_message(engine, "Me@Org.Example", ["j@gmial.com"], history, now=NOW)
+    [theirs] = judge_message(engine, "you@org.example", ["j@gmial.com"], history, now=NOW)
+    [warned] = judge_message(engine, "me@org.example", ["j@gmial.com"], history,
+                             HistorySettings(confirmed_action="warn"), now=NOW)
+    assert (mine.action, theirs.action, warned.action) == (Action.PASS, Action.HOLD, Action.WARN)
+    assert mine.reason.startswith("You confirmed mail to gmial.com on 2026-11-30.")
+    assert mine.signal("SENDER_CONFIRMED") is not None
+    assert mine.suggestion is None
+    strict = Guard(dataclasses.replace(load_policy(), force=(ForceRule(Action.REJECT, suffixes=("ml",)),)))
+    [rejected] = judge_message(strict, "me@org.example", ["j@army.ml"], history, now=NOW)
+    assert rejected.action is Action.REJECT
+
+
+def test_first_contact_is_said_truthfully_of_the_sender() -> None:
+    """A near miss someone wrote to before is not called "never written to": the reason says who did, and why it
+    is still new."""
+    history = MemoryHistory()
+    batch = Batch()
+    batch.message("me@org.example", to("x@acmo.com", near="acme.com"), NOW)
+    history.record(batch)
+    engine = guard({"acme.com": 3})
+    [mine] = judge_message(engine, "me@org.example", ["y@acmo.com"], history, now=NOW)
+    [theirs] = judge_message(engine, "you@org.example", ["y@acmo.com"], history, now=NOW)
+    assert "You have never written to acmo.com." not in mine.reason
+    assert ("You have written to acmo.com before (1 message), but it is not a known correspondent: it is one slip "
+            "from acme.com") in mine.reason
+    assert "You have never written to acmo.com; your organisation has (1 message)" in theirs.reason
+
+
+def group_history() -> MemoryHistory:
+    history = MemoryHistory()
+    batch = Batch()
+    team = ("ann@army.mil", "bob@army.mil", "cat@army.mil", "dan@army.mil", "eve@army.mil")
+    for day in range(20):
+        batch.message("me@org.example", to(*team), NOW - day * DAY)
+        batch.message("me@org.example", to("pat@partner.com", "joe@partner.com", "kim@contoso.com"),
+                      NOW - day * DAY)
+        batch.message("me@org.example", to("john.smith@partner.com"), NOW - day * DAY)
+    history.record(batch)
+    return history
+
+
+def test_the_odd_recipient_out() -> None:
+    """Judged in company: army.ml among five at army.mil (the slip is unknown: nothing is protected here), a
+    personal address among a long-standing group, a namesake at a right domain; the usual group passes."""
+    history = group_history()
+    engine = Guard(load_policy(), learned=history.learned(NOW))
+    team = ["ann@army.mil", "bob@army.mil", "cat@army.mil", "dan@army.mil"]
+    *_, slip = judge_message(engine, "me@org.example", [*team, "eve@army.ml"], history, now=NOW)
+    assert slip.action >= Action.WARN
+    assert slip.signal("ODD_DOMAIN_SLIP") is not None
+    assert slip.suggestion == "eve@army.mil"
+    assert "army.ml is one slip from army.mil, where 4 other recipients of this message are." in slip.reason
+    usual = judge_message(engine, "me@org.example", ["pat@partner.com", "joe@partner.com", "kim@contoso.com"],
+                          history, now=NOW)
+    assert [v.action for v in usual] == [Action.PASS] * 3
+    *_, personal = judge_message(engine, "me@org.example", ["pat@partner.com", "joe@partner.com", "kim@gmail.com"],
+                                 history, now=NOW)
+    assert personal.action is Action.WARN
+    assert {s.name for s in personal.signals} >= {"ODD_NEW_TO_GROUP", "ODD_NEW_DOMAIN"}
+    [namesake] = judge_message(engine, "me@org.example", ["john.smyth@partner.com"], history, now=NOW)
+    assert (namesake.action, namesake.suggestion) == (Action.WARN, "john.smith@partner.com")
+    [colleague] = judge_message(engine, "me@org.example", ["lee@partner.com"], history, now=NOW)
+    assert colleague.action is Action.PASS  # a new address at a long-standing domain alone is no reason to stop
