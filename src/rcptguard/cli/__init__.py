@@ -8,7 +8,8 @@
 - `doctor`: `doctor`, the checks of a deployment (rcptguard.doctor);
 - `sink`: the `sink` group, the typo domains' SMTP server and its report and purge;
 - `store`: the `store` group (`store migrate`, `store copy`);
-- `scan`: `scan`, the archive audit (rcptguard.audit).
+- `scan`: `scan`, the archive audit (rcptguard.audit);
+- `history`: learn, known, report observe, eval-messages.
 
 Each command module imports `common` and nothing else of the package; only this module imports them all, and no
 module imports this one.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import click
 
 from rcptguard import __version__
-from rcptguard.cli import check, config, doctor, quarantine, scan, servers, sink, store
+from rcptguard.cli import check, config, doctor, history, quarantine, scan, servers, sink, store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,5 +33,6 @@ def main() -> None:
 
 for _command in (check.check, check.explain, check.detectors_command, check.eval_command,
                  servers.policyd, servers.release, servers.relay, servers.milter, servers.web,
-                 quarantine.quarantine, config.config_group, doctor.doctor, sink.sink, store.store_group, scan.scan):
+                 quarantine.quarantine, config.config_group, doctor.doctor, sink.sink, store.store_group, scan.scan,
+                 history.learn, history.known, history.report, history.eval_messages):
     main.add_command(_command)

@@ -170,3 +170,39 @@ def listen_address(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def store_options(func: F) -> F:
+    """--config and --db, which every command that only touches the store takes."""
+    func = click.option("--db", "db", metavar="URL",
+                        help="Store URL (sqlite:///path or postgresql://...); wins over [db] url in the config.")(func)
+    return click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+                        help="TOML config file (see docs/configuration.md).")(func)
+
+
+def open_store(loaded: Config, config: Path | None, db: str | None, *, create: bool = True) -> Store:
+    """The store of --db, else of the config: closed with the command. With `create=False` (commands that only
+    read, or name something a new store cannot have) a missing store is an error that says where it was looked
+    for, never a new empty one."""
+    from alembic.util import CommandError  # noqa: PLC0415 - Alembic, SQLAlchemy: only when a store is opened
+
+    from rcptguard.store import DEFAULT_URL, Store, StoreError, StoreNotFound  # noqa: PLC0415 - same
+
+    url = db_url(loaded, db)
+    try:
+        store = Store.open(url, create=create)
+    except StoreNotFound as exc:
+        source = "--db" if db else f"[db] url in {config}" if config and url != DEFAULT_URL else "the default"
+        raise click.ClickException(f"{exc} (the URL is {source}); this command never creates a store: point it at "
+                                   "yours with --db URL or --config FILE") from None
+    except StoreError as exc:
+        raise click.ClickException(first_line(exc)) from None
+    except CommandError as exc:  # e.g. a database migrated by a newer rcptguard
+        raise click.ClickException(f"cannot open the store at {url}: {first_line(exc)}") from None
+    click.get_current_context().call_on_close(store.close)
+    return store
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from rcptguard import logs
-from rcptguard.cli.common import F, build_config, db_url
+from rcptguard.cli.common import F, build_config, open_store, store_options
 from rcptguard.delivery import NextHop
 from rcptguard.domains import parse_address
 from rcptguard.guard import Guard
@@ -35,14 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("rcptguard.quarantine")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"\s*(\d+)\s*([smhdw]?)\s*\Z")
-
-
-def store_options(func: F) -> F:
-    """--config and --db, which every quarantine command takes."""
-    func = click.option("--db", "db", metavar="URL",
-                        help="Store URL (sqlite:///path or postgresql://...); wins over [db] url in the config.")(func)
-    return click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
-                        help="TOML config file (see docs/configuration.md).")(func)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -73,26 +65,12 @@ def _open(config: Path | None, db: str | None, *, claim_timeout: dt.timedelta | 
     the default (1 hour); and with --record-for, how long to retry recording an accepted delivery. With
     `create=False` (commands that only read, or that name a hold, which a new store cannot have) a missing store
     is an error that says where it was looked for, never a new empty one."""
-    from alembic.util import CommandError  # noqa: PLC0415 - Alembic, SQLAlchemy: only when a store is opened
-
-    from rcptguard.store import DEFAULT_URL, Store, StoreError, StoreNotFound  # noqa: PLC0415 - same
-    from rcptguard.store.quarantine import RECORD_RETRIES, Quarantine, retries_within  # noqa: PLC0415 - same
+    from rcptguard.store.quarantine import RECORD_RETRIES, Quarantine, retries_within  # noqa: PLC0415 - SQLAlchemy
 
     loaded = build_config(config)
     stale_after = claim_timeout if claim_timeout is not None else loaded.relay.claim_window
     retries = RECORD_RETRIES if record_for is None else retries_within(record_for)
-    url = db_url(loaded, db)
-    try:
-        store = Store.open(url, create=create)
-    except StoreNotFound as exc:
-        source = "--db" if db else f"[db] url in {config}" if config and url != DEFAULT_URL else "the default"
-        raise click.ClickException(f"{exc} (the URL is {source}); this command never creates a store: point it at "
-                                   "yours with --db URL or --config FILE") from None
-    except StoreError as exc:
-        raise click.ClickException(_one_line(exc)) from None
-    except CommandError as exc:  # e.g. a database migrated by a newer rcptguard
-        raise click.ClickException(f"cannot open the store at {url}: {_one_line(exc)}") from None
-    click.get_current_context().call_on_close(store.close)
+    store = open_store(loaded, config, db, create=create)
     return Quarantine(store, stale_after=stale_after, record_retries=retries), loaded
 
 

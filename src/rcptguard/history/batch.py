@@ -15,7 +15,7 @@ import datetime as dt
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from rcptguard.history.model import Tally
 
@@ -24,10 +24,9 @@ __all__ = ["Batch", "Counted"]
 K = TypeVar("K")
 
 
-@dataclass(frozen=True, slots=True)
-class Counted:
+class Counted(NamedTuple):
     """One recipient that counts: its address (history's form), its domain, and the domain it is one slip from
-    when the guard warned of it."""
+    when the guard warned of it (a tuple: a large import makes millions)."""
 
     address: str
     domain: str
@@ -55,8 +54,12 @@ class Batch:
         if not recipients:
             return
         self.messages += count
+        domains = self.domains
         for domain in {r.domain for r in recipients}:
-            _tally(self.domains, domain).add(count, when)
+            tally = domains.get(domain)
+            if tally is None:
+                tally = domains[domain] = Tally()
+            tally.add(count, when)
             if sender is not None:
                 _tally(self.sender_domains, (sender, domain)).add(count, when)
         for recipient in recipients:
@@ -65,10 +68,11 @@ class Batch:
             if sender is not None:
                 _tally(self.sender_addresses, (sender, recipient.address)).add(count, when)
                 self.address_domains[recipient.address] = recipient.domain
-        addresses = sorted({r.address for r in recipients})
-        if 2 <= len(addresses) <= max_group:
-            for pair in itertools.combinations(addresses, 2):
-                _tally(self.pairs, pair).add(count, when)
+        if len(recipients) >= 2:
+            addresses = sorted({r.address for r in recipients})
+            if 2 <= len(addresses) <= max_group:
+                for pair in itertools.combinations(addresses, 2):
+                    _tally(self.pairs, pair).add(count, when)
 
     def inbound(self, domain: str, when: dt.datetime, *, count: int = 1) -> None:
         """`count` messages received from `domain`: evidence that it is real."""

@@ -17,7 +17,10 @@ says of this sender and this group of recipients:
   `ODD_NEW_DOMAIN` a domain nobody wrote to, among long-standing ones;
   `ODD_NEW_TO_GROUP` never addressed with any of the others, who were addressed together before;
   `ODD_NEW_ADDRESS` an address nobody wrote to, at a long-standing domain;
-  `ODD_ADDRESS_SLIP` one slip (or the same first name) from an address the sender writes to at that domain.
+  `ODD_ADDRESS_SLIP` one slip (or the same first name) from an address the sender writes to at that domain;
+  `ODD_NEW_FOR_SENDER` an address others write to, never this sender, at a domain the sender writes to often;
+  `ODD_PERSONAL` an address at a public mail provider spelling the name of the sender or a colleague on the
+  message (ann.lee@org.example, annlee84@gmail.com): a personal address, where company mail should not go.
 
 It is a function of (sender, verdicts, history): no door's state, so the relay, a milter and the evaluation call
 the same code.
@@ -39,12 +42,14 @@ from rcptguard.history.settings import HistorySettings
 from rcptguard.history.view import HistoryView
 from rcptguard.model import Action, Malformed, Signal, Verdict
 from rcptguard.policy import Policy
+from rcptguard.providers import providers
 from rcptguard.reasons import messages, never_written
 from rcptguard.typos.edits import single_edit
 
 __all__ = ["ODD_SIGNALS", "adjust", "judge_message"]
 
-ODD_SIGNALS = ("ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP")
+ODD_SIGNALS = ("ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP",
+               "ODD_NEW_FOR_SENDER", "ODD_PERSONAL")
 
 
 def judge_message(guard: Guard, sender: str, recipients: Sequence[str], history: HistoryView,
@@ -60,8 +65,9 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
     settings = settings or HistorySettings()
     now = now or dt.datetime.now(dt.UTC)
     keys = [_key(v) for v in verdicts]
-    facts = history.facts(sender_key(sender), [k for k in keys if k is not None], now)
-    message = _Message(facts, [k for k in keys if k is not None], settings, policy, now)
+    me = sender_key(sender)
+    facts = history.facts(me, [k for k in keys if k is not None], now)
+    message = _Message(facts, [k for k in keys if k is not None], settings, policy, now, me)
     return [v if k is None else message.judge(v, k) for v, k in zip(verdicts, keys, strict=True)]
 
 
@@ -79,6 +85,12 @@ class _Message:
     settings: HistorySettings
     policy: Policy
     now: dt.datetime
+    sender: str | None = None
+
+    @property
+    def own(self) -> str | None:
+        """The sender's domain: its addresses on the message are colleagues."""
+        return self.sender.rsplit("@", 1)[1] if self.sender else None
 
     def judge(self, verdict: Verdict, key: str) -> Verdict:
         domain = key.rsplit("@", 1)[1]
@@ -133,15 +145,38 @@ class _Message:
             found.append(_odd("ODD_NEW_TO_GROUP", settings.odd_new_to_group,
                               f"{key} has never been addressed together with the other recipients, who have.",
                               address=key))
-        if not facts.by_org.get(key) and known.org.count >= settings.established:
-            found.append(_odd("ODD_NEW_ADDRESS", settings.odd_new_address,
-                              f"Nobody in your organisation has written to {key}, though {domain} is a "
-                              f"correspondent.", address=key))
+        if not facts.by_org.get(key):
+            if known.org.count >= settings.established:
+                found.append(_odd("ODD_NEW_ADDRESS", settings.odd_new_address,
+                                  f"Nobody in your organisation has written to {key}, though {domain} is a "
+                                  f"correspondent.", address=key))
             neighbour = _near_address(key, facts.neighbours.get(domain, ()))
             if neighbour is not None:
                 found.append(_odd("ODD_ADDRESS_SLIP", settings.odd_address_slip,
                                   f"You write to {neighbour}: is {key} the person you meant?", like=neighbour))
+        elif facts.by_org.get(key) and not facts.by_sender.get(key) and known.sender.count >= settings.established:
+            found.append(_odd("ODD_NEW_FOR_SENDER", settings.odd_new_for_sender,
+                              f"You write to {domain} often, but never to {key} before.", address=key))
+        colleague = self._colleague(key, domain)
+        if colleague is not None:
+            found.append(_odd("ODD_PERSONAL", settings.odd_personal,
+                              f"{key} looks like a personal address of {colleague}, at a public mail provider.",
+                              colleague=colleague))
         return found
+
+    def _colleague(self, key: str, domain: str) -> str | None:
+        """The sender or a colleague on this message (an address at the sender's domain) whose name the local part
+        of this address at a public mail provider spells (ann.lee@org.example, annlee84@gmail.com)."""
+        if self.own is None or domain == self.own or domain not in providers():
+            return None
+        mine = _spelled(key.rsplit("@", 1)[0])
+        for other in (self.sender, *self.keys):
+            if other is None or other.rsplit("@", 1)[1] != self.own:
+                continue
+            local = other.rsplit("@", 1)[0]
+            if len(_spelled(local)) >= 5 and mine in (_spelled(local), _initial(local)):
+                return other
+        return None
 
     def _domain_slip(self, domain: str, known: DomainFacts, others: list[str]) -> Signal | None:
         """ODD_DOMAIN_SLIP: one slip from a co-recipient's domain that has more recipients here or more history."""
@@ -180,6 +215,17 @@ def _near_address(key: str, neighbours: Sequence[str]) -> str | None:
         if single_edit(local, theirs) is not None or (first and _first_name(theirs) == first):
             return other
     return None
+
+
+def _spelled(local: str) -> str:
+    """A local part's letters alone: ann.lee84, ann_lee and annlee all spell annlee."""
+    return "".join(c for c in local if c.isalpha())
+
+
+def _initial(local: str) -> str:
+    """first.last as its initial and last name (alee): a personal address's other common form."""
+    first, sep, last = local.partition(".")
+    return _spelled(first[:1] + last) if sep and first and last else ""
 
 
 def _first_name(local: str) -> str:

@@ -12,8 +12,10 @@ __all__ = ["DomainFacts", "Facts", "Seen", "Tally", "address_key", "sender_key"]
 
 
 def address_key(address: Address) -> str:
-    """How history names an address: the local part lower-cased, the domain in A-label form."""
-    return f"{address.local.lower()}@{address.domain.ascii}"
+    """How history names an address, as the archive readers do (`sources.normal_address`): the local part
+    lower-cased when it is ASCII, the domain in A-label form."""
+    local = address.local.lower() if address.local.isascii() else address.local
+    return f"{local}@{address.domain.ascii}"
 
 
 def sender_key(sender: str) -> str | None:
@@ -34,9 +36,12 @@ class Tally:
 
     def add(self, count: int, when: dt.datetime) -> None:
         self.count += count
-        if self.first is None or when < self.first:
+        first = self.first
+        if first is None:
+            self.first = self.last = when
+        elif when < first:
             self.first = when
-        if self.last is None or when > self.last:
+        elif when > self.last:  # type: ignore[operator] # set with first
             self.last = when
 
     def merge(self, other: Tally) -> None:

@@ -17,6 +17,9 @@
     odd_new_to_group      2.5      a recipient never addressed with any of the others, who were addressed together
     odd_new_address       1.5      an address nobody wrote to, at a long-standing domain
     odd_address_slip      3.0      one slip from an address the sender writes to at the same domain
+    odd_new_for_sender    1.5      an address others write to, never this sender, at a domain the sender writes
+                                   to often
+    odd_personal          3.0      an address at a public mail provider spelling a colleague's name
 
 The odd-recipient points are added up and become an action by the policy's thresholds (warn 4, hold 8 by
 default); they only ever raise a recipient's action, never lower it.
@@ -48,6 +51,8 @@ class HistorySettings(Settings):
     odd_new_to_group: float = 2.5
     odd_new_address: float = 1.5
     odd_address_slip: float = 3.0
+    odd_new_for_sender: float = 1.5
+    odd_personal: float = 3.0
 
     def check(self) -> None:
         if self.half_life_days <= 0:

@@ -238,9 +238,9 @@ class StoreHistory:
         statement = statement.on_conflict_do_update(
             index_elements=["fingerprint"],
             set_={"records": statement.excluded.records, "path": statement.excluded.path, "last_imported": now})
-        self.record(batch)
         try:
             with self.engine.begin() as connection:
+                write_batch(connection, batch)
                 connection.execute(statement)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record the import of {mark.path}: {error_line(exc)}") from exc
@@ -276,7 +276,11 @@ class StoreHistory:
 
 def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: list[dict[str, Any]],
             adds: Sequence[str] = ("count",), extra: Callable[[Any], dict[str, Any]] | None = None) -> None:
-    """Insert rows, or add their counts to the rows already there (first seen the earlier, last seen the later)."""
+    """Insert rows, or add their counts to the rows already there (first seen the earlier, last seen the later).
+
+    The statement is compiled once and the rows go to the driver's executemany as they are: SQLAlchemy's
+    per-row parameter processing cost ten times the database's own work on a large import. Datetimes are written
+    in the form SQLAlchemy writes them on SQLite (UTC, no offset), as they are on PostgreSQL."""
     if not rows:
         return
     make = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
@@ -288,7 +292,25 @@ def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: lis
     values["last_seen"] = case((new.last_seen > table.c.last_seen, new.last_seen), else_=table.c.last_seen)
     if extra is not None:
         values.update(extra(new))
-    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=values), rows)
+    compiled = statement.on_conflict_do_update(index_elements=list(keys), set_=values).compile(
+        dialect=connection.dialect, column_keys=list(rows[0]))
+    convert = _sqlite_time if connection.dialect.name == "sqlite" else _utc_time
+    order = compiled.positiontup
+    if order:
+        params: list[Any] = [tuple(convert(row[name]) for name in order) for row in rows]
+    else:
+        params = [{name: convert(value) for name, value in row.items()} for row in rows]
+    connection.exec_driver_sql(str(compiled), params)
+
+
+def _sqlite_time(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S.%f}"
+    return value
+
+
+def _utc_time(value: object) -> object:
+    return value.astimezone(dt.UTC) if isinstance(value, dt.datetime) else value
 
 
 def write_batch(connection: Connection, batch: Batch) -> None:

@@ -1,0 +1,206 @@
+"""Measuring history on a labelled stream of messages (`rcptguard eval-messages`).
+
+Each line of the file is one message: `{"date": ISO 8601, "sender": "a@org.example", "recipients": [...],
+"leak": "address" | null, "kind": "domain-slip" | ...}` (`kind` optional). The messages before the cut date are
+learned as `rcptguard learn` would import them (every recipient delivered, near misses marked); the rest are judged
+in date order by the guard and the per-message judgement, as the relay would (history.judge), and learned as the
+relay learns once each hold is answered: what passed or was warned counts; a held clean recipient is taken to be
+sent anyway by its sender (a confirmation, which teaches the guard as the page does), a held leak to be corrected.
+A leak counts as caught when its recipient is held or warned; a clean message is a false positive when any
+recipient is held (a warning is counted apart).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rcptguard.domains import parse_address
+from rcptguard.guard import Guard
+from rcptguard.history.batch import Batch, Counted
+from rcptguard.history.judge import judge_message
+from rcptguard.history.memory import MemoryHistory
+from rcptguard.history.model import address_key, sender_key
+from rcptguard.history.rules import HELD
+from rcptguard.history.settings import HistorySettings
+from rcptguard.model import Action, Malformed, Verdict
+from rcptguard.policy import Policy
+
+__all__ = ["EvalMessage", "Result", "evaluate", "read_messages"]
+
+REBUILD = dt.timedelta(days=7)  # how often, in the stream's time, the guard's index takes in new correspondents
+
+
+@dataclass(frozen=True, slots=True)
+class EvalMessage:
+    when: dt.datetime
+    sender: str
+    recipients: tuple[str, ...]
+    leak: str | None
+    kind: str | None
+
+
+def read_messages(path: Path) -> list[EvalMessage]:
+    """The messages of a JSONL file, in date order; ValueError naming the line of a malformed one."""
+    out = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                when = dt.datetime.fromisoformat(row["date"])
+                message = EvalMessage(when if when.tzinfo else when.replace(tzinfo=dt.UTC), str(row["sender"]),
+                                      tuple(str(r) for r in row["recipients"]), row.get("leak"), row.get("kind"))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"line {number}: {exc}") from None
+            out.append(message)
+    out.sort(key=lambda m: m.when)
+    return out
+
+
+@dataclass(slots=True)
+class Result:
+    trained: int = 0
+    judged: int = 0
+    leaks: Counter[str] = field(default_factory=Counter)  # by kind
+    held: Counter[str] = field(default_factory=Counter)
+    warned: Counter[str] = field(default_factory=Counter)
+    clean: int = 0
+    clean_held: int = 0
+    clean_warned: int = 0
+    by_signal: Counter[str] = field(default_factory=Counter)  # the signals of clean messages held
+
+    def rate(self, caught: int, total: int) -> float:
+        return caught / total if total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        kinds = {k: {"leaks": n, "held": self.held[k], "warned": self.warned[k],
+                     "tpr": round(self.rate(self.held[k] + self.warned[k], n), 4)}
+                 for k, n in sorted(self.leaks.items())}
+        leaks = self.leaks.total()
+        caught = self.held.total() + self.warned.total()
+        return {"trained": self.trained, "judged": self.judged, "leaks": leaks,
+                "tpr": round(self.rate(caught, leaks), 4), "leaks_held": self.held.total(),
+                "leaks_warned": self.warned.total(), "clean": self.clean,
+                "fpr": round(self.rate(self.clean_held, self.clean), 5), "clean_held": self.clean_held,
+                "clean_warned": self.clean_warned,
+                "clean_warn_rate": round(self.rate(self.clean_warned, self.clean), 4),
+                "kinds": kinds, "false_positive_signals": dict(self.by_signal.most_common())}
+
+    def lines(self) -> Iterator[str]:
+        data = self.to_json()
+        yield (f"trained on {self.trained:,} messages, judged {self.judged:,}: {data['leaks']:,} leaks, "
+               f"{self.clean:,} clean")
+        yield (f"leaks held or warned: {data['tpr']:.1%} ({data['leaks_held']:,} held, {data['leaks_warned']:,} "
+               f"warned)")
+        yield (f"clean messages with a recipient held: {data['fpr']:.2%} ({self.clean_held:,}); warned: "
+               f"{data['clean_warn_rate']:.1%} ({self.clean_warned:,})")
+        for kind, row in data["kinds"].items():
+            yield f"  {kind:<16} {row['tpr']:.1%} of {row['leaks']:,} ({row['held']:,} held, {row['warned']:,} warned)"
+        if self.by_signal:
+            yield "clean messages held, by signal: " + ", ".join(f"{s} {n}" for s, n in self.by_signal.most_common(8))
+
+
+class _Near:
+    """Which domains a guard finds near misses (warned or held), each judged once."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.found: dict[str, str | None] = {}
+
+    def __call__(self, domain: str) -> str | None:
+        if domain not in self.found:
+            verdict = self.guard.check(f"postmaster@{domain}")
+            self.found[domain] = (verdict.intended or HELD) if verdict.action >= Action.WARN else None
+        return self.found[domain]
+
+
+def _counted(recipients: Iterable[str], near: _Near | None) -> list[Counted]:
+    out = []
+    for raw in recipients:
+        parsed = parse_address(raw)
+        if isinstance(parsed, Malformed):
+            continue
+        domain = parsed.domain.ascii
+        out.append(Counted(address_key(parsed), domain, near(domain) if near is not None else None))
+    return out
+
+
+def evaluate(messages: list[EvalMessage], cut: dt.datetime, policy: Policy,
+             settings: HistorySettings | None = None) -> Result:
+    settings = settings or HistorySettings()
+    history = MemoryHistory(settings)
+    result = Result()
+    near = _Near(Guard(policy))
+    training = [m for m in messages if m.when < cut]
+    for message in training:
+        batch = Batch()
+        batch.message(sender_key(message.sender), _counted(message.recipients, near), message.when,
+                      max_group=settings.max_group)
+        history.record(batch)
+    result.trained = len(training)
+    learned = history.learned(cut)
+    guard = Guard(policy, learned=learned)
+    built = cut
+    for message in messages[len(training):]:
+        if message.when - built >= REBUILD:
+            fresh = history.learned(message.when)
+            if set(fresh) != set(learned):
+                guard, learned = Guard(policy, learned=fresh), fresh
+            built = message.when
+        verdicts = judge_message(guard, message.sender, list(message.recipients), history, settings,
+                                 now=message.when)
+        _score(result, message, verdicts)
+        history.record(_answered(message, verdicts, settings))
+    return result
+
+
+def _answered(message: EvalMessage, verdicts: list[Verdict], settings: HistorySettings) -> Batch:
+    """What the doors learn from a judged message once its sender answered every hold: the recipients that passed
+    or were warned count; a held clean recipient was sent anyway (a confirmation, as on the page: it counts for
+    that sender); a held leak was corrected, and counts nothing."""
+    sender = sender_key(message.sender)
+    leak = message.leak.lower() if message.leak else None
+    batch = Batch()
+    counted = []
+    for verdict in verdicts:
+        parsed = parse_address(verdict.address)
+        if isinstance(parsed, Malformed) or verdict.action is Action.REJECT:
+            continue
+        address, domain = address_key(parsed), parsed.domain.ascii
+        if verdict.action is Action.HOLD:
+            if address == leak or sender is None:
+                continue
+            batch.confirmed(sender, domain, message.when)
+        counted.append(Counted(address, domain, verdict.intended if verdict.action >= Action.WARN else None))
+    batch.message(sender, counted, message.when, max_group=settings.max_group)
+    return batch
+
+
+def _score(result: Result, message: EvalMessage, verdicts: list[Verdict]) -> None:
+    result.judged += 1
+    if message.leak is not None:
+        kind = message.kind or "leak"
+        result.leaks[kind] += 1
+        leaked = message.leak.lower()
+        verdict = next((v for v in verdicts if v.address.lower() == leaked), None)
+        if verdict is not None and verdict.action >= Action.HOLD:
+            result.held[kind] += 1
+        elif verdict is not None and verdict.action is Action.WARN:
+            result.warned[kind] += 1
+        return
+    result.clean += 1
+    actions = [v.action for v in verdicts]
+    if any(a >= Action.HOLD for a in actions):
+        result.clean_held += 1
+        for v in verdicts:
+            if v.action >= Action.HOLD:
+                result.by_signal.update(s.name for s in v.signals if s.score > 0 or s.name.startswith("ODD"))
+    elif Action.WARN in actions:
+        result.clean_warned += 1

@@ -1,0 +1,179 @@
+"""`rcptguard learn`, `known` and `report observe` on archives in every format the readers know: counts checked
+against the archives' own lists, an import repeated or a log grown counting nothing twice, inbound mail as
+evidence, bad input reported, never a crash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from rcptguard.cli import main
+from rcptguard.store import Store
+from rcptguard.store.history import StoreHistory
+from tests.support.archives import (
+    Delivery,
+    Sent,
+    google_log_csv,
+    m365_trace_csv,
+    postfix_lines,
+    write_eml_dir,
+    write_log,
+    write_maildir,
+    write_mbox,
+)
+
+START = dt.datetime(2026, 10, 1, 8, tzinfo=dt.UTC)
+OWN = "org.example"
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def deliveries(count: int, seed: int = 3) -> list[Delivery]:
+    """Mail from ten people at org.example to partners, most of it delivered, some deferred or bounced."""
+    rng = random.Random(seed)
+    domains = ["partner-example.com", "contoso.com", "northwind.de", "gmail.com"] + [f"firm{i}.com" for i in range(30)]
+    out = []
+    for n in range(count):
+        rcpts = [(f"p{rng.randrange(40)}@{rng.choice(domains)}", rng.choice(("sent", "sent", "sent", "deferred")))
+                 for _ in range(rng.choice((1, 1, 2, 3)))]
+        out.append(Delivery(f"Q{n:08X}", f"user{rng.randrange(10)}@{OWN}", rcpts, START + dt.timedelta(minutes=n),
+                            f"m{n}@{OWN}"))
+    return out
+
+
+def reference(sent: list[Delivery]) -> Counter[str]:
+    """Messages per domain counted the plain way: each message once per domain it was delivered to."""
+    counts: Counter[str] = Counter()
+    for d in sent:
+        counts.update({a.rsplit("@", 1)[1] for a, status in d.recipients if status == "sent"})
+    return counts
+
+
+def counted(db: str) -> dict[str, int]:
+    listed = cli("known", "list", "--all", "--format", "jsonl", "--db", db).output
+    rows = [json.loads(line) for line in listed.splitlines()]
+    return {r["domain"]: r["messages"] for r in rows if r["messages"]}
+
+
+def test_a_postfix_log_is_counted_exactly_and_only_once(tmp_path: Path) -> None:
+    """The counts of a log equal the reference computed from the deliveries themselves; the same log again, its
+    gzipped rotation, or the log after it grew add only what is new."""
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    sent = deliveries(1500)
+    log = write_log(tmp_path / "mail.log", postfix_lines(sent[:1000]))
+    first = cli("learn", str(log), "--own", OWN, "--db", db)
+    assert first.exit_code == 0, first.output
+    assert counted(db) == reference(sent[:1000])
+    rotated = tmp_path / "rotated" / "mail.log.1.gz"
+    rotated.parent.mkdir()
+    rotated.write_bytes(gzip.compress(log.read_bytes()))
+    again = cli("learn", str(log), str(rotated), "--own", OWN, "--db", db)
+    assert "total: 0 records read" in again.output
+    assert counted(db) == reference(sent[:1000])
+    write_log(log, postfix_lines(sent))  # the log grew
+    cli("learn", str(log), "--own", OWN, "--db", db)
+    assert counted(db) == reference(sent)
+    history = StoreHistory(Store.open(db))
+    facts = history.facts(f"user1@{OWN}", ["p1@contoso.com"], START)
+    expected = sum(1 for d in sent if d.sender == f"user1@{OWN}"
+                   and any(a.endswith("@contoso.com") and s == "sent" for a, s in d.recipients))
+    assert facts.domains["contoso.com"].sender.count == expected
+    assert facts.domains["contoso.com"].senders == len({d.sender for d in sent if any(
+        a.endswith("@contoso.com") and s == "sent" for a, s in d.recipients)})
+
+
+def sent_messages() -> list[Sent]:
+    return [Sent(f"ann@{OWN}", ("bob@partner-example.com", "kim@contoso.com"), START, message_id="a1@x"),
+            Sent(f"ann@{OWN}", ("bob@partner-example.com",), START + dt.timedelta(hours=1), cc=("lee@contoso.com",),
+                 message_id="a2@x"),
+            Sent("bob@partner-example.com", (f"ann@{OWN}",), START + dt.timedelta(hours=2), message_id="b1@x")]
+
+
+def test_mailboxes_and_hosted_mail_exports(tmp_path: Path) -> None:
+    """mbox, Maildir, a folder of .eml, a Microsoft 365 trace and a Google log export each teach the same history:
+    two messages out to partner-example.com and contoso.com (To and Cc), one in from partner-example.com."""
+    raw = [m.build() for m in sent_messages()]
+    archives = {
+        "mbox": write_mbox(tmp_path / "sent.mbox", raw),
+        "maildir": tmp_path / "Maildir",
+        "eml": tmp_path / "eml",
+    }
+    write_maildir(archives["maildir"], raw)
+    write_eml_dir(archives["eml"], raw)
+    for name, path in archives.items():
+        db = f"sqlite:///{tmp_path / f'{name}.db'}"
+        result = cli("learn", str(path), "--own", OWN, "--db", db)
+        assert result.exit_code == 0, result.output
+        assert counted(db) == {"partner-example.com": 2, "contoso.com": 2}, name
+        [row] = [json.loads(x) for x in cli("known", "show", "partner-example.com", "--format", "jsonl",
+                                             "--db", db).output.splitlines()]
+        assert (row["inbound"], row["senders"]) == (1, 1), name
+    trace = tmp_path / "trace.csv"
+    trace.write_bytes(m365_trace_csv([(START, f"ann@{OWN}", "bob@partner-example.com", "Delivered", "t1@x"),
+                                      (START, f"ann@{OWN}", "kim@contoso.com", "Failed", "t2@x")]))
+    google = tmp_path / "google.csv"
+    google.write_bytes(google_log_csv([(START, f"ann@{OWN}", "bob@partner-example.com", "g1@x", "SMTP_OUT")]))
+    for path in (trace, google):
+        db = f"sqlite:///{tmp_path / f'{path.stem}.db'}"
+        assert cli("learn", str(path), "--own", OWN, "--db", db).exit_code == 0
+        assert counted(db) == {"partner-example.com": 1}, path.name
+
+
+def test_counts_lists_and_bad_input(tmp_path: Path) -> None:
+    """A list of domains with counts is learned; binary junk, a truncated gzip and a missing file are reported
+    with what was wrong, the good archives still imported, and the exit status says something failed."""
+    counts = tmp_path / "counts.txt"
+    counts.write_text("domain,count\npartner-example.com,312\ncontoso.com,4\n")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 50)
+    truncated = tmp_path / "mail.log.2.gz"
+    truncated.write_bytes(gzip.compress("\n".join(postfix_lines(deliveries(50))).encode())[:300])
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = CliRunner().invoke(main, ["learn", str(counts), str(junk), str(truncated), str(tmp_path / "none.log"),
+                                       "--db", db])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert counted(db) == {"partner-example.com": 312, "contoso.com": 4}
+    assert "junk.bin: not a format rcptguard reads" in result.output
+    assert "none.log: no such file or folder" in result.output
+
+
+def test_a_near_miss_in_an_archive_waits_for_a_second_sender_or_inbound_mail(tmp_path: Path) -> None:
+    """gmial.com in the sent mail of one person is imported but does not count; a message from gmial.com makes
+    it real."""
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    one = [Sent(f"ann@{OWN}", ("j@gmial.com",), START + dt.timedelta(days=d), message_id=f"n{d}@x") for d in range(5)]
+    cli("learn", str(write_mbox(tmp_path / "a.mbox", [m.build() for m in one])), "--own", OWN, "--db", db)
+    rows = {json.loads(x)["domain"]: json.loads(x) for x in
+            cli("known", "list", "--all", "--format", "jsonl", "--db", db).output.splitlines()}
+    assert rows["gmial.com"]["known"] is False
+    assert rows["gmial.com"]["near"] == "gmail.com"
+    shown = cli("known", "show", "gmial.com", "--db", db).output
+    assert "it is one slip from gmail.com, so it needs 2 people writing to it or a message from it" in shown
+    inbound = [Sent("j@gmial.com", (f"ann@{OWN}",), START, message_id="in@x")]
+    cli("learn", str(write_mbox(tmp_path / "in.mbox", [m.build() for m in inbound])), "--own", OWN, "--db", db)
+    assert "known" in cli("known", "list", "--db", db).output.split("gmial.com")[0].splitlines()[-1]
+
+
+def test_known_add_and_forget(tmp_path: Path) -> None:
+    """`known add` makes a domain nobody wrote to known, `forget` a counted one unknown; both show in the list."""
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    counts = tmp_path / "counts.txt"
+    counts.write_text("partner-example.com 12\n")
+    cli("learn", str(counts), "--db", db)
+    assert cli("known", "add", "fabrikam.com", "--db", db).exit_code == 0
+    assert cli("known", "forget", "partner-example.com", "--db", db).exit_code == 0
+    listed = cli("known", "list", "--format", "jsonl", "--db", db).output
+    assert [json.loads(x)["domain"] for x in listed.splitlines()] == ["fabrikam.com"]
+    assert StoreHistory(Store.open(db)).added() == ["fabrikam.com"]
+    unknown = CliRunner().invoke(main, ["known", "show", "nowhere.example", "--db", db])
+    assert unknown.exit_code == 1
+    assert "history knows nothing of nowhere.example" in unknown.output
