@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import re
 import subprocess
@@ -180,3 +181,28 @@ def test_left_to_expire_tells_the_sender(stack: Stack) -> None:
     assert "x@army.ml" in text
     assert "Passport numbers" not in text
     assert stack.delivered_to("x@army.ml") == stack.delivered_to("x@army.mil") == []
+
+
+def test_send_anyway_teaches(stack: Stack, browser: Browser) -> None:
+    """"Send to gmial.com anyway" on the page records the sender's decision: the same sender's next message to
+    gmial.com goes through Postfix and the relay without a hold or a notice; `known show` names the confirmation."""
+    assert send(stack.postfix, "j@gmial.com", subject="first") == {}
+    page = browser.new_page()
+    page.goto(link_in(stack.notice()))
+    page.get_by_role("button", name="Send to gmial.com anyway").click()
+    page.wait_for_load_state()
+    page.get_by_text("Sent to j@gmial.com.").wait_for(timeout=30_000)
+    shot(page, "outcome-sent-anyway")
+    page.close()
+    assert send(stack.postfix, "k@gmial.com", subject="second") == {}
+    deadline = time.monotonic() + 60
+    while not stack.delivered_to("k@gmial.com"):
+        assert time.monotonic() < deadline, stack.sink.messages
+        time.sleep(0.1)
+    notices = [m for m in stack.sink.messages if m.rcpt_tos == ("me@example-corp.com",)]
+    assert len(notices) == 1  # the first hold's only
+    shown = subprocess.run([RCPTGUARD, "known", "show", "gmial.com", "--db", stack.db, "--format", "jsonl"],
+                           capture_output=True, text=True, check=True)
+    [sender] = json.loads(shown.stdout)["top_senders"]
+    assert sender["sender"] == "me@example-corp.com"
+    assert sender["confirmed_at"] is not None

@@ -14,16 +14,18 @@ import pytest
 CLI = Path(__file__).resolve().parents[2] / "src" / "rcptguard" / "cli"
 MODULES = ["rcptguard.cli", "rcptguard.cli.common", "rcptguard.cli.check", "rcptguard.cli.servers",
            "rcptguard.cli.quarantine", "rcptguard.cli.config", "rcptguard.cli.doctor", "rcptguard.cli.sink",
-           "rcptguard.cli.store", "rcptguard.cli.scan"]
+           "rcptguard.cli.store", "rcptguard.cli.scan", "rcptguard.cli.history"]
 
 # `rcptguard --help` and the groups' --help before the split (cli.py and cli_quarantine.py), pinned.
-COMMANDS = ["check", "config", "detectors", "doctor", "eval", "explain", "milter", "policyd", "quarantine", "relay",
-            "release", "scan", "sink", "store", "web"]
+COMMANDS = ["check", "config", "detectors", "doctor", "eval", "eval-messages", "explain", "known", "learn", "milter",
+            "policyd", "quarantine", "relay", "release", "report", "scan", "sink", "store", "web"]
 GROUPS = {
     "quarantine": ["cancel", "deliver-pending", "expire", "list", "mark-delivered", "purge", "release", "show"],
     "config": ["check"],
     "sink": ["check", "purge", "report"],
     "store": ["copy", "migrate"],
+    "known": ["add", "forget", "list", "show"],
+    "report": ["observe"],
 }
 
 
@@ -73,7 +75,8 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
              for p in CLI.glob("*.py")}
     assert graph["rcptguard.cli.common"] == set()
     commands = {"rcptguard.cli.check", "rcptguard.cli.servers", "rcptguard.cli.quarantine", "rcptguard.cli.config",
-                "rcptguard.cli.sink", "rcptguard.cli.store", "rcptguard.cli.scan"}
+                "rcptguard.cli.sink", "rcptguard.cli.store", "rcptguard.cli.scan",
+                "rcptguard.cli.history"}
     assert graph["rcptguard.cli"] == commands | {"rcptguard.cli.doctor"}
     for module in commands:
         assert graph[module] == {"rcptguard.cli.common"}, module

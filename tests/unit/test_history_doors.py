@@ -1,0 +1,156 @@
+"""History at the doors, on real sockets: the relay judges a whole envelope with its sender's history, a release
+teaches (the CLI's `quarantine release`), a slip let through does not make itself known, observe mode passes
+everything and records what it would have done; the policy service judges each recipient with those before it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import smtplib
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from rcptguard.cli import main
+from rcptguard.gateways.policyd import PolicyService, PolicySettings
+from rcptguard.gateways.relay import RelaySettings, build
+from rcptguard.guard import Guard
+from rcptguard.history import Batch
+from rcptguard.model import Action
+from rcptguard.policy import load_policy
+from rcptguard.store import Store
+from rcptguard.store.history import StoreHistory
+from tests.support.sink import RecordingSink
+from tests.unit.relays import BODY, Relay
+from tests.unit.test_policyd import Server, request
+
+POLICY = load_policy().with_domains(("mil", "example-corp.com"), ("gmail.com",))
+
+
+def start(tmp_path: Path, sink: RecordingSink, *, observe: bool = False) -> Relay:
+    policy = dataclasses.replace(POLICY, mode="observe") if observe else POLICY
+    store = Store.open(f"sqlite:///{tmp_path / 'relay.db'}")
+    settings = RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}", "flush_interval": 0.05}, "relay")
+    return Relay(build(lambda learned: Guard(policy, learned=learned), store, settings))
+
+
+def send(relay: Relay, sender: str, rcpts: list[str]) -> bytes:
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as smtp:
+        smtp.ehlo()
+        smtp.mail(sender)
+        for rcpt in rcpts:
+            smtp.rcpt(rcpt)
+        code, text = smtp.data(BODY)
+    assert code == 250, text
+    return text
+
+
+def test_a_release_teaches_the_next_message_from_that_sender(tmp_path: Path, sink: RecordingSink) -> None:
+    """j@gmial.com is held; released with `rcptguard quarantine release`, the sender's next message to gmial.com
+    passes (SENDER_CONFIRMED), another sender's is still held."""
+    relay = start(tmp_path, sink)
+    db = f"sqlite:///{tmp_path / 'relay.db'}"
+    try:
+        assert b"held 1" in send(relay, "me@example-corp.com", ["j@gmial.com"])
+        [hold] = relay.quarantine.list()
+        released = CliRunner().invoke(main, ["quarantine", "release", hold.id, "--db", db,
+                                             "--next-hop", f"127.0.0.1:{sink.port}"])
+        assert released.exit_code == 0, released.output
+        assert b"forwarded 1" in send(relay, "me@example-corp.com", ["k@gmial.com"])
+        assert b"held 1" in send(relay, "you@example-corp.com", ["k@gmial.com"])
+    finally:
+        relay.close()
+    facts = StoreHistory(Store.open(db)).facts("me@example-corp.com", ["k@gmial.com"], hold.created_at)
+    assert facts.domains["gmial.com"].confirmed is not None
+    assert "gmial.com" not in Store.open(db).learned()  # one sender's word: not yet everyone's
+
+
+def test_a_slip_let_through_does_not_make_itself_known(tmp_path: Path, sink: RecordingSink) -> None:
+    """ymail.com, warned of (one slip from gmail.com), let through five times by one sender, is not learned as a
+    correspondent; a second sender's message makes it one."""
+    relay = start(tmp_path, sink)
+    try:
+        for _ in range(5):
+            send(relay, "me@example-corp.com", ["a@ymail.com"])
+    finally:
+        relay.close()
+    store = Store.open(f"sqlite:///{tmp_path / 'relay.db'}")
+    assert "ymail.com" not in store.learned()
+    [row] = StoreHistory(store).correspondents(["ymail.com"])
+    assert (row.facts.org.count, row.facts.near) == (5, "gmail.com")
+    relay = start(tmp_path, sink)
+    try:
+        send(relay, "you@example-corp.com", ["b@ymail.com"])
+    finally:
+        relay.close()
+    assert store.learned()["ymail.com"] == 6
+
+
+def test_the_odd_recipient_out_at_the_relay(tmp_path: Path, sink: RecordingSink) -> None:
+    """Three recipients at newpartner.com and one at newpartnr.com: the odd one is warned (the sender gets a
+    notice naming newpartner.com), the message goes to all four."""
+    relay = start(tmp_path, sink)
+    try:
+        send(relay, "me@example-corp.com", ["a@newpartner.com", "b@newpartner.com", "c@newpartner.com",
+                                            "d@newpartnr.com"])
+        got = sink.wait_for(2)
+    finally:
+        relay.close()
+    [delivered] = [m for m in got if m.mail_from]
+    assert len(delivered.rcpt_tos) == 4
+    [notice] = [m for m in got if not m.mail_from]
+    text = notice.data.decode(errors="replace").replace("=\r\n", "").replace("\r\n", " ")
+    assert "newpartnr.com is one slip from newpartner.com" in text
+
+
+def test_observe_mode_passes_everything_and_records_it(tmp_path: Path, sink: RecordingSink) -> None:
+    """In observe mode gmial.com and a forced-looking slip go through unheld and unwarned; `report observe`
+    lists what would have been held; nothing that would have been held is learned."""
+    relay = start(tmp_path, sink, observe=True)
+    try:
+        text = send(relay, "me@example-corp.com", ["j@gmial.com", "x@army.mil"])
+        got = sink.wait_for(1)
+    finally:
+        relay.close()
+    assert b"forwarded 2" in text
+    assert relay.quarantine.list() == []
+    assert [m.rcpt_tos for m in got] == [("j@gmial.com", "x@army.mil")]
+    db = f"sqlite:///{tmp_path / 'relay.db'}"
+    report = CliRunner().invoke(main, ["report", "observe", "--db", db, "--format", "jsonl"])
+    [row] = [json.loads(x) for x in report.output.splitlines()]
+    assert (row["recipient"], row["verdict"], row["intended"], row["door"]) == ("j@gmial.com", "hold",
+                                                                                  "gmail.com", "relay")
+    assert "1 hold" in CliRunner().invoke(main, ["report", "observe", "--db", db]).output
+    assert "gmial.com" not in Store.open(db).learned()
+
+
+def test_the_policy_service_judges_each_recipient_with_those_before_it(tmp_path: Path) -> None:
+    """Postfix asks one recipient at a time: the fourth recipient, one slip from the three before it in the same
+    transaction, is refused (thresholds lowered so that the slip alone holds); in another transaction it passes;
+    a sender's confirmation lets it through."""
+    policy = dataclasses.replace(POLICY, thresholds={**POLICY.thresholds, Action.HOLD: 6.0})
+    store = Store.open(f"sqlite:///{tmp_path / 'p.db'}")
+    server = Server(PolicyService(lambda learned: Guard(policy, learned=learned), store,
+                                  PolicySettings(flush_interval=0.05)))
+
+    def rcpt(recipient: str, instance: str, sender: str = "me@example-corp.com") -> dict[str, str]:
+        return {"request": "smtpd_access_policy", "protocol_state": "RCPT", "sender": sender,
+                "recipient": recipient, "instance": instance}
+
+    try:
+        answers = request(server.port, *(rcpt(f"{n}@newpartner.com", "t1") for n in "abc"),
+                          rcpt("d@newpartnr.com", "t1"), rcpt("d@newpartnr.com", "t2"))
+        assert answers[:3] == ["DUNNO"] * 3
+        assert answers[3].startswith("REJECT 5.7.1")
+        assert "newpartnr.com is one slip from newpartner.com" in answers[3]
+        assert answers[4] == "DUNNO"
+        batch = Batch()
+        batch.confirmed("me@example-corp.com", "gmial.com", dt.datetime.now(dt.UTC))
+        StoreHistory(store).record(batch)
+        confirmed = request(server.port, rcpt("j@gmial.com", "t3"), rcpt("j@gmial.com", "t4", "you@example-corp.com"))
+        assert confirmed[0] == "DUNNO"
+        assert confirmed[1].startswith("REJECT")
+    finally:
+        server.close()
+
