@@ -61,9 +61,21 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_every_key_is_covered() -> None:
     """The walk below reaches every section and the relay's next-hop timeouts (so a new key is tested too)."""
     tables = {table for table, _, _ in every_key()}
-    assert tables == {"content", "db", "dns", "milter", "notify", "policyd", "relay", "relay.timeouts", "retention",
-                      "sink", "web"}
+    assert tables == {"content", "db", "dns", "history", "milter", "notify", "policyd", "relay", "relay.timeouts",
+                      "retention", "sink", "web"}
     assert len(every_key()) > 60
+
+
+def test_mode_is_enforce_or_observe(tmp_path: Path) -> None:
+    """`mode` is read from the top of the file; anything but "enforce" or "observe" stops the load at its line."""
+    assert load_config(write(tmp_path, "")).policy.mode == "enforce"
+    path = tmp_path / "observe.toml"
+    path.write_text('mode = "observe"\n', encoding="utf-8")
+    assert load_config(path).policy.mode == "observe"
+    path.write_text('protect = []\nmode = "watch"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="mode: expected one of 'enforce', 'observe', got 'watch'") as error:
+        load_config(path)
+    assert error.value.line == 2
 
 
 @pytest.mark.parametrize(("table", "key", "expected"), every_key(), ids=lambda v: v if isinstance(v, str) else "")
