@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import resource
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -59,6 +60,7 @@ class Learner:
         self.pending = Batch()
         self.observed: list[Observation] = []
         self.newly_known = False  # an unknown domain was let through: the known set may have changed
+        self.writing = threading.Lock()  # held while a batch is being written
 
     def saw(self, sender: str, recipients: Sequence[Counted], *, unknown: bool,
             when: dt.datetime | None = None) -> None:
@@ -78,6 +80,14 @@ class Learner:
         if observed and isinstance(self.history, StoreHistory):
             self.history.observe(observed)
 
+    def write_taken(self, batch: Batch, observed: list[Observation]) -> None:
+        """`write`, then let go of `writing` (taken on the loop before this was handed to a thread): `flush` at
+        shutdown waits for a write the loop's task was cancelled in the middle of."""
+        try:
+            self.write(batch, observed)
+        finally:
+            self.writing.release()
+
     def keep(self, batch: Batch, observed: list[Observation]) -> None:
         """Put back what could not be written: learning is never worth a lost message, nor is it lost."""
         batch.merge(self.pending)
@@ -85,12 +95,13 @@ class Learner:
         self.observed = observed + self.observed
 
     def flush(self) -> None:
-        batch, observed = self.take()
-        try:
-            self.write(batch, observed)
-        except StoreError:
-            self.keep(batch, observed)
-            raise
+        with self.writing:
+            batch, observed = self.take()
+            try:
+                self.write(batch, observed)
+            except StoreError:
+                self.keep(batch, observed)
+                raise
 
 
 class Runtime:
@@ -144,8 +155,9 @@ class Runtime:
         while True:
             await asyncio.sleep(self.flush_interval)
             batch, observed = self.learner.take()  # swapped here, on the loop that counts: nothing is lost meanwhile
+            self.learner.writing.acquire()
             try:
-                await asyncio.to_thread(self.learner.write, batch, observed)
+                await asyncio.to_thread(self.learner.write_taken, batch, observed)
             except Exception as exc:  # noqa: BLE001 - keep what was learned, and keep the loop alive
                 self.learner.keep(batch, observed)
                 logs.event(log, "store unavailable; history kept for later", logging.WARNING, error=str(exc))

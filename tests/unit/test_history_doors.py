@@ -140,7 +140,7 @@ def test_the_policy_service_judges_each_recipient_with_those_before_it(tmp_path:
 
     try:
         answers = request(server.port, *(rcpt(f"{n}@newpartner.com", "t1") for n in "abc"),
-                          rcpt("d@newpartnr.com", "t1"), rcpt("d@newpartnr.com", "t2"))
+                          rcpt("d@newpartnr.com", "t1"), rcpt("d@newpartnr.com", "t2"), timeout=60)
         assert answers[:3] == ["DUNNO"] * 3
         assert answers[3].startswith("REJECT 5.7.1")
         assert "newpartnr.com is one slip from newpartner.com" in answers[3]
@@ -148,9 +148,29 @@ def test_the_policy_service_judges_each_recipient_with_those_before_it(tmp_path:
         batch = Batch()
         batch.confirmed("me@example-corp.com", "gmial.com", dt.datetime.now(dt.UTC))
         StoreHistory(store).record(batch)
-        confirmed = request(server.port, rcpt("j@gmial.com", "t3"), rcpt("j@gmial.com", "t4", "you@example-corp.com"))
+        confirmed = request(server.port, rcpt("j@gmial.com", "t3"), rcpt("j@gmial.com", "t4", "you@example-corp.com"),
+                            timeout=60)
         assert confirmed[0] == "DUNNO"
         assert confirmed[1].startswith("REJECT")
     finally:
         server.close()
 
+
+
+def test_the_policy_service_in_observe_mode(tmp_path: Path) -> None:
+    """Observe mode at the policy service: a slip it would refuse gets DUNNO, and the verdict is recorded for
+    `report observe`; a malformed address is still refused (it cannot be delivered anyway)."""
+    policy = dataclasses.replace(POLICY, mode="observe")
+    store = Store.open(f"sqlite:///{tmp_path / 'o.db'}")
+    server = Server(PolicyService(lambda learned: Guard(policy, learned=learned), store,
+                                  PolicySettings(flush_interval=0.05)))
+    try:
+        answers = request(server.port, *({"request": "smtpd_access_policy", "protocol_state": "RCPT",
+                                          "sender": "me@example-corp.com", "recipient": r} for r in
+                                         ("x@army.ml", "y@army.mil", "a@@b")), timeout=60)
+    finally:
+        server.close()
+    assert answers[:2] == ["DUNNO", "DUNNO"]
+    assert answers[2].startswith("REJECT")
+    [seen] = StoreHistory(store).observations()
+    assert (seen.door, seen.recipient, seen.verdict, seen.intended) == ("policyd", "x@army.ml", "hold", "army.mil")

@@ -177,3 +177,15 @@ def test_known_add_and_forget(tmp_path: Path) -> None:
     unknown = CliRunner().invoke(main, ["known", "show", "nowhere.example", "--db", db])
     assert unknown.exit_code == 1
     assert "history knows nothing of nowhere.example" in unknown.output
+
+
+def test_every_postfix_log_style_teaches_the_same(tmp_path: Path) -> None:
+    """Classic syslog, RFC 3339 syslog and the journal's JSON export of the same deliveries (one gzipped) give
+    the same counts."""
+    sent = deliveries(200, seed=9)
+    for style in ("classic", "rfc3339", "journal"):
+        db = f"sqlite:///{tmp_path / f'{style}.db'}"
+        log = write_log(tmp_path / f"{style}.log.gz", postfix_lines(sent, style=style))
+        result = cli("learn", str(log), "--own", OWN, "--db", db)
+        assert result.exit_code == 0, result.output
+        assert counted(db) == reference(sent), style
