@@ -224,7 +224,7 @@ def _build(base: dict[str, Any], user: dict[str, Any], path: Path | None, text: 
         mode=mode,
         sections={k: v for k, v in user.items()
                   if k in ("db", "policyd", "relay", "web", "notify", "retention", "dns", "sink", "milter",
-                           "content")},
+                           "content", "history")},
         source=path,
         text=text,
     )
