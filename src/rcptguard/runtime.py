@@ -20,9 +20,9 @@ import datetime as dt
 import logging
 import resource
 import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from rcptguard import logs
 from rcptguard.domains import parse_address
@@ -60,7 +60,8 @@ class Learner:
         self.pending = Batch()
         self.observed: list[Observation] = []
         self.newly_known = False  # an unknown domain was let through: the known set may have changed
-        self.writing = threading.Lock()  # held while a batch is being written
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="learner")  # one write at a time, in order
+        self.inflight: tuple[Future[None], Batch, list[Observation]] | None = None  # the write maintain awaits
 
     def saw(self, sender: str, recipients: Sequence[Counted], *, unknown: bool,
             when: dt.datetime | None = None) -> None:
@@ -80,13 +81,16 @@ class Learner:
         if observed and isinstance(self.history, StoreHistory):
             self.history.observe(observed)
 
-    def write_taken(self, batch: Batch, observed: list[Observation]) -> None:
-        """`write`, then let go of `writing` (taken on the loop before this was handed to a thread): `flush` at
-        shutdown waits for a write the loop's task was cancelled in the middle of."""
+    async def write_soon(self, batch: Batch, observed: list[Observation]) -> None:
+        """`write` on the learner's own thread, awaited; `flush` at shutdown waits for it even when the awaiting task
+        was cancelled in the middle, and writes it again if it failed."""
+        future = self.writer.submit(self.write, batch, observed)
+        self.inflight = (future, batch, observed)
         try:
-            self.write(batch, observed)
+            await asyncio.wrap_future(future)
         finally:
-            self.writing.release()
+            if future.done():  # ended while awaited: a failure is the caller's to keep
+                self.inflight = None
 
     def keep(self, batch: Batch, observed: list[Observation]) -> None:
         """Put back what could not be written: learning is never worth a lost message, nor is it lost."""
@@ -95,13 +99,20 @@ class Learner:
         self.observed = observed + self.observed
 
     def flush(self) -> None:
-        with self.writing:
-            batch, observed = self.take()
+        """Write what is pending, after the write in flight (if any) has ended; at shutdown."""
+        if self.inflight is not None:
+            future, batch, observed = self.inflight
+            self.inflight = None
             try:
-                self.write(batch, observed)
-            except StoreError:
+                future.result()
+            except Exception:  # noqa: BLE001 - its task was cancelled before it could keep them: kept here
                 self.keep(batch, observed)
-                raise
+        batch, observed = self.take()
+        try:
+            self.write(batch, observed)
+        except StoreError:
+            self.keep(batch, observed)
+            raise
 
 
 class Runtime:
@@ -118,6 +129,11 @@ class Runtime:
         self.learner = Learner(self.history, self.settings)
         self.guard = factory(dict(learned))
         self._known = self._known_set(learned)
+        # Who confirmed which domain, in memory and read on at each flush: a door asks the store about a held
+        # recipient only when its sender may have confirmed its domain (a flood of holds reads nothing).
+        self.confirmed: set[tuple[str, str]] = set()
+        self._confirmed_until: dt.datetime | None = None
+        self.read_confirmations()
         self.flush_interval = flush_interval
         self.rebuild_interval = rebuild_interval
 
@@ -128,6 +144,17 @@ class Runtime:
     def _known_set(self, learned: dict[str, int]) -> frozenset[str]:
         least = self.guard.policy.learn_min_count
         return frozenset(d for d, n in learned.items() if n >= least)
+
+    def read_confirmations(self) -> None:
+        """Take in the confirmations recorded since the last look (by any door, the page, the command line)."""
+        for sender, domain, when in self.history.confirmations(self._confirmed_until):
+            self.confirmed.add((sender, domain))
+            self._confirmed_until = max(when, self._confirmed_until or when)
+
+    def may_be_confirmed(self, sender: str, domain: str | None) -> bool:
+        """Whether `sender` confirmed `domain` (A-label form), as far as the last look at the store knows."""
+        key = sender_key(sender)
+        return key is not None and domain is not None and (key, domain) in self.confirmed
 
     def judge(self, sender: str, verdicts: Sequence[Verdict]) -> list[Verdict]:
         """The guard's verdicts for one message's recipients, changed by the sender's history and each other
@@ -155,9 +182,9 @@ class Runtime:
         while True:
             await asyncio.sleep(self.flush_interval)
             batch, observed = self.learner.take()  # swapped here, on the loop that counts: nothing is lost meanwhile
-            self.learner.writing.acquire()
             try:
-                await asyncio.to_thread(self.learner.write_taken, batch, observed)
+                await self.learner.write_soon(batch, observed)
+                await asyncio.to_thread(self.read_confirmations)
             except Exception as exc:  # noqa: BLE001 - keep what was learned, and keep the loop alive
                 self.learner.keep(batch, observed)
                 logs.event(log, "store unavailable; history kept for later", logging.WARNING, error=str(exc))

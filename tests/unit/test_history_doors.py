@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import smtplib
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -148,6 +149,7 @@ def test_the_policy_service_judges_each_recipient_with_those_before_it(tmp_path:
         batch = Batch()
         batch.confirmed("me@example-corp.com", "gmial.com", dt.datetime.now(dt.UTC))
         StoreHistory(store).record(batch)
+        time.sleep(1)  # the service reads new confirmations at each flush (every 0.05 s here)
         confirmed = request(server.port, rcpt("j@gmial.com", "t3"), rcpt("j@gmial.com", "t4", "you@example-corp.com"),
                             timeout=60)
         assert confirmed[0] == "DUNNO"

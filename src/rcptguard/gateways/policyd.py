@@ -15,8 +15,8 @@ empty line, on persistent connections, many clients at once. Each verdict become
 It fails closed: on a protocol violation or an internal error it answers nothing and closes the connection,
 so Postfix applies `smtpd_policy_service_default_action` (451 4.3.5), never a permit.
 
-Every recipient domain it lets through (pass or warn) is counted as a correspondent in the store, so a
-domain written to regularly stops being a first contact; counts survive restarts.
+Every recipient it lets through (pass or warn) is counted in the store's history, per sender (docs/history.md); a
+recipient that is warned or held, or follows others in its transaction, is judged with that history and them.
 """
 
 from __future__ import annotations
@@ -245,12 +245,15 @@ class PolicyService:
         return self._act(attrs, verdict, started)
 
     def _needs_history(self, attrs: dict[str, str], verdict: Verdict) -> bool:
-        """Whether the sender's history can change the verdict: a confirmation lowers a warning or a hold, and the
-        recipients already accepted in this transaction are the company an odd one is judged in. A first recipient
-        that passes reads nothing."""
+        """Whether the sender's history can change the verdict: a confirmation lowers a warning or a hold (the
+        runtime knows who confirmed what), and the recipients already accepted in this transaction are the company
+        an odd one is judged in. A first recipient that passes, or is held unconfirmed, reads nothing."""
         if verdict.domain_ascii is None or verdict.action is Action.REJECT:
             return False
-        return verdict.action >= Action.WARN or bool(self.transactions.get(attrs.get("instance", "")))
+        if self.transactions.get(attrs.get("instance", "")):
+            return True
+        return verdict.action >= Action.WARN and self.runtime.may_be_confirmed(attrs.get("sender", ""),
+                                                                              verdict.domain_ascii)
 
     def _in_company(self, attrs: dict[str, str], verdict: Verdict) -> Verdict:
         """The verdict judged with the sender's history and the recipients accepted before it in this transaction

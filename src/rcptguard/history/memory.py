@@ -78,6 +78,9 @@ class MemoryHistory:
             neighbours=neighbours,
         )
 
+    def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
+        return [(s, d, w) for (s, d), w in self.confirmed.items() if since is None or w > since]
+
     def learned(self, now: dt.datetime) -> dict[str, int]:
         return {d: t.count for d, t in self.domains.items()
                 if qualifies(self._domain(d, None), self.settings, now)}

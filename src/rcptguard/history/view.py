@@ -21,6 +21,10 @@ class HistoryView(Protocol):
         """Add what was learned."""
         ...
 
+    def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
+        """(sender, domain, when) of the confirmations since `since` (all with None)."""
+        ...
+
     def learned(self, now: dt.datetime) -> dict[str, int]:
         """The organisation's correspondents by the poisoning guard (rules.qualifies), with their message counts."""
         ...

@@ -190,6 +190,14 @@ class StoreHistory:
         now = now or utc_now()
         return {c.domain: c.facts.org.count for c in self.correspondents() if qualifies(c.facts, self.settings, now)}
 
+    def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
+        """(sender, domain, when) of every confirmation, or of those since `since` (an index: cheap to ask often)."""
+        query = select(sender_domains.c.sender, sender_domains.c.domain, sender_domains.c.confirmed_at).where(
+            sender_domains.c.confirmed_at.is_not(None))
+        if since is not None:
+            query = query.where(sender_domains.c.confirmed_at > since)
+        return [(s, d, as_utc(w)) for s, d, w in self._rows(query)]
+
     def added(self) -> list[str]:
         """The domains an administrator made known (rcptguard known add)."""
         return [r[0] for r in self._rows(select(correspondents.c.domain).where(correspondents.c.state == "added"))]

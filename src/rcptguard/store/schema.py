@@ -48,7 +48,7 @@ sender_domains = Table(
     Column("count", BigInteger, nullable=False),
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", DateTime(timezone=True), nullable=False),
-    Column("confirmed_at", DateTime(timezone=True)),  # the sender said "send anyway" to a hold of this domain
+    Column("confirmed_at", DateTime(timezone=True), index=True),  # the sender said "send anyway" to a hold of it
 )
 
 sender_addresses = Table(

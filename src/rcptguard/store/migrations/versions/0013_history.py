@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("confirmed_at", _WHEN),
     )
     op.create_index("ix_sender_domains_domain", "sender_domains", ["domain"])
+    op.create_index("ix_sender_domains_confirmed_at", "sender_domains", ["confirmed_at"])
     op.create_table(
         "sender_addresses",
         sa.Column("sender", sa.String(320), primary_key=True),
