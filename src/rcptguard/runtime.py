@@ -161,6 +161,16 @@ class Runtime:
         (history.judge.adjust); reads the store (call it in a thread from a loop)."""
         return adjust(sender, verdicts, self.history, self.guard.policy, self.settings)
 
+    def judge_or_not(self, sender: str, verdicts: Sequence[Verdict]) -> list[Verdict]:
+        """`judge`, or the guard's verdicts as they are when the store cannot be read: history sharpens the typo
+        model's verdicts, and mail the typo model lets through is never stopped for want of it (a hold still needs
+        the quarantine, which answers for itself)."""
+        try:
+            return self.judge(sender, verdicts)
+        except StoreError as exc:
+            logs.event(log, "history unavailable; judged without it", logging.WARNING, error=str(exc))
+            return list(verdicts)
+
     def saw(self, sender: str, verdicts: Sequence[Verdict]) -> None:
         """One message let through to these recipients (their verdicts as enforced or, in observe mode, as they
         would have been): the ones that count are learned."""

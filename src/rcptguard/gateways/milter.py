@@ -287,8 +287,9 @@ class MilterService:
 
     def in_company(self, tx: Transaction) -> None:
         """Every recipient judged with the others and the sender's history (rcptguard.history.judge), once all are
-        in: a confirmation lowers a hold, an odd recipient out is warned or held. Reads the store: StoreError."""
-        judged = self.runtime.judge(tx.sender, list(tx.verdicts.values()))
+        in: a confirmation lowers a hold, an odd recipient out is warned or held (as they were when the store cannot
+        be read)."""
+        judged = self.runtime.judge_or_not(tx.sender, list(tx.verdicts.values()))
         tx.verdicts = dict(zip(tx.verdicts, judged, strict=True))
 
     def passed(self, tx: Transaction) -> None:
@@ -482,14 +483,7 @@ def connection_class(service: MilterService) -> type[Any]:
             here, and its headers and body never cross the socket; the others are read to their end."""
             tx = self.tx
             if tx is not None and tx.verdicts:
-                try:
-                    service.in_company(tx)
-                except StoreError as exc:  # fail closed: the client keeps the message and retries
-                    logs.event(log, "history unavailable", logging.ERROR, sender=tx.sender, error=str(exc))
-                    service.count("tempfailed")
-                    self.tx = None
-                    self._reply(RELAY_REPLIES[Relayed.QUARANTINE_UNAVAILABLE])
-                    return int(Milter.TEMPFAIL)
+                service.in_company(tx)
             if tx is None or not tx.verdicts or not service.reads_content(tx):
                 if tx is not None:
                     service.passed(tx)

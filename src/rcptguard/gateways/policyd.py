@@ -260,7 +260,7 @@ class PolicyService:
         (Postfix asks one recipient at a time: an earlier recipient's answer cannot change, so only the newest is
         judged in company)."""
         earlier = self.transactions.get(attrs.get("instance", ""), [])
-        return self.runtime.judge(attrs.get("sender", ""), [*earlier, verdict])[-1]
+        return self.runtime.judge_or_not(attrs.get("sender", ""), [*earlier, verdict])[-1]
 
     def _verdict(self, attrs: dict[str, str]) -> Verdict | str:
         """The engine's verdict for the request's recipient, or the action at once for a request without one."""
