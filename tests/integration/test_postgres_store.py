@@ -22,6 +22,7 @@ from rcptguard.notify import NoticeLinks, Notifier, send_owed
 from rcptguard.outbox import Outbox
 from rcptguard.store import Store
 from rcptguard.store.links import LinkExpired, LinkInvalid, Links, token_hash
+from rcptguard.store.migrations import versions
 from rcptguard.store.quarantine import AlreadyDecided, DecidedNotRecorded, Hold, NotFound, Quarantine
 from rcptguard.store.schema import events, holds, messages
 from rcptguard.store.schema import links as links_table
@@ -34,7 +35,8 @@ from tests.support.sink import Message, RecordingSink
 pytestmark = pytest.mark.integration
 
 THREADS = 8
-HEAD = "0012"  # the newest schema revision
+# the newest schema revision: the highest-numbered migration (each names the one before it, checked elsewhere)
+HEAD = max(path.name[:4] for path in Path(versions.__file__).parent.glob("0*.py"))
 SENDER = "alice@example.org"
 CONTENT = awkward_message("pg1@example.org", binary=True)
 SENT = normalise_line_endings(CONTENT)  # as every copy goes out: a bare CR or LF becomes CRLF
