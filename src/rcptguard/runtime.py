@@ -3,7 +3,8 @@
 Each message a door lets through adds to the organisation's history (rcptguard.history): the recipients that passed
 or were warned, by sender, domain and address, and which of them were on one message. Nothing held counts (a
 release counts through the quarantine, as that sender's confirmation), and a warned near miss counts only under the
-poisoning guard's rule (history/rules.py). What is learned goes to the store in batches (every `flush_interval`
+poisoning guard's rule (history/rules.py). A door judges with history held in memory (store.history.MirroredHistory),
+never a database read per message. What is learned goes to the store in batches (every `flush_interval`
 seconds and at shutdown) and survives restarts. When a domain the guard does not know is let through, the
 correspondents are read again at the next `rebuild_interval` and, if the known set changed, the guard is rebuilt in
 a thread and swapped in: the index stays immutable while it serves, and is never rebuilt per message.
@@ -31,11 +32,12 @@ from rcptguard.history import Batch, Counted, HistorySettings, HistoryView, Memo
 from rcptguard.history.judge import adjust
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.store import Store, StoreError
-from rcptguard.store.history import Observation, StoreHistory
+from rcptguard.store.history import MirroredHistory, Observation, StoreHistory
 
 log = logging.getLogger("rcptguard.runtime")
 
 GuardFactory = Callable[[dict[str, int]], Guard]
+CONFIRMATION_OVERLAP = dt.timedelta(minutes=2)
 
 
 def counted(verdicts: Sequence[Verdict]) -> list[Counted]:
@@ -78,7 +80,7 @@ class Learner:
     def write(self, batch: Batch, observed: list[Observation]) -> None:
         """Write to the store (any thread)."""
         self.history.record(batch)
-        if observed and isinstance(self.history, StoreHistory):
+        if observed and isinstance(self.history, MirroredHistory):
             self.history.observe(observed)
 
     async def write_soon(self, batch: Batch, observed: list[Observation]) -> None:
@@ -97,6 +99,10 @@ class Learner:
         batch.merge(self.pending)
         self.pending = batch
         self.observed = observed + self.observed
+
+    async def reload_soon(self, mirror: MirroredHistory) -> None:
+        """The mirror read again, on the learner's thread: after the writes before it, before the writes after it."""
+        await asyncio.wrap_future(self.writer.submit(mirror.reload))
 
     def flush(self) -> None:
         """Write what is pending, after the write in flight (if any) has ended; at shutdown."""
@@ -123,14 +129,16 @@ class Runtime:
         self.store = store
         self.factory = factory
         self.settings = history or HistorySettings()
-        self.history: HistoryView = (StoreHistory(store, self.settings) if store is not None
+        # History in memory, judged without a database read (MirroredHistory: kept current by this door's own
+        # learning, the confirmations read at each flush, and a reload every `[history] reload_seconds`).
+        self.history: HistoryView = (MirroredHistory(StoreHistory(store, self.settings)) if store is not None
                                      else MemoryHistory(self.settings))
         learned = self.history.learned(dt.datetime.now(dt.UTC))
         self.learner = Learner(self.history, self.settings)
         self.guard = factory(dict(learned))
         self._known = self._known_set(learned)
-        # Who confirmed which domain, in memory and read on at each flush: a door asks the store about a held
-        # recipient only when its sender may have confirmed its domain (a flood of holds reads nothing).
+        # Who confirmed which domain, read on at each flush: a door judges a held recipient with history only when
+        # its sender may have confirmed its domain (a flood of holds judges nothing more).
         self.confirmed: set[tuple[str, str]] = set()
         self._confirmed_until: dt.datetime | None = None
         self.read_confirmations()
@@ -147,7 +155,9 @@ class Runtime:
 
     def read_confirmations(self) -> None:
         """Take in the confirmations recorded since the last look (by any door, the page, the command line)."""
-        for sender, domain, when in self.history.confirmations(self._confirmed_until):
+        # Read with an overlap: a confirmation committed late, or stamped by a clock a little behind, is not missed.
+        since = self._confirmed_until - CONFIRMATION_OVERLAP if self._confirmed_until is not None else None
+        for sender, domain, when in self.history.confirmations(since):
             self.confirmed.add((sender, domain))
             self._confirmed_until = max(when, self._confirmed_until or when)
 
@@ -158,7 +168,7 @@ class Runtime:
 
     def judge(self, sender: str, verdicts: Sequence[Verdict]) -> list[Verdict]:
         """The guard's verdicts for one message's recipients, changed by the sender's history and each other
-        (history.judge.adjust); reads the store (call it in a thread from a loop)."""
+        (history.judge.adjust), from history in memory: no database read, any thread."""
         return adjust(sender, verdicts, self.history, self.guard.policy, self.settings)
 
     def judge_or_not(self, sender: str, verdicts: Sequence[Verdict]) -> list[Verdict]:
@@ -198,10 +208,22 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001 - keep what was learned, and keep the loop alive
                 self.learner.keep(batch, observed)
                 logs.event(log, "store unavailable; history kept for later", logging.WARNING, error=str(exc))
+            await self._reload()
             if self.learner.newly_known and time.monotonic() - last_rebuild >= self.rebuild_interval:
                 self.learner.newly_known = False
                 last_rebuild = time.monotonic()
                 await self._rebuild()
+
+    async def _reload(self) -> None:
+        """The mirrored history read again from the store when it is `reload_seconds` old (the old one serves on if
+        the store cannot be read)."""
+        mirror = self.history
+        if not isinstance(mirror, MirroredHistory) or time.monotonic() - mirror.loaded < self.settings.reload_seconds:
+            return
+        try:
+            await self.learner.reload_soon(mirror)
+        except Exception as exc:  # noqa: BLE001 - the old mirror keeps serving; tried again at the next flush
+            logs.event(log, "history reload failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
 
     async def _rebuild(self) -> None:
         try:

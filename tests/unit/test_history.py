@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import random
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from rcptguard.history.rules import why_not
 from rcptguard.model import Action
 from rcptguard.policy import ForceRule, load_policy
 from rcptguard.store import Store
-from rcptguard.store.history import StoreHistory
+from rcptguard.store.history import MirroredHistory, StoreHistory
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -60,6 +61,57 @@ def test_store_and_memory_give_the_same_facts(store: StoreHistory) -> None:
     assert facts.by_org == {"bob@northwind.com": 22, "kim@contoso.com": 20, "x@acmo.com": 4}
     assert facts.domains["contoso.com"].inbound == 2
     assert set(facts.neighbours["northwind.com"]) == {"bob@northwind.com", "ann@northwind.com"}
+
+
+def busy_batch(seed: int) -> Batch:
+    """A few hundred messages among 20 senders and 40 addresses at 8 domains, some warned near misses, in groups."""
+    rng = random.Random(seed)
+    domains = [f"d{n}.example" for n in range(8)]
+    addresses = [f"p{n}@{rng.choice(domains)}" for n in range(40)]
+    batch = Batch()
+    for n in range(400):
+        group = rng.sample(addresses, rng.choice((1, 1, 2, 3, 5)))
+        batch.message(f"s{rng.randrange(20)}@org.example", [Counted(a, a.rsplit("@", 1)[1]) for a in group],
+                      NOW - rng.randrange(90) * DAY - dt.timedelta(seconds=n))
+    batch.message("s1@org.example", to("x@d0.exampel", near="d0.example"), NOW)
+    batch.inbound("d3.example", NOW - DAY)
+    batch.confirmed("s2@org.example", "gmial.com", NOW - DAY)
+    return batch
+
+
+def some_messages(seed: int) -> list[tuple[str | None, list[str]]]:
+    rng = random.Random(seed)
+    known = [f"p{n}@d{n % 8}.example" for n in range(40)]
+    return [(rng.choice([None, "s99@org.example", *(f"s{n}@org.example" for n in range(20))]),
+             rng.sample([*known, "x@d0.exampel", "new@d1.example", "k@gmial.com"], rng.choice((1, 2, 4))))
+            for _ in range(300)]
+
+
+def test_the_doors_mirror_gives_the_stores_facts(store: StoreHistory) -> None:
+    """A door judges against history in memory (MirroredHistory): read from the store once, it gives exactly the
+    store's facts for any sender and recipients (counts, first and last seen, senders, confirmations, pairs,
+    neighbours); what the door records goes to both; and what another process writes reaches it at a reload."""
+    store.record(busy_batch(1))
+    store.set_state("d5.example", "added")
+    mirror = MirroredHistory(store)
+    for sender, recipients in some_messages(2):
+        assert mirror.facts(sender, recipients, NOW) == store.facts(sender, recipients, NOW), (sender, recipients)
+    mirror.record(busy_batch(3))  # this door's own learning: in the store and in memory, counted once
+    for sender, recipients in some_messages(4):
+        assert mirror.facts(sender, recipients, NOW) == store.facts(sender, recipients, NOW), (sender, recipients)
+
+    elsewhere = StoreHistory(store.store)  # another instance, or `rcptguard learn`
+    elsewhere.record(busy_batch(5))
+    confirmed = Batch()
+    confirmed.confirmed("s7@org.example", "d0.exampel", NOW)
+    elsewhere.record(confirmed)
+    one = ("s1@org.example", ["p1@d1.example"], NOW)
+    assert mirror.facts(*one) != store.facts(*one)  # not yet
+    assert ("s7@org.example", "d0.exampel", NOW) in mirror.confirmations(NOW - DAY)  # read on at each flush...
+    assert mirror.facts("s7@org.example", ["x@d0.exampel"], NOW).domains["d0.exampel"].confirmed == NOW  # ...at once
+    mirror.reload()  # ...and the rest at the next reload
+    for sender, recipients in some_messages(6):
+        assert mirror.facts(sender, recipients, NOW) == store.facts(sender, recipients, NOW), (sender, recipients)
 
 
 def test_a_near_miss_needs_a_second_sender_or_mail_from_it(store: StoreHistory) -> None:

@@ -17,7 +17,7 @@ from rcptguard.cli import main
 from rcptguard.gateways.policyd import PolicyService, PolicySettings
 from rcptguard.gateways.relay import RelaySettings, build
 from rcptguard.guard import Guard
-from rcptguard.history import Batch
+from rcptguard.history import Batch, HistorySettings
 from rcptguard.model import Action
 from rcptguard.policy import load_policy
 from rcptguard.store import Store
@@ -58,6 +58,7 @@ def test_a_release_teaches_the_next_message_from_that_sender(tmp_path: Path, sin
         released = CliRunner().invoke(main, ["quarantine", "release", hold.id, "--db", db,
                                              "--next-hop", f"127.0.0.1:{sink.port}"])
         assert released.exit_code == 0, released.output
+        time.sleep(0.5)  # the relay reads new confirmations at each flush (every 0.05 s here)
         assert b"forwarded 1" in send(relay, "me@example-corp.com", ["k@gmial.com"])
         assert b"held 1" in send(relay, "you@example-corp.com", ["k@gmial.com"])
     finally:
@@ -65,6 +66,31 @@ def test_a_release_teaches_the_next_message_from_that_sender(tmp_path: Path, sin
     facts = StoreHistory(Store.open(db)).facts("me@example-corp.com", ["k@gmial.com"], hold.created_at)
     assert facts.domains["gmial.com"].confirmed is not None
     assert "gmial.com" not in Store.open(db).learned()  # one sender's word: not yet everyone's
+
+
+def test_what_other_processes_change_reaches_a_running_relay(tmp_path: Path, sink: RecordingSink) -> None:
+    """The relay judges with history in memory: a confirmation another process records is read at the next flush,
+    and `rcptguard known forget` (which drops it in the store) reaches the relay at the next reload."""
+    store = Store.open(f"sqlite:///{tmp_path / 'relay.db'}")
+    db = f"sqlite:///{tmp_path / 'relay.db'}"
+    settings = RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}", "flush_interval": 0.05}, "relay")
+    relay = Relay(build(lambda learned: Guard(POLICY, learned=learned), store, settings,
+                        history=HistorySettings(reload_seconds=0.3)))
+    try:
+        assert b"held 1" in send(relay, "me@example-corp.com", ["j@gmial.com"])
+        batch = Batch()
+        batch.confirmed("me@example-corp.com", "gmial.com", dt.datetime.now(dt.UTC))
+        StoreHistory(Store.open(db)).record(batch)
+        time.sleep(0.5)
+        assert b"forwarded 1" in send(relay, "me@example-corp.com", ["j@gmial.com"])
+        forgot = CliRunner().invoke(main, ["known", "forget", "gmial.com", "--db", db])
+        assert forgot.exit_code == 0, forgot.output
+        deadline = time.monotonic() + 10
+        while b"held 1" not in send(relay, "me@example-corp.com", ["j@gmial.com"]):
+            assert time.monotonic() < deadline, "the forgotten confirmation still counts"
+            time.sleep(0.2)
+    finally:
+        relay.close()
 
 
 def test_a_slip_let_through_does_not_make_itself_known(tmp_path: Path, sink: RecordingSink) -> None:

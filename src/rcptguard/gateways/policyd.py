@@ -241,13 +241,13 @@ class PolicyService:
             return verdict
         verdict = await consult(self.world, verdict)
         if self._needs_history(attrs, verdict):
-            verdict = await asyncio.to_thread(self._in_company, attrs, verdict)
+            verdict = self._in_company(attrs, verdict)  # history in memory: no read to wait for
         return self._act(attrs, verdict, started)
 
     def _needs_history(self, attrs: dict[str, str], verdict: Verdict) -> bool:
         """Whether the sender's history can change the verdict: a confirmation lowers a warning or a hold (the
         runtime knows who confirmed what), and the recipients already accepted in this transaction are the company
-        an odd one is judged in. A first recipient that passes, or is held unconfirmed, reads nothing."""
+        an odd one is judged in. A first recipient that passes, or is held unconfirmed, is not judged again."""
         if verdict.domain_ascii is None or verdict.action is Action.REJECT:
             return False
         if self.transactions.get(attrs.get("instance", "")):

@@ -52,6 +52,31 @@ class MemoryHistory:
             self.confirmed[key] = max(when, self.confirmed.get(key, when))
             self.senders[key[1]].add(key[0])
 
+    # -- loaded from the store, a row at a time (rcptguard.store.history.StoreHistory.load) -----------------
+
+    def load_domain(self, domain: str, tally: Tally, inbound: int, near: str | None, state: str | None) -> None:
+        self.domains[domain] = tally
+        if inbound:
+            self.inbound[domain] = inbound
+        if near is not None:
+            self.near[domain] = near
+        if state is not None:
+            self.states[domain] = state
+
+    def load_sender_domain(self, sender: str, domain: str, tally: Tally, confirmed: dt.datetime | None) -> None:
+        self.senders[domain].add(sender)
+        self.sender_domains[(sender, domain)] = tally
+        if confirmed is not None:
+            self.confirmed[(sender, domain)] = confirmed
+
+    def load_sender_address(self, sender: str, address: str, domain: str, count: int) -> None:
+        self.by_sender[(sender, address)] = count
+        self.by_org[address] += count
+        self.addresses_at[(sender, domain)].add(address)
+
+    def load_pair(self, a: str, b: str, count: int) -> None:
+        self.pairs[(a, b)] = count
+
     def _domain(self, domain: str, sender: str | None) -> DomainFacts:
         tally = self.domains.get(domain, Tally())
         mine = self.sender_domains.get((sender, domain), Tally()) if sender else Tally()

@@ -20,6 +20,9 @@
     odd_new_for_sender    1.5      an address others write to, never this sender, at a domain the sender writes
                                    to often
     odd_personal          3.0      an address at a public mail provider spelling a colleague's name
+    reload_seconds        300      a door holds history in memory (what it learns itself is added at once, and
+                                   confirmations at each flush); it reads the whole store again this often, for
+                                   what other instances, `rcptguard learn` and `rcptguard known` changed
 
 The odd-recipient points are added up and become an action by the policy's thresholds (warn 4, hold 8 by
 default); they only ever raise a recipient's action, never lower it.
@@ -53,12 +56,15 @@ class HistorySettings(Settings):
     odd_address_slip: float = 3.0
     odd_new_for_sender: float = 1.5
     odd_personal: float = 3.0
+    reload_seconds: float = 300.0
 
     def check(self) -> None:
         if self.half_life_days <= 0:
             raise invalid("half_life_days", "must be more than 0")
         if self.near_min_senders < 1:
             raise invalid("near_min_senders", "at least 1")
+        if self.reload_seconds <= 0:
+            raise invalid("reload_seconds", "must be more than 0")
         if self.max_group < 2:
             raise invalid("max_group", "at least 2")
 

@@ -9,12 +9,17 @@
 resembles, an administrator's state); `sender_domains` and `sender_addresses` each sender's; `co_recipients` how
 often two addresses were on one message. `imported_sources` is what `rcptguard learn` read, and `observations`
 what observe mode would have done.
+
+The doors do not read these tables per message: they judge against `MirroredHistory`, the same history held in
+memory and kept current (its docstring says how).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +31,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from rcptguard.errors import StoreError
 from rcptguard.history.batch import Batch
-from rcptguard.history.memory import NEIGHBOURS
-from rcptguard.history.model import DomainFacts, Facts, Seen
+from rcptguard.history.memory import NEIGHBOURS, MemoryHistory
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 from rcptguard.store import Store, as_utc, error_line, utc_now
@@ -40,9 +45,10 @@ from rcptguard.store.schema import (
     sender_domains,
 )
 
-__all__ = ["Correspondent", "Observation", "SourceMark", "StoreHistory", "write_batch"]
+__all__ = ["Correspondent", "MirroredHistory", "Observation", "SourceMark", "StoreHistory", "write_batch"]
 
 _CHUNK = 500  # keys in one IN (...) list
+_LOAD_CHUNK = 10_000  # rows fetched at a time when the whole history is read
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,10 @@ class Observation:
     intended: str | None
     signals: str
     reason: str
+
+
+def _tally(count: int, first: dt.datetime, last: dt.datetime) -> Tally:
+    return Tally(int(count), as_utc(first), as_utc(last))
 
 
 def _seen(count: object, first: object, last: object) -> Seen:
@@ -126,7 +136,7 @@ class StoreHistory:
                                             near=row.near, state=row.state)
         out = {}
         for domain in domains:
-            base = found.get(domain, DomainFacts())
+            base = found.get(domain) or DomainFacts(senders=int(senders.get(domain, 0)))  # only confirmed
             own = mine.get(domain)
             if own is not None:
                 base = DomainFacts(base.org, base.senders, base.inbound, base.near, base.state,
@@ -164,6 +174,38 @@ class StoreHistory:
                 .where(co_recipients.c.a.in_(unique), co_recipients.c.b.in_(unique)))}
         return Facts(domains=self._domain_facts(domains, sender), by_sender=by_sender, by_org=by_org, pairs=pairs,
                      neighbours=neighbours)
+
+    # -- all of it, into memory (the doors' mirror) ---------------------------------------------------
+
+    def load(self, into: MemoryHistory | None = None) -> MemoryHistory:
+        """Every table read into an in-memory history (`MirroredHistory`), streamed in chunks. A name that recurs
+        (a sender on each of its rows, a domain, an address on its pairs) is held once."""
+        memory = into if into is not None else MemoryHistory(self.settings)
+        names: dict[str, str] = {}
+        one = names.setdefault
+        try:
+            with self.engine.connect() as connection:
+                streamed = connection.execution_options(yield_per=_LOAD_CHUNK)
+                c = correspondents.c
+                for domain, count, first, last, inbound, near, state in streamed.execute(
+                        select(c.domain, c.count, c.first_seen, c.last_seen, c.inbound, c.near, c.state)):
+                    memory.load_domain(one(domain, domain), _tally(count, first, last), int(inbound), near, state)
+                d = sender_domains.c
+                for sender, domain, count, first, last, confirmed in streamed.execute(
+                        select(d.sender, d.domain, d.count, d.first_seen, d.last_seen, d.confirmed_at)):
+                    memory.load_sender_domain(one(sender, sender), one(domain, domain), _tally(count, first, last),
+                                              as_utc(confirmed) if confirmed is not None else None)
+                a = sender_addresses.c
+                for sender, address, domain, count in streamed.execute(select(a.sender, a.address, a.domain,
+                                                                              a.count)):
+                    memory.load_sender_address(one(sender, sender), one(address, address), one(domain, domain),
+                                               int(count))
+                p = co_recipients.c
+                for first, second, count in streamed.execute(select(p.a, p.b, p.count)):
+                    memory.load_pair(one(first, first), one(second, second), int(count))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read history: {error_line(exc)}") from exc
+        return memory
 
     # -- the organisation's correspondents -----------------------------------------------------------
 
@@ -280,6 +322,64 @@ class StoreHistory:
                 return int(connection.execute(delete(observations).where(observations.c.at < before)).rowcount)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot delete observations: {error_line(exc)}") from exc
+
+
+class MirroredHistory:
+    """The store's history held in memory for a door: judging a message reads no database.
+
+    A door judges every message against its sender's history (rcptguard.history.judge); read from the store, that
+    is a handful of queries per message, which cost the relay two thirds of its speed. The mirror is the whole
+    history read once (`StoreHistory.load`), then kept current by what reaches this process:
+
+    - what this door learns is written to the store and, once written, added to the mirror (`record`);
+    - confirmations recorded anywhere (the page, a release, another instance) are read on at each flush, as before
+      (`confirmations`), and added to the mirror;
+    - everything else (other instances' learning, `rcptguard learn`, `known add|forget`) arrives when the mirror is
+      read again (`reload`, every `[history] reload_seconds`), built aside and swapped in.
+
+    `record` and `reload` run on the learner's one thread, in order, so that the mirror never misses nor counts
+    twice what this door wrote; `facts` may be called on any thread (a lock guards the swap and the additions).
+    What the poisoning guard lets count (`learned`, for the index) is always read from the store.
+    """
+
+    def __init__(self, store: StoreHistory) -> None:
+        self.store = store
+        self.settings = store.settings
+        self.lock = threading.Lock()
+        self.memory = store.load()
+        self.loaded = time.monotonic()
+
+    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:
+        with self.lock:
+            return self.memory.facts(sender, addresses, now)
+
+    def record(self, batch: Batch) -> None:
+        self.store.record(batch)
+        with self.lock:
+            self.memory.record(batch)
+
+    def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
+        found = self.store.confirmations(since)
+        if found:
+            batch = Batch()
+            for sender, domain, when in found:
+                batch.confirmed(sender, domain, when)
+            with self.lock:
+                self.memory.record(batch)
+        return found
+
+    def learned(self, now: dt.datetime) -> dict[str, int]:
+        return self.store.learned(now)
+
+    def observe(self, rows: Sequence[Observation]) -> None:
+        self.store.observe(rows)
+
+    def reload(self) -> None:
+        """Read the whole history again and swap it in (on the learner's thread: see the class)."""
+        fresh = self.store.load()
+        with self.lock:
+            self.memory = fresh
+        self.loaded = time.monotonic()
 
 
 def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: list[dict[str, Any]],
