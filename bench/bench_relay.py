@@ -137,25 +137,27 @@ def main() -> None:
 
 
 def compare(work: Path, rounds: int, messages: int, baseline: tuple[str, Callable[[Path], float]],
-            candidate: tuple[str, Callable[[Path], float]]) -> None:
-    """Run the baseline and the candidate alternately, `rounds` times each (in folders of `work`, removed after),
-    and print each round, the ratio of each pair, and the table of medians."""
-    base_runs: list[float] = []
-    our_runs: list[float] = []
+            *candidates: tuple[str, Callable[[Path], float]]) -> None:
+    """Run the baseline and each candidate in turn, `rounds` times (in folders of `work`, removed after), and print
+    each round, each candidate's ratio to the baseline of the same round, and the table of medians."""
+    paths = [baseline, *candidates]
+    runs: list[list[float]] = [[] for _ in paths]
     try:
         for round_ in range(rounds):
-            base_runs.append(baseline[1](work / f"b{round_}"))
-            our_runs.append(candidate[1](work / f"c{round_}"))
+            for n, (_, measure) in enumerate(paths):
+                runs[n].append(measure(work / f"p{n}r{round_}"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    base, ours = statistics.median(base_runs), statistics.median(our_runs)
-    paired = [c / b for b, c in zip(base_runs, our_runs, strict=True)]
-    print(f"rounds: {baseline[0]} {[round(x) for x in base_runs]}, {candidate[0]} {[round(x) for x in our_runs]}")
-    print(f"ratio of each round: {[round(x, 2) for x in paired]}, median {statistics.median(paired):.2f}")
+    base = statistics.median(runs[0])
+    for (name, _), values in zip(paths, runs, strict=True):
+        print(f"rounds: {name} {[round(x) for x in values]}")
+    for (name, _), values in zip(paths[1:], runs[1:], strict=True):
+        paired = [c / b for b, c in zip(runs[0], values, strict=True)]
+        print(f"ratio of each round, {name}: {[round(x, 2) for x in paired]}, median {statistics.median(paired):.2f}")
     print("| path | messages | msgs/s (median) | vs baseline |")
     print("|---|---:|---:|---:|")
-    print(f"| {baseline[0]} | {messages} | {base:,.0f} | 1.00× |")
-    print(f"| {candidate[0]} | {messages} | {ours:,.0f} | {ours / base:.2f}× |")
+    for (name, _), values in zip(paths, runs, strict=True):
+        print(f"| {name} | {messages} | {statistics.median(values):,.0f} | {statistics.median(values) / base:.2f}× |")
 
 
 if __name__ == "__main__":

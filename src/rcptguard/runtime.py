@@ -166,17 +166,17 @@ class Runtime:
         key = sender_key(sender)
         return key is not None and domain is not None and (key, domain) in self.confirmed
 
-    def judge(self, sender: str, verdicts: Sequence[Verdict]) -> list[Verdict]:
+    def judge(self, sender: str, verdicts: Sequence[Verdict], *, last_only: bool = False) -> list[Verdict]:
         """The guard's verdicts for one message's recipients, changed by the sender's history and each other
         (history.judge.adjust), from history in memory: no database read, any thread."""
-        return adjust(sender, verdicts, self.history, self.guard.policy, self.settings)
+        return adjust(sender, verdicts, self.history, self.guard.policy, self.settings, last_only=last_only)
 
-    def judge_or_not(self, sender: str, verdicts: Sequence[Verdict]) -> list[Verdict]:
+    def judge_or_not(self, sender: str, verdicts: Sequence[Verdict], *, last_only: bool = False) -> list[Verdict]:
         """`judge`, or the guard's verdicts as they are when the store cannot be read: history sharpens the typo
         model's verdicts, and mail the typo model lets through is never stopped for want of it (a hold still needs
         the quarantine, which answers for itself)."""
         try:
-            return self.judge(sender, verdicts)
+            return self.judge(sender, verdicts, last_only=last_only)
         except StoreError as exc:
             logs.event(log, "history unavailable; judged without it", logging.WARNING, error=str(exc))
             return list(verdicts)

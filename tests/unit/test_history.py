@@ -12,6 +12,7 @@ import pytest
 
 from rcptguard.guard import Guard
 from rcptguard.history import Batch, Counted, HistorySettings, MemoryHistory
+from rcptguard.history import judge as judge_module
 from rcptguard.history.judge import judge_message
 from rcptguard.history.rules import why_not
 from rcptguard.model import Action
@@ -254,3 +255,25 @@ def test_the_odd_recipient_out() -> None:
     assert (namesake.action, namesake.suggestion) == (Action.WARN, "john.smith@partner.com")
     [colleague] = judge_message(engine, "me@org.example", ["lee@partner.com"], history, now=NOW)
     assert colleague.action is Action.PASS  # a new address at a long-standing domain alone is no reason to stop
+
+
+def test_a_message_to_a_thousand_costs_each_recipient_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message to 1,000 recipients at 500 domains, one of them army.ml among 20 at army.mil: the slip is still
+    found, and each recipient's domain is compared with at most SLIP_COMPANY others (no recipient is compared with
+    every other: that was minutes of work for one message, the policy service's per-RCPT judging included)."""
+    calls = 0
+    real = judge_module.single_edit
+
+    def counted(a: str, b: str) -> object:
+        nonlocal calls
+        calls += 1
+        return real(a, b)
+
+    monkeypatch.setattr(judge_module, "single_edit", counted)
+    history = group_history()
+    engine = Guard(load_policy(), learned=history.learned(NOW))
+    recipients = [f"p{n}@d{n % 489}.example" for n in range(979)] + [f"s{n}@army.mil" for n in range(20)]
+    verdicts = judge_message(engine, "me@org.example", [*recipients, "eve@army.ml"], history, now=NOW)
+    assert verdicts[-1].signal("ODD_DOMAIN_SLIP") is not None
+    assert verdicts[-1].suggestion == "eve@army.mil"
+    assert calls <= judge_module.SLIP_COMPANY * len(verdicts)

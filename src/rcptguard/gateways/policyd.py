@@ -258,9 +258,10 @@ class PolicyService:
     def _in_company(self, attrs: dict[str, str], verdict: Verdict) -> Verdict:
         """The verdict judged with the sender's history and the recipients accepted before it in this transaction
         (Postfix asks one recipient at a time: an earlier recipient's answer cannot change, so only the newest is
-        judged in company)."""
-        earlier = self.transactions.get(attrs.get("instance", ""), [])
-        return self.runtime.judge_or_not(attrs.get("sender", ""), [*earlier, verdict])[-1]
+        judged in company; the company is the last `[history] max_group` recipients, so that a message to a
+        thousand costs each recipient the same)."""
+        earlier = self.transactions.get(attrs.get("instance", ""), [])[-self.runtime.settings.max_group :]
+        return self.runtime.judge_or_not(attrs.get("sender", ""), [*earlier, verdict], last_only=True)[-1]
 
     def _verdict(self, attrs: dict[str, str]) -> Verdict | str:
         """The engine's verdict for the request's recipient, or the action at once for a request without one."""

@@ -935,7 +935,7 @@ class RelayHandler:
         content = without_own_headers(normalise_line_endings(raw))
         mail_from = envelope.mail_from or ""
         at_rcpt: dict[str, Verdict] = envelope.rcptguard  # type: ignore[attr-defined]
-        judged = self.runtime.judge_or_not(mail_from, [at_rcpt[r] for r in envelope.rcpt_tos])  # history in memory
+        judged = await asyncio.to_thread(self.runtime.judge_or_not, mail_from, [at_rcpt[r] for r in envelope.rcpt_tos])
         verdicts = dict(zip(envelope.rcpt_tos, judged, strict=True))
         verdicts = await self._weigh_content(verdicts, content)
         acting = self._enforced(mail_from, verdicts)

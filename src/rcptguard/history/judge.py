@@ -32,7 +32,7 @@ import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rcptguard.domains import normalize_domain, parse_address
 from rcptguard.guard import Guard
@@ -48,6 +48,7 @@ from rcptguard.typos.edits import single_edit
 
 __all__ = ["ODD_SIGNALS", "adjust", "judge_message"]
 
+SLIP_COMPANY = 30  # a recipient's domain is compared with at most this many of the message's other domains
 ODD_SIGNALS = ("ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP",
                "ODD_NEW_FOR_SENDER", "ODD_PERSONAL")
 
@@ -60,14 +61,21 @@ def judge_message(guard: Guard, sender: str, recipients: Sequence[str], history:
 
 
 def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, policy: Policy,
-           settings: HistorySettings | None = None, now: dt.datetime | None = None) -> list[Verdict]:
-    """The guard's verdicts for one message's recipients, changed by the sender's history and each other."""
+           settings: HistorySettings | None = None, now: dt.datetime | None = None, *,
+           last_only: bool = False) -> list[Verdict]:
+    """The guard's verdicts for one message's recipients, changed by the sender's history and each other; with
+    `last_only`, only the last one is judged (in the company of the others, whose verdicts are returned as given:
+    the policy service, which asks about one recipient at a time)."""
     settings = settings or HistorySettings()
     now = now or dt.datetime.now(dt.UTC)
     keys = [_key(v) for v in verdicts]
     me = sender_key(sender)
-    facts = history.facts(me, [k for k in keys if k is not None], now)
-    message = _Message(facts, [k for k in keys if k is not None], settings, policy, now, me)
+    present = [k for k in keys if k is not None]
+    facts = history.facts(me, present, now)
+    message = _Message(facts, present, settings, policy, now, me)
+    message.prepare()
+    if last_only:
+        return [*verdicts[:-1], verdicts[-1] if keys[-1] is None else message.judge(verdicts[-1], keys[-1])]
     return [v if k is None else message.judge(v, k) for v, k in zip(verdicts, keys, strict=True)]
 
 
@@ -80,12 +88,35 @@ def _key(verdict: Verdict) -> str | None:
 
 @dataclass(slots=True)
 class _Message:
+    """One message's recipients, with what is worked out once for all of them (`prepare`): judging each recipient
+    in their company then costs the same whatever the size of the message (a thousand recipients is no attack)."""
+
     facts: Facts
     keys: list[str]
     settings: HistorySettings
     policy: Policy
     now: dt.datetime
     sender: str | None = None
+    here: Counter[str] = field(default_factory=Counter)  # recipients per domain
+    unestablished: set[str] = field(default_factory=set)  # the message's domains that are not long-standing
+    partners: Counter[str] = field(default_factory=Counter)  # address -> co-recipients here it was addressed with
+    known_pairs: int = 0  # pairs of recipients here that were addressed together before
+    likely: list[str] = field(default_factory=list)  # the domains a slip is compared with, the most present first
+    names: dict[str, str] | None = None  # a name spelled (annlee, alee) -> the sender or colleague: `_names`
+
+    def prepare(self) -> None:
+        self.here = Counter(k.rsplit("@", 1)[1] for k in dict.fromkeys(self.keys))
+        established = self.settings.established
+        self.unestablished = {d for d in self.here
+                              if self.facts.domains.get(d, DomainFacts()).org.count < established}
+        for (a, b), count in self.facts.pairs.items():
+            if count:
+                self.partners[a] += 1
+                self.partners[b] += 1
+                self.known_pairs += 1
+        weight = {d: self.facts.domains.get(d, DomainFacts()).org.weight(self.now, self.settings.half_life)
+                  for d in self.here}
+        self.likely = sorted(self.here, key=lambda d: (-self.here[d], -weight[d], d))[:SLIP_COMPANY]
 
     @property
     def own(self) -> str | None:
@@ -129,19 +160,16 @@ class _Message:
 
     def _odd(self, key: str, domain: str, known: DomainFacts) -> list[Signal]:
         settings, facts = self.settings, self.facts
-        others = [k for k in self.keys if k != key]
         found = []
-        slip = self._domain_slip(domain, known, others)
+        slip = self._domain_slip(domain, known)
         if slip is not None:
             found.append(slip)
-        other_domains = {k.rsplit("@", 1)[1] for k in others} - {domain}
-        if (other_domains and not known.org.count and known.state != "added"
-                and all(facts.domains[d].org.count >= settings.established for d in other_domains)):
+        if (len(self.here) > 1 and not known.org.count and known.state != "added"
+                and len(self.unestablished) == (domain in self.unestablished)):
             found.append(_odd("ODD_NEW_DOMAIN", settings.odd_new_domain,
                               f"Nobody in your organisation has written to {domain}, unlike the other recipients' "
                               f"domains.", domain=domain))
-        if len(others) >= 2 and not any(facts.pairs.get(_pair(key, o)) for o in others) and any(
-                facts.pairs.get(_pair(a, b)) for i, a in enumerate(others) for b in others[i + 1 :]):
+        if sum(self.here.values()) >= 3 and not self.partners[key] and self.known_pairs:  # two others, at least
             found.append(_odd("ODD_NEW_TO_GROUP", settings.odd_new_to_group,
                               f"{key} has never been addressed together with the other recipients, who have.",
                               address=key))
@@ -169,21 +197,30 @@ class _Message:
         of this address at a public mail provider spells (ann.lee@org.example, annlee84@gmail.com)."""
         if self.own is None or domain == self.own or domain not in providers():
             return None
-        mine = _spelled(key.rsplit("@", 1)[0])
-        for other in (self.sender, *self.keys):
-            if other is None or other.rsplit("@", 1)[1] != self.own:
-                continue
-            local = other.rsplit("@", 1)[0]
-            if len(_spelled(local)) >= 5 and mine in (_spelled(local), _initial(local)):
-                return other
-        return None
+        spelled = _spelled(key.rsplit("@", 1)[0])
+        return self._names().get(spelled) if spelled else None
 
-    def _domain_slip(self, domain: str, known: DomainFacts, others: list[str]) -> Signal | None:
-        """ODD_DOMAIN_SLIP: one slip from a co-recipient's domain that has more recipients here or more history."""
-        here = Counter(k.rsplit("@", 1)[1] for k in self.keys)
+    def _names(self) -> dict[str, str]:
+        """The names the sender and the colleagues on this message spell (worked out once, when first wanted)."""
+        if self.names is None:
+            self.names = {}
+            for other in (self.sender, *self.keys):
+                if other is None or other.rsplit("@", 1)[1] != self.own:
+                    continue
+                local = other.rsplit("@", 1)[0]
+                if len(_spelled(local)) >= 5:
+                    self.names.setdefault(_spelled(local), other)
+                    if _initial(local):
+                        self.names.setdefault(_initial(local), other)
+        return self.names
+
+    def _domain_slip(self, domain: str, known: DomainFacts) -> Signal | None:
+        """ODD_DOMAIN_SLIP: one slip from a co-recipient's domain that has more recipients here or more history (the
+        `SLIP_COMPANY` domains with the most recipients here are compared)."""
+        here = self.here
         mine = known.org.weight(self.now, self.settings.half_life)
-        for other in dict.fromkeys(k.rsplit("@", 1)[1] for k in others):
-            if other == domain or single_edit(domain, other) is None:
+        for other in self.likely:
+            if other == domain or abs(len(other) - len(domain)) > 1 or single_edit(domain, other) is None:
                 continue
             theirs = self.facts.domains[other].org.weight(self.now, self.settings.half_life)
             if here[other] > here[domain] or theirs > max(mine, 1.0) * 2:
@@ -199,20 +236,19 @@ def _odd(name: str, score: float, note: str, **evidence: str) -> Signal:
     return Signal(name, {**evidence, "note": note}, score)
 
 
-def _pair(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a < b else (b, a)
-
-
 def _near_address(key: str, neighbours: Sequence[str]) -> str | None:
     """An address the sender writes to at the same domain whose local part is one slip from this one's, or starts
     with the same first name (john.smith, john.smyth; jane.doe, jane.dunn)."""
-    local = key.rsplit("@", 1)[0]
+    local, at = key.rsplit("@", 1)
     first = _first_name(local)
+    size = len(local)
     for other in neighbours:
-        theirs = other.rsplit("@", 1)[0]
+        theirs = other[: -len(at) - 1]  # the same domain: its local part
         if theirs == local:
             continue
-        if single_edit(local, theirs) is not None or (first and _first_name(theirs) == first):
+        if abs(len(theirs) - size) <= 1 and single_edit(local, theirs) is not None:
+            return other
+        if first and theirs.startswith(first) and _first_name(theirs) == first:
             return other
     return None
 

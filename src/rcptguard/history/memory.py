@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ class MemoryHistory:
         self.by_org: Counter[str] = Counter()
         self.addresses_at: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self.pairs: Counter[tuple[str, str]] = Counter()
+        self.tops: dict[tuple[str, str], tuple[str, ...]] = {}  # (sender, domain) -> its neighbours, as last worked out
 
     def record(self, batch: Batch) -> None:
         for domain, tally in batch.domains.items():
@@ -46,6 +48,7 @@ class MemoryHistory:
             self.by_sender[(sender, address)] += tally.count
             self.by_org[address] += tally.count
             self.addresses_at[(sender, batch.address_domains[address])].add(address)
+            self.tops.pop((sender, batch.address_domains[address]), None)
         for pair, tally in batch.pairs.items():
             self.pairs[pair] += tally.count
         for key, when in batch.confirmations.items():
@@ -90,18 +93,27 @@ class MemoryHistory:
         unique = sorted(set(addresses))
         neighbours = {}
         if sender:
-            for domain in domains:
-                there = self.addresses_at.get((sender, domain), set())
-                if there:
-                    top = sorted(there, key=lambda a: (-self.by_sender[(sender, a)], a))[:NEIGHBOURS]
-                    neighbours[domain] = tuple(sorted(top))
+            for domain in {a.rsplit("@", 1)[-1] for a in unique if not self.by_org[a]}:  # only a new address's
+                top = self._neighbours(sender, domain)
+                if top:
+                    neighbours[domain] = top
         return Facts(
             domains={d: self._domain(d, sender) for d in domains},
             by_sender={a: self.by_sender[(sender, a)] for a in unique if self.by_sender[(sender, a)]} if sender else {},
             by_org={a: self.by_org[a] for a in unique if self.by_org[a]},
-            pairs={p: self.pairs[p] for p in itertools.combinations(unique, 2) if self.pairs[p]},
+            pairs={p: self.pairs[p] for p in itertools.combinations(unique, 2) if self.pairs[p]}
+            if len(unique) <= self.settings.max_group else {},  # as they are remembered: for groups this size
             neighbours=neighbours,
         )
+
+    def _neighbours(self, sender: str, domain: str) -> tuple[str, ...]:
+        """The sender's most written-to addresses at `domain`, kept until the sender writes there again."""
+        top = self.tops.get((sender, domain))
+        if top is None:
+            there = self.addresses_at.get((sender, domain), set())
+            top = tuple(sorted(heapq.nsmallest(NEIGHBOURS, there, key=lambda a: (-self.by_sender[(sender, a)], a))))
+            self.tops[(sender, domain)] = top
+        return top
 
     def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
         return [(s, d, w) for (s, d), w in self.confirmed.items() if since is None or w > since]

@@ -89,4 +89,5 @@ class Facts:
     by_sender: dict[str, int] = field(default_factory=dict)  # address -> this sender's messages to it
     by_org: dict[str, int] = field(default_factory=dict)  # address -> everybody's messages to it
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (a, b), a < b -> messages to both
-    neighbours: dict[str, tuple[str, ...]] = field(default_factory=dict)  # domain -> the sender's addresses there
+    # domain -> the sender's most written-to addresses there, for the domains of addresses nobody wrote to
+    neighbours: dict[str, tuple[str, ...]] = field(default_factory=dict)

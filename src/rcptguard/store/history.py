@@ -150,6 +150,9 @@ class StoreHistory:
         domains = sorted({a.rsplit("@", 1)[-1] for a in unique})
         if not unique:
             return Facts()
+        by_org = {a: int(n) for a, n in self._rows(
+            select(sender_addresses.c.address, func.sum(sender_addresses.c.count))
+            .where(sender_addresses.c.address.in_(unique)).group_by(sender_addresses.c.address))}
         by_sender: dict[str, int] = {}
         neighbours: dict[str, tuple[str, ...]] = {}
         if sender is not None:
@@ -157,18 +160,16 @@ class StoreHistory:
                                                           .where(sender_addresses.c.sender == sender,
                                                                  sender_addresses.c.address.in_(unique)))}
             near: dict[str, list[str]] = {}
-            for address, domain in self._rows(
+            wanted = sorted({a.rsplit("@", 1)[-1] for a in unique if a not in by_org})  # only a new address's
+            for address, domain in [] if not wanted else self._rows(
                     select(sender_addresses.c.address, sender_addresses.c.domain).where(
-                        sender_addresses.c.sender == sender, sender_addresses.c.domain.in_(domains))
+                        sender_addresses.c.sender == sender, sender_addresses.c.domain.in_(wanted))
                     .order_by(sender_addresses.c.count.desc(), sender_addresses.c.address)
-                    .limit(NEIGHBOURS * len(domains))):
+                    .limit(NEIGHBOURS * len(wanted))):
                 near.setdefault(domain, []).append(address)
             neighbours = {d: tuple(sorted(a[:NEIGHBOURS])) for d, a in near.items()}
-        by_org = {a: int(n) for a, n in self._rows(
-            select(sender_addresses.c.address, func.sum(sender_addresses.c.count))
-            .where(sender_addresses.c.address.in_(unique)).group_by(sender_addresses.c.address))}
         pairs = {}
-        if len(unique) > 1:
+        if 1 < len(unique) <= self.settings.max_group:  # as they are remembered: for groups this size
             pairs = {(a, b): int(n) for a, b, n in self._rows(
                 select(co_recipients.c.a, co_recipients.c.b, co_recipients.c.count)
                 .where(co_recipients.c.a.in_(unique), co_recipients.c.b.in_(unique)))}
