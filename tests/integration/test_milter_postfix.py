@@ -3,6 +3,7 @@ passed, refused at RCPT or held, nothing lost when the milter dies, garbage on i
 
 from __future__ import annotations
 
+import signal
 import smtplib
 import socket
 import subprocess
@@ -236,3 +237,39 @@ def first_field(message: bytes) -> tuple[bytes, bytes]:
     while message[end + 2:end + 3] in (b" ", b"\t"):
         end = message.index(b"\r\n", end + 2)
     return message[:end + 2], message[end + 2:]
+
+
+def test_observe_mode_at_the_milter_holds_nothing_and_records_everything(
+        postfix: MakePostfix, sink: RecordingSink, tmp_path: Path) -> None:
+    """`mode = "observe"` at the milter: a recipient it would refuse (.ml, a force rule) and one it would hold
+    (gmial.com) are delivered with the good one, once each; nobody is told, nothing is held; both verdicts are in
+    `rcptguard report observe`; a malformed address is still refused (it cannot be delivered anyway)."""
+    reinject = free_port()
+    main, master = documented(reinject)
+    instance = postfix(main_cf=main, master_cf_extra=master)
+    milter = MilterProcess(tmp_path, instance.queue_dir / "rcptguard" / "milter.sock", reinject)
+    milter.config.write_text('mode = "observe"\n' + milter.config.read_text("utf-8"), encoding="utf-8")
+    milter.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", instance.smtpd_port, timeout=30) as smtp:
+            refused = smtp.sendmail(SENDER, ["x@army.mil", "y@army.ml", "j@gmial.com"],
+                                    message("x@army.mil", "y@army.ml", "j@gmial.com"))
+            assert refused == {}
+            smtp.ehlo()
+            code, _ = smtp.docmd("MAIL FROM:<me@example-corp.com>")
+            assert code == 250
+            code, _ = smtp.docmd("RCPT TO:<a@@army.mil>")
+            assert code >= 500
+        got = sink.wait_for(1)
+        instance.wait_queue_empty()
+        time.sleep(3)  # a notice, had one been sent, would have arrived; the observations are written (flush: 2 s)
+    finally:
+        milter.kill(signal.SIGTERM)  # a clean stop writes what is still pending
+    assert sorted(r for m in got for r in m.rcpt_tos) == ["j@gmial.com", "x@army.mil", "y@army.ml"]
+    assert mail_to(sink, SENDER) == []
+    assert held(milter.db) == []
+    report = cli("report", "observe", "--db", milter.db)
+    assert report.returncode == 0, report.stderr
+    assert "2 recipients would not have simply passed" in report.stdout
+    assert "1 hold" in report.stdout
+    assert "1 reject" in report.stdout

@@ -271,6 +271,16 @@ class MilterService:
         self.metrics.decided(verdict, time.perf_counter() - started)
         return verdict
 
+    def observes(self, verdict: Verdict) -> bool:
+        """Whether observe mode lets this recipient through (a malformed address is refused all the same: it
+        cannot be delivered)."""
+        return self.runtime.observing and verdict.signal("MALFORMED_ADDRESS") is None
+
+    def would(self, sender: str, verdict: Verdict) -> None:
+        """Observe mode: a verdict not enforced, recorded for `rcptguard report observe` (on the background loop,
+        where the learner lives)."""
+        self._on_loop(self.runtime.observed, "milter", sender, verdict)
+
     def count(self, what: str, n: int = 1) -> None:
         with self._lock:
             self.counts[what] += n
@@ -465,6 +475,9 @@ def connection_class(service: MilterService) -> type[Any]:
             address = _path(to)
             verdict = service.judge(address)
             refusal = action_at_rcpt(verdict, service.milter.reject_status)
+            if refusal is not None and service.observes(verdict):  # observe mode: recorded, not refused
+                service.would(self.tx.sender, verdict)
+                refusal = None
             logs.decision(log, verdict, door="milter", sender=self.tx.sender, recipient=address, client=self.client,
                           reply=refusal.code if refusal is not None else 250)
             if refusal is not None:
@@ -484,7 +497,11 @@ def connection_class(service: MilterService) -> type[Any]:
             tx = self.tx
             if tx is not None and tx.verdicts:
                 service.in_company(tx)
-            if tx is None or not tx.verdicts or not service.reads_content(tx):
+                if service.runtime.observing:  # what would have been held or warned is recorded; all pass
+                    for verdict in tx.verdicts.values():
+                        if verdict.action in (Action.WARN, Action.HOLD):
+                            service.would(tx.sender, verdict)
+            if tx is None or not tx.verdicts or service.runtime.observing or not service.reads_content(tx):
                 if tx is not None:
                     service.passed(tx)
                 self.tx = None
