@@ -430,6 +430,9 @@ def wants_notice(mail_from: str, content: bytes) -> bool:
     """Never answer the null sender, nor a message that is itself automatic (RFC 3834)."""
     if not mail_from:
         return False
+    end = content.find(b"\r\n\r\n")
+    if b"auto-submitted" not in (content[:end] if end >= 0 else content).lower():
+        return True  # no such field: nothing to parse (the relay asks this of every message with a warning)
     try:
         auto = BytesHeaderParser(policy=email_policy.default).parsebytes(content).get("auto-submitted")
     except Exception:  # noqa: BLE001 - unreadable headers: notify

@@ -95,6 +95,9 @@ def test_who_gets_a_notice() -> None:
     assert not wants_notice("a@b.com", b"Auto-Submitted: auto-replied\r\nSubject: x\r\n\r\nbody")
     assert wants_notice("a@b.com", b"Auto-Submitted: no\r\nSubject: x\r\n\r\nbody")
     assert wants_notice("a@b.com", b"Subject: x\r\n\r\nbody")
+    assert not wants_notice("a@b.com", b"Subject: x\r\nAUTO-SUBMITTED: auto-generated\r\n\r\nbody")
+    assert wants_notice("a@b.com", b"Subject: x\r\n\r\nAuto-Submitted: auto-replied (a body, not a header)")
+    assert not wants_notice("a@b.com", b"Auto-Submitted: auto-replied\nSubject: bare line ends\n\nbody")
 
 
 def test_helpers() -> None:
