@@ -105,27 +105,13 @@ class ServedInThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.stop.set)
         self.thread.join(10)
-        # A connection a test left open (a client cut off mid-session, a session the server had not ended) is
-        # closed here, on the loop, rather than collected at some later test's setup, where its "unclosed
-        # transport" warning (an error under filterwarnings) would fail a test that has nothing to do with it:
-        # a server's objects may outlive `close` (the test still holds them), so collecting them is not enough.
-        if not self.thread.is_alive():
-            self.loop.run_until_complete(_drop_connections(self.loop))
+        # A connection a test left open (a client cut off mid-session) dies with the loop. Its transport is
+        # collected here rather than at some later test's setup, where its "unclosed transport" warning (an error
+        # under filterwarnings) would fail a test that has nothing to do with it.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             self.loop.close()
             gc.collect()
-
-
-async def _drop_connections(loop: asyncio.AbstractEventLoop) -> None:
-    """Abort every connection still open on `loop` (asyncio's selector loop keeps them in `_transports`), and let
-    their protocols hear of it."""
-    transports: dict[int, asyncio.BaseTransport] = getattr(loop, "_transports", {})
-    for transport in list(transports.values()):
-        if not transport.is_closing() and isinstance(transport, asyncio.WriteTransport):
-            transport.abort()
-    for _ in range(3):
-        await asyncio.sleep(0)
 
 
 def race(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
