@@ -98,6 +98,7 @@ class _Message:
     now: dt.datetime
     sender: str | None = None
     here: Counter[str] = field(default_factory=Counter)  # recipients per domain
+    recipients: int = 0  # distinct recipients
     unestablished: set[str] = field(default_factory=set)  # the message's domains that are not long-standing
     partners: Counter[str] = field(default_factory=Counter)  # address -> co-recipients here it was addressed with
     known_pairs: int = 0  # pairs of recipients here that were addressed together before
@@ -105,7 +106,9 @@ class _Message:
     names: dict[str, str] | None = None  # a name spelled (annlee, alee) -> the sender or colleague: `_names`
 
     def prepare(self) -> None:
-        self.here = Counter(k.rsplit("@", 1)[1] for k in dict.fromkeys(self.keys))
+        unique = dict.fromkeys(self.keys)
+        self.recipients = len(unique)
+        self.here = Counter(k.rsplit("@", 1)[1] for k in unique)
         established = self.settings.established
         self.unestablished = {d for d in self.here
                               if self.facts.domains.get(d, DomainFacts()).org.count < established}
@@ -169,7 +172,7 @@ class _Message:
             found.append(_odd("ODD_NEW_DOMAIN", settings.odd_new_domain,
                               f"Nobody in your organisation has written to {domain}, unlike the other recipients' "
                               f"domains.", domain=domain))
-        if sum(self.here.values()) >= 3 and not self.partners[key] and self.known_pairs:  # two others, at least
+        if self.recipients >= 3 and not self.partners[key] and self.known_pairs:  # two others, at least
             found.append(_odd("ODD_NEW_TO_GROUP", settings.odd_new_to_group,
                               f"{key} has never been addressed together with the other recipients, who have.",
                               address=key))

@@ -21,7 +21,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, case, delete, func, insert, select, update
@@ -303,10 +303,7 @@ class StoreHistory:
             return
         try:
             with self.engine.begin() as connection:
-                connection.execute(insert(observations), [
-                    {"at": o.at, "door": o.door, "sender": o.sender, "recipient": o.recipient, "verdict": o.verdict,
-                     "score": o.score, "intended": o.intended, "signals": o.signals, "reason": o.reason}
-                    for o in rows])
+                connection.execute(insert(observations), [asdict(o) for o in rows])
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record observations: {error_line(exc)}") from exc
 
