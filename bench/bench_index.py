@@ -43,10 +43,9 @@ def rss_mb() -> float:
 def measure(size: int, queries: int) -> dict[str, float]:
     """Build a guard over `size` known domains and time `queries` checks of a realistic stream."""
     import corpus
-    from rcptguard.domains import normalize_domain
+    from bench_check import timed_checks
     from rcptguard.guard import Guard
     from rcptguard.policy import load_policy
-    from rcptguard.typos.skeleton import skeleton
 
     known = corpus.domains(size)
     addresses = corpus.stream(known, queries)
@@ -56,13 +55,7 @@ def measure(size: int, queries: int) -> dict[str, float]:
     guard = Guard(policy)
     build = time.perf_counter() - start
     index = rss_mb() - before
-    normalize_domain.cache_clear()
-    skeleton.cache_clear()
-    guard.judge.cache_clear()
-    start, cpu = time.perf_counter(), time.process_time()
-    for address in addresses:
-        guard.check(address)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    elapsed, cpu = timed_checks(guard, addresses)
     return {
         "known": size,
         "build_s": round(build, 2),
