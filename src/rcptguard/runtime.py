@@ -137,9 +137,8 @@ class Runtime:
         self.learner = Learner(self.history, self.settings)
         self.guard = factory(dict(learned))
         self._known = self._known_set(learned)
-        # Who confirmed which domain, read on at each flush: a door judges a held recipient with history only when
-        # its sender may have confirmed its domain (a flood of holds judges nothing more).
-        self.confirmed: set[tuple[str, str]] = set()
+        # The confirmations are read on at each flush into the history (and asked of the store before a hold:
+        # `catch_up`).
         self._confirmed_until: dt.datetime | None = None
         self.read_confirmations()
         self.flush_interval = flush_interval
@@ -157,26 +156,52 @@ class Runtime:
         """Take in the confirmations recorded since the last look (by any door, the page, the command line)."""
         # Read with an overlap: a confirmation committed late, or stamped by a clock a little behind, is not missed.
         since = self._confirmed_until - CONFIRMATION_OVERLAP if self._confirmed_until is not None else None
-        for sender, domain, when in self.history.confirmations(since):
-            self.confirmed.add((sender, domain))
+        for _sender, _domain, when in self.history.confirmations(since):
             self._confirmed_until = max(when, self._confirmed_until or when)
 
     def may_be_confirmed(self, sender: str, domain: str | None) -> bool:
-        """Whether `sender` confirmed `domain` (A-label form), as far as the last look at the store knows."""
+        """Whether `sender` confirmed `domain` (A-label form), as far as the history in memory knows."""
         key = sender_key(sender)
-        return key is not None and domain is not None and (key, domain) in self.confirmed
+        return key is not None and domain is not None and self.history.confirmation(key, domain) is not None
 
-    def judge(self, sender: str, verdicts: Sequence[Verdict], *, last_only: bool = False) -> list[Verdict]:
+    def catch_up(self, sender: str, verdicts: Sequence[Verdict]) -> bool:
+        """Whether the store knows a confirmation, by `sender`, of a domain these verdicts warn or hold that the
+        history in memory did not know yet (now it does). Asked only for such recipients, one indexed row each: a
+        sender who said "send anyway" on the page a second ago is not held again for want of the next flush. When
+        the store cannot be read, the history in memory answers alone."""
+        key = sender_key(sender)
+        mirror = self.history
+        if key is None or not isinstance(mirror, MirroredHistory):
+            return False
+        domains = {v.domain_ascii for v in verdicts if v.action >= Action.WARN and v.domain_ascii is not None
+                   and v.signal("FORCE_RULE") is None}
+        found = False
+        for domain in sorted(d for d in domains if d is not None and mirror.confirmation(key, d) is None):
+            try:
+                found = mirror.catch_up(key, domain) is not None or found
+            except StoreError as exc:
+                logs.event(log, "confirmations unavailable; judged with those in memory", logging.WARNING,
+                           error=str(exc))
+                break
+        return found
+
+    def judge(self, sender: str, verdicts: Sequence[Verdict], *, last_only: bool = False,
+              fresh: bool = True) -> list[Verdict]:
         """The guard's verdicts for one message's recipients, changed by the sender's history and each other
-        (history.judge.adjust), from history in memory: no database read, any thread."""
-        return adjust(sender, verdicts, self.history, self.guard.policy, self.settings, last_only=last_only)
+        (history.judge.adjust), from history in memory; with `fresh`, a recipient still warned or held is judged
+        again if the store knows a newer confirmation of its domain (`catch_up`: one read, so not on a loop)."""
+        judged = adjust(sender, verdicts, self.history, self.guard.policy, self.settings, last_only=last_only)
+        if fresh and self.catch_up(sender, judged[-1:] if last_only else judged):
+            judged = adjust(sender, verdicts, self.history, self.guard.policy, self.settings, last_only=last_only)
+        return judged
 
-    def judge_or_not(self, sender: str, verdicts: Sequence[Verdict], *, last_only: bool = False) -> list[Verdict]:
+    def judge_or_not(self, sender: str, verdicts: Sequence[Verdict], *, last_only: bool = False,
+                     fresh: bool = True) -> list[Verdict]:
         """`judge`, or the guard's verdicts as they are when the store cannot be read: history sharpens the typo
         model's verdicts, and mail the typo model lets through is never stopped for want of it (a hold still needs
         the quarantine, which answers for itself)."""
         try:
-            return self.judge(sender, verdicts, last_only=last_only)
+            return self.judge(sender, verdicts, last_only=last_only, fresh=fresh)
         except StoreError as exc:
             logs.event(log, "history unavailable; judged without it", logging.WARNING, error=str(exc))
             return list(verdicts)

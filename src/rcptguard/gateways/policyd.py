@@ -228,6 +228,8 @@ class PolicyService:
         if isinstance(verdict, str):
             return verdict
         verdict = consult_sync(self.sync_world, verdict)
+        if self._may_catch_up(attrs, verdict):
+            self.runtime.catch_up(attrs.get("sender", ""), [verdict])
         if self._needs_history(attrs, verdict):
             verdict = self._in_company(attrs, verdict)
         return self._act(attrs, verdict, started)
@@ -240,9 +242,17 @@ class PolicyService:
         if isinstance(verdict, str):
             return verdict
         verdict = await consult(self.world, verdict)
+        if self._may_catch_up(attrs, verdict):  # one read of the store, off the loop
+            await asyncio.to_thread(self.runtime.catch_up, attrs.get("sender", ""), [verdict])
         if self._needs_history(attrs, verdict):
             verdict = self._in_company(attrs, verdict)  # history in memory: no read to wait for
         return self._act(attrs, verdict, started)
+
+    def _may_catch_up(self, attrs: dict[str, str], verdict: Verdict) -> bool:
+        """Whether to ask the store for a confirmation the history in memory may not have yet: for a recipient
+        warned or held whose sender has not confirmed its domain as far as memory knows."""
+        return (verdict.action in (Action.WARN, Action.HOLD) and verdict.domain_ascii is not None
+                and not self.runtime.may_be_confirmed(attrs.get("sender", ""), verdict.domain_ascii))
 
     def _needs_history(self, attrs: dict[str, str], verdict: Verdict) -> bool:
         """Whether the sender's history can change the verdict: a confirmation lowers a warning or a hold (the
@@ -261,7 +271,8 @@ class PolicyService:
         judged in company; the company is the last `[history] max_group` recipients, so that a message to a
         thousand costs each recipient the same)."""
         earlier = self.transactions.get(attrs.get("instance", ""), [])[-self.runtime.settings.max_group :]
-        return self.runtime.judge_or_not(attrs.get("sender", ""), [*earlier, verdict], last_only=True)[-1]
+        return self.runtime.judge_or_not(attrs.get("sender", ""), [*earlier, verdict], last_only=True,
+                                         fresh=False)[-1]  # caught up before, off the loop
 
     def _verdict(self, attrs: dict[str, str]) -> Verdict | str:
         """The engine's verdict for the request's recipient, or the action at once for a request without one."""

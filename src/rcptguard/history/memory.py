@@ -115,6 +115,9 @@ class MemoryHistory:
             self.tops[(sender, domain)] = top
         return top
 
+    def confirmation(self, sender: str, domain: str) -> dt.datetime | None:
+        return self.confirmed.get((sender, domain))
+
     def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
         return [(s, d, w) for (s, d), w in self.confirmed.items() if since is None or w > since]
 

@@ -21,6 +21,10 @@ class HistoryView(Protocol):
         """Add what was learned."""
         ...
 
+    def confirmation(self, sender: str, domain: str) -> dt.datetime | None:
+        """When `sender` (history's form) last confirmed `domain` (A-label form), or None."""
+        ...
+
     def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
         """(sender, domain, when) of the confirmations since `since` (all with None)."""
         ...

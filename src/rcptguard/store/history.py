@@ -233,6 +233,13 @@ class StoreHistory:
         now = now or utc_now()
         return {c.domain: c.facts.org.count for c in self.correspondents() if qualifies(c.facts, self.settings, now)}
 
+    def confirmation(self, sender: str, domain: str) -> dt.datetime | None:
+        """When `sender` last confirmed `domain`, or None (one look-up by the primary key)."""
+        rows = self._rows(select(sender_domains.c.confirmed_at).where(
+            sender_domains.c.sender == sender, sender_domains.c.domain == domain,
+            sender_domains.c.confirmed_at.is_not(None)))
+        return as_utc(rows[0][0]) if rows else None
+
     def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
         """(sender, domain, when) of every confirmation, or of those since `since` (an index: cheap to ask often)."""
         query = select(sender_domains.c.sender, sender_domains.c.domain, sender_domains.c.confirmed_at).where(
@@ -355,6 +362,23 @@ class MirroredHistory:
         self.store.record(batch)
         with self.lock:
             self.memory.record(batch)
+
+    def confirmation(self, sender: str, domain: str) -> dt.datetime | None:
+        """As far as the mirror knows (no read: `catch_up` asks the store)."""
+        with self.lock:
+            return self.memory.confirmation(sender, domain)
+
+    def catch_up(self, sender: str, domain: str) -> dt.datetime | None:
+        """The store's answer to `confirmation`, taken into the mirror: a door asks it before it holds or warns, so
+        that a sender who said "send anyway" a moment ago, on the page of any instance, is not held again while the
+        next look at the confirmations is still seconds away."""
+        when = self.store.confirmation(sender, domain)
+        if when is not None:
+            batch = Batch()
+            batch.confirmed(sender, domain, when)
+            with self.lock:
+                self.memory.record(batch)
+        return when
 
     def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
         found = self.store.confirmations(since)
