@@ -37,7 +37,7 @@ from rcptguard.store.history import MirroredHistory, Observation, StoreHistory
 log = logging.getLogger("rcptguard.runtime")
 
 GuardFactory = Callable[[dict[str, int]], Guard]
-CONFIRMATION_OVERLAP = dt.timedelta(minutes=2)
+FEED_PRUNE_SECONDS = 600.0  # how often a door deletes the history feed's old entries
 
 
 def counted(verdicts: Sequence[Verdict]) -> list[Counted]:
@@ -130,19 +130,16 @@ class Runtime:
         self.factory = factory
         self.settings = history or HistorySettings()
         # History in memory, judged without a database read (MirroredHistory: kept current by this door's own
-        # learning, the confirmations read at each flush, and a reload every `[history] reload_seconds`).
+        # learning, the history feed followed at each flush, and a reload every `[history] reload_seconds`).
         self.history: HistoryView = (MirroredHistory(StoreHistory(store, self.settings)) if store is not None
                                      else MemoryHistory(self.settings))
         learned = self.history.learned(dt.datetime.now(dt.UTC))
         self.learner = Learner(self.history, self.settings)
         self.guard = factory(dict(learned))
         self._known = self._known_set(learned)
-        # The confirmations are read on at each flush into the history (and asked of the store before a hold:
-        # `catch_up`).
-        self._confirmed_until: dt.datetime | None = None
-        self.read_confirmations()
         self.flush_interval = flush_interval
         self.rebuild_interval = rebuild_interval
+        self._pruned = time.monotonic()
 
     @property
     def observing(self) -> bool:
@@ -151,13 +148,6 @@ class Runtime:
     def _known_set(self, learned: dict[str, int]) -> frozenset[str]:
         least = self.guard.policy.learn_min_count
         return frozenset(d for d, n in learned.items() if n >= least)
-
-    def read_confirmations(self) -> None:
-        """Take in the confirmations recorded since the last look (by any door, the page, the command line)."""
-        # Read with an overlap: a confirmation committed late, or stamped by a clock a little behind, is not missed.
-        since = self._confirmed_until - CONFIRMATION_OVERLAP if self._confirmed_until is not None else None
-        for _sender, _domain, when in self.history.confirmations(since):
-            self._confirmed_until = max(when, self._confirmed_until or when)
 
     def may_be_confirmed(self, sender: str, domain: str | None) -> bool:
         """Whether `sender` confirmed `domain` (A-label form), as far as the history in memory knows."""
@@ -229,15 +219,33 @@ class Runtime:
             batch, observed = self.learner.take()  # swapped here, on the loop that counts: nothing is lost meanwhile
             try:
                 await self.learner.write_soon(batch, observed)
-                await asyncio.to_thread(self.read_confirmations)
             except Exception as exc:  # noqa: BLE001 - keep what was learned, and keep the loop alive
                 self.learner.keep(batch, observed)
                 logs.event(log, "store unavailable; history kept for later", logging.WARNING, error=str(exc))
+            await self._follow()
             await self._reload()
             if self.learner.newly_known and time.monotonic() - last_rebuild >= self.rebuild_interval:
                 self.learner.newly_known = False
                 last_rebuild = time.monotonic()
                 await self._rebuild()
+
+    async def _follow(self) -> None:
+        """What the other writers changed (the history feed), added to the mirrored history on the learner's
+        thread; a domain learned elsewhere that this door does not know yet calls for an index rebuild. Now and
+        then the feed's old entries are deleted."""
+        mirror = self.history
+        if not isinstance(mirror, MirroredHistory):
+            return
+        try:
+            added = await asyncio.wrap_future(self.learner.writer.submit(mirror.follow))
+            if time.monotonic() - self._pruned >= FEED_PRUNE_SECONDS:
+                self._pruned = time.monotonic()
+                await asyncio.wrap_future(self.learner.writer.submit(mirror.prune))
+        except Exception as exc:  # noqa: BLE001 - the mirror serves on; the next look reads from where this one did
+            logs.event(log, "history feed unavailable", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+            return
+        if any(domain not in self._known for batch in added for domain in batch.domains):
+            self.learner.newly_known = True
 
     async def _reload(self) -> None:
         """The mirrored history read again from the store when it is `reload_seconds` old (the old one serves on if

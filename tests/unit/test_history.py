@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from rcptguard.guard import Guard
 from rcptguard.history import Batch, Counted, HistorySettings, MemoryHistory
@@ -17,8 +19,9 @@ from rcptguard.history.judge import judge_message
 from rcptguard.history.rules import why_not
 from rcptguard.model import Action
 from rcptguard.policy import ForceRule, load_policy
-from rcptguard.store import Store
-from rcptguard.store.history import MirroredHistory, StoreHistory
+from rcptguard.store import Store, utc_now
+from rcptguard.store.history import FEED_KEEP, MirroredHistory, StoreHistory, write_batch
+from rcptguard.store.schema import history_feed
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -68,7 +71,7 @@ def busy_batch(seed: int) -> Batch:
     """A few hundred messages among 20 senders and 40 addresses at 8 domains, some warned near misses, in groups."""
     rng = random.Random(seed)
     domains = [f"d{n}.example" for n in range(8)]
-    addresses = [f"p{n}@{rng.choice(domains)}" for n in range(40)]
+    addresses = [f"p{n}@{domains[n % 8]}" for n in range(40)]  # as some_messages names them
     batch = Batch()
     for n in range(400):
         group = rng.sample(addresses, rng.choice((1, 1, 2, 3, 5)))
@@ -91,28 +94,66 @@ def some_messages(seed: int) -> list[tuple[str | None, list[str]]]:
 def test_the_doors_mirror_gives_the_stores_facts(store: StoreHistory) -> None:
     """A door judges against history in memory (MirroredHistory): read from the store once, it gives exactly the
     store's facts for any sender and recipients (counts, first and last seen, senders, confirmations, pairs,
-    neighbours); what the door records goes to both; and what another process writes reaches it at a reload."""
+    neighbours); what the door records goes to both; what another process writes reaches it through the history
+    feed at its next look, its own entries not counted twice; an administrator's change makes it read everything."""
     store.record(busy_batch(1))
     store.set_state("d5.example", "added")
     mirror = MirroredHistory(store)
-    for sender, recipients in some_messages(2):
-        assert mirror.facts(sender, recipients, NOW) == store.facts(sender, recipients, NOW), (sender, recipients)
-    mirror.record(busy_batch(3))  # this door's own learning: in the store and in memory, counted once
-    for sender, recipients in some_messages(4):
-        assert mirror.facts(sender, recipients, NOW) == store.facts(sender, recipients, NOW), (sender, recipients)
 
-    elsewhere = StoreHistory(store.store)  # another instance, or `rcptguard learn`
+    def same(seed: int) -> None:
+        for sender, recipients in some_messages(seed):
+            assert mirror.facts(sender, recipients, NOW) == store.facts(sender, recipients, NOW), (sender, recipients)
+
+    same(2)
+    mirror.record(busy_batch(3))  # this door's own learning: in the store and in memory, counted once
+    same(4)
+
+    elsewhere = StoreHistory(store.store)  # another instance, or a release on the page
     elsewhere.record(busy_batch(5))
     confirmed = Batch()
     confirmed.confirmed("s7@org.example", "d0.exampel", NOW)
     elsewhere.record(confirmed)
     one = ("s1@org.example", ["p1@d1.example"], NOW)
     assert mirror.facts(*one) != store.facts(*one)  # not yet
-    assert ("s7@org.example", "d0.exampel", NOW) in mirror.confirmations(NOW - DAY)  # read on at each flush...
-    assert mirror.facts("s7@org.example", ["x@d0.exampel"], NOW).domains["d0.exampel"].confirmed == NOW  # ...at once
-    mirror.reload()  # ...and the rest at the next reload
-    for sender, recipients in some_messages(6):
-        assert mirror.facts(sender, recipients, NOW) == store.facts(sender, recipients, NOW), (sender, recipients)
+    assert mirror.confirmation("s7@org.example", "d0.exampel") is None
+    assert mirror.catch_up("s7@org.example", "d0.exampel") == NOW  # asked before a hold: at once
+    assert [b.messages for b in mirror.follow()] == [busy_batch(5).messages, 0]  # the rest at the next look
+    same(6)
+    mirror.record(busy_batch(7))
+    assert mirror.follow() == []  # its own entry is not added again
+    assert mirror.follow() == []  # nor are the others' a second time
+    same(8)
+    loaded = mirror.loaded
+    store.set_state("d0.exampel", "forgotten")  # drops the confirmations: an entry that says "read it all again"
+    assert mirror.follow() == []
+    assert mirror.loaded > loaded
+    assert mirror.confirmation("s7@org.example", "d0.exampel") is None
+    same(10)
+
+
+def test_the_feed_is_followed_with_an_overlap(store: StoreHistory) -> None:
+    """An entry stamped a minute before the last look (committed late, or by a writer whose clock is behind) is
+    still added, once; a door that looked away longer than the feed is kept reads everything again; pruning
+    deletes only what is older than that."""
+    mirror = MirroredHistory(store)
+    assert mirror.follow() == []
+    late = Batch()
+    late.message("s1@org.example", to("a@late.example"), NOW)
+    with store.engine.begin() as connection:
+        connection.execute(insert(history_feed).values(at=utc_now() - dt.timedelta(minutes=1), origin="elsewhere",
+                                                       batch=late.to_json()))
+        write_batch(connection, late, feed=False)
+    assert [b.messages for b in mirror.follow()] == [1]
+    assert mirror.follow() == []
+    late_facts = ("s1@org.example", ["a@late.example"], NOW)
+    assert mirror.facts(*late_facts) == store.facts(*late_facts)
+    with store.engine.begin() as connection:
+        connection.execute(insert(history_feed).values(at=utc_now() - 2 * FEED_KEEP, origin=None, batch=None))
+    assert store.prune_feed(utc_now() - FEED_KEEP) == 1
+    mirror.looked -= FEED_KEEP
+    loaded = mirror.loaded
+    assert mirror.follow() == []
+    assert mirror.loaded > loaded  # looked away too long: read it all
 
 
 def test_a_near_miss_needs_a_second_sender_or_mail_from_it(store: StoreHistory) -> None:
@@ -277,3 +318,27 @@ def test_a_message_to_a_thousand_costs_each_recipient_the_same(monkeypatch: pyte
     assert verdicts[-1].signal("ODD_DOMAIN_SLIP") is not None
     assert verdicts[-1].suggestion == "eve@army.mil"
     assert calls <= judge_module.SLIP_COMPANY * len(verdicts)
+
+
+def test_a_flood_of_holds_asks_the_store_a_few_times_a_second(store: StoreHistory,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before each hold a door asks the store whether the sender confirmed the domain; a thousand holds to one
+    domain in a second ask it at most three times, and a confirmation recorded meanwhile is still found within
+    the next second."""
+    mirror = MirroredHistory(store)
+    asked: list[tuple[str, str]] = []
+    real = store.confirmation
+    monkeypatch.setattr(store, "confirmation", lambda s, d: asked.append((s, d)) or real(s, d))
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    for _ in range(1000):
+        assert mirror.catch_up("s1@org.example", "gmial.com") is None
+    assert len(asked) == 3
+    confirmed = Batch()
+    confirmed.confirmed("s1@org.example", "gmial.com", NOW)
+    StoreHistory(store.store).record(confirmed)
+    assert mirror.catch_up("s1@org.example", "gmial.com") is None  # this second's asks are spent
+    clock[0] += 1.0
+    assert mirror.catch_up("s1@org.example", "gmial.com") == NOW
+    assert mirror.catch_up("s2@org.example", "gmial.com") is None  # another pair asks for itself
+    assert len(asked) == 5

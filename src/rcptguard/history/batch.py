@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
@@ -94,6 +95,52 @@ class Batch:
         for key, when in other.confirmations.items():
             self.confirmations[key] = max(when, self.confirmations.get(key, when))
         self.messages += other.messages
+
+
+    def to_json(self) -> str:
+        """The batch as compact JSON (times as POSIX seconds), for the history feed; `from_json` reads it back."""
+        return json.dumps({
+            "d": [[k, *_out(t)] for k, t in self.domains.items()],
+            "i": [[k, *_out(t)] for k, t in self.inbound_domains.items()],
+            "n": self.near,
+            "sd": [[s, d, *_out(t)] for (s, d), t in self.sender_domains.items()],
+            "sa": [[s, a, self.address_domains[a], *_out(t)] for (s, a), t in self.sender_addresses.items()],
+            "p": [[a, b, *_out(t)] for (a, b), t in self.pairs.items()],
+            "c": [[s, d, w.timestamp()] for (s, d), w in self.confirmations.items()],
+            "m": self.messages,
+        }, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Batch:
+        data = json.loads(text)
+        batch = cls(messages=int(data["m"]), near=dict(data["n"]))
+        batch.domains = {k: _in(*t) for k, *t in data["d"]}
+        batch.inbound_domains = {k: _in(*t) for k, *t in data["i"]}
+        batch.sender_domains = {(s, d): _in(*t) for s, d, *t in data["sd"]}
+        for s, a, domain, *t in data["sa"]:
+            batch.sender_addresses[(s, a)] = _in(*t)
+            batch.address_domains[a] = domain
+        batch.pairs = {(a, b): _in(*t) for a, b, *t in data["p"]}
+        batch.confirmations = {(s, d): _time(w) for s, d, w in data["c"]}
+        return batch
+
+    def size(self) -> int:
+        """How many keys the batch holds (what writing or sending it costs)."""
+        return (len(self.domains) + len(self.inbound_domains) + len(self.sender_domains) + len(self.sender_addresses)
+                + len(self.pairs) + len(self.confirmations))
+
+
+def _out(tally: Tally) -> tuple[int, float | None, float | None]:
+    return (tally.count, tally.first.timestamp() if tally.first else None,
+            tally.last.timestamp() if tally.last else None)
+
+
+def _in(count: int, first: float | None, last: float | None) -> Tally:
+    return Tally(int(count), _time(first) if first is not None else None, _time(last) if last is not None else None)
+
+
+def _time(posix: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(posix, dt.UTC)
 
 
 def _merge(mine: dict[K, Tally], theirs: dict[K, Tally]) -> None:

@@ -124,6 +124,8 @@ class Importer:
             if self.progress is not None and done.records % 1000 == 0:
                 self.progress(1000)
         self._write(batch, gathered, done, head, source, position)
+        if done.outbound or done.inbound:
+            self.history.announce_reread()  # the running doors read the history again at their next look
         if self.progress is not None:
             self.progress(done.records % 1000)
         done.problems.merge(source.problems)

@@ -54,6 +54,8 @@ class MemoryHistory:
         for key, when in batch.confirmations.items():
             self.confirmed[key] = max(when, self.confirmed.get(key, when))
             self.senders[key[1]].add(key[0])
+            if key not in batch.sender_domains:  # as the store writes it: a row of no messages, seen then
+                self.sender_domains.setdefault(key, Tally()).merge(Tally(0, when, when))
 
     # -- loaded from the store, a row at a time (rcptguard.store.history.StoreHistory.load) -----------------
 

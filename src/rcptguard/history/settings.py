@@ -20,9 +20,9 @@
     odd_new_for_sender    1.5      an address others write to, never this sender, at a domain the sender writes
                                    to often
     odd_personal          3.0      an address at a public mail provider spelling a colleague's name
-    reload_seconds        300      a door holds history in memory (what it learns itself is added at once, and
-                                   confirmations at each flush); it reads the whole store again this often, for
-                                   what other instances, `rcptguard learn` and `rcptguard known` changed
+    reload_seconds        3600     a door holds history in memory, kept current by its own learning and by the
+                                   history feed (what every other writer changed, at each flush); it reads the
+                                   whole store again this often, a safety net for anything the feed missed
 
 The odd-recipient points are added up and become an action by the policy's thresholds (warn 4, hold 8 by
 default); they only ever raise a recipient's action, never lower it.
@@ -56,7 +56,7 @@ class HistorySettings(Settings):
     odd_address_slip: float = 3.0
     odd_new_for_sender: float = 1.5
     odd_personal: float = 3.0
-    reload_seconds: float = 300.0
+    reload_seconds: float = 3600.0
 
     def check(self) -> None:
         if self.half_life_days <= 0:

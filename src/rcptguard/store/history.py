@@ -20,6 +20,7 @@ import datetime as dt
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from rcptguard.store import Store, as_utc, error_line, utc_now
 from rcptguard.store.schema import (
     co_recipients,
     correspondents,
+    history_feed,
     imported_sources,
     observations,
     sender_addresses,
@@ -49,6 +51,10 @@ __all__ = ["Correspondent", "MirroredHistory", "Observation", "SourceMark", "Sto
 
 _CHUNK = 500  # keys in one IN (...) list
 _LOAD_CHUNK = 10_000  # rows fetched at a time when the whole history is read
+FEED_KEEP = dt.timedelta(hours=1)  # how long the history feed keeps an entry
+FEED_OVERLAP = dt.timedelta(minutes=2)  # how far back each look at the feed reads again
+CATCH_UP_BURST = 3  # times a second the store is asked for one sender's confirmation of one domain
+_ASKED_LIMIT = 100_000  # pairs remembered as asked (then forgotten all at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +108,14 @@ class StoreHistory:
 
     # -- writing --------------------------------------------------------------------------------------
 
-    def record(self, batch: Batch) -> None:
-        """Add a batch to the store in one transaction."""
+    def record(self, batch: Batch, origin: str | None = None) -> None:
+        """Add a batch to the store in one transaction, and to the history feed (from `origin`, a door's mirror,
+        which has it already)."""
         if not batch:
             return
         try:
             with self.engine.begin() as connection:
-                write_batch(connection, batch)
+                write_batch(connection, batch, origin=origin)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record history: {error_line(exc)}") from exc
 
@@ -181,11 +188,26 @@ class StoreHistory:
     def load(self, into: MemoryHistory | None = None) -> MemoryHistory:
         """Every table read into an in-memory history (`MirroredHistory`), streamed in chunks. A name that recurs
         (a sender on each of its rows, a domain, an address on its pairs) is held once."""
+        return self.snapshot(into)[0]
+
+    def snapshot(self, into: MemoryHistory | None = None,
+                 feed_since: dt.datetime | None = None) -> tuple[MemoryHistory, dict[int, dt.datetime]]:
+        """`load`, with the history feed's entries since `feed_since` that the history read holds. On PostgreSQL
+        every table and the feed are read in one snapshot (REPEATABLE READ), so that the entries are exactly those
+        whose changes were read; SQLite reads as it goes (a change committed meanwhile may be followed twice
+        until the next full read)."""
         memory = into if into is not None else MemoryHistory(self.settings)
         names: dict[str, str] = {}
         one = names.setdefault
+        marks: dict[int, dt.datetime] = {}
         try:
-            with self.engine.connect() as connection:
+            with self.engine.connect() as plain:
+                connection = (plain.execution_options(isolation_level="REPEATABLE READ")
+                              if plain.dialect.name == "postgresql" else plain)
+                f = history_feed.c
+                for entry, at in connection.execute(select(f.id, f.at).where(f.at > feed_since) if feed_since
+                                                    else select(f.id, f.at)):
+                    marks[int(entry)] = as_utc(at)
                 streamed = connection.execution_options(yield_per=_LOAD_CHUNK)
                 c = correspondents.c
                 for domain, count, first, last, inbound, near, state in streamed.execute(
@@ -206,7 +228,30 @@ class StoreHistory:
                     memory.load_pair(one(first, first), one(second, second), int(count))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read history: {error_line(exc)}") from exc
-        return memory
+        return memory, marks
+
+    # -- the history feed ------------------------------------------------------------------------------
+
+    def feed(self, since: dt.datetime) -> list[tuple[int, dt.datetime, str | None, str | None]]:
+        """The feed's entries stamped after `since`: (id, at, origin, batch as JSON or None: read everything)."""
+        f = history_feed.c
+        return [(int(i), as_utc(at), origin, text) for i, at, origin, text in
+                self._rows(select(f.id, f.at, f.origin, f.batch).where(f.at > since).order_by(f.id))]
+
+    def announce_reread(self) -> None:
+        """Tell the doors to read the whole history again (after an import: too much to send as one entry)."""
+        try:
+            with self.engine.begin() as connection:
+                _reread(connection)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot write to the history feed: {error_line(exc)}") from exc
+
+    def prune_feed(self, before: dt.datetime) -> int:
+        try:
+            with self.engine.begin() as connection:
+                return int(connection.execute(delete(history_feed).where(history_feed.c.at < before)).rowcount)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot prune the history feed: {error_line(exc)}") from exc
 
     # -- the organisation's correspondents -----------------------------------------------------------
 
@@ -265,6 +310,7 @@ class StoreHistory:
                 if state == "forgotten":
                     connection.execute(update(sender_domains).where(sender_domains.c.domain == domain)
                                        .values(confirmed_at=None))
+                _reread(connection)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot change {domain}: {error_line(exc)}") from exc
 
@@ -298,7 +344,7 @@ class StoreHistory:
             set_={"records": statement.excluded.records, "path": statement.excluded.path, "last_imported": now})
         try:
             with self.engine.begin() as connection:
-                write_batch(connection, batch)
+                write_batch(connection, batch, feed=False)  # the import announces itself once, at its end
                 connection.execute(statement)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record the import of {mark.path}: {error_line(exc)}") from exc
@@ -333,35 +379,87 @@ class MirroredHistory:
     """The store's history held in memory for a door: judging a message reads no database.
 
     A door judges every message against its sender's history (rcptguard.history.judge); read from the store, that
-    is a handful of queries per message, which cost the relay two thirds of its speed. The mirror is the whole
-    history read once (`StoreHistory.load`), then kept current by what reaches this process:
+    history read once (`StoreHistory.snapshot`), then kept current by what reaches this process:
 
     - what this door learns is written to the store and, once written, added to the mirror (`record`);
-    - confirmations recorded anywhere (the page, a release, another instance) are read on at each flush, as before
-      (`confirmations`), and added to the mirror;
-    - everything else (other instances' learning, `rcptguard learn`, `known add|forget`) arrives when the mirror is
-      read again (`reload`, every `[history] reload_seconds`), built aside and swapped in.
+    - what every other writer adds (other instances of the doors, a release's confirmation on any web instance, the
+      command line) is in the history feed, written in the same transaction as the change: `follow`, at each
+      flush, adds the entries it has not seen (its own excepted);
+    - what cannot be sent as an entry (an import, `known add|forget`) is an entry that says "read everything
+      again", and `follow` does; so does a door that looked away longer than the feed is kept (FEED_KEEP);
+    - a full read every `[history] reload_seconds` (`reload`) is the safety net for anything the feed missed.
 
-    `record` and `reload` run on the learner's one thread, in order, so that the mirror never misses nor counts
-    twice what this door wrote; `facts` may be called on any thread (a lock guards the swap and the additions).
-    What the poisoning guard lets count (`learned`, for the index) is always read from the store.
+    The feed is followed with an overlap (FEED_OVERLAP): an entry committed late, or stamped by a writer whose clock
+    is a little behind, is still seen, and one seen before is not added twice (`applied`, by id). A door asks the
+    store itself for a confirmation before it holds (`catch_up`), not waiting for the next `follow`.
+
+    `record`, `follow` and `reload` run on the learner's one thread, in order, so that the mirror never misses nor
+    counts twice what this door wrote; `facts` may be called on any thread (a lock guards the swap and the
+    additions). What the poisoning guard lets count (`learned`, for the index) is always read from the store.
     """
 
     def __init__(self, store: StoreHistory) -> None:
         self.store = store
         self.settings = store.settings
         self.lock = threading.Lock()
-        self.memory = store.load()
+        self.origin = uuid.uuid4().hex  # this mirror's name on the feed entries it writes
+        self.applied: dict[int, dt.datetime] = {}  # the feed entries in the mirror, by id (those in the overlap)
+        self.looked = utc_now()  # when the feed was last read (this clock)
         self.loaded = time.monotonic()
+        self.asked: dict[tuple[str, str], tuple[float, int]] = {}  # (sender, domain) -> this second's asks
+        self.memory = self._read()
+
+    def _read(self) -> MemoryHistory:
+        looked = utc_now()
+        memory, marks = self.store.snapshot(feed_since=looked - FEED_KEEP)
+        self.applied = marks
+        self.looked = looked
+        self.loaded = time.monotonic()
+        return memory
 
     def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:
         with self.lock:
             return self.memory.facts(sender, addresses, now)
 
     def record(self, batch: Batch) -> None:
-        self.store.record(batch)
+        self.store.record(batch, origin=self.origin)
         with self.lock:
             self.memory.record(batch)
+
+    def follow(self) -> list[Batch]:
+        """Add what other writers changed since the last look (the feed's entries); read everything again when an
+        entry asks it, or when the last look is older than the feed is kept. What was added, for the caller
+        (a domain learned elsewhere may change the index); a full read returns nothing."""
+        looked = utc_now()
+        if looked - self.looked > FEED_KEEP - FEED_OVERLAP:
+            self.reload()
+            return []
+        since = self.looked - FEED_OVERLAP
+        fresh: list[Batch] = []
+        reread = False
+        for entry, at, origin, text in self.store.feed(since):
+            if entry in self.applied:
+                continue
+            self.applied[entry] = at
+            if origin == self.origin:
+                continue
+            if text is None:
+                reread = True
+            else:
+                fresh.append(Batch.from_json(text))
+        if reread:
+            self.reload()
+            return []
+        with self.lock:
+            for batch in fresh:
+                self.memory.record(batch)
+        self.looked = looked
+        self.applied = {entry: at for entry, at in self.applied.items() if at > looked - 2 * FEED_OVERLAP}
+        return fresh
+
+    def prune(self) -> int:
+        """Delete the feed's entries older than it is kept (any door may; the deletes are idempotent)."""
+        return self.store.prune_feed(utc_now() - FEED_KEEP)
 
     def confirmation(self, sender: str, domain: str) -> dt.datetime | None:
         """As far as the mirror knows (no read: `catch_up` asks the store)."""
@@ -371,7 +469,20 @@ class MirroredHistory:
     def catch_up(self, sender: str, domain: str) -> dt.datetime | None:
         """The store's answer to `confirmation`, taken into the mirror: a door asks it before it holds or warns, so
         that a sender who said "send anyway" a moment ago, on the page of any instance, is not held again while the
-        next look at the confirmations is still seconds away."""
+        next look at the feed is still seconds away. The store is asked at most CATCH_UP_BURST times a second for
+        one pair: a flood of holds to one domain reads a few rows a second, not one a hold (the rest are answered
+        from memory, which the feed brings up to date at each flush)."""
+        key = (sender, domain)
+        now = time.monotonic()
+        with self.lock:
+            since, asked = self.asked.get(key, (now, 0))
+            if now - since >= 1.0:
+                since, asked = now, 0
+            if asked >= CATCH_UP_BURST:
+                return self.memory.confirmation(sender, domain)
+            if len(self.asked) >= _ASKED_LIMIT:
+                self.asked.clear()
+            self.asked[key] = (since, asked + 1)
         when = self.store.confirmation(sender, domain)
         if when is not None:
             batch = Batch()
@@ -381,14 +492,8 @@ class MirroredHistory:
         return when
 
     def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
-        found = self.store.confirmations(since)
-        if found:
-            batch = Batch()
-            for sender, domain, when in found:
-                batch.confirmed(sender, domain, when)
-            with self.lock:
-                self.memory.record(batch)
-        return found
+        with self.lock:
+            return self.memory.confirmations(since)
 
     def learned(self, now: dt.datetime) -> dict[str, int]:
         return self.store.learned(now)
@@ -398,10 +503,9 @@ class MirroredHistory:
 
     def reload(self) -> None:
         """Read the whole history again and swap it in (on the learner's thread: see the class)."""
-        fresh = self.store.load()
+        fresh = self._read()
         with self.lock:
             self.memory = fresh
-        self.loaded = time.monotonic()
 
 
 def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: list[dict[str, Any]],
@@ -443,9 +547,11 @@ def _utc_time(value: object) -> object:
     return value.astimezone(dt.UTC) if isinstance(value, dt.datetime) else value
 
 
-def write_batch(connection: Connection, batch: Batch) -> None:
+def write_batch(connection: Connection, batch: Batch, *, origin: str | None = None, feed: bool = True) -> None:
     """Add a batch to the store on `connection`, in the caller's transaction (a release records its confirmation
-    with the decision)."""
+    with the decision), and with `feed` to the history feed, in the same transaction."""
+    if feed and batch:
+        connection.execute(insert(history_feed).values(at=utc_now(), origin=origin, batch=batch.to_json()))
     corr = [{"domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last, "inbound": 0,
              "near": batch.near.get(d)} for d, t in sorted(batch.domains.items())]
     inbound = [{"domain": d, "count": 0, "first_seen": t.first, "last_seen": t.last, "inbound": t.count,
@@ -469,6 +575,10 @@ def write_batch(connection: Connection, batch: Batch) -> None:
                                                     else_=confirmed)})
     _upsert(connection, sender_addresses, ["sender", "address"], per_address)
     _upsert(connection, co_recipients, ["a", "b"], pairs)
+
+
+def _reread(connection: Connection) -> None:
+    connection.execute(insert(history_feed).values(at=utc_now(), origin=None, batch=None))
 
 
 def _chunks(items: Sequence[str]) -> Iterable[list[str]]:

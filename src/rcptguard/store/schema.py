@@ -101,6 +101,20 @@ observations = Table(
     Column("reason", Text, nullable=False),
 )
 
+# What changed in the history, for the other instances of the doors to add to the history they hold in memory
+# (rcptguard.store.history.MirroredHistory.follow): a batch as JSON, or none when they should read everything again
+# (an import, an administrator's `known add|forget`). Kept an hour (FEED_KEEP): a door that looked away longer
+# reads everything again.
+history_feed = Table(
+    "history_feed",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("origin", String(64)),  # the door instance that wrote it (it has it already), or none
+    Column("batch", Text),  # Batch.to_json(); none: read everything again
+)
+
+
 class HoldState(StrEnum):
     """A held recipient's state: held until one decision moves it, once (see docs/design.md)."""
 
