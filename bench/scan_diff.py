@@ -58,7 +58,8 @@ def _snippets() -> list[str]:
         "Steuer-ID 36 574 261 809\n", "SIN 046 454 286\n", "Aadhaar 2345 6789 0124\n", "CPR 211062-5629\n",
         "fødselsnummer 15108695088\n", "NIR 2 55 08 14 168 025 38\n", "RSSMRA85T10A562S\n", "131052-308T\n",
         "IBAN GB82 WEST 1234 5698 7654 32\n", "xoxb-1234567890-abcdefghij\n", "AIza" + "b" * 35 + "\n",
-        "sk_live_" + "a" * 24 + "\n", "sk-proj-" + "A1_b" * 9 + "\n", "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.c2lnbmF0dXJlMTIz\n",
+        "sk_live_" + "a" * 24 + "\n", "sk-proj-" + "A1_b" * 9 + "\n",
+        "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.c2lnbmF0dXJlMTIz\n",
         "api_key = 'abcdefghijklmnopqrstuv'\n", "client-secret: ZYXWVUTSRQPONMLK1234\n",
         "Diagnosis: E11.9 confirmed\n", "ICD-10 J45\n", "medical record and blood test and MRI\n",
         "Record locator ABC123, flight LH 400 on 2026-05-01, seat 3A\n", "OFFICIAL-SENSITIVE\n",
@@ -109,9 +110,7 @@ def _mixes(count: int, seed: int = 7) -> Iterator[bytes]:
 
 
 def corpus(mixes: int) -> Iterator[bytes]:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_scan import messages  # type: ignore[import-not-found]
-
+    from bench.bench_scan import messages
     from tests.support.archives import Sent
     from tests.unit.test_relay_content import LUNCH, SENSITIVE
 
