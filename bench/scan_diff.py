@@ -9,7 +9,10 @@ sensitive snippets in long filler, in upper, lower and mixed case, next to chara
 The other revision's `src` is exported with `git archive` and imported in a child process over the same messages;
 the findings (`Sensitivity.to_json()`: signals, severities, evidence with counts, parts not read) must be equal.
 
-    python bench/scan_diff.py --against main [--mixes 6000]
+    python bench/scan_diff.py --against main [--mixes 6000] [--timed 5]
+
+With `--timed N`, each revision's `scan_message` is also timed in a child of its own (CPU time, the best of three
+passes), in turn, N times each: on the 10 KB message of bench_relay.py, and on bench_scan.py's 20 KB messages.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import argparse
 import datetime as dt
 import json
 import random
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,20 +143,56 @@ def dump(out: Path, mixes: int) -> None:
             file.write(json.dumps(scan_message(raw).to_json(), sort_keys=True) + "\n")
 
 
+def timing(rounds: int) -> None:
+    """Print the CPU seconds of one scan, per message, of the relay bench's message and of bench_scan's corpus."""
+    from bench.bench_scan import messages
+
+    from rcptguard.content import scan_message
+
+    relay, mail = _relay_bench_message(), messages(2000)
+    for raw in mail[:200]:
+        scan_message(raw)
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for n, sample in enumerate(([relay] * 2000, mail)):
+            start = time.process_time()
+            for raw in sample:
+                scan_message(raw)
+            best[n] = min(best[n], (time.process_time() - start) / len(sample))
+    print(json.dumps(best))
+
+
+def compare_times(old: Path, rounds: int, against: str) -> None:
+    """The two revisions timed in turn, `rounds` times each; the median of each one's best times."""
+    times: dict[str, list[list[float]]] = {"old": [], "new": []}
+    for _ in range(rounds):
+        for name, src in (("old", old), ("new", ROOT / "src")):
+            out = subprocess.run([sys.executable, __file__, "--time", "3", "--src", str(src)], check=True,
+                                 capture_output=True, text=True).stdout
+            times[name].append(json.loads(out))
+    for n, what in enumerate(("the relay bench's 10 KB message", "bench_scan's 20 KB messages")):
+        before, after = (statistics.median(t[n] for t in times[k]) * 1000 for k in ("old", "new"))
+        print(f"scan_message CPU per message, {what}: {against} {before:.3f} ms, this tree {after:.3f} ms "
+              f"({after / before:.2f}×, {(before - after) * 1000:.0f} µs less)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", default="main", help="The revision whose findings are the reference.")
     parser.add_argument("--mixes", type=int, default=6000, help="Generated messages besides the fixed ones.")
     parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # the child: write findings, one a line
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)  # the child: import rcptguard from here
+    parser.add_argument("--timed", type=int, default=0, metavar="ROUNDS",
+                        help="Also time both revisions' scans, in turn, ROUNDS times each.")
+    parser.add_argument("--time", type=int, help=argparse.SUPPRESS)  # the child: time this tree's scans
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    if args.dump:
-        if args.src:
-            sys.path.insert(0, str(args.src))
+    if args.dump or args.time:
+        sys.path.insert(0, str(args.src or ROOT / "src"))
+        if args.time:
+            timing(args.time)
         else:
-            sys.path.insert(0, str(ROOT / "src"))
-        dump(args.dump, args.mixes)
+            dump(args.dump, args.mixes)
         return
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -168,6 +209,8 @@ def main() -> None:
             sys.exit("a child failed")
         old = (work / "old").read_text().splitlines()
         new = (work / "new").read_text().splitlines()
+        if args.timed:
+            compare_times(work / "tree" / "src", args.timed, args.against)
     differ = [n for n, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
     flagged = sum(1 for line in new if json.loads(line)["signals"])
     print(f"{len(new):,} messages ({flagged:,} with signals): {len(differ)} differ from {args.against}")

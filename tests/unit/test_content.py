@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from rcptguard.content import Limits, Severity, scan_message
+from rcptguard.content import LIGHT_OCTETS, Limits, Severity, scan_light, scan_message
 from tests.support.archives import DOCX, MRZ, PDF, XLSX, Sent, docx_bytes, pdf_bytes, xlsx_bytes
 
 T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -159,3 +159,24 @@ def test_budget_cuts_long_messages() -> None:
     small = scan_message(sent, Limits(text_chars=1000))
     assert small.severity == Severity.NONE
     assert any("budget" in u for u in small.unread)
+
+
+def test_light_scan_is_the_scan_of_a_short_plain_message() -> None:
+    """scan_light answers as scan_message for a short message of one plain text part (what the relay scans on its
+    event loop), and leaves anything else to scan_message: HTML, attachments, a long message."""
+    bodies = ["Employee SSN: 536-22-8726\n", "Traveller:\n" + MRZ, "Lunch on Friday?\n", "CUI\nThe schedule.\n",
+              "The VPN password: Tr0ub4dor&3\n" * 3, "x" * (LIGHT_OCTETS // 2) + "\nCard: 4111 1111 1111 1111\n"]
+    for body in bodies:
+        for transfer in (None, "base64", "quoted-printable"):
+            raw = Sent("a@example.com", ("b@army.ml",), T0, body=body, transfer=transfer).build()
+            assert scan_light(raw) == scan_message(raw)
+            assert scan_light(raw, Limits(text_chars=20)) == scan_message(raw, Limits(text_chars=20))
+    assert scan_light(Sent("a@example.com", ("b@army.ml",), T0, body="SSN 536-22-8726\n").build()) is not None
+    long = Sent("a@example.com", ("b@army.ml",), T0, body="y" * LIGHT_OCTETS + "\nSSN 536-22-8726\n").build()
+    html = Sent("a@example.com", ("b@army.ml",), T0, body="see html", html="<p>SSN 536-22-8726</p>").build()
+    html_only = (b"From: a@example.com\nContent-Type: text/html\n\n<p>SSN 536-22-8726</p>\n")
+    attached = Sent("a@example.com", ("b@army.ml",), T0, body="See attached.\n",
+                    attachments=[("crew.pdf", PDF, pdf_bytes(["SSN 536-22-8726"]))]).build()
+    for raw in (long, html, html_only, attached):
+        assert scan_light(raw) is None
+        assert scan_message(raw).severity is Severity.HIGH

@@ -3,20 +3,23 @@ notice and the hold say what it carries; ordinary mail is untouched."""
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 from pathlib import Path
 
 import pytest
 
+from rcptguard.content import scan_light
 from rcptguard.content.settings import ContentSettings
 from rcptguard.errors import ConfigError
-from tests.support.archives import MRZ
+from tests.support.archives import MRZ, PDF, Sent, pdf_bytes
 from tests.support.sink import RecordingSink
 from tests.unit.relays import Relay, make_relay, send
 
 SENSITIVE = (b"From: me@example-corp.com\r\nTo: crew\r\nSubject: travel\r\nMessage-ID: <m2@example-corp.com>\r\n\r\n"
              + MRZ.replace("\n", "\r\n").encode() + b"Employee SSN: 536-22-8726\r\n")
+T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
 LUNCH = (b"From: me@example-corp.com\r\nTo: a\r\nSubject: lunch\r\nMessage-ID: <m3@example-corp.com>\r\n\r\n"
          b"Lunch on Friday?\r\n")
 
@@ -54,6 +57,20 @@ def test_an_ordinary_message_to_a_warned_recipient_still_goes(relay: Relay, sink
     got = sink.wait_for(2)
     assert [m.data for m in got if m.rcpt_tos == ("a@ymail.com",)] == [LUNCH]
     assert relay.quarantine.list() == []
+
+
+def test_a_message_scanned_off_the_event_loop_is_weighed_the_same(relay: Relay, sink: RecordingSink) -> None:
+    """A message the relay hands to a thread to scan (anything but a short plain text: here an identity number in
+    an attached PDF) holds the warned recipient as well."""
+    raw = Sent("me@example-corp.com", ("a@ymail.com",), T0, body="Crew list attached.\n",
+               attachments=[("crew.pdf", PDF, pdf_bytes(["SSN 536-22-8726"]))]).build().replace(b"\n", b"\r\n")
+    assert scan_light(raw) is None
+    code, text, _ = send(relay, ["a@ymail.com"], raw)
+    assert code == 250
+    assert b"held 1" in text
+    (held,) = relay.quarantine.list()
+    assert "It contains what looks like a national identity number" in held.reason
+    assert all(m.rcpt_tos != ("a@ymail.com",) for m in sink.messages)
 
 
 def test_a_held_message_says_what_it_carries(relay: Relay, sink: RecordingSink) -> None:

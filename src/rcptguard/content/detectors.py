@@ -70,10 +70,11 @@ def written(*words: str) -> tuple[str, ...]:
 def _machine() -> tuple[tuple[str, ...], ahocorasick_rs.AhoCorasick, ahocorasick_rs.BytesAhoCorasick]:
     """Aho-Corasick automata of every detector's words (ahocorasick-rs): one pass finds them all. The one over
     octets serves ASCII text (most text is), whose offsets in octets are its offsets in characters; it is the
-    faster of the two."""
+    faster of the two. A full DFA (some hundred states) reads a text about twice as fast as the library's default."""
     words = tuple(sorted(_KEYWORDS))
-    return (words, ahocorasick_rs.AhoCorasick(words),
-            ahocorasick_rs.BytesAhoCorasick([word.encode() for word in words]))
+    dfa = ahocorasick_rs.Implementation.DFA
+    return (words, ahocorasick_rs.AhoCorasick(words, implementation=dfa),
+            ahocorasick_rs.BytesAhoCorasick([word.encode() for word in words], implementation=dfa))
 
 
 class Text:

@@ -242,16 +242,19 @@ def _mime_fields(head: bytes) -> dict[str, str]:
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
 
 
-def _single_part(raw: bytes, limits: Limits) -> Part | None:
-    """A message that is one text or HTML part read without the email package's parser (most mail is; the
-    parser costs more than the scan), or None when it is anything else."""
+TEXT_TYPES = frozenset({"text/plain", "text/html"})
+
+
+def single_part(raw: bytes, limits: Limits, types: frozenset[str] = TEXT_TYPES) -> Part | None:
+    """A message that is one part of one of the `types` (text or HTML) read without the email package's parser
+    (most mail is; the parser costs more than the scan), or None when it is anything else."""
     end = _head_end(raw)
     if end is None:
         return None
     fields = _mime_fields(raw[: end[0]])
     content_type = fields.get("content-type", "text/plain").split(";", 1)[0].strip().lower()
     encoding = fields.get("content-transfer-encoding", "7bit").strip().lower()
-    if (content_type not in {"text/plain", "text/html"} or "attachment" in fields.get("content-disposition", "")
+    if (content_type not in types or "attachment" in fields.get("content-disposition", "")
             or encoding not in {"7bit", "8bit", "binary", "base64", "quoted-printable"}):
         return None
     body = raw[end[1] : end[1] + limits.part_octets * 2]
@@ -273,7 +276,7 @@ def _single_part(raw: bytes, limits: Limits) -> Part | None:
 def parts(raw: bytes, limits: Limits | None = None) -> Iterator[Part]:
     """The parts of a message with their text, within the limits; never raises on broken MIME."""
     limits = limits or Limits()
-    single = _single_part(raw, limits)
+    single = single_part(raw, limits)
     if single is not None:
         yield single
         return

@@ -41,7 +41,7 @@ import jinja2
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from rcptguard import logs
-from rcptguard.content import Severity, raise_verdict, scan_message
+from rcptguard.content import Severity, raise_verdict, scan_light, scan_message
 from rcptguard.content.settings import ContentSettings
 from rcptguard.delivery import (
     DEFAULT_NEXT_HOP,
@@ -905,10 +905,14 @@ class RelayHandler:
 
     async def _weigh_content(self, verdicts: dict[str, Verdict], content: bytes) -> dict[str, Verdict]:
         """The verdicts with what the message carries (rcptguard.content): scanned only when a recipient is
-        warned about or held, within [content]'s budget, off the event loop."""
+        warned about or held, within [content]'s budget; off the event loop unless it is a short plain text
+        message, whose scan costs less than the hand-over to a thread."""
         if not self.content.enabled or not any(v.action in (Action.WARN, Action.HOLD) for v in verdicts.values()):
             return verdicts
-        found = await asyncio.to_thread(scan_message, content, self.content.limits)
+        limits = self.content.limits
+        found = scan_light(content, limits)
+        if found is None:
+            found = await asyncio.to_thread(scan_message, content, limits)
         if found.severity is Severity.NONE:
             return verdicts
         logs.event(log, "content", severity=str(found.severity), signals=sorted({s.name for s in found.signals}))
