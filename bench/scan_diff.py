@@ -6,8 +6,9 @@ bench_scan.py's corpus, the 10 KB message of smtp-source that bench_relay.py sen
 sensitive snippets in long filler, in upper, lower and mixed case, next to characters whose lower case is longer
 (İ) or not ASCII, sent plain, base64, quoted-printable, as HTML, and with PDF, DOCX and XLSX attachments.
 
-The other revision's `src` is exported with `git archive` and imported in a child process over the same messages;
-the findings (`Sensitivity.to_json()`: signals, severities, evidence with counts, parts not read) must be equal.
+The messages are built once, here; the other revision's `src` is exported with `git archive`, and each revision
+reads them in a child process of its own (importing only `rcptguard.content`). The findings must be equal:
+`Sensitivity.to_json()`, its signals, severities, evidence with counts, and the parts not read.
 
     python bench/scan_diff.py --against main [--mixes 6000] [--timed 5]
 
@@ -27,7 +28,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
@@ -135,21 +136,35 @@ def corpus(mixes: int) -> Iterator[bytes]:
     yield from _mixes(mixes)
 
 
-def dump(out: Path, mixes: int) -> None:
+def write_messages(path: Path, raws: Iterable[bytes]) -> None:
+    with path.open("wb") as file:
+        for raw in raws:
+            file.write(len(raw).to_bytes(4, "big") + raw)
+
+
+def read_messages(path: Path) -> Iterator[bytes]:
+    data, at = path.read_bytes(), 0
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        yield data[at + 4 : at + 4 + size]
+        at += 4 + size
+
+
+def dump(messages: Path, out: Path) -> None:
+    """The child: this tree's findings for each message, one JSON line each."""
     from rcptguard.content import scan_message
 
     with out.open("w") as file:
-        for raw in corpus(mixes):
+        for raw in read_messages(messages):
             file.write(json.dumps(scan_message(raw).to_json(), sort_keys=True) + "\n")
 
 
-def timing(rounds: int) -> None:
-    """Print the CPU seconds of one scan, per message, of the relay bench's message and of bench_scan's corpus."""
-    from bench.bench_scan import messages
-
+def timing(messages: Path, rounds: int) -> None:
+    """The child: the CPU seconds of one scan, per message, of the first message (the relay bench's) and of the
+    others (bench_scan's), the best of `rounds` passes."""
     from rcptguard.content import scan_message
 
-    relay, mail = _relay_bench_message(), messages(2000)
+    relay, *mail = read_messages(messages)
     for raw in mail[:200]:
         scan_message(raw)
     best = [float("inf"), float("inf")]
@@ -162,13 +177,16 @@ def timing(rounds: int) -> None:
     print(json.dumps(best))
 
 
-def compare_times(old: Path, rounds: int, against: str) -> None:
+def compare_times(work: Path, old: Path, rounds: int, against: str) -> None:
     """The two revisions timed in turn, `rounds` times each; the median of each one's best times."""
+    from bench.bench_scan import messages
+
+    write_messages(work / "timed", [_relay_bench_message(), *messages(2000)])
     times: dict[str, list[list[float]]] = {"old": [], "new": []}
     for _ in range(rounds):
         for name, src in (("old", old), ("new", ROOT / "src")):
-            out = subprocess.run([sys.executable, __file__, "--time", "3", "--src", str(src)], check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run([sys.executable, __file__, "--time", "3", "--messages", str(work / "timed"),
+                                  "--src", str(src)], check=True, capture_output=True, text=True).stdout
             times[name].append(json.loads(out))
     for n, what in enumerate(("the relay bench's 10 KB message", "bench_scan's 20 KB messages")):
         before, after = (statistics.median(t[n] for t in times[k]) * 1000 for k in ("old", "new"))
@@ -180,19 +198,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", default="main", help="The revision whose findings are the reference.")
     parser.add_argument("--mixes", type=int, default=6000, help="Generated messages besides the fixed ones.")
-    parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # the child: write findings, one a line
-    parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)  # the child: import rcptguard from here
     parser.add_argument("--timed", type=int, default=0, metavar="ROUNDS",
                         help="Also time both revisions' scans, in turn, ROUNDS times each.")
-    parser.add_argument("--time", type=int, help=argparse.SUPPRESS)  # the child: time this tree's scans
+    # the children: read the messages, import rcptguard from --src, write findings to --dump or time the scans
+    parser.add_argument("--messages", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--time", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    if args.dump or args.time:
-        sys.path.insert(0, str(args.src or ROOT / "src"))
+    sys.path[:0] = [str(args.src or ROOT / "src"), str(ROOT)]
+    if args.messages:
         if args.time:
-            timing(args.time)
+            timing(args.messages, args.time)
         else:
-            dump(args.dump, args.mixes)
+            dump(args.messages, args.dump)
         return
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -201,16 +220,16 @@ def main() -> None:
         (work / "src.tar").write_bytes(archive)
         with tarfile.open(work / "src.tar") as tar:
             tar.extractall(work / "tree", filter="data")
-        children = []
-        for name, src in (("old", work / "tree" / "src"), ("new", ROOT / "src")):
-            children.append(subprocess.Popen([sys.executable, __file__, "--dump", str(work / name),
-                                              "--src", str(src), "--mixes", str(args.mixes)]))
+        write_messages(work / "messages", corpus(args.mixes))
+        children = [subprocess.Popen([sys.executable, __file__, "--messages", str(work / "messages"),
+                                      "--dump", str(work / name), "--src", str(src)])
+                    for name, src in (("old", work / "tree" / "src"), ("new", ROOT / "src"))]
         if any(child.wait() for child in children):
             sys.exit("a child failed")
         old = (work / "old").read_text().splitlines()
         new = (work / "new").read_text().splitlines()
         if args.timed:
-            compare_times(work / "tree" / "src", args.timed, args.against)
+            compare_times(work, work / "tree" / "src", args.timed, args.against)
     differ = [n for n, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
     flagged = sum(1 for line in new if json.loads(line)["signals"])
     print(f"{len(new):,} messages ({flagged:,} with signals): {len(differ)} differ from {args.against}")
