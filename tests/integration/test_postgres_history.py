@@ -75,3 +75,18 @@ def test_instances_writing_at_once_end_with_the_stores_facts(postgres_url: str) 
         for sender, recipients in some_messages(7):
             mine, theirs = mirror.facts(sender, recipients, NOW), store.facts(sender, recipients, NOW)
             assert mine == theirs, (which, sender, recipients)
+
+
+def test_one_runner_at_a_time_on_postgres(postgres_url: str) -> None:
+    """The jobs' lock on PostgreSQL is an advisory lock: a second store (another host) is refused while the first
+    holds it, another job is not, and it is free again once the first is done."""
+    first, second = Store.open(postgres_url), Store.open(postgres_url)
+    OPENED.extend((first, second))
+    with first.alone("quarantine-expire") as alone:
+        assert alone
+        with second.alone("quarantine-expire") as also:
+            assert not also
+        with second.alone("quarantine-purge") as other_job:
+            assert other_job
+    with second.alone("quarantine-expire") as alone:
+        assert alone

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from rcptguard.history import Batch, Counted
 from rcptguard.store import Store
+from rcptguard.store.history import StoreHistory
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.store.schema import holds
 from rcptguard.store.sink import Refusal, Refusals
@@ -26,7 +28,7 @@ INSTALLED = "/opt/rcptguard/.venv/bin/rcptguard"
 CONFIG = "/etc/rcptguard/rcptguard.toml"
 DAEMONS = ("policyd", "relay", "milter", "web", "sink")
 JOBS = {"deliver-pending": "quarantine deliver-pending", "expire": "quarantine expire", "purge": "quarantine purge",
-        "sink-purge": "sink purge"}
+        "sink-purge": "sink purge", "history-prune": "known prune"}
 SOCKETS = ("sink",)  # daemons systemd hands their listening socket (port 25 without privilege)
 HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
              "ReadWritePaths": "/var/lib/rcptguard", "StateDirectory": "rcptguard", "PrivateDevices": "yes",
@@ -130,7 +132,7 @@ def test_a_job_is_a_oneshot_started_by_its_timer(name: str) -> None:
     else:  # counted from the end of the last run: never two at once
         assert schedule["OnUnitInactiveSec"]
         assert schedule["OnActiveSec"]
-    expected = {"expire": ["hourly"], "purge": ["daily"], "sink-purge": ["daily"]}.get(name)
+    expected = {"expire": ["hourly"], "purge": ["daily"], "sink-purge": ["daily"], "history-prune": ["daily"]}.get(name)
     assert schedule.get("OnCalendar") == expected
 
 
@@ -201,6 +203,11 @@ def test_a_jobs_command_runs(name: str, tmp_path: Path, sink: RecordingSink) -> 
     with store.engine.begin() as connection:  # held two days ago: past link_days, the time expire waits
         connection.execute(update(holds).where(holds.c.id == made[0].id)
                            .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)))
+    history = Batch()  # one message ten years ago (long faded), one today
+    history.message("alice@example.org", [Counted("old@faded.example", "faded.example")],
+                    dt.datetime.now(dt.UTC) - dt.timedelta(days=3650))
+    history.message("alice@example.org", [Counted("new@fresh.example", "fresh.example")], dt.datetime.now(dt.UTC))
+    StoreHistory(store).record(history)
     store.close()
     config = tmp_path / "rcptguard.toml"
     config.write_text(f'[db]\nurl = "sqlite:///rcptguard.db"\n\n[relay]\nnext_hop = "127.0.0.1:{sink.port}"\n'
@@ -215,6 +222,11 @@ def test_a_jobs_command_runs(name: str, tmp_path: Path, sink: RecordingSink) -> 
             assert after.require(made[0].id).state == "expired"
         elif name == "sink-purge":
             assert [r.at.date() for r in Refusals(after.store).since()] == [dt.datetime.now(dt.UTC).date()]
+        elif name == "history-prune":
+            kept = {c.domain for c in StoreHistory(after.store).correspondents()}
+            assert "fresh.example" in kept
+            assert "faded.example" not in kept
+            assert "deleted: 1 from sender_addresses" in result.stdout
         elif name == "deliver-pending":
             assert after.require(made[1].id).delivery == "delivered"
             assert [message.rcpt_tos for message in sink.messages] == [("bob@gmial.com",)]

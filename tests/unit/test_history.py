@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import insert
 
+from rcptguard.cli import main
 from rcptguard.guard import Guard
 from rcptguard.history import Batch, Counted, HistorySettings, MemoryHistory
 from rcptguard.history import judge as judge_module
@@ -342,3 +344,58 @@ def test_a_flood_of_holds_asks_the_store_a_few_times_a_second(store: StoreHistor
     assert mirror.catch_up("s1@org.example", "gmial.com") == NOW
     assert mirror.catch_up("s2@org.example", "gmial.com") is None  # another pair asks for itself
     assert len(asked) == 5
+
+
+def test_prune_deletes_only_what_counts_for_nothing(store: StoreHistory) -> None:
+    """Hundreds of rows of random counts and ages: every row `prune` deletes weighed under half a message (it
+    counted for nothing), a row weighing more is always kept, the correspondents the guard knows are the same
+    before and after, and so is every sender's facts but for what had faded."""
+    rng = random.Random(5)
+    half_life = store.settings.half_life
+    batch = Batch()
+    for n in range(400):
+        age = rng.uniform(0, 12) * half_life
+        count = rng.choice((1, 1, 2, 3, 4, 5, 8, 30, 300))
+        address = f"a{n}@d{n % 150}.example"
+        batch.message(f"s{n % 7}@org.example", [Counted(address, address.split("@")[1])], NOW - age, count=count)
+    batch.confirmed("s1@org.example", "kept.example", NOW - 1.5 * half_life)
+    batch.confirmed("s1@org.example", "gone.example", NOW - 2.5 * half_life)
+    store.record(batch)
+    store.set_state("d149.example", "added")
+    before = store.learned(NOW)
+    rows_before = {(s, a): t for (s, a), t in batch.sender_addresses.items()}
+    assert store.prune(NOW, dry_run=True) == store.prune(NOW, dry_run=True)  # counting changes nothing
+    counts = store.prune(NOW)
+    assert store.learned(NOW) == before
+    kept = {(s, a) for s in {k[0] for k in rows_before} for a in
+            store.facts(s, [k[1] for k in rows_before if k[0] == s], NOW).by_sender}
+    assert counts["sender_addresses"] == len(rows_before) - len(kept) > 50
+    for key, tally in rows_before.items():
+        weight = tally.count * 0.5 ** ((NOW - tally.last) / half_life)  # type: ignore[operator]
+        assert key in kept or weight < 0.5, (key, tally)  # deleted: it had faded
+        assert key not in kept or weight >= 0.5 / 2, (key, tally)  # kept: it errs on keeping, by at most 2x
+    assert store.confirmation("s1@org.example", "kept.example") is not None
+    assert store.confirmation("s1@org.example", "gone.example") is None
+    assert store.correspondents(["d149.example"])  # an administrator's word stays
+
+
+def test_one_runner_at_a_time(tmp_path: Path) -> None:
+    """A job (expiry, a purge, the history prune) runs once against one store: a second runner, in another
+    process or the same, is told it is not alone and does nothing; another job is not held up; once the first
+    ends, the next run goes ahead."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    first, second = Store.open(url), Store.open(url)
+    with first.alone("history-prune") as alone:
+        assert alone
+        with second.alone("history-prune") as also:
+            assert not also
+        with second.alone("purge") as other_job:
+            assert other_job
+        pruned = CliRunner().invoke(main, ["known", "prune", "--db", url])
+        assert pruned.exit_code == 0, pruned.output
+        assert "another `rcptguard known prune` is running" in pruned.output
+    with second.alone("history-prune") as alone:
+        assert alone
+    pruned = CliRunner().invoke(main, ["known", "prune", "--db", url])
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.output.startswith("deleted: 0 from sender_addresses")

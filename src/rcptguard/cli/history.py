@@ -257,6 +257,31 @@ def known_forget(domains: tuple[str, ...], config: Path | None, db: str | None) 
         click.echo(f"{name}: forgotten")
 
 
+@known.command("prune")
+@store_options
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def known_prune(config: Path | None, db: str | None, dry_run: bool) -> None:
+    """Delete the history that has faded: rows whose messages weigh less than half a message ([history]
+    half_life_days; they count for nothing any more), the observations older than [history] observations_days, and
+    the history feed's old entries. Domains an administrator added or forgot stay, and so does a confirmation
+    younger than two half-lives. One runner at a time: another run against the same store is left alone."""
+    from rcptguard.store import StoreError  # noqa: PLC0415 - SQLAlchemy: only when a store is opened
+
+    history, loaded = _history(config, db, create=False)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        with history.store.alone("history-prune") as alone:
+            if not alone:
+                click.echo("another `rcptguard known prune` is running against this store; nothing done")
+                return
+            counts = history.prune(now, dry_run=dry_run,
+                                   observations_before=now - dt.timedelta(days=loaded.history.observations_days))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb}: " + ", ".join(f"{n:,} from {table}" for table, n in counts.items()))
+
+
 # -- report observe -----------------------------------------------------------------------------------------
 
 

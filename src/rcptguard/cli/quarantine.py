@@ -412,11 +412,14 @@ def expire(config: Path | None, db: str | None, retention: dt.timedelta | None, 
         retention = dt.timedelta(days=loaded.relay.link_days)
     hop = None if no_notify else _next_hop(loaded, next_hop)
     _log_decisions()
-    with _errors():
+    with _errors(), store.store.alone("quarantine-expire") as alone:
+        if not alone:
+            click.echo("another `rcptguard quarantine expire` is running against this store; nothing done")
+            return
         expired = store.expire_due(retention, actor, notify=hop is not None)
-    for hold in expired:
-        click.echo(f"{hold.id}: expired ({hold.mail_from or '<>'} -> {hold.recipient})")
-    counts = _send_owed(store, loaded, hop, notice_from) if hop is not None else {}
+        for hold in expired:
+            click.echo(f"{hold.id}: expired ({hold.mail_from or '<>'} -> {hold.recipient})")
+        counts = _send_owed(store, loaded, hop, notice_from) if hop is not None else {}
     sent, later = counts.get("sent", 0), counts.get("later", 0)
     again = f"; {later} to try again on the next run" if later else ""
     click.echo(f"expired {len(expired)}; notified {sent} sender{'s' if sent != 1 else ''}{again}")
@@ -443,7 +446,10 @@ def purge(config: Path | None, db: str | None, bodies_after: dt.timedelta | None
         raise click.UsageError(f"records are kept at least as long as bytes: --metadata-after "
                                f"{_exactly(records)} is shorter than {_exactly(bodies)}")
     _log_decisions()
-    with _errors():
+    with _errors(), store.store.alone("quarantine-purge") as alone:
+        if not alone:
+            click.echo("another `rcptguard quarantine purge` is running against this store; nothing done")
+            return
         deleted = store.delete_settled(records, dry_run=dry_run)
         purged = store.purge_bodies(bodies, dry_run=dry_run)
         waiting = store.purge_waiting(bodies)

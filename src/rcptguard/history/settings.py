@@ -23,6 +23,8 @@
     reload_seconds        3600     a door holds history in memory, kept current by its own learning and by the
                                    history feed (what every other writer changed, at each flush); it reads the
                                    whole store again this often, a safety net for anything the feed missed
+    observations_days     90       `rcptguard known prune` deletes observe mode's records older than this (and,
+                                   always, the rows whose messages faded below half a message)
 
 The odd-recipient points are added up and become an action by the policy's thresholds (warn 4, hold 8 by
 default); they only ever raise a recipient's action, never lower it.
@@ -57,12 +59,15 @@ class HistorySettings(Settings):
     odd_new_for_sender: float = 1.5
     odd_personal: float = 3.0
     reload_seconds: float = 3600.0
+    observations_days: float = 90.0
 
     def check(self) -> None:
         if self.half_life_days <= 0:
             raise invalid("half_life_days", "must be more than 0")
         if self.near_min_senders < 1:
             raise invalid("near_min_senders", "at least 1")
+        if self.observations_days <= 0:
+            raise invalid("observations_days", "must be more than 0")
         if self.reload_seconds <= 0:
             raise invalid("reload_seconds", "must be more than 0")
         if self.max_group < 2:

@@ -18,6 +18,7 @@ import datetime as dt
 import fcntl
 import os
 import threading
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,45 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def alone(self, job: str) -> Iterator[bool]:
+        """Whether this caller is the only one running `job` (expiry, a purge) against this store now: on
+        PostgreSQL a session advisory lock, tried, not waited for, held on a connection of its own until the block
+        ends (and released by the server if this process dies); on SQLite a lock file beside the database. Each
+        job's writes are safe to run twice at once; the lock saves the second runner its work, and the senders a
+        second copy of a log line. False: another runner has it; do nothing."""
+        if self.engine.dialect.name == "postgresql":
+            key = zlib.crc32(f"rcptguard:{job}".encode()) - 2**31
+            try:
+                connection = self.engine.connect()
+                got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+                connection.commit()
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot take the lock of {job}: {error_line(exc)}") from exc
+            try:
+                yield got
+            finally:
+                with contextlib.suppress(SQLAlchemyError):  # a lost connection has lost its lock with it
+                    if got:
+                        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                        connection.commit()
+                connection.close()
+            return
+        path = self.engine.url.database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            yield True
+            return
+        with open(f"{path}.{job}-lock", "a+b") as handle:  # noqa: PTH123 - fcntl needs a file object
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- correspondents -------------------------------------------------------------------------------
 

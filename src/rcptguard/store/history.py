@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,6 +53,7 @@ _CHUNK = 500  # keys in one IN (...) list
 _LOAD_CHUNK = 10_000  # rows fetched at a time when the whole history is read
 FEED_KEEP = dt.timedelta(hours=1)  # how long the history feed keeps an entry
 FEED_OVERLAP = dt.timedelta(minutes=2)  # how far back each look at the feed reads again
+_FADE_STEPS = 48  # powers of two a count is compared with when pruning (2**48 messages: more than any count)
 CATCH_UP_BURST = 3  # times a second the store is asked for one sender's confirmation of one domain
 _ASKED_LIMIT = 100_000  # pairs remembered as asked (then forgotten all at once)
 
@@ -367,6 +368,43 @@ class StoreHistory:
         return [Observation(as_utc(r.at), r.door, r.sender, r.recipient, r.verdict, float(r.score), r.intended,
                             r.signals, r.reason) for r in self._rows(query)]
 
+    # -- retention ------------------------------------------------------------------------------------
+
+    def prune(self, now: dt.datetime | None = None, *, observations_before: dt.datetime | None = None,
+              dry_run: bool = False) -> dict[str, int]:
+        """Delete the rows whose messages have faded below half a message (`rules.FADED`: what no longer counts
+        for anything), the feed's old entries, and with `observations_before` the observations older; the rows
+        deleted (or, with `dry_run`, that would be) per table. A domain an administrator added or forgot is kept,
+        and so is a sender's confirmation younger than two half-lives. The doors read everything again after."""
+        now = now or utc_now()
+        faded = _faded(now, self.settings.half_life)
+        kept_confirmation = now - 2 * self.settings.half_life
+        c, d, a, p = correspondents.c, sender_domains.c, sender_addresses.c, co_recipients.c
+        conditions: list[tuple[Table, Any]] = [
+            (sender_addresses, a.last_seen < faded(a.count)),
+            (co_recipients, p.last_seen < faded(p.count)),
+            (sender_domains, and_(d.last_seen < faded(d.count),
+                                  or_(d.confirmed_at.is_(None), d.confirmed_at < kept_confirmation))),
+            (correspondents, and_(c.state.is_(None), c.last_seen < faded(c.count + c.inbound))),
+            (history_feed, history_feed.c.at < now - FEED_KEEP),
+        ]
+        if observations_before is not None:
+            conditions.append((observations, observations.c.at < observations_before))
+        counts: dict[str, int] = {}
+        try:
+            with self.engine.begin() as connection:
+                for table, condition in conditions:
+                    if dry_run:
+                        counts[table.name] = int(connection.execute(
+                            select(func.count()).select_from(table).where(condition)).scalar_one())
+                    else:
+                        counts[table.name] = int(connection.execute(delete(table).where(condition)).rowcount)
+                if not dry_run and any(counts.values()):
+                    _reread(connection)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot prune history: {error_line(exc)}") from exc
+        return counts
+
     def forget_observations(self, before: dt.datetime) -> int:
         try:
             with self.engine.begin() as connection:
@@ -575,6 +613,17 @@ def write_batch(connection: Connection, batch: Batch, *, origin: str | None = No
                                                     else_=confirmed)})
     _upsert(connection, sender_addresses, ["sender", "address"], per_address)
     _upsert(connection, co_recipients, ["a", "b"], pairs)
+
+
+def _faded(now: dt.datetime, half_life: dt.timedelta) -> Callable[[Any], Any]:
+    """For a count column, the time before which a row last seen weighs less than half a message (rules.FADED):
+    a count of at most 2**j has faded once it is more than j + 1 half-lives old. One CASE over powers of two, so
+    that the same statement runs on SQLite (no logarithm) and PostgreSQL; it errs on keeping (a count of 3 waits
+    as long as one of 4)."""
+    def cutoff(count: Any) -> Any:  # noqa: ANN401 - a SQLAlchemy column expression
+        return case(*((count <= 2 ** j, now - (j + 1) * half_life) for j in range(_FADE_STEPS)),
+                    else_=now - (_FADE_STEPS + 1) * half_life)
+    return cutoff
 
 
 def _reread(connection: Connection) -> None:
