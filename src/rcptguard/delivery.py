@@ -180,13 +180,21 @@ class AsyncPool:
     """Persistent connections to one next hop for an asyncio server, reused across messages.
 
     Same contract as `deliver`; a stale idle connection (closed before MAIL) is retried once on a new one.
+
+    A connection left idle for `idle_limit` seconds is closed then, not when the pool is next used: each open
+    session holds a process of the next hop (Postfix's reinjection service has a process limit, 10 in
+    docs/postfix/relay.master.cf), and the next hop's other clients (another relay on the same store, the page's
+    and the commands' releases, notices) would wait for a free one, their new connection unanswered until the
+    idle session timed out (Postfix after 300 s). Postfix's own client keeps idle sessions 2 s for the same
+    reason (smtp_connection_cache_time_limit); under load a connection is reused long before that.
     """
 
-    def __init__(self, hop: NextHop, size: int = 32, idle_limit: float = 60.0) -> None:
+    def __init__(self, hop: NextHop, size: int = 32, idle_limit: float = 2.0) -> None:
         self.hop = hop
         self.size = size
-        self.idle_limit = idle_limit  # seconds; servers drop idle sessions (Postfix after 300 s)
+        self.idle_limit = idle_limit  # seconds
         self._idle: list[_Connection] = []
+        self._closing: set[asyncio.Task[None]] = set()  # idle connections being closed (QUIT sent)
 
     def _take(self) -> _Connection | None:
         """The most recently used idle connection that is not too old; older ones are closed."""
@@ -239,12 +247,26 @@ class AsyncPool:
                 _abort(connection)
                 raise
             if connection.usable and len(self._idle) < self.size:
-                connection.last_used = time.monotonic()
-                self._idle.append(connection)
+                self._keep(connection)
             else:
                 await connection.close()
             return result, later
         return _failed(self.hop, ClosedBeforeMail("next hop closed the connection"), rcpts), []
+
+    def _keep(self, connection: _Connection) -> None:
+        """Put a connection back for the next message, and have it closed if none takes it within idle_limit."""
+        connection.last_used = since = time.monotonic()
+        self._idle.append(connection)
+        asyncio.get_running_loop().call_later(self.idle_limit, self._expire, connection, since)
+
+    def _expire(self, connection: _Connection, since: float) -> None:
+        """Close `connection` if it is still idle since `since` (taken and put back since: a later timer's)."""
+        if connection.last_used != since or connection not in self._idle:
+            return
+        self._idle.remove(connection)
+        task = asyncio.ensure_future(connection.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
@@ -255,6 +277,8 @@ class AsyncPool:
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 class _ReplyError(Exception):

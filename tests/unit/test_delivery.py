@@ -211,6 +211,27 @@ def test_idle_connections_expire(sink: RecordingSink) -> None:
     assert sink.connections == 2
 
 
+@pytest.mark.parametrize(("idle_limit", "closed"), [(0.3, True), (30.0, False)])
+def test_an_idle_connection_is_closed_when_its_time_is_up(idle_limit: float, closed: bool) -> None:
+    """A pooled session nobody uses again is ended (QUIT) once its idle time is up, without waiting for the pool
+    to be used again: an idle session holds a process of the next hop that its other clients are waiting for.
+    With a longer limit the session stays open (the witness)."""
+    script = [b"220 hi", b"250 ok", b"250 ok", b"250 ok", b"354 go", b"250 queued", b"221 bye"]
+    with Scripted(script, hang=True) as server:
+
+        async def run() -> tuple[bool, bool]:
+            pool = AsyncPool(NextHop("127.0.0.1", server.port, timeout=5), idle_limit=idle_limit)
+            try:
+                result = await pool.deliver("me@example.org", ["x@army.mil"], BODY)
+                assert result.accepted == ("x@army.mil",)
+                await asyncio.sleep(1.5)  # the event loop runs on; the pool is not used again
+                return server.client_closed.is_set(), b"QUIT\r\n" in server.received
+            finally:
+                await pool.close()
+
+        assert asyncio.run(run()) == (closed, closed)  # ended politely, with QUIT
+
+
 def test_a_reply_line_over_64_kb_is_temporary_and_closes() -> None:
     with Scripted([b"220 hi", b"250 ok", b"550 " + b"x" * 70_000], hang=True) as server:
         (result,) = deliver(pool_for(server.port, timeout=5), ("me@example.org", ["x@army.mil"], BODY))
