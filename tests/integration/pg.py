@@ -189,6 +189,17 @@ class PostgresServer:
             self._started = False
             shutil.rmtree(workdir, ignore_errors=True)
 
+    def shut_down(self) -> None:
+        """Stop the server (fast) but keep its cluster and port: a database restart, with `start_again`."""
+        assert self._started, "the server was not started"
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop", timeout=70)
+
+    def start_again(self) -> None:
+        """Start the cluster `shut_down` stopped, on the same port (clients' URLs stay valid)."""
+        assert self._started, "the server was not started"
+        self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", str(int(self.start_timeout)),
+                  "-o", f"-p {self.port}", "start", timeout=self.start_timeout + 10)
+
     @staticmethod
     def _kill_postmaster(pidfile: Path) -> None:
         """Last resort: SIGQUIT, then SIGKILL, the postmaster this server started (first line of postmaster.pid)."""
