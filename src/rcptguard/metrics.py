@@ -20,10 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, start_http_server
 from prometheus_client.registry import Collector
@@ -31,10 +39,12 @@ from prometheus_client.registry import Collector
 from rcptguard import logs
 from rcptguard.settings import invalid
 from rcptguard.store import StoreError
+from rcptguard.store.history import MirroredHistory
 from rcptguard.store.stats import store_snapshot
 
 if TYPE_CHECKING:
     from rcptguard.model import Verdict
+    from rcptguard.runtime import Runtime
     from rcptguard.store import Store
 
 __all__ = ["CONTENT_TYPE", "METRIC_NAMES", "Metrics", "MetricsServer", "check_listen", "check_metrics_listen",
@@ -68,6 +78,13 @@ METRIC_NAMES = (
     "rcptguard_notices_owed",
     "rcptguard_outgoing_refused",
     "rcptguard_learned_domains",
+    # read from the door's own state at each scrape (gauges; the relay, the milter and the policy service)
+    "rcptguard_history_rows",
+    "rcptguard_history_read_seconds",
+    "rcptguard_history_read_age_seconds",
+    "rcptguard_history_feed_age_seconds",
+    "rcptguard_index_known_domains",
+    "rcptguard_index_build_seconds",
 )
 
 
@@ -102,6 +119,12 @@ class Metrics:
         if store is not None:
             registry.register(StoreCollector(store))
 
+    def watch(self, runtime: Runtime) -> None:
+        """Serve the door's own gauges too: its history in memory and its index (RuntimeCollector), and the
+        process's memory and CPU (prometheus_client's process_* metrics)."""
+        self.registry.register(RuntimeCollector(runtime))
+        ProcessCollector(registry=self.registry)
+
     def decided(self, verdict: Verdict, seconds: float) -> None:
         """Count one recipient's verdict, its signals and how long it took."""
         self.decisions.labels(self.door, str(verdict.action)).inc()
@@ -124,6 +147,36 @@ class Metrics:
     def exposition(self) -> bytes:
         """Every metric in Prometheus's text format (CONTENT_TYPE)."""
         return generate_latest(self.registry)
+
+
+class RuntimeCollector(Collector):
+    """Gauges of a door's history in memory and its index, read at each scrape: what grows with the
+    organisation's history and slows a door down before anything else does (docs/scale.md)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterable[Metric]:
+        runtime = self.runtime
+        yield GaugeMetricFamily("rcptguard_index_known_domains", "Domains history made known to the index",
+                                value=runtime.known_domains)
+        yield GaugeMetricFamily("rcptguard_index_build_seconds", "Seconds the last build of the index took",
+                                value=runtime.index_seconds)
+        mirror = runtime.history
+        if not isinstance(mirror, MirroredHistory):
+            return
+        rows = GaugeMetricFamily("rcptguard_history_rows", "Rows of history held in memory, by table",
+                                 labels=["table"])
+        for table, count in mirror.sizes().items():
+            rows.add_metric([table], count)
+        yield rows
+        yield GaugeMetricFamily("rcptguard_history_read_seconds",
+                                "Seconds the last full read of the history took", value=mirror.read_seconds)
+        yield GaugeMetricFamily("rcptguard_history_read_age_seconds", "Seconds since the history was last read in "
+                                "full", value=time.monotonic() - mirror.loaded)
+        yield GaugeMetricFamily("rcptguard_history_feed_age_seconds", "Seconds since the history feed was last "
+                                "followed (grows while the store cannot be read)",
+                                value=time.monotonic() - runtime.followed)
 
 
 class StoreCollector(Collector):

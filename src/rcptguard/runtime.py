@@ -135,11 +135,19 @@ class Runtime:
                                      else MemoryHistory(self.settings))
         learned = self.history.learned(dt.datetime.now(dt.UTC))
         self.learner = Learner(self.history, self.settings)
+        started = time.perf_counter()
         self.guard = factory(dict(learned))
+        self.index_seconds = time.perf_counter() - started  # how long the last index build took
         self._known = self._known_set(learned)
+        self.followed = time.monotonic()  # when the history feed was last followed (or the history read)
         self.flush_interval = flush_interval
         self.rebuild_interval = rebuild_interval
         self._pruned = time.monotonic()
+
+    @property
+    def known_domains(self) -> int:
+        """The domains history made known to the index (learned correspondents, added ones)."""
+        return len(self._known)
 
     @property
     def observing(self) -> bool:
@@ -244,6 +252,7 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001 - the mirror serves on; the next look reads from where this one did
             logs.event(log, "history feed unavailable", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
             return
+        self.followed = time.monotonic()
         if any(domain not in self._known for batch in added for domain in batch.domains):
             self.learner.newly_known = True
 
@@ -264,7 +273,9 @@ class Runtime:
             known = self._known_set(learned)
             if known == self._known:
                 return
+            started = time.perf_counter()
             self.guard = await asyncio.to_thread(self.factory, learned)
+            self.index_seconds = time.perf_counter() - started
             self._known = known
         except Exception as exc:  # noqa: BLE001 - the old guard keeps serving
             logs.event(log, "index rebuild failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")

@@ -77,6 +77,23 @@ def relay_metrics(tmp_path: Path, sink: RecordingSink) -> Iterator[tuple[int, St
             relay.close()
 
 
+def test_the_relay_shows_its_history_and_index(relay_metrics: tuple[int, Store]) -> None:
+    """The door's own gauges: the history it holds in memory (navy.mil learned from the two messages let through,
+    by one sender), the age of its last full read and of its last look at the feed (a flush is 0.05 s here), its
+    index, and the process's memory."""
+    port, _ = relay_metrics
+    samples = scrape(port)
+    assert value(samples, "rcptguard_history_rows", table="correspondents") == 1
+    assert value(samples, "rcptguard_history_rows", table="sender_domains") == 1
+    assert value(samples, "rcptguard_history_rows", table="sender_addresses") == 2
+    assert 0 < value(samples, "rcptguard_history_read_seconds") < 10
+    assert value(samples, "rcptguard_history_read_age_seconds") >= value(samples, "rcptguard_history_feed_age_seconds")
+    assert value(samples, "rcptguard_history_feed_age_seconds") < 5
+    assert value(samples, "rcptguard_index_build_seconds") > 0
+    assert value(samples, "rcptguard_index_known_domains") >= 0
+    assert value(samples, "process_resident_memory_bytes") > 10_000_000
+
+
 def test_the_relay_counts_each_decision_by_verdict_and_signal(relay_metrics: tuple[int, Store]) -> None:
     """Four recipients decided at RCPT: two pass, one held (a transposition of gmail.com), one refused (.ml);
     each check timed in the histogram, every signal of every verdict counted, the next hop's answers counted."""

@@ -242,6 +242,7 @@ class MilterService:
         self.settings = relay  # the outbox's rounds read [relay] (retry_pending)
         self.milter = settings
         self.metrics = Metrics("milter", quarantine.store)
+        self.metrics.watch(runtime)
         # The world's evidence (DNS) when on, through a loop of its own: libmilter's threads have none.
         self.world = SyncWorld(dns, observe=self.metrics.dns_answer) if dns is not None and dns.enabled else None
         self.next_hop = relay.hop

@@ -215,6 +215,7 @@ class PolicyService:
         # stdio, where nothing runs a loop, serve_stdio opens a `SyncWorld` for `decide`.
         self.dns = dns if dns is not None and dns.enabled else None
         self.metrics = Metrics("policyd", store)
+        self.metrics.watch(self.runtime)
         self.world = World(self.dns, observe=self.metrics.dns_answer) if self.dns is not None else None
         self.sync_world: SyncWorld | None = None
 

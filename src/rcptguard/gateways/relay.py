@@ -652,6 +652,7 @@ class RelayHandler:
         self.world: World | None = None  # the world's evidence (DNS), when on: `build` sets it from [dns]
         self.content = ContentSettings()  # the sensitivity scanner ([content]); `build` sets it
         self.metrics = Metrics("relay", quarantine.store)
+        self.metrics.watch(runtime)
 
     def fit_connections(self, open_files: int) -> None:
         """Lower the connection limits to what `open_files` allows (keeping room for the store, the next hop's

@@ -449,7 +449,9 @@ class MirroredHistory:
 
     def _read(self) -> MemoryHistory:
         looked = utc_now()
+        started = time.perf_counter()
         memory, marks = self.store.snapshot(feed_since=looked - FEED_KEEP)
+        self.read_seconds = time.perf_counter() - started
         self.applied = marks
         self.looked = looked
         self.loaded = time.monotonic()
@@ -494,6 +496,12 @@ class MirroredHistory:
         self.looked = looked
         self.applied = {entry: at for entry, at in self.applied.items() if at > looked - 2 * FEED_OVERLAP}
         return fresh
+
+    def sizes(self) -> dict[str, int]:
+        """Rows of history held in memory, by table (what a full read reads, and what the door's memory holds)."""
+        memory = self.memory
+        return {"correspondents": len(memory.domains), "sender_domains": len(memory.sender_domains),
+                "sender_addresses": len(memory.by_sender), "co_recipients": len(memory.pairs)}
 
     def prune(self) -> int:
         """Delete the feed's entries older than it is kept (any door may; the deletes are idempotent)."""
