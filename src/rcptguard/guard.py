@@ -28,14 +28,13 @@ from pathlib import Path
 from rcptguard.detect import explain
 from rcptguard.domains import (
     DomainError,
-    is_public_suffix,
     normalize_domain,
     parse_address,
     public_suffix,
     to_ascii,
     use_suffix_list,
 )
-from rcptguard.index import Candidate, DomainIndex, Entry, Family
+from rcptguard.index import Candidate, DomainIndex, Family, Listed
 from rcptguard.model import Action, Address, Domain, Malformed, Role, Signal, Verdict
 from rcptguard.policy import ConfigError, Policy
 from rcptguard.providers import providers
@@ -128,24 +127,26 @@ class Guard:
         # A domain's judgement depends only on the index and policy, both fixed for this guard's lifetime.
         self.judge = lru_cache(maxsize=JUDGEMENT_CACHE)(self._judge)
 
-    def _entries(self) -> Iterable[Entry]:
+    def _entries(self) -> Iterable[Listed]:
+        # A domain is a whole public suffix (mil) when its own public suffix is itself: `Domain.suffix` already
+        # holds it, one look-up in the list instead of two for each of up to a million domains.
         policy = self.policy
         for name in policy.protect:
             domain = normalize_domain(name)
-            yield Entry(domain, Role.PROTECTED, is_suffix=is_public_suffix(domain.ascii))
+            yield Listed(domain, Role.PROTECTED, 0, None, domain.suffix == domain.ascii)
         for name in policy.known:
             domain = normalize_domain(name)
-            yield Entry(domain, Role.KNOWN, is_suffix=is_public_suffix(domain.ascii))
+            yield Listed(domain, Role.KNOWN, 0, None, domain.suffix == domain.ascii)
         for path in policy.known_files:
             for name, count in read_known_file(path):
                 domain = normalize_domain(name)
-                yield Entry(domain, Role.KNOWN, count=count, is_suffix=is_public_suffix(domain.ascii))
+                yield Listed(domain, Role.KNOWN, count, None, domain.suffix == domain.ascii)
         for name, count in self._learned.items():
             if count >= policy.learn_min_count:
-                yield Entry(normalize_domain(name), Role.KNOWN, count=count)
+                yield Listed(normalize_domain(name), Role.KNOWN, count)
         if policy.providers:
             for name, owner in providers().items():
-                yield Entry(normalize_domain(name), Role.POPULAR, owner=owner)
+                yield Listed(normalize_domain(name), Role.POPULAR, owner=owner)
 
     # -- the check ------------------------------------------------------------------------------------
 

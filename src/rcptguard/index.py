@@ -1,9 +1,10 @@
 """The reverse index: from a typed domain to the protected or known domains it may be a slip of.
 
-Built once from the protected, known and popular domains. A check is a handful of dictionary look-ups
+Built once from the protected, known and popular domains. A check is a handful of table look-ups
 whatever the number of indexed domains:
 
-* `_cover`      exact domains and whole suffixes (`mil`); a typed domain under one of them is fine.
+* `_ids`        exact domains and whole suffixes (`mil`); a typed domain under one of them is fine (or is
+                a popular provider's).
 * `_by_stem`    name without its public suffix (`raytheon`), for suffix slips (`raytheon.co`).
 * `_slips`      one-edit variants of protected/known *suffix entries* (`ml` -> `mil`), for `army.ml`.
 * `_near`       each name (without its suffix) and its deletion neighbourhood (`gmal`, `gmil`, ...): one
@@ -16,6 +17,10 @@ whatever the number of indexed domains:
 * `_anagram`    the letters of each strong name, sorted: names with two swaps (`micorsfot`) in one look-up.
 * `_skeleton`   TR39 skeletons, for homoglyphs in either script (`аmazon.com`, `arnazon.com`).
 
+An entry is a number: its domain, role and count are held in lists and arrays, and `_near`, `_by_stem` and
+`_skeleton` are `_Table`s of hashes rather than dictionaries of strings, so that a million known domains take
+about 400 MB rather than 2.7 GB, and build in a third of the time (bench/README.md, "bench_index.py").
+
 A typed domain whose top-level label does not exist (`.con`, `.c`, `.com123`) is also read with the real
 suffixes it was probably meant to be (`typos.suffixes.nearest`), so `yahoo.co.ukk` meets `yahoo.co.uk`; and a
 name that is a country code glued to a protected domain (`deibm.com`) is read as that subdomain (`de.ibm.com`).
@@ -24,14 +29,20 @@ name that is a country code glued to a protected domain (`deibm.com`) is read as
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from rcptguard.domains import public_suffix, suffix_depth, to_ascii
 from rcptguard.model import Domain, Role
 from rcptguard.typos.cost import cheapest
 from rcptguard.typos.edits import Edit, deletions, one_edit_variants, single_edit
-from rcptguard.typos.skeleton import skeleton
+from rcptguard.typos.skeleton import skeleton, uncached_skeleton
 from rcptguard.typos.suffixes import country_codes, fix_for, is_suffix_slip, nearest, neighbourhood, real_tlds
 
 MAX_PREFIX_LABELS = 3  # typed labels left of a match that are carried over (`x.y.gmial.com`)
@@ -39,8 +50,14 @@ TWO_EDIT_KNOWN = 5000  # known domains (most written to first) indexed two delet
 TWO_EDIT_MIN_NAME = 6  # letters a name needs before two slips in it are taken for a slip of it
 TWO_EDIT_MIN_TYPED = 5  # letters the typed name needs for that
 BLOOM_BITS_MAX = 1 << 24  # 2 MiB: a larger filter falls out of the processor's cache and costs more than it saves
+ENTRY_CACHE = 65536  # entries kept made as `Entry` objects (a judgement is remembered for as many domains)
 SUFFIX_FIXES = 3  # real suffixes a non-existent one is read as, at most
 _SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+_ROLES = {int(role): role for role in Role}  # a dictionary look-up, quicker than calling the enum
+_POPULAR = int(Role.POPULAR)
+_new, _set = object.__new__, object.__setattr__
 
 
 class Family(enum.Enum):
@@ -49,7 +66,7 @@ class Family(enum.Enum):
     SKELETON = "skeleton"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # never changed once made; not frozen, as entries are made on checks
 class Entry:
     """One indexed domain (or whole suffix) and why the engine knows it."""
 
@@ -62,9 +79,18 @@ class Entry:
     suffix: str = field(init=False, compare=False)  # the Unicode public suffix
 
     def __post_init__(self) -> None:
-        stem, suffix = split_unicode(self.domain)
-        object.__setattr__(self, "stem", stem)
-        object.__setattr__(self, "suffix", suffix)
+        self.stem, self.suffix = split_unicode(self.domain)
+
+
+class Listed(NamedTuple):
+    """A domain given to the index, as an `Entry` but without the names worked out: a million of them are
+    made in a build, and a tuple costs a tenth of an `Entry`."""
+
+    domain: Domain
+    role: Role
+    messages: int = 0  # `Entry.count` (a tuple has a `count` already)
+    owner: str | None = None
+    is_suffix: bool = False
 
 
 @dataclass(slots=True)  # a value never changed once made; not frozen, which costs on every check
@@ -97,7 +123,7 @@ def split_unicode(domain: Domain, n: int | None = None) -> tuple[str, str]:
 
 
 
-def _add(table: dict[str, tuple[Entry, ...]], key: str, value: Entry) -> None:
+def _add(table: dict[str, tuple[int, ...]], key: str, value: int) -> None:
     present = table.get(key)
     if present is None:
         table[key] = (value,)
@@ -105,100 +131,236 @@ def _add(table: dict[str, tuple[Entry, ...]], key: str, value: Entry) -> None:
         table[key] = (*present, value)
 
 
+class _Table:
+    """Strings to entry numbers, held in three arrays instead of a dictionary of strings and tuples.
+
+    A million known domains make about twelve million deletion keys: as Python strings in a dictionary of
+    tuples they took 1.5 KB a domain. Here each (key, entry) pair is 8 bytes, and the buckets 4 bytes each: the
+    pairs are sorted by the key's `hash()` (one numpy sort of the hash and the entry number packed in 64 bits,
+    so a key's entries stay in the order they were given), the top bits of the hash pick a bucket (as many
+    buckets as pairs, rounded up to a power of two: one pair or none in most), and 32 more bits of it tell the
+    pairs of a bucket apart. Only this process's `hash()` is used, so the table is never written out. Two
+    strings may share those bits: every caller checks the entries it gets against the string it looked up, so
+    a shared hash never adds a candidate.
+    """
+
+    __slots__ = ("_bucket_shift", "_buckets", "_id_bits", "_ids", "_marks", "size")
+
+    def __init__(self, hashes: npt.NDArray[np.int64], ids: npt.NDArray[np.int32], entries: int) -> None:
+        self._id_bits = id_bits = max(1, (max(entries, 2) - 1).bit_length())
+        packed = (hashes.view(np.uint64) >> np.uint64(id_bits) << np.uint64(id_bits)) | ids.astype(np.uint64)
+        packed.sort()
+        if len(packed):
+            packed = packed[np.concatenate(([True], packed[1:] != packed[:-1]))]  # each pair once
+        high = packed >> np.uint64(id_bits)
+        self.size = int(np.count_nonzero(high[1:] != high[:-1])) + 1 if len(high) else 0  # distinct keys, about
+        bits = max(1, len(packed).bit_length())  # 2**bits buckets: at most one pair in each, on average
+        self._bucket_shift = 64 - bits
+        buckets = (packed >> np.uint64(self._bucket_shift)).astype(np.int64)
+        self._buckets = np.concatenate(([0], np.cumsum(np.bincount(buckets, minlength=1 << bits)))).astype(
+            np.int32).data
+        self._marks = (high & np.uint64(0xFFFFFFFF)).astype(np.uint32).data
+        self._ids = (packed & np.uint64((1 << id_bits) - 1)).astype(np.int32).data
+
+    def get(self, h: int) -> Sequence[int]:
+        """The entry numbers added under a string of hash `h`, and rarely a few more (empty if none)."""
+        u = h & 0xFFFFFFFFFFFFFFFF
+        bucket = u >> self._bucket_shift
+        start, end = self._buckets[bucket], self._buckets[bucket + 1]
+        if start == end:
+            return ()
+        mark = (u >> self._id_bits) & 0xFFFFFFFF
+        marks, ids = self._marks, self._ids
+        if end - start == 1:  # the usual case
+            return (ids[start],) if marks[start] == mark else ()
+        return [ids[j] for j in range(start, end) if marks[j] == mark]
+
 
 class DomainIndex:
-    """Protected, known and popular domains, indexed for reverse typo look-ups."""
+    """Protected, known and popular domains, indexed for reverse typo look-ups.
 
-    def __init__(self, entries: Iterable[Entry]) -> None:
-        self._cover: dict[str, Entry] = {}
-        self._popular: dict[str, Entry] = {}
-        self._by_name: dict[str, Entry] = {}
-        self._by_stem: dict[str, tuple[Entry, ...]] = {}
-        self._slips: dict[str, tuple[Entry, ...]] = {}
-        self._near: dict[str, tuple[Entry, ...]] = {}
-        self._anagram: dict[str, tuple[Entry, ...]] = {}
+    A million known domains must fit in well under a gigabyte, so no Python object is kept for each: an entry
+    is a number, with its name in one list and its role, count and flags in arrays, and the `Entry` a look-up
+    returns is made from those (the last `ENTRY_CACHE` are kept). The tables from names to entries are
+    `_Table`s of hashes, except the small ones (suffixes, anagrams, glued country codes).
+    """
+
+    def __init__(self, entries: Iterable[Entry | Listed]) -> None:
+        self._ids: dict[str, int] = {}  # ASCII domain -> entry number
+        self._ascii: list[str] = []
+        self._unicode: list[str] = []  # the same string as the ASCII one unless an IDN
+        self._idn: dict[str, int] = {}  # Unicode form -> entry number, for IDN entries (not suffixes)
+        self._dsuffix: list[str] = []  # the ASCII public suffix (one shared string per suffix)
+        self._cut = array("H")  # the length of the Unicode name left of the suffix
+        self._role = bytearray()
+        self._count = array("q")
+        self._owner: dict[int, str] = {}
+        self._is_suffix = bytearray()
+        self._take(entries)
+        self.size = len(self._ascii)
+        self._entry = lru_cache(maxsize=ENTRY_CACHE)(self._make_entry)
+        self._build()
+
+    def _take(self, entries: Iterable[Entry | Listed]) -> None:
+        """The entries into the columns, one number per ASCII domain: given twice, the higher (role, count)
+        wins, and an owner given either time is kept."""
+        suffixes: dict[str, str] = {}
+        ids, owners = self._ids, self._owner
+        for given in entries:
+            if isinstance(given, Entry):
+                domain, role, count, owner, is_suffix = (given.domain, given.role, given.count, given.owner,
+                                                         given.is_suffix)
+            else:
+                domain, role, count, owner, is_suffix = given
+            i = ids.get(domain.ascii)
+            if i is None:
+                ids[domain.ascii] = len(self._ascii)
+                self._ascii.append(domain.ascii)
+                self._unicode.append(domain.unicode)
+                self._dsuffix.append(suffixes.setdefault(domain.suffix, domain.suffix))
+                self._cut.append(_stem_length(domain))
+                self._role.append(role)
+                self._count.append(count)
+                self._is_suffix.append(is_suffix)
+                if owner:
+                    owners[len(self._ascii) - 1] = owner
+            elif (role, count) > (self._role[i], self._count[i]):
+                self._role[i], self._count[i], self._is_suffix[i] = role, count, is_suffix
+                if owner:
+                    owners[i] = owner
+            elif owner and i not in owners:
+                owners[i] = owner
+
+    def _build(self) -> None:
+        """The look-up tables over the columns."""
+        n = self.size
+        self._slips: dict[str, tuple[int, ...]] = {}
+        self._anagram: dict[str, tuple[int, ...]] = {}
         self._glued: dict[str, Entry] = {}  # each country code glued to each protected name: deibm.com
-        self._deep: set[str] = set()  # strong entries (ASCII) indexed two edits deep
         self._real = real_tlds()
         neighbourhood()  # the real suffixes' own look-up table, made now rather than in the first check
         self._country_codes = country_codes()
-        self._skeleton: dict[str, tuple[Entry, ...]] = {}
-        merged: dict[str, Entry] = {}
-        for entry in entries:
-            key = entry.domain.ascii
-            old = merged.get(key)
-            if old is None or (entry.role, entry.count) > (old.role, old.count):
-                owner = entry.owner or (old.owner if old else None)
-                merged[key] = Entry(entry.domain, entry.role, entry.count, owner, entry.is_suffix)
-            elif entry.owner and not old.owner:
-                merged[key] = Entry(old.domain, old.role, old.count, entry.owner, old.is_suffix)
-        known = sorted((e for e in merged.values() if e.role is Role.KNOWN), key=lambda e: -e.count)
-        deep = {e.domain.ascii for e in known[:TWO_EDIT_KNOWN]}
-        deep.update(e.domain.ascii for e in merged.values() if e.role is not Role.KNOWN)
-        for entry in merged.values():
-            self._insert(entry, entry.domain.ascii in deep)
-        self.size = len(merged)
-        self._suffixes = frozenset(e.suffix for e in merged.values() if not e.is_suffix)  # com, co.uk, ...
+        strong, roles = self._strong().tobytes(), self._role
+        self._deep = bytearray(n)  # entries indexed two edits deep (strong, with a long enough name)
+        near_hashes, near_counts = array("q"), array("q")
+        stem_hashes, skeleton_hashes, named = array("q"), array("q"), array("i")
+        unicode, cut, is_suffix = self._unicode, self._cut, self._is_suffix
+        for i in range(n):
+            if is_suffix[i]:
+                for variant in one_edit_variants(self._ascii[i], _SUFFIX_ALPHABET):
+                    _add(self._slips, variant, i)
+                near_counts.append(0)
+                continue
+            name = unicode[i]
+            stem = name[: cut[i]]
+            named.append(i)
+            stem_hashes.append(hash(stem))
+            skeleton_hashes.append(hash(uncached_skeleton(name)))  # a million names would only churn the cache
+            if name is not self._ascii[i]:
+                self._idn[name] = i
+            deep = strong[i] == 1 and len(stem.rsplit(".", 1)[-1]) >= TWO_EDIT_MIN_NAME
+            keys = _deletion_keys(stem, deep)
+            if deep:
+                self._deep[i] = 1
+                _add(self._anagram, "".join(sorted(stem)), i)
+            near_hashes.extend(map(hash, keys))
+            near_counts.append(len(keys))
+            if roles[i] == Role.PROTECTED and "." not in stem:
+                entry = self._entry(i)
+                for code in self._country_codes:
+                    self._glued.setdefault(f"{code}{name}", entry)
+        numbers = np.arange(n, dtype=np.int32)
+        self._near = _Table(_int64(near_hashes), np.repeat(numbers, _int64(near_counts)), n)
+        named_ids = np.frombuffer(named, dtype=np.int32) if len(named) else np.zeros(0, dtype=np.int32)
+        self._by_stem = _Table(_int64(stem_hashes), named_ids, n)
+        self._skeleton = _Table(_int64(skeleton_hashes), named_ids, n)
+        self._suffixes = frozenset(unicode[i][cut[i] + 1 :] if cut[i] else unicode[i]
+                                   for i in range(n) if not is_suffix[i])  # com, co.uk, ...
         # A one-hash Bloom filter over `_near`, at most 2 MiB so that it stays in the processor's cache (the
-        # dictionary does not): most deletion keys of an unknown domain are ruled out without touching the
-        # dictionary, whose every look-up is a cache miss on a cold check.
-        bits = min(BLOOM_BITS_MAX, max(1 << 20, 1 << (len(self._near) * 12).bit_length()))
-        self._bloom = bytearray(bits >> 3)
-        self._bloom_mask = (bits >> 3) - 1
-        for key in self._near:
-            h = hash(key)
-            self._bloom[(h >> 3) & self._bloom_mask] |= 1 << (h & 7)
+        # table does not): most deletion keys of an unknown domain are ruled out without touching the table,
+        # whose every look-up is a cache miss on a cold check.
+        bits = min(BLOOM_BITS_MAX, max(1 << 20, 1 << (self._near.size * 12).bit_length()))
+        mask = (bits >> 3) - 1
+        hashes = _int64(near_hashes)
+        marks = np.zeros(bits, dtype=bool)
+        marks[((hashes >> 3) & mask) * 8 + (hashes & 7)] = True
+        self._bloom = bytearray(np.packbits(marks, bitorder="little").tobytes())
+        self._bloom_mask = mask
 
-    def _insert(self, entry: Entry, strong: bool) -> None:
-        key = entry.domain.ascii
-        if entry.role is Role.POPULAR:
-            self._popular[key] = entry
-        else:
-            self._cover[key] = entry
-        if entry.is_suffix:
-            for variant in one_edit_variants(entry.domain.ascii, _SUFFIX_ALPHABET):
-                _add(self._slips, variant, entry)
-            return
-        stem = entry.stem
-        self._by_name[entry.domain.unicode] = entry
-        _add(self._by_stem, stem, entry)
-        deep = strong and len(stem.rsplit(".", 1)[-1]) >= TWO_EDIT_MIN_NAME
-        keys = {key for key in deletions(stem) if _usable(key)}
-        if deep:
-            keys.update(key for shorter in tuple(keys) for key in deletions(shorter) if _usable(key))
-        keys.add(stem)
-        near = self._near
-        for key in keys:  # each key once, each entry inserted once: no need to look for it first
-            present = near.get(key)
-            near[key] = (entry,) if present is None else (*present, entry)
-        if deep:
-            self._deep.add(entry.domain.ascii)
-            _add(self._anagram, "".join(sorted(stem)), entry)
-        _add(self._skeleton, skeleton(entry.domain.unicode), entry)
-        if entry.role is Role.PROTECTED and "." not in stem:
-            for code in self._country_codes:
-                self._glued.setdefault(f"{code}{entry.domain.unicode}", entry)
+    def _strong(self) -> npt.NDArray[np.bool_]:
+        """The entries indexed two edits deep (if their name is long enough): every protected and popular one,
+        and the `TWO_EDIT_KNOWN` known ones most written to (ties: the first given)."""
+        roles = np.frombuffer(bytes(self._role), dtype=np.uint8)
+        counts = _int64(self._count)
+        known = np.flatnonzero(roles == Role.KNOWN)
+        strong: npt.NDArray[np.bool_] = roles != Role.KNOWN
+        strong[known[np.argsort(-counts[known], kind="stable")[:TWO_EDIT_KNOWN]]] = True
+        return strong
+
+    def _make_entry(self, i: int) -> Entry:
+        # Made field by field, with the name and suffix already known (`__post_init__` would split the domain
+        # again): an entry is made on many checks.
+        name, cut = self._unicode[i], self._cut[i]
+        domain = _new(Domain)
+        _set(domain, "ascii", self._ascii[i])  # Domain is frozen: as its own __init__ does
+        _set(domain, "unicode", name)
+        _set(domain, "suffix", self._dsuffix[i])
+        entry = _new(Entry)
+        entry.domain, entry.role, entry.count = domain, _ROLES[self._role[i]], self._count[i]
+        entry.owner, entry.is_suffix = self._owner.get(i), self._is_suffix[i] == 1
+        entry.stem, entry.suffix = name[:cut], (name[cut + 1 :] if cut else name)
+        return entry
+
+    def _stem(self, i: int) -> str:
+        return self._unicode[i][: self._cut[i]]
+
+    def _within(self, key: str, i: int) -> bool:
+        """Whether `key` is one of the deletion keys entry `i` was indexed under (its name, the name less one
+        character, or less two for an entry indexed two deep): a hash shared by another string is not."""
+        stem = self._stem(i)
+        if key == stem:
+            return True
+        if not _usable(key):
+            return False
+        short = len(stem) - len(key)
+        if short == 1:
+            return _less_one(key, stem)
+        return short == 2 and self._deep[i] == 1 and any(_usable(k) and _less_one(key, k) for k in deletions(stem))
+
+    def _named(self, name: str) -> Entry | None:
+        """The entry (not a whole suffix) whose Unicode form is `name`."""
+        i = self._ids.get(name)
+        if i is not None and self._unicode[i] == name and not self._is_suffix[i]:
+            return self._entry(i)
+        i = self._idn.get(name)
+        return None if i is None else self._entry(i)
+
+    def _stem_entries(self, stem: str) -> Sequence[int]:
+        """The non-suffix entries whose name is `stem`, in the order they were given."""
+        hits = self._by_stem.get(hash(stem))
+        return [i for i in hits if self._stem(i) == stem] if hits else hits
 
     # -- look-ups -------------------------------------------------------------------------------------
 
     def covering(self, domain: Domain) -> Entry | None:
         """The protected or known entry that `domain` is, or lies under (`ops.example.com`, `army.mil`)."""
-        return self._walk(self._cover, domain.ascii)
+        return self._walk(domain.ascii, popular=False)
 
     def popular(self, domain: Domain) -> Entry | None:
         """The popular provider entry that `domain` is, or lies under."""
-        return self._walk(self._popular, domain.ascii)
+        return self._walk(domain.ascii, popular=True)
 
     def suffix_count(self, stem: str) -> int:
         """How many indexed domains have this name (under different suffixes: hotmail.de, hotmail.fr, ...)."""
-        return len(self._by_stem.get(stem, ()))
+        return len(self._stem_entries(stem))
 
-    @staticmethod
-    def _walk(table: dict[str, Entry], name: str) -> Entry | None:
+    def _walk(self, name: str, popular: bool) -> Entry | None:
+        """The entry `name` is or lies under: among the popular ones, or among the others."""
+        ids, roles = self._ids, self._role
         while True:
-            found = table.get(name)
-            if found is not None:
-                return found
+            i = ids.get(name)
+            if i is not None and (roles[i] == _POPULAR) is popular:
+                return self._entry(i)
             dot = name.find(".")
             if dot < 0:
                 return None
@@ -233,11 +395,12 @@ class DomainIndex:
         # A name typed that is an indexed domain's own name was typed as meant (gmail.co.uk is not a slip of
         # fmail.co.uk): no slips inside it are looked for, unless the domain is itself a provider's. Nor in a
         # suffix typed before the suffix (the com of linkedn.com.com is not a slip of cox.com's name).
-        names = not any(stem in self._by_stem for _, stem, _ in reads) or self.popular(domain) is not None
+        same = {stem: self._stem_entries(stem) for _, stem, _ in reads}  # the entries of each name read
+        names = not any(same.values()) or self.popular(domain) is not None
         found: dict[tuple[str, Family], Candidate] = {}
         for prefix, stem, suffix in reads:
             for candidate in self._around(prefix, stem, suffix, real,
-                                          names and not (prefix and stem in self._suffixes)):
+                                          names and not (prefix and stem in self._suffixes), same[stem]):
                 found.setdefault((candidate.intended, candidate.family), candidate)
         return list(found.values())
 
@@ -250,21 +413,22 @@ class DomainIndex:
                 return inner
         return None
 
-    def _around(self, prefix: str, stem: str, suffix: str, real: bool, names: bool) -> Iterator[Candidate]:
+    def _around(self, prefix: str, stem: str, suffix: str, real: bool, names: bool,
+                same: Sequence[int]) -> Iterator[Candidate]:
         typed = f"{stem}.{suffix}"
-        # Same name, another suffix: raytheon.co <- raytheon.com.
-        for entry in self._by_stem.get(stem, ()):
+        # Same name, another suffix: raytheon.co <- raytheon.com (`same`: the entries named `stem`).
+        for entry in map(self._entry, same):
             if entry.suffix != suffix and (real or fix_for(suffix, entry.suffix) is not None):
                 yield Candidate(Family.SUFFIX, typed, entry, prefix + entry.domain.unicode,
                                 stem, suffix, stem, entry.suffix)
         # A slip of a protected or known whole suffix: army.ml <- army.mil.
-        for entry in self._slips.get(to_ascii(suffix), ()):
+        for entry in map(self._entry, self._slips.get(to_ascii(suffix), ())):
             yield Candidate(Family.SUFFIX, typed, entry, f"{prefix}{stem}.{entry.domain.unicode}",
                             stem, suffix, stem, entry.domain.unicode)
         # A suffix appended after a full domain: example.com.co <- example.com.
         inner, _, _ = typed.rpartition(".")
         if "." in inner:
-            outer = self._by_name.get(inner) or self._walk(self._cover, to_ascii(inner))
+            outer = self._named(inner) or self._walk(to_ascii(inner), popular=False)
             if outer is not None:
                 inner_stem, _, inner_suffix = inner.rpartition(".")
                 yield Candidate(Family.SUFFIX, typed, outer, prefix + inner, inner_stem,
@@ -272,8 +436,9 @@ class DomainIndex:
         if names:
             yield from self._name_slips(prefix, typed, stem, suffix, real)
         # The same look: аmazon.com <- amazon.com, arnazon.com <- amazon.com.
-        for entry in self._skeleton.get(skeleton(typed), ()):
-            if entry.domain.unicode != typed:
+        look = skeleton(typed)
+        for entry in map(self._entry, self._skeleton.get(hash(look))):
+            if entry.domain.unicode != typed and skeleton(entry.domain.unicode) == look:
                 yield Candidate(Family.SKELETON, typed, entry, prefix + entry.domain.unicode,
                                 stem, suffix, entry.stem, entry.suffix)
 
@@ -286,21 +451,29 @@ class DomainIndex:
         keys = [stem[:i] + stem[i + 1 :] for i in range(len(stem))]
         keys.append(stem)
         bloom, mask = self._bloom, self._bloom_mask
-        found = [hit for key in keys
-                 if bloom[((h := hash(key)) >> 3) & mask] >> (h & 7) & 1 and (hit := near.get(key)) is not None]
+        found: list[Sequence[int]] = []
+        hit: Sequence[int]
+        for key in keys:
+            if bloom[((h := hash(key)) >> 3) & mask] >> (h & 7) & 1:
+                hit = near.get(h)
+                if hit:
+                    found.append([i for i in hit if self._within(key, i)])
         if not prefix and len(stem) >= TWO_EDIT_MIN_NAME:  # two swaps keep the length of a strong name
             anagram = self._anagram.get("".join(sorted(stem)))
             if anagram is not None:
                 found.append(anagram)
-        # Each entry once (by identity: hashing a dataclass costs more), each name's edit made once.
+        # Each entry once, each name's edit made once.
         seen: set[int] = set()
         edits: dict[str, Edit | None] = {}
         for hit in found:
-            for entry in hit:
-                if id(entry) in seen or entry.stem == stem:
+            for i in hit:
+                if i in seen:
+                    continue
+                other = self._stem(i)
+                if other == stem:
                     continue  # the same name under another suffix is the suffix family's
-                seen.add(id(entry))
-                other = entry.stem
+                seen.add(i)
+                entry = self._entry(i)
                 one = edits[other] if other in edits else edits.setdefault(other, single_edit(stem, other))
                 candidate = self._name_slip(prefix, typed, stem, suffix, real, entry, one)
                 if candidate is not None:
@@ -332,7 +505,7 @@ class DomainIndex:
             return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, whole,
                              (whole,))
         if entry.suffix == suffix:
-            if entry.domain.ascii not in self._deep:
+            if not self._deep[self._ids[entry.domain.ascii]]:
                 return None
             if len(stem.rsplit(".", 1)[-1]) < TWO_EDIT_MIN_TYPED or _affix(stem, entry.stem):
                 return None
@@ -352,6 +525,41 @@ def _affix(typed: str, intended: str) -> bool:
     nvbell), not two letters dropped."""
     return intended.startswith(typed) or intended.endswith(typed) or typed.startswith(intended) or typed.endswith(
         intended)
+
+
+def _stem_length(domain: Domain) -> int:
+    """The length of the Unicode name left of the public suffix (`Entry.stem`), 0 if there is none."""
+    parts = domain.unicode.rsplit(".", domain.suffix.count(".") + 1)
+    return len(parts[0]) if len(parts) > domain.suffix.count(".") + 1 else 0
+
+
+def _deletion_keys(stem: str, deep: bool) -> set[str]:
+    """The keys a name is indexed under in `_near`: itself and its usable deletions, one deep or two."""
+    keys = _usable_deletions(stem)
+    if deep:
+        for shorter in tuple(keys):
+            keys.update(_usable_deletions(shorter))
+    keys.add(stem)
+    return keys
+
+
+def _usable_deletions(text: str) -> set[str]:
+    """The deletions of `text` that are usable keys (`_usable`)."""
+    if len(text) > 2 and text[1] != "." and text[-2] != ".":  # none starts or ends with a dot: no need to look
+        return {text[:j] + text[j + 1 :] for j in range(len(text))}
+    return {key for key in deletions(text) if _usable(key)}
+
+
+def _less_one(short: str, long: str) -> bool:
+    """`long` with one character deleted is `short` (their lengths differ by one)."""
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    return short[i:] == long[i + 1 :]
+
+
+def _int64(values: array[int]) -> npt.NDArray[np.int64]:
+    return np.frombuffer(values, dtype=np.int64) if len(values) else np.zeros(0, dtype=np.int64)
 
 
 def _usable(key: str) -> bool:

@@ -24,6 +24,7 @@ def test_each_size_reports_its_build_memory_and_rate() -> None:
     assert [r["known"] for r in rows] == [200, 400]
     for row in rows:
         assert row["build_s"] > 0
+        assert row["build_cpu_s"] > 0
         assert row["rss_mb"] >= row["index_mb"] >= 0
         assert row["peak_rss_mb"] >= row["rss_mb"]
         assert row["cpu_checks_per_s"] > 0

@@ -16,12 +16,14 @@ _checker = icu.SpoofChecker()
 _ANY_CASE = 8  # USPOOF_ANY_CASE
 
 
-@lru_cache(maxsize=65536)
-def skeleton(text: str) -> str:
+def uncached_skeleton(text: str) -> str:
     """The lower-case TR39 skeleton of `text`."""
     if text.isascii():
         return text.translate(_ASCII)
     return _skeleton(text)
+
+
+skeleton = lru_cache(maxsize=65536)(uncached_skeleton)  # the same, remembered for the domains checked lately
 
 
 def _skeleton(text: str) -> str:
