@@ -147,20 +147,27 @@ class _Table:
     __slots__ = ("_bucket_shift", "_buckets", "_id_bits", "_ids", "_marks", "size")
 
     def __init__(self, hashes: npt.NDArray[np.int64], ids: npt.NDArray[np.int32], entries: int) -> None:
+        # In place where it can be, as the arrays are 100 MB each at a million domains: the build's peak.
         self._id_bits = id_bits = max(1, (max(entries, 2) - 1).bit_length())
-        packed = (hashes.view(np.uint64) >> np.uint64(id_bits) << np.uint64(id_bits)) | ids.astype(np.uint64)
+        packed = hashes.view(np.uint64) >> np.uint64(id_bits)
+        packed <<= np.uint64(id_bits)
+        packed |= ids.view(np.uint32)
         packed.sort()
         if len(packed):
             packed = packed[np.concatenate(([True], packed[1:] != packed[:-1]))]  # each pair once
         high = packed >> np.uint64(id_bits)
         self.size = int(np.count_nonzero(high[1:] != high[:-1])) + 1 if len(high) else 0  # distinct keys, about
+        self._marks = high.astype(np.uint32).data  # the low 32 bits
+        del high
         bits = max(1, len(packed).bit_length())  # 2**bits buckets: at most one pair in each, on average
         self._bucket_shift = 64 - bits
-        buckets = (packed >> np.uint64(self._bucket_shift)).astype(np.int64)
-        self._buckets = np.concatenate(([0], np.cumsum(np.bincount(buckets, minlength=1 << bits)))).astype(
-            np.int32).data
-        self._marks = (high & np.uint64(0xFFFFFFFF)).astype(np.uint32).data
-        self._ids = (packed & np.uint64((1 << id_bits) - 1)).astype(np.int32).data
+        counts = np.bincount((packed >> np.uint64(self._bucket_shift)).astype(np.intp), minlength=1 << bits)
+        buckets = np.zeros((1 << bits) + 1, dtype=np.int32)
+        np.cumsum(counts, out=buckets[1:])
+        del counts
+        self._buckets = buckets.data
+        packed &= np.uint64((1 << id_bits) - 1)
+        self._ids = packed.astype(np.int32).data
 
     def get(self, h: int) -> Sequence[int]:
         """The entry numbers added under a string of hash `h`, and rarely a few more (empty if none)."""
@@ -271,21 +278,12 @@ class DomainIndex:
                     self._glued.setdefault(f"{code}{name}", entry)
         numbers = np.arange(n, dtype=np.int32)
         self._near = _Table(_int64(near_hashes), np.repeat(numbers, _int64(near_counts)), n)
+        self._bloom, self._bloom_mask = _bloom(_int64(near_hashes), self._near.size)
         named_ids = np.frombuffer(named, dtype=np.int32) if len(named) else np.zeros(0, dtype=np.int32)
         self._by_stem = _Table(_int64(stem_hashes), named_ids, n)
         self._skeleton = _Table(_int64(skeleton_hashes), named_ids, n)
         self._suffixes = frozenset(unicode[i][cut[i] + 1 :] if cut[i] else unicode[i]
                                    for i in range(n) if not is_suffix[i])  # com, co.uk, ...
-        # A one-hash Bloom filter over `_near`, at most 2 MiB so that it stays in the processor's cache (the
-        # table does not): most deletion keys of an unknown domain are ruled out without touching the table,
-        # whose every look-up is a cache miss on a cold check.
-        bits = min(BLOOM_BITS_MAX, max(1 << 20, 1 << (self._near.size * 12).bit_length()))
-        mask = (bits >> 3) - 1
-        hashes = _int64(near_hashes)
-        marks = np.zeros(bits, dtype=bool)
-        marks[((hashes >> 3) & mask) * 8 + (hashes & 7)] = True
-        self._bloom = bytearray(np.packbits(marks, bitorder="little").tobytes())
-        self._bloom_mask = mask
 
     def _strong(self) -> npt.NDArray[np.bool_]:
         """The entries indexed two edits deep (if their name is long enough): every protected and popular one,
@@ -525,6 +523,20 @@ def _affix(typed: str, intended: str) -> bool:
     nvbell), not two letters dropped."""
     return intended.startswith(typed) or intended.endswith(typed) or typed.startswith(intended) or typed.endswith(
         intended)
+
+
+def _bloom(hashes: npt.NDArray[np.int64], distinct: int) -> tuple[bytearray, int]:
+    """A one-hash Bloom filter over the deletion keys' hashes, at most 2 MiB so that it stays in the processor's
+    cache (the table does not): most deletion keys of an unknown domain are ruled out without touching the
+    table, whose every look-up is a cache miss on a cold check. Sized by the number of distinct keys; the filter
+    and its byte mask (a key may be there if `filter[(h >> 3) & mask] >> (h & 7) & 1`)."""
+    bits = min(BLOOM_BITS_MAX, max(1 << 20, 1 << (distinct * 12).bit_length()))
+    mask = (bits >> 3) - 1
+    marks = np.zeros(bits, dtype=bool)
+    for start in range(0, len(hashes), 1 << 20):  # a slice at a time: no full-length temporaries
+        chunk = hashes[start : start + (1 << 20)]
+        marks[((chunk >> 3) & mask) * 8 + (chunk & 7)] = True
+    return bytearray(np.packbits(marks, bitorder="little").tobytes()), mask
 
 
 def _stem_length(domain: Domain) -> int:
