@@ -24,7 +24,7 @@ GROUPS = {
     "config": ["check"],
     "sink": ["check", "purge", "report"],
     "store": ["copy", "migrate"],
-    "known": ["add", "forget", "list", "show"],
+    "known": ["add", "forget", "list", "prune", "show"],
     "report": ["observe"],
 }
 
