@@ -124,6 +124,21 @@ def test_sender_is_notified_once_with_a_link_and_no_body(relay: Relay, sink: Rec
     assert "Passport" not in text
 
 
+def test_closing_a_relay_waits_for_the_notice_it_is_sending(tmp_path: Path) -> None:
+    """A relay's held notice goes out in a thread of its loop; closing the relay lets it end. Left running, the
+    send went on into the next test, where its connection to the recording sink that was stopping left an
+    unclosed transport (an error at that test's setup)."""
+    with RecordingSink(delay_data=1.0) as slow:  # records the notice at once, answers it a second later
+        relay = make_relay(tmp_path, slow)
+        try:
+            assert send(relay, ["j.doe@army.ml"])[0] == 250
+            slow.wait_for(1)
+        finally:
+            relay.close()
+        (held,) = relay.quarantine.list()
+        assert held.notice == "sent"  # not "sending": the send was over when close() returned
+
+
 def test_no_notice_for_an_automatic_message(relay: Relay, sink: RecordingSink) -> None:
     """A held message that is itself automatic (Auto-Submitted) gets no notice (RFC 3834)."""
     send(relay, ["j.doe@army.ml"], body=b"Auto-Submitted: auto-generated\r\n" + BODY)
