@@ -29,11 +29,18 @@ name that is a country code glued to a protected domain (`deibm.com`) is read as
 from __future__ import annotations
 
 import enum
+import os
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
+
+# numpy's BLAS (OpenBLAS) starts a pool of threads when numpy is imported, before any door can set its threads'
+# signal mask; the milter leaves SIGTERM to libmilter's own thread (milter.leave_stop_signals_to_libmilter), and a
+# pool thread that did not block it would take it and end the process at once, unsaved. The index does no linear
+# algebra: one BLAS thread, so no pool.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 import numpy as np
 import numpy.typing as npt

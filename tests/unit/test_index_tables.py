@@ -4,7 +4,10 @@ every hash is made to collide."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -174,3 +177,16 @@ def test_merging_keeps_the_strongest_and_the_owner() -> None:
     assert (entry.role, entry.count, entry.owner) == (Role.KNOWN, 9, "AB")
     assert index.size == 1
     assert index.popular(ab) is None
+
+
+def test_importing_the_index_starts_no_thread() -> None:
+    """A fresh interpreter that imports the engine has one thread: numpy's BLAS pool is not started, so every
+    thread of a door is started after the door set its signal mask (the milter leaves SIGTERM to libmilter; a
+    thread that did not block it would end the process at once, with what it learned unsaved)."""
+    probe = ("import os, signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM,))\n"
+             "import rcptguard.cli, rcptguard.gateways.milter, rcptguard.guard\n"
+             "print(len(os.listdir('/proc/self/task')))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env,
+                           timeout=120)
+    assert found.stdout.strip() == "1", found.stdout + found.stderr
