@@ -12,7 +12,7 @@ import pytest
 from rcptguard.history import Batch, Counted
 from rcptguard.store import Store
 from rcptguard.store.history import MirroredHistory, StoreHistory
-from tests.unit.test_history import NOW, busy_batch, some_messages
+from tests.unit.test_history import NOW, busy_batch, only_one_runs, some_messages
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +82,4 @@ def test_one_runner_at_a_time_on_postgres(postgres_url: str) -> None:
     holds it, another job is not, and it is free again once the first is done."""
     first, second = Store.open(postgres_url), Store.open(postgres_url)
     OPENED.extend((first, second))
-    with first.alone("quarantine-expire") as alone:
-        assert alone
-        with second.alone("quarantine-expire") as also:
-            assert not also
-        with second.alone("quarantine-purge") as other_job:
-            assert other_job
-    with second.alone("quarantine-expire") as alone:
-        assert alone
+    only_one_runs(first, second, "quarantine-expire")

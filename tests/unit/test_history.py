@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -379,23 +380,32 @@ def test_prune_deletes_only_what_counts_for_nothing(store: StoreHistory) -> None
     assert store.correspondents(["d149.example"])  # an administrator's word stays
 
 
+def only_one_runs(first: Store, second: Store, job: str, meanwhile: Callable[[], None] = lambda: None) -> None:
+    """While `first` runs `job`, `second` may not (and `meanwhile` is called), but may run another job; then it
+    may run `job`."""
+    with first.alone(job) as alone:
+        assert alone
+        with second.alone(job) as also:
+            assert not also
+        with second.alone(f"not {job}") as other_job:
+            assert other_job
+        meanwhile()
+    with second.alone(job) as alone:
+        assert alone
+
+
 def test_one_runner_at_a_time(tmp_path: Path) -> None:
     """A job (expiry, a purge, the history prune) runs once against one store: a second runner, in another
     process or the same, is told it is not alone and does nothing; another job is not held up; once the first
     ends, the next run goes ahead."""
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    first, second = Store.open(url), Store.open(url)
-    with first.alone("history-prune") as alone:
-        assert alone
-        with second.alone("history-prune") as also:
-            assert not also
-        with second.alone("purge") as other_job:
-            assert other_job
+
+    def meanwhile() -> None:
         pruned = CliRunner().invoke(main, ["known", "prune", "--db", url])
         assert pruned.exit_code == 0, pruned.output
         assert "another `rcptguard known prune` is running" in pruned.output
-    with second.alone("history-prune") as alone:
-        assert alone
+
+    only_one_runs(Store.open(url), Store.open(url), "history-prune", meanwhile)
     pruned = CliRunner().invoke(main, ["known", "prune", "--db", url])
     assert pruned.exit_code == 0, pruned.output
     assert pruned.output.startswith("deleted: 0 from sender_addresses")

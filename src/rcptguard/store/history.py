@@ -405,13 +405,6 @@ class StoreHistory:
             raise StoreError(f"cannot prune history: {error_line(exc)}") from exc
         return counts
 
-    def forget_observations(self, before: dt.datetime) -> int:
-        try:
-            with self.engine.begin() as connection:
-                return int(connection.execute(delete(observations).where(observations.c.at < before)).rowcount)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot delete observations: {error_line(exc)}") from exc
-
 
 class MirroredHistory:
     """The store's history held in memory for a door: judging a message reads no database.
