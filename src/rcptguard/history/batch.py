@@ -124,11 +124,6 @@ class Batch:
         batch.confirmations = {(s, d): _time(w) for s, d, w in data["c"]}
         return batch
 
-    def size(self) -> int:
-        """How many keys the batch holds (what writing or sending it costs)."""
-        return (len(self.domains) + len(self.inbound_domains) + len(self.sender_domains) + len(self.sender_addresses)
-                + len(self.pairs) + len(self.confirmations))
-
 
 def _out(tally: Tally) -> tuple[int, float | None, float | None]:
     return (tally.count, tally.first.timestamp() if tally.first else None,

@@ -120,9 +120,6 @@ class MemoryHistory:
     def confirmation(self, sender: str, domain: str) -> dt.datetime | None:
         return self.confirmed.get((sender, domain))
 
-    def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
-        return [(s, d, w) for (s, d), w in self.confirmed.items() if since is None or w > since]
-
     def learned(self, now: dt.datetime) -> dict[str, int]:
         return {d: t.count for d, t in self.domains.items()
                 if qualifies(self._domain(d, None), self.settings, now)}

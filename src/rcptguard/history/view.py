@@ -25,10 +25,6 @@ class HistoryView(Protocol):
         """When `sender` (history's form) last confirmed `domain` (A-label form), or None."""
         ...
 
-    def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
-        """(sender, domain, when) of the confirmations since `since` (all with None)."""
-        ...
-
     def learned(self, now: dt.datetime) -> dict[str, int]:
         """The organisation's correspondents by the poisoning guard (rules.qualifies), with their message counts."""
         ...

@@ -286,14 +286,6 @@ class StoreHistory:
             sender_domains.c.confirmed_at.is_not(None)))
         return as_utc(rows[0][0]) if rows else None
 
-    def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
-        """(sender, domain, when) of every confirmation, or of those since `since` (an index: cheap to ask often)."""
-        query = select(sender_domains.c.sender, sender_domains.c.domain, sender_domains.c.confirmed_at).where(
-            sender_domains.c.confirmed_at.is_not(None))
-        if since is not None:
-            query = query.where(sender_domains.c.confirmed_at > since)
-        return [(s, d, as_utc(w)) for s, d, w in self._rows(query)]
-
     def added(self) -> list[str]:
         """The domains an administrator made known (rcptguard known add)."""
         return [r[0] for r in self._rows(select(correspondents.c.domain).where(correspondents.c.state == "added"))]
@@ -434,18 +426,17 @@ class MirroredHistory:
         self.settings = store.settings
         self.lock = threading.Lock()
         self.origin = uuid.uuid4().hex  # this mirror's name on the feed entries it writes
-        self.applied: dict[int, dt.datetime] = {}  # the feed entries in the mirror, by id (those in the overlap)
-        self.looked = utc_now()  # when the feed was last read (this clock)
-        self.loaded = time.monotonic()
         self.asked: dict[tuple[str, str], tuple[float, int]] = {}  # (sender, domain) -> this second's asks
         self.memory = self._read()
 
     def _read(self) -> MemoryHistory:
+        """The whole history read, and with it the feed's entries it holds (`applied`, by id: those in the overlap),
+        when (`looked`, this clock; `loaded`, monotonic) and how long it took (`read_seconds`)."""
         looked = utc_now()
         started = time.perf_counter()
         memory, marks = self.store.snapshot(feed_since=looked - FEED_KEEP)
         self.read_seconds = time.perf_counter() - started
-        self.applied = marks
+        self.applied: dict[int, dt.datetime] = marks
         self.looked = looked
         self.loaded = time.monotonic()
         return memory
@@ -529,10 +520,6 @@ class MirroredHistory:
             with self.lock:
                 self.memory.record(batch)
         return when
-
-    def confirmations(self, since: dt.datetime | None = None) -> list[tuple[str, str, dt.datetime]]:
-        with self.lock:
-            return self.memory.confirmations(since)
 
     def learned(self, now: dt.datetime) -> dict[str, int]:
         return self.store.learned(now)
