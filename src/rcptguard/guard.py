@@ -111,7 +111,8 @@ def read_known_file(path: Path) -> list[tuple[str, int]]:
 class Guard:
     """Decides, for each recipient, whether it is probably a slip, of which domain, and what to do."""
 
-    def __init__(self, policy: Policy, learned: Mapping[str, int] | None = None) -> None:
+    def __init__(self, policy: Policy, learned: Mapping[str, int] | None = None, *,
+                 index: DomainIndex | None = None) -> None:
         self.policy = policy
         if policy.psl_file is not None:
             try:
@@ -123,30 +124,41 @@ class Guard:
         self._restricted = tuple("." + s for s in policy.restricted_suffixes)
         self._private = frozenset(policy.private_suffixes)
         self._real = real_tlds()
-        self.index = DomainIndex(self._entries())
+        self.index = DomainIndex(self._entries()) if index is None else index  # given: `extended`
         # A domain's judgement depends only on the index and policy, both fixed for this guard's lifetime.
         self.judge = lru_cache(maxsize=JUDGEMENT_CACHE)(self._judge)
 
+    def extended(self, learned: Mapping[str, int], added: Iterable[str] = ()) -> Guard:
+        """This guard with the correspondents `learned` (all of them, as a new guard is given them) and the domains
+        `added` known, in a time that grows with what is new: the index is extended with the domains it did not
+        know (`DomainIndex.extended`), and every judgement is made again. This guard is left as it was."""
+        least, before = self.policy.learn_min_count, self._learned
+        new = [Listed(normalize_domain(name), Role.KNOWN, count) for name, count in learned.items()
+               if count >= least and before.get(name, 0) < least]
+        new.extend(Listed(normalize_domain(name), Role.KNOWN) for name in added)
+        return Guard(self.policy, learned, index=self.index.extended(new))
+
     def _entries(self) -> Iterable[Listed]:
         # A domain is a whole public suffix (mil) when its own public suffix is itself: `Domain.suffix` already
-        # holds it, one look-up in the list instead of two for each of up to a million domains.
-        policy = self.policy
+        # holds it, one look-up in the list instead of two for each of up to a million domains. The lists are
+        # read without normalize_domain's cache, which a million names would only churn.
+        policy, normalize = self.policy, normalize_domain.__wrapped__
         for name in policy.protect:
-            domain = normalize_domain(name)
+            domain = normalize(name)
             yield Listed(domain, Role.PROTECTED, 0, None, domain.suffix == domain.ascii)
         for name in policy.known:
-            domain = normalize_domain(name)
+            domain = normalize(name)
             yield Listed(domain, Role.KNOWN, 0, None, domain.suffix == domain.ascii)
         for path in policy.known_files:
             for name, count in read_known_file(path):
-                domain = normalize_domain(name)
+                domain = normalize(name)
                 yield Listed(domain, Role.KNOWN, count, None, domain.suffix == domain.ascii)
         for name, count in self._learned.items():
             if count >= policy.learn_min_count:
-                yield Listed(normalize_domain(name), Role.KNOWN, count)
+                yield Listed(normalize(name), Role.KNOWN, count)
         if policy.providers:
             for name, owner in providers().items():
-                yield Listed(normalize_domain(name), Role.POPULAR, owner=owner)
+                yield Listed(normalize(name), Role.POPULAR, owner=owner)
 
     # -- the check ------------------------------------------------------------------------------------
 

@@ -85,6 +85,8 @@ METRIC_NAMES = (
     "rcptguard_history_feed_age_seconds",
     "rcptguard_index_known_domains",
     "rcptguard_index_build_seconds",
+    "rcptguard_index_extensions",
+    "rcptguard_index_extend_seconds",
 )
 
 
@@ -162,6 +164,10 @@ class RuntimeCollector(Collector):
                                 value=runtime.known_domains)
         yield GaugeMetricFamily("rcptguard_index_build_seconds", "Seconds the last build of the index took",
                                 value=runtime.index_seconds)
+        yield GaugeMetricFamily("rcptguard_index_extensions", "Times the index was extended with newly known "
+                                "domains since its last full build", value=runtime.extensions)
+        yield GaugeMetricFamily("rcptguard_index_extend_seconds", "Seconds the last extension of the index took",
+                                value=runtime.extend_seconds)
         mirror = runtime.history
         if not isinstance(mirror, MirroredHistory):
             return

@@ -38,6 +38,8 @@ log = logging.getLogger("rcptguard.runtime")
 
 GuardFactory = Callable[[dict[str, int]], Guard]
 FEED_PRUNE_SECONDS = 600.0  # how often a door deletes the history feed's old entries
+EXTEND_MIN = 20_000  # domains the index may be extended by since its last full build, at least ...
+EXTEND_SHARE = 0.1  # ... or this share of the domains that build knew, whichever is more
 
 
 def counted(verdicts: Sequence[Verdict]) -> list[Counted]:
@@ -137,8 +139,12 @@ class Runtime:
         self.learner = Learner(self.history, self.settings)
         started = time.perf_counter()
         self.guard = factory(dict(learned))
-        self.index_seconds = time.perf_counter() - started  # how long the last index build took
-        self._known = self._known_set(learned)
+        self.index_seconds = time.perf_counter() - started  # how long the last full build of the index took
+        self.extend_seconds = 0.0  # how long its last extension took (`_rebuild`)
+        self._added = self._read_added()
+        self._known = self._known_set(learned) | self._added
+        self._built_with = len(self._known)  # domains known at the last full build
+        self.extensions = 0  # index extensions since the last full build
         self.followed = time.monotonic()  # when the history feed was last followed (or the history read)
         self.flush_interval = flush_interval
         self.rebuild_interval = rebuild_interval
@@ -156,6 +162,11 @@ class Runtime:
     def _known_set(self, learned: dict[str, int]) -> frozenset[str]:
         least = self.guard.policy.learn_min_count
         return frozenset(d for d, n in learned.items() if n >= least)
+
+    def _read_added(self) -> frozenset[str]:
+        """The domains an administrator made known (`rcptguard known add`), which the guard's factory reads too."""
+        mirror = self.history
+        return frozenset(mirror.store.added()) if isinstance(mirror, MirroredHistory) else frozenset()
 
     def may_be_confirmed(self, sender: str, domain: str | None) -> bool:
         """Whether `sender` confirmed `domain` (A-label form), as far as the history in memory knows."""
@@ -244,6 +255,7 @@ class Runtime:
         mirror = self.history
         if not isinstance(mirror, MirroredHistory):
             return
+        loaded = mirror.loaded
         try:
             added = await asyncio.wrap_future(self.learner.writer.submit(mirror.follow))
             if time.monotonic() - self._pruned >= FEED_PRUNE_SECONDS:
@@ -253,8 +265,8 @@ class Runtime:
             logs.event(log, "history feed unavailable", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
             return
         self.followed = time.monotonic()
-        if any(domain not in self._known for batch in added for domain in batch.domains):
-            self.learner.newly_known = True
+        if mirror.loaded != loaded or any(domain not in self._known for batch in added for domain in batch.domains):
+            self.learner.newly_known = True  # read again (a domain forgotten or added, say), or a new domain
 
     async def _reload(self) -> None:
         """The mirrored history read again from the store when it is `reload_seconds` old (the old one serves on if
@@ -266,21 +278,38 @@ class Runtime:
             await self.learner.reload_soon(mirror)
         except Exception as exc:  # noqa: BLE001 - the old mirror keeps serving; tried again at the next flush
             logs.event(log, "history reload failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+            return
+        self.learner.newly_known = True  # domains may have faded, been forgotten or added meanwhile
 
     async def _rebuild(self) -> None:
+        """The guard made again when the known domains changed: extended with the new ones while domains are only
+        added (`Guard.extended`: milliseconds, where a full build of a million domains takes half a minute), built
+        anew when one was forgotten or faded, or when the extensions since the last build reach
+        `EXTEND_SHARE` of what that build knew (a build ranks every known domain by its count again)."""
         try:
             learned = await asyncio.to_thread(self.history.learned, dt.datetime.now(dt.UTC))
-            known = self._known_set(learned)
+            added = await asyncio.to_thread(self._read_added)
+            known = self._known_set(learned) | added
             if known == self._known:
                 return
+            new = known - self._known
             started = time.perf_counter()
-            self.guard = await asyncio.to_thread(self.factory, learned)
-            self.index_seconds = time.perf_counter() - started
-            self._known = known
+            if len(new) == len(known) - len(self._known) and (
+                    len(known) - self._built_with <= max(EXTEND_MIN, self._built_with * EXTEND_SHARE)):
+                self.guard = await asyncio.to_thread(self.guard.extended, learned, added - self._known)
+                self.extensions += 1
+                self.extend_seconds = seconds = time.perf_counter() - started
+                how = "extended"
+            else:
+                self.guard = await asyncio.to_thread(self.factory, learned)
+                self._built_with, self.extensions, how = len(known), 0, "rebuilt"
+                self.index_seconds = seconds = time.perf_counter() - started
+            self._known, self._added = known, added
         except Exception as exc:  # noqa: BLE001 - the old guard keeps serving
             logs.event(log, "index rebuild failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
             return
-        logs.event(log, "index rebuilt", learned=len(learned), known=len(known))
+        logs.event(log, f"index {how}", learned=len(learned), known=len(known), new=len(new),
+                   seconds=round(seconds, 3))
 
     def close(self) -> None:
         try:

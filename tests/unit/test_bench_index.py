@@ -20,7 +20,7 @@ def run(*args: str) -> str:
 
 def test_each_size_reports_its_build_memory_and_rate() -> None:
     """Two sizes give two rows, each with a build time, the index's memory and a positive checking rate."""
-    rows = json.loads(run("--sizes", "200", "400", "--queries", "300", "--json"))
+    rows = json.loads(run("--sizes", "200", "400", "--queries", "300", "--add", "50", "--json"))
     assert [r["known"] for r in rows] == [200, 400]
     for row in rows:
         assert row["build_s"] > 0
@@ -29,6 +29,9 @@ def test_each_size_reports_its_build_memory_and_rate() -> None:
         assert row["peak_rss_mb"] >= row["rss_mb"]
         assert row["cpu_checks_per_s"] > 0
         assert row["checks_per_s"] > 0
+        assert row["added"] == 50
+        assert row["extend_s"] > 0
+        assert row["extended_vs_built"] > 0
 
 
 def test_the_table_compares_each_row_with_the_100k_row() -> None:
@@ -38,7 +41,12 @@ def test_the_table_compares_each_row_with_the_100k_row() -> None:
 
     row = {"build_s": 1.0, "index_mb": 10, "rss_mb": 50, "peak_rss_mb": 60, "checks_per_s": 900}
     rows = [{**row, "known": 10_000, "cpu_checks_per_s": 1_000}, {**row, "known": 100_000, "cpu_checks_per_s": 4_000}]
-    lines = bench_index.table(rows).splitlines()
-    assert lines[2].endswith("| 0.25 |")
-    assert lines[3].endswith("| 1.00 |")
-    assert bench_index.table(rows[:1]).splitlines()[2].endswith("| n/a |")
+    def column(text: str, line: int, name: str) -> str:
+        lines = [[cell.strip() for cell in row.strip("|").split("|")] for row in text.splitlines()]
+        return lines[line][lines[0].index(name)]
+
+    table = bench_index.table(rows)
+    assert column(table, 2, "vs 100k") == "0.25"
+    assert column(table, 3, "vs 100k") == "1.00"
+    assert column(bench_index.table(rows[:1]), 2, "vs 100k") == "n/a"
+    assert column(table, 2, "extend (s)") == "n/a (+0)"  # a row measured before extensions were

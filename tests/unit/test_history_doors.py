@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import smtplib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -17,7 +18,7 @@ from rcptguard.cli import main
 from rcptguard.gateways.policyd import PolicyService, PolicySettings
 from rcptguard.gateways.relay import RelaySettings, build
 from rcptguard.guard import Guard
-from rcptguard.history import Batch, HistorySettings
+from rcptguard.history import Batch, Counted, HistorySettings
 from rcptguard.model import Action
 from rcptguard.policy import load_policy
 from rcptguard.store import Store
@@ -90,6 +91,47 @@ def test_what_other_processes_change_reaches_a_running_relay(tmp_path: Path, sin
         while b"held 1" not in send(relay, "me@example-corp.com", ["j@gmial.com"]):
             assert time.monotonic() < deadline, "the forgotten confirmation still counts"
             time.sleep(0.2)
+    finally:
+        relay.close()
+
+
+def test_a_domain_learned_elsewhere_extends_the_running_relays_index(tmp_path: Path, sink: RecordingSink) -> None:
+    """Mail to partner-corp.com through another instance (four messages from two senders, read from the history
+    feed) makes it known to a running relay at its next rebuild, by extending its index rather than building it
+    again: a slip of it (partner-corp.co) is then stopped, for that reason. Forgotten by an administrator, it is
+    left out of an index built anew."""
+    db = f"sqlite:///{tmp_path / 'relay.db'}"
+    settings = RelaySettings.from_section({"next_hop": f"127.0.0.1:{sink.port}", "flush_interval": 0.05,
+                                           "rebuild_interval": 0.1}, "relay")
+    relay = Relay(build(lambda learned: Guard(POLICY, learned=learned), Store.open(db), settings,
+                        history=HistorySettings(reload_seconds=3600)))
+    runtime = relay.handler.runtime
+
+    def verdict() -> Action:
+        return runtime.guard.check("j@partner-corp.co").action
+
+    def wait_for(done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not done():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    try:
+        built = runtime.guard
+        assert verdict() is Action.PASS
+        batch = Batch()
+        for sender in ("a@example-corp.com", "b@example-corp.com", "a@example-corp.com", "b@example-corp.com"):
+            batch.message(sender, [Counted("x@partner-corp.com", "partner-corp.com")], dt.datetime.now(dt.UTC))
+        StoreHistory(Store.open(db)).record(batch)  # another writer
+        wait_for(lambda: verdict() >= Action.WARN, "partner-corp.com never became known")
+        assert runtime.extensions == 1
+        assert runtime.guard.index is not built.index
+        assert built.check("j@partner-corp.co").action is Action.PASS  # the guard it replaced, unchanged
+        assert "partner-corp.com" in (runtime.guard.check("j@partner-corp.co").reason or "")
+        forgot = CliRunner().invoke(main, ["known", "forget", "partner-corp.com", "--db", db])
+        assert forgot.exit_code == 0, forgot.output
+        wait_for(lambda: verdict() is Action.PASS, "partner-corp.com stayed known")
+        assert runtime.extensions == 0  # built anew: an index is only ever extended
     finally:
         relay.close()
 

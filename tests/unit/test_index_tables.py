@@ -190,3 +190,59 @@ def test_importing_the_index_starts_no_thread() -> None:
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env,
                            timeout=120)
     assert found.stdout.strip() == "1", found.stdout + found.stderr
+
+
+def _answers(index: DomainIndex, domain: object) -> tuple[object, ...]:
+    assert not isinstance(domain, str)
+    found = [(c.intended, c.family.value, c.target.domain.ascii, c.target.role, c.target.count, c.edits,
+              c.suffix_slip) for c in index.candidates(domain)]  # type: ignore[arg-type]
+    covering, popular = index.covering(domain), index.popular(domain)  # type: ignore[arg-type]
+    return (found, covering and (covering.domain.ascii, covering.role, covering.count),
+            popular and (popular.domain.ascii, popular.owner))
+
+
+def test_an_extended_index_answers_as_one_built_with_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index extended twice (`DomainIndex.extended`: the domains a door learned since its build) gives, for
+    every typed domain, the candidates, covering and popular entries of an index built with all of them at once;
+    and the index it was extended from is unchanged."""
+    monkeypatch.setattr(index_module, "TWO_EDIT_KNOWN", 400)  # the new known ones are not among the strong
+    rng = random.Random(20261203)
+    base = _entries(rng, 3000)
+    names = {e.domain.ascii for e in base}
+    more: list[Entry] = []
+    while len(more) < 700:
+        try:
+            domain = normalize_domain(f"{_name(rng)}.{rng.choice(_SUFFIXES)}")
+        except DomainError:
+            continue
+        if domain.ascii not in names:
+            names.add(domain.ascii)
+            role = Role.PROTECTED if len(more) % 50 == 0 else Role.KNOWN  # a protected one is strong at once
+            more.append(Entry(domain, role, count=rng.choice([1, 2, 7])))
+    more += [Entry(e.domain, Role.KNOWN, count=e.count + 5) for e in rng.sample(base, 40) if e.role is Role.KNOWN]
+    rng.shuffle(more)
+    whole = DomainIndex(base + more)
+    first = DomainIndex(base)
+    before = {e.domain.ascii: _answers(first, e.domain) for e in rng.sample(more, 100)}
+    grown = first.extended(more[:350]).extended(more[350:])
+    assert grown.size == whole.size
+    typed = [e.domain for e in base + more if not e.is_suffix]
+    for entry in rng.sample(base + more, 1500):
+        try:
+            typed.append(normalize_domain(_slip(entry.domain.unicode, rng).strip(".").replace("..", ".")))
+        except DomainError:
+            continue
+    compared = 0
+    for domain in typed:
+        want = _answers(whole, domain)
+        assert _answers(grown, domain) == want, domain.ascii
+        compared += bool(want[0])
+        assert grown.suffix_count(split_stem(domain)) == whole.suffix_count(split_stem(domain))
+    assert compared > 1000  # slips that have candidates, not only unknown names
+    for entry in more:
+        if entry.domain.ascii in before:
+            assert _answers(first, entry.domain) == before[entry.domain.ascii]
+
+
+def split_stem(domain: object) -> str:
+    return index_module.split_unicode(domain)[0]  # type: ignore[arg-type]

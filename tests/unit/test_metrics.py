@@ -91,6 +91,8 @@ def test_the_relay_shows_its_history_and_index(relay_metrics: tuple[int, Store])
     assert value(samples, "rcptguard_history_feed_age_seconds") < 5
     assert value(samples, "rcptguard_index_build_seconds") > 0
     assert value(samples, "rcptguard_index_known_domains") >= 0
+    assert value(samples, "rcptguard_index_extensions") == 0
+    assert value(samples, "rcptguard_index_extend_seconds") == 0
     assert value(samples, "process_resident_memory_bytes") > 10_000_000
 
 
