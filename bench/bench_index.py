@@ -15,7 +15,7 @@ repeats its correspondents) checked once with every cache cleared first, on one 
 * extend: then `--add` more domains are learned, as a door learns them between builds (`Guard.extended`): its
   clock time, the memory it added (with the built guard still held, as a door holds it until the swap), and the
   CPU checks/s of the extended guard against the built one (its tables are the built one's plus dictionaries of
-  the additions), in three alternating passes of each, medians.
+  the additions), in five alternating passes of each with the garbage collector paused, medians.
 
     python bench/bench_index.py                       # 10k, 100k, 1M (about a minute, 1.2 GB at 1M)
     python bench/bench_index.py --sizes 10000 100000  # quick
@@ -25,6 +25,7 @@ repeats its correspondents) checked once with every cache cleared first, on one 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -36,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 BASELINE = 100_000
-ROUNDS = 3  # alternating passes of the built and the extended guard
+ROUNDS = 5  # alternating passes of the built and the extended guard
 
 
 def rss_mb() -> float:
@@ -72,9 +73,14 @@ def measure(size: int, queries: int, add: int = 1000) -> dict[str, float]:
     extend = time.perf_counter() - start
     extend_mb = rss_mb() - before_extend  # both guards held: a door holds the old one until the swap
     built_cpu, extended_cpu = [], []
-    for _ in range(ROUNDS):  # alternating, medians: one pass is at the machine's mercy
-        built_cpu.append(timed_checks(guard, addresses)[1])
-        extended_cpu.append(timed_checks(extended, addresses)[1])
+    gc.collect()
+    gc.disable()  # a full collection lands on whichever pass crosses its threshold, in step with the alternation
+    try:
+        for _ in range(ROUNDS):  # alternating, medians: one pass is at the machine's mercy
+            built_cpu.append(timed_checks(guard, addresses)[1])
+            extended_cpu.append(timed_checks(extended, addresses)[1])
+    finally:
+        gc.enable()
     return {
         "known": size,
         "build_s": round(build, 2),

@@ -22,6 +22,7 @@ import logging
 import resource
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -62,6 +63,9 @@ class Learner:
         self.history = history
         self.settings = settings
         self.pending = Batch()
+        # What `saw` was told, until `take` adds it to the batch: a deque, so that any thread may tell it (the
+        # milter's, one a message) without waking the loop that takes it.
+        self.inbox: deque[tuple[str | None, Sequence[Counted], dt.datetime]] = deque()
         self.observed: list[Observation] = []
         self.newly_known = False  # an unknown domain was let through: the known set may have changed
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="learner")  # one write at a time, in order
@@ -69,12 +73,17 @@ class Learner:
 
     def saw(self, sender: str, recipients: Sequence[Counted], *, unknown: bool,
             when: dt.datetime | None = None) -> None:
-        self.pending.message(sender_key(sender), recipients, when or dt.datetime.now(dt.UTC),
-                             max_group=self.settings.max_group)
-        self.newly_known = self.newly_known or unknown
+        """One message let through to `recipients` (any thread)."""
+        self.inbox.append((sender_key(sender), recipients, when or dt.datetime.now(dt.UTC)))
+        if unknown:
+            self.newly_known = True
 
     def take(self) -> tuple[Batch, list[Observation]]:
-        """What is not yet written, handed over (call on the thread that calls `saw`)."""
+        """What is not yet written, handed over (on the loop's thread, or the one that flushes at shutdown)."""
+        inbox, max_group = self.inbox, self.settings.max_group
+        while inbox:
+            sender, recipients, when = inbox.popleft()
+            self.pending.message(sender, recipients, when, max_group=max_group)
         batch, self.pending = self.pending, Batch()
         observed, self.observed = self.observed, []
         return batch, observed

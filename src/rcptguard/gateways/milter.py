@@ -304,8 +304,9 @@ class MilterService:
         tx.verdicts = dict(zip(tx.verdicts, judged, strict=True))
 
     def passed(self, tx: Transaction) -> None:
-        """A message accepted at DATA (every recipient passed): its recipients are learned, it is counted."""
-        self._on_loop(self.runtime.saw, tx.sender, list(tx.verdicts.values()))
+        """A message accepted at DATA (every recipient passed): its recipients are learned (from this thread: the
+        learner takes them at its next flush, without a wake-up of the loop for each message), it is counted."""
+        self.runtime.saw(tx.sender, list(tx.verdicts.values()))
         self.count("messages")
 
     # -- at end of message -------------------------------------------------------------------------------------
@@ -334,7 +335,7 @@ class MilterService:
                                    for r in warned]
         if warned and self.settings.warn_notice and wants_notice(tx.sender, seen):
             self._tell_of_warnings(tx.sender, [(r, verdicts[r]) for r in warned], seen)
-        self._on_loop(self.runtime.saw, tx.sender, [verdicts[r] for r in passed])
+        self.runtime.saw(tx.sender, [verdicts[r] for r in passed])
         self.count("messages")
         self.count("held", len(held))
         logs.event(log, "message", sender=tx.sender, client=client, queue_id=arrival.queue_id if arrival else "",
