@@ -214,7 +214,6 @@ class _Grown:
         return [*hits, *more]  # in the order of their numbers, as a rebuild's table gives them
 
 
-
 def _grow(table: _Table | _Grown, additions: dict[int, tuple[int, ...]]) -> _Grown:
     """`table` with more entries under some hashes; `table` itself is left as it was."""
     base, extra = (table.base, dict(table.extra)) if isinstance(table, _Grown) else (table, {})
@@ -301,8 +300,7 @@ class DomainIndex:
         add_stem, add_look, protected = stem_hashes.append, skeleton_hashes.append, int(Role.PROTECTED)
         for i in range(n):
             if is_suffix[i]:
-                for variant in one_edit_variants(ascii_names[i], _SUFFIX_ALPHABET):
-                    _add(self._slips, variant, i)
+                self._index_suffix(i)
                 count_near(0)
                 continue
             name = unicode[i]
@@ -314,9 +312,7 @@ class DomainIndex:
                 self._idn[name] = i
             length = len(stem)
             if strong[i] == 1 and len(stem.rsplit(".", 1)[-1]) >= TWO_EDIT_MIN_NAME:
-                keys: Collection[str] = _deletion_keys(stem, deep=True)
-                self._deep[i] = 1
-                _add(self._anagram, "".join(sorted(stem)), i)
+                keys: Collection[str] = self._deepen(i, stem)
             elif length > 2 and stem[1] != "." and stem[-2] != ".":  # the usual name: every deletion usable
                 keys = [stem[:j] + stem[j + 1 :] for j in range(length)]  # a letter doubled gives a key twice:
                 keys.append(stem)  # the table keeps each (key, entry) once
@@ -325,9 +321,7 @@ class DomainIndex:
             add_near(map(hash, keys))
             count_near(len(keys))
             if roles[i] == protected and "." not in stem:
-                entry = self._entry(i)
-                for code in self._country_codes:
-                    self._glued.setdefault(f"{code}{name}", entry)
+                self._glue(i, name)
         self._strong_known = min(TWO_EDIT_KNOWN, roles.count(Role.KNOWN))
         numbers = np.arange(n, dtype=np.int32)
         self._near: _Table | _Grown = _Table(_int64(near_hashes), np.repeat(numbers, _int64(near_counts)), n)
@@ -337,6 +331,25 @@ class DomainIndex:
         self._skeleton: _Table | _Grown = _Table(_int64(skeleton_hashes), named_ids, n)
         self._suffixes = frozenset(unicode[i][cut[i] + 1 :] if cut[i] else unicode[i]
                                    for i in range(n) if not is_suffix[i])  # com, co.uk, ...
+
+    # What `_build` and `_index_from` both do for an entry, on their rarer paths.
+
+    def _index_suffix(self, i: int) -> None:
+        """A whole suffix (`mil`): its one-edit variants lead to it (`ml`)."""
+        for variant in one_edit_variants(self._ascii[i], _SUFFIX_ALPHABET):
+            _add(self._slips, variant, i)
+
+    def _deepen(self, i: int, stem: str) -> set[str]:
+        """Mark entry `i` as indexed two deletions deep, and index its sorted letters; its deletion keys."""
+        self._deep[i] = 1
+        _add(self._anagram, "".join(sorted(stem)), i)
+        return _deletion_keys(stem, deep=True)
+
+    def _glue(self, i: int, name: str) -> None:
+        """A protected name with each country code glued to its front (`deibm.com`) leads to it."""
+        entry = self._entry(i)
+        for code in self._country_codes:
+            self._glued.setdefault(f"{code}{name}", entry)
 
     def extended(self, entries: Iterable[Entry | Listed]) -> DomainIndex:
         """This index with more domains, in a time that grows with the domains added, not with the index: the
@@ -380,8 +393,7 @@ class DomainIndex:
         unicode, cut, roles = self._unicode, self._cut, self._role
         for i in range(start, self.size):
             if self._is_suffix[i]:
-                for variant in one_edit_variants(self._ascii[i], _SUFFIX_ALPHABET):
-                    _add(self._slips, variant, i)
+                self._index_suffix(i)
                 continue
             name = unicode[i]
             stem = name[: cut[i]]
@@ -394,17 +406,12 @@ class DomainIndex:
             if strong and roles[i] == Role.KNOWN:
                 self._strong_known += 1
             deep = strong and len(stem.rsplit(".", 1)[-1]) >= TWO_EDIT_MIN_NAME
-            if deep:
-                self._deep[i] = 1
-                _add(self._anagram, "".join(sorted(stem)), i)
-            for key in _deletion_keys(stem, deep):
+            for key in self._deepen(i, stem) if deep else _deletion_keys(stem, deep=False):
                 h = hash(key)
                 _add(near, h, i)
                 bloom[(h >> 3) & mask] |= 1 << (h & 7)
             if roles[i] == Role.PROTECTED and "." not in stem:
-                entry = self._entry(i)
-                for code in self._country_codes:
-                    self._glued.setdefault(f"{code}{name}", entry)
+                self._glue(i, name)
         self._near, self._by_stem, self._skeleton = (_grow(self._near, near), _grow(self._by_stem, stems),
                                                      _grow(self._skeleton, looks))
         self._suffixes = frozenset(suffixes)

@@ -150,8 +150,7 @@ class Runtime:
         self.guard = factory(dict(learned))
         self.index_seconds = time.perf_counter() - started  # how long the last full build of the index took
         self.extend_seconds = 0.0  # how long its last extension took (`_rebuild`)
-        self._added = self._read_added()
-        self._known = self._known_set(learned) | self._added
+        self._known = self._known_set(learned) | self._read_added()
         self._built_with = len(self._known)  # domains known at the last full build
         self.extensions = 0  # index extensions since the last full build
         self.followed = time.monotonic()  # when the history feed was last followed (or the history read)
@@ -303,7 +302,7 @@ class Runtime:
                 return
             new = known - self._known
             started = time.perf_counter()
-            if len(new) == len(known) - len(self._known) and (
+            if self._known <= known and (  # only added
                     len(known) - self._built_with <= max(EXTEND_MIN, self._built_with * EXTEND_SHARE)):
                 self.guard = await asyncio.to_thread(self.guard.extended, learned, added - self._known)
                 self.extensions += 1
@@ -313,7 +312,7 @@ class Runtime:
                 self.guard = await asyncio.to_thread(self.factory, learned)
                 self._built_with, self.extensions, how = len(known), 0, "rebuilt"
                 self.index_seconds = seconds = time.perf_counter() - started
-            self._known, self._added = known, added
+            self._known = known
         except Exception as exc:  # noqa: BLE001 - the old guard keeps serving
             logs.event(log, "index rebuild failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
             return
