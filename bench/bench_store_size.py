@@ -36,8 +36,8 @@ from rcptguard.store import Store
 from rcptguard.store.history import Observation, StoreHistory
 from rcptguard.store.quarantine import HeldRecipient, Quarantine
 
-TABLES = ["correspondents", "sender_domains", "sender_addresses", "co_recipients", "observations", "messages",
-          "holds", "events", "links"]
+TABLES = ["correspondents", "sender_domains", "sender_addresses", "co_recipients", "co_places", "observations",
+          "messages", "holds", "events", "links"]
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 

@@ -20,7 +20,7 @@ from rcptguard.history import Batch, Counted, HistorySettings, MemoryHistory
 from rcptguard.history import judge as judge_module
 from rcptguard.history.judge import judge_message
 from rcptguard.history.rules import why_not
-from rcptguard.model import Action
+from rcptguard.model import Action, Verdict
 from rcptguard.policy import ForceRule, load_policy
 from rcptguard.store import Store, utc_now
 from rcptguard.store.history import FEED_KEEP, MirroredHistory, StoreHistory, write_batch
@@ -299,6 +299,69 @@ def test_the_odd_recipient_out() -> None:
     assert (namesake.action, namesake.suggestion) == (Action.WARN, "john.smith@partner.com")
     [colleague] = judge_message(engine, "me@org.example", ["lee@partner.com"], history, now=NOW)
     assert colleague.action is Action.PASS  # a new address at a long-standing domain alone is no reason to stop
+
+
+def test_somebody_in_a_colleagues_place_in_a_group_written_to_before() -> None:
+    """A wrong pick from the address book in a thread: lee@partner.com, whom the sender writes to, in the place
+    joe@partner.com had in this group (with pat and kim) on each of 20 messages, is warned of, with joe suggested;
+    the usual group passes; a place that many people filled in turn, a place taken by somebody at another domain,
+    and a group seen once are no reason; the places go through the history feed's JSON unchanged."""
+    history = group_history()
+    batch = Batch()
+    batch.message("me@org.example", to("lee@partner.com"), NOW)
+    for n in range(6):  # a place somebody new fills each time
+        batch.message("me@org.example", to("ann@rota.com", "bea@rota.com", f"guest{n}@rota.com"), NOW - n * DAY)
+    batch.message("me@org.example", to("ann@once.com", "bob@once.com", "cy@once.com"), NOW)
+    history.record(Batch.from_json(batch.to_json()))
+    engine = Guard(load_policy(), learned=history.learned(NOW))
+
+    def judged(*recipients: str) -> dict[str, Verdict]:
+        verdicts = judge_message(engine, "me@org.example", list(recipients), history, now=NOW)
+        return {v.address: v for v in verdicts}
+
+    taken = judged("pat@partner.com", "lee@partner.com", "kim@contoso.com")["lee@partner.com"]
+    assert taken.action is Action.WARN
+    assert taken.signal("ODD_SUBSTITUTE") is not None
+    assert taken.suggestion == "joe@partner.com"
+    assert ("The others on this message had joe@partner.com with them where lee@partner.com is now (20 messages), "
+            "never lee@partner.com") in taken.reason
+    usual = judged("pat@partner.com", "joe@partner.com", "kim@contoso.com")
+    assert [v.action for v in usual.values()] == [Action.PASS] * 3
+    rota = judged("ann@rota.com", "bea@rota.com", "guest9@rota.com")["guest9@rota.com"]
+    assert rota.signal("ODD_SUBSTITUTE") is None
+    elsewhere = judged("pat@partner.com", "joe@partner.com", "kim@fabrikam.com")["kim@fabrikam.com"]
+    assert elsewhere.signal("ODD_SUBSTITUTE") is None
+    once = judged("ann@once.com", "bob@once.com", "dee@once.com")["dee@once.com"]
+    assert once.signal("ODD_SUBSTITUTE") is None
+    with_both = judged("pat@partner.com", "joe@partner.com", "lee@partner.com", "kim@contoso.com")
+    assert with_both["lee@partner.com"].signal("ODD_SUBSTITUTE") is None
+
+
+def test_a_namesake_of_somebody_the_sender_or_the_organisation_writes_to() -> None:
+    """An address the sender never wrote to, with the first name (or, written initial first, the initial) of one
+    the sender writes to at that domain, or (an address nobody wrote to) of one the organisation writes to there,
+    is warned of with the other suggested; at a public mail provider a namesake is nobody's colleague."""
+    history = MemoryHistory()
+    batch = Batch()
+    for day in range(10):
+        batch.message("me@org.example", to("j.schulz@bluestone.com"), NOW - day * DAY)
+        batch.message("you@org.example", to("jonas.ferrari@stoneber.fr"), NOW - day * DAY)
+        batch.message("me@org.example", to("anna.lee@gmail.com"), NOW - day * DAY)
+        batch.message("you@org.example", to("anna.berg@gmail.com"), NOW - day * DAY)
+    history.record(batch)
+    engine = Guard(load_policy(), learned=history.learned(NOW))
+    [initial] = judge_message(engine, "me@org.example", ["j.martin@bluestone.com"], history, now=NOW)
+    assert (initial.action, initial.suggestion) == (Action.WARN, "j.schulz@bluestone.com")
+    assert "You write to j.schulz@bluestone.com: is j.martin@bluestone.com the person you meant?" in initial.reason
+    [theirs] = judge_message(engine, "me@org.example", ["jonas.richter@stoneber.fr"], history, now=NOW)
+    assert (theirs.action, theirs.suggestion) == (Action.WARN, "jonas.ferrari@stoneber.fr")
+    assert "Your organisation writes to jonas.ferrari@stoneber.fr" in theirs.reason
+    [other] = judge_message(engine, "me@org.example", ["k.martin@bluestone.com"], history, now=NOW)
+    assert other.signal("ODD_ADDRESS_SLIP") is None  # another initial
+    [provider] = judge_message(engine, "me@org.example", ["anna.berg@gmail.com"], history, now=NOW)
+    assert provider.signal("ODD_ADDRESS_SLIP") is None
+    [slip] = judge_message(engine, "me@org.example", ["anna.le@gmail.com"], history, now=NOW)
+    assert slip.signal("ODD_ADDRESS_SLIP") is not None  # a slip is a slip anywhere
 
 
 def test_a_message_to_a_thousand_costs_each_recipient_the_same(monkeypatch: pytest.MonkeyPatch) -> None:

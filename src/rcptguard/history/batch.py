@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
-from rcptguard.history.model import Tally
+from rcptguard.history.model import Tally, places
 
 __all__ = ["Batch", "Counted"]
 
@@ -43,6 +43,7 @@ class Batch:
     sender_addresses: dict[tuple[str, str], Tally] = field(default_factory=dict)
     address_domains: dict[str, str] = field(default_factory=dict)
     pairs: dict[tuple[str, str], Tally] = field(default_factory=dict)
+    places: dict[tuple[str, str], Tally] = field(default_factory=dict)  # (the rest's digest, address): model.places
     confirmations: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
     messages: int = 0
 
@@ -74,6 +75,8 @@ class Batch:
             if 2 <= len(addresses) <= max_group:
                 for pair in itertools.combinations(addresses, 2):
                     _tally(self.pairs, pair).add(count, when)
+                for address, rest in places(sender, addresses):
+                    _tally(self.places, (rest, address)).add(count, when)
 
     def inbound(self, domain: str, when: dt.datetime, *, count: int = 1) -> None:
         """`count` messages received from `domain`: evidence that it is real."""
@@ -89,6 +92,7 @@ class Batch:
         _merge(self.sender_domains, other.sender_domains)
         _merge(self.sender_addresses, other.sender_addresses)
         _merge(self.pairs, other.pairs)
+        _merge(self.places, other.places)
         for domain, near in other.near.items():
             self.near.setdefault(domain, near)
         self.address_domains.update(other.address_domains)
@@ -106,6 +110,7 @@ class Batch:
             "sd": [[s, d, *_out(t)] for (s, d), t in self.sender_domains.items()],
             "sa": [[s, a, self.address_domains[a], *_out(t)] for (s, a), t in self.sender_addresses.items()],
             "p": [[a, b, *_out(t)] for (a, b), t in self.pairs.items()],
+            "g": [[r, a, *_out(t)] for (r, a), t in self.places.items()],
             "c": [[s, d, w.timestamp()] for (s, d), w in self.confirmations.items()],
             "m": self.messages,
         }, separators=(",", ":"), ensure_ascii=False)
@@ -121,6 +126,7 @@ class Batch:
             batch.sender_addresses[(s, a)] = _in(*t)
             batch.address_domains[a] = domain
         batch.pairs = {(a, b): _in(*t) for a, b, *t in data["p"]}
+        batch.places = {(r, a): _in(*t) for r, a, *t in data.get("g", ())}  # absent from an older door's entries
         batch.confirmations = {(s, d): _time(w) for s, d, w in data["c"]}
         return batch
 

@@ -17,8 +17,12 @@ says of this sender and this group of recipients:
   `ODD_NEW_DOMAIN` a domain nobody wrote to, among long-standing ones;
   `ODD_NEW_TO_GROUP` never addressed with any of the others, who were addressed together before;
   `ODD_NEW_ADDRESS` an address nobody wrote to, at a long-standing domain;
-  `ODD_ADDRESS_SLIP` one slip (or the same first name) from an address the sender writes to at that domain;
+  `ODD_ADDRESS_SLIP` an address the sender never wrote to, one slip (or the same first name) from one the sender
+  writes to at that domain, or (an address nobody wrote to) from one the organisation writes to there;
   `ODD_NEW_FOR_SENDER` an address others write to, never this sender, at a domain the sender writes to often;
+  `ODD_SUBSTITUTE` in the place of somebody at the same domain: the others on the message (the sender with them)
+  were written to together before with that person where this one is now, never with this one (a wrong pick from
+  the address book in a thread: nils.meyer@partner.example every time, o.koehler@partner.example now);
   `ODD_PERSONAL` an address at a public mail provider spelling the name of the sender or a colleague on the
   message (ann.lee@org.example, annlee84@gmail.com): a personal address, where company mail should not go.
 
@@ -49,8 +53,9 @@ from rcptguard.typos.edits import single_edit
 __all__ = ["ODD_SIGNALS", "adjust", "judge_message"]
 
 SLIP_COMPANY = 30  # a recipient's domain is compared with at most this many of the message's other domains
+SUBSTITUTE_SHARE = 0.8  # the person whose place is taken filled it in this share of the group's messages, at least
 ODD_SIGNALS = ("ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP",
-               "ODD_NEW_FOR_SENDER", "ODD_PERSONAL")
+               "ODD_NEW_FOR_SENDER", "ODD_SUBSTITUTE", "ODD_PERSONAL")
 
 
 def judge_message(guard: Guard, sender: str, recipients: Sequence[str], history: HistoryView,
@@ -104,9 +109,11 @@ class _Message:
     known_pairs: int = 0  # pairs of recipients here that were addressed together before
     likely: list[str] = field(default_factory=list)  # the domains a slip is compared with, the most present first
     names: dict[str, str] | None = None  # a name spelled (annlee, alee) -> the sender or colleague: `_names`
+    present: set[str] = field(default_factory=set)  # the message's recipients
 
     def prepare(self) -> None:
         unique = dict.fromkeys(self.keys)
+        self.present = set(unique)
         self.recipients = len(unique)
         self.here = Counter(k.rsplit("@", 1)[1] for k in unique)
         established = self.settings.established
@@ -176,24 +183,49 @@ class _Message:
             found.append(_odd("ODD_NEW_TO_GROUP", settings.odd_new_to_group,
                               f"{key} has never been addressed together with the other recipients, who have.",
                               address=key))
-        if not facts.by_org.get(key):
-            if known.org.count >= settings.established:
-                found.append(_odd("ODD_NEW_ADDRESS", settings.odd_new_address,
-                                  f"Nobody in your organisation has written to {key}, though {domain} is a "
-                                  f"correspondent.", address=key))
-            neighbour = _near_address(key, facts.neighbours.get(domain, ()))
-            if neighbour is not None:
-                found.append(_odd("ODD_ADDRESS_SLIP", settings.odd_address_slip,
-                                  f"You write to {neighbour}: is {key} the person you meant?", like=neighbour))
-        elif facts.by_org.get(key) and not facts.by_sender.get(key) and known.sender.count >= settings.established:
+        if not facts.by_org.get(key) and known.org.count >= settings.established:
+            found.append(_odd("ODD_NEW_ADDRESS", settings.odd_new_address,
+                              f"Nobody in your organisation has written to {key}, though {domain} is a "
+                              f"correspondent.", address=key))
+        elif (facts.by_org.get(key) and not facts.by_sender.get(key)
+              and known.sender.count >= settings.established):
             found.append(_odd("ODD_NEW_FOR_SENDER", settings.odd_new_for_sender,
                               f"You write to {domain} often, but never to {key} before.", address=key))
+        if not facts.by_sender.get(key):
+            names = domain not in providers()  # a namesake at a public mail provider is nobody's colleague
+            neighbour = _near_address(key, facts.neighbours.get(domain, ()), names=names)
+            whose = "You write"
+            if neighbour is None and not facts.by_org.get(key):
+                neighbour = _near_address(key, facts.org_neighbours.get(domain, ()), names=names)
+                whose = "Your organisation writes"
+            if neighbour is not None:
+                found.append(_odd("ODD_ADDRESS_SLIP", settings.odd_address_slip,
+                                  f"{whose} to {neighbour}: is {key} the person you meant?", like=neighbour))
+        substitute = self._substitute(key, domain)
+        if substitute is not None:
+            found.append(substitute)
         colleague = self._colleague(key, domain)
         if colleague is not None:
             found.append(_odd("ODD_PERSONAL", settings.odd_personal,
                               f"{key} looks like a personal address of {colleague}, at a public mail provider.",
                               colleague=colleague))
         return found
+
+    def _substitute(self, key: str, domain: str) -> Signal | None:
+        """ODD_SUBSTITUTE: this group (the others on the message, and the sender) was written to before with one
+        person at this domain in this recipient's place (`substitute_min` messages at least, and nearly always that
+        person), never with this recipient, and that person is not on the message."""
+        filled = self.facts.places.get(key)
+        if not filled or filled.get(key):
+            return None
+        total = sum(filled.values())
+        other, count = max(filled.items(), key=lambda item: (item[1], item[0]))
+        if (count < self.settings.substitute_min or count < total * SUBSTITUTE_SHARE or other in self.present
+                or other.rsplit("@", 1)[1] != domain):
+            return None
+        return _odd("ODD_SUBSTITUTE", self.settings.odd_substitute,
+                    f"The others on this message had {other} with them where {key} is now "
+                    f"({messages(count)}), never {key}: is {key} the person you meant?", like=other)
 
     def _colleague(self, key: str, domain: str) -> str | None:
         """The sender or a colleague on this message (an address at the sender's domain) whose name the local part
@@ -239,11 +271,12 @@ def _odd(name: str, score: float, note: str, **evidence: str) -> Signal:
     return Signal(name, {**evidence, "note": note}, score)
 
 
-def _near_address(key: str, neighbours: Sequence[str]) -> str | None:
-    """An address the sender writes to at the same domain whose local part is one slip from this one's, or starts
-    with the same first name (john.smith, john.smyth; jane.doe, jane.dunn)."""
+def _near_address(key: str, neighbours: Sequence[str], *, names: bool = True) -> str | None:
+    """One of `neighbours` (addresses at the same domain) whose local part is one slip from this one's, or starts
+    with the same first name (john.smith, john.smyth; jane.doe, jane.dunn) or, both written initial first, the same
+    initial (j.martin, j.schulz); without `names`, only the slip."""
     local, at = key.rsplit("@", 1)
-    first = _first_name(local)
+    first = (_first_name(local) or _initial_first(local)) if names else ""
     size = len(local)
     for other in neighbours:
         theirs = other[: -len(at) - 1]  # the same domain: its local part
@@ -251,7 +284,7 @@ def _near_address(key: str, neighbours: Sequence[str]) -> str | None:
             continue
         if abs(len(theirs) - size) <= 1 and single_edit(local, theirs) is not None:
             return other
-        if first and theirs.startswith(first) and _first_name(theirs) == first:
+        if first and theirs.startswith(first) and (_first_name(theirs) or _initial_first(theirs)) == first:
             return other
     return None
 
@@ -265,6 +298,11 @@ def _initial(local: str) -> str:
     """first.last as its initial and last name (alee): a personal address's other common form."""
     first, sep, last = local.partition(".")
     return _spelled(first[:1] + last) if sep and first and last else ""
+
+
+def _initial_first(local: str) -> str:
+    """The initial of a local part written initial first (j.martin: "j."), or ""."""
+    return local[:2] if len(local) > 3 and local[0].isalpha() and local[1] == "." else ""
 
 
 def _first_name(local: str) -> str:

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from rcptguard.history.batch import Batch
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, places
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 
@@ -32,7 +32,10 @@ class MemoryHistory:
         self.by_org: Counter[str] = Counter()
         self.addresses_at: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self.pairs: Counter[tuple[str, str]] = Counter()
+        self.places: dict[str, dict[str, int]] = {}  # the rest's digest -> who filled the place: model.places
         self.tops: dict[tuple[str, str], tuple[str, ...]] = {}  # (sender, domain) -> its neighbours, as last worked out
+        self.org_at: defaultdict[str, set[str]] = defaultdict(set)  # domain -> every address written to there
+        self.org_tops: dict[str, tuple[str, ...]] = {}  # domain -> the organisation's neighbours there
 
     def record(self, batch: Batch) -> None:
         for domain, tally in batch.domains.items():
@@ -47,10 +50,16 @@ class MemoryHistory:
         for (sender, address), tally in batch.sender_addresses.items():
             self.by_sender[(sender, address)] += tally.count
             self.by_org[address] += tally.count
-            self.addresses_at[(sender, batch.address_domains[address])].add(address)
-            self.tops.pop((sender, batch.address_domains[address]), None)
+            domain = batch.address_domains[address]
+            self.addresses_at[(sender, domain)].add(address)
+            self.org_at[domain].add(address)
+            self.tops.pop((sender, domain), None)
+            self.org_tops.pop(domain, None)
         for pair, tally in batch.pairs.items():
             self.pairs[pair] += tally.count
+        for (rest, address), tally in batch.places.items():
+            filled = self.places.setdefault(rest, {})
+            filled[address] = filled.get(address, 0) + tally.count
         for key, when in batch.confirmations.items():
             self.confirmed[key] = max(when, self.confirmed.get(key, when))
             self.senders[key[1]].add(key[0])
@@ -78,9 +87,13 @@ class MemoryHistory:
         self.by_sender[(sender, address)] = count
         self.by_org[address] += count
         self.addresses_at[(sender, domain)].add(address)
+        self.org_at[domain].add(address)
 
     def load_pair(self, a: str, b: str, count: int) -> None:
         self.pairs[(a, b)] = count
+
+    def load_place(self, rest: str, address: str, count: int) -> None:
+        self.places.setdefault(rest, {})[address] = count
 
     def _domain(self, domain: str, sender: str | None) -> DomainFacts:
         tally = self.domains.get(domain, Tally())
@@ -93,19 +106,27 @@ class MemoryHistory:
     def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:  # noqa: ARG002
         domains = {a.rsplit("@", 1)[-1] for a in addresses}
         unique = sorted(set(addresses))
+        grouped = 2 <= len(unique) <= self.settings.max_group  # as groups are remembered: this size
         neighbours = {}
         if sender:
-            for domain in {a.rsplit("@", 1)[-1] for a in unique if not self.by_org[a]}:  # only a new address's
+            for domain in {a.rsplit("@", 1)[-1] for a in unique if not self.by_sender[(sender, a)]}:  # new to sender
                 top = self._neighbours(sender, domain)
                 if top:
                     neighbours[domain] = top
+        org_neighbours = {}
+        for domain in {a.rsplit("@", 1)[-1] for a in unique if not self.by_org[a]}:  # only a new address's
+            top = self._org_neighbours(domain)
+            if top:
+                org_neighbours[domain] = top
         return Facts(
             domains={d: self._domain(d, sender) for d in domains},
             by_sender={a: self.by_sender[(sender, a)] for a in unique if self.by_sender[(sender, a)]} if sender else {},
             by_org={a: self.by_org[a] for a in unique if self.by_org[a]},
-            pairs={p: self.pairs[p] for p in itertools.combinations(unique, 2) if self.pairs[p]}
-            if len(unique) <= self.settings.max_group else {},  # as they are remembered: for groups this size
+            pairs={p: self.pairs[p] for p in itertools.combinations(unique, 2) if self.pairs[p]} if grouped else {},
             neighbours=neighbours,
+            org_neighbours=org_neighbours,
+            places={a: dict(filled) for a, rest in places(sender, unique) if (filled := self.places.get(rest))}
+            if grouped else {},
         )
 
     def _neighbours(self, sender: str, domain: str) -> tuple[str, ...]:
@@ -115,6 +136,15 @@ class MemoryHistory:
             there = self.addresses_at.get((sender, domain), set())
             top = tuple(sorted(heapq.nsmallest(NEIGHBOURS, there, key=lambda a: (-self.by_sender[(sender, a)], a))))
             self.tops[(sender, domain)] = top
+        return top
+
+    def _org_neighbours(self, domain: str) -> tuple[str, ...]:
+        """The organisation's most written-to addresses at `domain`, kept until somebody writes there again."""
+        top = self.org_tops.get(domain)
+        if top is None:
+            there = self.org_at.get(domain, set())
+            top = tuple(sorted(heapq.nsmallest(NEIGHBOURS, there, key=lambda a: (-self.by_org[a], a))))
+            self.org_tops[domain] = top
         return top
 
     def confirmation(self, sender: str, domain: str) -> dt.datetime | None:

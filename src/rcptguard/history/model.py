@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rcptguard.domains import parse_address
 from rcptguard.model import Address, Malformed
 
-__all__ = ["DomainFacts", "Facts", "Seen", "Tally", "address_key", "sender_key"]
+__all__ = ["DomainFacts", "Facts", "Seen", "Tally", "address_key", "places", "sender_key"]
 
 
 def address_key(address: Address) -> str:
@@ -24,6 +26,21 @@ def sender_key(sender: str) -> str | None:
         return None
     parsed = parse_address(sender)
     return None if isinstance(parsed, Malformed) else address_key(parsed)
+
+
+def places(sender: str | None, addresses: Iterable[str]) -> list[tuple[str, str]]:
+    """Each recipient of a message with the place it takes in its group: (address, the rest's digest). The group is
+    the message's people (its recipients and its sender); the rest is the group without that recipient, named by a
+    digest of its sorted addresses (32 hex digits). Two messages whose groups differ only in one recipient give that
+    recipient's place the same name: history counts who filled each place, and the odd recipient out sees a
+    recipient who takes the place of somebody else (`ODD_SUBSTITUTE`)."""
+    recipients = sorted(set(addresses))
+    people = sorted({*recipients, sender}) if sender is not None else recipients
+    out = []
+    for address in recipients:
+        rest = "\n".join(p for p in people if p != address)
+        out.append((address, hashlib.blake2b(rest.encode(), digest_size=16).hexdigest()))
+    return out
 
 
 @dataclass(slots=True)
@@ -89,5 +106,10 @@ class Facts:
     by_sender: dict[str, int] = field(default_factory=dict)  # address -> this sender's messages to it
     by_org: dict[str, int] = field(default_factory=dict)  # address -> everybody's messages to it
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (a, b), a < b -> messages to both
-    # domain -> the sender's most written-to addresses there, for the domains of addresses nobody wrote to
+    # domain -> the sender's most written-to addresses there, for the domains of addresses the sender never wrote to
     neighbours: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # domain -> the organisation's most written-to addresses there, for the domains of addresses nobody wrote to
+    org_neighbours: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # address -> who filled its place in this group before (model.places), with their messages: for messages of
+    # 2 to `max_group` recipients
+    places: dict[str, dict[str, int]] = field(default_factory=dict)

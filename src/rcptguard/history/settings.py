@@ -19,6 +19,8 @@
     odd_address_slip      3.0      one slip from an address the sender writes to at the same domain
     odd_new_for_sender    1.5      an address others write to, never this sender, at a domain the sender writes
                                    to often
+    odd_substitute        4.0      in the place of somebody at the same domain in a group written to before
+    substitute_min        2        ... once the group had that person in that place in this many messages
     odd_personal          3.0      an address at a public mail provider spelling a colleague's name
     reload_seconds        3600     a door holds history in memory, kept current by its own learning and by the
                                    history feed (what every other writer changed, at each flush); it reads the
@@ -57,6 +59,8 @@ class HistorySettings(Settings):
     odd_new_address: float = 1.5
     odd_address_slip: float = 3.0
     odd_new_for_sender: float = 1.5
+    odd_substitute: float = 4.0
+    substitute_min: int = 2
     odd_personal: float = 3.0
     reload_seconds: float = 3600.0
     observations_days: float = 90.0
@@ -70,6 +74,8 @@ class HistorySettings(Settings):
             raise invalid("observations_days", "must be more than 0")
         if self.reload_seconds <= 0:
             raise invalid("reload_seconds", "must be more than 0")
+        if self.substitute_min < 1:
+            raise invalid("substitute_min", "at least 1")
         if self.max_group < 2:
             raise invalid("max_group", "at least 2")
 

@@ -7,7 +7,8 @@
 
 `correspondents` holds the organisation's tally per domain (with inbound messages, the domain a near miss
 resembles, an administrator's state); `sender_domains` and `sender_addresses` each sender's; `co_recipients` how
-often two addresses were on one message. `imported_sources` is what `rcptguard learn` read, and `observations`
+often two addresses were on one message, `co_places` who filled each place in a group of recipients.
+`imported_sources` is what `rcptguard learn` read, and `observations`
 what observe mode would have done.
 
 The doors do not read these tables per message: they judge against `MirroredHistory`, the same history held in
@@ -33,11 +34,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from rcptguard.errors import StoreError
 from rcptguard.history.batch import Batch
 from rcptguard.history.memory import NEIGHBOURS, MemoryHistory
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, places
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 from rcptguard.store import Store, as_utc, error_line, utc_now
 from rcptguard.store.schema import (
+    co_places,
     co_recipients,
     correspondents,
     history_feed,
@@ -168,7 +170,7 @@ class StoreHistory:
                                                           .where(sender_addresses.c.sender == sender,
                                                                  sender_addresses.c.address.in_(unique)))}
             near: dict[str, list[str]] = {}
-            wanted = sorted({a.rsplit("@", 1)[-1] for a in unique if a not in by_org})  # only a new address's
+            wanted = sorted({a.rsplit("@", 1)[-1] for a in unique if a not in by_sender})  # new to the sender
             for address, domain in [] if not wanted else self._rows(
                     select(sender_addresses.c.address, sender_addresses.c.domain).where(
                         sender_addresses.c.sender == sender, sender_addresses.c.domain.in_(wanted))
@@ -176,13 +178,27 @@ class StoreHistory:
                     .limit(NEIGHBOURS * len(wanted))):
                 near.setdefault(domain, []).append(address)
             neighbours = {d: tuple(sorted(a[:NEIGHBOURS])) for d, a in near.items()}
+        org_near: dict[str, list[str]] = {}
+        wanted = sorted({a.rsplit("@", 1)[-1] for a in unique if a not in by_org})  # only a new address's
+        total = func.sum(sender_addresses.c.count)
+        for domain in wanted:
+            org_near[domain] = [a for a, _ in self._rows(
+                select(sender_addresses.c.address, total).where(sender_addresses.c.domain == domain)
+                .group_by(sender_addresses.c.address).order_by(total.desc(), sender_addresses.c.address)
+                .limit(NEIGHBOURS))]
+        org_neighbours = {d: tuple(sorted(a)) for d, a in org_near.items() if a}
         pairs = {}
+        filled: dict[str, dict[str, int]] = {}
         if 1 < len(unique) <= self.settings.max_group:  # as they are remembered: for groups this size
             pairs = {(a, b): int(n) for a, b, n in self._rows(
                 select(co_recipients.c.a, co_recipients.c.b, co_recipients.c.count)
                 .where(co_recipients.c.a.in_(unique), co_recipients.c.b.in_(unique)))}
+            owner = {rest: address for address, rest in places(sender, unique)}
+            for rest, address, count in self._rows(select(co_places.c.rest, co_places.c.address, co_places.c.count)
+                                                   .where(co_places.c.rest.in_(sorted(owner)))):
+                filled.setdefault(owner[rest], {})[address] = int(count)
         return Facts(domains=self._domain_facts(domains, sender), by_sender=by_sender, by_org=by_org, pairs=pairs,
-                     neighbours=neighbours)
+                     neighbours=neighbours, org_neighbours=org_neighbours, places=filled)
 
     # -- all of it, into memory (the doors' mirror) ---------------------------------------------------
 
@@ -227,6 +243,9 @@ class StoreHistory:
                 p = co_recipients.c
                 for first, second, count in streamed.execute(select(p.a, p.b, p.count)):
                     memory.load_pair(one(first, first), one(second, second), int(count))
+                g = co_places.c
+                for rest, address, count in streamed.execute(select(g.rest, g.address, g.count)):
+                    memory.load_place(rest, one(address, address), int(count))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read history: {error_line(exc)}") from exc
         return memory, marks
@@ -371,10 +390,11 @@ class StoreHistory:
         now = now or utc_now()
         faded = _faded(now, self.settings.half_life)
         kept_confirmation = now - 2 * self.settings.half_life
-        c, d, a, p = correspondents.c, sender_domains.c, sender_addresses.c, co_recipients.c
+        c, d, a, p, g = correspondents.c, sender_domains.c, sender_addresses.c, co_recipients.c, co_places.c
         conditions: list[tuple[Table, Any]] = [
             (sender_addresses, a.last_seen < faded(a.count)),
             (co_recipients, p.last_seen < faded(p.count)),
+            (co_places, g.last_seen < faded(g.count)),
             (sender_domains, and_(d.last_seen < faded(d.count),
                                   or_(d.confirmed_at.is_(None), d.confirmed_at < kept_confirmation))),
             (correspondents, and_(c.state.is_(None), c.last_seen < faded(c.count + c.inbound))),
@@ -485,7 +505,8 @@ class MirroredHistory:
         """Rows of history held in memory, by table (what a full read reads, and what the door's memory holds)."""
         memory = self.memory
         return {"correspondents": len(memory.domains), "sender_domains": len(memory.sender_domains),
-                "sender_addresses": len(memory.by_sender), "co_recipients": len(memory.pairs)}
+                "sender_addresses": len(memory.by_sender), "co_recipients": len(memory.pairs),
+                "co_places": sum(map(len, memory.places.values()))}
 
     def prune(self) -> int:
         """Delete the feed's entries older than it is kept (any door may; the deletes are idempotent)."""
@@ -592,6 +613,8 @@ def write_batch(connection: Connection, batch: Batch, *, origin: str | None = No
                     "first_seen": t.first, "last_seen": t.last}
                    for (s, a), t in sorted(batch.sender_addresses.items())]
     pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last} for (a, b), t in sorted(batch.pairs.items())]
+    filled = [{"rest": r, "address": a, "count": t.count, "last_seen": t.last}
+              for (r, a), t in sorted(batch.places.items())]
     confirmed = sender_domains.c.confirmed_at
     _upsert(connection, correspondents, ["domain"], corr + inbound, adds=("count", "inbound"),
             extra=lambda new: {"near": func.coalesce(correspondents.c.near, new.near)})
@@ -601,6 +624,7 @@ def write_batch(connection: Connection, batch: Batch, *, origin: str | None = No
                                                     else_=confirmed)})
     _upsert(connection, sender_addresses, ["sender", "address"], per_address)
     _upsert(connection, co_recipients, ["a", "b"], pairs)
+    _upsert(connection, co_places, ["rest", "address"], filled)
 
 
 def _faded(now: dt.datetime, half_life: dt.timedelta) -> Callable[[Any], Any]:

@@ -72,6 +72,18 @@ co_recipients = Table(
     Column("last_seen", DateTime(timezone=True), nullable=False),
 )
 
+# Who filled each place in a group of recipients (rcptguard.history.model.places): `rest` names the group's other
+# people (the sender and the other recipients) by a digest; a recipient who takes somebody else's place in a group
+# written to before is the odd one out (ODD_SUBSTITUTE).
+co_places = Table(
+    "co_places",
+    metadata,
+    Column("rest", String(32), primary_key=True),
+    Column("address", String(320), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
 # What `rcptguard learn` imported: a source is known by the fingerprint of its first records, whatever its name or
 # compression, and how many of its records were counted (a log that grew is read on from there).
 imported_sources = Table(
