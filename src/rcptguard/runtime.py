@@ -181,6 +181,23 @@ class Runtime:
         key = sender_key(sender)
         return key is not None and domain is not None and self.history.confirmation(key, domain) is not None
 
+    def _unconfirmed(self, key: str, verdicts: Sequence[Verdict]) -> list[str]:
+        """The domains these verdicts warn or hold (no force rule) that `key` has not confirmed, as far as memory
+        knows: those `catch_up` asks the store about."""
+        mirror = self.history
+        domains = {v.domain_ascii for v in verdicts if v.action >= Action.WARN and v.domain_ascii is not None
+                   and v.signal("FORCE_RULE") is None}
+        return sorted(d for d in domains if d is not None and mirror.confirmation(key, d) is None)
+
+    def stale(self, sender: str, verdicts: Sequence[Verdict]) -> bool:
+        """Whether `catch_up` would read the store for these verdicts now: a door judges from memory on its loop
+        (`judge(fresh=False)`), and judges again off the loop only then."""
+        key = sender_key(sender)
+        mirror = self.history
+        if key is None or not isinstance(mirror, MirroredHistory):
+            return False
+        return any(mirror.would_ask(key, domain) for domain in self._unconfirmed(key, verdicts))
+
     def catch_up(self, sender: str, verdicts: Sequence[Verdict]) -> bool:
         """Whether the store knows a confirmation, by `sender`, of a domain these verdicts warn or hold that the
         history in memory did not know yet (now it does). Asked only for such recipients, one indexed row each: a
@@ -190,10 +207,8 @@ class Runtime:
         mirror = self.history
         if key is None or not isinstance(mirror, MirroredHistory):
             return False
-        domains = {v.domain_ascii for v in verdicts if v.action >= Action.WARN and v.domain_ascii is not None
-                   and v.signal("FORCE_RULE") is None}
         found = False
-        for domain in sorted(d for d in domains if d is not None and mirror.confirmation(key, d) is None):
+        for domain in self._unconfirmed(key, verdicts):
             try:
                 found = mirror.catch_up(key, domain) is not None or found
             except StoreError as exc:

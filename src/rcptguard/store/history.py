@@ -517,6 +517,12 @@ class MirroredHistory:
         with self.lock:
             return self.memory.confirmation(sender, domain)
 
+    def would_ask(self, sender: str, domain: str) -> bool:
+        """Whether `catch_up` would read the store for this pair now (this second's asks are not spent), or
+        answer from memory: a door judges on its loop, and goes off it only to read."""
+        since, asked = self.asked.get((sender, domain), (0.0, 0))
+        return asked < CATCH_UP_BURST or time.monotonic() - since >= 1.0
+
     def catch_up(self, sender: str, domain: str) -> dt.datetime | None:
         """The store's answer to `confirmation`, taken into the mirror: a door asks it before it holds or warns, so
         that a sender who said "send anyway" a moment ago, on the page of any instance, is not held again while the
