@@ -14,8 +14,11 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from rcptguard.cli import main
+from rcptguard.history import Batch
+from rcptguard.history.learn import FINGERPRINT_RECORDS, fingerprint
+from rcptguard.sources import open_sources
 from rcptguard.store import Store
-from rcptguard.store.history import StoreHistory
+from rcptguard.store.history import SourceMark, StoreHistory
 from tests.support.archives import (
     Delivery,
     Sent,
@@ -125,6 +128,48 @@ def test_mailboxes_and_hosted_mail_exports(tmp_path: Path) -> None:
         db = f"sqlite:///{tmp_path / f'{path.stem}.db'}"
         assert cli("learn", str(path), "--own", OWN, "--db", db).exit_code == 0
         assert counted(db) == {"partner-example.com": 1}, path.name
+
+
+def numbered(count: int, first: int = 0) -> list[bytes]:
+    """`count` messages from ann@org.example, one to each of p<n>@firm<n>.com, numbered from `first`."""
+    return [Sent(f"ann@{OWN}", (f"p{n}@firm{n}.com",), START + dt.timedelta(hours=n), message_id=f"n{n}@x").build()
+            for n in range(first, first + count)]
+
+
+def test_a_folder_of_messages_imported_again_counts_only_its_new_messages(tmp_path: Path) -> None:
+    """A folder of .eml and a Maildir, imported, then grown with messages whose files sort before and among the old
+    ones, the Maildir's new/ moved to cur/ with flags (as a mail client does), one old file copied under another
+    name: imported again, only the new messages count, each once. A folder marked the earlier way (one mark for
+    the folder, read on from its first records) is not counted again."""
+    eml, maildir = tmp_path / "eml", tmp_path / "Maildir"
+    write_eml_dir(eml, numbered(10))
+    write_maildir(maildir, numbered(10))
+    for path in (eml, maildir):
+        db = f"sqlite:///{tmp_path / f'{path.name}.db'}"
+        assert "10 records read" in cli("learn", str(path), "--own", OWN, "--db", db).output
+        assert cli("learn", str(path), "--own", OWN, "--db", db).output.count("0 records read") == 1
+    for n, raw in enumerate(numbered(5, first=10)):  # files that sort first, and among the old ones
+        (eml / f"a-{n}.eml").write_bytes(raw)
+    (eml / "sub" / "message-0001-copy.eml").write_bytes((eml / "sub" / "message-0001.eml").read_bytes())
+    for n, raw in enumerate(numbered(5, first=10)):
+        (maildir / "new" / f"1767225000.M{n}P9.host").write_bytes(raw)  # older names than the first import's
+    for old in list((maildir / "new").iterdir())[:3]:
+        old.rename(maildir / "cur" / f"{old.name}:2,S")
+    for path in (eml, maildir):
+        db = f"sqlite:///{tmp_path / f'{path.name}.db'}"
+        again = cli("learn", str(path), "--own", OWN, "--db", db)
+        assert "total: 5 records read" in again.output, again.output
+        assert counted(db) == {f"firm{n}.com": 1 for n in range(15)}, path.name
+
+    legacy = tmp_path / "legacy"
+    write_eml_dir(legacy, numbered(12))
+    db = f"sqlite:///{tmp_path / 'legacy.db'}"
+    store = StoreHistory(Store.open(db))
+    for source in open_sources([legacy]):  # as learn reads it: the folder, and its sub-folder
+        records = list(source.records())
+        store.record_source(SourceMark(fingerprint(records[:FINGERPRINT_RECORDS]), source.format, str(source.path),
+                                       len(records)), Batch())
+    assert "total: 0 records read" in cli("learn", str(legacy), "--own", OWN, "--db", db).output
 
 
 def test_counts_lists_and_bad_input(tmp_path: Path) -> None:

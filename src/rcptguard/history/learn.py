@@ -15,8 +15,12 @@ popular domain) is marked so, and the poisoning guard (rules.py) asks more of it
 senders, recipients, Message-IDs and statuses: the same content under another name, or gzipped by logrotate, is the
 same source), with how many records were read. An import reads on from there: the same file again adds nothing, a
 log that grew adds its new lines. The counts and the mark are written in one transaction at every checkpoint, so an
-import cut short and started again neither loses nor repeats a record. A folder of .eml files whose new messages
-do not sort after the old ones is the exception: its order changes, so its fingerprint does.
+import cut short and started again neither loses nor repeats a record.
+
+A folder of messages (a Maildir, a folder of .eml) has no order to read on from: files are added anywhere in it,
+and a mail client renames them (new/ to cur/, flags). Each of its messages is marked on its own instead, by the
+fingerprint of its record, and a message marked before is skipped wherever it now is. A folder imported before
+messages were marked one by one (one mark for the folder) is still read on from that mark.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from rcptguard.store.history import SourceMark, StoreHistory
 __all__ = ["FINGERPRINT_RECORDS", "Imported", "Importer"]
 
 FINGERPRINT_RECORDS = 8  # records that identify a source
+PER_MESSAGE = frozenset({"maildir", "eml-dir", "eml"})  # sources whose messages are each marked (no order to keep)
 CHECKPOINT = 50_000  # records between writes (counts and the mark, in one transaction)
 OPEN_MESSAGES = 512  # log deliveries gathered by message at once; the oldest is counted first
 _DELIVERED = frozenset({"sent", "delivered", "relayed", "expanded"})
@@ -107,6 +112,8 @@ class Importer:
         stream = iter(source.records())
         head = list(itertools.islice(stream, FINGERPRINT_RECORDS))
         mark = self._mark(head)
+        if source.format in PER_MESSAGE and mark is None:
+            return self._run_messages(source, itertools.chain(head, stream), done, started)
         skip = mark.records if mark is not None else 0
         records = itertools.chain(head, stream)
         if skip:
@@ -128,6 +135,32 @@ class Importer:
             self.history.announce_reread()  # the running doors read the history again at their next look
         if self.progress is not None:
             self.progress(done.records % 1000)
+        done.problems.merge(source.problems)
+        done.seconds = time.perf_counter() - started
+        return done
+
+    def _run_messages(self, source: Source, records: Iterator[Record], done: Imported, started: float) -> Imported:
+        """`run` for a folder of messages: each marked on its own, one marked before skipped (see the module)."""
+        seen: set[str] = set()
+        while chunk := list(itertools.islice(records, self.checkpoint)):
+            prints = ["m" + fingerprint([r]) for r in chunk]  # never a source's mark of its first record
+            known = self.history.known_sources(prints)
+            batch, gathered, marks = Batch(), _Gathered(), []
+            for record, mark in zip(chunk, prints, strict=True):
+                if mark in known or mark in seen:  # imported before, or the same message twice in the folder
+                    done.skipped += 1
+                    continue
+                seen.add(mark)
+                done.records += 1
+                self._one(record, batch, gathered, done)
+                marks.append(SourceMark(mark, source.format, record.where, 1))
+            for message in gathered.drain():
+                self._count(message, batch, done)
+            self.history.record_sources(marks, batch, what=str(source.path))
+            if self.progress is not None:
+                self.progress(len(chunk))
+        if done.outbound or done.inbound:
+            self.history.announce_reread()
         done.problems.merge(source.problems)
         done.seconds = time.perf_counter() - started
         return done

@@ -345,21 +345,36 @@ class StoreHistory:
         rows = self._rows(select(imported_sources).where(imported_sources.c.fingerprint == fingerprint))
         return SourceMark(rows[0].fingerprint, rows[0].format, rows[0].path, int(rows[0].records)) if rows else None
 
+    def known_sources(self, fingerprints: Sequence[str]) -> set[str]:
+        """Those of these fingerprints imported before (messages of a folder, each marked on its own)."""
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(fingerprints))):
+            found.update(r[0] for r in self._rows(select(imported_sources.c.fingerprint)
+                                                  .where(imported_sources.c.fingerprint.in_(chunk))))
+        return found
+
     def record_source(self, mark: SourceMark, batch: Batch) -> None:
         """The batch and how far the source was read, in one transaction: an import cut short counts nothing twice."""
+        self.record_sources([mark], batch, what=mark.path)
+
+    def record_sources(self, marks: Sequence[SourceMark], batch: Batch, *, what: str) -> None:
+        """The batch and the marks of what it counted (a source read so far, or each message of a folder), in one
+        transaction."""
         now = utc_now()
         make = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        statement = make(imported_sources).values(fingerprint=mark.fingerprint, format=mark.format, path=mark.path,
-                                                  records=mark.records, first_imported=now, last_imported=now)
+        statement = make(imported_sources)
         statement = statement.on_conflict_do_update(
             index_elements=["fingerprint"],
             set_={"records": statement.excluded.records, "path": statement.excluded.path, "last_imported": now})
+        rows = [{"fingerprint": m.fingerprint, "format": m.format, "path": m.path, "records": m.records,
+                 "first_imported": now, "last_imported": now} for m in marks]
         try:
             with self.engine.begin() as connection:
                 write_batch(connection, batch, feed=False)  # the import announces itself once, at its end
-                connection.execute(statement)
+                if rows:
+                    connection.execute(statement, rows)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record the import of {mark.path}: {error_line(exc)}") from exc
+            raise StoreError(f"cannot record the import of {what}: {error_line(exc)}") from exc
 
     # -- observe mode ---------------------------------------------------------------------------------
 
