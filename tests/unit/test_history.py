@@ -337,6 +337,50 @@ def test_somebody_in_a_colleagues_place_in_a_group_written_to_before() -> None:
     assert with_both["lee@partner.com"].signal("ODD_SUBSTITUTE") is None
 
 
+def test_the_policy_service_sees_no_substitute_in_an_envelope_still_growing() -> None:
+    """The policy service judges each recipient with those before it: lee after pat, where joe always followed
+    pat, is no substitute yet (joe may be the next RCPT); the relay, seeing the whole envelope, agrees."""
+    history = MemoryHistory()
+    batch = Batch()
+    for day in range(10):
+        batch.message("me@org.example", to("pat@partner.com", "joe@partner.com"), NOW - day * DAY)
+        batch.message("me@org.example", to("pat@partner.com", "joe@partner.com", "lee@partner.com"), NOW - day * DAY)
+    history.record(batch)
+    engine = Guard(load_policy(), learned=history.learned(NOW))
+    order = ["pat@partner.com", "lee@partner.com", "joe@partner.com"]
+    verdicts = [engine.check(r) for r in order]
+    for n in range(1, len(order) + 1):
+        last = judge_module.adjust("me@org.example", verdicts[:n], history, engine.policy, now=NOW, last_only=True)[-1]
+        assert last.signal("ODD_SUBSTITUTE") is None, order[n - 1]
+    whole = judge_message(engine, "me@org.example", order, history, now=NOW)
+    assert [v.action for v in whole] == [Action.PASS] * 3
+
+
+def test_the_store_gives_each_domains_neighbours_however_busy_the_others(store: StoreHistory) -> None:
+    """A sender's neighbours and the organisation's are worked out per domain: 450 addresses at one domain do not
+    crowd out the 3 at another, in the store as in memory; a domain of more than ORG_NEIGHBOURS_AT_MOST addresses
+    has no organisation's neighbours in either."""
+    memory = MemoryHistory()
+    batch = Batch()
+    for n in range(450):
+        batch.message("me@org.example", to(f"p{n}@busy.example"), NOW - n * dt.timedelta(minutes=1))
+    for n in range(3):
+        batch.message("me@org.example", to(f"q{n}@quiet.example"), NOW)
+    for n in range(2001):
+        batch.message("you@org.example", to(f"r{n}@huge.example"), NOW)
+    for history in (store, memory):
+        history.record(batch)
+    asked = ["new@busy.example", "new@quiet.example"]
+    facts = store.facts("me@org.example", asked, NOW)
+    assert facts == memory.facts("me@org.example", asked, NOW)
+    assert len(facts.neighbours["busy.example"]) == 200
+    assert facts.neighbours["quiet.example"] == ("q0@quiet.example", "q1@quiet.example", "q2@quiet.example")
+    assert set(facts.org_neighbours) == {"busy.example", "quiet.example"}
+    huge = store.facts("me@org.example", ["new@huge.example"], NOW)
+    assert huge == memory.facts("me@org.example", ["new@huge.example"], NOW)
+    assert huge.org_neighbours == {}
+
+
 def test_a_namesake_of_somebody_the_sender_or_the_organisation_writes_to() -> None:
     """An address the sender never wrote to, with the first name (or, written initial first, the initial) of one
     the sender writes to at that domain, or (an address nobody wrote to) of one the organisation writes to there,

@@ -170,6 +170,10 @@ def test_a_folder_of_messages_imported_again_counts_only_its_new_messages(tmp_pa
         store.record_source(SourceMark(fingerprint(records[:FINGERPRINT_RECORDS]), source.format, str(source.path),
                                        len(records)), Batch())
     assert "total: 0 records read" in cli("learn", str(legacy), "--own", OWN, "--db", db).output
+    [first] = numbered(1, first=20)
+    (legacy / "a-first.eml").write_bytes(first)  # sorts first: the old mark no longer matches, the new ones do
+    again = cli("learn", str(legacy), "--own", OWN, "--db", db)
+    assert "total: 1 records read" in again.output, again.output
 
 
 def test_counts_lists_and_bad_input(tmp_path: Path) -> None:

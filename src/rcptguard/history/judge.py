@@ -77,7 +77,7 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
     me = sender_key(sender)
     present = [k for k in keys if k is not None]
     facts = history.facts(me, present, now)
-    message = _Message(facts, present, settings, policy, now, me)
+    message = _Message(facts, present, settings, policy, now, me, partial=last_only)
     message.prepare()
     if last_only:
         return [*verdicts[:-1], verdicts[-1] if keys[-1] is None else message.judge(verdicts[-1], keys[-1])]
@@ -102,6 +102,7 @@ class _Message:
     policy: Policy
     now: dt.datetime
     sender: str | None = None
+    partial: bool = False  # the recipients so far, not the whole envelope (the policy service): no substitutes
     here: Counter[str] = field(default_factory=Counter)  # recipients per domain
     recipients: int = 0  # distinct recipients
     unestablished: set[str] = field(default_factory=set)  # the message's domains that are not long-standing
@@ -216,7 +217,7 @@ class _Message:
         person at this domain in this recipient's place (`substitute_min` messages at least, and nearly always that
         person), never with this recipient, and that person is not on the message."""
         filled = self.facts.places.get(key)
-        if not filled or filled.get(key):
+        if self.partial or not filled or filled.get(key):  # the person "replaced" may be a recipient still to come
             return None
         total = sum(filled.values())
         other, count = max(filled.items(), key=lambda item: (item[1], item[0]))

@@ -20,7 +20,9 @@ import cut short and started again neither loses nor repeats a record.
 A folder of messages (a Maildir, a folder of .eml) has no order to read on from: files are added anywhere in it,
 and a mail client renames them (new/ to cur/, flags). Each of its messages is marked on its own instead, by the
 fingerprint of its record, and a message marked before is skipped wherever it now is. A folder imported before
-messages were marked one by one (one mark for the folder) is still read on from that mark.
+messages were marked one by one (one mark for the folder) has the messages that mark covers marked one by one at
+its next import, uncounted; if its files were reordered since, the old mark no longer matches and the folder is
+counted again once.
 """
 
 from __future__ import annotations
@@ -112,8 +114,9 @@ class Importer:
         stream = iter(source.records())
         head = list(itertools.islice(stream, FINGERPRINT_RECORDS))
         mark = self._mark(head)
-        if source.format in PER_MESSAGE and mark is None:
-            return self._run_messages(source, itertools.chain(head, stream), done, started)
+        if source.format in PER_MESSAGE:
+            return self._run_messages(source, itertools.chain(head, stream), done, started,
+                                      before=mark.records if mark is not None else 0)
         skip = mark.records if mark is not None else 0
         records = itertools.chain(head, stream)
         if skip:
@@ -139,21 +142,27 @@ class Importer:
         done.seconds = time.perf_counter() - started
         return done
 
-    def _run_messages(self, source: Source, records: Iterator[Record], done: Imported, started: float) -> Imported:
-        """`run` for a folder of messages: each marked on its own, one marked before skipped (see the module)."""
-        seen: set[str] = set()
+    def _run_messages(self, source: Source, records: Iterator[Record], done: Imported, started: float, *,
+                      before: int) -> Imported:
+        """`run` for a folder of messages: each marked on its own, one marked before skipped (see the module). The
+        first `before` were counted by an import that marked the folder as a whole: they are marked now, not
+        counted again."""
         while chunk := list(itertools.islice(records, self.checkpoint)):
             prints = ["m" + fingerprint([r]) for r in chunk]  # never a source's mark of its first record
             known = self.history.known_sources(prints)
             batch, gathered, marks = Batch(), _Gathered(), []
             for record, mark in zip(chunk, prints, strict=True):
-                if mark in known or mark in seen:  # imported before, or the same message twice in the folder
+                counted_before, before = before > 0, max(before - 1, 0)
+                if mark in known:  # imported before, or the same message met earlier in the folder
                     done.skipped += 1
                     continue
-                seen.add(mark)
+                known.add(mark)
+                marks.append(SourceMark(mark, source.format, record.where, 1))
+                if counted_before:
+                    done.skipped += 1
+                    continue
                 done.records += 1
                 self._one(record, batch, gathered, done)
-                marks.append(SourceMark(mark, source.format, record.where, 1))
             for message in gathered.drain():
                 self._count(message, batch, done)
             self.history.record_sources(marks, batch, what=str(source.path))

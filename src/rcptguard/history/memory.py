@@ -16,6 +16,7 @@ from rcptguard.history.settings import HistorySettings
 __all__ = ["MemoryHistory"]
 
 NEIGHBOURS = 200  # a sender's addresses at one domain, at most, compared with a new one
+ORG_NEIGHBOURS_AT_MOST = 2000  # at a domain where the organisation wrote to more addresses, only the sender's count
 
 
 class MemoryHistory:
@@ -32,7 +33,10 @@ class MemoryHistory:
         self.by_org: Counter[str] = Counter()
         self.addresses_at: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self.pairs: Counter[tuple[str, str]] = Counter()
-        self.places: dict[str, dict[str, int]] = {}  # the rest's digest -> who filled the place: model.places
+        # the rest's digest -> who filled the place (model.places): (address, count) while one person did (most
+        # places: a tuple is a quarter of a dict), then {address: count}
+        self.places: dict[str, tuple[str, int] | dict[str, int]] = {}
+        self.place_rows = 0  # (place, address) pairs: rows of co_places
         self.tops: dict[tuple[str, str], tuple[str, ...]] = {}  # (sender, domain) -> its neighbours, as last worked out
         self.org_at: defaultdict[str, set[str]] = defaultdict(set)  # domain -> every address written to there
         self.org_tops: dict[str, tuple[str, ...]] = {}  # domain -> the organisation's neighbours there
@@ -58,8 +62,7 @@ class MemoryHistory:
         for pair, tally in batch.pairs.items():
             self.pairs[pair] += tally.count
         for (rest, address), tally in batch.places.items():
-            filled = self.places.setdefault(rest, {})
-            filled[address] = filled.get(address, 0) + tally.count
+            self._fill(rest, address, tally.count, add=True)
         for key, when in batch.confirmations.items():
             self.confirmed[key] = max(when, self.confirmed.get(key, when))
             self.senders[key[1]].add(key[0])
@@ -93,7 +96,22 @@ class MemoryHistory:
         self.pairs[(a, b)] = count
 
     def load_place(self, rest: str, address: str, count: int) -> None:
-        self.places.setdefault(rest, {})[address] = count
+        self._fill(rest, address, count, add=False)
+
+    def _fill(self, rest: str, address: str, count: int, *, add: bool) -> None:
+        filled = self.places.get(rest)
+        if filled is None:
+            self.places[rest] = (address, count)
+            self.place_rows += 1
+        elif isinstance(filled, tuple):
+            if filled[0] == address:
+                self.places[rest] = (address, filled[1] + count if add else count)
+            else:
+                self.places[rest] = {filled[0]: filled[1], address: count}
+                self.place_rows += 1
+        else:
+            self.place_rows += address not in filled
+            filled[address] = filled.get(address, 0) + count if add else count
 
     def _domain(self, domain: str, sender: str | None) -> DomainFacts:
         tally = self.domains.get(domain, Tally())
@@ -125,7 +143,7 @@ class MemoryHistory:
             pairs={p: self.pairs[p] for p in itertools.combinations(unique, 2) if self.pairs[p]} if grouped else {},
             neighbours=neighbours,
             org_neighbours=org_neighbours,
-            places={a: dict(filled) for a, rest in places(sender, unique) if (filled := self.places.get(rest))}
+            places={a: _filled(found) for a, rest in places(sender, unique) if (found := self.places.get(rest))}
             if grouped else {},
         )
 
@@ -133,18 +151,24 @@ class MemoryHistory:
         """The sender's most written-to addresses at `domain`, kept until the sender writes there again."""
         top = self.tops.get((sender, domain))
         if top is None:
-            there = self.addresses_at.get((sender, domain), set())
+            there = self.addresses_at.get((sender, domain), ())
             top = tuple(sorted(heapq.nsmallest(NEIGHBOURS, there, key=lambda a: (-self.by_sender[(sender, a)], a))))
-            self.tops[(sender, domain)] = top
+            if top:  # nothing is kept for a domain the sender never wrote to
+                self.tops[(sender, domain)] = top
         return top
 
     def _org_neighbours(self, domain: str) -> tuple[str, ...]:
-        """The organisation's most written-to addresses at `domain`, kept until somebody writes there again."""
+        """The organisation's most written-to addresses at `domain`, kept until somebody writes there again; none at
+        a domain of more than ORG_NEIGHBOURS_AT_MOST addresses (a public mail provider: worked out again at every
+        flush, that would be a pause on the door's loop, for namesakes that do not count there)."""
         top = self.org_tops.get(domain)
         if top is None:
-            there = self.org_at.get(domain, set())
+            there = self.org_at.get(domain, ())
+            if len(there) > ORG_NEIGHBOURS_AT_MOST:
+                return ()
             top = tuple(sorted(heapq.nsmallest(NEIGHBOURS, there, key=lambda a: (-self.by_org[a], a))))
-            self.org_tops[domain] = top
+            if top:
+                self.org_tops[domain] = top
         return top
 
     def confirmation(self, sender: str, domain: str) -> dt.datetime | None:
@@ -153,3 +177,7 @@ class MemoryHistory:
     def learned(self, now: dt.datetime) -> dict[str, int]:
         return {d: t.count for d, t in self.domains.items()
                 if qualifies(self._domain(d, None), self.settings, now)}
+
+
+def _filled(found: tuple[str, int] | dict[str, int]) -> dict[str, int]:
+    return {found[0]: found[1]} if isinstance(found, tuple) else dict(found)

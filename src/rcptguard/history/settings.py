@@ -16,7 +16,8 @@
     odd_new_domain        2.0      a domain nobody wrote to, among long-standing ones
     odd_new_to_group      2.5      a recipient never addressed with any of the others, who were addressed together
     odd_new_address       1.5      an address nobody wrote to, at a long-standing domain
-    odd_address_slip      3.0      one slip from an address the sender writes to at the same domain
+    odd_address_slip      3.0      an address the sender never wrote to, one slip (or a namesake) from one the
+                                   sender writes to at the same domain, or the organisation does (a new address)
     odd_new_for_sender    1.5      an address others write to, never this sender, at a domain the sender writes
                                    to often
     odd_substitute        4.0      in the place of somebody at the same domain in a group written to before

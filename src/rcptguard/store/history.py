@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from rcptguard.errors import StoreError
 from rcptguard.history.batch import Batch
-from rcptguard.history.memory import NEIGHBOURS, MemoryHistory
+from rcptguard.history.memory import NEIGHBOURS, ORG_NEIGHBOURS_AT_MOST, MemoryHistory
 from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, places
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
@@ -169,24 +169,21 @@ class StoreHistory:
             by_sender = {a: int(n) for a, n in self._rows(select(sender_addresses.c.address, sender_addresses.c.count)
                                                           .where(sender_addresses.c.sender == sender,
                                                                  sender_addresses.c.address.in_(unique)))}
-            near: dict[str, list[str]] = {}
-            wanted = sorted({a.rsplit("@", 1)[-1] for a in unique if a not in by_sender})  # new to the sender
-            for address, domain in [] if not wanted else self._rows(
-                    select(sender_addresses.c.address, sender_addresses.c.domain).where(
-                        sender_addresses.c.sender == sender, sender_addresses.c.domain.in_(wanted))
-                    .order_by(sender_addresses.c.count.desc(), sender_addresses.c.address)
-                    .limit(NEIGHBOURS * len(wanted))):
-                near.setdefault(domain, []).append(address)
-            neighbours = {d: tuple(sorted(a[:NEIGHBOURS])) for d, a in near.items()}
-        org_near: dict[str, list[str]] = {}
-        wanted = sorted({a.rsplit("@", 1)[-1] for a in unique if a not in by_org})  # only a new address's
+            for domain in sorted({a.rsplit("@", 1)[-1] for a in unique if a not in by_sender}):  # new to the sender
+                near = [a for (a,) in self._rows(
+                    select(sender_addresses.c.address).where(sender_addresses.c.sender == sender,
+                                                             sender_addresses.c.domain == domain)
+                    .order_by(sender_addresses.c.count.desc(), sender_addresses.c.address).limit(NEIGHBOURS))]
+                if near:
+                    neighbours[domain] = tuple(sorted(near))
+        org_neighbours: dict[str, tuple[str, ...]] = {}
         total = func.sum(sender_addresses.c.count)
-        for domain in wanted:
-            org_near[domain] = [a for a, _ in self._rows(
-                select(sender_addresses.c.address, total).where(sender_addresses.c.domain == domain)
-                .group_by(sender_addresses.c.address).order_by(total.desc(), sender_addresses.c.address)
-                .limit(NEIGHBOURS))]
-        org_neighbours = {d: tuple(sorted(a)) for d, a in org_near.items() if a}
+        for domain in sorted({a.rsplit("@", 1)[-1] for a in unique if a not in by_org}):  # only a new address's
+            rows = self._rows(select(sender_addresses.c.address, total).where(sender_addresses.c.domain == domain)
+                              .group_by(sender_addresses.c.address).order_by(total.desc(), sender_addresses.c.address)
+                              .limit(ORG_NEIGHBOURS_AT_MOST + 1))
+            if 0 < len(rows) <= ORG_NEIGHBOURS_AT_MOST:  # a domain this large: the sender's own neighbours only
+                org_neighbours[domain] = tuple(sorted(a for a, _ in rows[:NEIGHBOURS]))
         pairs = {}
         filled: dict[str, dict[str, int]] = {}
         if 1 < len(unique) <= self.settings.max_group:  # as they are remembered: for groups this size
@@ -521,7 +518,7 @@ class MirroredHistory:
         memory = self.memory
         return {"correspondents": len(memory.domains), "sender_domains": len(memory.sender_domains),
                 "sender_addresses": len(memory.by_sender), "co_recipients": len(memory.pairs),
-                "co_places": sum(map(len, memory.places.values()))}
+                "co_places": memory.place_rows}
 
     def prune(self) -> int:
         """Delete the feed's entries older than it is kept (any door may; the deletes are idempotent)."""
