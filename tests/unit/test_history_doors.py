@@ -174,6 +174,30 @@ def test_the_odd_recipient_out_at_the_relay(tmp_path: Path, sink: RecordingSink)
     assert "newpartnr.com is one slip from newpartner.com" in text
 
 
+def test_somebody_in_a_colleagues_place_at_the_relay(tmp_path: Path, sink: RecordingSink) -> None:
+    """History in the store (pat and joe written to together five times, lee alone five times) read by a relay
+    at start: a message to pat and lee is delivered to both and lee is warned of, the notice naming joe."""
+    history = StoreHistory(Store.open(f"sqlite:///{tmp_path / 'relay.db'}"))
+    batch = Batch()
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    for n in range(5):
+        batch.message("me@example-corp.com", [Counted("pat@partner.com", "partner.com"),
+                                              Counted("joe@partner.com", "partner.com")], when)
+        batch.message("me@example-corp.com", [Counted("lee@partner.com", "partner.com")], when)
+    history.record(batch)
+    relay = start(tmp_path, sink)
+    try:
+        send(relay, "me@example-corp.com", ["pat@partner.com", "lee@partner.com"])
+        got = sink.wait_for(2)
+    finally:
+        relay.close()
+    [delivered] = [m for m in got if m.mail_from]
+    assert sorted(delivered.rcpt_tos) == ["lee@partner.com", "pat@partner.com"]
+    [notice] = [m for m in got if not m.mail_from]
+    text = notice.data.decode(errors="replace").replace("=\r\n", "").replace("\r\n", " ")
+    assert "had joe@partner.com with them where lee@partner.com is now (5 messages)" in text
+
+
 def test_observe_mode_passes_everything_and_records_it(tmp_path: Path, sink: RecordingSink) -> None:
     """In observe mode gmial.com and a forced-looking slip go through unheld and unwarned; `report observe`
     lists what would have been held; nothing that would have been held is learned."""
