@@ -6,13 +6,16 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rcptguard.history import Batch, Counted
 from rcptguard.store import Store
 from rcptguard.store.history import MirroredHistory, StoreHistory
+from tests.support.archives import write_eml_dir
 from tests.unit.test_history import NOW, busy_batch, only_one_runs, some_messages
+from tests.unit.test_learn import OWN, cli, counted, numbered
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +86,16 @@ def test_one_runner_at_a_time_on_postgres(postgres_url: str) -> None:
     first, second = Store.open(postgres_url), Store.open(postgres_url)
     OPENED.extend((first, second))
     only_one_runs(first, second, "quarantine-expire")
+
+
+def test_a_folder_of_messages_learned_again_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    """`rcptguard learn` into PostgreSQL: a folder of .eml marked message by message (one executemany of upserts a
+    checkpoint), then grown with files that sort first: only the new messages count; the same as on SQLite."""
+    folder = tmp_path / "eml"
+    write_eml_dir(folder, numbered(10))
+    assert "total: 10 records read" in cli("learn", str(folder), "--own", OWN, "--db", postgres_url).output
+    for n, raw in enumerate(numbered(3, first=10)):
+        (folder / f"a-{n}.eml").write_bytes(raw)
+    again = cli("learn", str(folder), "--own", OWN, "--db", postgres_url)
+    assert "total: 3 records read" in again.output, again.output
+    assert counted(postgres_url) == {f"firm{n}.com": 1 for n in range(13)}

@@ -180,7 +180,7 @@ def test_somebody_in_a_colleagues_place_at_the_relay(tmp_path: Path, sink: Recor
     history = StoreHistory(Store.open(f"sqlite:///{tmp_path / 'relay.db'}"))
     batch = Batch()
     when = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    for n in range(5):
+    for _ in range(5):
         batch.message("me@example-corp.com", [Counted("pat@partner.com", "partner.com"),
                                               Counted("joe@partner.com", "partner.com")], when)
         batch.message("me@example-corp.com", [Counted("lee@partner.com", "partner.com")], when)
