@@ -120,7 +120,8 @@ class Transport(Protocol):
     test may give a door any other object with this method."""
 
     async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-                      smtputf8: bool = False, params: EnvelopeParams | None = None) -> DeliveryResult: ...
+                      smtputf8: bool = False, params: EnvelopeParams | None = None,
+                      crlf: bool = False) -> DeliveryResult: ...
 
     async def close(self) -> None: ...
 
@@ -206,19 +207,21 @@ class AsyncPool:
         return None
 
     async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes, *,
-                      smtputf8: bool = False, params: EnvelopeParams | None = None) -> DeliveryResult:
+                      smtputf8: bool = False, params: EnvelopeParams | None = None,
+                      crlf: bool = False) -> DeliveryResult:
         """Every recipient accounted for. Recipients the next hop puts off with 452 after accepting others (its
         recipient limit) go in further transactions, as many as it takes. `params`: what the client's envelope
-        asked for (DSN, BODY, XFORWARD), said again to a next hop that offers it."""
+        asked for (DSN, BODY, XFORWARD), said again to a next hop that offers it. `crlf`: `data` has been through
+        `normalise_line_endings` already (not scanned again)."""
         params = params or EnvelopeParams()
-        result, later = await self._transaction(mail_from, rcpts, data, smtputf8, params)
+        result, later = await self._transaction(mail_from, rcpts, data, smtputf8, params, crlf)
         while later:
-            more, later = await self._transaction(mail_from, later, data, smtputf8, params)
+            more, later = await self._transaction(mail_from, later, data, smtputf8, params, crlf)
             result = result.merged(more)
         return result
 
-    async def _transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes,
-                           smtputf8: bool, params: EnvelopeParams) -> tuple[DeliveryResult, list[str]]:
+    async def _transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes, smtputf8: bool,
+                           params: EnvelopeParams, crlf: bool = False) -> tuple[DeliveryResult, list[str]]:
         if not rcpts:
             return DeliveryResult(), []
         for attempt in range(2):
@@ -228,7 +231,7 @@ class AsyncPool:
                 if connection is None:
                     connection = await _Connection.open(self.hop)
                 result, later = await connection.transaction(mail_from, rcpts, data, smtputf8=smtputf8,
-                                                             params=params)
+                                                             params=params, crlf=crlf)
             except ClosedBeforeMail as exc:
                 _abort(connection)
                 if reused:
@@ -295,10 +298,12 @@ def _local_name() -> str:
     return socket.getfqdn() or "localhost"
 
 
-def dot_stuffed(data: bytes) -> bytes:
-    """The message as DATA sends it: CRLF line endings (bare CR or LF become CRLF), a final CRLF, a dot
-    doubled at the start of every line, and the line "." that ends it."""
-    data = normalise_line_endings(data)
+def dot_stuffed(data: bytes, *, crlf: bool = False) -> bytes:
+    """The message as DATA sends it: CRLF line endings (bare CR or LF become CRLF; with `crlf`, the caller
+    already made them so), a final CRLF, a dot doubled at the start of every line, and the line "." that ends
+    it."""
+    if not crlf:
+        data = normalise_line_endings(data)
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"
     if b"\r\n." in data:
@@ -382,7 +387,7 @@ class _Connection:
                     return int(line[:3]), _text(b"\n".join(lines))
 
     async def transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes, *, smtputf8: bool = False,
-                          params: EnvelopeParams | None = None) -> tuple[DeliveryResult, list[str]]:
+                          params: EnvelopeParams | None = None, crlf: bool = False) -> tuple[DeliveryResult, list[str]]:
         """MAIL, RCPT for each, DATA; a 4xx for a recipient aborts the whole (RSET, no DATA), so that a retry
         cannot deliver twice to the others. A connection that was already
         closed when MAIL was sent raises ClosedBeforeMail; trouble after it raises (the result is unknown).
@@ -428,7 +433,7 @@ class _Connection:
             if data_code != 421:
                 await self._abandon(in_data=False)  # the next hop keeps the envelope until RSET
             return self._refused(data_code, data_text, accepted, perm), later
-        await self._body(dot_stuffed(data))
+        await self._body(dot_stuffed(data, crlf=crlf))
         code, text = await self._reply(self._limits.data_done)
         if code != 250:
             return self._refused(code, text, accepted, perm), later  # those put off still get their own try

@@ -43,7 +43,7 @@ from rcptguard.store.history import MirroredHistory
 from rcptguard.store.stats import store_snapshot
 
 if TYPE_CHECKING:
-    from rcptguard.model import Verdict
+    from rcptguard.model import Action, Verdict
     from rcptguard.runtime import Runtime
     from rcptguard.store import Store
 
@@ -120,6 +120,9 @@ class Metrics:
                                    "closed, by limit", ["limit"], registry=registry)
         if store is not None:
             registry.register(StoreCollector(store))
+        self._by_action: dict[Action, Counter] = {}  # the series of `decided`, each looked up once
+        self._by_signal: dict[str, Counter] = {}
+        self._check_seconds = self.check_seconds.labels(door)
 
     def watch(self, runtime: Runtime) -> None:
         """Serve the door's own gauges too: its history in memory and its index (RuntimeCollector), and the
@@ -128,11 +131,18 @@ class Metrics:
         ProcessCollector(registry=self.registry)
 
     def decided(self, verdict: Verdict, seconds: float) -> None:
-        """Count one recipient's verdict, its signals and how long it took."""
-        self.decisions.labels(self.door, str(verdict.action)).inc()
+        """Count one recipient's verdict, its signals and how long it took (each label's series looked up once:
+        prometheus_client's `labels` checks and locks on every call, and this runs for every recipient)."""
+        action = self._by_action.get(verdict.action)
+        if action is None:
+            action = self._by_action[verdict.action] = self.decisions.labels(self.door, str(verdict.action))
+        action.inc()
         for signal in verdict.signals:
-            self.signals.labels(self.door, signal.name).inc()
-        self.check_seconds.labels(self.door).observe(seconds)
+            counter = self._by_signal.get(signal.name)
+            if counter is None:
+                counter = self._by_signal[signal.name] = self.signals.labels(self.door, signal.name)
+            counter.inc()
+        self._check_seconds.observe(seconds)
 
     def dns_answer(self, rdtype: str, outcome: str) -> None:
         """Count one DNS look-up that went out, by how it ended; `over_budget` for a check that went on without it."""

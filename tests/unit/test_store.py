@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import multiprocessing
 import sqlite3
@@ -11,8 +12,11 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rcptguard.store import Store, _sqlite_pragmas
+from rcptguard.store.history import _sqlite_time
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, holds, metadata
 from tests.holds import gmial_recipient
@@ -87,3 +91,15 @@ def test_the_migrations_build_the_schema_module(tmp_path: Path) -> None:
     finally:
         store.close()
     assert differences == []
+
+
+_ZONES = st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)), dt.timezone(-dt.timedelta(hours=8))])
+
+
+@given(st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2200, 1, 1),  # noqa: DTZ001 - naive
+                    timezones=_ZONES))  # bounds, as hypothesis wants them; the values get a zone
+def test_history_times_are_written_in_bulk_as_sqlalchemy_writes_them(when: dt.datetime) -> None:
+    """The bulk writes of history (`_upsert`) format times themselves: as SQLAlchemy's SQLite DATETIME would the
+    same instant in UTC, or the store's comparisons of first and last seen (text, on SQLite) would go wrong."""
+    written_by_sqlalchemy = sqlalchemy.dialects.sqlite.DATETIME().bind_processor(sqlalchemy.dialects.sqlite.dialect())
+    assert _sqlite_time(when) == written_by_sqlalchemy(when.astimezone(dt.UTC))

@@ -621,6 +621,9 @@ class AcceptedCopies:
 Copy = tuple[list[str], bytes, DeliveryResult]  # recipients, the body sent to them, what the next hop did
 
 
+_ADDRESSES_REMEMBERED = 4096  # client addresses whose `allow` answer is kept
+
+
 def _address(peer: object) -> str:
     """The client's IP address from aiosmtpd's peer (host, port, ...) tuple; "" if it has none."""
     return str(peer[0]) if isinstance(peer, tuple) and peer else ""
@@ -649,6 +652,7 @@ class RelayHandler:
         self.answered_late: OrderedDict[bytes, tuple[float, str]] = OrderedDict()  # and the 250s they ended with
         self.warned = Warned(settings.warn_notice_interval, self.copies.size)  # who heard of which domain lately
         self._limit_logged: dict[str, float] = {}
+        self._allowed_addresses: dict[str, bool] = {}  # client address -> in `allow` (`_allowed`)
         self.world: World | None = None  # the world's evidence (DNS), when on: `build` sets it from [dns]
         self.content = ContentSettings()  # the sensitivity scanner ([content]); `build` sets it
         self.metrics = Metrics("relay", quarantine.store)
@@ -704,8 +708,18 @@ class RelayHandler:
                        connections=self.connections.total())
 
     def _allowed(self, peer: object) -> bool:
+        """Whether the client's address is in `allow` (asked at connect, MAIL and RCPT: remembered by address)."""
+        text = _address(peer)
+        allowed = self._allowed_addresses.get(text)
+        if allowed is None:
+            if len(self._allowed_addresses) >= _ADDRESSES_REMEMBERED:
+                self._allowed_addresses.clear()
+            allowed = self._allowed_addresses[text] = self._in_networks(text)
+        return allowed
+
+    def _in_networks(self, text: str) -> bool:
         try:
-            address = ipaddress.ip_address(_address(peer).split("%", 1)[0])
+            address = ipaddress.ip_address(text.split("%", 1)[0])
         except ValueError:
             return False
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
@@ -853,7 +867,8 @@ class RelayHandler:
 
     async def _forward(self, mail_from: str, rcpts: list[str], body: bytes, *, smtputf8: bool = False,
                        params: EnvelopeParams | None = None) -> DeliveryResult:
-        return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8, params=params)
+        # the body is the relay's content: its line endings made CRLF once, in `_data`
+        return await self.pool.deliver(mail_from, rcpts, body, smtputf8=smtputf8, params=params, crlf=True)
 
     async def _forward_copies(self, mail_from: str, groups: list[tuple[list[str], bytes]], *,
                               utf8: bool, params: EnvelopeParams) -> tuple[list[Copy], str | None]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -52,6 +51,7 @@ from rcptguard.typos.edits import single_edit
 
 __all__ = ["ODD_SIGNALS", "adjust", "judge_message"]
 
+_NOTHING_KNOWN = DomainFacts()  # a domain history has nothing on (frozen: one for all)
 SLIP_COMPANY = 30  # a recipient's domain is compared with at most this many of the message's other domains
 SUBSTITUTE_SHARE = 0.8  # the person whose place is taken filled it in this share of the group's messages, at least
 ODD_SIGNALS = ("ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP",
@@ -103,10 +103,10 @@ class _Message:
     now: dt.datetime
     sender: str | None = None
     partial: bool = False  # the recipients so far, not the whole envelope (the policy service): no substitutes
-    here: Counter[str] = field(default_factory=Counter)  # recipients per domain
+    here: dict[str, int] = field(default_factory=dict)  # recipients per domain
     recipients: int = 0  # distinct recipients
     unestablished: set[str] = field(default_factory=set)  # the message's domains that are not long-standing
-    partners: Counter[str] = field(default_factory=Counter)  # address -> co-recipients here it was addressed with
+    partners: dict[str, int] = field(default_factory=dict)  # address -> co-recipients here it was addressed with
     known_pairs: int = 0  # pairs of recipients here that were addressed together before
     likely: list[str] = field(default_factory=list)  # the domains a slip is compared with, the most present first
     names: dict[str, str] | None = None  # a name spelled (annlee, alee) -> the sender or colleague: `_names`
@@ -116,18 +116,24 @@ class _Message:
         unique = dict.fromkeys(self.keys)
         self.present = set(unique)
         self.recipients = len(unique)
-        self.here = Counter(k.rsplit("@", 1)[1] for k in unique)
+        here = self.here  # (plain dicts, not Counters: this runs for every message a door passes)
+        for key in unique:
+            domain = key.rpartition("@")[2]
+            here[domain] = here.get(domain, 0) + 1
         established = self.settings.established
-        self.unestablished = {d for d in self.here
-                              if self.facts.domains.get(d, DomainFacts()).org.count < established}
+        domains = self.facts.domains
+        self.unestablished = {d for d in here if domains.get(d, _NOTHING_KNOWN).org.count < established}
+        partners = self.partners
         for (a, b), count in self.facts.pairs.items():
             if count:
-                self.partners[a] += 1
-                self.partners[b] += 1
+                partners[a] = partners.get(a, 0) + 1
+                partners[b] = partners.get(b, 0) + 1
                 self.known_pairs += 1
-        weight = {d: self.facts.domains.get(d, DomainFacts()).org.weight(self.now, self.settings.half_life)
-                  for d in self.here}
-        self.likely = sorted(self.here, key=lambda d: (-self.here[d], -weight[d], d))[:SLIP_COMPANY]
+        if len(here) == 1:
+            self.likely = list(here)
+            return
+        weight = {d: domains.get(d, _NOTHING_KNOWN).org.weight(self.now, self.settings.half_life) for d in here}
+        self.likely = sorted(here, key=lambda d: (-here[d], -weight[d], d))[:SLIP_COMPANY]
 
     @property
     def own(self) -> str | None:
@@ -136,7 +142,7 @@ class _Message:
 
     def judge(self, verdict: Verdict, key: str) -> Verdict:
         domain = key.rsplit("@", 1)[1]
-        known = self.facts.domains.get(domain, DomainFacts())
+        known = self.facts.domains.get(domain, _NOTHING_KNOWN)
         if known.confirmed is not None and verdict.action >= Action.WARN and verdict.signal("FORCE_RULE") is None:
             return _confirmed(verdict, domain, known.confirmed, Action.parse(self.settings.confirmed_action))
         reason = self._first_contact(verdict, domain, known)
@@ -180,7 +186,7 @@ class _Message:
             found.append(_odd("ODD_NEW_DOMAIN", settings.odd_new_domain,
                               f"Nobody in your organisation has written to {domain}, unlike the other recipients' "
                               f"domains.", domain=domain))
-        if self.recipients >= 3 and not self.partners[key] and self.known_pairs:  # two others, at least
+        if self.recipients >= 3 and not self.partners.get(key) and self.known_pairs:  # two others, at least
             found.append(_odd("ODD_NEW_TO_GROUP", settings.odd_new_to_group,
                               f"{key} has never been addressed together with the other recipients, who have.",
                               address=key))

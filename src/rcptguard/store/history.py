@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import operator
 import threading
 import time
 import uuid
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, DateTime, Table, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -594,17 +595,36 @@ def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: lis
     compiled = statement.on_conflict_do_update(index_elements=list(keys), set_=values).compile(
         dialect=connection.dialect, column_keys=list(rows[0]))
     convert = _sqlite_time if connection.dialect.name == "sqlite" else _utc_time
+    times = [name for name in rows[0] if isinstance(table.c[name].type, DateTime)]  # the rest goes as it is
     order = compiled.positiontup
-    if order:
-        params: list[Any] = [tuple(convert(row[name]) for name in order) for row in rows]
-    else:
-        params = [{name: convert(value) for name, value in row.items()} for row in rows]
+    params: list[Any]
+    if order:  # SQLite: a tuple a row, in the statement's order
+        take = operator.itemgetter(*order)
+        at = [i for i, name in enumerate(order) if name in times]
+        if len(order) == 1:
+            params = [(convert(row[order[0]]) if at else row[order[0]],) for row in rows]
+        else:
+            params = [take(row) for row in rows]
+            written: dict[Any, Any] = {}  # a batch's rows share their times: each converted once
+            for i, values in enumerate(params) if at else ():
+                changed = list(values)
+                for j in at:
+                    value = changed[j]
+                    text: Any = written.get(value)
+                    if text is None:
+                        text = written[value] = convert(value)
+                    changed[j] = text
+                params[i] = tuple(changed)
+    else:  # PostgreSQL (psycopg): a dict a row
+        params = [row | {name: convert(row[name]) for name in times} for row in rows]
     connection.exec_driver_sql(str(compiled), params)
 
 
 def _sqlite_time(value: object) -> object:
     if isinstance(value, dt.datetime):
-        return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S.%f}"
+        if value.tzinfo is not dt.UTC:
+            value = value.astimezone(dt.UTC)
+        return value.isoformat(" ", "microseconds")[:-6]  # "%Y-%m-%d %H:%M:%S.%f" without "+00:00", faster
     return value
 
 
@@ -617,22 +637,25 @@ def write_batch(connection: Connection, batch: Batch, *, origin: str | None = No
     with the decision), and with `feed` to the history feed, in the same transaction."""
     if feed and batch:
         connection.execute(insert(history_feed).values(at=utc_now(), origin=origin, batch=batch.to_json()))
+    # PostgreSQL: every writer takes its rows' locks in one order (no deadlock between two doors' batches);
+    # SQLite has one writer at a time, and the rows go in the order they come.
+    ordered: Callable[[Iterable[Any]], Iterable[Any]] = sorted if connection.dialect.name == "postgresql" else iter
     corr = [{"domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last, "inbound": 0,
-             "near": batch.near.get(d)} for d, t in sorted(batch.domains.items())]
+             "near": batch.near.get(d)} for d, t in ordered(batch.domains.items())]
     inbound = [{"domain": d, "count": 0, "first_seen": t.first, "last_seen": t.last, "inbound": t.count,
-                "near": None} for d, t in sorted(batch.inbound_domains.items())]
+                "near": None} for d, t in ordered(batch.inbound_domains.items())]
     per_domain = [{"sender": s, "domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last,
                    "confirmed_at": batch.confirmations.get((s, d))}
-                  for (s, d), t in sorted(batch.sender_domains.items())]
+                  for (s, d), t in ordered(batch.sender_domains.items())]
     confirmed_only = [{"sender": s, "domain": d, "count": 0, "first_seen": when, "last_seen": when,
-                       "confirmed_at": when} for (s, d), when in sorted(batch.confirmations.items())
+                       "confirmed_at": when} for (s, d), when in ordered(batch.confirmations.items())
                       if (s, d) not in batch.sender_domains]
     per_address = [{"sender": s, "address": a, "domain": batch.address_domains[a], "count": t.count,
                     "first_seen": t.first, "last_seen": t.last}
-                   for (s, a), t in sorted(batch.sender_addresses.items())]
-    pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last} for (a, b), t in sorted(batch.pairs.items())]
+                   for (s, a), t in ordered(batch.sender_addresses.items())]
+    pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last} for (a, b), t in ordered(batch.pairs.items())]
     filled = [{"rest": r, "address": a, "count": t.count, "last_seen": t.last}
-              for (r, a), t in sorted(batch.places.items())]
+              for (r, a), t in ordered(batch.places.items())]
     confirmed = sender_domains.c.confirmed_at
     _upsert(connection, correspondents, ["domain"], corr + inbound, adds=("count", "inbound"),
             extra=lambda new: {"near": func.coalesce(correspondents.c.near, new.near)})
