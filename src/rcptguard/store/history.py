@@ -637,25 +637,22 @@ def write_batch(connection: Connection, batch: Batch, *, origin: str | None = No
     with the decision), and with `feed` to the history feed, in the same transaction."""
     if feed and batch:
         connection.execute(insert(history_feed).values(at=utc_now(), origin=origin, batch=batch.to_json()))
-    # PostgreSQL: every writer takes its rows' locks in one order (no deadlock between two doors' batches);
-    # SQLite has one writer at a time, and the rows go in the order they come.
-    ordered: Callable[[Iterable[Any]], Iterable[Any]] = sorted if connection.dialect.name == "postgresql" else iter
     corr = [{"domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last, "inbound": 0,
-             "near": batch.near.get(d)} for d, t in ordered(batch.domains.items())]
+             "near": batch.near.get(d)} for d, t in sorted(batch.domains.items())]
     inbound = [{"domain": d, "count": 0, "first_seen": t.first, "last_seen": t.last, "inbound": t.count,
-                "near": None} for d, t in ordered(batch.inbound_domains.items())]
+                "near": None} for d, t in sorted(batch.inbound_domains.items())]
     per_domain = [{"sender": s, "domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last,
                    "confirmed_at": batch.confirmations.get((s, d))}
-                  for (s, d), t in ordered(batch.sender_domains.items())]
+                  for (s, d), t in sorted(batch.sender_domains.items())]
     confirmed_only = [{"sender": s, "domain": d, "count": 0, "first_seen": when, "last_seen": when,
-                       "confirmed_at": when} for (s, d), when in ordered(batch.confirmations.items())
+                       "confirmed_at": when} for (s, d), when in sorted(batch.confirmations.items())
                       if (s, d) not in batch.sender_domains]
     per_address = [{"sender": s, "address": a, "domain": batch.address_domains[a], "count": t.count,
                     "first_seen": t.first, "last_seen": t.last}
-                   for (s, a), t in ordered(batch.sender_addresses.items())]
-    pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last} for (a, b), t in ordered(batch.pairs.items())]
+                   for (s, a), t in sorted(batch.sender_addresses.items())]
+    pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last} for (a, b), t in sorted(batch.pairs.items())]
     filled = [{"rest": r, "address": a, "count": t.count, "last_seen": t.last}
-              for (r, a), t in ordered(batch.places.items())]
+              for (r, a), t in sorted(batch.places.items())]
     confirmed = sender_domains.c.confirmed_at
     _upsert(connection, correspondents, ["domain"], corr + inbound, adds=("count", "inbound"),
             extra=lambda new: {"near": func.coalesce(correspondents.c.near, new.near)})
