@@ -632,27 +632,32 @@ def _utc_time(value: object) -> object:
     return value.astimezone(dt.UTC) if isinstance(value, dt.datetime) else value
 
 
+_KEY = operator.itemgetter(0)  # rows in the order of their keys (PostgreSQL's locks taken in one order), which
+# are unique: comparing the keys alone is a third of the time of comparing the (key, tally) pairs
+
+
 def write_batch(connection: Connection, batch: Batch, *, origin: str | None = None, feed: bool = True) -> None:
     """Add a batch to the store on `connection`, in the caller's transaction (a release records its confirmation
     with the decision), and with `feed` to the history feed, in the same transaction."""
     if feed and batch:
         connection.execute(insert(history_feed).values(at=utc_now(), origin=origin, batch=batch.to_json()))
     corr = [{"domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last, "inbound": 0,
-             "near": batch.near.get(d)} for d, t in sorted(batch.domains.items())]
+             "near": batch.near.get(d)} for d, t in sorted(batch.domains.items(), key=_KEY)]
     inbound = [{"domain": d, "count": 0, "first_seen": t.first, "last_seen": t.last, "inbound": t.count,
-                "near": None} for d, t in sorted(batch.inbound_domains.items())]
+                "near": None} for d, t in sorted(batch.inbound_domains.items(), key=_KEY)]
     per_domain = [{"sender": s, "domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last,
                    "confirmed_at": batch.confirmations.get((s, d))}
-                  for (s, d), t in sorted(batch.sender_domains.items())]
+                  for (s, d), t in sorted(batch.sender_domains.items(), key=_KEY)]
     confirmed_only = [{"sender": s, "domain": d, "count": 0, "first_seen": when, "last_seen": when,
-                       "confirmed_at": when} for (s, d), when in sorted(batch.confirmations.items())
+                       "confirmed_at": when} for (s, d), when in sorted(batch.confirmations.items(), key=_KEY)
                       if (s, d) not in batch.sender_domains]
     per_address = [{"sender": s, "address": a, "domain": batch.address_domains[a], "count": t.count,
                     "first_seen": t.first, "last_seen": t.last}
-                   for (s, a), t in sorted(batch.sender_addresses.items())]
-    pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last} for (a, b), t in sorted(batch.pairs.items())]
+                   for (s, a), t in sorted(batch.sender_addresses.items(), key=_KEY)]
+    pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last}
+             for (a, b), t in sorted(batch.pairs.items(), key=_KEY)]
     filled = [{"rest": r, "address": a, "count": t.count, "last_seen": t.last}
-              for (r, a), t in sorted(batch.places.items())]
+              for (r, a), t in sorted(batch.places.items(), key=_KEY)]
     confirmed = sender_domains.c.confirmed_at
     _upsert(connection, correspondents, ["domain"], corr + inbound, adds=("count", "inbound"),
             extra=lambda new: {"near": func.coalesce(correspondents.c.near, new.near)})
