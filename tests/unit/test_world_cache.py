@@ -9,6 +9,8 @@ import pytest
 from rcptguard.errors import ConfigError
 from rcptguard.world import DnsSettings, Finding, World
 from rcptguard.world.cache import TtlLru
+from rcptguard.world.lookup import REUSED_FOR
+from rcptguard.world.model import Answer, Evidence, Outcome
 
 
 class Clock:
@@ -119,3 +121,44 @@ def test_unexpected_error_is_unknown_not_an_exception(monkeypatch: pytest.Monkey
     evidence = asyncio.run(world.check("army.ml", "army.mil"))
     assert evidence.finding is Finding.UNKNOWN
     assert "failed" in evidence.text
+
+
+def test_evidence_from_the_cache_answers_the_same_check_for_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of mail to one warned domain asks the same question for every message: evidence drawn wholly from the
+    cache is reused for REUSED_FOR seconds (of the world's clock), then worked out again; evidence that needed a
+    look-up is never reused."""
+    clock = Clock()
+    world = World(DnsSettings(nameservers=("127.0.0.1",), port=9), clock=clock)
+    asked: list[tuple[str, str]] = []
+
+    def cached(name: str, rdtype: str) -> Answer:
+        asked.append((name, rdtype))
+        return Answer(name, rdtype, Outcome.NXDOMAIN)
+
+    monkeypatch.setattr(world, "_lookup", cached)
+
+    async def twice() -> tuple[Evidence, Evidence]:
+        return await world.check("army.ml", "army.mil"), await world.check("army.ml", "army.mil")
+
+    first, again = asyncio.run(twice())
+    assert first.cached
+    assert again is first
+    asked_once = len(asked)
+    assert asked_once > 0
+    clock.now += REUSED_FOR + 0.1
+    later = asyncio.run(world.check("army.ml", "army.mil"))
+    assert later is not first
+    assert len(asked) == 2 * asked_once
+    assert later.finding is first.finding
+
+    live = World(DnsSettings(nameservers=("127.0.0.1",), port=9, budget_ms=20), clock=clock)
+    checks: list[Evidence] = []
+
+    async def looked_up_twice() -> None:
+        checks.append(await live.check("army.ml", "army.mil"))
+        checks.append(await live.check("army.ml", "army.mil"))
+        await live.close()
+
+    asyncio.run(looked_up_twice())
+    assert not checks[0].cached
+    assert checks[1] is not checks[0]

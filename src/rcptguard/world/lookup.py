@@ -42,6 +42,8 @@ __all__ = ["SyncWorld", "World"]
 
 log = logging.getLogger("rcptguard.world")
 Job = Answer | asyncio.Task[Answer]
+REUSED_FOR = 1.0  # seconds an evidence drawn wholly from the cache answers the same check again
+RECENT_SIZE = 4096  # such evidence kept at most (all forgotten when full: a second's worth)
 
 
 class World:
@@ -52,8 +54,11 @@ class World:
         self.settings = settings or DnsSettings()
         # told (record type, outcome) of each look-up sent, and "over_budget" for a check that went on without one
         self.observe = observe
-        self._cache: TtlLru[tuple[str, str], Answer] = TtlLru(self.settings.cache_size,
-                                                              clock or time.monotonic)
+        self._clock = clock or time.monotonic
+        self._cache: TtlLru[tuple[str, str], Answer] = TtlLru(self.settings.cache_size, self._clock)
+        # (typed, intended) -> (until when, the evidence): one drawn from the cache alone answers the same question
+        # again for REUSED_FOR seconds (a flood of mail to one warned domain asks it for every message)
+        self._recent: dict[tuple[str, str], tuple[float, Evidence]] = {}
         self._inflight: dict[tuple[str, str], asyncio.Task[Answer]] = {}
         self._shared = SharedHosts(extra=self.settings.shared_hosts)
         self._resolver: dns.asyncresolver.Resolver | None = None
@@ -65,13 +70,22 @@ class World:
 
     async def check(self, typed: str, intended: str) -> Evidence:
         """What the DNS shows about mail to `typed`, which resembles `intended`; within the budget, never raises."""
+        key = (typed, intended)
+        recent = self._recent.get(key)
+        if recent is not None and recent[0] > self._clock():
+            return recent[1]
         started = time.perf_counter()
         try:
-            return await self._check(typed, intended, started)
+            evidence = await self._check(typed, intended, started)
         except Exception:  # the mail path must never fail on the world's evidence
             log.exception("dns check failed")
             return _evidence(Finding.UNKNOWN, typed, intended, "The DNS look-up failed; decided without it.",
                              started)
+        if evidence.cached:  # every answer from the cache: the same a moment later (a fresh one is not kept)
+            if len(self._recent) >= RECENT_SIZE:
+                self._recent.clear()
+            self._recent[key] = (self._clock() + REUSED_FOR, evidence)
+        return evidence
 
     def cache_info(self) -> CacheInfo:
         return self._cache.info()
