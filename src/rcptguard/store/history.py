@@ -599,22 +599,19 @@ def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: lis
     order = compiled.positiontup
     params: list[Any]
     if order:  # SQLite: a tuple a row, in the statement's order
-        take = operator.itemgetter(*order)
+        take = operator.itemgetter(*order)  # (of one name, the value itself)
+        params = [take(row) for row in rows] if len(order) > 1 else [(row[order[0]],) for row in rows]
         at = [i for i, name in enumerate(order) if name in times]
-        if len(order) == 1:
-            params = [(convert(row[order[0]]) if at else row[order[0]],) for row in rows]
-        else:
-            params = [take(row) for row in rows]
-            written: dict[Any, Any] = {}  # a batch's rows share their times: each converted once
-            for i, values in enumerate(params) if at else ():
-                changed = list(values)
-                for j in at:
-                    value = changed[j]
-                    text: Any = written.get(value)
-                    if text is None:
-                        text = written[value] = convert(value)
-                    changed[j] = text
-                params[i] = tuple(changed)
+        written: dict[Any, Any] = {}  # a batch's rows share their times: each converted once
+        for i, values in enumerate(params) if at else ():
+            changed = list(values)
+            for j in at:
+                value = changed[j]
+                text: Any = written.get(value)
+                if text is None:
+                    text = written[value] = convert(value)
+                changed[j] = text
+            params[i] = tuple(changed)
     else:  # PostgreSQL (psycopg): a dict a row
         params = [row | {name: convert(row[name]) for name in times} for row in rows]
     connection.exec_driver_sql(str(compiled), params)

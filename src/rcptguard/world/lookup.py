@@ -43,7 +43,7 @@ __all__ = ["SyncWorld", "World"]
 log = logging.getLogger("rcptguard.world")
 Job = Answer | asyncio.Task[Answer]
 REUSED_FOR = 1.0  # seconds an evidence drawn wholly from the cache answers the same check again
-RECENT_SIZE = 4096  # such evidence kept at most (all forgotten when full: a second's worth)
+RECENT_SIZE = 4096  # such evidence kept at most (least recently used out first)
 
 
 class World:
@@ -58,7 +58,7 @@ class World:
         self._cache: TtlLru[tuple[str, str], Answer] = TtlLru(self.settings.cache_size, self._clock)
         # (typed, intended) -> (until when, the evidence): one drawn from the cache alone answers the same question
         # again for REUSED_FOR seconds (a flood of mail to one warned domain asks it for every message)
-        self._recent: dict[tuple[str, str], tuple[float, Evidence]] = {}
+        self._recent: TtlLru[tuple[str, str], Evidence] = TtlLru(RECENT_SIZE, self._clock)
         self._inflight: dict[tuple[str, str], asyncio.Task[Answer]] = {}
         self._shared = SharedHosts(extra=self.settings.shared_hosts)
         self._resolver: dns.asyncresolver.Resolver | None = None
@@ -72,8 +72,8 @@ class World:
         """What the DNS shows about mail to `typed`, which resembles `intended`; within the budget, never raises."""
         key = (typed, intended)
         recent = self._recent.get(key)
-        if recent is not None and recent[0] > self._clock():
-            return recent[1]
+        if recent is not None:
+            return recent
         started = time.perf_counter()
         try:
             evidence = await self._check(typed, intended, started)
@@ -82,9 +82,7 @@ class World:
             return _evidence(Finding.UNKNOWN, typed, intended, "The DNS look-up failed; decided without it.",
                              started)
         if evidence.cached:  # every answer from the cache: the same a moment later (a fresh one is not kept)
-            if len(self._recent) >= RECENT_SIZE:
-                self._recent.clear()
-            self._recent[key] = (self._clock() + REUSED_FOR, evidence)
+            self._recent.put(key, evidence, REUSED_FOR)
         return evidence
 
     def cache_info(self) -> CacheInfo:
