@@ -12,7 +12,6 @@ with an empty sender, and its queue id is counted once in the problems.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gzip
 import io
 import json
@@ -20,7 +19,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from rcptguard.sources.addresses import normal_address
 from rcptguard.sources.record import Record, Source
@@ -74,30 +73,32 @@ class PostfixLog(Source):
 
     def _read(self, path: Path, handle: TextIO) -> Iterator[Record]:
         clock = _Clock(path, self.zone)
+        name = str(path)
         number = 0
+        match_line, event = _LINE.match, self._event
         try:
             for number, line in enumerate(handle, 1):
                 if line.startswith("{"):
-                    yield from self._journal_line(path, number, line)
+                    yield from self._journal_line(name, number, line)
                     continue
-                match = _LINE.match(line)
+                match = match_line(line)
                 if match is None:
                     if not line[:1].isalnum() and line.strip():
-                        self.problems.add("unparsable line", f"{path}:{number}", line[:60].rstrip())
+                        self.problems.add("unparsable line", f"{name}:{number}", line[:60].rstrip())
                     continue
-                record = self._event(match["qid"], match["what"], match["rest"], f"{path}:{number}",
-                                     functools.partial(clock.parse, match["ts"]))
+                ts, qid, what, rest = match.groups()
+                record = event(qid, what, rest, name, number, clock.parse, ts)
                 if record is not None:
                     if "\ufffd" in line:
                         self.problems.add("not UTF-8", record.where)
                     yield record
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            self.problems.add("truncated", f"{path}:{number}", str(exc) or "the compressed file ends early")
+            self.problems.add("truncated", f"{name}:{number}", str(exc) or "the compressed file ends early")
 
-    def _journal_line(self, path: Path, number: int, line: str) -> Iterator[Record]:
+    def _journal_line(self, name: str, number: int, line: str) -> Iterator[Record]:
         if '"postfix' not in line:
             return
-        where = f"{path}:{number}"
+        where = f"{name}:{number}"
         try:
             entry = json.loads(line)
         except ValueError:
@@ -112,18 +113,20 @@ class PostfixLog(Source):
         match = _JOURNAL_MESSAGE.match(message)
         if match is None:
             return
-        record = self._event(match["qid"], match["what"], match["rest"], where,
-                             lambda: _journal_time(entry.get("__REALTIME_TIMESTAMP")))
+        record = self._event(match["qid"], match["what"], match["rest"], name, number, _journal_time,
+                             entry.get("__REALTIME_TIMESTAMP"))
         if record is not None:
             yield record
 
-    def _event(self, qid: str, what: str, rest: str, where: str,
-               when: Callable[[], dt.datetime | None]) -> Record | None:
+    def _event(self, qid: str, what: str, rest: str, name: str, number: int,
+               when: Callable[[Any], dt.datetime | None], stamp: object) -> Record | None:
+        """The record of a delivery line (its time `when(stamp)`, where it is `name:number`, made only for a
+        delivery or a problem: most lines are neither), or None after noting a line's sender or Message-ID."""
         queue = self._queue
         if what == "from=<":
             sender = rest[: rest.find(">")]
             known = queue.pop(qid, None)
-            queue[qid] = ((self._address(sender, where) or "") if sender else "", known[1] if known else None)
+            queue[qid] = ((self._address(sender, name, number) or "") if sender else "", known[1] if known else None)
             if len(queue) > MAX_QUEUE:
                 del queue[next(iter(queue))]
             return None
@@ -136,21 +139,22 @@ class PostfixLog(Source):
             self._missing.discard(qid)
             return None
         original = _ORIG_TO.search(rest)
-        recipient = self._address(original[1] if original is not None else rest[: rest.find(">")], where)
+        recipient = self._address(original[1] if original is not None else rest[: rest.find(">")], name, number)
         if recipient is None:
             return None
+        where = f"{name}:{number}"
         known_sender, message_id = queue.get(qid, (None, None))
         if known_sender is None and qid not in self._missing:
             self._missing.add(qid)
             self.problems.add("no from= line", where, f"queue id {qid} (its start was rotated away?)")
         status = _STATUS.search(rest)
-        return Record(when=when(), sender=known_sender or "", recipients=(recipient,), message_id=message_id,
+        return Record(when=when(stamp), sender=known_sender or "", recipients=(recipient,), message_id=message_id,
                       where=where, status=status[1] if status is not None else None)
 
-    def _address(self, raw: str, where: str) -> str | None:
+    def _address(self, raw: str, name: str, number: int) -> str | None:
         normal = normal_address(raw)
         if normal is None:
-            self.problems.add("bad address", where, raw[:80])
+            self.problems.add("bad address", f"{name}:{number}", raw[:80])
         return normal
 
 
@@ -179,8 +183,17 @@ class _Clock:
         self.written = written
         self.year: int | None = None
         self.month = 0
+        self._last: tuple[str, dt.datetime | None] = ("", None)  # a second's lines share their stamp
 
     def parse(self, text: str) -> dt.datetime | None:
+        last = self._last
+        if text == last[0]:
+            return last[1]
+        when = self._parse(text)
+        self._last = (text, when)
+        return when
+
+    def _parse(self, text: str) -> dt.datetime | None:
         if text[0].isdigit():
             try:
                 when = dt.datetime.fromisoformat(text)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Table, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -574,13 +574,14 @@ class MirroredHistory:
             self.memory = fresh
 
 
-def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: list[dict[str, Any]],
-            adds: Sequence[str] = ("count",), extra: Callable[[Any], dict[str, Any]] | None = None) -> None:
-    """Insert rows, or add their counts to the rows already there (first seen the earlier, last seen the later).
+def _upsert(connection: Connection, table: Table, keys: Sequence[str], columns: Sequence[str],
+            rows: list[tuple[Any, ...]], adds: Sequence[str] = ("count",),
+            extra: Callable[[Any], dict[str, Any]] | None = None) -> None:
+    """Insert rows (tuples of `columns`, times already converted by `_Times`), or add their counts to the rows
+    already there (first seen the earlier, last seen the later).
 
     The statement is compiled once and the rows go to the driver's executemany as they are: SQLAlchemy's
-    per-row parameter processing cost ten times the database's own work on a large import. Datetimes are written
-    in the form SQLAlchemy writes them on SQLite (UTC, no offset), as they are on PostgreSQL."""
+    per-row parameter processing cost ten times the database's own work on a large import."""
     if not rows:
         return
     make = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
@@ -593,28 +594,35 @@ def _upsert(connection: Connection, table: Table, keys: Sequence[str], rows: lis
     if extra is not None:
         values.update(extra(new))
     compiled = statement.on_conflict_do_update(index_elements=list(keys), set_=values).compile(
-        dialect=connection.dialect, column_keys=list(rows[0]))
-    convert = _sqlite_time if connection.dialect.name == "sqlite" else _utc_time
-    times = [name for name in rows[0] if isinstance(table.c[name].type, DateTime)]  # the rest goes as it is
+        dialect=connection.dialect, column_keys=list(columns))
     order = compiled.positiontup
-    params: list[Any]
-    if order:  # SQLite: a tuple a row, in the statement's order
-        take = operator.itemgetter(*order)  # (of one name, the value itself)
-        params = [take(row) for row in rows] if len(order) > 1 else [(row[order[0]],) for row in rows]
-        at = [i for i, name in enumerate(order) if name in times]
-        written: dict[Any, Any] = {}  # a batch's rows share their times: each converted once
-        for i, values in enumerate(params) if at else ():
-            changed = list(values)
-            for j in at:
-                value = changed[j]
-                text: Any = written.get(value)
-                if text is None:
-                    text = written[value] = convert(value)
-                changed[j] = text
-            params[i] = tuple(changed)
-    else:  # PostgreSQL (psycopg): a dict a row
-        params = [row | {name: convert(row[name]) for name in times} for row in rows]
+    params: Sequence[Any] = rows
+    if not order:  # PostgreSQL (psycopg): a dict a row
+        params = [dict(zip(columns, row, strict=True)) for row in rows]
+    elif list(order) != list(columns):  # SQLite: a tuple a row, in the statement's order (the columns' own, so far)
+        take = [columns.index(name) for name in order]
+        params = [tuple(row[i] for i in take) for row in rows]
     connection.exec_driver_sql(str(compiled), params)
+
+
+class _Times:
+    """A batch's times as the store's driver takes them, each distinct one converted once for all the tables (the
+    rows of one message share its time): on SQLite the text SQLAlchemy's DATETIME writes (UTC, no offset), on
+    PostgreSQL an aware UTC datetime."""
+
+    __slots__ = ("convert", "written")
+
+    def __init__(self, dialect: str) -> None:
+        self.convert = _sqlite_time if dialect == "sqlite" else _utc_time
+        self.written: dict[dt.datetime, object] = {}
+
+    def __call__(self, value: dt.datetime | None) -> object:
+        if value is None:
+            return None
+        text = self.written.get(value)
+        if text is None:
+            text = self.written[value] = self.convert(value)
+        return text
 
 
 def _sqlite_time(value: object) -> object:
@@ -632,39 +640,41 @@ def _utc_time(value: object) -> object:
 _KEY = operator.itemgetter(0)  # rows in the order of their keys (PostgreSQL's locks taken in one order), which
 # are unique: comparing the keys alone is a third of the time of comparing the (key, tally) pairs
 
+_CORRESPONDENT = ("domain", "count", "first_seen", "last_seen", "inbound", "near")
+_SENDER_DOMAIN = ("sender", "domain", "count", "first_seen", "last_seen", "confirmed_at")
+_SENDER_ADDRESS = ("sender", "address", "domain", "count", "first_seen", "last_seen")
+_PAIR = ("a", "b", "count", "last_seen")
+_PLACE = ("rest", "address", "count", "last_seen")
+
 
 def write_batch(connection: Connection, batch: Batch, *, origin: str | None = None, feed: bool = True) -> None:
     """Add a batch to the store on `connection`, in the caller's transaction (a release records its confirmation
     with the decision), and with `feed` to the history feed, in the same transaction."""
     if feed and batch:
         connection.execute(insert(history_feed).values(at=utc_now(), origin=origin, batch=batch.to_json()))
-    corr = [{"domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last, "inbound": 0,
-             "near": batch.near.get(d)} for d, t in sorted(batch.domains.items(), key=_KEY)]
-    inbound = [{"domain": d, "count": 0, "first_seen": t.first, "last_seen": t.last, "inbound": t.count,
-                "near": None} for d, t in sorted(batch.inbound_domains.items(), key=_KEY)]
-    per_domain = [{"sender": s, "domain": d, "count": t.count, "first_seen": t.first, "last_seen": t.last,
-                   "confirmed_at": batch.confirmations.get((s, d))}
+    at = _Times(connection.dialect.name)
+    near, confirmations, address_domains = batch.near, batch.confirmations, batch.address_domains
+    corr = [(d, t.count, at(t.first), at(t.last), 0, near.get(d)) for d, t in sorted(batch.domains.items(), key=_KEY)]
+    inbound = [(d, 0, at(t.first), at(t.last), t.count, None)
+               for d, t in sorted(batch.inbound_domains.items(), key=_KEY)]
+    per_domain = [(s, d, t.count, at(t.first), at(t.last), at(confirmations.get((s, d))))
                   for (s, d), t in sorted(batch.sender_domains.items(), key=_KEY)]
-    confirmed_only = [{"sender": s, "domain": d, "count": 0, "first_seen": when, "last_seen": when,
-                       "confirmed_at": when} for (s, d), when in sorted(batch.confirmations.items(), key=_KEY)
-                      if (s, d) not in batch.sender_domains]
-    per_address = [{"sender": s, "address": a, "domain": batch.address_domains[a], "count": t.count,
-                    "first_seen": t.first, "last_seen": t.last}
+    confirmed_only = [(s, d, 0, at(when), at(when), at(when))
+                      for (s, d), when in sorted(confirmations.items(), key=_KEY) if (s, d) not in batch.sender_domains]
+    per_address = [(s, a, address_domains[a], t.count, at(t.first), at(t.last))
                    for (s, a), t in sorted(batch.sender_addresses.items(), key=_KEY)]
-    pairs = [{"a": a, "b": b, "count": t.count, "last_seen": t.last}
-             for (a, b), t in sorted(batch.pairs.items(), key=_KEY)]
-    filled = [{"rest": r, "address": a, "count": t.count, "last_seen": t.last}
-              for (r, a), t in sorted(batch.places.items(), key=_KEY)]
+    pairs = [(a, b, t.count, at(t.last)) for (a, b), t in sorted(batch.pairs.items(), key=_KEY)]
+    filled = [(r, a, t.count, at(t.last)) for (r, a), t in sorted(batch.places.items(), key=_KEY)]
     confirmed = sender_domains.c.confirmed_at
-    _upsert(connection, correspondents, ["domain"], corr + inbound, adds=("count", "inbound"),
+    _upsert(connection, correspondents, ["domain"], _CORRESPONDENT, corr + inbound, adds=("count", "inbound"),
             extra=lambda new: {"near": func.coalesce(correspondents.c.near, new.near)})
-    _upsert(connection, sender_domains, ["sender", "domain"], per_domain + confirmed_only,
+    _upsert(connection, sender_domains, ["sender", "domain"], _SENDER_DOMAIN, per_domain + confirmed_only,
             extra=lambda new: {"confirmed_at": case((confirmed.is_(None), new.confirmed_at),
                                                     (new.confirmed_at > confirmed, new.confirmed_at),
                                                     else_=confirmed)})
-    _upsert(connection, sender_addresses, ["sender", "address"], per_address)
-    _upsert(connection, co_recipients, ["a", "b"], pairs)
-    _upsert(connection, co_places, ["rest", "address"], filled)
+    _upsert(connection, sender_addresses, ["sender", "address"], _SENDER_ADDRESS, per_address)
+    _upsert(connection, co_recipients, ["a", "b"], _PAIR, pairs)
+    _upsert(connection, co_places, ["rest", "address"], _PLACE, filled)
 
 
 def _faded(now: dt.datetime, half_life: dt.timedelta) -> Callable[[Any], Any]:
