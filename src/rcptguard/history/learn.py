@@ -28,12 +28,14 @@ counted again once.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import itertools
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 from rcptguard.guard import Guard
 from rcptguard.history.batch import Batch, Counted
@@ -109,13 +111,17 @@ class Importer:
         return domain in self.own or any(domain.endswith("." + d) for d in self.own)
 
     def run(self, source: Source) -> Imported:
+        with _CyclesLater() as cycles:
+            return self._run(source, cycles)
+
+    def _run(self, source: Source, cycles: _CyclesLater) -> Imported:
         started = time.perf_counter()
         done = Imported(str(source.path), source.format)
         stream = iter(source.records())
         head = list(itertools.islice(stream, FINGERPRINT_RECORDS))
         mark = self._mark(head)
         if source.format in PER_MESSAGE:
-            return self._run_messages(source, itertools.chain(head, stream), done, started,
+            return self._run_messages(source, itertools.chain(head, stream), done, started, cycles,
                                       before=mark.records if mark is not None else 0)
         skip = mark.records if mark is not None else 0
         records = itertools.chain(head, stream)
@@ -131,6 +137,7 @@ class Importer:
             if done.records % self.checkpoint == 0:
                 self._write(batch, gathered, done, head, source, position)
                 batch = Batch()
+                cycles.collect()
             if self.progress is not None and done.records % 1000 == 0:
                 self.progress(1000)
         self._write(batch, gathered, done, head, source, position)
@@ -142,8 +149,8 @@ class Importer:
         done.seconds = time.perf_counter() - started
         return done
 
-    def _run_messages(self, source: Source, records: Iterator[Record], done: Imported, started: float, *,
-                      before: int) -> Imported:
+    def _run_messages(self, source: Source, records: Iterator[Record], done: Imported, started: float,
+                      cycles: _CyclesLater, *, before: int) -> Imported:
         """`run` for a folder of messages: each marked on its own, one marked before skipped (see the module). The
         first `before` were counted by an import that marked the folder as a whole: they are marked now, not
         counted again."""
@@ -166,6 +173,7 @@ class Importer:
             for message in gathered.drain():
                 self._count(message, batch, done)
             self.history.record_sources(marks, batch, what=str(source.path))
+            cycles.collect()
             if self.progress is not None:
                 self.progress(len(chunk))
         if done.outbound or done.inbound:
@@ -228,6 +236,29 @@ class Importer:
         done.outbound += record.count
         done.recipients += len(recipients)
         done.domains.update(r.domain for r in recipients)
+
+
+class _CyclesLater:
+    """Python's cycle collector paused while an import runs, and run once at each checkpoint instead.
+
+    An import makes millions of short-lived objects (records, tuples) and keeps a batch of hundreds of thousands of
+    tallies until its checkpoint. The collector, run after every 700 new objects, walked that batch again and again
+    and took a quarter of the import's CPU, for nothing: none of it is a cycle (the objects go as soon as they are
+    unused). A cycle made anyway (by a library) lives until the next checkpoint, so memory stays bounded by one
+    batch. The collector is left as it was found (a caller that turned it off keeps it off)."""
+
+    def __enter__(self) -> Self:
+        self.paused = gc.isenabled()
+        gc.disable()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.paused:
+            gc.enable()
+
+    def collect(self) -> None:
+        if self.paused:
+            gc.collect()
 
 
 class _Gathered:
