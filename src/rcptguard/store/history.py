@@ -613,7 +613,7 @@ class _Times:
     __slots__ = ("convert", "written")
 
     def __init__(self, dialect: str) -> None:
-        self.convert = _sqlite_time if dialect == "sqlite" else _utc_time
+        self.convert: Callable[[dt.datetime], object] = _sqlite_time if dialect == "sqlite" else _utc_time
         self.written: dict[dt.datetime, object] = {}
 
     def __call__(self, value: dt.datetime | None) -> object:
@@ -625,16 +625,14 @@ class _Times:
         return text
 
 
-def _sqlite_time(value: object) -> object:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not dt.UTC:
-            value = value.astimezone(dt.UTC)
-        return value.isoformat(" ", "microseconds")[:-6]  # "%Y-%m-%d %H:%M:%S.%f" without "+00:00", faster
-    return value
+def _sqlite_time(value: dt.datetime) -> str:
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # "%Y-%m-%d %H:%M:%S.%f" without "+00:00", faster
 
 
-def _utc_time(value: object) -> object:
-    return value.astimezone(dt.UTC) if isinstance(value, dt.datetime) else value
+def _utc_time(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
 
 
 _KEY = operator.itemgetter(0)  # rows in the order of their keys (PostgreSQL's locks taken in one order), which

@@ -56,7 +56,7 @@ class World:
         self.observe = observe
         self._clock = clock or time.monotonic
         self._cache: TtlLru[tuple[str, str], Answer] = TtlLru(self.settings.cache_size, self._clock)
-        # (typed, intended) -> (until when, the evidence): one drawn from the cache alone answers the same question
+        # (typed, intended) -> the evidence: one drawn from the cache alone answers the same question
         # again for REUSED_FOR seconds (a flood of mail to one warned domain asks it for every message)
         self._recent: TtlLru[tuple[str, str], Evidence] = TtlLru(RECENT_SIZE, self._clock)
         self._inflight: dict[tuple[str, str], asyncio.Task[Answer]] = {}
