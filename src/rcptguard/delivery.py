@@ -371,20 +371,28 @@ class _Connection:
     async def _reply(self, within: float | None) -> tuple[int, str]:
         """One reply, all its lines, within `within` seconds (None: the caller keeps the time); EOF
         (IncompleteReadError), garbage (_ReplyError) and silence (TimeoutError) raise."""
+        if within is None:  # inside the caller's clock (a pipelined group's): no clock of its own to set up
+            return await self._read_reply()
+        async with asyncio.timeout(within):  # a delay from now
+            return await self._read_reply()
+
+    async def _read_reply(self) -> tuple[int, str]:
         lines: list[bytes] = []
-        async with asyncio.timeout(within):  # a delay from now (None: no limit of its own)
-            while True:
-                try:
-                    line = await self._reader.readuntil(b"\n")
-                except asyncio.LimitOverrunError:
-                    self.usable = False
-                    raise _ReplyError(451, "4.4.2 next hop sent a reply line over 64 KB") from None
-                if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in b" -\r\n" or line[0:1] not in b"2345":
-                    self.usable = False
-                    raise _ReplyError(451, "4.4.2 next hop sent no SMTP reply: " + _text(line[:80]).strip())
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                self.usable = False
+                raise _ReplyError(451, "4.4.2 next hop sent a reply line over 64 KB") from None
+            if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in b" -\r\n" or line[0:1] not in b"2345":
+                self.usable = False
+                raise _ReplyError(451, "4.4.2 next hop sent no SMTP reply: " + _text(line[:80]).strip())
+            if line[3:4] != b"-":
+                if not lines:  # a one-line reply: the usual case
+                    return int(line[:3]), _text(line[4:].rstrip(b"\r\n"))
                 lines.append(line[4:].rstrip(b"\r\n"))
-                if line[3:4] != b"-":
-                    return int(line[:3]), _text(b"\n".join(lines))
+                return int(line[:3]), _text(b"\n".join(lines))
+            lines.append(line[4:].rstrip(b"\r\n"))
 
     async def transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes, *, smtputf8: bool = False,
                           params: EnvelopeParams | None = None, crlf: bool = False) -> tuple[DeliveryResult, list[str]]:
@@ -526,6 +534,8 @@ _XFORWARD_LINE = 400  # characters of attributes in one XFORWARD command (Postfi
 
 
 def _options(words: Sequence[str]) -> bytes:
+    if not words:  # the usual case
+        return b""
     return b"".join(b" " + word.encode("ascii") for word in words)
 
 

@@ -164,7 +164,19 @@ def _check_ascii_domain(domain: str) -> None:
 
 def parse_address(raw: str) -> Address | Malformed:
     """Parse one recipient: `user@example.com`, `<user@example.com>`, `Name <user@example.com>`,
-    quoted local parts, UTF-8 local parts, IDN domains in either form, a trailing dot, any case."""
+    quoted local parts, UTF-8 local parts, IDN domains in either form, a trailing dot, any case.
+
+    Remembered for addresses of a sane length (the same address comes back with every message, and a door parses
+    it at RCPT, for the history's keys and for the learner): the result is a value nobody changes."""
+    return _parse_remembered(raw) if len(raw) <= MAX_ADDRESS + 2 else _parse_address(raw)
+
+
+@lru_cache(maxsize=16384)
+def _parse_remembered(raw: str) -> Address | Malformed:
+    return _parse_address(raw)
+
+
+def _parse_address(raw: str) -> Address | Malformed:
     simple = _SIMPLE.fullmatch(raw)
     if simple is not None and len(simple[1]) <= MAX_LOCAL and (raw[0] == "<") == (raw[-1] == ">"):
         try:
