@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
 import statistics
@@ -61,13 +62,23 @@ def run(work: Path, messages: int, through_relay: bool, to: str = TO) -> float:
     logs.mkdir(parents=True, exist_ok=True)
     relaying = running(relay, relay_port, logs / "relay.log") if through_relay else contextlib.nullcontext()
     with running(sink, sink_port, logs / "sink.log"), instance, relaying:
-        start = time.perf_counter()
+        start, busy = time.perf_counter(), busy_seconds()
         subprocess.run(["smtp-source", "-s", "20", "-m", str(messages), "-l", "10240", "-d",
                         "-f", "me@example-corp.com", "-t", to,
                         f"127.0.0.1:{instance.smtpd_port}"], check=True, timeout=1800)
         wait_delivered(instance.log_file, messages)
-        elapsed = time.perf_counter() - start
+        elapsed, busy = time.perf_counter() - start, busy_seconds() - busy
+    MACHINE_CPU.append(busy / messages)
     return messages / elapsed
+
+
+MACHINE_CPU: list[float] = []  # the machine's busy CPU seconds per message of each `run`, in order
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores; idle and I/O wait left out), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run_alone(work: Path, messages: int, through_relay: bool, to: str = TO) -> tuple[float, float]:
@@ -142,18 +153,27 @@ def compare(work: Path, rounds: int, messages: int, baseline: tuple[str, Callabl
     each round, each candidate's ratio to the baseline of the same round, and the table of medians."""
     paths = [baseline, *candidates]
     runs: list[list[float]] = [[] for _ in paths]
+    cpu: list[list[float]] = [[] for _ in paths]
     try:
         for round_ in range(rounds):
             for n, (_, measure) in enumerate(paths):
+                measured = len(MACHINE_CPU)
                 runs[n].append(measure(work / f"p{n}r{round_}"))
+                cpu[n].append(MACHINE_CPU[-1] if len(MACHINE_CPU) > measured else float("nan"))  # `run` measured it
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(runs[0])
-    for (name, _), values in zip(paths, runs, strict=True):
-        print(f"rounds: {name} {[round(x) for x in values]}")
-    for (name, _), values in zip(paths[1:], runs[1:], strict=True):
+    for (name, _), values, used in zip(paths, runs, cpu, strict=True):
+        print(f"rounds: {name} {[round(x) for x in values]} msgs/s; machine CPU {[round(x * 1000, 2) for x in used]} "
+              f"ms/msg" if not any(math.isnan(x) for x in used) else f"rounds: {name} {[round(x) for x in values]}")
+    for (name, _), values, used in zip(paths[1:], runs[1:], cpu[1:], strict=True):
         paired = [c / b for b, c in zip(runs[0], values, strict=True)]
         print(f"ratio of each round, {name}: {[round(x, 2) for x in paired]}, median {statistics.median(paired):.2f}")
+        by_cpu = [b / c for b, c in zip(cpu[0], used, strict=True)]
+        if any(math.isnan(x) for x in by_cpu):
+            continue
+        print(f"  the same in messages per CPU second (the machine's busy CPU per message, baseline / this): "
+              f"{[round(x, 2) for x in by_cpu]}, median {statistics.median(by_cpu):.2f}")
     print("| path | messages | msgs/s (median) | vs baseline |")
     print("|---|---:|---:|---:|")
     for (name, _), values in zip(paths, runs, strict=True):

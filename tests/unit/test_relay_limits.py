@@ -262,6 +262,27 @@ def test_noop_does_not_keep_an_idle_session_alive(tmp_path: Path, sink: Recordin
         relay.close()
 
 
+def test_a_session_busy_past_many_idle_timeouts_stays_open_and_closes_once_idle(tmp_path: Path,
+                                                                              sink: RecordingSink) -> None:
+    """Commands every 0.3 s for 3 s keep a session with a 1 s idle timeout open (its one timer fires early and is
+    set again for the new deadline); after the last one it is closed about 1 s later, not sooner and not never."""
+    relay = make_relay(tmp_path, sink, idle_timeout=1.0)
+    try:
+        with raw_session(relay.port) as (raw, lines):
+            started = time.monotonic()
+            while time.monotonic() - started < 3.0:
+                raw.sendall(b"EHLO c\r\n")
+                assert replies(lines, 1)[0].startswith(b"250")
+                time.sleep(0.3)
+            last = time.monotonic()
+            raw.sendall(b"MAIL FROM:<me@example-corp.com>\r\n")
+            assert replies(lines, 1)[0].startswith(b"250")
+            assert lines.readline() == b""  # closed, without a reply
+            assert 0.7 < time.monotonic() - last < 2.5
+    finally:
+        relay.close()
+
+
 def test_too_many_junk_commands_close_the_session(tmp_path: Path, sink: RecordingSink) -> None:
     """Past junk_command_limit NOOP/RSET without a message, 421 and close; a message resets the count."""
     relay = make_relay(tmp_path, sink, junk_command_limit=3)

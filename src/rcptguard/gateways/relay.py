@@ -383,9 +383,21 @@ class GuardedSMTP(SMTP):
         return asyncio.StreamReaderProtocol.eof_received(self)
 
     def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd restarts the idle timer for every command with a new timer; here the deadline moves and one
+        timer follows it (set again for the deadline when it fires early), so a command sets no timer at all."""
         self._deadline_before = self._deadline
-        super()._reset_timeout(duration)
-        self._deadline = self.loop.time() + (duration or self._timeout_duration or 0)
+        deadline = self._deadline = self.loop.time() + (duration or self._timeout_duration or 0)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._timeout_cb)
+
+    def _timeout_cb(self) -> None:
+        if self.loop.time() < self._deadline:  # the session was active since the timer was set: not idle yet
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+            return
+        super()._timeout_cb()
 
     def _keep_deadline(self, deadline: float) -> None:
         """Put the idle timer back to `deadline` (aiosmtpd restarts it for every command)."""

@@ -17,6 +17,7 @@ __all__ = ["MemoryHistory"]
 
 NEIGHBOURS = 200  # a sender's addresses at one domain, at most, compared with a new one
 ORG_NEIGHBOURS_AT_MOST = 2000  # at a domain where the organisation wrote to more addresses, only the sender's count
+_NO_TALLY = Tally()  # what `_domain` reads for a key with no tally (only read, never added to)
 
 
 class MemoryHistory:
@@ -114,8 +115,8 @@ class MemoryHistory:
             filled[address] = filled.get(address, 0) + count if add else count
 
     def _domain(self, domain: str, sender: str | None) -> DomainFacts:
-        tally = self.domains.get(domain, Tally())
-        mine = self.sender_domains.get((sender, domain), Tally()) if sender else Tally()
+        tally = self.domains.get(domain, _NO_TALLY)
+        mine = self.sender_domains.get((sender, domain), _NO_TALLY) if sender else _NO_TALLY
         return DomainFacts(org=Seen(tally.count, tally.first, tally.last), senders=len(self.senders.get(domain, ())),
                            inbound=self.inbound[domain], near=self.near.get(domain), state=self.states.get(domain),
                            sender=Seen(mine.count, mine.first, mine.last),
