@@ -76,9 +76,11 @@ MACHINE_CPU: list[float] = []  # the machine's busy CPU seconds per message of e
 
 
 def busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy (all cores; idle and I/O wait left out), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat: user, nice, system, irq and softirq;
+    not idle, I/O wait, nor steal (time the virtual machine's host gave to others)."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def run_alone(work: Path, messages: int, through_relay: bool, to: str = TO) -> tuple[float, float]:
