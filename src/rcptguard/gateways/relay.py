@@ -397,7 +397,7 @@ class GuardedSMTP(SMTP):
         if self.loop.time() < self._deadline:  # the session was active since the timer was set: not idle yet
             self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
             return
-        super()._timeout_cb()
+        super()._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd leaves it untyped
 
     def _keep_deadline(self, deadline: float) -> None:
         """Put the idle timer back to `deadline` (aiosmtpd restarts it for every command)."""
@@ -439,7 +439,9 @@ class GuardedSMTP(SMTP):
             line = b"".join((*self._held, line))
             self._held.clear()
         self._writer.write(line)
-        await self._writer.drain()
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() or transport.is_closing():  # wait for the socket, or raise if it is gone
+            await self._writer.drain()
 
     @syntax("NOOP [ignored]")
     async def smtp_NOOP(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
