@@ -83,12 +83,17 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def run_alone(work: Path, messages: int, through_relay: bool, to: str = TO) -> tuple[float, float]:
-    """msgs/s of smtp-source -> [relay ->] smtp-sink, and the relay's CPU seconds per message."""
+def run_alone(work: Path, messages: int, through_relay: bool, to: str = TO, *,
+              bare: bool = False) -> tuple[float, float]:
+    """msgs/s of smtp-source -> [relay ->] smtp-sink, and the relay's CPU seconds per message (`bare`: the relay's
+    parts without the guard, bench/bare_relay.py)."""
     sink_port, relay_port = free_port(), free_port()
     relay = [str(Path(sys.executable).parent / "rcptguard"), "relay", "--protect", "example-corp.com",
              "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}",
              "--db", f"sqlite:///{work / 'store.db'}", "--log-level", "warning"]
+    if bare:
+        relay = [sys.executable, str(Path(__file__).with_name("bare_relay.py")),
+                 "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}"]
     work.mkdir(parents=True, exist_ok=True)
     with running(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1024"], sink_port, work / "sink.log"), \
             (running(relay, relay_port, work / "relay.log") if through_relay else contextlib.nullcontext()) as proc:
@@ -125,6 +130,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5, help="Alternating runs of each path; medians are kept.")
     parser.add_argument("--alone", action="store_true", help="Without Postfix: smtp-source -> relay -> smtp-sink.")
+    parser.add_argument("--bare", action="store_true",
+                        help="With --alone: also the relay's parts without the guard (bench/bare_relay.py).")
     parser.add_argument("--to", default=TO, help="The recipient (a warned one makes the relay scan every message).")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
@@ -133,16 +140,22 @@ def main() -> None:
         try:
             sink = statistics.median(run_alone(work / f"s{r}", args.messages, through_relay=False, to=args.to)[0]
                                      for r in range(args.rounds))
-            runs = [run_alone(work / f"r{r}", args.messages, through_relay=True, to=args.to)
-                    for r in range(args.rounds)]
+            runs, bare = [], []
+            for r in range(args.rounds):  # in turn, so that the machine's drift touches both alike
+                runs.append(run_alone(work / f"r{r}", args.messages, through_relay=True, to=args.to))
+                if args.bare:
+                    bare.append(run_alone(work / f"b{r}", args.messages, through_relay=True, to=args.to, bare=True))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        rate, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-        print("| path | messages | msgs/s (median) | vs smtp-sink alone | relay CPU per message |")
+        print("| path | messages | msgs/s (median) | vs smtp-sink alone | relay CPU per message (median; rounds) |")
         print("|---|---:|---:|---:|---:|")
         print(f"| smtp-source -> smtp-sink | {args.messages} | {sink:,.0f} | 1.00× | |")
-        print(f"| smtp-source -> rcptguard relay -> smtp-sink | {args.messages} | {rate:,.0f} | {rate / sink:.2f}× "
-              f"| {cpu * 1000:.2f} ms |")
+        for name, measured in (("rcptguard relay", runs), ("the relay's parts without the guard", bare)):
+            if not measured:
+                continue
+            rate, cpu = statistics.median(r[0] for r in measured), statistics.median(r[1] for r in measured)
+            print(f"| smtp-source -> {name} -> smtp-sink | {args.messages} | {rate:,.0f} | {rate / sink:.2f}× "
+                  f"| {cpu * 1000:.2f} ms; {', '.join(f'{r[1] * 1000:.2f}' for r in measured)} |")
         return
     compare(work, args.rounds, args.messages,
             ("Postfix -> sink", lambda w: run(w, args.messages, through_relay=False, to=args.to)),
