@@ -53,6 +53,33 @@ def test_each_detector_fires(body: str, name: str, severity: Severity) -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "pattern"),
+    [  # each alone on its line, no other number near it: the windows the detectors read must still hold it
+        ("Il codice fiscale del paziente: RSSMRA85T10A562S.\n", "Italy codice fiscale (check digit)"),
+        ("Henkilötunnus 131052-308T\n", "Finland HETU (check digit)"),
+        ("Numéro de sécurité sociale : 2 95 10 99 126 111 93\n", "France NIR (check digit)"),
+        ("PESEL: 44051401359\n", "Poland PESEL (check digit)"),
+        ("Ditt personnummer är 880320-0016.\n", "Sweden personnummer (check digit)"),
+        ("CPR-nr. 211062-5629\n", "Denmark CPR (check digit)"),
+        ("Fødselsnummer: 15108695088\n", "Norway fødselsnummer (check digit)"),
+        ("Steuer-ID 36 574 261 809\n", "Germany IdNr (check digit)"),
+        ("SIN: 130 692 544\n", "Canada SIN (check digit)"),
+        ("Aadhaar 2341 2341 2346\n", "India Aadhaar (check digit)"),
+        ("api_key = AbCdEf1234567890XyZqw\n", "API key assignment"),
+        ("access_token: AbCdEf1234567890XyZqwe\n", "API key assignment"),
+        ("client_secret=AbCdEf1234567890XyZqwe\n", "API key assignment"),
+        ("sk_live_" + "a1B2c3D4" * 3 + " is the key\n", "Stripe secret key"),
+    ],
+)
+def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) -> None:
+    """Every identity number and key form the scanner names is found with the words it usually comes with and no
+    other number near it (a window that starts at the word found must not cut a pattern that starts before it:
+    client_secret, sécurité sociale, fødselsnummer; a codice fiscale has no run of four digits)."""
+    result = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body=body).build())
+    assert pattern in {s.evidence["pattern"] for s in result.signals}, result.signals
+
+
+@pytest.mark.parametrize(
     "body",
     [
         "Let's keep this secret until the party on Friday!\n",  # lower-case secret: not a marking

@@ -226,11 +226,15 @@ _SSN = re.compile(r"\b(\d{3})-(\d{2})-(\d{4})\b")
 _SSN_WORD = re.compile(r"\b(?:SSN|social security(?: number| no\.?)?)\D{0,20}(\d{9}|\d{3} \d{2} \d{4})\b",
                        re.IGNORECASE)
 _SSN_WORDS = keywords("ssn", "social security")
-_SHAPED: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
-    ("Spain DNI", re.compile(r"\b\d{8}-?[A-Z]\b"), dni.is_valid),
-    ("Italy codice fiscale", re.compile(r"\b[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]\b"), codicefiscale.is_valid),
-    ("Finland HETU", re.compile(r"\b\d{6}[-+A]\d{3}[0-9A-Y]\b"), hetu.is_valid),
+# Numbers of a recognisable shape, looked for around runs of digits; one whose runs of digits are too short for
+# those windows (a codice fiscale's are of two and three) also around the words that usually come with it.
+_SHAPED: list[tuple[str, tuple[str, ...], re.Pattern[str], Callable[[str], bool]]] = [
+    ("Spain DNI", (), re.compile(r"\b\d{8}-?[A-Z]\b"), dni.is_valid),
+    ("Italy codice fiscale", keywords("fiscale", "fiscal code", "tax code", "c.f.", "cod. fisc"),
+     re.compile(r"\b[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]\b"), codicefiscale.is_valid),
+    ("Finland HETU", (), re.compile(r"\b\d{6}[-+A]\d{3}[0-9A-Y]\b"), hetu.is_valid),
 ]
+LEAD = 30  # characters kept before a word found, for a pattern that starts before it (client_secret, sécurité sociale)
 _WORDED: list[tuple[str, tuple[str, ...], re.Pattern[str], Callable[[str], bool]]] = [
     ("Netherlands BSN", keywords("bsn", "burgerservicenummer"),
      re.compile(r"\b(?:BSN|burgerservicenummer)\D{0,20}(\d{9})\b", re.IGNORECASE), bsn.is_valid),
@@ -255,21 +259,26 @@ _WORDED: list[tuple[str, tuple[str, ...], re.Pattern[str], Callable[[str], bool]
 
 
 def national_ids(text: Text) -> Iterator[Hit]:
-    numbers = text.numbers
-    if not numbers:
-        return
+    numbers = text.numbers  # every pattern but a codice fiscale has a run of four digits: none in the text, no match
+    if numbers:
+        yield from _numbered_ids(text, numbers)
+    for name, words, pattern, valid in _SHAPED:
+        found = [match[0] for match in pattern.finditer(numbers) if valid(match[0])]
+        if not found and words:  # found in neither window twice: the word's window only when the digits' had none
+            found = [match[0] for match in pattern.finditer(text.around(words, 0, 60)) if valid(match[0])]
+        for _number in found:
+            yield "NATIONAL_ID", Severity.HIGH, f"{name} (check digit)"
+
+
+def _numbered_ids(text: Text, numbers: str) -> Iterator[Hit]:
     for match in _SSN.finditer(numbers):
         if ssn.is_valid(match[0]):
             yield "NATIONAL_ID", Severity.HIGH, "US SSN (area, group and serial rules)"
     for match in _SSN_WORD.finditer(text.around(_SSN_WORDS, 0, 60)):
         if ssn.is_valid(match[1].replace(" ", "")):
             yield "NATIONAL_ID", Severity.HIGH, "US SSN after 'SSN'"
-    for name, pattern, valid in _SHAPED:
-        for match in pattern.finditer(numbers):
-            if valid(match[0]):
-                yield "NATIONAL_ID", Severity.HIGH, f"{name} (check digit)"
     for name, words, pattern, valid in _WORDED:
-        for match in pattern.finditer(text.around(words, 0, 60)):
+        for match in pattern.finditer(text.around(words, LEAD, 60)):
             if valid(match[1]):
                 yield "NATIONAL_ID", Severity.HIGH, f"{name} (check digit)"
 
@@ -325,7 +334,7 @@ def credentials(text: Text) -> Iterator[Hit]:
         for _match in _PRIVATE_KEY.finditer(text.raw):
             yield "CREDENTIAL", Severity.HIGH, "private key block"
     for name, words, pattern in _TOKENS:
-        for _match in pattern.finditer(text.around(words, 1, 200)):
+        for _match in pattern.finditer(text.around(words, LEAD, 200)):
             yield "CREDENTIAL", Severity.HIGH, name
 
 
