@@ -69,6 +69,7 @@ def test_each_detector_fires(body: str, name: str, severity: Severity) -> None:
         ("access_token: AbCdEf1234567890XyZqwe\n", "API key assignment"),
         ("client_secret=AbCdEf1234567890XyZqwe\n", "API key assignment"),
         ("sk_live_" + "a1B2c3D4" * 3 + " is the key\n", "Stripe secret key"),
+        ("My password is: hunter22\n", "a password after the word 'password'"),
     ],
 )
 def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) -> None:

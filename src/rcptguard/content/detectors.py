@@ -306,7 +306,7 @@ def ibans(text: Text) -> Iterator[Hit]:
 # -- credentials --------------------------------------------------------------------------------------------
 
 _PASSWORD = re.compile(r"\b(?:password|passwd|pwd|passcode|pass ?phrase|kennwort|passwort|mot de passe|contraseña)"
-                       r"\s*(?:is|:|=|-)\s*[\"']?(?=\S*[A-Za-z0-9])[^\s\"']{4,}", re.IGNORECASE)
+                       r"\s*(?:is\s*[:=-]?|:|=|-)\s*[\"']?(?=\S*[A-Za-z0-9])[^\s\"']{4,}", re.IGNORECASE)
 _PRIVATE_KEY = re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----")
 _PASSWORD_WORDS = keywords("password", "passwd", "pwd", "passcode", "pass phrase", "passphrase", "kennwort",
                            "passwort", "mot de passe", "contraseña")
