@@ -89,6 +89,8 @@ def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) 
         "Order number 4111 1111 1111 1112\n",  # fails Luhn
         "Reference DE89 3704 0044 0532 0130 01\n",  # fails mod 97
         "The password field must be at least 8 characters\n",  # no value after it
+        "The password is required to log in, and it expires monthly.\n",  # prose after 'is'
+        "Password - please reset it before Friday.\n",  # prose after a dash
         "Lunch on Thursday at noon? The new place on 5th Avenue.\n",
         "Passport photos are in the other folder.\n",  # no number after the word
     ],

@@ -306,7 +306,8 @@ def ibans(text: Text) -> Iterator[Hit]:
 # -- credentials --------------------------------------------------------------------------------------------
 
 _PASSWORD = re.compile(r"\b(?:password|passwd|pwd|passcode|pass ?phrase|kennwort|passwort|mot de passe|contraseña)"
-                       r"\s*(?:is\s*[:=-]?|:|=|-)\s*[\"']?(?=\S*[A-Za-z0-9])[^\s\"']{4,}", re.IGNORECASE)
+                       r"\s*(?P<sep>is\s*[:=-]?|:|=|-)\s*[\"']?(?=\S*[A-Za-z0-9])(?P<value>[^\s\"']{4,})",
+                       re.IGNORECASE)
 _PRIVATE_KEY = re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----")
 _PASSWORD_WORDS = keywords("password", "passwd", "pwd", "passcode", "pass phrase", "passphrase", "kennwort",
                            "passwort", "mot de passe", "contraseña")
@@ -328,7 +329,10 @@ _TOKENS = [
 
 
 def credentials(text: Text) -> Iterator[Hit]:
-    for _match in _PASSWORD.finditer(text.around(_PASSWORD_WORDS, 0, 120)):
+    for match in _PASSWORD.finditer(text.around(_PASSWORD_WORDS, 0, 120)):
+        value = match["value"].rstrip(".,;!?")
+        if match["sep"].strip().lower() in ("is", "-") and value.isalpha() and value[1:].islower():
+            continue  # prose: "the password is required", "password - please reset it" (a value after ':' counts)
         yield "CREDENTIAL", Severity.HIGH, "a password after the word 'password'"
     if text.holds(_PRIVATE_KEY_MARK):
         for _match in _PRIVATE_KEY.finditer(text.raw):
