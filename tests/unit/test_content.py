@@ -26,6 +26,8 @@ T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
         ("CUI\nControlled by: Army\nThe schedule is attached.\n", "MARKING_HANDLING", Severity.MEDIUM),
         ("This memo is FOR OFFICIAL USE ONLY.\n", "MARKING_HANDLING", Severity.MEDIUM),
         ("PROTECTED B when completed\n", "MARKING_HANDLING", Severity.MEDIUM),
+        ("VS-NUR FÜR DEN DIENSTGEBRAUCH\nDie Liste der Besatzung folgt.\n", "MARKING_HANDLING", Severity.MEDIUM),
+        ("Document à diffusion restreinte : ne pas transférer.\n", "MARKING_HANDLING", Severity.MEDIUM),
         ("Strictly confidential: the merger terms.\n", "MARKING_CONFIDENTIAL", Severity.LOW),
         ("Traveller:\n" + MRZ, "PASSPORT", Severity.HIGH),
         ("Her passport number is X1234567, valid to 2030.\n", "PASSPORT", Severity.MEDIUM),

@@ -159,15 +159,16 @@ _CLASSIFIED = re.compile(r"\b(TOP SECRET|SECRET|CONFIDENTIAL)(?://[A-Z][A-Z0-9 ,
 _PORTION = re.compile(r"^\s*\((TS|S|C)(?://[A-Z ,/-]+)?\)\s", re.MULTILINE)
 _HANDLING = re.compile(
     r"\b(CUI|CONTROLLED UNCLASSIFIED INFORMATION|FOUO|FOR OFFICIAL USE ONLY|NOFORN|LAW ENFORCEMENT SENSITIVE|"
-    r"OFFICIAL[- ]SENSITIVE|NATO RESTRICTED|PROTECTED [ABC]|Protected [ABC]|LIMDIS|EXDIS)\b"
-)
+    r"OFFICIAL[- ]SENSITIVE|NATO RESTRICTED|PROTECTED [ABC]|Protected [ABC]|LIMDIS|EXDIS|"
+    r"(?i:(?:VS[- ])?nur f(?:ü|ue|u)r den dienstgebrauch)|VS-NfD|VS-NFD|(?i:diffusion restreinte))\b"
+)  # the last ones: Germany's VS-NfD and France's Diffusion Restreinte, often written in lower case
 _BANNER = re.compile(r"^[ \t*=-]*(UNCLASSIFIED//[A-Z /,-]+|CUI(?://[A-Z /,-]+)?)[ \t*=-]*$", re.MULTILINE)
 _CONFIDENTIAL = re.compile(r"\b(strictly confidential|confidential|internal use only|vertraulich|confidentiel)\b",
                            re.IGNORECASE)
 
 
 _HANDLING_WORDS = keywords("cui", "fouo", "official", "noforn", "sensitive", "nato", "protected", "limdis", "exdis",
-                           "controlled", "unclassified")
+                           "controlled", "unclassified", "dienstgebrauch", "vs-nfd", "restreinte")
 _CLASSIFIED_MARKS = written("SECRET", "CONFIDENTIAL")
 _PORTION_MARKS = written("(S", "(TS", "(C")
 _BANNER_MARKS = written("CUI", "UNCLASSIFIED//")
