@@ -72,6 +72,8 @@ def test_each_detector_fires(body: str, name: str, severity: Severity) -> None:
         ("client_secret=AbCdEf1234567890XyZqwe\n", "API key assignment"),
         ("sk_live_" + "a1B2c3D4" * 3 + " is the key\n", "Stripe secret key"),
         ("My password is: hunter22\n", "a password after the word 'password'"),
+        ("Reisepassnummer: C01X00T47\n", "passport number after the word 'passport'"),
+        ("Número de pasaporte: XDB123456\n", "passport number after the word 'passport'"),
     ],
 )
 def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) -> None:
@@ -123,6 +125,30 @@ def test_reason_names_what_raised_it() -> None:
     assert result.severity == Severity.HIGH
     assert result.reason() == "It contains what looks like a national identity number."
     assert "passport" in json.dumps(result.to_json())
+
+
+def test_passport_numbers_in_a_column_of_a_table() -> None:
+    """A crew list as a table (CSV, a spreadsheet, a document's table in the body): the passport numbers under a
+    header cell naming them are found, whatever the file is called; the other columns' numbers are not passports."""
+    crew = [["Name", "Nationality", "Passport No.", "Room"], ["John Smith", "GB", "X1234567", "12"],
+            ["Anna Lee", "US", "584720193", "14"], ["Ivo Horvat", "HR", "C01X00T47", "15"]]
+    sent = Sent("a@example.com", ("b@army.ml",), T0, body="Name | Reisepass | Zimmer\nHans | C02Y11T58 | 12\n",
+                attachments=[
+                    ("list.csv", "text/csv", "\n".join(",".join(row) for row in crew).encode()),
+                    ("rooms.xlsx", XLSX, xlsx_bytes(crew)),
+                ])
+    signals = scan_message(sent.build()).signals
+    found = {(s.evidence["part"], s.evidence["pattern"]): s.evidence["count"] for s in signals if s.name == "PASSPORT"}
+    column = "passport numbers in a column headed 'passport'"
+    assert found == {("attachment list.csv", column): "3", ("attachment rooms.xlsx", column): "3",
+                     ("body", column): "1"}
+
+
+def test_a_passport_word_in_prose_or_a_table_without_numbers_is_nothing() -> None:
+    """The word in prose, or heading a column of yes and no, raises nothing."""
+    body = ("Passport photos, visas and tickets: we need them by Friday.\n\n"
+            "Name;Passport valid;Visa\nJohn;yes;no\nAnna;no;yes\n")
+    assert scan_message(Sent("a@example.com", ("b@army.ml",), T0, body=body).build()).signals == ()
 
 
 def test_attachments_pdf_docx_xlsx_and_names() -> None:

@@ -198,8 +198,9 @@ def markings(text: Text) -> Iterator[Hit]:
 _MRZ_LINE2 = re.compile(r"^([A-Z0-9<]{9})([0-9])([A-Z<]{3})([0-9]{6})([0-9])[MFX<]([0-9]{6})([0-9])[A-Z0-9<]{14}"
                         r"[0-9<][0-9]\s*$", re.MULTILINE)
 _MRZ_LINE1 = re.compile(r"^P[A-Z<][A-Z<]{3}[A-Z<]{39}\s*$", re.MULTILINE)
-_PASSPORT_NUMBER = re.compile(r"\bpass(?:port|eport|ausweis)\b[^\n\d]{0,30}?\b([A-Z]{0,2}[0-9][A-Z0-9]{5,8})\b",
-                              re.IGNORECASE)
+_PASSPORT_NUMBER = re.compile(r"\b(?:pass(?:port|eport|ausweis|aporto)|reisepass(?:nummer)?|pasaporte|paspoort|"
+                              r"paszport)\b[^\n\d]{0,30}?\b([A-Z]{0,3}[0-9][A-Z0-9]{5,8})\b", re.IGNORECASE)
+_PASSPORT_CELL = re.compile(r"[A-Z]{0,3}[0-9][A-Z0-9]{5,8}")  # Spain: three letters, six digits
 _MRZ_VALUES = {**{str(d): d for d in range(10)}, **{chr(65 + i): 10 + i for i in range(26)}, "<": 0}
 
 
@@ -208,8 +209,11 @@ def mrz_check_digit(field: str) -> int:
     return sum(_MRZ_VALUES[c] * (7, 3, 1)[i % 3] for i, c in enumerate(field)) % 10
 
 
-_PASSPORT_WORDS = keywords("passport", "passeport", "passausweis")
+_PASSPORT_WORDS = keywords("passport", "passeport", "passausweis", "passaporto", "reisepass", "pasaporte", "paspoort",
+                           "paszport")
 _MRZ_FILLER = written("<<")
+_DELIMITERS = ("\t", " | ", ";", ",", "|")  # between a table's cells: a spreadsheet's or document's text, CSV
+TABLE_CHARS = 200_000  # of a table read below its header row, at most
 
 
 def passports(text: Text) -> Iterator[Hit]:
@@ -221,6 +225,40 @@ def passports(text: Text) -> Iterator[Hit]:
                 yield "PASSPORT", Severity.HIGH, "passport machine-readable zone (ICAO 9303 check digits)"
     for _match in _PASSPORT_NUMBER.finditer(text.around(_PASSPORT_WORDS, 0, 60)):
         yield "PASSPORT", Severity.MEDIUM, "passport number after the word 'passport'"
+    for _value in column(text, _PASSPORT_WORDS, _PASSPORT_CELL.fullmatch):
+        yield "PASSPORT", Severity.MEDIUM, "passport numbers in a column headed 'passport'"
+
+
+def column(text: Text, words: tuple[str, ...], valid: Callable[[str], object]) -> Iterator[str]:
+    """The cells under a header cell that names one of `words`, that `valid` takes: a table (a crew list) as CSV,
+    or as the text of a spreadsheet or of a document's table (cells between tabs, bars, semicolons or commas), read
+    down to its first blank line. The word and its number are on different lines there, out of the other
+    patterns' reach."""
+    raw = text.raw
+    if len(raw) != len(text.lower):  # a character whose lower case is longer: positions do not match (rare)
+        return
+    headers: set[int] = set()
+    for word in words:
+        for at in text.positions.get(word, ()):
+            start = raw.rfind("\n", 0, at) + 1
+            end = raw.find("\n", at)
+            if start in headers or end < 0:
+                continue
+            headers.add(start)
+            header = raw[start:end]
+            delimiter = next((d for d in _DELIMITERS if d in header), None)
+            if delimiter is None:
+                continue
+            cells = [cell.strip().lower() for cell in header.split(delimiter)]
+            place = next((i for i, cell in enumerate(cells) if len(cell) <= 40 and any(w in cell for w in words)), None)
+            if place is None:
+                continue
+            for line in raw[end + 1 : end + 1 + TABLE_CHARS].splitlines():
+                if not line.strip():
+                    break
+                row = line.split(delimiter)
+                if place < len(row) and valid(value := row[place].strip().strip("\"'")):
+                    yield value
 
 
 _SSN = re.compile(r"\b(\d{3})-(\d{2})-(\d{4})\b")
