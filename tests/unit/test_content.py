@@ -144,6 +144,17 @@ def test_passport_numbers_in_a_column_of_a_table() -> None:
                      ("body", column): "1"}
 
 
+def test_social_security_numbers_in_a_column_of_a_table() -> None:
+    """SSNs written without dashes under a header cell "SSN" are found; with dashes they are found by their shape,
+    and counted once."""
+    table = ("Employee;SSN;Start\nA. Smith;536228726;2024-01-02\nB. Jones;536-22-8727;2024-02-03\n"
+             "C. Wu;000112222;2024-03-04\nD. Roe;536228728;2024-04-05\n")
+    signals = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body=table).build()).signals
+    found = {s.evidence["pattern"]: s.evidence["count"] for s in signals if s.name == "NATIONAL_ID"}
+    assert found == {"US SSN after 'SSN'": "1",  # the first row: near enough the word
+                     "US SSN (area, group and serial rules)": "1", "US SSN in a column headed 'SSN'": "1"}
+
+
 def test_a_passport_word_in_prose_or_a_table_without_numbers_is_nothing() -> None:
     """The word in prose, or heading a column of yes and no, raises nothing."""
     body = ("Passport photos, visas and tickets: we need them by Friday.\n\n"

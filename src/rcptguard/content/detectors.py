@@ -309,13 +309,22 @@ def national_ids(text: Text) -> Iterator[Hit]:
             yield "NATIONAL_ID", Severity.HIGH, f"{name} (check digit)"
 
 
+def _undashed_ssn(value: str) -> bool:
+    return len(value) == 9 and value.isdigit() and ssn.is_valid(value)
+
+
 def _numbered_ids(text: Text, numbers: str) -> Iterator[Hit]:
     for match in _SSN.finditer(numbers):
         if ssn.is_valid(match[0]):
             yield "NATIONAL_ID", Severity.HIGH, "US SSN (area, group and serial rules)"
+    after_word = set()
     for match in _SSN_WORD.finditer(text.around(_SSN_WORDS, 0, 60)):
-        if ssn.is_valid(match[1].replace(" ", "")):
+        if ssn.is_valid(number := match[1].replace(" ", "")):
+            after_word.add(number)
             yield "NATIONAL_ID", Severity.HIGH, "US SSN after 'SSN'"
+    for value in column(text, _SSN_WORDS, _undashed_ssn):  # written with dashes, `_SSN` found it already
+        if value not in after_word:  # the first row is near enough the word
+            yield "NATIONAL_ID", Severity.HIGH, "US SSN in a column headed 'SSN'"
     for name, words, pattern, valid in _WORDED:
         for match in pattern.finditer(text.around(words, LEAD, 60)):
             if valid(match[1]):
