@@ -43,6 +43,9 @@ T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
         ("token ghp_" + "a1B2" * 9 + "\n", "CREDENTIAL", Severity.HIGH),
         ("Booking reference: QX7T2M\n", "TRAVEL", Severity.MEDIUM),
         ("Flight AF 1234 departs 14 Mar 2026 from CDG, gate 32.\n", "TRAVEL", Severity.MEDIUM),
+        ("Flight LH 400 departs Frankfurt 14.03.2026 at 10:05.\n", "TRAVEL", Severity.MEDIUM),
+        ("Your flight UA 901 departs on March 14, 2026.\n", "TRAVEL", Severity.MEDIUM),
+        ("Flug LH400, Abflug 14.03.2026 um 10:05 Uhr.\n", "TRAVEL", Severity.MEDIUM),
         ("The patient was diagnosed with diabetes; prescription attached.\n", "MEDICAL", Severity.MEDIUM),
     ],
 )

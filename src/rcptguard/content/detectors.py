@@ -396,10 +396,11 @@ _BOOKING = re.compile(r"\b(?:booking|confirmation|reservation|record locator|PNR
                       r"(?: ref(?:erence)?| code| number| no\.?)?\s*[:#]?\s*[A-Z0-9]{6}\b", re.IGNORECASE)
 _FLIGHT = re.compile(r"\b(?:[A-Z]{2}|[A-Z]\d|\d[A-Z])\s?\d{2,4}\b")
 _DATE = re.compile(r"\b(?:\d{1,2}[ -](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*[ -]\d{2,4}|"
-                   r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|"
+                   r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{2,4}|"
+                   r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4}|"
                    r"\d{2}(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))\b")
-_FLIGHT_WORDS = re.compile(r"\b(?:flight|depart(?:ure|s)?|arriv(?:al|es)|boarding|itinerary|gate|seat)\b",
-                           re.IGNORECASE)
+_FLIGHT_WORDS = re.compile(r"\b(?:flight|depart(?:ure|s)?|arriv(?:al|es)|boarding|itinerary|gate|seat|"
+                           r"flug|abflug|ankunft|vuelo|volo)\b", re.IGNORECASE)
 _MEDICAL = re.compile(
     r"\b(diagnos[ie]s|diagnosed|prognosis|patient|medical record|medical history|prescription|prescribed|"
     r"oncology|chemotherapy|HIV|hepatitis|psychiatric|mental health|blood test|biopsy|allerg(?:y|ies)|"
@@ -409,7 +410,8 @@ _ICD10 = re.compile(r"\b(?:diagnos[ie]s|ICD-?10)\D{0,20}[A-TV-Z]\d{2}(?:\.\d{1,2
 
 
 _BOOKING_WORDS = keywords("booking", "confirmation", "reservation", "record locator", "pnr")
-_FLIGHT_KEYS = keywords("flight", "depart", "arriv", "boarding", "itinerary", "gate", "seat")
+_FLIGHT_KEYS = keywords("flight", "depart", "arriv", "boarding", "itinerary", "gate", "seat", "flug", "ankunft",
+                        "vuelo", "volo")
 
 
 def travel(text: Text) -> Iterator[Hit]:
