@@ -47,6 +47,9 @@ T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
         ("Your flight UA 901 departs on March 14, 2026.\n", "TRAVEL", Severity.MEDIUM),
         ("Flug LH400, Abflug 14.03.2026 um 10:05 Uhr.\n", "TRAVEL", Severity.MEDIUM),
         ("The patient was diagnosed with diabetes; prescription attached.\n", "MEDICAL", Severity.MEDIUM),
+        ("Diagnose: Diabetes Typ 2. Medikation: Metformin. Krankmeldung bis Freitag.\n", "MEDICAL", Severity.MEDIUM),
+        ("Cancer du sein : ordonnance jointe, arrêt maladie de deux semaines.\n", "MEDICAL", Severity.MEDIUM),
+        ("Adjunto la receta médica y la baja médica.\n", "MEDICAL", Severity.MEDIUM),
     ],
 )
 def test_each_detector_fires(body: str, name: str, severity: Severity) -> None:
@@ -100,6 +103,8 @@ def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) 
         "Password - please reset it before Friday.\n",  # prose after a dash
         "Lunch on Thursday at noon? The new place on 5th Avenue.\n",
         "Passport photos are in the other folder.\n",  # no number after the word
+        "Wir machen eine Diagnose des Netzwerks und einen Befund der Server.\n",  # a network's diagnosis
+        "Run the diagnostic and send the diagnosis of the server.\n",
     ],
 )
 def test_ordinary_text_raises_nothing(body: str) -> None:

@@ -405,7 +405,12 @@ _MEDICAL = re.compile(
     r"\b(diagnos[ie]s|diagnosed|prognosis|patient|medical record|medical history|prescription|prescribed|"
     r"oncology|chemotherapy|HIV|hepatitis|psychiatric|mental health|blood test|biopsy|allerg(?:y|ies)|"
     r"medication|dosage|surgery|pregnan(?:t|cy)|disability|sick leave|tumou?r|cancer|diabetes|MRI|"
-    r"health record|treatment plan)\b", re.IGNORECASE)
+    r"health record|treatment plan|"
+    r"krankmeldung|arbeitsunf[äa]hig(?:keit)?|medikament(?:e|ion)?|"
+    r"ordonnance|arr[êe]t maladie|baja m[ée]dica|receta m[ée]dica|historia cl[íi]nica|dossier m[ée]dical|"
+    r"krankheit|chemotherapie|schwanger(?:schaft)?|grossesse|embarazo)\b", re.IGNORECASE)
+# (the last lines: the same in German, French and Spanish; not their words for diagnosis or finding, said as often of
+# a network or a server)
 _ICD10 = re.compile(r"\b(?:diagnos[ie]s|ICD-?10)\D{0,20}[A-TV-Z]\d{2}(?:\.\d{1,2})?\b", re.IGNORECASE)
 
 
@@ -427,7 +432,9 @@ def travel(text: Text) -> Iterator[Hit]:
 _MEDICAL_STEMS = keywords("diagnos", "prognos", "patient", "medical", "prescri", "oncolog", "chemo", "hiv", "hepatitis",
                   "psychiatr", "mental health", "blood test", "biopsy", "allerg", "medication", "dosage", "surgery",
                   "pregnan", "disabilit", "sick leave", "tumo", "cancer", "diabetes", "mri", "health record",
-                  "treatment plan")
+                  "treatment plan", "krankmeldung", "arbeitsunf", "medikament", "ordonnance",
+                  "maladie", "baja m", "receta m", "historia cl", "dossier m", "krankheit", "schwanger", "grossesse",
+                  "embarazo")
 
 
 _ICD_WORDS = keywords("diagnos", "icd")
