@@ -23,6 +23,8 @@ T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
         ("SECRET//NOFORN\n\nThe convoy leaves at dawn.\n\nSECRET//NOFORN\n", "MARKING_CLASSIFIED", Severity.HIGH),
         ("TOP SECRET\nOperation details follow.\n", "MARKING_CLASSIFIED", Severity.HIGH),
         ("(S//NF) The route is via the northern pass.\n", "MARKING_CLASSIFIED", Severity.HIGH),
+        ("VS-VERTRAULICH\nDie Besatzungsliste folgt.\n", "MARKING_CLASSIFIED", Severity.HIGH),
+        ("SECRET DÉFENSE\nLa liste de l'équipage suit.\n", "MARKING_CLASSIFIED", Severity.HIGH),
         ("CUI\nControlled by: Army\nThe schedule is attached.\n", "MARKING_HANDLING", Severity.MEDIUM),
         ("This memo is FOR OFFICIAL USE ONLY.\n", "MARKING_HANDLING", Severity.MEDIUM),
         ("PROTECTED B when completed\n", "MARKING_HANDLING", Severity.MEDIUM),
@@ -105,6 +107,7 @@ def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) 
         "Passport photos are in the other folder.\n",  # no number after the word
         "Wir machen eine Diagnose des Netzwerks und einen Befund der Server.\n",  # a network's diagnosis
         "Run the diagnostic and send the diagnosis of the server.\n",
+        "Das bleibt geheim, versprochen: der GEHEIMDIENST-Film läuft am Freitag.\n",  # not a marking
     ],
 )
 def test_ordinary_text_raises_nothing(body: str) -> None:

@@ -155,7 +155,9 @@ class Text:
 
 # -- markings -----------------------------------------------------------------------------------------------
 
-_CLASSIFIED = re.compile(r"\b(TOP SECRET|SECRET|CONFIDENTIAL)(?://[A-Z][A-Z0-9 ,/-]*|\s*$)", re.MULTILINE)
+_CLASSIFIED = re.compile(r"\b(TOP SECRET|SECRET|CONFIDENTIAL|STRENG GEHEIM|GEHEIM|VS-VERTRAULICH|TRÈS SECRET|"
+                         r"SECRET DÉFENSE|CONFIDENTIEL DÉFENSE|TRES SECRET|SECRET DEFENSE|CONFIDENTIEL DEFENSE)"
+                         r"(?://[A-Z][A-Z0-9 ,/-]*|\s*$)", re.MULTILINE)  # also Germany's and France's levels
 _PORTION = re.compile(r"^\s*\((TS|S|C)(?://[A-Z ,/-]+)?\)\s", re.MULTILINE)
 _HANDLING = re.compile(
     r"\b(CUI|CONTROLLED UNCLASSIFIED INFORMATION|FOUO|FOR OFFICIAL USE ONLY|NOFORN|LAW ENFORCEMENT SENSITIVE|"
@@ -169,7 +171,7 @@ _CONFIDENTIAL = re.compile(r"\b(strictly confidential|confidential|internal use 
 
 _HANDLING_WORDS = keywords("cui", "fouo", "official", "noforn", "sensitive", "nato", "protected", "limdis", "exdis",
                            "controlled", "unclassified", "dienstgebrauch", "vs-nfd", "restreinte")
-_CLASSIFIED_MARKS = written("SECRET", "CONFIDENTIAL")
+_CLASSIFIED_MARKS = written("SECRET", "CONFIDENTIAL", "GEHEIM", "VS-VERTRAULICH", "CONFIDENTIEL")
 _PORTION_MARKS = written("(S", "(TS", "(C")
 _BANNER_MARKS = written("CUI", "UNCLASSIFIED//")
 _CONFIDENTIAL_WORDS = keywords("confidential", "internal use", "vertraulich")
