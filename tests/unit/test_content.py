@@ -166,6 +166,15 @@ def test_social_security_numbers_in_a_column_of_a_table() -> None:
                      "US SSN (area, group and serial rules)": "1", "US SSN in a column headed 'SSN'": "1"}
 
 
+def test_passport_numbers_in_an_html_table() -> None:
+    """A crew list sent as an HTML table, indented as mail programs write it: the passports under its header."""
+    rows = "".join(f"\n  <tr>\n    <td>{name}</td>\n    <td>{number}</td>\n  </tr>"
+                   for name, number in [("John Smith", "X1234567"), ("Anna Lee", "584720193")])
+    html = f"<p>The crew:</p>\n<table>\n  <tr>\n    <th>Name</th>\n    <th>Passport</th>\n  </tr>{rows}\n</table>"
+    signals = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body="The crew.\n", html=html).build()).signals
+    assert {(s.evidence["part"], s.evidence["count"]) for s in signals if s.name == "PASSPORT"} == {("html body", "2")}
+
+
 def test_a_passport_word_in_prose_or_a_table_without_numbers_is_nothing() -> None:
     """The word in prose, or heading a column of yes and no, raises nothing."""
     body = ("Passport photos, visas and tickets: we need them by Friday.\n\n"

@@ -51,15 +51,19 @@ class Part:
 
 
 class _Text(HTMLParser):
-    """HTML to text: the data outside script and style, a line break at block ends."""
+    """HTML to text: the data outside script and style, a line break at block ends; a table as the text of a
+    spreadsheet: a row a line, its cells between " | " (the scanner reads a column under its header, a crew list
+    sent as an HTML table), and the white space of the markup between cells left out."""
 
     _SKIP = frozenset({"script", "style", "head"})
-    _BLOCK = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "td", "table", "pre"})
+    _BLOCK = frozenset({"p", "div", "br", "li", "h1", "h2", "h3", "h4", "table", "pre"})
+    _CELL = frozenset({"td", "th"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self.skipping = 0
+        self.tables = 0  # tables open
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         del attrs
@@ -67,15 +71,21 @@ class _Text(HTMLParser):
             self.skipping += 1
         elif tag in self._BLOCK:
             self.out.append("\n")
+            self.tables += tag == "table"
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:
             self.skipping = max(0, self.skipping - 1)
+        elif tag in self._CELL:
+            self.out.append(" | ")
+        elif tag == "tr":
+            self.out.append("\n")
         elif tag in self._BLOCK:
             self.out.append("\n")
+            self.tables = max(0, self.tables - (tag == "table"))
 
     def handle_data(self, data: str) -> None:
-        if not self.skipping:
+        if not self.skipping and not (self.tables and data.isspace()):
             self.out.append(data)
 
 
