@@ -12,6 +12,7 @@ import zipfile
 import pytest
 
 from rcptguard.content import LIGHT_OCTETS, Limits, Severity, scan_light, scan_message
+from rcptguard.content.detectors import _PASSPORT_WORDS, Text, column
 from tests.support.archives import DOCX, MRZ, PDF, XLSX, Sent, docx_bytes, pdf_bytes, xlsx_bytes
 
 T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -173,6 +174,16 @@ def test_passport_numbers_in_an_html_table() -> None:
     html = f"<p>The crew:</p>\n<table>\n  <tr>\n    <th>Name</th>\n    <th>Passport</th>\n  </tr>{rows}\n</table>"
     signals = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body="The crew.\n", html=html).build()).signals
     assert {(s.evidence["part"], s.evidence["count"]) for s in signals if s.name == "PASSPORT"} == {("html body", "2")}
+
+
+def test_a_table_column_is_read_once_whatever_the_rows_say() -> None:
+    """Rows that each name a passport (each could be a header) are read once in all, not once per row: a long CSV
+    of such rows costs the scanner a pass, not a pass per row."""
+    rows = "\n".join(f"{n},passport renewal {n},X{1000000 + n}" for n in range(5000))
+    looked: list[str] = []
+    found = list(column(Text(rows), _PASSPORT_WORDS, lambda cell: looked.append(cell) or False))
+    assert found == []
+    assert len(looked) < 5000
 
 
 def test_a_passport_word_in_prose_or_a_table_without_numbers_is_nothing() -> None:

@@ -216,6 +216,7 @@ _PASSPORT_WORDS = keywords("passport", "passeport", "passausweis", "passaporto",
 _MRZ_FILLER = written("<<")
 _DELIMITERS = ("\t", " | ", ";", ",", "|")  # between a table's cells: a spreadsheet's or document's text, CSV
 TABLE_CHARS = 200_000  # of a table read below its header row, at most
+TABLE_HEADERS = 16  # header rows read in one text, at most
 
 
 def passports(text: Text) -> Iterator[Hit]:
@@ -235,32 +236,42 @@ def column(text: Text, words: tuple[str, ...], valid: Callable[[str], object]) -
     """The cells under a header cell that names one of `words`, that `valid` takes: a table (a crew list) as CSV,
     or as the text of a spreadsheet or of a document's table (cells between tabs, bars, semicolons or commas), read
     down to its first blank line. The word and its number are on different lines there, out of the other
-    patterns' reach."""
+    patterns' reach. The text is read once at most: TABLE_HEADERS header rows, each table at most TABLE_CHARS, and
+    a word inside a table already read is not taken for another header."""
     raw = text.raw
     if len(raw) != len(text.lower):  # a character whose lower case is longer: positions do not match (rare)
         return
-    headers: set[int] = set()
-    for word in words:
-        for at in text.positions.get(word, ()):
-            start = raw.rfind("\n", 0, at) + 1
-            end = raw.find("\n", at)
-            if start in headers or end < 0:
-                continue
-            headers.add(start)
-            header = raw[start:end]
-            delimiter = next((d for d in _DELIMITERS if d in header), None)
-            if delimiter is None:
-                continue
-            cells = [cell.strip().lower() for cell in header.split(delimiter)]
-            place = next((i for i, cell in enumerate(cells) if len(cell) <= 40 and any(w in cell for w in words)), None)
-            if place is None:
-                continue
-            for line in raw[end + 1 : end + 1 + TABLE_CHARS].splitlines():
-                if not line.strip():
-                    break
-                row = line.split(delimiter)
-                if place < len(row) and valid(value := row[place].strip().strip("\"'")):
-                    yield value
+    positions = text.positions
+    read_until, headers = 0, 0
+    for at in sorted(at for word in words for at in positions.get(word, ())):
+        if at < read_until:
+            continue
+        start, end = raw.rfind("\n", 0, at) + 1, raw.find("\n", at)
+        if end < 0 or headers >= TABLE_HEADERS:
+            return
+        read_until = end
+        header = raw[start:end]
+        delimiter = next((d for d in _DELIMITERS if d in header), None)
+        if delimiter is None:
+            continue
+        cells = [cell.strip().lower() for cell in header.split(delimiter)]
+        place = next((i for i, cell in enumerate(cells) if len(cell) <= 40 and any(w in cell for w in words)), None)
+        if place is None:
+            continue
+        headers += 1
+        stop = min(len(raw), end + 1 + TABLE_CHARS)
+        line_start = end + 1
+        while line_start < stop:
+            line_end = raw.find("\n", line_start, stop)
+            line_end = stop if line_end < 0 else line_end
+            line = raw[line_start:line_end]
+            if not line.strip():
+                break
+            row = line.split(delimiter)
+            if place < len(row) and valid(value := row[place].strip().strip("\"'")):
+                yield value
+            line_start = line_end + 1
+        read_until = line_start
 
 
 _SSN = re.compile(r"\b(\d{3})-(\d{2})-(\d{4})\b")
