@@ -186,6 +186,20 @@ def test_a_table_column_is_read_once_whatever_the_rows_say() -> None:
     assert len(looked) < 5000
 
 
+def test_an_html_mail_laid_out_in_tables_reads_as_before() -> None:
+    """An HTML mail laid out in tables (most are): a marking alone in its cell is still alone, a banner row is still
+    a banner, and the words of a cell keep their spaces around inline tags."""
+    html = ("<table>\n <tr>\n  <td>SECRET</td>\n </tr>\n <tr>\n  <td>UNCLASSIFIED//FOUO</td><td>page 1</td>\n </tr>\n"
+            " <tr><td>Please find <b>the</b> <i>crew</i> list: her <b>passport</b> <i>number</i> is X1234567."
+            "</td></tr>\n"
+            "</table>")
+    signals = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body="See below.\n", html=html).build()).signals
+    assert {(s.name, s.evidence["pattern"]) for s in signals} == {
+        ("MARKING_CLASSIFIED", "SECRET"), ("MARKING_HANDLING", "FOUO"),
+        ("MARKING_HANDLING", "banner line UNCLASSIFIED//FOUO"),
+        ("PASSPORT", "passport number after the word 'passport'")}
+
+
 def test_a_passport_word_in_prose_or_a_table_without_numbers_is_nothing() -> None:
     """The word in prose, or heading a column of yes and no, raises nothing."""
     body = ("Passport photos, visas and tickets: we need them by Friday.\n\n"

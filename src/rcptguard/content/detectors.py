@@ -157,14 +157,15 @@ class Text:
 
 _CLASSIFIED = re.compile(r"\b(TOP SECRET|SECRET|CONFIDENTIAL|STRENG GEHEIM|GEHEIM|VS-VERTRAULICH|TRÈS SECRET|"
                          r"SECRET DÉFENSE|CONFIDENTIEL DÉFENSE|TRES SECRET|SECRET DEFENSE|CONFIDENTIEL DEFENSE)"
-                         r"(?://[A-Z][A-Z0-9 ,/-]*|\s*$)", re.MULTILINE)  # also Germany's and France's levels
+                         r"(?://[A-Z][A-Z0-9 ,/-]*|\s*$|\s*\|)", re.MULTILINE)  # also Germany's and France's levels;
+# alone on a line, or alone in a table's cell (an HTML mail laid out in tables: extract.html_text)
 _PORTION = re.compile(r"^\s*\((TS|S|C)(?://[A-Z ,/-]+)?\)\s", re.MULTILINE)
 _HANDLING = re.compile(
     r"\b(CUI|CONTROLLED UNCLASSIFIED INFORMATION|FOUO|FOR OFFICIAL USE ONLY|NOFORN|LAW ENFORCEMENT SENSITIVE|"
     r"OFFICIAL[- ]SENSITIVE|NATO RESTRICTED|PROTECTED [ABC]|Protected [ABC]|LIMDIS|EXDIS|"
     r"(?i:(?:VS[- ])?nur f(?:ü|ue|u)r den dienstgebrauch)|VS-NfD|VS-NFD|(?i:diffusion restreinte))\b"
 )  # the last ones: Germany's VS-NfD and France's Diffusion Restreinte, often written in lower case
-_BANNER = re.compile(r"^[ \t*=-]*(UNCLASSIFIED//[A-Z /,-]+|CUI(?://[A-Z /,-]+)?)[ \t*=-]*$", re.MULTILINE)
+_BANNER = re.compile(r"^[ \t*=-]*(UNCLASSIFIED//[A-Z /,-]+|CUI(?://[A-Z /,-]+)?)[ \t*=-]*(?:$|\|)", re.MULTILINE)
 _CONFIDENTIAL = re.compile(r"\b(strictly confidential|confidential|internal use only|vertraulich|confidentiel)\b",
                            re.IGNORECASE)
 
@@ -181,7 +182,7 @@ def markings(text: Text) -> Iterator[Hit]:
     raw = text.raw
     if text.holds(_CLASSIFIED_MARKS):
         for match in _CLASSIFIED.finditer(raw):
-            yield "MARKING_CLASSIFIED", Severity.HIGH, match[0].strip()[:60]
+            yield "MARKING_CLASSIFIED", Severity.HIGH, match[0].strip().rstrip(" |")[:60]
     if text.holds(_PORTION_MARKS):
         for match in _PORTION.finditer(raw):
             yield "MARKING_CLASSIFIED", Severity.HIGH, f"portion mark ({match[1]})"

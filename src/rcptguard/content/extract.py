@@ -53,7 +53,7 @@ class Part:
 class _Text(HTMLParser):
     """HTML to text: the data outside script and style, a line break at block ends; a table as the text of a
     spreadsheet: a row a line, its cells between " | " (the scanner reads a column under its header, a crew list
-    sent as an HTML table), and the white space of the markup between cells left out."""
+    sent as an HTML table), and the white space of the markup between cells made one space."""
 
     _SKIP = frozenset({"script", "style", "head"})
     _BLOCK = frozenset({"p", "div", "br", "li", "h1", "h2", "h3", "h4", "table", "pre"})
@@ -85,8 +85,11 @@ class _Text(HTMLParser):
             self.tables = max(0, self.tables - (tag == "table"))
 
     def handle_data(self, data: str) -> None:
-        if not self.skipping and not (self.tables and data.isspace()):
-            self.out.append(data)
+        if self.skipping:
+            return
+        if self.tables and data.isspace():  # the markup's indentation between cells and rows, or a space between
+            data = " "                      # two words: one space either way, never a line break inside a row
+        self.out.append(data)
 
 
 def html_text(html: str) -> str:
