@@ -278,7 +278,7 @@ def test_a_session_busy_past_many_idle_timeouts_stays_open_and_closes_once_idle(
             raw.sendall(b"MAIL FROM:<me@example-corp.com>\r\n")
             assert replies(lines, 1)[0].startswith(b"250")
             assert lines.readline() == b""  # closed, without a reply
-            assert 0.7 < time.monotonic() - last < 2.5
+            assert 0.7 < time.monotonic() - last < 3.5  # about 1 s; a busy machine may be late
     finally:
         relay.close()
 
