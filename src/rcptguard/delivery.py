@@ -387,12 +387,9 @@ class _Connection:
             if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in b" -\r\n" or line[0:1] not in b"2345":
                 self.usable = False
                 raise _ReplyError(451, "4.4.2 next hop sent no SMTP reply: " + _text(line[:80]).strip())
-            if line[3:4] != b"-":
-                if not lines:  # a one-line reply: the usual case
-                    return int(line[:3]), _text(line[4:].rstrip(b"\r\n"))
-                lines.append(line[4:].rstrip(b"\r\n"))
-                return int(line[:3]), _text(b"\n".join(lines))
             lines.append(line[4:].rstrip(b"\r\n"))
+            if line[3:4] != b"-":
+                return int(line[:3]), _text(b"\n".join(lines))
 
     async def transaction(self, mail_from: str, rcpts: Sequence[str], data: bytes, *, smtputf8: bool = False,
                           params: EnvelopeParams | None = None, crlf: bool = False) -> tuple[DeliveryResult, list[str]]:

@@ -155,15 +155,15 @@ class Text:
 
 # -- markings -----------------------------------------------------------------------------------------------
 
-_CLASSIFIED = re.compile(r"\b(TOP SECRET|SECRET|CONFIDENTIAL|STRENG GEHEIM|GEHEIM|VS-VERTRAULICH|TRÈS SECRET|"
-                         r"SECRET DÉFENSE|CONFIDENTIEL DÉFENSE|TRES SECRET|SECRET DEFENSE|CONFIDENTIEL DEFENSE)"
+_CLASSIFIED = re.compile(r"\b(TOP SECRET|SECRET|CONFIDENTIAL|STRENG GEHEIM|GEHEIM|VS-VERTRAULICH|TR[ÈE]S SECRET|"
+                         r"SECRET D[ÉE]FENSE|CONFIDENTIEL D[ÉE]FENSE)"
                          r"(?://[A-Z][A-Z0-9 ,/-]*|\s*$|\s*\|)", re.MULTILINE)  # also Germany's and France's levels;
 # alone on a line, or alone in a table's cell (an HTML mail laid out in tables: extract.html_text)
 _PORTION = re.compile(r"^\s*\((TS|S|C)(?://[A-Z ,/-]+)?\)\s", re.MULTILINE)
 _HANDLING = re.compile(
     r"\b(CUI|CONTROLLED UNCLASSIFIED INFORMATION|FOUO|FOR OFFICIAL USE ONLY|NOFORN|LAW ENFORCEMENT SENSITIVE|"
     r"OFFICIAL[- ]SENSITIVE|NATO RESTRICTED|PROTECTED [ABC]|Protected [ABC]|LIMDIS|EXDIS|"
-    r"(?i:(?:VS[- ])?nur f(?:ü|ue|u)r den dienstgebrauch)|VS-NfD|VS-NFD|(?i:diffusion restreinte))\b"
+    r"(?i:(?:VS[- ])?nur f(?:ü|ue|u)r den dienstgebrauch)|VS-N[fF]D|(?i:diffusion restreinte))\b"
 )  # the last ones: Germany's VS-NfD and France's Diffusion Restreinte, often written in lower case
 _BANNER = re.compile(r"^[ \t*=-]*(UNCLASSIFIED//[A-Z /,-]+|CUI(?://[A-Z /,-]+)?)[ \t*=-]*(?:$|\|)", re.MULTILINE)
 _CONFIDENTIAL = re.compile(r"\b(strictly confidential|confidential|internal use only|vertraulich|confidentiel)\b",
@@ -201,9 +201,10 @@ def markings(text: Text) -> Iterator[Hit]:
 _MRZ_LINE2 = re.compile(r"^([A-Z0-9<]{9})([0-9])([A-Z<]{3})([0-9]{6})([0-9])[MFX<]([0-9]{6})([0-9])[A-Z0-9<]{14}"
                         r"[0-9<][0-9]\s*$", re.MULTILINE)
 _MRZ_LINE1 = re.compile(r"^P[A-Z<][A-Z<]{3}[A-Z<]{39}\s*$", re.MULTILINE)
+_PASSPORT_SHAPE = r"[A-Z]{0,3}[0-9][A-Z0-9]{5,8}"  # a passport number (Spain: three letters, six digits)
 _PASSPORT_NUMBER = re.compile(r"\b(?:pass(?:port|eport|ausweis|aporto)|reisepass(?:nummer)?|pasaporte|paspoort|"
-                              r"paszport)\b[^\n\d]{0,30}?\b([A-Z]{0,3}[0-9][A-Z0-9]{5,8})\b", re.IGNORECASE)
-_PASSPORT_CELL = re.compile(r"[A-Z]{0,3}[0-9][A-Z0-9]{5,8}")  # Spain: three letters, six digits
+                              rf"paszport)\b[^\n\d]{{0,30}}?\b({_PASSPORT_SHAPE})\b", re.IGNORECASE)
+_PASSPORT_CELL = re.compile(_PASSPORT_SHAPE)
 _MRZ_VALUES = {**{str(d): d for d in range(10)}, **{chr(65 + i): 10 + i for i in range(26)}, "<": 0}
 
 
