@@ -12,15 +12,13 @@ import zipfile
 import pytest
 
 from rcptguard.content import LIGHT_OCTETS, Limits, Severity, scan_light, scan_message
-from rcptguard.content.detectors import _PASSPORT_WORDS, Text, column
+from rcptguard.content.detectors import _PASSPORT_WORDS, DETECTORS, GATED, Text, column, detect
 from tests.support.archives import DOCX, MRZ, PDF, XLSX, Sent, docx_bytes, pdf_bytes, xlsx_bytes
 
 T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
 
 
-@pytest.mark.parametrize(
-    ("body", "name", "severity"),
-    [
+FIRES = [
         ("SECRET//NOFORN\n\nThe convoy leaves at dawn.\n\nSECRET//NOFORN\n", "MARKING_CLASSIFIED", Severity.HIGH),
         ("TOP SECRET\nOperation details follow.\n", "MARKING_CLASSIFIED", Severity.HIGH),
         ("(S//NF) The route is via the northern pass.\n", "MARKING_CLASSIFIED", Severity.HIGH),
@@ -53,8 +51,10 @@ T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
         ("Diagnose: Diabetes Typ 2. Medikation: Metformin. Krankmeldung bis Freitag.\n", "MEDICAL", Severity.MEDIUM),
         ("Cancer du sein : ordonnance jointe, arrêt maladie de deux semaines.\n", "MEDICAL", Severity.MEDIUM),
         ("Adjunto la receta médica y la baja médica.\n", "MEDICAL", Severity.MEDIUM),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("body", "name", "severity"), FIRES)
 def test_each_detector_fires(body: str, name: str, severity: Severity) -> None:
     """Each kind of sensitive content raises its named signal at its severity."""
     result = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body=body).build())
@@ -63,9 +63,7 @@ def test_each_detector_fires(body: str, name: str, severity: Severity) -> None:
     assert result.severity >= severity
 
 
-@pytest.mark.parametrize(
-    ("body", "pattern"),
-    [  # each alone on its line, no other number near it: the windows the detectors read must still hold it
+ALONE = [  # each alone on its line, no other number near it: the windows the detectors read must still hold it
         ("Il codice fiscale del paziente: RSSMRA85T10A562S.\n", "Italy codice fiscale (check digit)"),
         ("Henkilötunnus 131052-308T\n", "Finland HETU (check digit)"),
         ("Numéro de sécurité sociale : 2 95 10 99 126 111 93\n", "France NIR (check digit)"),
@@ -83,8 +81,10 @@ def test_each_detector_fires(body: str, name: str, severity: Severity) -> None:
         ("My password is: hunter22\n", "a password after the word 'password'"),
         ("Reisepassnummer: C01X00T47\n", "passport number after the word 'passport'"),
         ("Número de pasaporte: XDB123456\n", "passport number after the word 'passport'"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("body", "pattern"), ALONE)
 def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) -> None:
     """Every identity number and key form the scanner names is found with the words it usually comes with and no
     other number near it (a window that starts at the word found must not cut a pattern that starts before it:
@@ -93,9 +93,7 @@ def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) 
     assert pattern in {s.evidence["pattern"] for s in result.signals}, result.signals
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
+ORDINARY = [
         "Let's keep this secret until the party on Friday!\n",  # lower-case secret: not a marking
         "Call me at 555-0123 or on 123-45-678 or 0049-30-1234.\n",  # not SSN shapes
         "SSN 000-12-3456 and 666-12-3456 and 900-12-3456\n",  # invalid areas
@@ -109,12 +107,30 @@ def test_every_national_id_and_key_form_is_found_alone(body: str, pattern: str) 
         "Wir machen eine Diagnose des Netzwerks und einen Befund der Server.\n",  # a network's diagnosis
         "Run the diagnostic and send the diagnosis of the server.\n",
         "Das bleibt geheim, versprochen: der GEHEIMDIENST-Film läuft am Freitag.\n",  # not a marking
-    ],
-)
+]
+
+
+@pytest.mark.parametrize("body", ORDINARY)
 def test_ordinary_text_raises_nothing(body: str) -> None:
     """Ordinary text, and numbers whose check digits fail, raise no signal."""
     result = scan_message(Sent("a@example.com", ("b@army.ml",), T0, body=body).build())
     assert result.severity == Severity.NONE, result.signals
+
+
+def test_a_detector_is_left_out_only_when_it_could_find_nothing() -> None:
+    """`detect` gives a text only to the detectors whose words (or runs of digits) it has: on every sample above, in
+    upper case, after a character whose lower case is longer (İ: offsets in the lower-case text do not match), and
+    repeated, it finds exactly what every detector run on the text finds."""
+    bodies = [body for body, *_ in FIRES] + [body for body, _ in ALONE] + ORDINARY + [MRZ]
+    left_out = 0
+    for body in bodies:
+        for variant in (body, body.upper(), "İstanbul, " + body, body * 3, body.replace("\n", "\r\n")):
+            everything = [hit for detector in DETECTORS for hit in detector(Text(variant))]
+            assert list(detect(Text(variant))) == everything, variant
+            text = Text(variant)
+            left_out += sum(1 for detector, words, digits in GATED
+                            if not (digits and text.numbers) and words.isdisjoint(text.positions))
+    assert left_out > 3 * len(bodies)  # most samples are of one kind: the others' detectors are left out
 
 
 def test_values_never_in_the_evidence() -> None:

@@ -14,7 +14,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 
-from rcptguard.content.detectors import DETECTORS, Hit, Text, attachment
+from rcptguard.content.detectors import Hit, Text, attachment, detect
 from rcptguard.content.extract import Limits, Part, parts, single_part
 from rcptguard.content.model import ContentSignal, Sensitivity, Severity
 from rcptguard.model import Action, Signal, Verdict
@@ -57,10 +57,8 @@ def _hits(items: Iterable[Part]) -> Iterable[tuple[str, Hit]]:
             for hit in attachment(part.filename, part.content_type):
                 yield part.label, hit
         if part.text:
-            text = Text(part.text)
-            for detector in DETECTORS:
-                for hit in detector(text):
-                    yield part.label, hit
+            for hit in detect(Text(part.text)):
+                yield part.label, hit
 
 
 def scan_parts(items: Iterable[Part]) -> Sensitivity:

@@ -83,22 +83,33 @@ class Text:
     millisecond in Python; so the detectors run their expressions only on the windows around their words or
     around runs of digits (most texts have none)."""
 
-    __slots__ = ("_numbers", "_positions", "lower", "raw")
+    __slots__ = ("_lower", "_numbers", "_octets", "_positions", "aligned", "raw")
 
     def __init__(self, raw: str) -> None:
         self.raw = raw
-        self.lower = raw.lower()
+        # ASCII text (most text) is read as octets: its lower case and its digits mapped in C, no str copies
+        self._octets = raw.encode("ascii") if raw.isascii() else None
+        self._lower: str | None = None
         self._numbers: str | None = None
         self._positions: dict[str, list[int]] | None = None
+        # whether offsets in the lower-case text are offsets in the text (not so when a character's lower case is
+        # longer, as İ's)
+        self.aligned = self._octets is not None or len(self.lower) == len(raw)
+
+    @property
+    def lower(self) -> str:
+        if self._lower is None:
+            self._lower = self.raw.lower()
+        return self._lower
 
     @property
     def positions(self) -> dict[str, list[int]]:
         """Where each registered word occurs in the lower-case text."""
         if self._positions is None:
             words, text_machine, octet_machine = _machine()
-            lower = self.lower
-            matches = (octet_machine.find_matches_as_indexes(lower.encode("ascii"), overlapping=True)
-                       if lower.isascii() else text_machine.find_matches_as_indexes(lower, overlapping=True))
+            octets = self._octets
+            matches = (octet_machine.find_matches_as_indexes(octets.lower(), overlapping=True) if octets is not None
+                       else text_machine.find_matches_as_indexes(self.lower, overlapping=True))
             found: dict[str, list[int]] = {}
             for index, start, _end in matches:
                 found.setdefault(words[index], []).append(start)
@@ -113,7 +124,7 @@ class Text:
         """Whether one of the words (registered with `written`) occurs as it is written, case and all: read from
         where its lower case occurs, instead of another pass over the text for each word."""
         raw, positions = self.raw, self.positions
-        if len(self.lower) != len(raw):
+        if not self.aligned:
             return any(word in raw for word in words)
         return any(raw.startswith(word, at) for word in words for at in positions.get(word.lower(), ()))
 
@@ -125,9 +136,9 @@ class Text:
     def numbers(self) -> str:
         """The text around every run of four digits or more (60 characters before, 30 after), windows merged."""
         if self._numbers is None:
-            raw = self.raw
-            if raw.isascii():  # every digit one '0', every other octet but space and '-' a '.': the same runs
-                runs = _RUN_MAPPED.finditer(raw.encode("ascii").translate(_DIGITS))
+            raw, octets = self.raw, self._octets
+            if octets is not None:  # every digit one '0', every other octet but space and '-' a '.': the same runs
+                runs = _RUN_MAPPED.finditer(octets.translate(_DIGITS))
                 self._numbers = self._join((m.start() - 60, m.end() + 30) for m in runs)
             else:
                 self._numbers = self._join((m.start() - 60, m.end() + 30) for m in _RUN.finditer(raw))
@@ -139,7 +150,7 @@ class Text:
         found = [word for word in words if word in positions]
         if not found:  # the usual case
             return ""
-        if len(self.lower) != len(self.raw):  # a character whose lower case is longer: positions do not match
+        if not self.aligned:  # a character whose lower case is longer: positions do not match
             return self.raw
         return self._join(sorted((at - before, at + len(word) + after) for word in found for at in positions[word]))
 
@@ -241,7 +252,7 @@ def column(text: Text, words: tuple[str, ...], valid: Callable[[str], object]) -
     patterns' reach. The text is read once at most: TABLE_HEADERS header rows, each table at most TABLE_CHARS, and
     a word inside a table already read is not taken for another header."""
     raw = text.raw
-    if len(raw) != len(text.lower):  # a character whose lower case is longer: positions do not match (rare)
+    if not text.aligned:  # a character whose lower case is longer: positions do not match (rare)
         return
     positions = text.positions
     read_until, headers = 0, 0
@@ -464,8 +475,34 @@ def medical(text: Text) -> Iterator[Hit]:
         yield "MEDICAL", Severity.MEDIUM, "ICD-10 code after 'diagnosis'"
 
 
-DETECTORS: tuple[Callable[[Text], Iterator[Hit]], ...] = (markings, passports, national_ids, payment_cards, ibans,
-                                                          credentials, travel, medical)
+
+
+def _words(*groups: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(word.lower() for group in groups for word in group)
+
+
+Detector = Callable[[Text], Iterator[Hit]]
+# Each detector with what it cannot find anything without: one of its words in the text, or a run of digits (`Text.
+# numbers`). A text that has neither for a detector is not given to it (most mail has none of most detectors' words).
+GATED: tuple[tuple[Detector, frozenset[str], bool], ...] = (
+    (markings, _words(_CLASSIFIED_MARKS, _PORTION_MARKS, _HANDLING_WORDS, _CONFIDENTIAL_WORDS), False),
+    (passports, _words(_MRZ_FILLER, _PASSPORT_WORDS), False),
+    (national_ids, _words(*(words for _, words, _, _ in _SHAPED)), True),  # the codice fiscale's words, or digits
+    (payment_cards, frozenset(), True),
+    (ibans, frozenset(), True),
+    (credentials, _words(_PASSWORD_WORDS, _PRIVATE_KEY_MARK, *(words for _, words, _ in _TOKENS)), False),
+    (travel, _words(_BOOKING_WORDS, _FLIGHT_KEYS), False),
+    (medical, _words(_MEDICAL_STEMS, _ICD_WORDS), False),
+)
+DETECTORS: tuple[Detector, ...] = tuple(detector for detector, _, _ in GATED)
+
+
+def detect(text: Text) -> Iterator[Hit]:
+    """Every detector's hits in one text, each detector run only when the text has what it needs."""
+    present = text.positions.keys()
+    for detector, words, digits in GATED:
+        if (digits and text.numbers) or not words.isdisjoint(present):
+            yield from detector(text)
 
 # -- attachments --------------------------------------------------------------------------------------------
 
