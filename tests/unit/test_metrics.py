@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +14,16 @@ from pathlib import Path
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import update
 
 from rcptguard.gateways.policyd import PolicyService, PolicySettings
 from rcptguard.gateways.relay import RelaySettings
 from rcptguard.guard import Guard
-from rcptguard.metrics import METRIC_NAMES, Metrics, serving
+from rcptguard.metrics import CHECK_BUCKETS, METRIC_NAMES, Metrics, serving
+from rcptguard.model import Action, Signal, Verdict
 from rcptguard.policy import ConfigError
 from rcptguard.store import Store
 from rcptguard.store.links import Links
@@ -94,6 +98,41 @@ def test_the_relay_shows_its_history_and_index(relay_metrics: tuple[int, Store])
     assert value(samples, "rcptguard_index_extensions") == 0
     assert value(samples, "rcptguard_index_extend_seconds") == 0
     assert value(samples, "process_resident_memory_bytes") > 10_000_000
+
+
+def test_decisions_counted_from_many_threads_as_prometheus_would_count_them() -> None:
+    """`decided` from eight threads at once loses no count; the histogram's buckets are cumulative and a time on a
+    bound counts in that bound's bucket (`le`), as prometheus_client's own Histogram counts it."""
+    metrics = Metrics("relay")
+    registry = CollectorRegistry()
+    reference = Histogram("reference_seconds", "", buckets=CHECK_BUCKETS, registry=registry)
+    held = Verdict("a@gmial.com", "gmial.com", Action.HOLD, 5.0,
+                   (Signal("TRANSPOSITION", {}), Signal("FIRST_CONTACT", {})), "held")
+    times = [0.0001, 0.00025, 0.0003, 0.15, 2.0, 0.00001]
+
+    def decide() -> None:
+        for n in range(3000):
+            metrics.decided(held, times[n % len(times)])
+
+    workers = [threading.Thread(target=decide) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for n in range(8 * 3000):
+        reference.observe(times[n % len(times)])
+    samples = parse(metrics.exposition().decode())
+    assert value(samples, "rcptguard_decisions_total", door="relay", verdict="hold") == 24_000
+    assert value(samples, "rcptguard_signals_total", door="relay", signal="TRANSPOSITION") == 24_000
+    assert value(samples, "rcptguard_signals_total", door="relay", signal="FIRST_CONTACT") == 24_000
+    expected = parse(generate_latest(registry).decode())
+    for bound in (*CHECK_BUCKETS, "+Inf"):
+        le = bound if isinstance(bound, str) else floatToGoString(bound)
+        assert value(samples, "rcptguard_check_seconds_bucket", door="relay", le=le) == \
+            value(expected, "reference_seconds_bucket", le=le), le
+    assert value(samples, "rcptguard_check_seconds_count", door="relay") == 24_000
+    assert value(samples, "rcptguard_check_seconds_sum", door="relay") == pytest.approx(
+        value(expected, "reference_seconds_sum"))
 
 
 def test_the_relay_counts_each_decision_by_verdict_and_signal(relay_metrics: tuple[int, Store]) -> None:
