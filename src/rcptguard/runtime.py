@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from rcptguard import logs
-from rcptguard.domains import parse_address
 from rcptguard.guard import Guard
-from rcptguard.history import Batch, Counted, HistorySettings, HistoryView, MemoryHistory, address_key, sender_key
+from rcptguard.history import Batch, Counted, HistorySettings, HistoryView, MemoryHistory, sender_key
 from rcptguard.history.judge import adjust
-from rcptguard.model import Action, Malformed, Verdict
+from rcptguard.history.model import key_of
+from rcptguard.model import Action, Verdict
 from rcptguard.store import Store, StoreError
 from rcptguard.store.history import MirroredHistory, Observation, StoreHistory
 
@@ -48,11 +48,11 @@ def counted(verdicts: Sequence[Verdict]) -> list[Counted]:
     it resembles, for the poisoning guard)."""
     out = []
     for verdict in verdicts:
-        address = parse_address(verdict.address)
-        if isinstance(address, Malformed) or verdict.action > Action.WARN:
+        key = key_of(verdict.address) if verdict.action <= Action.WARN else None
+        if key is None:
             continue
         near = verdict.intended if verdict.action is Action.WARN else None
-        out.append(Counted(address_key(address), address.domain.ascii, near))
+        out.append(Counted(key, key.rpartition("@")[2], near))  # the key's domain is the A-label form
     return out
 
 

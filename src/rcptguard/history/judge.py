@@ -37,13 +37,13 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rcptguard.domains import normalize_domain, parse_address
+from rcptguard.domains import normalize_domain
 from rcptguard.guard import Guard
-from rcptguard.history.model import DomainFacts, Facts, address_key, sender_key
+from rcptguard.history.model import DomainFacts, Facts, key_of, sender_key
 from rcptguard.history.rules import why_not
 from rcptguard.history.settings import HistorySettings
 from rcptguard.history.view import HistoryView
-from rcptguard.model import Action, Malformed, Signal, Verdict
+from rcptguard.model import Action, Signal, Verdict
 from rcptguard.policy import Policy
 from rcptguard.providers import providers
 from rcptguard.reasons import messages, never_written
@@ -87,8 +87,7 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
 def _key(verdict: Verdict) -> str | None:
     if verdict.domain_ascii is None or verdict.action is Action.REJECT:
         return None
-    parsed = parse_address(verdict.address)
-    return None if isinstance(parsed, Malformed) else address_key(parsed)
+    return key_of(verdict.address)
 
 
 @dataclass(slots=True)

@@ -118,30 +118,35 @@ class MemoryHistory:
         tally = self.domains.get(domain, _NO_TALLY)
         mine = self.sender_domains.get((sender, domain), _NO_TALLY) if sender else _NO_TALLY
         return DomainFacts(org=Seen(tally.count, tally.first, tally.last), senders=len(self.senders.get(domain, ())),
-                           inbound=self.inbound[domain], near=self.near.get(domain), state=self.states.get(domain),
-                           sender=Seen(mine.count, mine.first, mine.last),
+                           inbound=self.inbound.get(domain, 0), near=self.near.get(domain),
+                           state=self.states.get(domain), sender=Seen(mine.count, mine.first, mine.last),
                            confirmed=self.confirmed.get((sender, domain)) if sender else None)
 
     def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:  # noqa: ARG002
-        domains = {a.rsplit("@", 1)[-1] for a in addresses}
+        # (dict.get, not the Counters' [], whose missing keys cost a call of __missing__ each: this runs for every
+        # message a door passes)
         unique = sorted(set(addresses))
+        by_sender, by_org = self.by_sender, self.by_org
+        mine = {a: n for a in unique if (n := by_sender.get((sender, a), 0))} if sender else {}
+        everybody = {a: n for a in unique if (n := by_org.get(a, 0))}
         grouped = 2 <= len(unique) <= self.settings.max_group  # as groups are remembered: this size
         neighbours = {}
         if sender:
-            for domain in {a.rsplit("@", 1)[-1] for a in unique if not self.by_sender[(sender, a)]}:  # new to sender
+            for domain in {a.rsplit("@", 1)[-1] for a in unique if a not in mine}:  # new to the sender
                 top = self._neighbours(sender, domain)
                 if top:
                     neighbours[domain] = top
         org_neighbours = {}
-        for domain in {a.rsplit("@", 1)[-1] for a in unique if not self.by_org[a]}:  # only a new address's
+        for domain in {a.rsplit("@", 1)[-1] for a in unique if a not in everybody}:  # only a new address's
             top = self._org_neighbours(domain)
             if top:
                 org_neighbours[domain] = top
+        pairs = self.pairs
         return Facts(
-            domains={d: self._domain(d, sender) for d in domains},
-            by_sender={a: self.by_sender[(sender, a)] for a in unique if self.by_sender[(sender, a)]} if sender else {},
-            by_org={a: self.by_org[a] for a in unique if self.by_org[a]},
-            pairs={p: self.pairs[p] for p in itertools.combinations(unique, 2) if self.pairs[p]} if grouped else {},
+            domains={d: self._domain(d, sender) for d in {a.rsplit("@", 1)[-1] for a in unique}},
+            by_sender=mine,
+            by_org=everybody,
+            pairs={p: n for p in itertools.combinations(unique, 2) if (n := pairs.get(p, 0))} if grouped else {},
             neighbours=neighbours,
             org_neighbours=org_neighbours,
             places={a: _filled(found) for a, rest in places(sender, unique) if (found := self.places.get(rest))}

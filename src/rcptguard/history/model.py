@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rcptguard.domains import parse_address
+from rcptguard.domains import MAX_ADDRESS, parse_address
 from rcptguard.model import Address, Malformed
 
-__all__ = ["DomainFacts", "Facts", "Seen", "Tally", "address_key", "places", "sender_key"]
+__all__ = ["DomainFacts", "Facts", "Seen", "Tally", "address_key", "key_of", "places", "sender_key"]
 
 
 def address_key(address: Address) -> str:
@@ -24,8 +25,21 @@ def sender_key(sender: str) -> str | None:
     """How history names a sender; None for the null sender or one that does not parse (no history of its own)."""
     if not sender.strip() or sender.strip() == "<>":
         return None
-    parsed = parse_address(sender)
+    return key_of(sender)
+
+
+def key_of(raw: str) -> str | None:
+    """`address_key` of an address as typed, None when it does not parse. Remembered for addresses of a sane length,
+    as `parse_address` is: a door asks for the sender's and each recipient's key several times a message."""
+    return _key_remembered(raw) if len(raw) <= MAX_ADDRESS + 2 else _key_of(raw)
+
+
+def _key_of(raw: str) -> str | None:
+    parsed = parse_address(raw)
     return None if isinstance(parsed, Malformed) else address_key(parsed)
+
+
+_key_remembered = functools.lru_cache(maxsize=16384)(_key_of)
 
 
 def places(sender: str | None, addresses: Iterable[str]) -> list[tuple[str, str]]:
