@@ -39,6 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, start_http_server
 from prometheus_client.registry import Collector
 
 from rcptguard import logs
+from rcptguard.model import Action
 from rcptguard.settings import invalid
 from rcptguard.store import StoreError
 from rcptguard.store.history import MirroredHistory
@@ -179,6 +180,9 @@ class RuntimeCollector(Collector):
                                 value=time.monotonic() - runtime.followed)
 
 
+_ACTION_NAMES = {action: str(action) for action in Action}
+
+
 class DecisionCollector(Collector):
     """`rcptguard_decisions_total`, `rcptguard_signals_total` and `rcptguard_check_seconds` of one door, counted in
     plain numbers under one lock and turned into metrics when scraped. This runs for every recipient: with
@@ -194,7 +198,7 @@ class DecisionCollector(Collector):
         self._seconds = 0.0
 
     def count(self, verdict: Verdict, seconds: float) -> None:
-        action, at = str(verdict.action), bisect.bisect_left(CHECK_BUCKETS, seconds)  # le: a bound counts as inside
+        action, at = _ACTION_NAMES[verdict.action], bisect.bisect_left(CHECK_BUCKETS, seconds)  # le: a bound counts
         with self._lock:
             actions, signals = self._actions, self._signals
             actions[action] = actions.get(action, 0) + 1

@@ -124,7 +124,10 @@ class Verdict:
     alternatives: tuple[str, ...] = ()
 
     def signal(self, name: str) -> Signal | None:
-        return next((s for s in self.signals if s.name == name), None)
+        for signal in self.signals:  # (a loop, not next() over a generator: asked several times of every verdict)
+            if signal.name == name:
+                return signal
+        return None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -36,6 +36,7 @@ default); they only ever raise a recipient's action, never lower it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,4 +83,9 @@ class HistorySettings(Settings):
 
     @property
     def half_life(self) -> dt.timedelta:
-        return dt.timedelta(days=self.half_life_days)
+        return _days(self.half_life_days)
+
+
+@functools.lru_cache(maxsize=64)
+def _days(days: float) -> dt.timedelta:
+    return dt.timedelta(days=days)  # (asked for every message a door judges: one timedelta made per value)

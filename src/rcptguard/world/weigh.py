@@ -38,14 +38,16 @@ __all__ = ["SIGNALS", "consult", "consult_all_sync", "consult_sync", "wants_evid
 log = logging.getLogger("rcptguard.world")
 
 SIGNALS: dict[Finding, str] = {finding: f"DNS_{finding.name}" for finding in Finding}
-# Verdicts that already say the mail would bounce without asking (a top-level label that does not exist).
-_ALREADY_BOUNCES = frozenset({"NO_SUCH_TLD"})
+# Verdicts that already say the mail would bounce without asking (a top-level label that does not exist), or that
+# have the evidence already.
+_NOT_WANTED = frozenset({"NO_SUCH_TLD", *SIGNALS.values()})
 
 
 def wants_evidence(verdict: Verdict) -> bool:
     """The verdict is worth a DNS look-up: warn or worse, for a slip of a named domain, not yet known to bounce."""
-    return (verdict.action >= Action.WARN and bool(verdict.intended) and bool(verdict.domain_ascii)
-            and not any(s.name in _ALREADY_BOUNCES or s.name in SIGNALS.values() for s in verdict.signals))
+    if verdict.action < Action.WARN or not verdict.intended or not verdict.domain_ascii:
+        return False
+    return all(s.name not in _NOT_WANTED for s in verdict.signals)
 
 
 def weigh(verdict: Verdict, evidence: Evidence) -> Verdict:
