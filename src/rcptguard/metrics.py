@@ -116,6 +116,7 @@ class Metrics:
                                     "(typo, not_served, malformed, tempfail, limited)", ["answer"], registry=registry)
         self.sink_limits = Counter("rcptguard_sink_limits", "Sessions and commands a limit of the sink refused or "
                                    "closed, by limit", ["limit"], registry=registry)
+        self._forwarded: dict[str, Counter] = {}
         if store is not None:
             registry.register(StoreCollector(store))
 
@@ -139,7 +140,10 @@ class Metrics:
     def next_hop_answered(self, accepted: int, deferred: int, refused: int) -> None:
         for outcome, count in (("accepted", accepted), ("deferred", deferred), ("refused", refused)):
             if count:
-                self.forwarded.labels(self.door, outcome).inc(count)
+                series = self._forwarded.get(outcome)
+                if series is None:  # (prometheus_client's `labels` checks and locks at every call: once each)
+                    series = self._forwarded[outcome] = self.forwarded.labels(self.door, outcome)
+                series.inc(count)
 
     def exposition(self) -> bytes:
         """Every metric in Prometheus's text format (CONTENT_TYPE)."""

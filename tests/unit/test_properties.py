@@ -6,6 +6,7 @@ import idna
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rcptguard.gateways.replies import _spelled, ascii_line
 from rcptguard.guard import Guard
 from rcptguard.model import Action
 from tests.conftest import make_guard
@@ -45,3 +46,19 @@ def test_unicode_and_ascii_forms_agree(labels: list[str], suffix: str) -> None:
     one = GUARD.check(f"x@{unicode_name}")
     two = GUARD.check(f"x@{ascii_name}")
     assert (one.action, one.intended, one.reason, one.score) == (two.action, two.intended, two.reason, two.score)
+
+
+@settings(max_examples=1500)
+@given(st.text(alphabet=st.sampled_from(" \t\r\nab.-é日\x00\x7f"), max_size=60) | st.text(max_size=60),
+       st.integers(min_value=4, max_value=80))
+def test_a_reply_line_is_one_line_of_printable_ascii(text: str, limit: int) -> None:
+    """`ascii_line` of any text is what spelling it letter by letter gives (its short cut for text that is one
+    line of printable ASCII already changes nothing), within the limit."""
+    line = ascii_line(text, limit)
+    spelled = _spelled(text)
+    assert line == (spelled if len(spelled) <= limit else spelled[: limit - 3].rstrip() + "...")
+    assert line.isascii()
+    assert line.isprintable()
+    assert len(line) <= limit
+    assert "  " not in line.removesuffix("...")
+    assert line == line.strip()

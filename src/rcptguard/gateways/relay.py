@@ -802,18 +802,17 @@ class RelayHandler:
             deadline = time.monotonic() + self.settings.reply_within  # one answer, within reply_within in all
             key = self._late_key(envelope) if self.late or self.answered_late else None
             earlier = self.late.get(key) if key is not None else None
-            if earlier is not None:  # the same message, still being handled from an earlier attempt
-                done, _ = await asyncio.wait([earlier], timeout=self.settings.reply_within)
-                if not done:
-                    return str(RELAY_REPLIES[Relayed.NEXT_HOP_STILL_BUSY])
+            # the same message, still being handled from an earlier attempt: its outcome, or still busy
+            if earlier is not None and not await _ended_within(earlier, self.settings.reply_within):
+                return str(RELAY_REPLIES[Relayed.NEXT_HOP_STILL_BUSY])
             late_answer = self.answered_late.pop(key, None) if key is not None else None
             if late_answer is not None and time.monotonic() - late_answer[0] <= self.copies.ttl:
                 return late_answer[1]  # done after its client was told 451: the retry gets its 250
             if earlier is not None and deadline - time.monotonic() < self.settings.reply_within / 2:
                 return str(RELAY_REPLIES[Relayed.NEXT_HOP_STILL_BUSY])  # it ended 4xx late: no time for a new try
-            task = asyncio.ensure_future(self._data(session, envelope))
+            task = asyncio.get_running_loop().create_task(self._data(session, envelope))
             try:
-                done, _ = await asyncio.wait([task], timeout=max(deadline - time.monotonic(), 0.0))
+                done = await _ended_within(task, max(deadline - time.monotonic(), 0.0))
             except asyncio.CancelledError:  # the client went away: the work goes on, its outcome remembered
                 self._orphan(task, envelope)
                 raise
@@ -1024,6 +1023,26 @@ class RelayHandler:
                    size=len(content))
         note = f"; held {len(hold_ids)} for confirmation" if hold_ids else ""  # counts: a reply line stays short
         return str(RELAY_REPLIES[Relayed.DELIVERED].saying(f"forwarded {len(accepted)}{note}"))
+
+
+async def _ended_within(task: asyncio.Task[str], seconds: float) -> bool:
+    """Whether `task` ended within `seconds`; it goes on either way. `asyncio.wait` for one task, with one future and
+    one timer (this runs for every message: `asyncio.wait` makes sets, a future per call and a callback per task)."""
+    loop = task.get_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(seconds, wake)
+    task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
 
 
 async def serve(handler: RelayHandler, host: str, port: int, *, ready: Callable[[int], None] | None = None,

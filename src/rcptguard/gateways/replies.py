@@ -13,6 +13,12 @@ MAX_REPLY_TEXT = 400  # Postfix and most clients show a reply line of this lengt
 
 def ascii_line(text: str, limit: int = MAX_REPLY_TEXT) -> str:
     """One line of printable ASCII: accents dropped, other letters as '?', controls as spaces."""
+    if not (text.isascii() and text.isprintable() and "  " not in text and text == text.strip()):
+        text = _spelled(text)  # (most texts are one already: a reply's detail made for every message)
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _spelled(text: str) -> str:
     out = []
     for ch in text:
         if ch.isascii():
@@ -20,8 +26,7 @@ def ascii_line(text: str, limit: int = MAX_REPLY_TEXT) -> str:
             continue
         base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
         out.append(base or "?")
-    line = " ".join("".join(out).split())
-    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
+    return " ".join("".join(out).split())
 
 
 def explanation(verdict: Verdict) -> str:
