@@ -47,7 +47,7 @@ CONCURRENCY = "20"
 TO = "someone@partner.example"
 
 
-def run(work: Path, messages: int, through_relay: bool, to: str = TO) -> float:
+def run(work: Path, messages: int, through_relay: bool, to: str = TO, *, bare: bool = False) -> float:
     sink_port, relay_port = free_port(), free_port()
     main = {"default_destination_concurrency_limit": CONCURRENCY, "smtp_connection_cache_on_demand": "yes"}
     if through_relay:
@@ -58,18 +58,28 @@ def run(work: Path, messages: int, through_relay: bool, to: str = TO) -> float:
     relay = [str(Path(sys.executable).parent / "rcptguard"), "relay", "--protect", "example-corp.com",
              "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}",
              "--db", f"sqlite:///{work / 'store.db'}", "--log-level", "warning"]
+    if bare:
+        relay = [sys.executable, str(Path(__file__).with_name("bare_relay.py")),
+                 "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}"]
     logs = work / ("relay" if through_relay else "direct")
     logs.mkdir(parents=True, exist_ok=True)
     relaying = running(relay, relay_port, logs / "relay.log") if through_relay else contextlib.nullcontext()
-    with running(sink, sink_port, logs / "sink.log"), instance, relaying:
+    with running(sink, sink_port, logs / "sink.log"), instance, relaying as proc:
         start, busy = time.perf_counter(), busy_seconds()
+        own = cpu_seconds(proc.pid) if proc else 0.0
         subprocess.run(["smtp-source", "-s", "20", "-m", str(messages), "-l", "10240", "-d",
                         "-f", "me@example-corp.com", "-t", to,
                         f"127.0.0.1:{instance.smtpd_port}"], check=True, timeout=1800)
         wait_delivered(instance.log_file, messages)
         elapsed, busy = time.perf_counter() - start, busy_seconds() - busy
+        if proc:
+            (BARE_CPU if bare else RELAY_CPU).append((cpu_seconds(proc.pid) - own) / messages)
     MACHINE_CPU.append(busy / messages)
     return messages / elapsed
+
+
+RELAY_CPU: list[float] = []  # the relay process's CPU seconds per message of each `run` through it, in order
+BARE_CPU: list[float] = []  # the same of bench/bare_relay.py (`run(bare=True)`)
 
 
 MACHINE_CPU: list[float] = []  # the machine's busy CPU seconds per message of each `run`, in order
@@ -131,7 +141,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="Alternating runs of each path; medians are kept.")
     parser.add_argument("--alone", action="store_true", help="Without Postfix: smtp-source -> relay -> smtp-sink.")
     parser.add_argument("--bare", action="store_true",
-                        help="With --alone: also the relay's parts without the guard (bench/bare_relay.py).")
+                        help="Also the relay's parts without the guard (bench/bare_relay.py), as a third path.")
     parser.add_argument("--to", default=TO, help="The recipient (a warned one makes the relay scan every message).")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
@@ -157,9 +167,12 @@ def main() -> None:
             print(f"| smtp-source -> {name} -> smtp-sink | {args.messages} | {rate:,.0f} | {rate / sink:.2f}× "
                   f"| {cpu * 1000:.2f} ms; {', '.join(f'{r[1] * 1000:.2f}' for r in measured)} |")
         return
+    paths = [("Postfix -> rcptguard relay -> sink", lambda w: run(w, args.messages, through_relay=True, to=args.to))]
+    if args.bare:
+        paths.append(("Postfix -> the relay's parts without the guard -> sink",
+                      lambda w: run(w, args.messages, through_relay=True, to=args.to, bare=True)))
     compare(work, args.rounds, args.messages,
-            ("Postfix -> sink", lambda w: run(w, args.messages, through_relay=False, to=args.to)),
-            ("Postfix -> rcptguard relay -> sink", lambda w: run(w, args.messages, through_relay=True, to=args.to)))
+            ("Postfix -> sink", lambda w: run(w, args.messages, through_relay=False, to=args.to)), *paths)
 
 
 def compare(work: Path, rounds: int, messages: int, baseline: tuple[str, Callable[[Path], float]],
@@ -184,6 +197,10 @@ def compare(work: Path, rounds: int, messages: int, baseline: tuple[str, Callabl
     for (name, _), values, used in zip(paths[1:], runs[1:], cpu[1:], strict=True):
         paired = [c / b for b, c in zip(runs[0], values, strict=True)]
         print(f"ratio of each round, {name}: {[round(x, 2) for x in paired]}, median {statistics.median(paired):.2f}")
+        own = BARE_CPU if "without the guard" in name else RELAY_CPU
+        if own:
+            print(f"  the relay's own CPU per message: {[round(x * 1000, 2) for x in own]} ms, median "
+                  f"{statistics.median(own) * 1000:.2f} ms")
         by_cpu = [b / c for b, c in zip(cpu[0], used, strict=True)]
         if any(math.isnan(x) for x in by_cpu):
             continue
