@@ -15,7 +15,8 @@ relay gives every message to the sensitivity scanner (rcptguard.content) before 
 worst case in the mail path (the sender's warning notice goes out once a day per domain).
 
 With `--alone`, smtp-source sends straight to the relay (the baseline: straight to smtp-sink), and the relay's
-CPU time per message is read from /proc: what the relay itself costs, without Postfix's share of the cores.
+CPU time per message is read from /proc: what the relay itself costs, without Postfix's share of the cores (behind
+Postfix it is printed too). `--bare` adds bench/bare_relay.py, the relay's parts without the guard, as a third path.
 
 The machine is noisy: each path runs `--rounds` times, alternating, and the medians are compared.
 """
