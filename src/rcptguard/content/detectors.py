@@ -475,6 +475,7 @@ def medical(text: Text) -> Iterator[Hit]:
         yield "MEDICAL", Severity.MEDIUM, "ICD-10 code after 'diagnosis'"
 
 
+# -- all of them --------------------------------------------------------------------------------------------
 
 
 def _words(*groups: tuple[str, ...]) -> frozenset[str]:
@@ -482,8 +483,8 @@ def _words(*groups: tuple[str, ...]) -> frozenset[str]:
 
 
 Detector = Callable[[Text], Iterator[Hit]]
-# Each detector with what it cannot find anything without: one of its words in the text, or a run of digits (`Text.
-# numbers`). A text that has neither for a detector is not given to it (most mail has none of most detectors' words).
+# Each detector with what it cannot find anything without: one of its words in the text, or a run of digits
+# (`Text.numbers`). A text that has neither is not given to it (most mail has none of most detectors' words).
 GATED: tuple[tuple[Detector, frozenset[str], bool], ...] = (
     (markings, _words(_CLASSIFIED_MARKS, _PORTION_MARKS, _HANDLING_WORDS, _CONFIDENTIAL_WORDS), False),
     (passports, _words(_MRZ_FILLER, _PASSPORT_WORDS), False),
@@ -503,6 +504,7 @@ def detect(text: Text) -> Iterator[Hit]:
     for detector, words, digits in GATED:
         if (digits and text.numbers) or not words.isdisjoint(present):
             yield from detector(text)
+
 
 # -- attachments --------------------------------------------------------------------------------------------
 

@@ -1028,6 +1028,8 @@ class RelayHandler:
 async def _ended_within(task: asyncio.Task[str], seconds: float) -> bool:
     """Whether `task` ended within `seconds`; it goes on either way. `asyncio.wait` for one task, with one future and
     one timer (this runs for every message: `asyncio.wait` makes sets, a future per call and a callback per task)."""
+    if task.done():
+        return True
     loop = task.get_loop()
     waiter: asyncio.Future[None] = loop.create_future()
 
