@@ -123,6 +123,12 @@ class Verdict:
     domain_ascii: str | None = None
     alternatives: tuple[str, ...] = ()
 
+    def copy(self) -> Verdict:
+        """A verdict equal to this one, for the caller to change (`dataclasses.replace` costs three times as much, and
+        the judgement of most recipients makes one)."""
+        return Verdict(self.address, self.domain, self.action, self.score, self.signals, self.reason, self.intended,
+                       self.suggestion, self.domain_ascii, self.alternatives)
+
     def signal(self, name: str) -> Signal | None:
         for signal in self.signals:  # (a loop, not next() over a generator: asked several times of every verdict)
             if signal.name == name:

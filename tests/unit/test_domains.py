@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from rcptguard.domains import DomainError, normalize_domain, parse_address
-from rcptguard.model import Address, Domain, Malformed
+from rcptguard.model import Action, Address, Domain, Malformed, Verdict
 
 
 def _address(raw: str) -> Address:
@@ -311,3 +313,17 @@ def test_other_malformed_inputs_do_not_raise(raw: str) -> None:
     result = _malformed(raw)
     assert result.reason
     assert result.raw == raw
+
+
+def test_a_verdict_copy_has_every_field_and_is_its_own() -> None:
+    """`Verdict.copy` (the judgement's cheap `dataclasses.replace`) carries every field, a field added later too:
+    each is set to an object of its own and must be that object in the copy; changing the copy leaves the original."""
+    verdict = Verdict("a@b.example", "b.example", Action.PASS, 0.0, (), "")
+    marks = {field.name: object() for field in dataclasses.fields(Verdict)}
+    for name, mark in marks.items():
+        setattr(verdict, name, mark)
+    copied = verdict.copy()
+    assert copied is not verdict
+    assert all(getattr(copied, name) is mark for name, mark in marks.items())
+    copied.reason = "changed"
+    assert verdict.reason is marks["reason"]

@@ -146,19 +146,24 @@ class _Message:
             return _confirmed(verdict, domain, known.confirmed, Action.parse(self.settings.confirmed_action))
         reason = self._first_contact(verdict, domain, known)
         found = self._odd(key, domain, known)
+        if not found and reason == verdict.reason:
+            return verdict
+        judged = verdict.copy()
+        judged.reason = reason
         if not found:
-            return verdict if reason == verdict.reason else dataclasses.replace(verdict, reason=reason)
+            return judged
         points = sum(s.score for s in found)
         action = max(verdict.action, min(self.policy.action_for(points), Action.HOLD))
         notes = " ".join(s.evidence["note"] for s in found)
-        changes: dict[str, object] = {"signals": (*verdict.signals, *found), "action": action,
-                                      "reason": f"{reason} {notes}" if verdict.action > Action.PASS else notes,
-                                      "score": verdict.score + points if action > verdict.action else verdict.score}
+        judged.signals = (*verdict.signals, *found)
+        judged.action = action
+        judged.reason = f"{reason} {notes}" if verdict.action > Action.PASS else notes
+        judged.score = verdict.score + points if action > verdict.action else verdict.score
         like = next((s.evidence.get("like") for s in found if s.evidence.get("like")), None)
         if action >= Action.WARN and verdict.suggestion is None and like:
-            changes["suggestion"] = like if "@" in like else f"{key.rsplit('@', 1)[0]}@{like}"
-            changes["intended"] = like.rsplit("@", 1)[-1]
-        return dataclasses.replace(verdict, **changes)  # type: ignore[arg-type]
+            judged.suggestion = like if "@" in like else f"{key.rsplit('@', 1)[0]}@{like}"
+            judged.intended = like.rsplit("@", 1)[-1]
+        return judged
 
     def _first_contact(self, verdict: Verdict, domain: str, known: DomainFacts) -> str:
         """The reason, with "you have never written to X" made true of this sender and the organisation."""

@@ -23,7 +23,6 @@ caps it. The names are in `SIGNALS` and listed by `rcptguard detectors`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -57,16 +56,17 @@ def weigh(verdict: Verdict, evidence: Evidence) -> Verdict:
     signal = Signal(SIGNALS[evidence.finding], {"finding": str(evidence.finding), "text": evidence.text,
                                                 "hosts": ", ".join(evidence.hosts),
                                                 "ms": f"{evidence.elapsed_ms:.0f}"})
-    signals = (*verdict.signals, signal)
+    weighed = verdict.copy()
+    weighed.signals = (*verdict.signals, signal)
     if evidence.would_bounce:
-        return dataclasses.replace(verdict, signals=signals, reason=f"{verdict.reason} {evidence.text}")
-    if evidence.same_operator and verdict.action > Action.WARN and verdict.signal("FORCE_RULE") is None:
-        note = (f"{evidence.text} So {evidence.typed} is probably a real sibling of {evidence.intended}: "
-                f"a warning, not a {verdict.action}.")
-        return dataclasses.replace(verdict, action=Action.WARN, signals=signals, reason=f"{verdict.reason} {note}")
-    if evidence.same_operator:
-        return dataclasses.replace(verdict, signals=signals, reason=f"{verdict.reason} {evidence.text}")
-    return dataclasses.replace(verdict, signals=signals)
+        weighed.reason = f"{verdict.reason} {evidence.text}"
+    elif evidence.same_operator and verdict.action > Action.WARN and verdict.signal("FORCE_RULE") is None:
+        weighed.action = Action.WARN
+        weighed.reason = (f"{verdict.reason} {evidence.text} So {evidence.typed} is probably a real sibling of "
+                          f"{evidence.intended}: a warning, not a {verdict.action}.")
+    elif evidence.same_operator:
+        weighed.reason = f"{verdict.reason} {evidence.text}"
+    return weighed
 
 
 async def consult(world: World | None, verdict: Verdict) -> Verdict:
