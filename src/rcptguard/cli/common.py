@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import socket
 import sys
@@ -120,9 +119,6 @@ def serve_until_stopped(command: str, host: str, port: int,
     def ready(_port: int) -> None:
         nonlocal listening
         listening = True
-        # What was built to serve (the index, the history in memory, the policy) lives as long as the server: out of
-        # the cycle collector's sight, whose full passes would otherwise walk it all again and again.
-        gc.freeze()
 
     try:
         run_async(server(ready))
