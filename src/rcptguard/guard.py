@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from rcptguard.detect import explain
@@ -34,7 +33,7 @@ from rcptguard.domains import (
     to_ascii,
     use_suffix_list,
 )
-from rcptguard.index import Candidate, DomainIndex, Family, Listed
+from rcptguard.index import Candidate, DomainIndex, Family, Listed, weakly_cached
 from rcptguard.model import Action, Address, Domain, Malformed, Role, Signal, Verdict
 from rcptguard.policy import ConfigError, Policy
 from rcptguard.providers import providers
@@ -126,7 +125,7 @@ class Guard:
         self._real = real_tlds()
         self.index = DomainIndex(self._entries()) if index is None else index  # given: `extended`
         # A domain's judgement depends only on the index and policy, both fixed for this guard's lifetime.
-        self.judge = lru_cache(maxsize=JUDGEMENT_CACHE)(self._judge)
+        self.judge = weakly_cached(self._judge, JUDGEMENT_CACHE)
 
     def extended(self, learned: Mapping[str, int], added: Iterable[str] = ()) -> Guard:
         """This guard with the correspondents `learned` (all of them, as a new guard is given them) and the domains

@@ -31,10 +31,11 @@ from __future__ import annotations
 import copy
 import enum
 import os
+import weakref
 from array import array
-from collections.abc import Collection, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import _lru_cache_wrapper, lru_cache
 from typing import NamedTuple, TypeVar
 
 # numpy's BLAS (OpenBLAS) starts a pool of threads when numpy is imported, before any door can set its threads'
@@ -134,6 +135,21 @@ def split_unicode(domain: Domain, n: int | None = None) -> tuple[str, str]:
 
 
 _K = TypeVar("_K", bound=Hashable)
+_T = TypeVar("_T")
+
+
+def weakly_cached(method: Callable[..., _T], maxsize: int) -> _lru_cache_wrapper[_T]:
+    """`lru_cache(maxsize)(method)` of a bound method, without the reference cycle that makes (the object holds the
+    cache, the cache the bound method, the method the object): an object so cached is freed as soon as it is
+    dropped, not at the cycle collector's next full pass (a guard replaced at an index rebuild, with its index)."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Hashable) -> _T:
+        bound = ref()
+        assert bound is not None  # the object holds the cache that calls it
+        return bound(*args)
+
+    return lru_cache(maxsize=maxsize)(call)
 
 
 def _add(table: dict[_K, tuple[int, ...]], key: _K, value: int) -> None:
@@ -246,7 +262,7 @@ class DomainIndex:
         self._is_suffix = bytearray()
         self._take(entries)
         self.size = len(self._ascii)
-        self._entry = lru_cache(maxsize=ENTRY_CACHE)(self._make_entry)
+        self._entry = weakly_cached(self._make_entry, ENTRY_CACHE)
         self._build()
 
     def _take(self, entries: Iterable[Entry | Listed]) -> None:
@@ -372,7 +388,7 @@ class DomainIndex:
         vars(self).update(state)
         for name in _COLUMNS:  # what `add` changes in place
             setattr(self, name, copy.copy(state[name]))
-        self._entry = lru_cache(maxsize=ENTRY_CACHE)(self._make_entry)
+        self._entry = weakly_cached(self._make_entry, ENTRY_CACHE)
 
     def add(self, entries: Iterable[Entry | Listed]) -> None:
         """Add domains to this index in place: only to an index no check is using yet (`extended`)."""

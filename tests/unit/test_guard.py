@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from rcptguard.guard import Guard
@@ -298,3 +301,27 @@ def test_the_same_name_under_com_and_net_is_at_most_a_warning() -> None:
     for typed in ("x@charter.com", "x@mail.charter.com"):
         verdict = guard.check(typed)
         assert verdict.action <= Action.WARN, typed
+
+
+def test_a_guard_replaced_at_a_rebuild_is_freed_at_once() -> None:
+    """A guard and its index are freed as soon as they are dropped (no reference cycle through their caches): a door
+    that rebuilds its index does not keep the old one until the cycle collector's next full pass."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        guard = make_guard(("mil", "example-corp.com"), tuple(f"d{n}.example.org" for n in range(300)))
+        grown = guard.extended({"new.example.net": 5})
+        for address in ("a@army.ml", "b@gmial.com", "c@d1.example.orq", "d@d7.example.org"):
+            guard.check(address)
+            grown.check(address)
+        dropped = [weakref.ref(guard), weakref.ref(guard.index)]
+        del guard
+        assert all(ref() is None for ref in dropped)
+        action = grown.check("a@army.ml").action  # the grown guard lives on, with its own index
+        assert action >= Action.WARN
+        dropped = [weakref.ref(grown), weakref.ref(grown.index)]
+        del grown
+        assert all(ref() is None for ref in dropped)
+    finally:
+        if collecting:
+            gc.enable()
