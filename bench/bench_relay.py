@@ -48,7 +48,20 @@ CONCURRENCY = "20"
 TO = "someone@partner.example"
 
 
-def run(work: Path, messages: int, through_relay: bool, to: str = TO, *, bare: bool = False) -> float:
+def relay_command(work: Path, relay_port: int, sink_port: int, *, bare: bool = False) -> list[str]:
+    """`rcptguard relay` in front of the sink, or (`bare`) bench/bare_relay.py: the relay's parts without the guard."""
+    if bare:
+        return [sys.executable, str(Path(__file__).with_name("bare_relay.py")),
+                "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}"]
+    return [str(Path(sys.executable).parent / "rcptguard"), "relay", "--protect", "example-corp.com",
+            "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}",
+            "--db", f"sqlite:///{work / 'store.db'}", "--log-level", "warning"]
+
+
+def run(work: Path, messages: int, through_relay: bool, to: str = TO, *, bare: bool = False,
+        own_cpu: list[float] | None = None) -> float:
+    """msgs/s of smtp-source -> Postfix -> [relay ->] smtp-sink; the relay process's CPU seconds per message are
+    appended to `own_cpu`."""
     sink_port, relay_port = free_port(), free_port()
     main = {"default_destination_concurrency_limit": CONCURRENCY, "smtp_connection_cache_on_demand": "yes"}
     if through_relay:
@@ -56,12 +69,7 @@ def run(work: Path, messages: int, through_relay: bool, to: str = TO, *, bare: b
     instance = PostfixInstance(work / ("relay" if through_relay else "direct"), smtpd_port=free_port(),
                                relay_port=sink_port, main_cf=main)
     sink = ["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1024"]
-    relay = [str(Path(sys.executable).parent / "rcptguard"), "relay", "--protect", "example-corp.com",
-             "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}",
-             "--db", f"sqlite:///{work / 'store.db'}", "--log-level", "warning"]
-    if bare:
-        relay = [sys.executable, str(Path(__file__).with_name("bare_relay.py")),
-                 "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}"]
+    relay = relay_command(work, relay_port, sink_port, bare=bare)
     logs = work / ("relay" if through_relay else "direct")
     logs.mkdir(parents=True, exist_ok=True)
     relaying = running(relay, relay_port, logs / "relay.log") if through_relay else contextlib.nullcontext()
@@ -73,14 +81,10 @@ def run(work: Path, messages: int, through_relay: bool, to: str = TO, *, bare: b
                         f"127.0.0.1:{instance.smtpd_port}"], check=True, timeout=1800)
         wait_delivered(instance.log_file, messages)
         elapsed, busy = time.perf_counter() - start, busy_seconds() - busy
-        if proc:
-            (BARE_CPU if bare else RELAY_CPU).append((cpu_seconds(proc.pid) - own) / messages)
+        if proc and own_cpu is not None:
+            own_cpu.append((cpu_seconds(proc.pid) - own) / messages)
     MACHINE_CPU.append(busy / messages)
     return messages / elapsed
-
-
-RELAY_CPU: list[float] = []  # the relay process's CPU seconds per message of each `run` through it, in order
-BARE_CPU: list[float] = []  # the same of bench/bare_relay.py (`run(bare=True)`)
 
 
 MACHINE_CPU: list[float] = []  # the machine's busy CPU seconds per message of each `run`, in order
@@ -99,12 +103,7 @@ def run_alone(work: Path, messages: int, through_relay: bool, to: str = TO, *,
     """msgs/s of smtp-source -> [relay ->] smtp-sink, and the relay's CPU seconds per message (`bare`: the relay's
     parts without the guard, bench/bare_relay.py)."""
     sink_port, relay_port = free_port(), free_port()
-    relay = [str(Path(sys.executable).parent / "rcptguard"), "relay", "--protect", "example-corp.com",
-             "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}",
-             "--db", f"sqlite:///{work / 'store.db'}", "--log-level", "warning"]
-    if bare:
-        relay = [sys.executable, str(Path(__file__).with_name("bare_relay.py")),
-                 "--listen", f"127.0.0.1:{relay_port}", "--next-hop", f"127.0.0.1:{sink_port}"]
+    relay = relay_command(work, relay_port, sink_port, bare=bare)
     work.mkdir(parents=True, exist_ok=True)
     with running(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1024"], sink_port, work / "sink.log"), \
             (running(relay, relay_port, work / "relay.log") if through_relay else contextlib.nullcontext()) as proc:
@@ -168,12 +167,16 @@ def main() -> None:
             print(f"| smtp-source -> {name} -> smtp-sink | {args.messages} | {rate:,.0f} | {rate / sink:.2f}× "
                   f"| {cpu * 1000:.2f} ms; {', '.join(f'{r[1] * 1000:.2f}' for r in measured)} |")
         return
-    paths = [("Postfix -> rcptguard relay -> sink", lambda w: run(w, args.messages, through_relay=True, to=args.to))]
-    if args.bare:
-        paths.append(("Postfix -> the relay's parts without the guard -> sink",
-                      lambda w: run(w, args.messages, through_relay=True, to=args.to, bare=True)))
+    relays = [("rcptguard relay", False), *([("the relay's parts without the guard", True)] if args.bare else [])]
+    own: dict[str, list[float]] = {name: [] for name, _ in relays}  # each relay's CPU seconds per message, by round
     compare(work, args.rounds, args.messages,
-            ("Postfix -> sink", lambda w: run(w, args.messages, through_relay=False, to=args.to)), *paths)
+            ("Postfix -> sink", lambda w: run(w, args.messages, through_relay=False, to=args.to)),
+            *((f"Postfix -> {name} -> sink",
+               lambda w, name=name, bare=bare: run(w, args.messages, through_relay=True, to=args.to, bare=bare,
+                                                   own_cpu=own[name])) for name, bare in relays))
+    for name, per_message in own.items():
+        print(f"{name}, its own CPU per message: {[round(x * 1000, 2) for x in per_message]} ms, median "
+              f"{statistics.median(per_message) * 1000:.2f} ms")
 
 
 def compare(work: Path, rounds: int, messages: int, baseline: tuple[str, Callable[[Path], float]],
@@ -198,10 +201,6 @@ def compare(work: Path, rounds: int, messages: int, baseline: tuple[str, Callabl
     for (name, _), values, used in zip(paths[1:], runs[1:], cpu[1:], strict=True):
         paired = [c / b for b, c in zip(runs[0], values, strict=True)]
         print(f"ratio of each round, {name}: {[round(x, 2) for x in paired]}, median {statistics.median(paired):.2f}")
-        own = BARE_CPU if "without the guard" in name else RELAY_CPU
-        if own:
-            print(f"  the relay's own CPU per message: {[round(x * 1000, 2) for x in own]} ms, median "
-                  f"{statistics.median(own) * 1000:.2f} ms")
         by_cpu = [b / c for b, c in zip(cpu[0], used, strict=True)]
         if any(math.isnan(x) for x in by_cpu):
             continue
