@@ -408,6 +408,75 @@ def test_a_namesake_of_somebody_the_sender_or_the_organisation_writes_to() -> No
     assert slip.signal("ODD_ADDRESS_SLIP") is not None  # a slip is a slip anywhere
 
 
+def colleagues_history() -> Batch:
+    """mark.jones writes to his colleagues ann.lee, james.smith and jane.smith and to a partner; kim.novak sends mail
+    too, to the same partner, and mark never wrote to her."""
+    batch = Batch()
+    for day in range(10):
+        batch.message("mark.jones@org.example", to("ann.lee@org.example", "bob@partner.com"), NOW - day * DAY)
+        batch.message("mark.jones@org.example", to("james.smith@org.example", "jane.smith@org.example"),
+                      NOW - day * DAY)
+        batch.message("kim.novak@org.example", to("bob@partner.com"), NOW - day * DAY)
+    return batch
+
+
+@pytest.mark.parametrize("kind", ["memory", "store"])
+def test_a_personal_address_of_a_colleague_warns_alone(kind: str, tmp_path: Path) -> None:
+    """An address at a public mail provider that spells the name of the sender, or of the one colleague history
+    knows by that name whom the sender writes to (not on the message: the work address replaced by a personal
+    one), is warned of by itself, with the work address suggested; a name two colleagues spell, a colleague the
+    sender never wrote to, and an address the sender has written to `established` times are not."""
+    history: MemoryHistory | StoreHistory = (MemoryHistory() if kind == "memory" else
+                                             StoreHistory(Store.open(f"sqlite:///{tmp_path / 'h.db'}")))
+    history.record(colleagues_history())
+    engine = Guard(load_policy(), learned=history.learned(NOW))
+
+    def judged(recipient: str, sender: str = "mark.jones@org.example") -> Verdict:
+        return judge_message(engine, sender, [recipient], history, now=NOW)[0]
+
+    colleague = judged("annlee84@gmail.com")
+    assert colleague.action is Action.WARN
+    assert colleague.signal("ODD_PERSONAL") is not None
+    assert colleague.suggestion == "ann.lee@org.example"
+    assert ("annlee84@gmail.com looks like a personal address of your colleague ann.lee@org.example, at a public "
+            "mail provider: is ann.lee@org.example the address you meant?") in colleague.reason
+    own = judged("markjones@outlook.com")
+    assert own.action is Action.WARN
+    assert "personal address of mark.jones@org.example" in own.reason
+    assert judged("alee@gmail.com").signal("ODD_PERSONAL") is None  # four letters: too few to name one person
+    assert judged("jsmith@gmail.com").signal("ODD_PERSONAL") is None  # james.smith or jane.smith
+    assert judged("jamessmith@gmail.com").signal("ODD_PERSONAL") is not None
+    assert judged("kimnovak@gmail.com").signal("ODD_PERSONAL") is None  # mark never wrote to kim.novak
+    assert judged("kimnovak@gmail.com", "kim.novak@org.example").action is Action.WARN  # her own
+    assert judged("annlee@partner.com").signal("ODD_PERSONAL") is None  # not a public mail provider
+    assert judged("annlee84@gmail.com", "someone@gmail.com").signal("ODD_PERSONAL") is None  # no organisation
+    sent = Batch()
+    for day in range(3):
+        sent.message("mark.jones@org.example", to("annlee84@gmail.com"), NOW - day * DAY)
+    history.record(sent)
+    assert judged("annlee84@gmail.com").signal("ODD_PERSONAL") is None  # written to three times: meant
+
+
+def test_the_store_and_memory_know_the_same_colleagues(store: StoreHistory) -> None:
+    memory = MemoryHistory()
+    for history in (store, memory):
+        history.record(colleagues_history())
+    for sender, recipients in [("mark.jones@org.example", ["annlee84@gmail.com", "jamessmith@gmail.com",
+                                                          "jsmith@gmail.com", "bob@partner.com"]),
+                               ("kim.novak@org.example", ["annlee@gmail.com", "kimnovak@yahoo.com"]),
+                               ("mark.jones@org.example", ["bob@partner.com"])]:
+        facts = memory.facts(sender, recipients, NOW)
+        assert store.facts(sender, recipients, NOW) == facts
+    assert memory.facts("mark.jones@org.example", ["annlee84@gmail.com", "jamessmith@gmail.com"],
+                        NOW).colleagues == {"annlee": "ann.lee@org.example", "jamessmith": "james.smith@org.example"}
+    assert memory.facts("kim.novak@org.example", ["annlee@gmail.com", "kimnovak@yahoo.com"],
+                        NOW).colleagues == {"kimnovak": "kim.novak@org.example"}
+    late = Batch()
+    late.message("mark.jones@org.example", to("ann.lee2@org.example"), NOW)  # a second ann lee joined
+    memory.record(late)
+    assert memory.facts("mark.jones@org.example", ["annlee@gmail.com"], NOW).colleagues == {}
+
+
 def test_a_message_to_a_thousand_costs_each_recipient_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """A message to 1,000 recipients at 500 domains, one of them army.ml among 20 at army.mil: the slip is still
     found, and each recipient's domain is compared with at most SLIP_COMPANY others (no recipient is compared with

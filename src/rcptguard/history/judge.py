@@ -24,7 +24,9 @@ says of this sender and this group of recipients:
   were written to together before with that person where this one is now, never with this one (a wrong pick from
   the address book in a thread: nils.meyer@partner.example every time, o.koehler@partner.example now);
   `ODD_PERSONAL` an address at a public mail provider spelling the name of the sender or a colleague on the
-  message (ann.lee@org.example, annlee84@gmail.com): a personal address, where company mail should not go.
+  message (ann.lee@org.example, annlee84@gmail.com): a personal address, where company mail should not go; or of
+  one colleague known to history (who sends mail, or was written to) in place of the work address, while the
+  sender has written to it fewer than `established` times.
 
 It is a function of (sender, verdicts, history): no door's state, so the relay, a milter and the evaluation call
 the same code.
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 
 from rcptguard.domains import normalize_domain
 from rcptguard.guard import Guard
-from rcptguard.history.model import DomainFacts, Facts, key_of, sender_key
+from rcptguard.history.model import DomainFacts, Facts, initial_form, key_of, sender_key, spelled
 from rcptguard.history.rules import why_not
 from rcptguard.history.settings import HistorySettings
 from rcptguard.history.view import HistoryView
@@ -215,11 +217,9 @@ class _Message:
         substitute = self._substitute(key, domain)
         if substitute is not None:
             found.append(substitute)
-        colleague = self._colleague(key, domain)
-        if colleague is not None:
-            found.append(_odd("ODD_PERSONAL", settings.odd_personal,
-                              f"{key} looks like a personal address of {colleague}, at a public mail provider.",
-                              colleague=colleague))
+        personal = self._personal(key, domain)
+        if personal is not None:
+            found.append(personal)
         return found
 
     def _substitute(self, key: str, domain: str) -> Signal | None:
@@ -238,13 +238,25 @@ class _Message:
                     f"The others on this message had {other} with them where {key} is now "
                     f"({messages(count)}), never {key}: is {key} the person you meant?", like=other)
 
-    def _colleague(self, key: str, domain: str) -> str | None:
-        """The sender or a colleague on this message (an address at the sender's domain) whose name the local part
-        of this address at a public mail provider spells (ann.lee@org.example, annlee84@gmail.com)."""
+    def _personal(self, key: str, domain: str) -> Signal | None:
+        """ODD_PERSONAL: this address at a public mail provider spells the name of the sender or of a colleague on
+        this message (an address at the sender's domain: ann.lee@org.example, annlee84@gmail.com), or of the one
+        person at the sender's domain history knows by that name, not on the message (a colleague's work address
+        replaced by a personal one), unless the sender has written to this address `established` times."""
         if self.own is None or domain == self.own or domain not in providers():
             return None
-        spelled = _spelled(key.rsplit("@", 1)[0])
-        return self._names().get(spelled) if spelled else None
+        name = spelled(key.rsplit("@", 1)[0])
+        colleague = self._names().get(name) if name else None
+        if colleague is not None:
+            return _odd("ODD_PERSONAL", self.settings.odd_personal,
+                        f"{key} looks like a personal address of {colleague}, at a public mail provider.",
+                        colleague=colleague)
+        colleague = self.facts.colleagues.get(name)
+        if colleague is None or self.facts.by_sender.get(key, 0) >= self.settings.established:
+            return None
+        return _odd("ODD_PERSONAL", self.settings.odd_personal,
+                    f"{key} looks like a personal address of your colleague {colleague}, at a public mail provider: "
+                    f"is {colleague} the address you meant?", colleague=colleague, like=colleague)
 
     def _names(self) -> dict[str, str]:
         """The names the sender and the colleagues on this message spell (worked out once, when first wanted)."""
@@ -254,10 +266,10 @@ class _Message:
                 if other is None or other.rsplit("@", 1)[1] != self.own:
                     continue
                 local = other.rsplit("@", 1)[0]
-                if len(_spelled(local)) >= 5:
-                    self.names.setdefault(_spelled(local), other)
-                    if _initial(local):
-                        self.names.setdefault(_initial(local), other)
+                if len(spelled(local)) >= 5:
+                    self.names.setdefault(spelled(local), other)
+                    if initial_form(local):
+                        self.names.setdefault(initial_form(local), other)
         return self.names
 
     def _domain_slip(self, domain: str, known: DomainFacts) -> Signal | None:
@@ -298,17 +310,6 @@ def _near_address(key: str, neighbours: Sequence[str], *, names: bool = True) ->
         if first and theirs.startswith(first) and (_first_name(theirs) or _initial_first(theirs)) == first:
             return other
     return None
-
-
-def _spelled(local: str) -> str:
-    """A local part's letters alone: ann.lee84, ann_lee and annlee all spell annlee."""
-    return "".join(c for c in local if c.isalpha())
-
-
-def _initial(local: str) -> str:
-    """first.last as its initial and last name (alee): a personal address's other common form."""
-    first, sep, last = local.partition(".")
-    return _spelled(first[:1] + last) if sep and first and last else ""
 
 
 def _initial_first(local: str) -> str:

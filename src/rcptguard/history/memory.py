@@ -9,9 +9,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from rcptguard.history.batch import Batch
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, places
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, places, spelled
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
+from rcptguard.providers import providers
 
 __all__ = ["MemoryHistory"]
 
@@ -41,6 +42,8 @@ class MemoryHistory:
         self.tops: dict[tuple[str, str], tuple[str, ...]] = {}  # (sender, domain) -> its neighbours, as last worked out
         self.org_at: defaultdict[str, set[str]] = defaultdict(set)  # domain -> every address written to there
         self.org_tops: dict[str, tuple[str, ...]] = {}  # domain -> the organisation's neighbours there
+        self.people_at: defaultdict[str, set[str]] = defaultdict(set)  # domain -> the senders whose domain it is
+        self.names_at: dict[str, dict[str, str]] = {}  # domain -> its people's names (colleague_names), as worked out
 
     def record(self, batch: Batch) -> None:
         for domain, tally in batch.domains.items():
@@ -52,12 +55,13 @@ class MemoryHistory:
         for (sender, domain), tally in batch.sender_domains.items():
             self.senders[domain].add(sender)
             self.sender_domains.setdefault((sender, domain), Tally()).merge(tally)
+            self._person(sender)
         for (sender, address), tally in batch.sender_addresses.items():
             self.by_sender[(sender, address)] += tally.count
             self.by_org[address] += tally.count
             domain = batch.address_domains[address]
             self.addresses_at[(sender, domain)].add(address)
-            self.org_at[domain].add(address)
+            self._written_to(domain, address)
             self.tops.pop((sender, domain), None)
             self.org_tops.pop(domain, None)
         for pair, tally in batch.pairs.items():
@@ -67,6 +71,7 @@ class MemoryHistory:
         for key, when in batch.confirmations.items():
             self.confirmed[key] = max(when, self.confirmed.get(key, when))
             self.senders[key[1]].add(key[0])
+            self._person(key[0])
             if key not in batch.sender_domains:  # as the store writes it: a row of no messages, seen then
                 self.sender_domains.setdefault(key, Tally()).merge(Tally(0, when, when))
 
@@ -83,6 +88,7 @@ class MemoryHistory:
 
     def load_sender_domain(self, sender: str, domain: str, tally: Tally, confirmed: dt.datetime | None) -> None:
         self.senders[domain].add(sender)
+        self._person(sender)
         self.sender_domains[(sender, domain)] = tally
         if confirmed is not None:
             self.confirmed[(sender, domain)] = confirmed
@@ -91,7 +97,30 @@ class MemoryHistory:
         self.by_sender[(sender, address)] = count
         self.by_org[address] += count
         self.addresses_at[(sender, domain)].add(address)
-        self.org_at[domain].add(address)
+        self._written_to(domain, address)
+
+    def _person(self, sender: str) -> None:
+        """A sender is one of the people of its domain: their names are worked out again when next asked."""
+        domain = sender.rpartition("@")[2]
+        there = self.people_at[domain]
+        if sender not in there:
+            there.add(sender)
+            self.names_at.pop(domain, None)
+
+    def _written_to(self, domain: str, address: str) -> None:
+        there = self.org_at[domain]
+        if address not in there:
+            there.add(address)
+            self.names_at.pop(domain, None)
+
+    def _names(self, domain: str) -> dict[str, str]:
+        """The names the people of `domain` spell (its senders and the addresses written to there), kept until
+        somebody new is seen there."""
+        names = self.names_at.get(domain)
+        if names is None:
+            names = self.names_at[domain] = colleague_names(self.people_at.get(domain, set()) | self.org_at.get(
+                domain, set()))
+        return names
 
     def load_pair(self, a: str, b: str, count: int) -> None:
         self.pairs[(a, b)] = count
@@ -141,6 +170,14 @@ class MemoryHistory:
             top = self._org_neighbours(domain)
             if top:
                 org_neighbours[domain] = top
+        colleagues = {}
+        public = providers()
+        if sender and (own := sender.rpartition("@")[2]) not in public:
+            wanted = [spelled(a.rpartition("@")[0]) for a in unique if a.rpartition("@")[2] in public]
+            if wanted:
+                names, by_sender = self._names(own), self.by_sender
+                colleagues = {name: who for name in wanted if (who := names.get(name)) is not None
+                              and (who == sender or by_sender.get((sender, who)))}
         pairs = self.pairs
         return Facts(
             domains={d: self._domain(d, sender) for d in {a.rsplit("@", 1)[-1] for a in unique}},
@@ -151,6 +188,7 @@ class MemoryHistory:
             org_neighbours=org_neighbours,
             places={a: _filled(found) for a, rest in places(sender, unique) if (found := self.places.get(rest))}
             if grouped else {},
+            colleagues=colleagues,
         )
 
     def _neighbours(self, sender: str, domain: str) -> tuple[str, ...]:

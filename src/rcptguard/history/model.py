@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from rcptguard.domains import MAX_ADDRESS, parse_address
 from rcptguard.model import Address, Malformed
 
-__all__ = ["DomainFacts", "Facts", "Seen", "Tally", "address_key", "key_of", "places", "sender_key"]
+__all__ = ["NAME_LETTERS", "DomainFacts", "Facts", "Seen", "Tally", "address_key", "colleague_names", "initial_form",
+           "key_of", "places", "sender_key", "spelled"]
+
+NAME_LETTERS = 5  # a name spelled in fewer letters says too little to stand for one person in a whole organisation
 
 
 def address_key(address: Address) -> str:
@@ -55,6 +58,31 @@ def places(sender: str | None, addresses: Iterable[str]) -> list[tuple[str, str]
         rest = "\n".join(p for p in people if p != address)
         out.append((address, hashlib.blake2b(rest.encode(), digest_size=16).hexdigest()))
     return out
+
+
+def spelled(local: str) -> str:
+    """A local part's letters alone: ann.lee84, ann_lee and annlee all spell annlee."""
+    return "".join(c for c in local if c.isalpha())
+
+
+def initial_form(local: str) -> str:
+    """first.last as its initial and last name (alee): a personal address's other common form; "" for another
+    shape."""
+    first, sep, last = local.partition(".")
+    return spelled(first[:1] + last) if sep and first and last else ""
+
+
+def colleague_names(addresses: Iterable[str]) -> dict[str, str]:
+    """The names the organisation's people spell (their addresses at its domain), as a personal address of theirs
+    would: all the letters of the local part (ann.lee: annlee) and the initial with the last name (alee), each of
+    NAME_LETTERS letters at least; a name two people spell is nobody's."""
+    found: dict[str, str | None] = {}
+    for address in addresses:
+        local = address.rpartition("@")[0]
+        for name in (spelled(local), initial_form(local)):
+            if len(name) >= NAME_LETTERS:
+                found[name] = address if found.get(name, address) == address else None
+    return {name: address for name, address in found.items() if address is not None}
 
 
 @dataclass(slots=True)
@@ -127,3 +155,7 @@ class Facts:
     # address -> who filled its place in this group before (model.places), with their messages: for messages of
     # 2 to `max_group` recipients
     places: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the name a recipient at a public mail provider spells (`spelled`) -> the one person at the sender's domain who
+    # spells it (`colleague_names`: its senders and the addresses written to there), when that is the sender or
+    # somebody the sender has written to
+    colleagues: dict[str, str] = field(default_factory=dict)

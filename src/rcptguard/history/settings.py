@@ -22,7 +22,7 @@
                                    to often
     odd_substitute        4.0      in the place of somebody at the same domain in a group written to before
     substitute_min        2        ... once the group had that person in that place in this many messages
-    odd_personal          3.0      an address at a public mail provider spelling a colleague's name
+    odd_personal          4.0      an address at a public mail provider spelling a colleague's name (warns alone)
     reload_seconds        3600     a door holds history in memory, kept current by its own learning and by the
                                    history feed (what every other writer changed, at each flush); it reads the
                                    whole store again this often, a safety net for anything the feed missed
@@ -63,7 +63,7 @@ class HistorySettings(Settings):
     odd_new_for_sender: float = 1.5
     odd_substitute: float = 4.0
     substitute_min: int = 2
-    odd_personal: float = 3.0
+    odd_personal: float = 4.0
     reload_seconds: float = 3600.0
     observations_days: float = 90.0
 

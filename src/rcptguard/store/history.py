@@ -35,9 +35,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from rcptguard.errors import StoreError
 from rcptguard.history.batch import Batch
 from rcptguard.history.memory import NEIGHBOURS, ORG_NEIGHBOURS_AT_MOST, MemoryHistory
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, places
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, places, spelled
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
+from rcptguard.providers import providers
 from rcptguard.store import Store, as_utc, error_line, utc_now
 from rcptguard.store.schema import (
     co_places,
@@ -196,7 +197,27 @@ class StoreHistory:
                                                    .where(co_places.c.rest.in_(sorted(owner)))):
                 filled.setdefault(owner[rest], {})[address] = int(count)
         return Facts(domains=self._domain_facts(domains, sender), by_sender=by_sender, by_org=by_org, pairs=pairs,
-                     neighbours=neighbours, org_neighbours=org_neighbours, places=filled)
+                     neighbours=neighbours, org_neighbours=org_neighbours, places=filled,
+                     colleagues=self._colleagues(sender, unique))
+
+    def _colleagues(self, sender: str | None, unique: Sequence[str]) -> dict[str, str]:
+        """Facts.colleagues: the people of the sender's domain read whole (its senders, and the addresses written to
+        there) when a recipient is at a public mail provider, and of those whose name a recipient spells, the
+        sender and the ones the sender has written to; a door's mirror keeps the names in memory."""
+        public = providers()
+        own = sender.rpartition("@")[2] if sender else None
+        wanted = [spelled(a.rpartition("@")[0]) for a in unique if a.rpartition("@")[2] in public]
+        if own is None or own in public or not wanted:
+            return {}
+        people = {s for (s,) in self._rows(select(sender_domains.c.sender).distinct()
+                                           .where(sender_domains.c.sender.endswith(f"@{own}", autoescape=True)))}
+        people.update(a for (a,) in self._rows(select(sender_addresses.c.address).distinct()
+                                               .where(sender_addresses.c.domain == own)))
+        names = colleague_names(people)
+        found = {name: names[name] for name in wanted if name in names}
+        known = {a for (a,) in self._rows(select(sender_addresses.c.address).where(
+            sender_addresses.c.sender == sender, sender_addresses.c.address.in_(sorted(set(found.values())))))}
+        return {name: who for name, who in found.items() if who == sender or who in known}
 
     # -- all of it, into memory (the doors' mirror) ---------------------------------------------------
 
