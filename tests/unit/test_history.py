@@ -440,6 +440,8 @@ def test_a_personal_address_of_a_colleague_warns_alone(kind: str, tmp_path: Path
     assert colleague.suggestion == "ann.lee@org.example"
     assert ("annlee84@gmail.com looks like a personal address of your colleague ann.lee@org.example, at a public "
             "mail provider: is ann.lee@org.example the address you meant?") in colleague.reason
+    for form in ("ann.lee.home@gmail.com", "lee_ann@yahoo.com", "annlee.private@gmail.com"):  # longer, last first
+        assert judged(form).suggestion == "ann.lee@org.example", form
     own = judged("markjones@outlook.com")
     assert own.action is Action.WARN
     assert "personal address of mark.jones@org.example" in own.reason

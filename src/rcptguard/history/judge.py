@@ -41,7 +41,17 @@ from dataclasses import dataclass, field
 
 from rcptguard.domains import normalize_domain
 from rcptguard.guard import Guard
-from rcptguard.history.model import DomainFacts, Facts, initial_form, key_of, sender_key, spelled
+from rcptguard.history.model import (
+    NAME_LETTERS,
+    DomainFacts,
+    Facts,
+    initial_form,
+    key_of,
+    last_first,
+    named,
+    sender_key,
+    spelled,
+)
 from rcptguard.history.rules import why_not
 from rcptguard.history.settings import HistorySettings
 from rcptguard.history.view import HistoryView
@@ -246,7 +256,7 @@ class _Message:
         if self.own is None or domain == self.own or domain not in providers():
             return None
         name = spelled(key.rsplit("@", 1)[0])
-        colleague = self._names().get(name) if name else None
+        colleague = named(name, self._names()) if name else None
         if colleague is not None:
             return _odd("ODD_PERSONAL", self.settings.odd_personal,
                         f"{key} looks like a personal address of {colleague}, at a public mail provider.",
@@ -266,10 +276,10 @@ class _Message:
                 if other is None or other.rsplit("@", 1)[1] != self.own:
                     continue
                 local = other.rsplit("@", 1)[0]
-                if len(spelled(local)) >= 5:
-                    self.names.setdefault(spelled(local), other)
-                    if initial_form(local):
-                        self.names.setdefault(initial_form(local), other)
+                if len(spelled(local)) >= NAME_LETTERS:  # (the initial form may be shorter: ann.lee, alee)
+                    for form in (spelled(local), initial_form(local), last_first(local)):
+                        if form:
+                            self.names.setdefault(form, other)
         return self.names
 
     def _domain_slip(self, domain: str, known: DomainFacts) -> Signal | None:

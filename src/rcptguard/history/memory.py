@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from rcptguard.history.batch import Batch
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, places, spelled
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named, places, spelled
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 from rcptguard.providers import providers
@@ -176,7 +176,7 @@ class MemoryHistory:
             wanted = [spelled(a.rpartition("@")[0]) for a in unique if a.rpartition("@")[2] in public]
             if wanted:
                 names, by_sender = self._names(own), self.by_sender
-                colleagues = {name: who for name in wanted if (who := names.get(name)) is not None
+                colleagues = {word: who for word in wanted if (who := named(word, names)) is not None
                               and (who == sender or by_sender.get((sender, who)))}
         pairs = self.pairs
         return Facts(

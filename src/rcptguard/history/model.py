@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rcptguard.domains import MAX_ADDRESS, parse_address
 from rcptguard.model import Address, Malformed
 
 __all__ = ["NAME_LETTERS", "DomainFacts", "Facts", "Seen", "Tally", "address_key", "colleague_names", "initial_form",
-           "key_of", "places", "sender_key", "spelled"]
+           "key_of", "last_first", "named", "places", "sender_key", "spelled"]
 
 NAME_LETTERS = 5  # a name spelled in fewer letters says too little to stand for one person in a whole organisation
 
@@ -65,24 +65,53 @@ def spelled(local: str) -> str:
     return "".join(c for c in local if c.isalpha())
 
 
+def _first_last(local: str) -> tuple[str, str]:
+    """A local part written first, a separator (. _ -), last: its two names' letters; ("", "") for another shape."""
+    for sep in ".-_":
+        first, found, last = local.partition(sep)
+        if found:
+            first, last = spelled(first), spelled(last)
+            return (first, last) if first and last else ("", "")
+    return "", ""
+
+
 def initial_form(local: str) -> str:
     """first.last as its initial and last name (alee): a personal address's other common form; "" for another
     shape."""
-    first, sep, last = local.partition(".")
-    return spelled(first[:1] + last) if sep and first and last else ""
+    first, last = _first_last(local)
+    return first[:1] + last if first else ""
+
+
+def last_first(local: str) -> str:
+    """first.last with the last name first (leeann): a personal address's third common form; "" for another shape."""
+    first, last = _first_last(local)
+    return last + first
 
 
 def colleague_names(addresses: Iterable[str]) -> dict[str, str]:
     """The names the organisation's people spell (their addresses at its domain), as a personal address of theirs
-    would: all the letters of the local part (ann.lee: annlee) and the initial with the last name (alee), each of
-    NAME_LETTERS letters at least; a name two people spell is nobody's."""
+    would: all the letters of the local part (ann.lee: annlee), the initial with the last name (alee) and the last
+    name first (leeann), each of NAME_LETTERS letters at least; a name two people spell is nobody's."""
     found: dict[str, str | None] = {}
     for address in addresses:
         local = address.rpartition("@")[0]
-        for name in (spelled(local), initial_form(local)):
+        for name in (spelled(local), initial_form(local), last_first(local)):
             if len(name) >= NAME_LETTERS:
                 found[name] = address if found.get(name, address) == address else None
     return {name: address for name, address in found.items() if address is not None}
+
+
+def named(word: str, names: Mapping[str, str]) -> str | None:
+    """Whose name the letters of a personal address's local part (`spelled`) are, or start with (annleehome: annlee,
+    the longest of NAME_LETTERS letters at least): a name in `names`, or None."""
+    found = names.get(word)
+    if found is not None:
+        return found
+    for end in range(len(word) - 1, NAME_LETTERS - 1, -1):
+        found = names.get(word[:end])
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(slots=True)
@@ -155,7 +184,7 @@ class Facts:
     # address -> who filled its place in this group before (model.places), with their messages: for messages of
     # 2 to `max_group` recipients
     places: dict[str, dict[str, int]] = field(default_factory=dict)
-    # the name a recipient at a public mail provider spells (`spelled`) -> the one person at the sender's domain who
-    # spells it (`colleague_names`: its senders and the addresses written to there), when that is the sender or
-    # somebody the sender has written to
+    # the letters of a recipient's local part at a public mail provider (`spelled`) -> the one person at the sender's
+    # domain whose name they are or start with (`colleague_names`, `named`: its senders and the addresses written to
+    # there), when that is the sender or somebody the sender has written to
     colleagues: dict[str, str] = field(default_factory=dict)

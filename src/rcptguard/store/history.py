@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rcptguard.errors import StoreError
 from rcptguard.history.batch import Batch
 from rcptguard.history.memory import NEIGHBOURS, ORG_NEIGHBOURS_AT_MOST, MemoryHistory
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, places, spelled
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named, places, spelled
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 from rcptguard.providers import providers
@@ -214,7 +214,7 @@ class StoreHistory:
         people.update(a for (a,) in self._rows(select(sender_addresses.c.address).distinct()
                                                .where(sender_addresses.c.domain == own)))
         names = colleague_names(people)
-        found = {name: names[name] for name in wanted if name in names}
+        found = {word: who for word in wanted if (who := named(word, names)) is not None}
         known = {a for (a,) in self._rows(select(sender_addresses.c.address).where(
             sender_addresses.c.sender == sender, sender_addresses.c.address.in_(sorted(set(found.values())))))}
         return {name: who for name, who in found.items() if who == sender or who in known}
