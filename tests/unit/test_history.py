@@ -18,6 +18,7 @@ from rcptguard.cli import main
 from rcptguard.guard import Guard
 from rcptguard.history import Batch, Counted, HistorySettings, MemoryHistory
 from rcptguard.history import judge as judge_module
+from rcptguard.history import memory as memory_module
 from rcptguard.history.judge import judge_message
 from rcptguard.history.rules import why_not
 from rcptguard.model import Action, Verdict
@@ -447,6 +448,7 @@ def test_a_personal_address_of_a_colleague_warns_alone(kind: str, tmp_path: Path
     assert "personal address of mark.jones@org.example" in own.reason
     assert judged("alee@gmail.com").signal("ODD_PERSONAL") is None  # four letters: too few to name one person
     assert judged("jsmith@gmail.com").signal("ODD_PERSONAL") is None  # james.smith or jane.smith
+    assert judged("jsmith.home@gmail.com").signal("ODD_PERSONAL") is None
     assert judged("jamessmith@gmail.com").signal("ODD_PERSONAL") is not None
     assert judged("kimnovak@gmail.com").signal("ODD_PERSONAL") is None  # mark never wrote to kim.novak
     assert judged("kimnovak@gmail.com", "kim.novak@org.example").action is Action.WARN  # her own
@@ -474,9 +476,27 @@ def test_the_store_and_memory_know_the_same_colleagues(store: StoreHistory) -> N
     assert memory.facts("kim.novak@org.example", ["annlee@gmail.com", "kimnovak@yahoo.com"],
                         NOW).colleagues == {"kimnovak": "kim.novak@org.example"}
     late = Batch()
-    late.message("mark.jones@org.example", to("ann.lee2@org.example"), NOW)  # a second ann lee joined
+    late.message("mark.jones@org.example", to("ann.lee2@org.example", "zoe.king@org.example"), NOW)  # new people
     memory.record(late)
-    assert memory.facts("mark.jones@org.example", ["annlee@gmail.com"], NOW).colleagues == {}
+    assert memory.facts("mark.jones@org.example", ["annlee@gmail.com", "zoeking@gmail.com"], NOW).colleagues == {
+        "zoeking": "zoe.king@org.example"}  # a second ann lee: annlee is nobody's now
+
+
+def test_the_names_of_the_organisations_people_are_kept_as_they_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """History in memory works out a domain's names once, when its first sender is seen, and adds each new person
+    after that: a door that sees a new colleague on every message does not read them all again each time."""
+    built = []
+    monkeypatch.setattr(memory_module, "colleague_names", lambda addresses: built.append(1) or {})
+    history = MemoryHistory()
+    for n in range(200):
+        batch = Batch()
+        batch.message(f"person.{n}@org.example", to(f"new.colleague{n}@org.example", "x.y@gmail.com"), NOW)
+        history.record(batch)
+        assert history.facts(f"person.{n}@org.example", ["x.y@gmail.com"], NOW).colleagues == {}
+    assert len(built) == 1
+    assert history.names_at["org.example"]["newcolleague"] is None  # 200 people spell it: nobody
+    assert history.names_at["org.example"]["colleaguenew"] is None
+    assert "gmail.com" not in history.names_at  # nobody's colleagues at a public mail provider
 
 
 def test_a_message_to_a_thousand_costs_each_recipient_the_same(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,17 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from rcptguard.history.batch import Batch
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named, places, spelled
+from rcptguard.history.model import (
+    DomainFacts,
+    Facts,
+    Seen,
+    Tally,
+    add_colleague,
+    colleague_names,
+    named,
+    places,
+    spelled,
+)
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 from rcptguard.providers import providers
@@ -43,7 +53,9 @@ class MemoryHistory:
         self.org_at: defaultdict[str, set[str]] = defaultdict(set)  # domain -> every address written to there
         self.org_tops: dict[str, tuple[str, ...]] = {}  # domain -> the organisation's neighbours there
         self.people_at: defaultdict[str, set[str]] = defaultdict(set)  # domain -> the senders whose domain it is
-        self.names_at: dict[str, dict[str, str]] = {}  # domain -> its people's names (colleague_names), as worked out
+        # a domain people send from -> the names its people spell (colleague_names: its senders, and every address
+        # written to there), kept as they come
+        self.names_at: dict[str, dict[str, str | None]] = {}
 
     def record(self, batch: Batch) -> None:
         for domain, tally in batch.domains.items():
@@ -100,27 +112,25 @@ class MemoryHistory:
         self._written_to(domain, address)
 
     def _person(self, sender: str) -> None:
-        """A sender is one of the people of its domain: their names are worked out again when next asked."""
+        """A sender is one of the people of its domain (unless a public mail provider's): their names are known from
+        then on, with those of every address written to there (kept as they come: `_written_to`)."""
         domain = sender.rpartition("@")[2]
         there = self.people_at[domain]
-        if sender not in there:
-            there.add(sender)
-            self.names_at.pop(domain, None)
+        if sender in there or domain in providers():
+            return
+        there.add(sender)
+        names = self.names_at.get(domain)
+        if names is None:
+            names = self.names_at[domain] = colleague_names(self.org_at.get(domain, ()))
+        add_colleague(names, sender)
 
     def _written_to(self, domain: str, address: str) -> None:
         there = self.org_at[domain]
         if address not in there:
             there.add(address)
-            self.names_at.pop(domain, None)
-
-    def _names(self, domain: str) -> dict[str, str]:
-        """The names the people of `domain` spell (its senders and the addresses written to there), kept until
-        somebody new is seen there."""
-        names = self.names_at.get(domain)
-        if names is None:
-            names = self.names_at[domain] = colleague_names(self.people_at.get(domain, set()) | self.org_at.get(
-                domain, set()))
-        return names
+            names = self.names_at.get(domain)
+            if names is not None:  # a domain people send from
+                add_colleague(names, address)
 
     def load_pair(self, a: str, b: str, count: int) -> None:
         self.pairs[(a, b)] = count
@@ -175,7 +185,7 @@ class MemoryHistory:
         if sender and (own := sender.rpartition("@")[2]) not in public:
             wanted = [spelled(a.rpartition("@")[0]) for a in unique if a.rpartition("@")[2] in public]
             if wanted:
-                names, by_sender = self._names(own), self.by_sender
+                names, by_sender = self.names_at.get(own, {}), self.by_sender
                 colleagues = {word: who for word in wanted if (who := named(word, names)) is not None
                               and (who == sender or by_sender.get((sender, who)))}
         pairs = self.pairs

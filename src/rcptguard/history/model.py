@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from rcptguard.domains import MAX_ADDRESS, parse_address
 from rcptguard.model import Address, Malformed
 
-__all__ = ["NAME_LETTERS", "DomainFacts", "Facts", "Seen", "Tally", "address_key", "colleague_names", "initial_form",
-           "key_of", "last_first", "named", "places", "sender_key", "spelled"]
+__all__ = ["NAME_LETTERS", "DomainFacts", "Facts", "Seen", "Tally", "add_colleague", "address_key", "colleague_names",
+           "initial_form", "key_of", "last_first", "named", "places", "sender_key", "spelled"]
 
 NAME_LETTERS = 5  # a name spelled in fewer letters says too little to stand for one person in a whole organisation
 
@@ -88,29 +88,33 @@ def last_first(local: str) -> str:
     return last + first
 
 
-def colleague_names(addresses: Iterable[str]) -> dict[str, str]:
+def colleague_names(addresses: Iterable[str]) -> dict[str, str | None]:
     """The names the organisation's people spell (their addresses at its domain), as a personal address of theirs
-    would: all the letters of the local part (ann.lee: annlee), the initial with the last name (alee) and the last
-    name first (leeann), each of NAME_LETTERS letters at least; a name two people spell is nobody's."""
-    found: dict[str, str | None] = {}
+    would (`add_colleague`)."""
+    names: dict[str, str | None] = {}
     for address in addresses:
-        local = address.rpartition("@")[0]
-        for name in (spelled(local), initial_form(local), last_first(local)):
-            if len(name) >= NAME_LETTERS:
-                found[name] = address if found.get(name, address) == address else None
-    return {name: address for name, address in found.items() if address is not None}
+        add_colleague(names, address)
+    return names
 
 
-def named(word: str, names: Mapping[str, str]) -> str | None:
+def add_colleague(names: dict[str, str | None], address: str) -> None:
+    """The names one person at the organisation's domain spells, added: all the letters of the local part (ann.lee:
+    annlee), the initial with the last name (alee) and the last name first (leeann), each of NAME_LETTERS letters at
+    least; a name two people spell is nobody's (None)."""
+    local = address.rpartition("@")[0]
+    for name in (spelled(local), initial_form(local), last_first(local)):
+        if len(name) >= NAME_LETTERS:
+            names[name] = address if names.get(name, address) == address else None
+
+
+def named(word: str, names: Mapping[str, str | None]) -> str | None:
     """Whose name the letters of a personal address's local part (`spelled`) are, or start with (annleehome: annlee,
-    the longest of NAME_LETTERS letters at least): a name in `names`, or None."""
-    found = names.get(word)
-    if found is not None:
-        return found
+    the longest of NAME_LETTERS letters at least): a name in `names`, or None (also for a name two people spell)."""
+    if word in names:
+        return names[word]
     for end in range(len(word) - 1, NAME_LETTERS - 1, -1):
-        found = names.get(word[:end])
-        if found is not None:
-            return found
+        if word[:end] in names:
+            return names[word[:end]]
     return None
 
 
