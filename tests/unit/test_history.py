@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import random
 import time
 from collections.abc import Callable
@@ -20,12 +21,13 @@ from rcptguard.history import Batch, Counted, HistorySettings, MemoryHistory
 from rcptguard.history import judge as judge_module
 from rcptguard.history import memory as memory_module
 from rcptguard.history.judge import judge_message
-from rcptguard.history.rules import why_not
+from rcptguard.history.rules import HELD, near_for, why_not
 from rcptguard.model import Action, Verdict
 from rcptguard.policy import ForceRule, load_policy
 from rcptguard.store import Store, utc_now
 from rcptguard.store.history import FEED_KEEP, MirroredHistory, StoreHistory, write_batch
-from rcptguard.store.schema import history_feed
+from rcptguard.store.quarantine import confirmation
+from rcptguard.store.schema import HoldState, history_feed
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -497,6 +499,35 @@ def test_the_names_of_the_organisations_people_are_kept_as_they_come(monkeypatch
     assert history.names_at["org.example"]["newcolleague"] is None  # 200 people spell it: nobody
     assert history.names_at["org.example"]["colleaguenew"] is None
     assert "gmail.com" not in history.names_at  # nobody's colleagues at a public mail provider
+
+
+def test_a_domain_is_doubted_only_for_a_slip_of_another() -> None:
+    """The poisoning guard's `near` is kept for a let-through recipient the guard took for a slip of another domain,
+    never for one it doubted as a person at the right domain (its intended domain the recipient's own, in either
+    form); a release of a hold raised only by doubts of the person says nothing of the domain, a force rule's does."""
+    assert near_for("partner.com", "partnr.com") == "partnr.com"
+    assert near_for("partner.com", "partner.com") is None
+    assert near_for("xn--mnchen-3ya.de", "münchen.de") is None
+    assert near_for("partner.com", None) is None
+    assert near_for("partner.com", HELD) == HELD
+    batch = Batch()
+    batch.message("me@org.example", [Counted("a@partnr.com", "partnr.com", "partner.com"),
+                                     Counted("b@partner.com", "partner.com", "partner.com"),
+                                     Counted("c@xn--mnchen-3ya.de", "xn--mnchen-3ya.de", "münchen.de")], NOW)
+    assert batch.near == {"partnr.com": "partner.com"}
+
+    def released(intended: str | None, *signals: tuple[str, float]) -> dict[str, str]:
+        row = {"mail_from": "me@org.example", "deliver_to": None, "recipient": "bob@partner.com",
+               "intended": intended, "signals": json.dumps([{"name": n, "score": v, "evidence": {}}
+                                                            for n, v in signals])}
+        return confirmation(row, HoldState.RELEASED, NOW).near
+
+    assert released("partner.com", ("ODD_SUBSTITUTE", 4.0), ("ODD_NEW_TO_GROUP", 2.5)) == {}
+    assert released(None, ("ODD_NEW_TO_GROUP", 2.5), ("ODD_NEW_ADDRESS", 1.5), ("ODD_ADDRESS_SLIP", 3.0),
+                    ("KNOWN_CORRESPONDENT", 0.0)) == {}
+    assert released(None, ("FORCE_RULE", 0.0)) == {"partner.com": HELD}
+    assert released(None, ("ODD_NEW_DOMAIN", 2.0), ("FIRST_CONTACT", 3.0)) == {"partner.com": HELD}
+    assert released("partnr.com", ("KEYBOARD_TYPO", 5.0)) == {"partner.com": "partnr.com"}
 
 
 def test_a_message_to_a_thousand_costs_each_recipient_the_same(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,6 +49,13 @@ def send(relay: Relay, sender: str, rcpts: list[str]) -> bytes:
     return text
 
 
+def wait_for(done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def test_a_release_teaches_the_next_message_from_that_sender(tmp_path: Path, sink: RecordingSink) -> None:
     """j@gmial.com is held; released with `rcptguard quarantine release`, the sender's next message to gmial.com
     passes (SENDER_CONFIRMED), another sender's is still held. At once: the relay asks the store before it holds,
@@ -110,12 +117,6 @@ def test_a_domain_learned_elsewhere_extends_the_running_relays_index(tmp_path: P
     def verdict() -> Action:
         return runtime.guard.check("j@partner-corp.co").action
 
-    def wait_for(done: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + 10
-        while not done():
-            assert time.monotonic() < deadline, what
-            time.sleep(0.05)
-
     try:
         built = runtime.guard
         assert verdict() is Action.PASS
@@ -155,6 +156,31 @@ def test_a_slip_let_through_does_not_make_itself_known(tmp_path: Path, sink: Rec
     finally:
         relay.close()
     assert store.learned()["ymail.com"] == 6
+
+
+def test_a_wrong_person_let_through_leaves_the_domain_known(tmp_path: Path, sink: RecordingSink) -> None:
+    """A recipient warned of as a wrong person at a right domain (jhon.smith for john.smith@partner-corp.com) is no
+    doubt of the domain: partner-corp.com, written to by one sender, stays a correspondent once the warned message
+    is learned, and a slip of it is still caught."""
+    store = Store.open(f"sqlite:///{tmp_path / 'relay.db'}")
+    batch = Batch()
+    for day in range(10):
+        batch.message("me@example-corp.com", [Counted("john.smith@partner-corp.com", "partner-corp.com")],
+                      dt.datetime.now(dt.UTC) - dt.timedelta(days=day))
+    StoreHistory(store).record(batch)
+    relay = start(tmp_path, sink)
+    try:
+        send(relay, "me@example-corp.com", ["jhon.smith@partner-corp.com"])
+        [notice] = [m for m in sink.wait_for(2) if not m.mail_from]
+        assert b"john.smith@partner-corp.com" in notice.data
+        wait_for(lambda: StoreHistory(store).correspondents(["partner-corp.com"])[0].facts.org.count == 11,
+                 "the warned message was never learned")
+    finally:
+        relay.close()
+    [row] = StoreHistory(store).correspondents(["partner-corp.com"])
+    assert row.facts.near is None
+    assert "partner-corp.com" in store.learned()
+    assert Guard(POLICY, learned=store.learned()).check("x@partner-corp.co").action >= Action.WARN
 
 
 def test_the_odd_recipient_out_at_the_relay(tmp_path: Path, sink: RecordingSink) -> None:

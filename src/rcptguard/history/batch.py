@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
 from rcptguard.history.model import Tally, places
+from rcptguard.history.rules import near_for
 
 __all__ = ["Batch", "Counted"]
 
@@ -65,8 +66,8 @@ class Batch:
             if sender is not None:
                 _tally(self.sender_domains, (sender, domain)).add(count, when)
         for recipient in recipients:
-            if recipient.near is not None:
-                self.near.setdefault(recipient.domain, recipient.near)
+            if recipient.near is not None and (near := near_for(recipient.domain, recipient.near)) is not None:
+                self.near.setdefault(recipient.domain, near)
             if sender is not None:
                 _tally(self.sender_addresses, (sender, recipient.address)).add(count, when)
                 self.address_domains[recipient.address] = recipient.domain

@@ -69,7 +69,7 @@ from rcptguard.errors import (
     QuarantineError,
 )
 from rcptguard.history import Batch, Counted, address_key, sender_key
-from rcptguard.history.rules import HELD
+from rcptguard.history.rules import HELD, PERSON_SIGNALS
 from rcptguard.model import Malformed
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
@@ -366,9 +366,23 @@ def confirmation(row: RowMapping, to_state: str, now: dt.datetime) -> Batch:
     if to_state == HoldState.RELEASED:
         batch.confirmed(sender, target.domain.ascii, now)
         intended = row["intended"]
-        near = intended if intended and intended != target.domain.unicode else HELD
+        if intended and intended != target.domain.unicode:
+            near = intended  # (the same domain: a wrong person at the right domain, no doubt of the domain)
+        elif not intended and not _about_the_person(row["signals"]):
+            near = HELD
     batch.message(sender, [Counted(address_key(target), target.domain.ascii, near)], now)
     return batch
+
+
+def _about_the_person(signals: str | None) -> bool:
+    """Whether a hold was raised only by the odd recipient out's doubts of the person at a domain (PERSON_SIGNALS),
+    not of the domain: its release says nothing of the domain. A force rule always doubts the domain."""
+    try:
+        raised = [s["name"] for s in json.loads(signals or "[]")
+                  if s.get("score", 0) > 0 or s.get("name") == "FORCE_RULE"]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False
+    return bool(raised) and all(name in PERSON_SIGNALS for name in raised)
 
 
 def _hold_query() -> Select[Any]:
