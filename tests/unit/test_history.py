@@ -453,6 +453,10 @@ def test_a_personal_address_of_a_colleague_warns_alone(kind: str, tmp_path: Path
     assert judged("jsmith.home@gmail.com").signal("ODD_PERSONAL") is None
     assert judged("jamessmith@gmail.com").signal("ODD_PERSONAL") is not None
     assert judged("kimnovak@gmail.com").signal("ODD_PERSONAL") is None  # mark never wrote to kim.novak
+    hers = Batch()
+    hers.message("kim.novak@org.example", to("mark.jones@org.example"), NOW)
+    history.record(hers)
+    assert judged("kimnovak@gmail.com").signal("ODD_PERSONAL") is not None  # ... she wrote to him
     assert judged("kimnovak@gmail.com", "kim.novak@org.example").action is Action.WARN  # her own
     assert judged("annlee@partner.com").signal("ODD_PERSONAL") is None  # not a public mail provider
     assert judged("annlee84@gmail.com", "someone@gmail.com").signal("ODD_PERSONAL") is None  # no organisation
@@ -465,18 +469,24 @@ def test_a_personal_address_of_a_colleague_warns_alone(kind: str, tmp_path: Path
 
 def test_the_store_and_memory_know_the_same_colleagues(store: StoreHistory) -> None:
     memory = MemoryHistory()
+    hers = Batch()
+    hers.message("kim.novak@org.example", to("mark.jones@org.example"), NOW)
     for history in (store, memory):
         history.record(colleagues_history())
+        history.record(hers)
     for sender, recipients in [("mark.jones@org.example", ["annlee84@gmail.com", "jamessmith@gmail.com",
                                                           "jsmith@gmail.com", "bob@partner.com"]),
-                               ("kim.novak@org.example", ["annlee@gmail.com", "kimnovak@yahoo.com"]),
+                               ("kim.novak@org.example", ["annlee@gmail.com", "kimnovak@yahoo.com",
+                                                          "markjones@gmail.com"]),
                                ("mark.jones@org.example", ["bob@partner.com"])]:
         facts = memory.facts(sender, recipients, NOW)
         assert store.facts(sender, recipients, NOW) == facts
     assert memory.facts("mark.jones@org.example", ["annlee84@gmail.com", "jamessmith@gmail.com"],
                         NOW).colleagues == {"annlee": "ann.lee@org.example", "jamessmith": "james.smith@org.example"}
-    assert memory.facts("kim.novak@org.example", ["annlee@gmail.com", "kimnovak@yahoo.com"],
-                        NOW).colleagues == {"kimnovak": "kim.novak@org.example"}
+    assert memory.facts("kim.novak@org.example", ["annlee@gmail.com", "kimnovak@yahoo.com", "markjones@gmail.com"],
+                        NOW).colleagues == {"kimnovak": "kim.novak@org.example", "markjones": "mark.jones@org.example"}
+    assert memory.facts("mark.jones@org.example", ["kimnovak@gmail.com"], NOW).colleagues == {
+        "kimnovak": "kim.novak@org.example"}  # she wrote to him
     late = Batch()
     late.message("mark.jones@org.example", to("ann.lee2@org.example", "zoe.king@org.example"), NOW)  # new people
     memory.record(late)

@@ -25,8 +25,8 @@ says of this sender and this group of recipients:
   the address book in a thread: nils.meyer@partner.example every time, o.koehler@partner.example now);
   `ODD_PERSONAL` an address at a public mail provider spelling the name of the sender or a colleague on the
   message (ann.lee@org.example, annlee84@gmail.com): a personal address, where company mail should not go; or of
-  one colleague known to history (who sends mail, or was written to) in place of the work address, while the
-  sender has written to it fewer than `established` times.
+  one colleague known to history (who sends mail, or was written to) whom the sender writes to or has mail from,
+  in place of the work address, while the sender has written to it fewer than `established` times.
 
 It is a function of (sender, verdicts, history): no door's state, so the relay, a milter and the evaluation call
 the same code.
@@ -251,8 +251,9 @@ class _Message:
     def _personal(self, key: str, domain: str) -> Signal | None:
         """ODD_PERSONAL: this address at a public mail provider spells the name of the sender or of a colleague on
         this message (an address at the sender's domain: ann.lee@org.example, annlee84@gmail.com), or of the one
-        person at the sender's domain history knows by that name, not on the message (a colleague's work address
-        replaced by a personal one), unless the sender has written to this address `established` times."""
+        person at the sender's domain history knows by that name, whom the sender writes to or has mail from, not on
+        the message (a colleague's work address replaced by a personal one), unless the sender has written to this
+        address `established` times."""
         if self.own is None or domain == self.own or domain not in providers():
             return None
         name = spelled(key.rsplit("@", 1)[0])

@@ -187,7 +187,7 @@ class MemoryHistory:
             if wanted:
                 names, by_sender = self.names_at.get(own, {}), self.by_sender
                 colleagues = {word: who for word in wanted if (who := named(word, names)) is not None
-                              and (who == sender or by_sender.get((sender, who)))}
+                              and (who == sender or by_sender.get((sender, who)) or by_sender.get((who, sender)))}
         pairs = self.pairs
         return Facts(
             domains={d: self._domain(d, sender) for d in {a.rsplit("@", 1)[-1] for a in unique}},

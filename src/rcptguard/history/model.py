@@ -190,5 +190,5 @@ class Facts:
     places: dict[str, dict[str, int]] = field(default_factory=dict)
     # the letters of a recipient's local part at a public mail provider (`spelled`) -> the one person at the sender's
     # domain whose name they are or start with (`colleague_names`, `named`: its senders and the addresses written to
-    # there), when that is the sender or somebody the sender has written to
+    # there), when that is the sender or somebody the sender has written to or had mail from
     colleagues: dict[str, str] = field(default_factory=dict)

@@ -203,7 +203,7 @@ class StoreHistory:
     def _colleagues(self, sender: str | None, unique: Sequence[str]) -> dict[str, str]:
         """Facts.colleagues: the people of the sender's domain read whole (its senders, and the addresses written to
         there) when a recipient is at a public mail provider, and of those whose name a recipient spells, the
-        sender and the ones the sender has written to; a door's mirror keeps the names in memory."""
+        sender and the ones the sender has written to or had mail from; a door's mirror keeps the names in memory."""
         public = providers()
         own = sender.rpartition("@")[2] if sender else None
         wanted = [spelled(a.rpartition("@")[0]) for a in unique if a.rpartition("@")[2] in public]
@@ -215,8 +215,12 @@ class StoreHistory:
                                                .where(sender_addresses.c.domain == own)))
         names = colleague_names(people)
         found = {word: who for word in wanted if (who := named(word, names)) is not None}
-        known = {a for (a,) in self._rows(select(sender_addresses.c.address).where(
-            sender_addresses.c.sender == sender, sender_addresses.c.address.in_(sorted(set(found.values())))))}
+        them = sorted(set(found.values()))
+        a = sender_addresses.c
+        known = {address for (address,) in self._rows(select(a.address).where(a.sender == sender,
+                                                                                a.address.in_(them)))}
+        known.update(writer for (writer,) in self._rows(select(a.sender).where(a.address == sender,
+                                                                                 a.sender.in_(them))))
         return {name: who for name, who in found.items() if who == sender or who in known}
 
     # -- all of it, into memory (the doors' mirror) ---------------------------------------------------
