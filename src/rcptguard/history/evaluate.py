@@ -3,9 +3,11 @@
 Each line of the file is one message: `{"date": ISO 8601, "sender": "a@org.example", "recipients": [...],
 "leak": "address" | null, "kind": "domain-slip" | ...}` (`kind` optional). The messages before the cut date are
 learned as `rcptguard learn` would import them (every recipient delivered, near misses marked); the rest are judged
-in date order by the guard and the per-message judgement, as the relay would (history.judge), and learned as the
-relay learns once each hold is answered: what passed or was warned counts; a held clean recipient is taken to be
-sent anyway by its sender (a confirmation, which teaches the guard as the page does), a held leak to be corrected.
+in date order by the guard and the per-message judgement, as the relay would (history.judge), its index taking in
+new correspondents when a door's would (a minute after a domain it did not know was let through, and after each
+hourly reload of history), and learned as the relay learns once each hold is answered: what passed or was warned
+counts; a held clean recipient is taken to be sent anyway by its sender (a confirmation, which teaches the guard as
+the page does), a held leak to be corrected.
 A leak counts as caught when its recipient is held or warned; a clean message is a false positive when any
 recipient is held (a warning is counted apart).
 """
@@ -33,7 +35,11 @@ from rcptguard.policy import Policy
 
 __all__ = ["EvalMessage", "Result", "evaluate", "read_messages"]
 
-REBUILD = dt.timedelta(days=7)  # how often, in the stream's time, the guard's index takes in new correspondents
+# When, in the stream's time, the guard's index takes in new correspondents, as the doors do (runtime.Runtime): at
+# most once a `rebuild_interval` after a domain it did not know was let through, and after each reload of history
+# (`[history] reload_seconds`), when correspondents may have faded
+REBUILD = dt.timedelta(seconds=60)
+RELOAD = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +153,24 @@ def evaluate(messages: list[EvalMessage], cut: dt.datetime, policy: Policy,
     result.trained = len(training)
     learned = history.learned(cut)
     guard = Guard(policy, learned=learned)
-    built = cut
+    built = reloaded = cut
+    newly_known = False  # a domain the guard does not know was let through since the index was last looked at
     for message in messages[len(training):]:
-        if message.when - built >= REBUILD:
+        if message.when - reloaded >= RELOAD:
+            newly_known, reloaded = True, message.when
+        if newly_known and message.when - built >= REBUILD:
             fresh = history.learned(message.when)
-            if set(fresh) != set(learned):
-                guard, learned = Guard(policy, learned=fresh), fresh
-            built = message.when
+            if fresh.keys() != learned.keys():
+                only_added = learned.keys() <= fresh.keys()
+                guard = guard.extended(fresh) if only_added else Guard(policy, learned=fresh)
+                learned = fresh
+            built, newly_known = message.when, False
         verdicts = judge_message(guard, message.sender, list(message.recipients), history, settings,
                                  now=message.when)
         _score(result, message, verdicts)
-        history.record(_answered(message, verdicts, settings))
+        answered = _answered(message, verdicts, settings)
+        history.record(answered)
+        newly_known = newly_known or any(d not in learned for d in answered.domains)
     return result
 
 
