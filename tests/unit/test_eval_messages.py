@@ -54,6 +54,23 @@ def test_a_small_organisation_made_differently(tmp_path: Path) -> None:
     assert figures["fpr"] <= 0.01
 
 
+def test_a_new_correspondent_is_known_within_minutes(tmp_path: Path) -> None:
+    """As in a door, the index takes in a correspondent first written to after the cut a minute after its messages
+    were let through: a slip of it on the same day is caught."""
+    rows = [{"date": f"2026-04-{day:02d}T09:00:00+00:00", "sender": "me@org.example", "recipients": ["a@old.example"],
+             "leak": None} for day in range(1, 20)]
+    rows += [{"date": f"2026-05-04T09:0{n}:00+00:00", "sender": "me@org.example", "recipients": ["b@newpartner.com"],
+              "leak": None} for n in range(3)]
+    rows.append({"date": "2026-05-04T09:30:00+00:00", "sender": "me@org.example", "recipients": ["b@newpartnr.com"],
+                 "leak": "b@newpartnr.com", "kind": "domain-slip"})
+    org = tmp_path / "new.jsonl"
+    org.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-05-01", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert (figures["leaks"], figures["tpr"], figures["clean_held"]) == (1, 1.0, 0)
+
+
 def test_a_malformed_line_is_named(tmp_path: Path) -> None:
     """A line that is not a message stops the evaluation with its line number, never a traceback."""
     bad = tmp_path / "bad.jsonl"

@@ -153,25 +153,31 @@ def evaluate(messages: list[EvalMessage], cut: dt.datetime, policy: Policy,
     result.trained = len(training)
     learned = history.learned(cut)
     guard = Guard(policy, learned=learned)
+    known = _known(learned, policy)
     built = reloaded = cut
     newly_known = False  # a domain the guard does not know was let through since the index was last looked at
     for message in messages[len(training):]:
         if message.when - reloaded >= RELOAD:
             newly_known, reloaded = True, message.when
         if newly_known and message.when - built >= REBUILD:
-            fresh = history.learned(message.when)
-            if fresh.keys() != learned.keys():
-                only_added = learned.keys() <= fresh.keys()
-                guard = guard.extended(fresh) if only_added else Guard(policy, learned=fresh)
-                learned = fresh
+            learned = history.learned(message.when)
+            fresh = _known(learned, policy)
+            if fresh != known:
+                guard = guard.extended(learned) if known <= fresh else Guard(policy, learned=learned)
+                known = fresh
             built, newly_known = message.when, False
         verdicts = judge_message(guard, message.sender, list(message.recipients), history, settings,
                                  now=message.when)
         _score(result, message, verdicts)
         answered = _answered(message, verdicts, settings)
         history.record(answered)
-        newly_known = newly_known or any(d not in learned for d in answered.domains)
+        newly_known = newly_known or any(d not in known for d in answered.domains)
     return result
+
+
+def _known(learned: dict[str, int], policy: Policy) -> set[str]:
+    """The learned domains the guard's index holds (runtime.Runtime's known set)."""
+    return {d for d, n in learned.items() if n >= policy.learn_min_count}
 
 
 def _answered(message: EvalMessage, verdicts: list[Verdict], settings: HistorySettings) -> Batch:
