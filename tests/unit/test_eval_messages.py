@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -35,6 +36,23 @@ def test_a_small_organisation(tmp_path: Path) -> None:
     text = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-05-01",
                                      "--protect", "org.example"]).output
     assert f"leaks held or warned: {figures['tpr']:.1%}" in text
+    explained = tmp_path / "explained.jsonl"
+    again = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-05-01",
+                                      "--protect", "org.example", "--format", "json", "--explain", str(explained)])
+    assert json.loads(again.output) == figures
+    lines = [json.loads(line) for line in explained.read_text().splitlines()]
+    outcomes = Counter(line["outcome"] for line in lines)
+    assert outcomes["held"] == figures["leaks_held"]
+    assert outcomes["warned"] == figures["leaks_warned"]
+    assert outcomes["missed"] == figures["leaks"] - figures["leaks_held"] - figures["leaks_warned"]
+    assert (outcomes["clean-held"], outcomes["clean-warned"]) == (figures["clean_held"], figures["clean_warned"])
+    for line in lines:  # each shows the leak's verdict, and every recipient held or warned, with why
+        shown = {v["address"].lower(): v for v in line["verdicts"]}
+        if line["leak"]:
+            assert line["leak"].lower() in shown
+        assert all(v["reason"] for v in shown.values())
+        assert {v["verdict"] for v in shown.values() if v["address"].lower() != (line["leak"] or "").lower()} <= {
+            "warn", "hold"}
 
 
 def test_a_small_organisation_made_differently(tmp_path: Path) -> None:

@@ -8,12 +8,14 @@ Exit status: 0 when the command did what was asked, 1 when it could not (an arch
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -337,8 +339,11 @@ def _date(text: str) -> dt.datetime:
               help="Learn from the messages before this date (YYYY-MM-DD or ISO 8601), judge the rest.")
 @detection_options
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--explain", type=click.Path(dir_okay=False, writable=True, path_type=Path), metavar="FILE",
+              help="Write, one JSON object a line, each judged leak (held, warned or missed) and each clean message "
+                   "with a recipient held or warned, with every such recipient's verdict, signals and reason.")
 def eval_messages(messages: Path, train_until: str, config: Path | None, protect: tuple[str, ...],
-                  known: tuple[str, ...], known_files: tuple[Path, ...], output: str) -> None:
+                  known: tuple[str, ...], known_files: tuple[Path, ...], output: str, explain: Path | None) -> None:
     """Measure history and the odd recipient out on MESSAGES, one JSON object a line: {"date": ISO 8601, "sender":
     "a@org.example", "recipients": [...], "leak": "address" | null} (and optionally "kind": the kind of leak).
     Prints the share of leaks held or warned, and of clean messages with a recipient held, overall and by kind."""
@@ -348,14 +353,25 @@ def eval_messages(messages: Path, train_until: str, config: Path | None, protect
     policy = build_policy(loaded, protect, known, known_files)
     cut = _cut(train_until)
     try:
-        result = evaluate(read_messages(messages), cut, policy, loaded.history)
+        read = read_messages(messages)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"{messages}: {first_line(exc)}") from None
+    try:
+        with explain.open("w", encoding="utf-8") if explain else contextlib.nullcontext() as out:
+            result = evaluate(read, cut, policy, loaded.history, explain=_writer(out) if out else None)
+    except OSError as exc:
+        raise click.ClickException(f"{explain}: {first_line(exc)}") from None
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     for line in result.lines():
         click.echo(line)
+
+
+def _writer(out: TextIO) -> Callable[[dict[str, Any]], None]:
+    def write(line: dict[str, Any]) -> None:
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return write
 
 
 def _cut(text: str) -> dt.datetime:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from rcptguard.history.settings import HistorySettings
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.policy import Policy
 
-__all__ = ["EvalMessage", "Result", "evaluate", "read_messages"]
+__all__ = ["EvalMessage", "Result", "evaluate", "explained", "read_messages"]
 
 # When, in the stream's time, the guard's index takes in new correspondents, as the doors do (runtime.Runtime): at
 # most once a `rebuild_interval` after a domain it did not know was let through, and after each reload of history
@@ -138,8 +138,10 @@ def _counted(recipients: Iterable[str], near: _Near | None) -> list[Counted]:
     return out
 
 
-def evaluate(messages: list[EvalMessage], cut: dt.datetime, policy: Policy,
-             settings: HistorySettings | None = None) -> Result:
+def evaluate(messages: list[EvalMessage], cut: dt.datetime, policy: Policy, settings: HistorySettings | None = None,
+             explain: Callable[[dict[str, Any]], None] | None = None) -> Result:
+    """The figures of judging the messages from `cut` on, having learned the ones before; `explain` is given, for
+    each judged message that is a leak or has a recipient held or warned, what happened and why (`explained`)."""
     settings = settings or HistorySettings()
     history = MemoryHistory(settings)
     result = Result()
@@ -169,10 +171,30 @@ def evaluate(messages: list[EvalMessage], cut: dt.datetime, policy: Policy,
         verdicts = judge_message(guard, message.sender, list(message.recipients), history, settings,
                                  now=message.when)
         _score(result, message, verdicts)
+        if explain is not None and (message.leak is not None or any(v.action >= Action.WARN for v in verdicts)):
+            explain(explained(message, verdicts))
         answered = _answered(message, verdicts, settings)
         history.record(answered)
         newly_known = newly_known or any(d not in known for d in answered.domains)
     return result
+
+
+def explained(message: EvalMessage, verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """One judged message as a line of `eval-messages --explain`: its outcome (a leak caught, held or warned, or
+    missed; a clean message with a recipient held, or warned) and the verdict of each recipient held or warned, and
+    of the leak, with the signals and the reason."""
+    leak = message.leak.lower() if message.leak else None
+    worst = max((v.action for v in verdicts), default=Action.PASS)
+    if leak is not None:
+        action = next((v.action for v in verdicts if v.address.lower() == leak), Action.PASS)
+        outcome = "held" if action >= Action.HOLD else "warned" if action is Action.WARN else "missed"
+    else:
+        outcome = "clean-held" if worst >= Action.HOLD else "clean-warned"
+    shown = [v for v in verdicts if v.action >= Action.WARN or v.address.lower() == leak]
+    return {"date": message.when.isoformat(), "sender": message.sender, "recipients": list(message.recipients),
+            "leak": message.leak, "kind": message.kind, "outcome": outcome,
+            "verdicts": [{"address": v.address, "verdict": str(v.action), "suggestion": v.suggestion,
+                          "signals": [s.name for s in v.signals], "reason": v.reason} for v in shown]}
 
 
 def _known(learned: dict[str, int], policy: Policy) -> set[str]:
