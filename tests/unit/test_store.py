@@ -15,10 +15,10 @@ from alembic.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rcptguard.store import Store, _sqlite_pragmas
-from rcptguard.store.history import _sqlite_time
+from rcptguard.store import Store, _sqlite_pragmas, utc_now
+from rcptguard.store.history import StoreHistory, _sqlite_time
 from rcptguard.store.quarantine import Quarantine
-from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, holds, metadata
+from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, correspondents, holds, metadata
 from tests.holds import gmial_recipient
 
 
@@ -91,6 +91,27 @@ def test_the_migrations_build_the_schema_module(tmp_path: Path) -> None:
     finally:
         store.close()
     assert differences == []
+
+
+def test_a_near_miss_naming_its_own_domain_is_lifted(tmp_path: Path) -> None:
+    """Migration 0016: a correspondent marked as a slip of itself (in either form) is one no longer, a real near
+    miss stays, and running doors are told to read history again."""
+    repair = importlib.import_module("rcptguard.store.migrations.versions.0016_near_itself").repair
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    now = utc_now()
+    rows = [("partner.com", "partner.com"), ("xn--mnchen-3ya.de", "münchen.de"), ("partnr.com", "partner.com"),
+            ("quiet.com", None), ("held.example", "held")]
+    with store.engine.begin() as connection:
+        connection.execute(sqlalchemy.insert(correspondents), [
+            {"domain": d, "near": n, "count": 3, "first_seen": now, "last_seen": now} for d, n in rows])
+        assert repair(connection) == 2
+    history = StoreHistory(store)
+    assert {c.domain: c.facts.near for c in history.correspondents()} == {
+        "partner.com": None, "xn--mnchen-3ya.de": None, "partnr.com": "partner.com", "quiet.com": None,
+        "held.example": "held"}
+    assert [batch for *_, batch in history.feed(now - dt.timedelta(minutes=1))] == [None]
+    with store.engine.begin() as connection:
+        assert repair(connection) == 0
 
 
 _ZONES = st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)), dt.timezone(-dt.timedelta(hours=8))])
