@@ -28,6 +28,10 @@ says of this sender and this group of recipients:
   one colleague known to history (who sends mail, or was written to) whom the sender writes to or has mail from,
   in place of the work address, while the sender has written to it fewer than `established` times.
 
+Inside the organisation (a recipient at the sender's domain, or at a protected one) only a slip of the domain counts:
+a wrong colleague is no mail leaving for the wrong recipient, and at a thousand people most new colleagues share a
+first name with one the sender writes to.
+
 It is a function of (sender, verdicts, history): no door's state, so the relay, a milter and the evaluation call
 the same code.
 """
@@ -157,7 +161,8 @@ class _Message:
         if known.confirmed is not None and verdict.action >= Action.WARN and verdict.signal("FORCE_RULE") is None:
             return _confirmed(verdict, domain, known.confirmed, Action.parse(self.settings.confirmed_action))
         reason = self._first_contact(verdict, domain, known)
-        found = self._odd(key, domain, known)
+        inside = domain == self.own or verdict.signal("PROTECTED_DOMAIN") is not None
+        found = self._odd(key, domain, known, inside=inside)
         if not found and reason == verdict.reason:
             return verdict
         judged = verdict.copy()
@@ -191,12 +196,16 @@ class _Message:
                      f"({messages(known.org.count)}){still}.")
         return verdict.reason.replace(never_written(shown), truth)
 
-    def _odd(self, key: str, domain: str, known: DomainFacts) -> list[Signal]:
+    def _odd(self, key: str, domain: str, known: DomainFacts, *, inside: bool = False) -> list[Signal]:
+        """The odd-recipient signals of one recipient; `inside` the organisation (the sender's domain, or a protected
+        one), only a slip of the domain: a wrong colleague is no mail leaving for the wrong recipient."""
         settings, facts = self.settings, self.facts
         found = []
         slip = self._domain_slip(domain, known)
         if slip is not None:
             found.append(slip)
+        if inside:
+            return found
         if (len(self.here) > 1 and not known.org.count and known.state != "added"
                 and len(self.unestablished) == (domain in self.unestablished)):
             found.append(_odd("ODD_NEW_DOMAIN", settings.odd_new_domain,
