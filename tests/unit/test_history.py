@@ -304,6 +304,30 @@ def test_the_odd_recipient_out() -> None:
     assert colleague.action is Action.PASS  # a new address at a long-standing domain alone is no reason to stop
 
 
+def test_inside_the_organisation_only_a_slip_of_the_domain_counts() -> None:
+    """A namesake of a colleague (at the sender's domain) or of somebody at a protected domain is no mail leaving for
+    the wrong recipient: not warned of; the same namesake at a partner is, and a slip of the organisation's own
+    domain among colleagues still is."""
+    history = MemoryHistory()
+    batch = Batch()
+    for day in range(10):
+        batch.message("me@org.example", to("john.smith@org.example", "a@org.example", "b@org.example"), NOW - day * DAY)
+        batch.message("me@org.example", to("john.smith@partner.com"), NOW - day * DAY)
+        batch.message("me@org.example", to("john.smith@army.mil"), NOW - day * DAY)
+    history.record(batch)
+    engine = Guard(load_policy().with_domains(("army.mil",), ()), learned=history.learned(NOW))
+    [colleague] = judge_message(engine, "me@org.example", ["john.doe@org.example"], history, now=NOW)
+    assert (colleague.action, colleague.signals[-1].name) == (Action.PASS, "KNOWN_CORRESPONDENT")
+    [protected] = judge_message(engine, "me@org.example", ["john.doe@army.mil"], history, now=NOW)
+    assert protected.action is Action.PASS
+    assert not [s for s in protected.signals if s.name.startswith("ODD_")]
+    [partner] = judge_message(engine, "me@org.example", ["john.doe@partner.com"], history, now=NOW)
+    assert (partner.action, partner.suggestion) == (Action.WARN, "john.smith@partner.com")
+    *_, slip = judge_message(engine, "me@org.example", ["a@org.example", "b@org.example", "c@org.exmple"], history,
+                             now=NOW)
+    assert slip.action >= Action.WARN
+
+
 def test_somebody_in_a_colleagues_place_in_a_group_written_to_before() -> None:
     """A wrong pick from the address book in a thread: lee@partner.com, whom the sender writes to, in the place
     joe@partner.com had in this group (with pat and kim) on each of 20 messages, is warned of, with joe suggested;
