@@ -30,15 +30,13 @@ Leaks, about 1.5% of the messages after the cut (0.3% before it, past slips an i
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import random
 import string
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from synth_org import command_line  # (bench/: the same command line)
 
 OWN = "org.example"
 START = dt.datetime(2026, 1, 1, 7, tzinfo=dt.UTC)
@@ -352,20 +350,7 @@ def messages(world: World, per_day: int) -> Iterator[dict[str, object]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--people", type=int, default=200)
-    parser.add_argument("--per-day", type=int, default=300, help="messages a working day")
-    parser.add_argument("--out", type=Path, help="the JSONL file (default: standard output)")
-    args = parser.parse_args()
-    world = build(args.seed, args.people)
-    out = args.out.open("w") if args.out else sys.stdout
-    try:
-        for message in sorted(messages(world, args.per_day), key=lambda m: str(m["date"])):
-            out.write(json.dumps(message) + "\n")
-    finally:
-        if args.out:
-            out.close()
+    command_line(__doc__ or "", 200, lambda seed, people, per_day: messages(build(seed, people), per_day))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import json
 import random
 import string
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,21 +245,26 @@ def messages(world: World, per_day: int) -> Iterator[dict[str, object]]:
         threads = [t for t in threads if t.left > 0][-5000:]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def command_line(doc: str, people: int, make: Callable[[int, int, int], Iterator[dict[str, object]]]) -> None:
+    """The generators' command line: --seed, --people, --per-day, --out; `make(seed, people, per_day)` gives the
+    messages, written one JSON object a line in date order."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--people", type=int, default=150)
+    parser.add_argument("--people", type=int, default=people)
     parser.add_argument("--per-day", type=int, default=300, help="messages a working day")
     parser.add_argument("--out", type=Path, help="the JSONL file (default: standard output)")
     args = parser.parse_args()
-    world = build(args.seed, args.people)
     out = args.out.open("w") if args.out else sys.stdout
     try:
-        for message in sorted(messages(world, args.per_day), key=lambda m: str(m["date"])):
+        for message in sorted(make(args.seed, args.people, args.per_day), key=lambda m: str(m["date"])):
             out.write(json.dumps(message) + "\n")
     finally:
         if args.out:
             out.close()
+
+
+def main() -> None:
+    command_line(__doc__ or "", 150, lambda seed, people, per_day: messages(build(seed, people), per_day))
 
 
 if __name__ == "__main__":

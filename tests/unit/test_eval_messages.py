@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -17,16 +18,21 @@ from rcptguard.cli import main
 ROOT = Path(__file__).parents[2]
 
 
-def test_a_small_organisation(tmp_path: Path) -> None:
-    """Leaks of every kind are found in the judged part, domain slips nearly all held, and few clean messages are
-    held (the full figures, on the full-size organisation, are in bench/README.md)."""
+def small(generator: str, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A small organisation made by bench/`generator` (seed 5, 40 people, 60 messages a day), and its figures."""
     org = tmp_path / "org.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "synth_org.py"), "--seed", "5", "--people", "40",
+    subprocess.run([sys.executable, str(ROOT / "bench" / generator), "--seed", "5", "--people", "40",
                     "--per-day", "60", "--out", str(org)], check=True)
     result = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-05-01",
                                        "--protect", "org.example", "--format", "json"])
     assert result.exit_code == 0, result.output
-    figures = json.loads(result.output)
+    return org, json.loads(result.output)
+
+
+def test_a_small_organisation(tmp_path: Path) -> None:
+    """Leaks of every kind are found in the judged part, domain slips nearly all held, and few clean messages are
+    held (the full figures, on the full-size organisation, are in bench/README.md)."""
+    org, figures = small("synth_org.py", tmp_path)
     assert set(figures["kinds"]) == {"domain-slip", "wrong-person", "personal"}
     assert figures["trained"] > figures["judged"] > 0
     assert figures["leaks"] + figures["clean"] == figures["judged"]
@@ -59,13 +65,7 @@ def test_a_small_organisation_made_differently(tmp_path: Path) -> None:
     """The second generator's organisation (address books, projects): every kind of leak counted, domain slips and
     personal addresses of the sender or a colleague (on the message or not) nearly all caught, few clean messages
     held."""
-    org = tmp_path / "books.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "synth_books.py"), "--seed", "5", "--people", "40",
-                    "--per-day", "60", "--out", str(org)], check=True)
-    result = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-05-01",
-                                       "--protect", "org.example", "--format", "json"])
-    assert result.exit_code == 0, result.output
-    figures = json.loads(result.output)
+    _, figures = small("synth_books.py", tmp_path)
     assert set(figures["kinds"]) == {"domain-slip", "autocomplete", "namesake", "personal"}
     assert figures["kinds"]["domain-slip"]["tpr"] >= 0.9
     assert figures["kinds"]["personal"]["tpr"] >= 0.9
