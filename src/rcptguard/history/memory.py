@@ -115,8 +115,10 @@ class MemoryHistory:
         """A sender is one of the people of its domain (unless a public mail provider's): their names are known from
         then on, with those of every address written to there (kept as they come: `_written_to`)."""
         domain = sender.rpartition("@")[2]
+        if domain in providers():
+            return
         there = self.people_at[domain]
-        if sender in there or domain in providers():
+        if sender in there:
             return
         there.add(sender)
         names = self.names_at.get(domain)
