@@ -366,9 +366,9 @@ def confirmation(row: RowMapping, to_state: str, now: dt.datetime) -> Batch:
     if to_state == HoldState.RELEASED:
         batch.confirmed(sender, target.domain.ascii, now)
         intended = row["intended"]
-        if intended and intended != target.domain.unicode:
-            near = intended  # (the same domain: a wrong person at the right domain, no doubt of the domain)
-        elif not intended and not _about_the_person(row["signals"]):
+        if intended:
+            near = intended  # (Batch.message keeps none that names the domain itself: rules.near_for)
+        elif not _about_the_person(row["signals"]):
             near = HELD
     batch.message(sender, [Counted(address_key(target), target.domain.ascii, near)], now)
     return batch
