@@ -337,7 +337,7 @@ def messages(world: World, per_day: int) -> Iterator[dict[str, object]]:
             recipients = _recipients(world, department, sender, day)
             if not recipients:
                 continue
-            leak, kind = None, None
+            leak, kind, meant = None, None, recipients
             if rng.random() < (0.015 if when >= CUT else 0.003):
                 found = _leak(world, sender.address, recipients)
                 if found is not None:
@@ -345,8 +345,9 @@ def messages(world: World, per_day: int) -> Iterator[dict[str, object]]:
             sent = world.sent.setdefault(sender.address, {})
             for recipient in recipients:
                 sent[recipient] = sent.get(recipient, 0) + 1
+            named = [(m, p.first, p.last) if (p := world.people.get(m)) else (m, None, None) for m in meant]
             yield {"date": when.isoformat(), "sender": sender.address, "recipients": recipients, "leak": leak,
-                   "kind": kind}
+                   "kind": kind, "meant": named}
 
 
 def main() -> None:

@@ -177,6 +177,12 @@ def _namesake(world: World, address: str) -> str | None:
     return ordered[(i + 1) % len(ordered)] if ordered[(i + 1) % len(ordered)] != address else None
 
 
+def _named(address: str) -> tuple[str, str | None, str | None]:
+    """An address with the first and last name it spells (first.last), or None for another shape."""
+    first, dot, last = address.split("@", maxsplit=1)[0].partition(".")
+    return (address, first, last) if dot and first.isalpha() and last.isalpha() else (address, None, None)
+
+
 def _personal(world: World, sender: str, group: list[str]) -> str:
     rng = world.rng
     colleague = sender if rng.random() < 0.6 else rng.choice([g for g in group if g.endswith(OWN)] or [sender])
@@ -235,32 +241,70 @@ def messages(world: World, per_day: int) -> Iterator[dict[str, object]]:
                 sender = rng.choice(world.teams[team])
                 group = _group(world, team, sender)
                 threads.append(Thread(sender, group, int(rng.expovariate(1 / 4)), when + dt.timedelta(hours=4)))
-            leak, kind = None, None
+            leak, kind, meant = None, None, group
             rate = 0.015 if when >= CUT else 0.003
             if rng.random() < rate:
                 found = _leak(world, sender, group)
                 if found is not None:
                     group, leak, kind = found
-            yield {"date": when.isoformat(), "sender": sender, "recipients": group, "leak": leak, "kind": kind}
+            yield {"date": when.isoformat(), "sender": sender, "recipients": group, "leak": leak, "kind": kind,
+                   "meant": [_named(m) for m in meant]}
         threads = [t for t in threads if t.left > 0][-5000:]
 
 
 def command_line(doc: str, people: int, make: Callable[[int, int, int], Iterator[dict[str, object]]]) -> None:
-    """The generators' command line: --seed, --people, --per-day, --out; `make(seed, people, per_day)` gives the
-    messages, written one JSON object a line in date order."""
+    """The generators' command line: --seed, --people, --per-day, --out, --text; `make(seed, people, per_day)` gives
+    the messages, written one JSON object a line in date order. Each message names the people it was meant for
+    ("meant": [address, first name, last name], the recipients before a leak): with --text their greeting is written
+    as the message's opening ("text", `opening_text`), without it the field is left out."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--people", type=int, default=people)
     parser.add_argument("--per-day", type=int, default=300, help="messages a working day")
     parser.add_argument("--out", type=Path, help="the JSONL file (default: standard output)")
+    parser.add_argument("--text", action="store_true", help="give each message an opening line (a greeting)")
     args = parser.parse_args()
     out = args.out.open("w") if args.out else sys.stdout
+    rng = random.Random(f"text {args.seed}")  # its own: the envelopes are the same with --text or without
+    habits: dict[str, str] = {}
     try:
         for message in sorted(make(args.seed, args.people, args.per_day), key=lambda m: str(m["date"])):
+            meant = message.pop("meant", [])
+            if args.text:
+                message["text"] = opening_text(rng, habits, str(message["sender"]), meant)  # type: ignore[arg-type]
             out.write(json.dumps(message) + "\n")
     finally:
         if args.out:
             out.close()
+
+
+# How people open a message, an assumption (no measured share): each sender has a habit, kept
+HABITS = {"first": 0.40, "formal": 0.15, "plain": 0.25, "none": 0.20}
+BARE = 0.3  # a message with no greeting whatever the habit (a quick reply, a note)
+FILLER = ("please find the figures attached.", "thanks for your message.", "a short update on where we are.",
+          "could you have a look at the draft below?", "as discussed, here are the next steps.")
+
+
+def opening_text(rng: random.Random, habits: dict[str, str], sender: str,
+                 meant: list[tuple[str, str | None, str | None]]) -> str:
+    """The first lines of a message to `meant` (address, first, last name: None when the address does not say):
+    the greeting of the sender's habit, addressed to the people meant (a leak's message still greets the person
+    its sender meant), then a line of text."""
+    habit = habits.setdefault(sender, rng.choices(list(HABITS), list(HABITS.values()))[0])
+    line = rng.choice(FILLER)
+    first = [m for m in meant if m[1]]
+    if habit == "none" or rng.random() < BARE:
+        return line.capitalize()
+    if habit == "plain" or not first:
+        return f"{rng.choice(('Hello,', 'Hi all,', 'Good morning,', 'Hi,'))}\n\n{line.capitalize()}"
+    if habit == "formal":
+        last = first[0][2]
+        title = rng.choice(("Mr", "Ms", "Dr"))
+        return f"Dear {title} {str(last).capitalize()},\n\n{line.capitalize()}" if last else f"Dear all,\n\n{line}"
+    if (len(meant) >= 3 and rng.random() < 0.6) or (len(meant) == 2 and rng.random() < 0.2):
+        return f"Hi all,\n\n{line.capitalize()}"
+    named = [str(m[1]).capitalize() for m in first[: 2 if len(meant) == 2 and rng.random() < 0.4 else 1]]
+    return f"{rng.choice(('Hi', 'Dear', 'Hello'))} {' and '.join(named)},\n\n{line.capitalize()}"
 
 
 def main() -> None:

@@ -23,12 +23,13 @@ import resource
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from rcptguard import logs
 from rcptguard.guard import Guard
 from rcptguard.history import Batch, Counted, HistorySettings, HistoryView, MemoryHistory, sender_key
+from rcptguard.history.greeting import NOBODY_GREETED, Greeting, display_names, greeting_of, opening
 from rcptguard.history.judge import adjust
 from rcptguard.history.model import key_of
 from rcptguard.model import Action, Verdict
@@ -218,25 +219,43 @@ class Runtime:
         return found
 
     def judge(self, sender: str, verdicts: Sequence[Verdict], *, last_only: bool = False,
-              fresh: bool = True) -> list[Verdict]:
+              fresh: bool = True, greeting: Greeting = NOBODY_GREETED,
+              displays: Mapping[str, str] | None = None) -> list[Verdict]:
         """The guard's verdicts for one message's recipients, changed by the sender's history and each other
         (history.judge.adjust), from history in memory; with `fresh`, a recipient still warned or held is judged
-        again if the store knows a newer confirmation of its domain (`catch_up`: one read, so not on a loop)."""
-        judged = adjust(sender, verdicts, self.history, self.guard.policy, self.settings, last_only=last_only)
+        again if the store knows a newer confirmation of its domain (`catch_up`: one read, so not on a loop).
+        `greeting`, `displays`: whom the message greets, its recipients' display names (a door that read it)."""
+        judged = adjust(sender, verdicts, self.history, self.guard.policy, self.settings, last_only=last_only,
+                        greeting=greeting, displays=displays)
         if fresh and self.catch_up(sender, judged[-1:] if last_only else judged):
-            judged = adjust(sender, verdicts, self.history, self.guard.policy, self.settings, last_only=last_only)
+            judged = adjust(sender, verdicts, self.history, self.guard.policy, self.settings, last_only=last_only,
+                            greeting=greeting, displays=displays)
         return judged
 
     def judge_or_not(self, sender: str, verdicts: Sequence[Verdict], *, last_only: bool = False,
-                     fresh: bool = True) -> list[Verdict]:
+                     fresh: bool = True, greeting: Greeting = NOBODY_GREETED,
+                     displays: Mapping[str, str] | None = None) -> list[Verdict]:
         """`judge`, or the guard's verdicts as they are when the store cannot be read: history sharpens the typo
         model's verdicts, and mail the typo model lets through is never stopped for want of it (a hold still needs
         the quarantine, which answers for itself)."""
         try:
-            return self.judge(sender, verdicts, last_only=last_only, fresh=fresh)
+            return self.judge(sender, verdicts, last_only=last_only, fresh=fresh, greeting=greeting,
+                              displays=displays)
         except StoreError as exc:
             logs.event(log, "history unavailable; judged without it", logging.WARNING, error=str(exc))
             return list(verdicts)
+
+    def greeting(self, content: bytes) -> tuple[Greeting, dict[str, str]]:
+        """Whom a message's opening greets, and (when it greets somebody) its recipients' display names; nobody when
+        `[history] greetings` is off or the message cannot be read (rcptguard.history.greeting)."""
+        if not self.settings.greetings:
+            return NOBODY_GREETED, {}
+        try:
+            greeting = greeting_of(opening(content))
+            return (greeting, display_names(content)) if greeting else (NOBODY_GREETED, {})
+        except (ValueError, LookupError, UnicodeError) as exc:  # a message that cannot be read greets nobody
+            logs.event(log, "opening not read", logging.DEBUG, error=str(exc))
+            return NOBODY_GREETED, {}
 
     def saw(self, sender: str, verdicts: Sequence[Verdict]) -> None:
         """One message let through to these recipients (their verdicts as enforced or, in observe mode, as they

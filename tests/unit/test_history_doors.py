@@ -295,3 +295,36 @@ def test_the_policy_service_in_observe_mode(tmp_path: Path) -> None:
     assert answers[2].startswith("REJECT")
     [seen] = StoreHistory(store).observations()
     assert (seen.door, seen.recipient, seen.verdict, seen.intended) == ("policyd", "x@army.ml", "hold", "army.mil")
+
+
+def test_a_greeting_that_names_somebody_else_at_the_relay(tmp_path: Path, sink: RecordingSink) -> None:
+    """The sender writes to nils.martin@partner.com and olga.smith@partner.com; a message to Olga that opens "Hi
+    Nils," (quoted-printable, in a multipart message) is delivered and Olga is warned of, the notice naming Nils's
+    address; the same message opening "Hi Olga," passes with no notice."""
+    history = StoreHistory(Store.open(f"sqlite:///{tmp_path / 'relay.db'}"))
+    batch = Batch()
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    for _ in range(5):
+        batch.message("me@example-corp.com", [Counted("nils.martin@partner.com", "partner.com")], when)
+        batch.message("me@example-corp.com", [Counted("olga.smith@partner.com", "partner.com")], when)
+    history.record(batch)
+
+    def message(name: str) -> bytes:
+        return (b'From: me@example-corp.com\r\nTo: olga.smith@partner.com\r\nSubject: figures\r\nMIME-Version: 1.0\r\n'
+                b'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n--b1\r\n'
+                b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                b"Hi " + name.encode() + b",\r\n\r\nthe figures you asked for =E2=80=93 attached.\r\n--b1--\r\n")
+
+    relay = start(tmp_path, sink)
+    try:
+        for name in ("Olga", "Nils"):
+            with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as smtp:
+                smtp.sendmail("me@example-corp.com", ["olga.smith@partner.com"], message(name))
+        got = sink.wait_for(3)
+    finally:
+        relay.close()
+    delivered = [m for m in got if m.mail_from]
+    assert [list(m.rcpt_tos) for m in delivered] == [["olga.smith@partner.com"], ["olga.smith@partner.com"]]
+    [notice] = [m for m in got if not m.mail_from]
+    text = notice.data.decode(errors="replace").replace("=\r\n", "").replace("\r\n", " ")
+    assert "The message greets Nils, and nobody it goes to is Nils. You write to nils.martin@partner.com" in text

@@ -4,6 +4,7 @@ inside a real Postfix."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import Iterator
@@ -29,9 +30,11 @@ from rcptguard.gateways.milter import (
     raised,
 )
 from rcptguard.gateways.relay import RelaySettings
+from rcptguard.history import Batch, Counted
 from rcptguard.model import Action, Verdict
 from rcptguard.runtime import Runtime
 from rcptguard.store import Store
+from rcptguard.store.history import StoreHistory
 from rcptguard.store.outgoing import Outgoing
 from rcptguard.store.quarantine import Quarantine
 from tests.unit.relays import policy_factory
@@ -280,3 +283,30 @@ def test_the_sensitivity_scanner_holds_a_warned_recipient_of_a_marked_message(tm
     assert "classification marking" in hold.reason
     assert "SENSITIVE_CONTENT" in [s["name"] for s in hold.signals]
     assert not service.reads_content(transaction(service, "x@army.mil"))
+
+
+def test_a_greeting_that_names_somebody_else_warns_at_end_of_message(tmp_path: Path) -> None:
+    """The sender writes to nils.martin@partner.com and olga.smith@partner.com; with every message read
+    (`warn_header`), a message to Olga opening "Hi Nils," warns of her, the header naming Nils's address; "Hi Olga,"
+    does not."""
+    store = Store.open(f"sqlite:///{tmp_path / 'milter.db'}")
+    batch = Batch()
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    for _ in range(5):
+        batch.message(SENDER, [Counted("nils.martin@partner.com", "partner.com")], when)
+        batch.message(SENDER, [Counted("olga.smith@partner.com", "partner.com")], when)
+    StoreHistory(store).record(batch)
+    relay = RelaySettings.from_section({"next_hop": "127.0.0.1:10026"}, "relay")
+    service = build(policy_factory(), store, relay, MilterSettings(warn_header=True))
+    warnings = {}
+    for name in ("Olga", "Nils"):
+        tx = transaction(service, "olga.smith@partner.com", headers=[("To", b" olga.smith@partner.com")])
+        tx.body[:] = f"Hi {name},\r\n\r\nthe figures.\r\n".encode()
+        service.in_company(tx)
+        assert service.reads_content(tx)
+        warnings[name] = service.end_of_message(tx, arrival(), "").add_headers
+    assert warnings["Olga"] == []
+    [(field, value)] = warnings["Nils"]
+    assert field == "X-Rcptguard-Warning"
+    assert "greets Nils" in value
+    assert "nils.martin@partner.com" in value

@@ -116,6 +116,7 @@ class Transaction:
     smtputf8: bool = False
     arrived: float = field(default_factory=time.time)  # when MAIL came: the time Postfix's Received header names
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # accepted recipients, in order
+    guarded: list[Verdict] = field(default_factory=list)  # their verdicts before history judged them together
     as_given: dict[str, str] = field(default_factory=dict)  # each as the MTA named it (delete-recipient wants that)
     rcpt_params: dict[str, RcptParams] = field(default_factory=dict)
     headers: list[tuple[str, bytes]] = field(default_factory=list)  # name, value as sent (leading space, folding)
@@ -232,6 +233,20 @@ def sensitivity(settings: ContentSettings) -> ContentCheck:
     return ContentCheck("sensitivity", judge)
 
 
+def greetings(runtime: Runtime) -> ContentCheck:
+    """Whom the message greets (rcptguard.history.greeting), on the messages the milter reads: the recipients judged
+    again with the others, the sender's history and the greeting; what that raises (`ODD_GREETING`) is kept."""
+
+    def judge(tx: Transaction, content: bytes) -> dict[str, Verdict]:
+        greeting, displays = runtime.greeting(content)
+        if not greeting or len(tx.guarded) != len(tx.verdicts):
+            return {}
+        judged = runtime.judge_or_not(tx.sender, tx.guarded, greeting=greeting, displays=displays)
+        return {r: v for r, v in zip(tx.verdicts, judged, strict=True) if v.signal("ODD_GREETING") is not None}
+
+    return ContentCheck("greeting", judge)
+
+
 class MilterService:
     """What every MTA connection shares: the guard, the quarantine, the outbox and its background rounds."""
 
@@ -300,7 +315,8 @@ class MilterService:
         """Every recipient judged with the others and the sender's history (rcptguard.history.judge), once all are
         in: a confirmation lowers a hold, an odd recipient out is warned or held (as they were when the store cannot
         be read)."""
-        judged = self.runtime.judge_or_not(tx.sender, list(tx.verdicts.values()))
+        tx.guarded = list(tx.verdicts.values())
+        judged = self.runtime.judge_or_not(tx.sender, tx.guarded)
         tx.verdicts = dict(zip(tx.verdicts, judged, strict=True))
 
     def passed(self, tx: Transaction) -> None:
@@ -315,8 +331,8 @@ class MilterService:
         """Hold, warn and pass the recipients of a whole message; a tempfail when the held copy cannot be stored."""
         seen = tx.content()
         verdicts = tx.verdicts
-        for check in self.content_checks:
-            verdicts = raised(verdicts, check.judge(tx, seen))
+        for check in self.content_checks:  # each sees what the ones before it raised
+            verdicts = tx.verdicts = raised(verdicts, check.judge(tx, seen))
         held = [r for r, v in verdicts.items() if v.action is Action.HOLD]
         warned = [r for r, v in verdicts.items() if v.action is Action.WARN]
         passed = [r for r, v in verdicts.items() if v.action <= Action.WARN]
@@ -684,6 +700,8 @@ def build(factory: GuardFactory, store: Store, relay: RelaySettings, settings: M
     runtime = Runtime(factory, store, flush_interval=relay.flush_interval, rebuild_interval=relay.rebuild_interval,
                       history=history)
     service = MilterService(runtime, Quarantine(store, stale_after=relay.claim_window), relay, settings, dns)
+    if runtime.settings.greetings:  # first: the sensitivity scanner then weighs what the greeting raised
+        service.content_checks.append(greetings(runtime))
     if content is not None and content.enabled:
         service.content_checks.append(sensitivity(content))
     return service

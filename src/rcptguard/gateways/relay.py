@@ -969,9 +969,12 @@ class RelayHandler:
         mail_from = envelope.mail_from or ""
         at_rcpt: dict[str, Verdict] = envelope.rcptguard  # type: ignore[attr-defined]
         guarded = [at_rcpt[r] for r in envelope.rcpt_tos]
-        judged = self.runtime.judge_or_not(mail_from, guarded, fresh=False)  # history in memory: no read to wait for
+        greeting, displays = self.runtime.greeting(content)
+        judged = self.runtime.judge_or_not(mail_from, guarded, fresh=False, greeting=greeting,
+                                           displays=displays)  # history in memory: no read to wait for
         if self.runtime.stale(mail_from, judged):  # the store may know a newer confirmation: one read, off the loop
-            judged = await asyncio.to_thread(self.runtime.judge_or_not, mail_from, guarded)
+            judged = await asyncio.to_thread(self.runtime.judge_or_not, mail_from, guarded, greeting=greeting,
+                                             displays=displays)
         verdicts = dict(zip(envelope.rcpt_tos, judged, strict=True))
         verdicts = await self._weigh_content(verdicts, content)
         acting = self._enforced(mail_from, verdicts)

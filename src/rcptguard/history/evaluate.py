@@ -1,13 +1,14 @@
 """Measuring history on a labelled stream of messages (`rcptguard eval-messages`).
 
 Each line of the file is one message: `{"date": ISO 8601, "sender": "a@org.example", "recipients": [...],
-"leak": "address" | null, "kind": "domain-slip" | ...}` (`kind` optional). The messages before the cut date are
-learned as `rcptguard learn` would import them (every recipient delivered, near misses marked); the rest are judged
-in date order by the guard and the per-message judgement, as the relay would (history.judge), its index taking in
-new correspondents when a door's would (a minute after a domain it did not know was let through, and after each
-hourly reload of history), and learned as the relay learns once each hold is answered: what passed or was warned
-counts; a held clean recipient is taken to be sent anyway by its sender (a confirmation, which teaches the guard as
-the page does), a held leak to be corrected.
+"leak": "address" | null, "kind": "domain-slip" | ..., "text": "Hi Nils,..."}` (`kind` and `text` optional: the
+message's opening, read for its greeting as the relay reads a message's first text part). The messages before the
+cut date are learned as `rcptguard learn` would import them (every recipient delivered, near misses marked); the
+rest are judged in date order by the guard and the per-message judgement, as the relay would (history.judge), its
+index taking in new correspondents when a door's would (a minute after a domain it did not know was let through, and
+after each hourly reload of history), and learned as the relay learns once each hold is answered: what passed or
+was warned counts; a held clean recipient is taken to be sent anyway by its sender (a confirmation, which teaches
+the guard as the page does), a held leak to be corrected.
 A leak counts as caught when its recipient is held or warned; a clean message is a false positive when any
 recipient is held (a warning is counted apart).
 """
@@ -25,6 +26,7 @@ from typing import Any
 from rcptguard.domains import parse_address
 from rcptguard.guard import Guard
 from rcptguard.history.batch import Batch, Counted
+from rcptguard.history.greeting import NOBODY_GREETED, Greeting, greeting_of
 from rcptguard.history.judge import judge_message
 from rcptguard.history.memory import MemoryHistory
 from rcptguard.history.model import address_key, sender_key
@@ -49,6 +51,7 @@ class EvalMessage:
     recipients: tuple[str, ...]
     leak: str | None
     kind: str | None
+    greeting: Greeting = NOBODY_GREETED  # of the optional "text"
 
 
 def read_messages(path: Path) -> list[EvalMessage]:
@@ -62,7 +65,8 @@ def read_messages(path: Path) -> list[EvalMessage]:
                 row = json.loads(line)
                 when = dt.datetime.fromisoformat(row["date"])
                 message = EvalMessage(when if when.tzinfo else when.replace(tzinfo=dt.UTC), str(row["sender"]),
-                                      tuple(str(r) for r in row["recipients"]), row.get("leak"), row.get("kind"))
+                                      tuple(str(r) for r in row["recipients"]), row.get("leak"), row.get("kind"),
+                                      greeting_of(str(row["text"])) if row.get("text") else NOBODY_GREETED)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"line {number}: {exc}") from None
             out.append(message)
@@ -169,7 +173,7 @@ def evaluate(messages: list[EvalMessage], cut: dt.datetime, policy: Policy, sett
                 known = fresh
             built, newly_known = message.when, False
         verdicts = judge_message(guard, message.sender, list(message.recipients), history, settings,
-                                 now=message.when)
+                                 now=message.when, greeting=message.greeting)
         _score(result, message, verdicts)
         if explain is not None and (message.leak is not None or any(v.action >= Action.WARN for v in verdicts)):
             explain(explained(message, verdicts))

@@ -26,7 +26,10 @@ says of this sender and this group of recipients:
   `ODD_PERSONAL` an address at a public mail provider spelling the name of the sender or a colleague on the
   message (ann.lee@org.example, annlee84@gmail.com): a personal address, where company mail should not go; or of
   one colleague known to history (who sends mail, or was written to) whom the sender writes to or has mail from,
-  in place of the work address, while the sender has written to it fewer than `established` times.
+  in place of the work address, while the sender has written to it fewer than `established` times;
+  `ODD_GREETING` the message's opening greets somebody (Hi Nils,) whom none of its recipients can be, and the sender
+  writes to a Nils: at this recipient's domain, or this is the one recipient it could have been meant for
+  (rcptguard.history.greeting; the doors that read the message: the relay, a milter at end of message).
 
 Inside the organisation (a recipient at the sender's domain, or at a protected one) only a slip of the domain counts:
 a wrong colleague is no mail leaving for the wrong recipient, and at a thousand people most new colleagues share a
@@ -40,11 +43,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rcptguard.domains import normalize_domain
 from rcptguard.guard import Guard
+from rcptguard.history.greeting import NOBODY_GREETED, Greeting, answers, spells, unanswered
 from rcptguard.history.model import (
     NAME_LETTERS,
     DomainFacts,
@@ -71,22 +75,25 @@ _NOTHING_KNOWN = DomainFacts()  # a domain history has nothing on (frozen: one f
 SLIP_COMPANY = 30  # a recipient's domain is compared with at most this many of the message's other domains
 SUBSTITUTE_SHARE = 0.8  # the person whose place is taken filled it in this share of the group's messages, at least
 ODD_SIGNALS = ("ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP",
-               "ODD_NEW_FOR_SENDER", "ODD_SUBSTITUTE", "ODD_PERSONAL")
+               "ODD_NEW_FOR_SENDER", "ODD_SUBSTITUTE", "ODD_PERSONAL", "ODD_GREETING")
 
 
 def judge_message(guard: Guard, sender: str, recipients: Sequence[str], history: HistoryView,
-                  settings: HistorySettings | None = None, now: dt.datetime | None = None) -> list[Verdict]:
+                  settings: HistorySettings | None = None, now: dt.datetime | None = None, *,
+                  greeting: Greeting = NOBODY_GREETED, displays: Mapping[str, str] | None = None) -> list[Verdict]:
     """The verdict for each recipient of one message from `sender`, in order."""
     verdicts = [guard.check(r) for r in recipients]
-    return adjust(sender, verdicts, history, guard.policy, settings, now)
+    return adjust(sender, verdicts, history, guard.policy, settings, now, greeting=greeting, displays=displays)
 
 
 def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, policy: Policy,
            settings: HistorySettings | None = None, now: dt.datetime | None = None, *,
-           last_only: bool = False) -> list[Verdict]:
+           last_only: bool = False, greeting: Greeting = NOBODY_GREETED,
+           displays: Mapping[str, str] | None = None) -> list[Verdict]:
     """The guard's verdicts for one message's recipients, changed by the sender's history and each other; with
     `last_only`, only the last one is judged (in the company of the others, whose verdicts are returned as given:
-    the policy service, which asks about one recipient at a time)."""
+    the policy service, which asks about one recipient at a time). `greeting`: whom the message's opening greets,
+    with the recipients' display names (`displays`, by address as written) when the door read the message."""
     settings = settings or HistorySettings()
     now = now or dt.datetime.now(dt.UTC)
     keys = [_key(v) for v in verdicts]
@@ -95,6 +102,9 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
     facts = history.facts(me, present, now)
     message = _Message(facts, present, settings, policy, now, me, partial=last_only)
     message.prepare()
+    if greeting and me is not None and not last_only:
+        shown = {key_of(a) or a: name for a, name in (displays or {}).items()}
+        message.greeted = _misgreeted(me, present, greeting, shown, history)
     if last_only:
         return [*verdicts[:-1], verdicts[-1] if keys[-1] is None else message.judge(verdicts[-1], keys[-1])]
     return [v if k is None else message.judge(v, k) for v, k in zip(verdicts, keys, strict=True)]
@@ -126,6 +136,7 @@ class _Message:
     likely: list[str] = field(default_factory=list)  # the domains a slip is compared with, the most present first
     names: dict[str, str] | None = None  # a name spelled (annlee, alee) -> the sender or colleague: `_names`
     present: set[str] = field(default_factory=set)  # the message's recipients
+    greeted: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # recipient -> name, meant, messages
 
     def prepare(self) -> None:
         unique = dict.fromkeys(self.keys)
@@ -239,6 +250,11 @@ class _Message:
         personal = self._personal(key, domain)
         if personal is not None:
             found.append(personal)
+        if key in self.greeted:
+            name, meant, count = self.greeted[key]
+            found.append(_odd("ODD_GREETING", settings.odd_greeting,
+                              f"The message greets {name}, and nobody it goes to is {name}. You write to {meant} "
+                              f"({messages(count)}): is {key} the person you meant?", like=meant, greeted=name))
         return found
 
     def _substitute(self, key: str, domain: str) -> Signal | None:
@@ -308,6 +324,46 @@ class _Message:
                             f"{'s' if count > 1 else ''} of this message {'are' if count > 1 else 'is'}.",
                             like=other)
         return None
+
+
+def _misgreeted(sender: str, keys: Sequence[str], greeting: Greeting, displays: Mapping[str, str],
+                history: HistoryView) -> dict[str, tuple[str, str, int]]:
+    """The recipients a greeting says were not meant: the message greets a name none of its recipients answers to
+    (`unanswered`), the sender writes to somebody of that name, and this recipient answers to no name greeted and
+    is at that person's domain (or is the only such recipient outside the sender's domain). Each with the name,
+    the address the sender writes to by it (the most written to) and its messages."""
+    recipients = {k: displays.get(k, "") for k in dict.fromkeys(keys)}
+    missing = unanswered(greeting, recipients)
+    if not missing:
+        return {}
+    own = sender.rpartition("@")[2]
+    silent = [k for k, shown in recipients.items() if k.rpartition("@")[2] != own
+              and not any(answers(n, k, shown) for n in greeting.first)
+              and not any(answers(n, k, shown, last=True) for n in greeting.last)]
+    if not silent:
+        return {}
+    written = history.written_by(sender)
+    meant: list[tuple[int, str, str]] = []  # (messages, address, name greeted)
+    for name in missing:
+        last = name in greeting.last
+        meant += [(n, a, name) for a, n in written.items() if a not in recipients and spells(name, a, last=last)]
+    if not meant:
+        return {}
+    meant.sort(key=lambda m: (-m[0], m[1]))
+    found = {}
+    for key in silent:
+        domain = key.rpartition("@")[2]
+        here = next((m for m in meant if m[1].rpartition("@")[2] == domain), None)
+        if here is None and len(silent) == 1:
+            here = meant[0]
+        if here is not None:
+            found[key] = (_shown(here[2]), here[1], here[0])
+    return found
+
+
+def _shown(name: str) -> str:
+    """A greeted name as a sentence shows it: nils, Nils; anna-lena, Anna-Lena; o'brien, O'Brien."""
+    return "-".join("'".join(p[:1].upper() + p[1:] for p in part.split("'")) for part in name.split("-"))
 
 
 def _odd(name: str, score: float, note: str, **evidence: str) -> Signal:

@@ -44,6 +44,7 @@ class MemoryHistory:
         self.by_sender: Counter[tuple[str, str]] = Counter()
         self.by_org: Counter[str] = Counter()
         self.addresses_at: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+        self.written_at: defaultdict[str, set[str]] = defaultdict(set)  # sender -> the domains of addresses_at
         self.pairs: Counter[tuple[str, str]] = Counter()
         # the rest's digest -> who filled the place (model.places): (address, count) while one person did (most
         # places: a tuple is a quarter of a dict), then {address: count}
@@ -73,6 +74,7 @@ class MemoryHistory:
             self.by_org[address] += tally.count
             domain = batch.address_domains[address]
             self.addresses_at[(sender, domain)].add(address)
+            self.written_at[sender].add(domain)
             self._written_to(domain, address)
             self.tops.pop((sender, domain), None)
             self.org_tops.pop(domain, None)
@@ -109,6 +111,7 @@ class MemoryHistory:
         self.by_sender[(sender, address)] = count
         self.by_org[address] += count
         self.addresses_at[(sender, domain)].add(address)
+        self.written_at[sender].add(domain)
         self._written_to(domain, address)
 
     def _person(self, sender: str) -> None:
@@ -202,6 +205,11 @@ class MemoryHistory:
             if grouped else {},
             colleagues=colleagues,
         )
+
+    def written_by(self, sender: str) -> dict[str, int]:
+        by_sender = self.by_sender
+        at = self.addresses_at
+        return {a: by_sender[(sender, a)] for d in self.written_at.get(sender, ()) for a in at[(sender, d)]}
 
     def _neighbours(self, sender: str, domain: str) -> tuple[str, ...]:
         """The sender's most written-to addresses at `domain`, kept until the sender writes there again."""

@@ -23,6 +23,11 @@
     odd_substitute        4.0      in the place of somebody at the same domain in a group written to before
     substitute_min        2        ... once the group had that person in that place in this many messages
     odd_personal          4.0      an address at a public mail provider spelling a colleague's name (warns alone)
+    odd_greeting          4.0      the message greets a name none of its recipients answers to, and the sender
+                                   writes to somebody of that name (warns alone; the relay and the milter, which
+                                   read the message)
+    greetings             true     the relay (and the milter, on the messages it reads) reads the first lines of a
+                                   message's first text part for whom it greets (`odd_greeting`)
     reload_seconds        3600     a door holds history in memory, kept current by its own learning and by the
                                    history feed (what every other writer changed, at each flush); it reads the
                                    whole store again this often, a safety net for anything the feed missed
@@ -64,6 +69,8 @@ class HistorySettings(Settings):
     odd_substitute: float = 4.0
     substitute_min: int = 2
     odd_personal: float = 4.0
+    odd_greeting: float = 4.0
+    greetings: bool = True
     reload_seconds: float = 3600.0
     observations_days: float = 90.0
 

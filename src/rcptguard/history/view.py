@@ -17,6 +17,11 @@ class HistoryView(Protocol):
         """What history says of these recipients (history's form of each address), for `sender`."""
         ...
 
+    def written_by(self, sender: str) -> dict[str, int]:
+        """Every address `sender` (history's form) has written to, with its messages (asked only when a message
+        greets somebody none of its recipients can be: rcptguard.history.greeting)."""
+        ...
+
     def record(self, batch: Batch) -> None:
         """Add what was learned."""
         ...

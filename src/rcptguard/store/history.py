@@ -60,6 +60,7 @@ FEED_OVERLAP = dt.timedelta(minutes=2)  # how far back each look at the feed rea
 _FADE_STEPS = 48  # powers of two a count is compared with when pruning (2**48 messages: more than any count)
 CATCH_UP_BURST = 3  # times a second the store is asked for one sender's confirmation of one domain
 _ASKED_LIMIT = 100_000  # pairs remembered as asked (then forgotten all at once)
+WRITTEN_BY_AT_MOST = 20_000  # of a sender's addresses, the most written to, compared with a name greeted
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,11 @@ class StoreHistory:
         return Facts(domains=self._domain_facts(domains, sender), by_sender=by_sender, by_org=by_org, pairs=pairs,
                      neighbours=neighbours, org_neighbours=org_neighbours, places=filled,
                      colleagues=self._colleagues(sender, unique))
+
+    def written_by(self, sender: str) -> dict[str, int]:
+        a = sender_addresses.c
+        return {address: int(n) for address, n in self._rows(select(a.address, a.count).where(a.sender == sender)
+                                                               .order_by(a.count.desc()).limit(WRITTEN_BY_AT_MOST))}
 
     def _colleagues(self, sender: str | None, unique: Sequence[str]) -> dict[str, str]:
         """Facts.colleagues: the people of the sender's domain read whole (its senders, and the addresses written to
@@ -502,6 +508,10 @@ class MirroredHistory:
     def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:
         with self.lock:
             return self.memory.facts(sender, addresses, now)
+
+    def written_by(self, sender: str) -> dict[str, int]:
+        with self.lock:
+            return self.memory.written_by(sender)
 
     def record(self, batch: Batch) -> None:
         self.store.record(batch, origin=self.origin)

@@ -1,0 +1,168 @@
+"""Whom a message greets (rcptguard.history.greeting), whether its recipients answer to that name, and the wrong
+person it reveals (ODD_GREETING) in the judgement, from memory and from the store alike."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from rcptguard.guard import Guard
+from rcptguard.history import Batch, Counted, MemoryHistory
+from rcptguard.history.greeting import NOBODY_GREETED, Greeting, answers, display_names, greeting_of, opening, spells
+from rcptguard.history.judge import judge_message
+from rcptguard.model import Action
+from rcptguard.policy import load_policy
+from rcptguard.store import Store
+from rcptguard.store.history import StoreHistory
+
+NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("text", "greeting"), [
+    ("Hi Nils,\n\nthe figures you asked for.", Greeting(first=("nils",))),
+    ("Dear Nils and Carla,\nsee below", Greeting(first=("nils", "carla"))),
+    ("Hallo Herr Müller,", Greeting(last=("müller",))),
+    ("Dear Dr. O'Brien,", Greeting(last=("o'brien",))),
+    ("Guten Tag Frau Schmidt,", Greeting(last=("schmidt",))),
+    ("Bonjour Zoë,", Greeting(first=("zoë",))),
+    ("Good morning Anna-Lena!", Greeting(first=("anna-lena",))),
+    ("Nils,\nsee below", Greeting(first=("nils",))),
+    ("Re: the figures\n\nHi Bob!", Greeting(first=("bob",))),
+    ("> Hi Olga,\n> quoted\nHi Nils,", Greeting(first=("nils",))),
+    ("Hello all,", NOBODY_GREETED),
+    ("Hi Nils and team,", NOBODY_GREETED),
+    ("Dear Sir or Madam,", NOBODY_GREETED),
+    ("Hi there,", NOBODY_GREETED),
+    ("Hello,\nNils wrote the figures.", NOBODY_GREETED),
+    ("Thanks", NOBODY_GREETED),
+    ("Attached the report.", NOBODY_GREETED),
+    ("The figures are attached.\nThey are late.\nSorry.\nHi Nils,", NOBODY_GREETED),  # not on its first lines
+    ("", NOBODY_GREETED),
+    ("Hi " + "N" * 200 + ",", NOBODY_GREETED),
+])
+def test_the_names_greeted(text: str, greeting: Greeting) -> None:
+    assert greeting_of(text) == greeting
+
+
+@pytest.mark.parametrize(("name", "address", "display", "last", "expected"), [
+    ("nils", "nils.martin@kavale.de", "", False, True),
+    ("nils", "olga.smith@kavale.de", "", False, False),
+    ("nils", "olga.smith@kavale.de", "Nils Martin", False, True),  # the display name says who reads it
+    ("nils", "n.martin@kavale.de", "", False, True),  # an initial: may be Nils
+    ("nils", "o.smith@kavale.de", "", False, False),
+    ("nils", "nmartin@kavale.de", "", False, True),
+    ("nils", "nilsmartin@kavale.de", "", False, True),
+    ("bob", "robert.smith@kavale.de", "", False, True),  # a nickname
+    ("thomas", "mueller@firma.de", "", False, True),  # a last name alone: may be Thomas Müller
+    ("marta", "jamesevans@x.com", "", False, False),  # plainly James
+    ("müller", "hans.mueller@firma.de", "", True, True),
+    ("johnson", "isaacj@x.com", "", True, True),  # a first name and the last name's initial
+    ("wright", "jamesevans@x.com", "", True, False),
+    ("anna-lena", "annalena.b@x.com", "", False, True),
+    ("o'brien", "sean.obrien@x.com", "", True, True),
+    ("zoë", "zoe.k@x.com", "", False, True),
+])
+def test_whether_a_recipient_answers_to_a_name(name: str, address: str, display: str, last: bool,
+                                                expected: bool) -> None:
+    assert answers(name, address, display, last=last) is expected
+
+
+def test_whom_an_address_plainly_names() -> None:
+    assert spells("nils", "nils.martin@kavale.de")
+    assert spells("bob", "robert.king@x.com")
+    assert spells("martin", "nils.martin@kavale.de", last=True)
+    assert not spells("nils", "n.martin@kavale.de")  # an initial is nobody in particular
+    assert not spells("nils", "olga.nils@x.com")  # a last name
+    assert spells("nils", "nilsmartin@x.com")  # run together
+
+
+def test_the_opening_of_every_shape_of_message() -> None:
+    plain = b"From: a@org.example\r\nTo: b@x.com\r\nSubject: s\r\n\r\nHi Nils,\r\n\r\nthe figures\r\n"
+    assert greeting_of(opening(plain)) == Greeting(first=("nils",))
+    encoded = base64.encodebytes("Hallo Jürgen,\n\ndie Zahlen.\n".encode() * 200)
+    b64 = (b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded)
+    assert greeting_of(opening(b64)) == Greeting(first=("jürgen",))
+    qp = (b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+          b"Bonjour Ren=E9,\r\n")
+    assert greeting_of(opening(qp)) == Greeting(first=("rené",))
+    mixed = (b'Content-Type: multipart/mixed; boundary="out"\r\n\r\npreamble\r\n--out\r\n'
+             b'Content-Type: multipart/alternative; boundary=in\r\n\r\n--in\r\nContent-Type: text/plain\r\n\r\n'
+             b'Dear Carla,\r\nsee the file\r\n--in\r\nContent-Type: text/html\r\n\r\n<p>Dear Carla,</p>\r\n--in--\r\n'
+             b'--out\r\nContent-Type: application/pdf\r\n\r\nJVBER\r\n--out--\r\n')
+    assert greeting_of(opening(mixed)) == Greeting(first=("carla",))
+    html = b"Content-Type: text/html\r\n\r\n<html><body><p>Hi Olga,</p><p>attached</p></body></html>"
+    assert greeting_of(opening(html)) == Greeting(first=("olga",))
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"no header block at all", b"Content-Type: multipart/mixed\r\n\r\nno boundary",
+    b'Content-Type: multipart/mixed; boundary="x"\r\n\r\nthe boundary never comes',
+    b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!",
+    b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\x02",
+    b"Content-Type: text/plain; charset=no-such-charset\r\n\r\nHi Nils,",
+    b"Subject: " + b"x" * 10_000_000 + b"\r\n\r\nHi Nils,",
+    bytes(range(256)) * 100,
+])
+def test_a_message_that_cannot_be_read_greets_nobody_or_is_read_safely(raw: bytes) -> None:
+    text = opening(raw)
+    assert isinstance(text, str)
+    assert len(text) <= 8192
+    greeting_of(text)  # never raises
+
+
+def test_display_names_of_to_and_cc() -> None:
+    raw = (b'To: "Martin, Nils" <Nils.Martin@Kavale.de>,\r\n olga@x.com\r\nCc: =?utf-8?q?J=C3=BCrgen_K?= <jk@x.de>\r\n'
+           b"Subject: s\r\n\r\nbody")
+    assert display_names(raw) == {"nils.martin@kavale.de": "Martin, Nils", "jk@x.de": "Jürgen K"}
+
+
+def written(history: MemoryHistory | StoreHistory) -> None:
+    batch = Batch()
+    for day in range(5):
+        when = NOW - dt.timedelta(days=day + 1)
+        batch.message("me@org.example", [Counted("nils.martin@kavale.de", "kavale.de")], when)
+        batch.message("me@org.example", [Counted("olga.smith@kavale.de", "kavale.de")], when)
+        batch.message("me@org.example", [Counted("carla.rossi@partner.com", "partner.com")], when)
+    history.record(batch)
+
+
+@pytest.mark.parametrize("kind", ["memory", "store"])
+def test_a_greeting_nobody_answers_warns_of_the_wrong_person(tmp_path: Path, kind: str) -> None:
+    history = MemoryHistory() if kind == "memory" else StoreHistory(Store.open(f"sqlite:///{tmp_path / 'h.db'}"))
+    written(history)
+    guard = Guard(load_policy().with_domains(("org.example",), ()), learned={"kavale.de": 10, "partner.com": 5})
+
+    def judged(recipients: list[str], text: str, displays: dict[str, str] | None = None) -> list:
+        return judge_message(guard, "me@org.example", recipients, history, now=NOW, greeting=greeting_of(text),
+                             displays=displays)
+
+    [wrong] = judged(["olga.smith@kavale.de"], "Hi Nils,\n\nthe figures")
+    assert wrong.action is Action.WARN
+    assert wrong.signal("ODD_GREETING") is not None
+    assert wrong.suggestion == "nils.martin@kavale.de"
+    assert ("The message greets Nils, and nobody it goes to is Nils. You write to nils.martin@kavale.de "
+            "(5 messages): is olga.smith@kavale.de the person you meant?") in wrong.reason
+    assert judged(["olga.smith@kavale.de"], "Hi Olga,")[0].action is Action.PASS
+    assert judged(["olga.smith@kavale.de"], "Hi Nils,", {"olga.smith@kavale.de": "Nils Smith"})[0].action \
+        is Action.PASS  # the display name answers
+    assert judged(["olga.smith@kavale.de"], "Hi Zoe,")[0].action is Action.PASS  # no Zoe the sender writes to
+    assert judged(["olga.smith@kavale.de"], "Hello all,")[0].action is Action.PASS
+    both = judged(["olga.smith@kavale.de", "carla.rossi@partner.com"], "Hi Nils and Carla,")
+    assert [v.action for v in both] == [Action.WARN, Action.PASS]  # Carla answers; Olga is in Nils's place
+    assert both[0].suggestion == "nils.martin@kavale.de"
+    assert judged(["olga.smith@kavale.de", "nils.martin@kavale.de"], "Hi Nils,")[0].action is Action.PASS
+    assert judged(["info@kavale.de"], "Hi Nils,")[0].action is Action.PASS  # anyone may read info@
+    inside = judged(["ann.lee@org.example"], "Hi Nils,")
+    assert inside[0].action is Action.PASS  # a colleague: no mail leaving
+
+
+def test_without_a_greeting_the_judgement_is_unchanged() -> None:
+    history = MemoryHistory()
+    written(history)
+    guard = Guard(load_policy().with_domains(("org.example",), ()), learned={"kavale.de": 10})
+    for recipients in (["olga.smith@kavale.de"], ["olga.smith@kavale.de", "nils.martin@kavale.de"]):
+        assert judge_message(guard, "me@org.example", recipients, history, now=NOW) == judge_message(
+            guard, "me@org.example", recipients, history, now=NOW, greeting=NOBODY_GREETED)
