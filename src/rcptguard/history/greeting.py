@@ -195,15 +195,20 @@ GIVEN = _given_names()  # the English given names and nicknames the `nicknames` 
 
 
 def _names_another(word: str, name: str, *, last: bool) -> bool:
-    """Whether a local part of one word plainly starts with the given name of somebody other than `name` (olgasmith
-    for Nils; jamesevans for Mr Wright): otherwise it may be anybody's (an initial, a last name alone)."""
-    if last:  # a first name and the last name, whole or its first letters (jamesevans, isaacj, yuki): Evans
-        starts = _starts(word)
-        return (bool(starts) and name not in word and not word.endswith(name[0])
-                and not any(name.startswith(word[len(g):]) for g in starts))
-    names = aliases(name)
-    return any(word.startswith(g) and g not in names and not any(n.startswith(g) for n in names)
-               for g in _starts(word))
+    """Whether a local part of one word is plainly somebody else's: a given name other than `name` run together with
+    a last name of three letters or more (olgasmith for Nils; jamesevans for Mr Wright). Anything else may be
+    anybody's: a first name alone (adam), an initial and a last name (shall: S. Hall), a first name and an initial
+    (isaacj: Isaac J.)."""
+    names = aliases(name) if not last else frozenset()
+    if last and (name in word or word.endswith(name[0])):
+        return False
+    if not last and any(word[0] == n[0] for n in names):
+        return False  # an initial, then the last name
+    for given in reversed(_starts(word)):  # the longest given name first
+        rest = word[len(given):]
+        if len(rest) >= 3 and not (last and name.startswith(rest)) and given not in names:
+            return True
+    return False
 
 
 def _starts(word: str) -> list[str]:
