@@ -3,6 +3,7 @@
 
     python bench/synth_org.py --seed 1 --out org.jsonl     # then:
     rcptguard eval-messages org.jsonl --train-until 2026-05-01 --protect org.example
+    python bench/synth_org.py --seed 1 --text --out org.jsonl   # each message with an opening (a greeting)
 
 The organisation (org.example) has --people people in teams; each team works with partner organisations whose
 traffic follows a power law (a few partners get most of the mail), through threads: a group of recipients (one or

@@ -32,6 +32,11 @@ NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
     ("Nils,\nsee below", Greeting(first=("nils",))),
     ("Re: the figures\n\nHi Bob!", Greeting(first=("bob",))),
     ("> Hi Olga,\n> quoted\nHi Nils,", Greeting(first=("nils",))),
+    ("Dear Nils Martin,", Greeting(first=("nils",))),  # a full name: its first word
+    ("Dear Dr Nils Martin,", Greeting(last=("martin",))),  # after a title: its last
+    ("Hi Nils Martin and Carla Rossi,", Greeting(first=("nils", "carla"))),
+    ("Dear Mr and Mrs Smith,", NOBODY_GREETED),
+    ("Hi all together,", NOBODY_GREETED),
     ("Hello all,", NOBODY_GREETED),
     ("Hi Nils and team,", NOBODY_GREETED),
     ("Dear Sir or Madam,", NOBODY_GREETED),

@@ -114,7 +114,7 @@ def _decode(part: Message, limits: Limits) -> tuple[bytes, str | None]:
     return payload, None
 
 
-def _charset_text(data: bytes, charset: str | None) -> str:
+def charset_text(data: bytes, charset: str | None) -> str:
     try:
         return data.decode(charset or "utf-8", "replace")
     except LookupError:  # a charset that does not exist
@@ -217,16 +217,16 @@ def _attachment_text(kind: str, data: bytes, charset: str | None, limits: Limits
     if kind == "xlsx":
         return _xlsx_text(data, limits.text_chars)
     if kind == "html":
-        return html_text(_charset_text(data, charset)), None
+        return html_text(charset_text(data, charset)), None
     if kind == "text":
-        return _charset_text(data, charset), None
+        return charset_text(data, charset), None
     return "", None
 
 
 _MIME_FIELDS = frozenset({b"content-type", b"content-transfer-encoding", b"content-disposition"})
 
 
-def _head_end(raw: bytes) -> tuple[int, int] | None:
+def head_end(raw: bytes) -> tuple[int, int] | None:
     """Where the header block ends: the span of its first blank line break (`\r?\n\r?\n`), found with two
     searches in C where a regular expression would try every octet of the header block."""
     crlf = raw.find(b"\n\r\n")
@@ -237,7 +237,7 @@ def _head_end(raw: bytes) -> tuple[int, int] | None:
     return (at - 1 if at and raw[at - 1] == ord("\r") else at), at + (2 if at == lf else 3)
 
 
-def _mime_fields(head: bytes) -> dict[str, str]:
+def mime_fields(head: bytes) -> dict[str, str]:
     """The Content-Type, -Transfer-Encoding and -Disposition fields of a header block, unfolded, white space made
     single spaces, names in lower case."""
     lines: list[bytes] = []
@@ -255,16 +255,22 @@ def _mime_fields(head: bytes) -> dict[str, str]:
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
 
 
+def charset_of(content_type: str) -> str | None:
+    """The charset parameter of a Content-Type field's value, or None."""
+    found = _CHARSET.search(content_type)
+    return found[1] if found else None
+
+
 TEXT_TYPES = frozenset({"text/plain", "text/html"})
 
 
 def single_part(raw: bytes, limits: Limits, types: frozenset[str] = TEXT_TYPES) -> Part | None:
     """A message that is one part of one of the `types` (text or HTML) read without the email package's parser
     (most mail is; the parser costs more than the scan), or None when it is anything else."""
-    end = _head_end(raw)
+    end = head_end(raw)
     if end is None:
         return None
-    fields = _mime_fields(raw[: end[0]])
+    fields = mime_fields(raw[: end[0]])
     content_type = fields.get("content-type", "text/plain").split(";", 1)[0].strip().lower()
     encoding = fields.get("content-transfer-encoding", "7bit").strip().lower()
     if (content_type not in types or "attachment" in fields.get("content-disposition", "")
@@ -276,8 +282,7 @@ def single_part(raw: bytes, limits: Limits, types: frozenset[str] = TEXT_TYPES) 
                 else quopri.decodestring(body) if encoding == "quoted-printable" else body)
     except (binascii.Error, ValueError):
         return None
-    charset = _CHARSET.search(fields.get("content-type", ""))
-    text = _charset_text(data[: limits.part_octets], charset[1] if charset else None)
+    text = charset_text(data[: limits.part_octets], charset_of(fields.get("content-type", "")))
     cut = f"cut at {limits.part_octets:,} octets" if len(data) > limits.part_octets else None
     if content_type == "text/html":
         return Part("html body", content_type, None, html_text(text)[: limits.text_chars], cut)
@@ -314,8 +319,8 @@ def parts(raw: bytes, limits: Limits | None = None) -> Iterator[Part]:
         if attached:
             text, unread = _safely(kind, data, part.get_content_charset(), limits, deadline)
         elif kind in {"html", "text"}:
-            charset_text = _charset_text(data, part.get_content_charset())
-            text, unread = (html_text(charset_text) if kind == "html" else charset_text), None
+            decoded = charset_text(data, part.get_content_charset())
+            text, unread = (html_text(decoded) if kind == "html" else decoded), None
         else:
             text, unread = "", None
         if len(text) > budget:

@@ -28,7 +28,7 @@ from email.utils import getaddresses
 
 from nicknames import NickNamer
 
-from rcptguard.content.extract import _CHARSET, _charset_text, _head_end, _mime_fields, html_text
+from rcptguard.content.extract import charset_of, charset_text, head_end, html_text, mime_fields
 
 __all__ = ["NOBODY_GREETED", "Greeting", "answers", "display_names", "greeting_of", "opening", "spells", "unanswered"]
 
@@ -38,18 +38,21 @@ MAX_LINE = 80  # characters: a longer line is no greeting
 OPENING_CHARS = 1024  # of the text, where those lines are
 PARTS = 8  # MIME parts walked to find the first text part
 
+
 def _listed(words: str) -> frozenset[str]:
     return frozenset(words.split())
 
 
 _SALUTE = (r"hi|hello|hey|hiya|dear|dearest|greetings|good\s+(?:morning|afternoon|evening|day)|morning|"
-           r"hallo|hall[oö]chen|moin|servus|guten\s+(?:tag|morgen|abend)|gr[uü](?:e|ü)?(?:ß|ss)\s+dich|liebe[rs]?|sehr\s+geehrte[rs]?|"
+           r"hallo|hall[oö]chen|moin|servus|guten\s+(?:tag|morgen|abend)|gr[uü](?:e|ü)?(?:ß|ss)\s+dich|liebe[rs]?|"
+           r"sehr\s+geehrte[rs]?|"
            r"bonjour|bonsoir|salut|coucou|cher|ch[eè]re|chers|ch[eè]res|hola|buenos\s+d[ií]as|estimad[oa]s?|"
            r"ciao|salve|buongiorno|buonasera|gentile|caro|cara|hej|hei|hoi|beste|goedemorgen|ol[aá]|prezad[oa]")
 _TITLE = (r"mr|mrs|ms|miss|mx|dr|prof|professor|sir|madam|herr|frau|monsieur|madame|mme|mlle|m|se[ñn]or|se[ñn]ora|"
           r"sr|sra|signor|signora|sig|dott|dottoressa|mevrouw|meneer|dhr|mevr")
 _NAME = r"[^\W\d_][^\W\d_'’\-]*(?:[-'’][^\W\d_]+)*"
-_LIST = rf"{_NAME}(?:\s*(?:,|&|\+|/|\band\b|\bund\b|\bet\b|\by\b|\be\b|\ben\b|\bog\b|\boch\b)\s*{_NAME})*"
+_FULL = rf"{_NAME}(?:\s+{_NAME})?"  # Nils, or Nils Martin
+_LIST = rf"{_FULL}(?:\s*(?:,|&|\+|/|\band\b|\bund\b|\bet\b|\by\b|\be\b|\ben\b|\bog\b|\boch\b)\s*{_FULL})*"
 _GREETING = re.compile(
     rf"^\s*(?:(?:{_SALUTE})\b[\s,]*)?(?:(?P<title>(?:{_TITLE})\.?)\s+)?(?P<names>{_LIST})\s*[,:!;.]?\s*$",
     re.IGNORECASE)
@@ -63,7 +66,7 @@ friend partners partner customer customers client clients members member people 
 yall together again thanks thank welcome back alle allerseits zusammen team kollegen kolleginnen
 kollegin kollege damen herren leute ihr tous toutes vous collègues collegues équipe equipe amis todos todas
 equipo compañeros colegas tutti tutte ragazzi colleghi allemaal iedereen collega's collegas hello hi hey dear
-morning afternoon evening day good
+morning afternoon evening day good mr mrs ms miss mx dr prof professor herr frau monsieur mme mlle
 """)
 _NICKNAMES = NickNamer()
 
@@ -118,11 +121,13 @@ def greeting_of(text: str) -> Greeting:
             if saluted:  # "Hello," then the names on no line of their own: nobody by name
                 return NOBODY_GREETED
             continue
-        words = [w.casefold() for w in _JOINERS.split(found["names"]) if w.strip()]
+        title = found["title"]
+        # a full name: its first word is the first name; after a title, its last word the last name
+        words = [w.split()[-1 if title else 0].casefold() for w in _JOINERS.split(found["names"]) if w.strip()]
         names = tuple(dict.fromkeys(w for w in words if fold(w) not in NOBODY and len(fold(w)) >= 2))
         if not names or len(names) != len(words):  # "Hi all", or "Hi Nils and team": not names alone
             return NOBODY_GREETED
-        return Greeting(last=names) if found["title"] else Greeting(first=names)
+        return Greeting(last=names) if title else Greeting(first=names)
     return NOBODY_GREETED
 
 
@@ -239,7 +244,7 @@ def unanswered(greeting: Greeting, recipients: Mapping[str, str]) -> tuple[str, 
 
 def display_names(raw: bytes) -> dict[str, str]:
     """The display names of a message's To and Cc fields, by address in lower case ("Nils Martin" <n@x>)."""
-    end = _head_end(raw)
+    end = head_end(raw)
     if end is None:
         return {}
     head = re.sub(r"\r?\n[ \t]", " ", raw[: end[0]].decode("utf-8", "replace"))  # unfolded
@@ -264,10 +269,10 @@ def opening(raw: bytes) -> str:
     of it at most. Multipart messages are walked by their boundaries, `PARTS` parts at most; "" when there is no
     text part to read there."""
     for _ in range(PARTS):
-        end = _head_end(raw)
+        end = head_end(raw)
         if end is None:
             return ""
-        fields = _mime_fields(raw[: end[0]])
+        fields = mime_fields(raw[: end[0]])
         content_type = fields.get("content-type", "text/plain")
         kind = content_type.split(";", 1)[0].strip().lower()
         body = raw[end[1]:]
@@ -296,7 +301,6 @@ def opening(raw: bytes) -> str:
                 part = binascii.a2b_qp(part)
         except (binascii.Error, ValueError):
             return ""
-        charset = _CHARSET.search(content_type)
-        text = _charset_text(part[:OPENING_OCTETS], charset[1] if charset else None)
+        text = charset_text(part[:OPENING_OCTETS], charset_of(content_type))
         return html_text(text) if kind == "text/html" else text
     return ""
