@@ -8,6 +8,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rcptguard.guard import Guard
 from rcptguard.history import Batch, Counted, MemoryHistory
@@ -171,3 +173,25 @@ def test_without_a_greeting_the_judgement_is_unchanged() -> None:
     for recipients in (["olga.smith@kavale.de"], ["olga.smith@kavale.de", "nils.martin@kavale.de"]):
         assert judge_message(guard, "me@org.example", recipients, history, now=NOW) == judge_message(
             guard, "me@org.example", recipients, history, now=NOW, greeting=NOBODY_GREETED)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000), st.sampled_from([b"", b"Content-Type: text/plain\r\n\r\n",
+                                                    b"Content-Transfer-Encoding: base64\r\n\r\n",
+                                                    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+                                                    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n',
+                                                    b"Content-Type: text/html\r\n\r\n<p>"]))
+def test_any_octets_are_read_without_an_error(body: bytes, head: bytes) -> None:
+    raw = head + body
+    greeting_of(opening(raw))
+    display_names(b"To: " + body + b"\r\n\r\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200), st.emails())
+def test_any_text_and_address_are_judged_without_an_error(text: str, address: str) -> None:
+    greeting = greeting_of(text)
+    for name in greeting.names:
+        answers(name, address)
+        answers(name, address, last=True)
+        spells(name, address)
