@@ -54,6 +54,29 @@ def test_the_names_greeted(text: str, greeting: Greeting) -> None:
     assert greeting_of(text) == greeting
 
 
+SALUTES = ("Hi", "Hello", "Hey", "Hiya", "Dear", "Dearest", "Greetings", "Good morning", "Good afternoon",
+           "Good evening", "Good day", "Morning", "Hallo", "Hallöchen", "Moin", "Servus", "Guten Tag", "Guten Morgen",
+           "Guten Abend", "Grüß dich", "Grüss dich", "Liebe", "Lieber", "Bonjour", "Bonsoir", "Salut", "Coucou", "Cher",
+           "Chère", "Hola", "Buenos días", "Estimado", "Estimada", "Ciao", "Salve", "Buongiorno", "Buonasera",
+           "Gentile", "Caro", "Cara", "Hej", "Hei", "Hoi", "Beste", "Goedemorgen", "Olá", "Prezado", "Prezada")
+TITLES = ("Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Dr.", "Prof", "Professor", "Herr", "Frau", "Monsieur", "Madame",
+          "Mme", "M.", "Señor", "Señora", "Sr", "Sra", "Signor", "Signora", "Dott", "Mevrouw", "Meneer", "Dhr")
+
+
+@pytest.mark.parametrize("salute", SALUTES)
+def test_every_salute_is_read_with_or_without_a_comma(salute: str) -> None:
+    """Each salute the expressions know starts with a word the short cut looks at (`_OPENERS`): a greeting with no
+    comma after the name is read too."""
+    assert greeting_of(f"{salute} Nils") == Greeting(first=("nils",))
+    assert greeting_of(f"{salute} Nils,\nthe figures") == Greeting(first=("nils",))
+
+
+@pytest.mark.parametrize("title", TITLES)
+def test_every_title_is_read(title: str) -> None:
+    assert greeting_of(f"{title} Martin") == Greeting(last=("martin",))
+    assert greeting_of(f"Dear {title} Martin,") == Greeting(last=("martin",))
+
+
 @pytest.mark.parametrize(("name", "address", "display", "last", "expected"), [
     ("nils", "nils.martin@kavale.de", "", False, True),
     ("nils", "olga.smith@kavale.de", "", False, False),
