@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from rcptguard import logs
 from rcptguard.guard import Guard
 from rcptguard.history import Batch, Counted, HistorySettings, HistoryView, MemoryHistory, sender_key
-from rcptguard.history.greeting import NOBODY_GREETED, Greeting, display_names, greeting_of, opening
+from rcptguard.history.greeting import NOBODY_GREETED, Greeting, greeting_of, header_addresses, opening
 from rcptguard.history.judge import adjust
 from rcptguard.history.model import key_of
 from rcptguard.model import Action, Verdict
@@ -246,15 +246,16 @@ class Runtime:
             return list(verdicts)
 
     def greeting(self, content: bytes) -> tuple[Greeting, dict[str, str]]:
-        """Whom a message's opening greets, and (when it greets somebody) its recipients' display names; nobody when
-        `[history] greetings` is off or the message cannot be read (rcptguard.history.greeting)."""
+        """Whom a message's opening greets, and (when it greets somebody) the addresses of its To and Cc fields with
+        their display names; nobody when `[history] greetings` is off or the message cannot be read
+        (rcptguard.history.greeting)."""
         if not self.settings.greetings:
             return NOBODY_GREETED, {}
         try:
             greeting = greeting_of(opening(content))
-            return (greeting, display_names(content)) if greeting else (NOBODY_GREETED, {})
-        except (ValueError, LookupError, UnicodeError) as exc:  # a message that cannot be read greets nobody
-            logs.event(log, "opening not read", logging.DEBUG, error=str(exc))
+            return (greeting, header_addresses(content)) if greeting else (NOBODY_GREETED, {})
+        except Exception as exc:  # noqa: BLE001 - advisory: a message this cannot read is judged without its greeting
+            logs.event(log, "opening not read", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
             return NOBODY_GREETED, {}
 
     def saw(self, sender: str, verdicts: Sequence[Verdict]) -> None:

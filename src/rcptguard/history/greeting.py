@@ -9,10 +9,11 @@ meant: "Hi Nils," to olga.smith@kavale.de. The envelope alone cannot tell that p
 the opening line can. `opening` reads the first lines of a message's first text part cheaply (one part, a few
 kilo-octets, no email parser for the usual shapes), `greeting_of` finds the names greeted there (first names, or a
 last name after a title), and `answers` says whether a recipient could be that person: by a word of the local part
-or of the display name, a run-together name that starts with it (nilsmartin), an initial (n.martin, nmartin), or a
-nickname of it (Bob, robert.smith; the `nicknames` package's list of English given names). Anything doubtful counts
-as an answer: the check only speaks when no recipient can be the person greeted, and history (judge.py) then says
-whom the sender writes to by that name.
+or of the display name that is the name or starts with it, an initial (n.martin), or a nickname of it (Bob,
+robert.smith; the `nicknames` package's list of English given names); a local part of one word (nmartin, olga) may
+be anybody's, a role's (info, accounts.payable) everybody's. Anything doubtful counts as an answer: the check only
+speaks when no address on the message can be the person greeted, and history (judge.py) then says whom the sender
+writes to by that name at the recipient's domain.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.utils import getaddresses
 
@@ -30,13 +32,17 @@ from nicknames import NickNamer
 
 from rcptguard.content.extract import charset_of, charset_text, head_end, html_text, mime_fields
 
-__all__ = ["NOBODY_GREETED", "Greeting", "answers", "display_names", "greeting_of", "opening", "spells", "unanswered"]
+__all__ = ["NOBODY_GREETED", "Greeting", "answers", "greeting_of", "header_addresses", "opening", "spells",
+           "unanswered"]
 
 OPENING_OCTETS = 2048  # of the first text part, decoded: a greeting is on its first lines
+OPENING_SCAN = 262_144  # octets of a message walked to find that part
+HEADER_CHARS = 16_384  # of the To and Cc fields read for addresses and display names
 LINES = 3  # non-empty lines looked at
 MAX_LINE = 80  # characters: a longer line is no greeting
 OPENING_CHARS = 1024  # of the text, where those lines are
 PARTS = 8  # MIME parts walked to find the first text part
+MAX_NAMES = 3  # names greeted that nobody answers to, looked for in history (a longer list says little)
 
 
 def _listed(words: str) -> frozenset[str]:
@@ -49,14 +55,13 @@ _SALUTE = (r"hi|hello|hey|hiya|dear|dearest|greetings|good\s+(?:morning|afternoo
            r"bonjour|bonsoir|salut|coucou|cher|ch[eè]re|chers|ch[eè]res|hola|buenos\s+d[ií]as|estimad[oa]s?|"
            r"ciao|salve|buongiorno|buonasera|gentile|caro|cara|hej|hei|hoi|beste|goedemorgen|ol[aá]|prezad[oa]")
 _TITLE = (r"mr|mrs|ms|miss|mx|dr|prof|professor|sir|madam|herr|frau|monsieur|madame|mme|mlle|m|se[ñn]or|se[ñn]ora|"
-          r"sr|sra|signor|signora|sig|dott|dottoressa|mevrouw|meneer|dhr|mevr")
-_NAME = r"[^\W\d_][^\W\d_'’\-]*(?:[-'’][^\W\d_]+)*"
-_FULL = rf"{_NAME}(?:\s+{_NAME})?"  # Nils, or Nils Martin
-_LIST = rf"{_FULL}(?:\s*(?:,|&|\+|/|\band\b|\bund\b|\bet\b|\by\b|\be\b|\ben\b|\bog\b|\boch\b)\s*{_FULL})*"
-_GREETING = re.compile(
-    rf"^\s*(?:(?:{_SALUTE})\b[\s,]*)?(?:(?P<title>(?:{_TITLE})\.?)\s+)?(?P<names>{_LIST})\s*[,:!;.]?\s*$",
-    re.IGNORECASE)
-_SALUTED = re.compile(rf"^\s*(?:{_SALUTE})\b", re.IGNORECASE)
+          r"sr|sra|don|do[ñn]a|signor|signora|sig|dott|dottoressa|avv|ing|dipl|mag|mevrouw|meneer|dhr|mevr")
+# each part of a greeting matched on its own, anchored, with no nested repetition: a line of 80 characters is read in
+# one pass whatever it holds
+_SALUTED = re.compile(rf"\s*(?:{_SALUTE})\b[\s,]*", re.IGNORECASE)
+_TITLED = re.compile(rf"(?:{_TITLE})\.?\s+", re.IGNORECASE)
+_WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+_JOINERS = re.compile(r"\s*[,&+/]\s*|\s+(?:and|und|et|y|e|en|og|och)\s+", re.IGNORECASE)
 # the first words of the salutes and titles above: a line that starts otherwise and ends with no comma is passed
 # over without the regular expressions (tests/unit/test_greeting.py checks every salute and title starts with one)
 _OPENERS = _listed("""
@@ -64,17 +69,27 @@ hi hello hey hiya dear dearest greetings good morning hallo hallöchen hallochen
 grüsse grüße gruess liebe lieber liebes sehr bonjour bonsoir salut coucou cher chère chere chers chères cheres hola
 buenos estimado estimada estimados estimadas ciao salve buongiorno buonasera gentile caro cara hej hei hoi beste
 goedemorgen olá ola prezado prezada mr mrs ms miss mx dr prof professor sir madam herr frau monsieur madame mme
-mlle m señor senor señora senora sr sra signor signora sig dott dottoressa mevrouw meneer dhr mevr
+mlle m señor senor señora senora sr sra don doña dona signor signora sig dott dottoressa avv ing dipl mag mevrouw
+meneer dhr mevr
 """)
-_JOINERS = re.compile(r"\s*(?:,|&|\+|/|\band\b|\bund\b|\bet\b|\by\b|\be\b|\ben\b|\bog\b|\boch\b)\s*", re.IGNORECASE)
+# the addresses of a role, which anyone may read: a recipient with one of these words answers to every name
+ROLES = _listed("""
+info office contact contacts sales support help helpdesk admin administrator team hello mail post postmaster
+kontakt service services customer customers care hr jobs careers billing accounts account accounting payable
+receivable invoices invoice finance orders order booking bookings reservations reception enquiries inquiries press
+media marketing legal compliance security noreply no reply webmaster it ops operations procurement purchasing
+desk general secretariat sekretariat verwaltung buchhaltung vertrieb bureau secretariaat administratie events
+studio library donations contracts shared group list staff board
+""")
 # words after a greeting that are nobody's name
-NOBODY = _listed("""
+NOBODY = ROLES | _listed("""
 all everyone everybody team teams folks guys both there you sir sirs madam madame colleagues colleague friends
 friend partners partner customer customers client clients members member people ladies gentlemen gents y'all
 yall together again thanks thank welcome back alle allerseits zusammen team kollegen kolleginnen
 kollegin kollege damen herren leute ihr tous toutes vous collègues collegues équipe equipe amis todos todas
 equipo compañeros colegas tutti tutte ragazzi colleghi allemaal iedereen collega's collegas hello hi hey dear
-morning afternoon evening day good mr mrs ms miss mx dr prof professor herr frau monsieur mme mlle
+morning afternoon evening day good mr mrs ms miss mx dr prof professor herr frau monsieur mme mlle yes no ok okay
+sure cheers regards best thanks fyi re fw fwd
 """)
 _NICKNAMES = NickNamer()
 
@@ -104,15 +119,21 @@ def fold(word: str) -> str:
 
 
 def forms(name: str) -> tuple[str, ...]:
-    """The ways an address may spell a greeted name (kept as greeted, lower case): Müller as muller and mueller."""
+    """The ways an address may spell a greeted name (kept as greeted, lower case): Müller as muller and mueller,
+    Søren as soren and soeren, Åse as ase and aase."""
     plain = fold(name)
-    german = fold(name.casefold().replace("ä", "ae").replace("ö", "oe").replace("ü", "ue"))
-    return (plain,) if german == plain else (plain, german)
+    lowered = name.casefold()
+    for letter, spelled in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ø", "oe"), ("å", "aa")):
+        lowered = lowered.replace(letter, spelled)
+    written = fold(lowered)
+    return (plain,) if written == plain else (plain, written)
 
 
 def greeting_of(text: str) -> Greeting:
-    """The names greeted on the first `LINES` non-empty lines of `text` (quoted lines skipped): "Hi Nils,", "Dear
-    Nils and Carla,", "Dear Dr Martin,", "Nils," alone on its line. A line that is no greeting ends the search."""
+    """The names greeted on the first `LINES` non-empty lines of `text` (quoted lines skipped): a salute or a title
+    and one or more names ("Hi Nils,", "Dear Nils and Carla,", "Dear Dr Martin,"), or, on the first line alone, one
+    name and a comma ("Nils,"). A line that starts otherwise is passed over ("Re: figures"); a salute followed by
+    anything but names ("Hello, I hope...", "Hi all,") greets nobody by name."""
     seen = 0
     for raw_line in text[:OPENING_CHARS].splitlines():
         line = raw_line.strip()
@@ -121,22 +142,42 @@ def greeting_of(text: str) -> Greeting:
         seen += 1
         if seen > LINES or len(line) > MAX_LINE:
             return NOBODY_GREETED
-        if line.split(None, 1)[0].rstrip(",:!.").casefold() not in _OPENERS and not line.endswith((",", ":", "!")):
-            continue  # a line with no salute, title or comma is no greeting ("Thanks", "Re: figures")
-        saluted = _SALUTED.match(line) is not None
-        found = _GREETING.match(line)
-        if found is None:
-            if saluted:  # "Hello," then the names on no line of their own: nobody by name
-                return NOBODY_GREETED
+        opener = line.split(None, 1)[0].rstrip(",:!.").casefold()
+        if opener not in _OPENERS and not (seen == 1 and line.endswith(",")):
             continue
-        title = found["title"]
-        # a full name: its first word is the first name; after a title, its last word the last name
-        words = [w.split()[-1 if title else 0].casefold() for w in _JOINERS.split(found["names"]) if w.strip()]
-        names = tuple(dict.fromkeys(w for w in words if fold(w) not in NOBODY and len(fold(w)) >= 2))
-        if not names or len(names) != len(words):  # "Hi all", or "Hi Nils and team": not names alone
+        found = _greeted(line)
+        if found is not None:
+            return found
+        if opener in _OPENERS:  # a salute, and no names alone after it
             return NOBODY_GREETED
-        return Greeting(last=names) if title else Greeting(first=names)
     return NOBODY_GREETED
+
+
+def _greeted(line: str) -> Greeting | None:
+    """The names one line greets, or None when it is no greeting of names."""
+    rest, saluted = line, False
+    salute = _SALUTED.match(rest)
+    if salute is not None:
+        rest, saluted = rest[salute.end():], True
+    title = _TITLED.match(rest)
+    if title is not None:
+        rest = rest[title.end():]
+    if not saluted and title is None and not rest.endswith(","):
+        return None  # a name alone must be followed by its comma: "Nils," (not "Nils wrote:")
+    rest = rest.rstrip().rstrip(",:!;.").rstrip()
+    items = _JOINERS.split(rest)
+    if not rest or any(not item for item in items) or (not saluted and title is None and len(items) > 1):
+        return None
+    names = []
+    for item in items:
+        words = item.split()
+        if not 1 <= len(words) <= 2 or not all(_WORD.fullmatch(w) for w in words):
+            return None
+        names.append(words[-1 if title is not None else 0].casefold())
+    kept = tuple(dict.fromkeys(n for n in names if fold(n) not in NOBODY and len(fold(n)) >= 2))
+    if len(kept) != len(dict.fromkeys(names)):  # "Hi all", or "Hi Nils and team": not names alone
+        return NOBODY_GREETED
+    return Greeting(last=kept) if title is not None else Greeting(first=kept)
 
 
 def _words(text: str) -> list[str]:
@@ -156,110 +197,61 @@ def aliases(name: str) -> frozenset[str]:
 
 def answers(name: str, address: str, display: str = "", *, last: bool = False) -> bool:
     """Whether the recipient `address` (with its display name) could be the person greeted as `name`: a doubt is an
-    answer."""
-    local = address.rpartition("@")[0]
-    words = _words(local)
-    said = _words(display)
-    if not words:
+    answer. A local part of one word (nmartin, mueller, olga, isaacj) may be anybody's, and a role's (info,
+    accounts.payable) everybody's; one of several words answers by a word, a nickname, a word starting with the
+    name (nilsm) or an initial (n.martin)."""
+    words = _words(address.rpartition("@")[0])
+    if len(words) < 2 or any(w in ROLES for w in words):
         return True
+    said = _words(display)
     both = (*words, *said)
-    run = fold(local)  # the local part's letters run together: annalena.schmidt, annalenaschmidt
     for form in forms(name):
-        if form in both or run.startswith(form) or fold(display).startswith(form):
+        if form in both or fold(display).startswith(form):
             return True
-        if len(words) == 1 and not _names_another(words[0], form, last=last):
-            return True  # one word (nmartin, martin, yarar, yuki): whose it is, only a name at its start tells
         if last:
             if any(w.endswith(form) or w.startswith(form) for w in both):
                 return True
             continue
         names = aliases(form)
         if any(w in names for w in both) or any(w.startswith(n) for w in both for n in names if len(n) >= 3):
-            return True  # a nickname, or run together: nilsmartin
+            return True  # a nickname, or a word that starts with the name
         if any(len(w) == 1 and any(n[0] == w for n in names) for w in words):
             return True  # n.martin
     return False
 
 
 def spells(name: str, address: str, *, last: bool = False) -> bool:
-    """Whether `address` is plainly the address of somebody called `name`: its first word (nils.martin), or the
-    last (martin, after a title), or run together (nilsmartin, nmartin). Stricter than `answers`: this finds whom
-    the sender meant, `answers` whom a recipient may be."""
-    local = address.rpartition("@")[0]
-    words = _words(local)
-    if not words:
+    """Whether `address` is plainly the address of somebody called `name`: its first word (nils.martin, or a
+    nickname's: robert.king for Bob), or the last after a title (nils.martin for Mr Martin). Stricter than
+    `answers`: this finds whom the sender meant, `answers` whom a recipient may be."""
+    words = _words(address.rpartition("@")[0])
+    if len(words) < 2:
         return False
-    for form in forms(name):
-        if last:
-            if words[-1] == form or (len(words) == 1 and len(words[0]) > len(form) and words[0].endswith(form)):
-                return True
-        elif words[0] in aliases(form) or (len(words) == 1 and len(words[0]) > len(form) + 2
-                                           and words[0].startswith(form)):
-            return True
-    return False
-
-
-def _given_names() -> frozenset[str]:
-    table = _NICKNAMES.nickname_lookup
-    return frozenset(n for n in {*table, *(v for names in table.values() for v in names)} if len(n) >= 3)
-
-
-GIVEN = _given_names()  # the English given names and nicknames the `nicknames` package lists
-
-
-def _names_another(word: str, name: str, *, last: bool) -> bool:
-    """Whether a local part of one word is plainly somebody else's: a given name other than `name` run together with
-    a last name of three letters or more (olgasmith for Nils; jamesevans for Mr Wright). Anything else may be
-    anybody's: a first name alone (adam), an initial and a last name (shall: S. Hall), a first name and an initial
-    (isaacj: Isaac J.)."""
-    names = aliases(name) if not last else frozenset()
-    if last and (name in word or word.endswith(name[0])):
-        return False
-    if not last and any(word[0] == n[0] for n in names):
-        return False  # an initial, then the last name
-    for given in reversed(_starts(word)):  # the longest given name first
-        rest = word[len(given):]
-        if len(rest) >= 3 and not (last and name.startswith(rest)) and given not in names:
-            return True
-    return False
-
-
-def _starts(word: str) -> list[str]:
-    return [word[:size] for size in range(3, min(len(word), 12) + 1) if word[:size] in GIVEN]
-
-
-ROLES = _listed("""
-info office contact contacts sales support help helpdesk admin administrator team hello mail post postmaster
-kontakt service services hr jobs careers billing accounts accounting invoices invoice finance orders order
-booking bookings reservations reception enquiries inquiries press media marketing legal compliance security
-noreply no-reply webmaster it ops operations procurement purchasing team desk general secretariat sekretariat
-verwaltung buchhaltung vertrieb bureau secretariaat administratie
-""")
+    return any(words[-1] == form if last else words[0] in aliases(form) for form in forms(name))
 
 
 def unanswered(greeting: Greeting, recipients: Mapping[str, str]) -> tuple[str, ...]:
-    """The names greeted that no recipient (address -> display name) answers to; () when a recipient is a role's
-    address (info@, office@: anyone may read it) or none was greeted."""
-    if not greeting:
-        return ()
-    for address in recipients:
-        if address.rpartition("@")[0].lower() in ROLES:
-            return ()
+    """The names greeted that no recipient (address -> display name) answers to, `MAX_NAMES` at most."""
     missing = [n for n in greeting.first if not any(answers(n, a, d) for a, d in recipients.items())]
     missing += [n for n in greeting.last if not any(answers(n, a, d, last=True) for a, d in recipients.items())]
-    return tuple(missing)
+    return tuple(missing[:MAX_NAMES])
 
 
-def display_names(raw: bytes) -> dict[str, str]:
-    """The display names of a message's To and Cc fields, by address in lower case ("Nils Martin" <n@x>)."""
+def header_addresses(raw: bytes) -> dict[str, str]:
+    """Every address of a message's To and Cc fields, in lower case, with its display name ("" when it has none):
+    those the message was written to, whether or not this door delivers to them."""
     end = head_end(raw)
     if end is None:
         return {}
     head = re.sub(r"\r?\n[ \t]", " ", raw[: end[0]].decode("utf-8", "replace"))  # unfolded
-    values = [line[3:] for line in head.splitlines() if line[:3].lower() in ("to:", "cc:")]
+    values = [line[3:HEADER_CHARS] for line in head.splitlines() if line[:3].lower() in ("to:", "cc:")]
+    try:
+        pairs = getaddresses(values)
+    except (RecursionError, ValueError, IndexError):  # comments nested beyond the parser: nobody named
+        return {}
     found: dict[str, str] = {}
-    for name, address in getaddresses(values):
-        if address and name:
+    for name, address in pairs:
+        if "@" in address:
             found[address.lower()] = _decoded(name) if "=?" in name else name
     return found
 
@@ -268,15 +260,18 @@ def _decoded(name: str) -> str:
     """A display name's encoded words (RFC 2047) decoded; one that cannot be read, as written."""
     try:
         return str(make_header(decode_header(name)))
-    except (LookupError, ValueError, UnicodeError):
+    except (HeaderParseError, LookupError, ValueError, UnicodeError):
         return name
 
 
 def opening(raw: bytes) -> str:
     """The first lines of a message's first text part (plain text, else HTML as text), decoded: `OPENING_OCTETS`
-    of it at most. Multipart messages are walked by their boundaries, `PARTS` parts at most; "" when there is no
-    text part to read there."""
+    of it at most. Multipart messages are walked by their boundaries within the first `OPENING_SCAN` octets,
+    `PARTS` parts at most; "" when there is no text part to read there."""
+    raw = raw[:OPENING_SCAN]
     for _ in range(PARTS):
+        if raw.startswith((b"\r\n", b"\n")):  # a part with no header fields: text/plain
+            raw = b"Content-Type: text/plain\r\n" + raw[:OPENING_OCTETS * 2]
         end = head_end(raw)
         if end is None:
             return ""

@@ -28,8 +28,8 @@ says of this sender and this group of recipients:
   one colleague known to history (who sends mail, or was written to) whom the sender writes to or has mail from,
   in place of the work address, while the sender has written to it fewer than `established` times;
   `ODD_GREETING` the message's opening greets somebody (Hi Nils,) whom none of its recipients can be, and the sender
-  writes to a Nils: at this recipient's domain, or this is the one recipient it could have been meant for
-  (rcptguard.history.greeting; the doors that read the message: the relay, a milter at end of message).
+  writes to a Nils at this recipient's domain (rcptguard.history.greeting; the doors that read the message: the
+  relay, a milter at end of message).
 
 Inside the organisation (a recipient at the sender's domain, or at a protected one) only a slip of the domain counts:
 a wrong colleague is no mail leaving for the wrong recipient, and at a thousand people most new colleagues share a
@@ -103,7 +103,7 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
     message = _Message(facts, present, settings, policy, now, me, partial=last_only)
     message.prepare()
     if greeting and me is not None and not last_only:
-        shown = {key_of(a) or a: name for a, name in (displays or {}).items()}
+        shown = {key: name for a, name in (displays or {}).items() if (key := key_of(a)) is not None}
         message.greeted = _misgreeted(me, present, greeting, shown, history)
     if last_only:
         return [*verdicts[:-1], verdicts[-1] if keys[-1] is None else message.judge(verdicts[-1], keys[-1])]
@@ -328,36 +328,30 @@ class _Message:
 
 def _misgreeted(sender: str, keys: Sequence[str], greeting: Greeting, displays: Mapping[str, str],
                 history: HistoryView) -> dict[str, tuple[str, str, int]]:
-    """The recipients a greeting says were not meant: the message greets a name none of its recipients answers to
-    (`unanswered`), the sender writes to somebody of that name, and this recipient answers to no name greeted and
-    is at that person's domain (or is the only such recipient outside the sender's domain). Each with the name,
-    the address the sender writes to by it (the most written to) and its messages."""
-    recipients = {k: displays.get(k, "") for k in dict.fromkeys(keys)}
-    missing = unanswered(greeting, recipients)
+    """The recipients a greeting says were not meant: the message greets a name that neither a recipient nor any
+    other address of its To and Cc fields (`displays`, with their display names) answers to (`unanswered`), and
+    this recipient, outside the sender's domain and not at a public mail provider, answers to no name greeted while
+    the sender writes to somebody of that name at its domain (`HistoryView.written_at`). Each with the name, that
+    address (the most written to) and its messages."""
+    recipients = {k: displays.get(k, "") for k in keys}
+    missing = unanswered(greeting, {**displays, **recipients})
     if not missing:
         return {}
     own = sender.rpartition("@")[2]
-    silent = [k for k, shown in recipients.items() if k.rpartition("@")[2] != own
-              and not any(answers(n, k, shown) for n in greeting.first)
-              and not any(answers(n, k, shown, last=True) for n in greeting.last)]
-    if not silent:
-        return {}
-    written = history.written_by(sender)
-    meant: list[tuple[int, str, str]] = []  # (messages, address, name greeted)
-    for name in missing:
-        last = name in greeting.last
-        meant += [(n, a, name) for a, n in written.items() if a not in recipients and spells(name, a, last=last)]
-    if not meant:
-        return {}
-    meant.sort(key=lambda m: (-m[0], m[1]))
+    public = providers()
     found = {}
-    for key in silent:
+    for key, shown in recipients.items():
         domain = key.rpartition("@")[2]
-        here = next((m for m in meant if m[1].rpartition("@")[2] == domain), None)
-        if here is None and len(silent) == 1:
-            here = meant[0]
-        if here is not None:
-            found[key] = (_shown(here[2]), here[1], here[0])
+        if (domain == own or domain in public or any(answers(n, key, shown) for n in greeting.first)
+                or any(answers(n, key, shown, last=True) for n in greeting.last)):
+            continue
+        written = history.written_at(sender, domain)
+        meant = sorted(((n, a, name) for name in missing for a, n in written.items()
+                        if a not in recipients and spells(name, a, last=name in greeting.last)),
+                       key=lambda m: (-m[0], m[1]))
+        if meant:
+            count, address, name = meant[0]
+            found[key] = (_shown(name), address, count)
     return found
 
 

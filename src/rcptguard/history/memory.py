@@ -22,6 +22,7 @@ from rcptguard.history.model import (
 )
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
+from rcptguard.history.view import WRITTEN_AT_MOST
 from rcptguard.providers import providers
 
 __all__ = ["MemoryHistory"]
@@ -44,7 +45,6 @@ class MemoryHistory:
         self.by_sender: Counter[tuple[str, str]] = Counter()
         self.by_org: Counter[str] = Counter()
         self.addresses_at: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
-        self.written_at: defaultdict[str, set[str]] = defaultdict(set)  # sender -> the domains of addresses_at
         self.pairs: Counter[tuple[str, str]] = Counter()
         # the rest's digest -> who filled the place (model.places): (address, count) while one person did (most
         # places: a tuple is a quarter of a dict), then {address: count}
@@ -74,7 +74,6 @@ class MemoryHistory:
             self.by_org[address] += tally.count
             domain = batch.address_domains[address]
             self.addresses_at[(sender, domain)].add(address)
-            self.written_at[sender].add(domain)
             self._written_to(domain, address)
             self.tops.pop((sender, domain), None)
             self.org_tops.pop(domain, None)
@@ -111,7 +110,6 @@ class MemoryHistory:
         self.by_sender[(sender, address)] = count
         self.by_org[address] += count
         self.addresses_at[(sender, domain)].add(address)
-        self.written_at[sender].add(domain)
         self._written_to(domain, address)
 
     def _person(self, sender: str) -> None:
@@ -206,10 +204,11 @@ class MemoryHistory:
             colleagues=colleagues,
         )
 
-    def written_by(self, sender: str) -> dict[str, int]:
-        by_sender = self.by_sender
-        at = self.addresses_at
-        return {a: by_sender[(sender, a)] for d in self.written_at.get(sender, ()) for a in at[(sender, d)]}
+    def written_at(self, sender: str, domain: str) -> dict[str, int]:
+        there = self.addresses_at.get((sender, domain), ())
+        if len(there) > WRITTEN_AT_MOST:
+            return {}
+        return {a: self.by_sender[(sender, a)] for a in there}
 
     def _neighbours(self, sender: str, domain: str) -> tuple[str, ...]:
         """The sender's most written-to addresses at `domain`, kept until the sender writes there again."""

@@ -24,8 +24,8 @@
     substitute_min        2        ... once the group had that person in that place in this many messages
     odd_personal          4.0      an address at a public mail provider spelling a colleague's name (warns alone)
     odd_greeting          4.0      the message greets a name none of its recipients answers to, and the sender
-                                   writes to somebody of that name (warns alone; the relay and the milter, which
-                                   read the message)
+                                   writes to somebody of that name at the recipient's domain (warns alone; the
+                                   relay and the milter, which read the message)
     greetings             true     the relay (and the milter, on the messages it reads) reads the first lines of a
                                    message's first text part for whom it greets (`odd_greeting`)
     reload_seconds        3600     a door holds history in memory, kept current by its own learning and by the

@@ -9,7 +9,9 @@ from typing import Protocol
 from rcptguard.history.batch import Batch
 from rcptguard.history.model import Facts
 
-__all__ = ["HistoryView"]
+__all__ = ["WRITTEN_AT_MOST", "HistoryView"]
+
+WRITTEN_AT_MOST = 500  # a sender's addresses at one domain compared with a name greeted; more, and none are
 
 
 class HistoryView(Protocol):
@@ -17,9 +19,10 @@ class HistoryView(Protocol):
         """What history says of these recipients (history's form of each address), for `sender`."""
         ...
 
-    def written_by(self, sender: str) -> dict[str, int]:
-        """Every address `sender` (history's form) has written to, with its messages (asked only when a message
-        greets somebody none of its recipients can be: rcptguard.history.greeting)."""
+    def written_at(self, sender: str, domain: str) -> dict[str, int]:
+        """The addresses at `domain` that `sender` (history's form) has written to, with their messages; {} when
+        there are more than `WRITTEN_AT_MOST` (asked only when a message greets somebody none of its recipients
+        can be: rcptguard.history.greeting)."""
         ...
 
     def record(self, batch: Batch) -> None:

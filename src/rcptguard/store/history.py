@@ -38,6 +38,7 @@ from rcptguard.history.memory import NEIGHBOURS, ORG_NEIGHBOURS_AT_MOST, MemoryH
 from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named, places, spelled
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
+from rcptguard.history.view import WRITTEN_AT_MOST
 from rcptguard.providers import providers
 from rcptguard.store import Store, as_utc, error_line, utc_now
 from rcptguard.store.schema import (
@@ -60,7 +61,6 @@ FEED_OVERLAP = dt.timedelta(minutes=2)  # how far back each look at the feed rea
 _FADE_STEPS = 48  # powers of two a count is compared with when pruning (2**48 messages: more than any count)
 CATCH_UP_BURST = 3  # times a second the store is asked for one sender's confirmation of one domain
 _ASKED_LIMIT = 100_000  # pairs remembered as asked (then forgotten all at once)
-WRITTEN_BY_AT_MOST = 20_000  # of a sender's addresses, the most written to, compared with a name greeted
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +201,11 @@ class StoreHistory:
                      neighbours=neighbours, org_neighbours=org_neighbours, places=filled,
                      colleagues=self._colleagues(sender, unique))
 
-    def written_by(self, sender: str) -> dict[str, int]:
+    def written_at(self, sender: str, domain: str) -> dict[str, int]:
         a = sender_addresses.c
-        return {address: int(n) for address, n in self._rows(select(a.address, a.count).where(a.sender == sender)
-                                                               .order_by(a.count.desc()).limit(WRITTEN_BY_AT_MOST))}
+        rows = self._rows(select(a.address, a.count).where(a.sender == sender, a.domain == domain)
+                          .limit(WRITTEN_AT_MOST + 1))
+        return {address: int(n) for address, n in rows} if len(rows) <= WRITTEN_AT_MOST else {}
 
     def _colleagues(self, sender: str | None, unique: Sequence[str]) -> dict[str, str]:
         """Facts.colleagues: the people of the sender's domain read whole (its senders, and the addresses written to
@@ -509,9 +510,9 @@ class MirroredHistory:
         with self.lock:
             return self.memory.facts(sender, addresses, now)
 
-    def written_by(self, sender: str) -> dict[str, int]:
+    def written_at(self, sender: str, domain: str) -> dict[str, int]:
         with self.lock:
-            return self.memory.written_by(sender)
+            return self.memory.written_at(sender, domain)
 
     def record(self, batch: Batch) -> None:
         self.store.record(batch, origin=self.origin)
