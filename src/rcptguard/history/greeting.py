@@ -24,13 +24,12 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.errors import HeaderParseError
-from email.header import decode_header, make_header
 from email.utils import getaddresses
 
 from nicknames import NickNamer
 
 from rcptguard.content.extract import charset_of, charset_text, head_end, html_text, mime_fields
+from rcptguard.sources.addresses import decode_words, header_fields, header_text
 
 __all__ = ["NOBODY_GREETED", "Greeting", "answers", "greeting_of", "header_addresses", "opening", "spells",
            "unanswered"]
@@ -243,25 +242,14 @@ def header_addresses(raw: bytes) -> dict[str, str]:
     end = head_end(raw)
     if end is None:
         return {}
-    head = re.sub(r"\r?\n[ \t]", " ", raw[: end[0]].decode("utf-8", "replace"))  # unfolded
-    values = [line[3:HEADER_CHARS] for line in head.splitlines() if line[:3].lower() in ("to:", "cc:")]
+    fields, _ = header_fields(raw[: end[0]])
+    values = [header_text(value, words=False)[0][:HEADER_CHARS] for name in (b"to", b"cc")
+              for value in fields.get(name, ())]
     try:
         pairs = getaddresses(values)
     except (RecursionError, ValueError, IndexError):  # comments nested beyond the parser: nobody named
         return {}
-    found: dict[str, str] = {}
-    for name, address in pairs:
-        if "@" in address:
-            found[address.lower()] = _decoded(name) if "=?" in name else name
-    return found
-
-
-def _decoded(name: str) -> str:
-    """A display name's encoded words (RFC 2047) decoded; one that cannot be read, as written."""
-    try:
-        return str(make_header(decode_header(name)))
-    except (HeaderParseError, LookupError, ValueError, UnicodeError):
-        return name
+    return {address.lower(): decode_words(name) if "=?" in name else name for name, address in pairs if "@" in address}
 
 
 def opening(raw: bytes) -> str:

@@ -106,7 +106,7 @@ def header_text(raw: bytes, words: bool = True) -> tuple[str, bool]:
         text, bad = raw.decode("latin-1"), True
     text = _FOLD.sub(" ", text).strip()
     if words and "=?" in text:
-        decoded = _decode_words(text)
+        decoded = decode_words(text)
         bad = bad or (decoded == text and "?=" in text)
         text = decoded
     return text, bad
@@ -114,11 +114,12 @@ def header_text(raw: bytes, words: bool = True) -> tuple[str, bool]:
 
 def _decode_word(match: re.Match[str]) -> str:
     """One RFC 2047 encoded word inside an address (some mailers encode an IDN domain so), decoded in place."""
-    return _decode_words(match[0])
+    return decode_words(match[0])
 
 
-def _decode_words(text: str) -> str:
-    """RFC 2047 encoded words decoded (some mailers encode an IDN domain so), the text as it is if they are bad."""
+def decode_words(text: str) -> str:
+    """RFC 2047 encoded words decoded (some mailers encode an IDN domain so, and display names), the text as it is if
+    they are bad."""
     try:
         return str(make_header(decode_header(text)))
     except (HeaderParseError, LookupError, UnicodeError, ValueError):
