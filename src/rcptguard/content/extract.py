@@ -15,7 +15,6 @@ import email
 import email.policy
 import io
 import logging
-import quopri
 import re
 import time
 import zipfile
@@ -264,6 +263,16 @@ def charset_of(content_type: str) -> str | None:
 TEXT_TYPES = frozenset({"text/plain", "text/html"})
 
 
+def transfer_decoded(body: bytes, encoding: str) -> bytes:
+    """A part's body with its Content-Transfer-Encoding (lower case) undone: base64 and quoted-printable decoded,
+    anything else as it is; binascii.Error or ValueError when it is broken."""
+    if encoding == "base64":
+        return binascii.a2b_base64(body)
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(body)  # (what quopri.decodestring calls)
+    return body
+
+
 def single_part(raw: bytes, limits: Limits, types: frozenset[str] = TEXT_TYPES) -> Part | None:
     """A message that is one part of one of the `types` (text or HTML) read without the email package's parser
     (most mail is; the parser costs more than the scan), or None when it is anything else."""
@@ -278,8 +287,7 @@ def single_part(raw: bytes, limits: Limits, types: frozenset[str] = TEXT_TYPES) 
         return None
     body = raw[end[1] : end[1] + limits.part_octets * 2]
     try:
-        data = (binascii.a2b_base64(body) if encoding == "base64"
-                else quopri.decodestring(body) if encoding == "quoted-printable" else body)
+        data = transfer_decoded(body, encoding)
     except (binascii.Error, ValueError):
         return None
     text = charset_text(data[: limits.part_octets], charset_of(fields.get("content-type", "")))

@@ -28,7 +28,14 @@ from email.utils import getaddresses
 
 from nicknames import NickNamer
 
-from rcptguard.content.extract import charset_of, charset_text, head_end, html_text, mime_fields
+from rcptguard.content.extract import (
+    charset_of,
+    charset_text,
+    head_end,
+    html_text,
+    mime_fields,
+    transfer_decoded,
+)
 from rcptguard.sources.addresses import decode_words, header_fields, header_text
 
 __all__ = ["NOBODY_GREETED", "Greeting", "answers", "greeting_of", "header_addresses", "opening", "spells",
@@ -284,12 +291,10 @@ def opening(raw: bytes) -> str:
             return ""
         encoding = fields.get("content-transfer-encoding", "7bit").strip().lower()
         part = body[: OPENING_OCTETS * 2]
+        if encoding == "base64" and len(part) == OPENING_OCTETS * 2 and (cut := part.rfind(b"\n")) > 0:
+            part = part[:cut]  # cut at whole lines: whole quanta
         try:
-            if encoding == "base64":
-                cut = part.rfind(b"\n") if len(part) == OPENING_OCTETS * 2 else -1
-                part = binascii.a2b_base64(part[:cut] if cut > 0 else part)  # whole lines: whole quanta
-            elif encoding == "quoted-printable":
-                part = binascii.a2b_qp(part)
+            part = transfer_decoded(part, encoding)
         except (binascii.Error, ValueError):
             return ""
         text = charset_text(part[:OPENING_OCTETS], charset_of(content_type))
