@@ -262,7 +262,7 @@ def test_any_octets_are_read_without_an_error(body: bytes, head: bytes) -> None:
 @given(st.text(max_size=200), st.emails())
 def test_any_text_and_address_are_judged_without_an_error(text: str, address: str) -> None:
     greeting = greeting_of(text)
-    for name in greeting.names:
+    for name in (*greeting.first, *greeting.last):
         answers(name, address)
         answers(name, address, last=True)
         spells(name, address)

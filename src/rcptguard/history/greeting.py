@@ -110,10 +110,6 @@ class Greeting:
     def __bool__(self) -> bool:
         return bool(self.first or self.last)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (*self.first, *self.last)
-
 
 NOBODY_GREETED = Greeting()
 
