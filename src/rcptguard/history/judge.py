@@ -340,18 +340,21 @@ def _misgreeted(sender: str, keys: Sequence[str], greeting: Greeting, displays: 
     own = sender.rpartition("@")[2]
     public = providers()
     found = {}
+    meant_at: dict[str, tuple[int, str, str] | None] = {}  # domain -> the most written-to person greeted there
     for key, shown in recipients.items():
         domain = key.rpartition("@")[2]
         if (domain == own or domain in public or any(answers(n, key, shown) for n in greeting.first)
                 or any(answers(n, key, shown, last=True) for n in greeting.last)):
             continue
-        written = history.written_at(sender, domain)
-        meant = sorted(((n, a, name) for name in missing for a, n in written.items()
-                        if a not in recipients and spells(name, a, last=name in greeting.last)),
-                       key=lambda m: (-m[0], m[1]))
-        if meant:
-            count, address, name = meant[0]
-            found[key] = (_shown(name), address, count)
+        if domain not in meant_at:  # (history asked once a domain)
+            written = history.written_at(sender, domain)
+            meant_at[domain] = min(((-n, a, name) for name in missing for a, n in written.items()
+                                    if a not in recipients and spells(name, a, last=name in greeting.last)),
+                                   default=None)
+        meant = meant_at[domain]
+        if meant is not None:
+            count, address, name = meant
+            found[key] = (_shown(name), address, -count)
     return found
 
 
