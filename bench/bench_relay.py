@@ -9,10 +9,14 @@ relay still decides each one.
     python bench/bench_relay.py [--messages 5000] [--rounds 5]
     python bench/bench_relay.py --alone      # the relay without Postfix: smtp-source -> relay -> smtp-sink
     python bench/bench_relay.py --to someone@example-corp.net   # a warned recipient: the content scanner runs
+    python bench/bench_relay.py --warned-share 0.05             # 5% of the messages to the warned recipient
 
 With `--to` a recipient the guard warns about (example-corp.net, a slip of the protected example-corp.com), the
 relay gives every message to the sensitivity scanner (rcptguard.content) before forwarding it: the scanner's
-worst case in the mail path (the sender's warning notice goes out once a day per domain).
+worst case in the mail path (the sender's warning notice goes out once a day per domain). The relay scans only
+messages with a warned or held recipient; `--warned-share` sends that share of the messages to the warned
+recipient and the rest to `--to`, from two smtp-source processes at once (sessions shared out in proportion, one
+at least), in both paths alike: traffic with the scanner on as an organisation's mail would give it.
 
 With `--alone`, smtp-source sends straight to the relay (the baseline: straight to smtp-sink), and the relay's
 CPU time per message is read from /proc: what the relay itself costs, without Postfix's share of the cores (behind
@@ -46,6 +50,36 @@ CONCURRENCY = "20"
 
 
 TO = "someone@partner.example"
+WARNED = "someone@example-corp.net"  # one slip from the protected example-corp.com: warned, so scanned
+SESSIONS = 20
+
+
+def sources(port: int, messages: int, to: str, warned_share: float) -> list[list[str]]:
+    """The smtp-source commands that send `messages` to `port`: all to `to`, or `warned_share` of them to the
+    warned recipient from sessions of their own (in proportion, one at least) and the rest to `to`."""
+    def source(sessions: int, count: int, recipient: str) -> list[str]:
+        return ["smtp-source", "-s", str(sessions), "-m", str(count), "-l", "10240", "-d",
+                "-f", "me@example-corp.com", "-t", recipient, f"127.0.0.1:{port}"]
+    warned = round(messages * warned_share)
+    if not warned_share or not warned:
+        return [source(SESSIONS, messages, to)]
+    if warned == messages:
+        return [source(SESSIONS, messages, WARNED)]
+    sessions = min(max(1, round(SESSIONS * warned_share)), SESSIONS - 1)
+    return [source(SESSIONS - sessions, messages - warned, to), source(sessions, warned, WARNED)]
+
+
+def send(commands: list[list[str]]) -> None:
+    """Run the smtp-source commands at once; each must succeed."""
+    procs = [subprocess.Popen(command) for command in commands]
+    try:
+        for proc in procs:
+            if proc.wait(timeout=1800):
+                raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def relay_command(work: Path, relay_port: int, sink_port: int, *, bare: bool = False) -> list[str]:
@@ -59,7 +93,7 @@ def relay_command(work: Path, relay_port: int, sink_port: int, *, bare: bool = F
 
 
 def run(work: Path, messages: int, through_relay: bool, to: str = TO, *, bare: bool = False,
-        own_cpu: list[float] | None = None) -> float:
+        own_cpu: list[float] | None = None, warned_share: float = 0.0) -> float:
     """msgs/s of smtp-source -> Postfix -> [relay ->] smtp-sink; the relay process's CPU seconds per message are
     appended to `own_cpu`."""
     sink_port, relay_port = free_port(), free_port()
@@ -76,9 +110,7 @@ def run(work: Path, messages: int, through_relay: bool, to: str = TO, *, bare: b
     with running(sink, sink_port, logs / "sink.log"), instance, relaying as proc:
         start, busy = time.perf_counter(), busy_seconds()
         own = cpu_seconds(proc.pid) if proc else 0.0
-        subprocess.run(["smtp-source", "-s", "20", "-m", str(messages), "-l", "10240", "-d",
-                        "-f", "me@example-corp.com", "-t", to,
-                        f"127.0.0.1:{instance.smtpd_port}"], check=True, timeout=1800)
+        send(sources(instance.smtpd_port, messages, to, warned_share))
         wait_delivered(instance.log_file, messages)
         elapsed, busy = time.perf_counter() - start, busy_seconds() - busy
         if proc and own_cpu is not None:
@@ -99,7 +131,7 @@ def busy_seconds() -> float:
 
 
 def run_alone(work: Path, messages: int, through_relay: bool, to: str = TO, *,
-              bare: bool = False) -> tuple[float, float]:
+              bare: bool = False, warned_share: float = 0.0) -> tuple[float, float]:
     """msgs/s of smtp-source -> [relay ->] smtp-sink, and the relay's CPU seconds per message (`bare`: the relay's
     parts without the guard, bench/bare_relay.py)."""
     sink_port, relay_port = free_port(), free_port()
@@ -109,9 +141,7 @@ def run_alone(work: Path, messages: int, through_relay: bool, to: str = TO, *,
             (running(relay, relay_port, work / "relay.log") if through_relay else contextlib.nullcontext()) as proc:
         cpu = cpu_seconds(proc.pid) if proc else 0.0
         start = time.perf_counter()
-        subprocess.run(["smtp-source", "-s", CONCURRENCY, "-m", str(messages), "-l", "10240", "-d",
-                        "-f", "me@example-corp.com", "-t", to,
-                        f"127.0.0.1:{relay_port if through_relay else sink_port}"], check=True, timeout=1800)
+        send(sources(relay_port if through_relay else sink_port, messages, to, warned_share))
         elapsed = time.perf_counter() - start
         cpu = (cpu_seconds(proc.pid) - cpu) if proc else 0.0
     return messages / elapsed, cpu / messages
@@ -143,18 +173,26 @@ def main() -> None:
     parser.add_argument("--bare", action="store_true",
                         help="Also the relay's parts without the guard (bench/bare_relay.py), as a third path.")
     parser.add_argument("--to", default=TO, help="The recipient (a warned one makes the relay scan every message).")
+    parser.add_argument("--warned-share", type=float, default=0.0,
+                        help=f"This share of the messages goes to a warned recipient ({WARNED}), the rest to --to.")
     args = parser.parse_args()
+    if not 0 <= args.warned_share <= 1:
+        parser.error("--warned-share is a share: from 0 to 1")
+    share = args.warned_share
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     make_traversable(work)
     if args.alone:
         try:
-            sink = statistics.median(run_alone(work / f"s{r}", args.messages, through_relay=False, to=args.to)[0]
+            sink = statistics.median(run_alone(work / f"s{r}", args.messages, through_relay=False, to=args.to,
+                                               warned_share=share)[0]
                                      for r in range(args.rounds))
             runs, bare = [], []
             for r in range(args.rounds):  # in turn, so that the machine's drift touches both alike
-                runs.append(run_alone(work / f"r{r}", args.messages, through_relay=True, to=args.to))
+                runs.append(run_alone(work / f"r{r}", args.messages, through_relay=True, to=args.to,
+                                      warned_share=share))
                 if args.bare:
-                    bare.append(run_alone(work / f"b{r}", args.messages, through_relay=True, to=args.to, bare=True))
+                    bare.append(run_alone(work / f"b{r}", args.messages, through_relay=True, to=args.to, bare=True,
+                                          warned_share=share))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print("| path | messages | msgs/s (median) | vs smtp-sink alone | relay CPU per message (median; rounds) |")
@@ -170,10 +208,10 @@ def main() -> None:
     relays = [("rcptguard relay", False), *([("the relay's parts without the guard", True)] if args.bare else [])]
     own: dict[str, list[float]] = {name: [] for name, _ in relays}  # each relay's CPU seconds per message, by round
     compare(work, args.rounds, args.messages,
-            ("Postfix -> sink", lambda w: run(w, args.messages, through_relay=False, to=args.to)),
+            ("Postfix -> sink", lambda w: run(w, args.messages, through_relay=False, to=args.to, warned_share=share)),
             *((f"Postfix -> {name} -> sink",
                lambda w, name=name, bare=bare: run(w, args.messages, through_relay=True, to=args.to, bare=bare,
-                                                   own_cpu=own[name])) for name, bare in relays))
+                                                   own_cpu=own[name], warned_share=share)) for name, bare in relays))
     for name, per_message in own.items():
         print(f"{name}, its own CPU per message: {[round(x * 1000, 2) for x in per_message]} ms, median "
               f"{statistics.median(per_message) * 1000:.2f} ms")
