@@ -22,6 +22,13 @@ class Level(enum.IntEnum):
             raise ValueError(f"unknown {cls.__name__.lower()} {text!r} (expected one of {names})") from None
 
 
+# history's odd-recipient signals about who is written to at a right domain (rcptguard.history.judge), and those
+# about the domain itself
+PERSON_SIGNALS = frozenset({"ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP", "ODD_NEW_FOR_SENDER",
+                            "ODD_SUBSTITUTE", "ODD_PERSONAL", "ODD_GREETING"})
+DOMAIN_DOUBTS = frozenset({"ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN"})
+
+
 class Action(Level):
     """What to do with one recipient, ordered from mildest to strongest."""
 
@@ -134,6 +141,20 @@ class Verdict:
             if signal.name == name:
                 return signal
         return None
+
+    @property
+    def about_person(self) -> bool:
+        """Whether what is doubted is the person, not the domain: history's signals of who is written to raised
+        it (a greeting of somebody else, a wrong pick in a group, an address nobody wrote to at a correspondent, a
+        colleague's personal address), and nothing says the domain is mistyped or unknown (no other domain is
+        suggested, no slip of a co-recipient's domain). A notice then says the recipient may not be the person
+        meant, and is quieted per address rather than per domain."""
+        names = {signal.name for signal in self.signals}
+        if not names & PERSON_SIGNALS or names & DOMAIN_DOUBTS:
+            return False
+        if self.intended is None or "ODD_PERSONAL" in names:  # (the colleague's work address is suggested)
+            return True
+        return self.intended.lower() in {d.lower() for d in (self.domain, self.domain_ascii) if d}
 
     def to_json(self) -> dict[str, Any]:
         return {

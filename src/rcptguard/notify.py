@@ -67,10 +67,11 @@ class Flagged:
     recipient: str
     reason: str
     suggestion: str | None
+    person: bool = False  # the person may be the wrong one, not the address mistyped (`Verdict.about_person`)
 
     @classmethod
     def of(cls, verdict: Verdict) -> Flagged:
-        return cls(verdict.address, verdict.reason, verdict.suggestion)
+        return cls(verdict.address, verdict.reason, verdict.suggestion, verdict.about_person)
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,12 @@ class Notifier:
 
     def warned(self, mail_from: str, items: Sequence[Flagged], subject: str | None, quiet: dt.timedelta, *,
                in_reply_to: str | None = None) -> bytes:
-        """The notice that a message was delivered but some of its addresses look mistyped (a warning, not a
-        hold), to the sender, who can fix the address; `quiet`: how long no other warning of these domains
-        follows. `subject` None: told while the message is being sent (the policy service, at RCPT), not after."""
-        title = "Check the address: " + ", ".join(item.recipient for item in items)
+        """The notice that a message was delivered but some of its addresses look mistyped or may be the wrong
+        person's (a warning, not a hold), to the sender, who can fix the address; `quiet`: how long no other
+        warning of these domains (or addresses, for a person doubted) follows. `subject` None: told while the
+        message is being sent (the policy service, at RCPT), not after."""
+        check = "Check the recipient: " if all(item.person for item in items) else "Check the address: "
+        title = check + ", ".join(item.recipient for item in items)
         return self._compose("notice_warned", mail_from, title, in_reply_to=in_reply_to, subject=subject,
                              items=items, quiet=duration_words(quiet))
 
@@ -397,7 +400,16 @@ def header_safe(value: str) -> str:
 
 class Warned:
     """Which (sender, domain) pairs were warned lately: a sender hears about a mistyped-looking domain at most
-    once in `interval` seconds. In memory, bounded to `size` pairs (the oldest forgotten first)."""
+    once in `interval` seconds. A recipient that may be the wrong person at a right domain is its own topic (the
+    address, `topic`): a second wrong pick at the same partner the same day is told too. In memory, bounded to
+    `size` pairs (the oldest forgotten first)."""
+
+    @staticmethod
+    def topic(recipient: str, verdict: Verdict) -> str:
+        """What a warning of this recipient quiets: its domain, or the address when the person is doubted."""
+        if verdict.about_person:
+            return recipient
+        return verdict.domain_ascii or recipient.rpartition("@")[2]
 
     def __init__(self, interval: float, size: int) -> None:
         self.interval = interval
@@ -405,12 +417,12 @@ class Warned:
         self._told: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     @staticmethod
-    def key(sender: str, domain: str) -> tuple[str, str]:
-        return sender.lower(), domain.lower()
+    def key(sender: str, topic: str) -> tuple[str, str]:
+        return sender.lower(), topic.lower()
 
-    def due(self, sender: str, domain: str) -> bool:
-        """True (and remembered as told now) when this sender was not warned about this domain lately."""
-        key, now = self.key(sender, domain), time.monotonic()
+    def due(self, sender: str, topic: str) -> bool:
+        """True (and remembered as told now) when this sender was not warned about this topic lately."""
+        key, now = self.key(sender, topic), time.monotonic()
         last = self._told.get(key)
         if last is not None and now - last < self.interval:
             return False
@@ -420,10 +432,10 @@ class Warned:
             self._told.popitem(last=False)
         return True
 
-    def forget(self, sender: str, domains: Sequence[str]) -> None:
-        """The warning about these domains did not reach the sender: the next one may try again."""
-        for domain in domains:
-            self._told.pop(self.key(sender, domain), None)
+    def forget(self, sender: str, topics: Sequence[str]) -> None:
+        """The warning about these topics did not reach the sender: the next one may try again."""
+        for topic in topics:
+            self._told.pop(self.key(sender, topic), None)
 
 
 def wants_notice(mail_from: str, content: bytes) -> bool:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import email
+import email.policy
 import json
 import smtplib
 import time
@@ -298,15 +300,16 @@ def test_the_policy_service_in_observe_mode(tmp_path: Path) -> None:
 
 
 def test_a_greeting_that_names_somebody_else_at_the_relay(tmp_path: Path, sink: RecordingSink) -> None:
-    """The sender writes to nils.martin@partner.com and olga.smith@partner.com; a message to Olga that opens "Hi
+    """The sender writes to nils.martin@, olga.smith@ and ben.berg@partner.com; a message to Olga that opens "Hi
     Nils," (quoted-printable, in a multipart message) is delivered and Olga is warned of, the notice naming Nils's
-    address; the same message opening "Hi Olga," passes with no notice."""
+    address and saying she may not be the person meant; the same message opening "Hi Olga," passes with no notice.
+    The same slip to Olga again is not told twice in the day; a second wrong person at partner.com (Ben) is."""
     history = StoreHistory(Store.open(f"sqlite:///{tmp_path / 'relay.db'}"))
     batch = Batch()
     when = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     for _ in range(5):
-        batch.message("me@example-corp.com", [Counted("nils.martin@partner.com", "partner.com")], when)
-        batch.message("me@example-corp.com", [Counted("olga.smith@partner.com", "partner.com")], when)
+        for person in ("nils.martin", "olga.smith", "ben.berg"):
+            batch.message("me@example-corp.com", [Counted(f"{person}@partner.com", "partner.com")], when)
     history.record(batch)
 
     def message(name: str) -> bytes:
@@ -316,15 +319,20 @@ def test_a_greeting_that_names_somebody_else_at_the_relay(tmp_path: Path, sink: 
                 b"Hi " + name.encode() + b",\r\n\r\nthe figures you asked for =E2=80=93 attached.\r\n--b1--\r\n")
 
     relay = start(tmp_path, sink)
+    sent = [("olga.smith", "Olga"), ("olga.smith", "Nils"), ("olga.smith", "Nils"), ("ben.berg", "Nils")]
     try:
-        for name in ("Olga", "Nils"):
+        for to, name in sent:
             with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as smtp:
-                smtp.sendmail("me@example-corp.com", ["olga.smith@partner.com"], message(name))
-        got = sink.wait_for(3)
+                smtp.sendmail("me@example-corp.com", [f"{to}@partner.com"], message(name))
+        got = sink.wait_for(6)
     finally:
         relay.close()
     delivered = [m for m in got if m.mail_from]
-    assert [list(m.rcpt_tos) for m in delivered] == [["olga.smith@partner.com"], ["olga.smith@partner.com"]]
-    [notice] = [m for m in got if not m.mail_from]
-    text = notice.data.decode(errors="replace").replace("=\r\n", "").replace("\r\n", " ")
+    assert [list(m.rcpt_tos) for m in delivered] == [[f"{to}@partner.com"] for to, _ in sent]
+    notices = [email.message_from_bytes(m.data, policy=email.policy.default) for m in got if not m.mail_from]
+    assert [n["Subject"] for n in notices] == ["Check the recipient: olga.smith@partner.com",
+                                               "Check the recipient: ben.berg@partner.com"]
+    text = " ".join(notices[0].get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
     assert "The message greets Nils, and nobody it goes to is Nils. You write to nils.martin@partner.com" in text
+    assert "was delivered to a recipient who may not be the person you meant" in text
+    assert "You will not be told again about this address for 1 day" in text

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
+import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from rcptguard.notify import Notifier, duration_words, header_safe, wants_notice
+from rcptguard.notify import Flagged, Notifier, duration_words, header_safe, wants_notice
 
 
 @dataclass(frozen=True)
@@ -167,3 +169,45 @@ def test_decided_notice_says_what_the_administrator_chose() -> None:
         assert "ops via web admin" not in words
     named = text_parts(parse(Notifier(name_deciders=True).decided(holds[:1])))  # type: ignore[arg-type]
     assert "an administrator (ops via web admin) chose not to send it" in " ".join(named["text/plain"].split())
+
+
+TYPO = Flagged("a@ymail.com", "ymail.com looks like gmail.com", "a@gmail.com")
+PERSON = Flagged("olga.smith@partner.com", "The message greets Nils, and nobody it goes to is Nils.",
+                 "nils.martin@partner.com", person=True)
+
+
+@pytest.mark.parametrize(("items", "title", "doubt", "quiet"), [
+    ([TYPO], "Check the address: a@ymail.com", "was delivered to an address that looks mistyped:",
+     "about this domain for 1 day"),
+    ([PERSON], "Check the recipient: olga.smith@partner.com",
+     "was delivered to a recipient who may not be the person you meant:", "about this address for 1 day"),
+    ([PERSON, dataclasses.replace(PERSON, recipient="o.berg@partner.com")],
+     "Check the recipient: olga.smith@partner.com, o.berg@partner.com",
+     "was delivered to recipients who may not be the people you meant:", "about these addresses for 1 day"),
+    ([PERSON, TYPO], "Check the address: olga.smith@partner.com, a@ymail.com",
+     "was delivered to addresses that look mistyped or may not be the people you meant:",
+     "about these domains and addresses for 1 day"),
+])
+def test_a_warning_says_whether_the_address_or_the_person_is_doubted(items: list[Flagged], title: str, doubt: str,
+                                                                     quiet: str) -> None:
+    """A mistyped-looking domain and a recipient who may be the wrong person at a right domain are told apart in
+    the warning's subject, its first sentence and what it will not be told of again, in both parts."""
+    notice = parse(Notifier(host="mx.example.org").warned("me@example-corp.com", items, "crew list",
+                                                          dt.timedelta(days=1)))
+    assert notice["Subject"] == title
+    for kind, part in text_parts(notice).items():
+        flat = " ".join(html.unescape(re.sub(r"<[^>]+>", "", part)).split())
+        assert doubt in flat.replace("crew list was", "was"), kind
+        assert quiet in flat, kind
+        for item in items:
+            assert item.reason in flat, kind
+            assert f"Did you mean {item.suggestion}?" in flat, kind
+    shown = text_parts(notice)["text/html"]
+    assert ("Check the recipient</h1>" in shown) == all(item.person for item in items)
+
+
+def test_a_warning_at_rcpt_says_what_is_doubted_before_the_message_is_sent() -> None:
+    notice = parse(Notifier(host="mx.example.org").warned("me@example-corp.com", [PERSON], None, dt.timedelta(hours=2)))
+    plain = " ".join(text_parts(notice)["text/plain"].split())
+    assert "You are sending a message to a recipient who may not be the person you meant. It was not stopped:" in plain
+    assert "about this address for 2 hours" in plain

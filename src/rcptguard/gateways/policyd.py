@@ -325,11 +325,11 @@ class PolicyService:
                     self.transactions.popitem(last=False)
 
     def _warned(self, sender: str, recipient: str, verdict: Verdict) -> None:
-        """Tell the sender that a recipient looks mistyped, at most once per sender and domain in
-        `warn_notice_interval` (remembered in this process, bounded)."""
+        """Tell the sender that a recipient looks mistyped, at most once per sender and domain (or address, for a
+        person doubted: `Warned.topic`) in `warn_notice_interval` (remembered in this process, bounded)."""
         if not self.settings.notify_smtp or not sender:
             return
-        if not self.warned.due(sender, verdict.domain_ascii or recipient.rpartition("@")[2]):
+        if not self.warned.due(sender, Warned.topic(recipient, verdict)):
             return
         self._send_warning(sender, recipient, verdict)
 

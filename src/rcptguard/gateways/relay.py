@@ -6,6 +6,7 @@ Per recipient, at RCPT time the guard decides; after DATA the message is split:
 
     pass    forwarded to the next hop unchanged
     warn    forwarded unchanged; the sender (never the recipient) gets a short notice, once a day per domain
+            (per address when history doubts the person, not the domain)
     hold    stored in the quarantine (idempotent: a redelivered message is held once)
     reject  refused at RCPT with the explanation (550 5.7.1)
 
@@ -201,19 +202,20 @@ def dsn(mail_from: str, failed: dict[str, tuple[int, str]], hostname: str) -> by
 
 @dataclass(frozen=True, slots=True)
 class WarningNotice:
-    """The notice a sender is owed about warned recipients of one message: those of the domains it was not told
-    about in the last `warn_notice_interval` (per sender and domain; `Warned`). The relay and the milter send it."""
+    """The notice a sender is owed about warned recipients of one message: those of the domains (or, for a person
+    doubted, the addresses) it was not told about in the last `warn_notice_interval` (per sender; `Warned`). The
+    relay and the milter send it."""
 
     mail_from: str
     flagged: list[Flagged]
-    domains: list[str]
+    topics: list[str]
 
     @classmethod
     def due(cls, warned: Warned, mail_from: str, recipients: Sequence[tuple[str, Verdict]]) -> WarningNotice | None:
-        """The notice for the recipients whose domains are due (remembered as told now), or None."""
-        domains = {rcpt: verdict.domain_ascii or rcpt.rpartition("@")[2] for rcpt, verdict in recipients}
-        due = sorted(domain for domain in dict.fromkeys(domains.values()) if warned.due(mail_from, domain))
-        fresh = [Flagged.of(verdict) for rcpt, verdict in recipients if domains[rcpt] in due]
+        """The notice for the recipients whose topics are due (remembered as told now), or None."""
+        topics = {rcpt: Warned.topic(rcpt, verdict) for rcpt, verdict in recipients}
+        due = sorted(topic for topic in dict.fromkeys(topics.values()) if warned.due(mail_from, topic))
+        fresh = [Flagged.of(verdict) for rcpt, verdict in recipients if topics[rcpt] in due]
         return cls(mail_from, fresh, due) if fresh else None
 
     def compose(self, notifier: Notifier, content: bytes, interval: float) -> bytes:
@@ -223,7 +225,7 @@ class WarningNotice:
 
     def not_sent(self, warned: Warned, exc: Exception) -> None:
         """It could not be stored: forgotten as told, so the next message may try again; logged."""
-        warned.forget(self.mail_from, self.domains)
+        warned.forget(self.mail_from, self.topics)
         logs.event(log, "warning notice not queued", logging.WARNING, sender=self.mail_from,
                    recipients=[f.recipient for f in self.flagged], error=f"{type(exc).__name__}: {exc}")
 
@@ -862,8 +864,8 @@ class RelayHandler:
 
     async def _tell_of_warnings(self, mail_from: str, warned: list[tuple[str, Verdict]], content: bytes) -> None:
         """Queue a notice to the sender of the warned recipients it was not told about in the last
-        `warn_notice_interval` (per sender and domain); the outbox sends it at once. A warning is a courtesy: a
-        store that fails here is logged, and the mail goes on."""
+        `warn_notice_interval` (per sender and domain, or address); the outbox sends it at once. A warning is a
+        courtesy: a store that fails here is logged, and the mail goes on."""
         notice = WarningNotice.due(self.warned, mail_from, warned)
         if notice is None:
             return
