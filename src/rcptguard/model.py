@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -22,11 +23,21 @@ class Level(enum.IntEnum):
             raise ValueError(f"unknown {cls.__name__.lower()} {text!r} (expected one of {names})") from None
 
 
-# history's odd-recipient signals about who is written to at a right domain (rcptguard.history.judge), and those
-# about the domain itself
+# The odd recipient out's signals that doubt the person at a domain, not the domain (rcptguard.history.judge), and
+# those that doubt the domain itself
 PERSON_SIGNALS = frozenset({"ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP", "ODD_NEW_FOR_SENDER",
                             "ODD_SUBSTITUTE", "ODD_PERSONAL", "ODD_GREETING"})
 DOMAIN_DOUBTS = frozenset({"ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN"})
+
+
+def doubts_person(signals: Iterable[tuple[str, float]]) -> bool:
+    """Whether signals (name, score) raised a recipient only for doubts of the person at its domain (a greeting of
+    somebody else, a wrong pick in a group, an address nobody wrote to at a correspondent, a colleague's personal
+    address: PERSON_SIGNALS), not of the domain: every signal that added points is one of those. A force rule
+    always doubts the domain. Such a recipient's release says nothing of the domain, and a notice of it says the
+    recipient may not be the person meant."""
+    raised = [name for name, score in signals if score > 0 or name == "FORCE_RULE"]
+    return bool(raised) and PERSON_SIGNALS.issuperset(raised)
 
 
 class Action(Level):
@@ -144,17 +155,9 @@ class Verdict:
 
     @property
     def about_person(self) -> bool:
-        """Whether what is doubted is the person, not the domain: history's signals of who is written to raised
-        it (a greeting of somebody else, a wrong pick in a group, an address nobody wrote to at a correspondent, a
-        colleague's personal address), and nothing says the domain is mistyped or unknown (no other domain is
-        suggested, no slip of a co-recipient's domain). A notice then says the recipient may not be the person
-        meant, and is quieted per address rather than per domain."""
-        names = {signal.name for signal in self.signals}
-        if not names & PERSON_SIGNALS or names & DOMAIN_DOUBTS:
-            return False
-        if self.intended is None or "ODD_PERSONAL" in names:  # (the colleague's work address is suggested)
-            return True
-        return self.intended.lower() in {d.lower() for d in (self.domain, self.domain_ascii) if d}
+        """Raised only for doubts of the person at a right domain (`doubts_person`): a notice then says the recipient
+        may not be the person meant, and a warning is quieted per address rather than per domain."""
+        return doubts_person((signal.name, signal.score) for signal in self.signals)
 
     def to_json(self) -> dict[str, Any]:
         return {

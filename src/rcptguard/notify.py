@@ -58,6 +58,8 @@ class HeldView(Protocol):
     def message_id_header(self) -> str: ...
     @property
     def received_at(self) -> dt.datetime: ...
+    @property
+    def about_person(self) -> bool: ...  # held for doubts of the person at a right domain, not of the domain
 
 
 @dataclass(frozen=True, slots=True)

@@ -559,6 +559,7 @@ def test_a_domain_is_doubted_only_for_a_slip_of_another() -> None:
     assert released("partner.com", ("ODD_SUBSTITUTE", 4.0), ("ODD_NEW_TO_GROUP", 2.5)) == {}
     assert released(None, ("ODD_NEW_TO_GROUP", 2.5), ("ODD_NEW_ADDRESS", 1.5), ("ODD_ADDRESS_SLIP", 3.0),
                     ("KNOWN_CORRESPONDENT", 0.0)) == {}
+    assert released(None, ("ODD_GREETING", 4.0), ("ODD_PERSONAL", 4.0), ("KNOWN_CORRESPONDENT", 0.0)) == {}
     assert released(None, ("FORCE_RULE", 0.0)) == {"partner.com": HELD}
     assert released(None, ("ODD_NEW_DOMAIN", 2.0), ("FIRST_CONTACT", 3.0)) == {"partner.com": HELD}
     assert released("partnr.com", ("KEYBOARD_TYPO", 5.0)) == {"partner.com": "partnr.com"}

@@ -25,6 +25,7 @@ class FakeHold:
     subject: str = "crew list"
     message_id_header: str = "<m1@example-corp.com>"
     received_at: dt.datetime = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+    about_person: bool = False
 
 
 def parse(data: bytes) -> email.message.EmailMessage:
@@ -211,3 +212,23 @@ def test_a_warning_at_rcpt_says_what_is_doubted_before_the_message_is_sent() -> 
     plain = " ".join(text_parts(notice)["text/plain"].split())
     assert "You are sending a message to a recipient who may not be the person you meant. It was not stopped:" in plain
     assert "about this address for 2 hours" in plain
+
+
+def test_a_hold_of_a_person_doubted_says_so_in_the_held_and_the_expired_notice() -> None:
+    """A hold raised by doubts of the person (a greeting of somebody else at a right domain) is not called a
+    mistyped address; a mistyped one still is, and a notice of both says both."""
+    person = FakeHold(recipient="olga.smith@partner.com", reason="The message greets Nils.",
+                      suggestion="nils.martin@partner.com", about_person=True)
+    notifier = Notifier(host="mx.example.org")
+    for holds, held, expired in [
+        ([person], "because the recipient may not be the person you meant:",
+         "It was held because the recipient may not be the person you meant, and nobody released it"),
+        ([FakeHold()], "because an address looks mistyped:",
+         "It was held because the address looks mistyped, and nobody released it"),
+        ([person, FakeHold()], "because addresses look mistyped or may not be the people you meant:",
+         "It was held because the addresses look mistyped or may not be the people you meant, and nobody"),
+    ]:
+        shown = text_parts(parse(notifier.held(holds, "https://g/c/x", dt.timedelta(days=7))))["text/html"]
+        assert held in " ".join(shown.split())
+        for part in text_parts(parse(notifier.expired(holds, dt.timedelta(days=7)))).values():
+            assert expired in " ".join(re.sub(r"<[^>]+>", "", part).split())

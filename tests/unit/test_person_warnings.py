@@ -12,9 +12,13 @@ from rcptguard.notify import Warned
 
 
 def verdict(address: str, *names: str, intended: str | None = None, suggestion: str | None = None) -> Verdict:
+    """A warned verdict with these signals: history's and the typo model's add points, context (KNOWN_CORRESPONDENT,
+    or NAME:0) none."""
     domain = address.rpartition("@")[2]
-    return Verdict(address, domain, Action.WARN, 4.0, tuple(Signal(n, {}, 1.0) for n in names), "why",
-                   intended=intended, suggestion=suggestion, domain_ascii=domain)
+    signals = tuple(Signal(n.split(":")[0], {}, float(n.split(":")[1]) if ":" in n else
+                           0.0 if n == "KNOWN_CORRESPONDENT" else 4.0) for n in names)
+    return Verdict(address, domain, Action.WARN, 4.0, signals, "why", intended=intended, suggestion=suggestion,
+                   domain_ascii=domain)
 
 
 def test_every_odd_signal_is_about_the_person_or_the_domain() -> None:
@@ -26,14 +30,16 @@ def test_every_odd_signal_is_about_the_person_or_the_domain() -> None:
 @pytest.mark.parametrize(("made", "person"), [
     (verdict("olga@partner.com", "KNOWN_CORRESPONDENT", "ODD_GREETING", intended="partner.com",
              suggestion="nils@partner.com"), True),
-    (verdict("olga@Partner.COM", "ODD_SUBSTITUTE", intended="partner.com", suggestion="nils@partner.com"), True),
+    (verdict("olga@partner.com", "ODD_SUBSTITUTE", "ODD_NEW_FOR_SENDER", suggestion="nils@partner.com"), True),
     (verdict("x@partner.com", "ODD_NEW_TO_GROUP"), True),  # nobody suggested: still the person doubted
     (verdict("ann.lee@gmail.com", "ODD_PERSONAL", intended="org.example", suggestion="ann.lee@org.example"), True),
     (verdict("a@ymail.com", "TLD_SLIP", intended="gmail.com", suggestion="a@gmail.com"), False),  # the typo model
+    (verdict("a@ymail.com", "TLD_SLIP", "ODD_NEW_ADDRESS", intended="gmail.com"), False),  # the domain too
     (verdict("a@army.ml", "ODD_DOMAIN_SLIP", "ODD_NEW_ADDRESS", intended="army.mil"), False),
     (verdict("x@new.example", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP"), False),
-    (verdict("x@partner.co", "FIRST_CONTACT", "ODD_ADDRESS_SLIP", intended="partner.com"), False),  # another domain
-    (verdict("x@partner.com", "FIRST_CONTACT"), False),
+    (verdict("x@partner.co", "FIRST_CONTACT:1", "ODD_ADDRESS_SLIP"), False),  # never written to: the domain doubted
+    (verdict("x@partner.com", "FORCE_RULE:0", "ODD_SUBSTITUTE"), False),  # a force rule always doubts the domain
+    (verdict("x@partner.com", "KNOWN_CORRESPONDENT"), False),  # nothing raised it
 ])
 def test_which_verdicts_doubt_the_person(made: Verdict, person: bool) -> None:
     assert made.about_person is person

@@ -175,6 +175,25 @@ def test_page_shows_reason_suggestion_and_the_three_actions(client: TestClient, 
     assert "https://" not in text
 
 
+def test_page_of_a_person_doubted_does_not_call_the_address_mistyped(client: TestClient, quarantine: Quarantine,
+                                                                      links: Links) -> None:
+    """A hold raised by history's doubts of the person at a right domain (a greeting of somebody else and a wrong
+    pick) says the recipient may not be the person meant; the usual hold says the address looks mistyped."""
+    person = HeldRecipient(address="olga.smith@partner.com", intended="partner.com",
+                           suggestion="nils.martin@partner.com", reason="The message greets Nils.",
+                           signals=[{"name": "KNOWN_CORRESPONDENT", "score": 0.0, "evidence": {}},
+                                    {"name": "ODD_GREETING", "score": 4.0, "evidence": {}},
+                                    {"name": "ODD_SUBSTITUTE", "score": 4.0, "evidence": {}}], score=8.0)
+    cases = [((person,), "waiting because a recipient may not be the person you meant."),
+             ((held(),), "waiting because an address in it looks mistyped."),
+             ((person, held()), "waiting because addresses in it look mistyped or may not be the people you meant.")]
+    for n, (recipients, said) in enumerate(cases):
+        holds = hold_message(quarantine, *recipients, content=message(marker=f"p{n}"))
+        assert [h.about_person for h in holds] == [r is person for r in recipients]
+        text = " ".join(client.get(f"/confirm/{issue(links, holds)}").text.split())
+        assert said in text
+
+
 def test_security_headers_on_pages_and_api(client: TestClient, quarantine: Quarantine, links: Links) -> None:
     """Every response carries the CSP, nosniff, no-referrer and no-store headers."""
     token = issue(links, hold_message(quarantine))

@@ -21,16 +21,10 @@ from rcptguard.domains import DomainError, normalize_domain
 from rcptguard.history.model import DomainFacts
 from rcptguard.history.settings import HistorySettings
 
-__all__ = ["HELD", "PERSON_SIGNALS", "near_for", "qualifies", "why_not"]
+__all__ = ["HELD", "near_for", "qualifies", "why_not"]
 
 FADED = 0.5  # a correspondent whose messages weigh less than this, faded, is no longer one
 HELD = "held"  # `near` of a domain released from a hold that resembled no domain in particular (a force rule)
-# The odd recipient out's signals that doubt the person at a domain, not the domain (history.judge): a recipient
-# warned or held for them alone says nothing against the domain
-PERSON_SIGNALS = frozenset({"ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP", "ODD_NEW_FOR_SENDER",
-                            "ODD_SUBSTITUTE", "ODD_PERSONAL"})
-
-
 def near_for(domain: str, intended: str | None) -> str | None:
     """What the poisoning guard keeps of a let-through recipient at `domain` (A-label form) that the guard took for a
     slip of `intended`: that domain, or None when there is none or it is this one (a wrong person at the right

@@ -69,8 +69,8 @@ from rcptguard.errors import (
     QuarantineError,
 )
 from rcptguard.history import Batch, Counted, address_key, sender_key
-from rcptguard.history.rules import HELD, PERSON_SIGNALS
-from rcptguard.model import Malformed
+from rcptguard.history.rules import HELD
+from rcptguard.model import Malformed, doubts_person
 from rcptguard.store import Store, StoreError
 from rcptguard.store import as_utc as _utc
 from rcptguard.store import error_line as _one_line
@@ -186,6 +186,15 @@ class Hold:
     claimed_by: str | None = None  # the worker that last took the delivery: "host pid N"
     envelope: str | None = None  # what the client's envelope asked for (dsn.EnvelopeParams.to_json; "" nothing)
     purged_at: dt.datetime | None = None  # when the retention policy deleted the message's bytes (None: kept)
+
+    @property
+    def about_person(self) -> bool:
+        """Held only for doubts of the person at a right domain, not of the domain (`rcptguard.model.doubts_person`):
+        what the notices and the page say of it."""
+        try:
+            return doubts_person((s["name"], s.get("score", 0)) for s in self.signals)
+        except (TypeError, KeyError, AttributeError):
+            return False
 
     @property
     def params(self) -> EnvelopeParams:
@@ -375,14 +384,12 @@ def confirmation(row: RowMapping, to_state: str, now: dt.datetime) -> Batch:
 
 
 def _about_the_person(signals: str | None) -> bool:
-    """Whether a hold was raised only by the odd recipient out's doubts of the person at a domain (PERSON_SIGNALS),
-    not of the domain: its release says nothing of the domain. A force rule always doubts the domain."""
+    """Whether a hold (its signals as stored) was raised only by doubts of the person at a domain
+    (`rcptguard.model.doubts_person`): its release says nothing of the domain."""
     try:
-        raised = [s["name"] for s in json.loads(signals or "[]")
-                  if s.get("score", 0) > 0 or s.get("name") == "FORCE_RULE"]
+        return doubts_person((s["name"], s.get("score", 0)) for s in json.loads(signals or "[]"))
     except (ValueError, TypeError, KeyError, AttributeError):
         return False
-    return bool(raised) and all(name in PERSON_SIGNALS for name in raised)
 
 
 def _hold_query() -> Select[Any]:
