@@ -23,21 +23,24 @@ class Level(enum.IntEnum):
             raise ValueError(f"unknown {cls.__name__.lower()} {text!r} (expected one of {names})") from None
 
 
-# The odd recipient out's signals that doubt the person at a domain, not the domain (rcptguard.history.judge), and
-# those that doubt the domain itself
+# The odd recipient out's signals that doubt the person at a domain, not the domain (rcptguard.history.judge)
 PERSON_SIGNALS = frozenset({"ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP", "ODD_NEW_FOR_SENDER",
                             "ODD_SUBSTITUTE", "ODD_PERSONAL", "ODD_GREETING"})
-DOMAIN_DOUBTS = frozenset({"ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN"})
+_DOUBT = "doubt"  # the evidence key of a signal that raised a recipient the guard passed: "person"
 
 
-def doubts_person(signals: Iterable[tuple[str, float]]) -> bool:
-    """Whether signals (name, score) raised a recipient only for doubts of the person at its domain (a greeting of
+def mark_person(signal: Signal) -> Signal:
+    """The signal, marked as one of those that raised a recipient whose domain the guard passed, for doubts of the
+    person alone (`doubts_person`): history's judgement marks them, as they are stored with a hold."""
+    return Signal(signal.name, {**signal.evidence, _DOUBT: "person"}, signal.score)
+
+
+def doubts_person(evidence: Iterable[object]) -> bool:
+    """Whether a recipient was raised only for doubts of the person at a domain the guard passed (a greeting of
     somebody else, a wrong pick in a group, an address nobody wrote to at a correspondent, a colleague's personal
-    address: PERSON_SIGNALS), not of the domain: every signal that added points is one of those. A force rule
-    always doubts the domain. Such a recipient's release says nothing of the domain, and a notice of it says the
-    recipient may not be the person meant."""
-    raised = [name for name, score in signals if score > 0 or name == "FORCE_RULE"]
-    return bool(raised) and PERSON_SIGNALS.issuperset(raised)
+    address), not of the domain: its signals' evidence (dicts, as stored with a hold) carry history's mark. Such a
+    recipient's release says nothing of its domain, and a notice says it may not be the one the sender meant."""
+    return any(isinstance(found, dict) and found.get(_DOUBT) == "person" for found in evidence)
 
 
 class Action(Level):
@@ -155,9 +158,9 @@ class Verdict:
 
     @property
     def about_person(self) -> bool:
-        """Raised only for doubts of the person at a right domain (`doubts_person`): a notice then says the recipient
-        may not be the person meant, and a warning is quieted per address rather than per domain."""
-        return doubts_person((signal.name, signal.score) for signal in self.signals)
+        """Raised only for doubts of the person at a domain the guard passed (`doubts_person`): a notice then says
+        the recipient may not be the one meant, and a warning is quieted per address rather than per domain."""
+        return doubts_person(signal.evidence for signal in self.signals)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -63,13 +63,63 @@ class HeldView(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Doubt:
+    """How a notice or the confirmation page names what was doubted of `count` recipients, `people` of them persons
+    at a right domain (`Verdict.about_person`, `Hold.about_person`) and the rest mistyped-looking addresses."""
+
+    people: int
+    count: int
+
+    @classmethod
+    def of(cls, recipients: Sequence[object], attribute: str) -> Doubt:
+        return cls(sum(1 for r in recipients if getattr(r, attribute, False) is True), len(recipients))
+
+    @property
+    def check(self) -> str:
+        """The notice's heading."""
+        return "Check the recipient" if self.people == self.count else "Check the address"
+
+    @property
+    def doubted(self) -> str:
+        """What the message went to: "an address that looks mistyped"."""
+        one = self.count == 1
+        if not self.people:
+            return "an address that looks mistyped" if one else "addresses that look mistyped"
+        if self.people == self.count:
+            return "a recipient who may not be the one you meant" if one else \
+                "recipients who may not be the ones you meant"
+        return "addresses that look mistyped or may not be the ones you meant"
+
+    @property
+    def because(self) -> str:
+        """Why it was held: "an address looks mistyped"."""
+        one = self.count == 1
+        if not self.people:
+            return "an address looks mistyped" if one else "addresses look mistyped"
+        if self.people == self.count:
+            return "the recipient may not be the one you meant" if one else \
+                "the recipients may not be the ones you meant"
+        return "addresses look mistyped or may not be the ones you meant"
+
+    @property
+    def topics(self) -> str:
+        """What a warning quiets: "this domain", or the addresses of persons doubted."""
+        one = self.count == 1
+        if not self.people:
+            return "this domain" if one else "these domains"
+        if self.people == self.count:
+            return "this address" if one else "these addresses"
+        return "these domains and addresses"
+
+
+@dataclass(frozen=True, slots=True)
 class Flagged:
     """A recipient a notice tells of that is not a hold (a warning, a message in Postfix's hold queue)."""
 
     recipient: str
     reason: str
     suggestion: str | None
-    person: bool = False  # the person may be the wrong one, not the address mistyped (`Verdict.about_person`)
+    person: bool = False  # the recipient may not be the one meant, not its address mistyped (`Verdict.about_person`)
 
     @classmethod
     def of(cls, verdict: Verdict) -> Flagged:
@@ -153,10 +203,10 @@ class Notifier:
         person's (a warning, not a hold), to the sender, who can fix the address; `quiet`: how long no other
         warning of these domains (or addresses, for a person doubted) follows. `subject` None: told while the
         message is being sent (the policy service, at RCPT), not after."""
-        check = "Check the recipient: " if all(item.person for item in items) else "Check the address: "
-        title = check + ", ".join(item.recipient for item in items)
+        doubt = Doubt.of(items, "person")
+        title = f"{doubt.check}: " + ", ".join(item.recipient for item in items)
         return self._compose("notice_warned", mail_from, title, in_reply_to=in_reply_to, subject=subject,
-                             items=items, quiet=duration_words(quiet))
+                             items=items, quiet=duration_words(quiet), doubt=doubt)
 
     def queue_held(self, mail_from: str, items: Sequence[Flagged], *, more: int = 0, queue_id: str = "") -> bytes:
         """The policy service's notice that Postfix holds a message in its queue for these recipients (`more`:
@@ -169,7 +219,8 @@ class Notifier:
                  report: DeliveryReport | None = None, **context: Any) -> bytes:  # noqa: ANN401
         first = holds[0]
         return self._compose(template, first.mail_from, subject, in_reply_to=first.message_id_header, report=report,
-                             holds=holds, subject=first.subject, date=format_datetime(first.received_at), **context)
+                             holds=holds, subject=first.subject, date=format_datetime(first.received_at),
+                             doubt=Doubt.of(holds, "about_person"), **context)
 
     def _compose(self, template: str, to: str, title: str, *, in_reply_to: str | None = None,
                  report: DeliveryReport | None = None, **context: Any) -> bytes:  # noqa: ANN401
@@ -345,15 +396,19 @@ def _made(quarantine: Quarantine, notifier: Notifier, kind: str, group: list[Hol
     return notifier.undelivered(group, report)
 
 
+def _held_as(hold: Hold) -> str:
+    return "held as likely not the recipient meant" if hold.about_person else "held as a likely mistyped address"
+
+
 def _report(quarantine: Quarantine, kind: str, group: list[Hold]) -> DeliveryReport | None:
     """The delivery status part of a notice: each recipient of `group` that ends without delivery (expired,
     cancelled, refused for good or deferred too long), with ENVID, ORCPT and RET as the sender gave them."""
     failed = []
     for hold in group:
         if kind == "expired":
-            status, why = "5.4.7", "held as a likely mistyped address; nobody released it in time"
+            status, why = "5.4.7", f"{_held_as(hold)}; nobody released it in time"
         elif hold.state == HoldState.CANCELLED:
-            status, why = "5.7.1", f"held as a likely mistyped address; cancelled by {hold.decided_by or 'a person'}"
+            status, why = "5.7.1", f"{_held_as(hold)}; cancelled by {hold.decided_by or 'a person'}"
         elif hold.delivery == Delivery.FAILED:
             code = re.search(r"\b[45]\.\d{1,3}\.\d{1,3}\b", hold.last_error or "")
             status, why = (f"5{code[0][1:]}" if code else "5.0.0"), hold.last_error or "not delivered"
@@ -409,9 +464,9 @@ class Warned:
     @staticmethod
     def topic(recipient: str, verdict: Verdict) -> str:
         """What a warning of this recipient quiets: its domain, or the address when the person is doubted."""
-        if verdict.about_person:
-            return recipient
-        return verdict.domain_ascii or recipient.rpartition("@")[2]
+        local, _, domain = recipient.rpartition("@")
+        domain = verdict.domain_ascii or domain  # one form of an IDN for either
+        return f"{local}@{domain}" if verdict.about_person else domain
 
     def __init__(self, interval: float, size: int) -> None:
         self.interval = interval
@@ -467,5 +522,5 @@ def duration_words(value: dt.timedelta) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-__all__ = ["Flagged", "HeldView", "NoticeLinks", "Notifier", "duration_words", "header_safe", "send_owed",
+__all__ = ["Doubt", "Flagged", "HeldView", "NoticeLinks", "Notifier", "duration_words", "header_safe", "send_owed",
            "wants_notice"]

@@ -550,16 +550,21 @@ def test_a_domain_is_doubted_only_for_a_slip_of_another() -> None:
                                      Counted("c@xn--mnchen-3ya.de", "xn--mnchen-3ya.de", "münchen.de")], NOW)
     assert batch.near == {"partnr.com": "partner.com"}
 
-    def released(intended: str | None, *signals: tuple[str, float]) -> dict[str, str]:
-        row = {"mail_from": "me@org.example", "deliver_to": None, "recipient": "bob@partner.com",
-               "intended": intended, "signals": json.dumps([{"name": n, "score": v, "evidence": {}}
+    def released(intended: str | None, *signals: tuple[str, float], person: bool = False,
+                 recipient: str = "bob@partner.com") -> dict[str, str]:
+        marked = {"doubt": "person"} if person else {}
+        row = {"mail_from": "me@org.example", "deliver_to": None, "recipient": recipient,
+               "intended": intended, "signals": json.dumps([{"name": n, "score": v, "evidence": marked if v else {}}
                                                             for n, v in signals])}
         return confirmation(row, HoldState.RELEASED, NOW).near
 
-    assert released("partner.com", ("ODD_SUBSTITUTE", 4.0), ("ODD_NEW_TO_GROUP", 2.5)) == {}
+    assert released("partner.com", ("ODD_SUBSTITUTE", 4.0), ("ODD_NEW_TO_GROUP", 2.5), person=True) == {}
     assert released(None, ("ODD_NEW_TO_GROUP", 2.5), ("ODD_NEW_ADDRESS", 1.5), ("ODD_ADDRESS_SLIP", 3.0),
-                    ("KNOWN_CORRESPONDENT", 0.0)) == {}
-    assert released(None, ("ODD_GREETING", 4.0), ("ODD_PERSONAL", 4.0), ("KNOWN_CORRESPONDENT", 0.0)) == {}
+                    ("KNOWN_CORRESPONDENT", 0.0), person=True) == {}
+    # a colleague's personal address: its intended domain is the colleague's, and nothing is held against gmail.com
+    assert released("org.example", ("ODD_PERSONAL", 4.0), ("KNOWN_CORRESPONDENT", 0.0), person=True,
+                    recipient="annlee84@gmail.com") == {}
+    assert released(None, ("NO_SUCH_TLD", 0.0), ("ODD_NEW_TO_GROUP", 2.5)) == {"partner.com": HELD}  # not marked
     assert released(None, ("FORCE_RULE", 0.0)) == {"partner.com": HELD}
     assert released(None, ("ODD_NEW_DOMAIN", 2.0), ("FIRST_CONTACT", 3.0)) == {"partner.com": HELD}
     assert released("partnr.com", ("KEYBOARD_TYPO", 5.0)) == {"partner.com": "partnr.com"}

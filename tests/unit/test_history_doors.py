@@ -302,7 +302,7 @@ def test_the_policy_service_in_observe_mode(tmp_path: Path) -> None:
 def test_a_greeting_that_names_somebody_else_at_the_relay(tmp_path: Path, sink: RecordingSink) -> None:
     """The sender writes to nils.martin@, olga.smith@ and ben.berg@partner.com; a message to Olga that opens "Hi
     Nils," (quoted-printable, in a multipart message) is delivered and Olga is warned of, the notice naming Nils's
-    address and saying she may not be the person meant; the same message opening "Hi Olga," passes with no notice.
+    address and saying she may not be the one meant; the same message opening "Hi Olga," passes with no notice.
     The same slip to Olga again is not told twice in the day; a second wrong person at partner.com (Ben) is."""
     history = StoreHistory(Store.open(f"sqlite:///{tmp_path / 'relay.db'}"))
     batch = Batch()
@@ -334,5 +334,5 @@ def test_a_greeting_that_names_somebody_else_at_the_relay(tmp_path: Path, sink: 
                                                "Check the recipient: ben.berg@partner.com"]
     text = " ".join(notices[0].get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
     assert "The message greets Nils, and nobody it goes to is Nils. You write to nils.martin@partner.com" in text
-    assert "was delivered to a recipient who may not be the person you meant" in text
+    assert "was delivered to a recipient who may not be the one you meant" in text
     assert "You will not be told again about this address for 1 day" in text

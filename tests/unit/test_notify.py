@@ -181,12 +181,12 @@ PERSON = Flagged("olga.smith@partner.com", "The message greets Nils, and nobody 
     ([TYPO], "Check the address: a@ymail.com", "was delivered to an address that looks mistyped:",
      "about this domain for 1 day"),
     ([PERSON], "Check the recipient: olga.smith@partner.com",
-     "was delivered to a recipient who may not be the person you meant:", "about this address for 1 day"),
+     "was delivered to a recipient who may not be the one you meant:", "about this address for 1 day"),
     ([PERSON, dataclasses.replace(PERSON, recipient="o.berg@partner.com")],
      "Check the recipient: olga.smith@partner.com, o.berg@partner.com",
-     "was delivered to recipients who may not be the people you meant:", "about these addresses for 1 day"),
+     "was delivered to recipients who may not be the ones you meant:", "about these addresses for 1 day"),
     ([PERSON, TYPO], "Check the address: olga.smith@partner.com, a@ymail.com",
-     "was delivered to addresses that look mistyped or may not be the people you meant:",
+     "was delivered to addresses that look mistyped or may not be the ones you meant:",
      "about these domains and addresses for 1 day"),
 ])
 def test_a_warning_says_whether_the_address_or_the_person_is_doubted(items: list[Flagged], title: str, doubt: str,
@@ -210,7 +210,7 @@ def test_a_warning_says_whether_the_address_or_the_person_is_doubted(items: list
 def test_a_warning_at_rcpt_says_what_is_doubted_before_the_message_is_sent() -> None:
     notice = parse(Notifier(host="mx.example.org").warned("me@example-corp.com", [PERSON], None, dt.timedelta(hours=2)))
     plain = " ".join(text_parts(notice)["text/plain"].split())
-    assert "You are sending a message to a recipient who may not be the person you meant. It was not stopped:" in plain
+    assert "You are sending a message to a recipient who may not be the one you meant. It was not stopped:" in plain
     assert "about this address for 2 hours" in plain
 
 
@@ -221,12 +221,12 @@ def test_a_hold_of_a_person_doubted_says_so_in_the_held_and_the_expired_notice()
                       suggestion="nils.martin@partner.com", about_person=True)
     notifier = Notifier(host="mx.example.org")
     for holds, held, expired in [
-        ([person], "because the recipient may not be the person you meant:",
-         "It was held because the recipient may not be the person you meant, and nobody released it"),
+        ([person], "because the recipient may not be the one you meant:",
+         "It was held because the recipient may not be the one you meant, and nobody released it"),
         ([FakeHold()], "because an address looks mistyped:",
-         "It was held because the address looks mistyped, and nobody released it"),
-        ([person, FakeHold()], "because addresses look mistyped or may not be the people you meant:",
-         "It was held because the addresses look mistyped or may not be the people you meant, and nobody"),
+         "It was held because an address looks mistyped, and nobody released it"),
+        ([person, FakeHold()], "because addresses look mistyped or may not be the ones you meant:",
+         "It was held because addresses look mistyped or may not be the ones you meant, and nobody"),
     ]:
         shown = text_parts(parse(notifier.held(holds, "https://g/c/x", dt.timedelta(days=7))))["text/html"]
         assert held in " ".join(shown.split())

@@ -177,21 +177,36 @@ def test_page_shows_reason_suggestion_and_the_three_actions(client: TestClient, 
 
 def test_page_of_a_person_doubted_does_not_call_the_address_mistyped(client: TestClient, quarantine: Quarantine,
                                                                       links: Links) -> None:
-    """A hold raised by history's doubts of the person at a right domain (a greeting of somebody else and a wrong
-    pick) says the recipient may not be the person meant; the usual hold says the address looks mistyped."""
-    person = HeldRecipient(address="olga.smith@partner.com", intended="partner.com",
-                           suggestion="nils.martin@partner.com", reason="The message greets Nils.",
-                           signals=[{"name": "KNOWN_CORRESPONDENT", "score": 0.0, "evidence": {}},
-                                    {"name": "ODD_GREETING", "score": 4.0, "evidence": {}},
-                                    {"name": "ODD_SUBSTITUTE", "score": 4.0, "evidence": {}}], score=8.0)
-    cases = [((person,), "waiting because a recipient may not be the person you meant."),
-             ((held(),), "waiting because an address in it looks mistyped."),
-             ((person, held()), "waiting because addresses in it look mistyped or may not be the people you meant.")]
+    """A hold raised by history's doubts of the person at a domain the guard passed (marked so) says the recipient
+    may not be the one meant and offers the address meant, not its domain; the usual hold says the address looks
+    mistyped. The sentence is about the holds still waiting, in the singular or the plural."""
+    def person(address: str = "olga.smith@partner.com") -> HeldRecipient:
+        return HeldRecipient(address=address, intended="partner.com", suggestion="nils.martin@partner.com",
+                             reason="The message greets Nils.",
+                             signals=[{"name": "KNOWN_CORRESPONDENT", "score": 0.0, "evidence": {}},
+                                      {"name": "ODD_GREETING", "score": 4.0, "evidence": {"doubt": "person"}}],
+                             score=4.0)
+
+    cases = [((person(),), "waiting because the recipient may not be the one you meant. Nothing is sent to that"),
+             ((held(),), "waiting because an address looks mistyped. Nothing is sent to that address"),
+             ((person(), person("o.berg@partner.com")),
+              "waiting because the recipients may not be the ones you meant. Nothing is sent to those addresses"),
+             ((person(), held()), "waiting because addresses look mistyped or may not be the ones you meant.")]
+    text = ""
     for n, (recipients, said) in enumerate(cases):
         holds = hold_message(quarantine, *recipients, content=message(marker=f"p{n}"))
-        assert [h.about_person for h in holds] == [r is person for r in recipients]
+        assert [h.about_person for h in holds] == [r.address.endswith("partner.com") for r in recipients]
         text = " ".join(client.get(f"/confirm/{issue(links, holds)}").text.split())
         assert said in text
+    assert "Send to nils.martin@partner.com instead" in text
+    assert "Send to partner.com instead" not in text
+    assert "Send to olga.smith@partner.com anyway" in text
+    assert "Send to army.mil instead" in text  # the typo beside it: as before
+    assert "Send to army.ml anyway" in text
+    both = hold_message(quarantine, person(), held(), content=message(marker="decided"))
+    quarantine.cancel(both[1].id, "alice")  # the typo decided: only the person waits
+    text = " ".join(client.get(f"/confirm/{issue(links, both)}").text.split())
+    assert "waiting because the recipient may not be the one you meant. Nothing is sent to that address" in text
 
 
 def test_security_headers_on_pages_and_api(client: TestClient, quarantine: Quarantine, links: Links) -> None:

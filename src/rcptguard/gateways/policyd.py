@@ -63,7 +63,7 @@ class PolicySettings(Settings):
     hold_mode: Literal["reject", "hold"] = "reject"
     reject_status: str = "5.7.1"
     malformed_status: str = "5.1.3"
-    warn_notice_interval: float = 86400.0  # at most one warning notice per sender and domain in this many seconds
+    warn_notice_interval: float = 86400.0  # at most one warning notice per sender and domain (or address), seconds
     idle_timeout: float = 330.0  # longer than Postfix's max_idle (300 s): Postfix closes first
     flush_interval: float = 2.0  # seconds between writes of learned counts to the store
     rebuild_interval: float = 60.0  # seconds between index rebuilds when new domains became known
@@ -209,6 +209,7 @@ class PolicyService:
         self._tasks: set[asyncio.Task[None]] = set()
         self.pending = PendingNotices(settings.pending_limit)
         self.warned = Warned(settings.warn_notice_interval, settings.pending_limit)  # who heard of which domain
+        # (or, for a person doubted, which address)
         self._evicted = {"stale": 0, "limit": 0}  # forgotten since the last log line about it
         self._evictions_logged = -EVICTION_LOG_INTERVAL
         # The world's evidence (DNS), when `dns` is enabled: `World` on the server's loop (decide_async); on

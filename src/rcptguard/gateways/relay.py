@@ -94,7 +94,7 @@ class RelaySettings(Settings):
     hostname: str | None = None
     reject_status: str = "5.7.1"
     warn_notice: bool = True  # tell the sender of a warned recipient (the recipient is never told)
-    warn_notice_interval: float = 86400.0  # at most one such notice per sender and domain in this many seconds
+    warn_notice_interval: float = 86400.0  # at most one such notice per sender and domain (or address), seconds
     flush_interval: float = 2.0
     rebuild_interval: float = 60.0
     retry_interval: float = 30.0  # seconds between the outbox's rounds (deferred releases, owed notices)
@@ -667,6 +667,7 @@ class RelayHandler:
         self.late: dict[bytes, asyncio.Task[str]] = {}  # messages still being handled after their answer was due
         self.answered_late: OrderedDict[bytes, tuple[float, str]] = OrderedDict()  # and the 250s they ended with
         self.warned = Warned(settings.warn_notice_interval, self.copies.size)  # who heard of which domain lately
+        # (or, for a person doubted, which address)
         self._limit_logged: dict[str, float] = {}
         self._allowed_addresses: dict[str, bool] = {}  # client address -> in `allow` (`_allowed`)
         self.world: World | None = None  # the world's evidence (DNS), when on: `build` sets it from [dns]

@@ -63,7 +63,7 @@ from rcptguard.history.model import (
 from rcptguard.history.rules import why_not
 from rcptguard.history.settings import HistorySettings
 from rcptguard.history.view import HistoryView
-from rcptguard.model import Action, Signal, Verdict
+from rcptguard.model import PERSON_SIGNALS, Action, Signal, Verdict, mark_person
 from rcptguard.policy import Policy
 from rcptguard.providers import providers
 from rcptguard.reasons import messages, never_written
@@ -182,6 +182,8 @@ class _Message:
             return judged
         points = sum(s.score for s in found)
         action = max(verdict.action, min(self.policy.action_for(points), Action.HOLD))
+        if action > verdict.action < Action.WARN and PERSON_SIGNALS.issuperset(s.name for s in found):
+            found = [mark_person(s) for s in found]  # the guard passed the domain: only the person is doubted
         notes = " ".join(s.evidence["note"] for s in found)
         judged.signals = (*verdict.signals, *found)
         judged.action = action

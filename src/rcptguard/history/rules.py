@@ -25,6 +25,8 @@ __all__ = ["HELD", "near_for", "qualifies", "why_not"]
 
 FADED = 0.5  # a correspondent whose messages weigh less than this, faded, is no longer one
 HELD = "held"  # `near` of a domain released from a hold that resembled no domain in particular (a force rule)
+
+
 def near_for(domain: str, intended: str | None) -> str | None:
     """What the poisoning guard keeps of a let-through recipient at `domain` (A-label form) that the guard took for a
     slip of `intended`: that domain, or None when there is none or it is this one (a wrong person at the right

@@ -189,12 +189,9 @@ class Hold:
 
     @property
     def about_person(self) -> bool:
-        """Held only for doubts of the person at a right domain, not of the domain (`rcptguard.model.doubts_person`):
-        what the notices and the page say of it."""
-        try:
-            return doubts_person((s["name"], s.get("score", 0)) for s in self.signals)
-        except (TypeError, KeyError, AttributeError):
-            return False
+        """Held only for doubts of the person at a domain the guard passed, not of the domain
+        (`rcptguard.model.doubts_person`): what the notices and the page say of it."""
+        return doubts_person(s.get("evidence") for s in self.signals if isinstance(s, dict))
 
     @property
     def params(self) -> EnvelopeParams:
@@ -375,21 +372,24 @@ def confirmation(row: RowMapping, to_state: str, now: dt.datetime) -> Batch:
     if to_state == HoldState.RELEASED:
         batch.confirmed(sender, target.domain.ascii, now)
         intended = row["intended"]
-        if intended:
+        if _about_the_person(row["signals"]):
+            near = None  # a wrong person (or a colleague's personal address), nothing against the domain
+        elif intended:
             near = intended  # (Batch.message keeps none that names the domain itself: rules.near_for)
-        elif not _about_the_person(row["signals"]):
+        else:
             near = HELD
     batch.message(sender, [Counted(address_key(target), target.domain.ascii, near)], now)
     return batch
 
 
 def _about_the_person(signals: str | None) -> bool:
-    """Whether a hold (its signals as stored) was raised only by doubts of the person at a domain
+    """Whether a hold (its signals as stored) was raised only for doubts of the person at a domain the guard passed
     (`rcptguard.model.doubts_person`): its release says nothing of the domain."""
     try:
-        return doubts_person((s["name"], s.get("score", 0)) for s in json.loads(signals or "[]"))
-    except (ValueError, TypeError, KeyError, AttributeError):
+        stored = json.loads(signals or "[]")
+    except ValueError:
         return False
+    return isinstance(stored, list) and doubts_person(s.get("evidence") for s in stored if isinstance(s, dict))
 
 
 def _hold_query() -> Select[Any]:

@@ -45,7 +45,7 @@ from rcptguard.delivery import NextHop
 from rcptguard.domains import MAX_INPUT, DomainError, normalize_domain
 from rcptguard.guard import Guard
 from rcptguard.metrics import CONTENT_TYPE, Metrics
-from rcptguard.notify import Notifier
+from rcptguard.notify import Doubt, Notifier
 from rcptguard.rewrite import correct_headers
 from rcptguard.store import StoreError
 from rcptguard.store.links import LinkExpired, LinkInfo, LinkInvalid, Links
@@ -472,10 +472,10 @@ class Web:
             "csrf": csrf_token(self.secret, info.id, hold.id), "outcome": outcome, "choice": choice_of(hold),
             "error": (errors or {}).get(hold.id),
         } for hold, outcome in zip(holds, outcomes, strict=True)]
-        waiting = sum(1 for hold in holds if hold.state == "held")
+        waiting = [hold for hold in holds if hold.state == "held"]
         refresh = REFRESH_SECONDS if any(outcome.in_progress for outcome in outcomes) else None
-        return self.pages.render(request, "confirm.html", status, message=message, items=items, waiting=waiting,
-                                 refresh=refresh)
+        return self.pages.render(request, "confirm.html", status, message=message, items=items,
+                                 waiting=len(waiting), doubt=Doubt.of(waiting, "about_person"), refresh=refresh)
 
     def confirm_action(self, request: Request, token: str, hold_id: str, action: str, csrf: str,
                        confirm_domain: str) -> Response:
