@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
 import os
 import re
+import smtplib
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,9 +68,10 @@ def link_in(message: Message) -> str:
     return links.pop()
 
 
-@pytest.fixture
-def stack(postfix: MakePostfix, sink: RecordingSink, tmp_path: Path) -> Iterator[Stack]:
-    """Postfix with the relay as content filter, the web page, one store; the sink gets mail and notices."""
+@contextlib.contextmanager
+def started(postfix: MakePostfix, sink: RecordingSink, tmp_path: Path, extra: str = "") -> Iterator[Stack]:
+    """Postfix with the relay as content filter, the web page, one store; the sink gets mail and notices. `extra`:
+    more of the config file."""
     relay_port, reinject, web_port = free_port(), free_port(), free_port()
     main, master = documented(relay_port, reinject)
     instance = postfix(main_cf=main, master_cf_extra=master)
@@ -75,11 +79,17 @@ def stack(postfix: MakePostfix, sink: RecordingSink, tmp_path: Path) -> Iterator
     config = tmp_path / "rcptguard.toml"
     config.write_text(f'protect = ["mil", "example-corp.com"]\nknown = ["gmail.com"]\n\n[relay]\n'
                       f'next_hop = "127.0.0.1:{reinject}"\n\n[web]\nbase_url = "http://127.0.0.1:{web_port}"\n'
-                      f'secret = "an e2e test secret of enough length"\n', encoding="utf-8")
+                      f'secret = "an e2e test secret of enough length"\n{extra}', encoding="utf-8")
     relay = [RCPTGUARD, "relay", "--config", str(config), "--listen", f"127.0.0.1:{relay_port}", "--db", db]
     web = [RCPTGUARD, "web", "--config", str(config), "--listen", f"127.0.0.1:{web_port}", "--db", db]
     with running(relay, relay_port, tmp_path / "relay.log"), running(web, web_port, tmp_path / "web.log"):
         yield Stack(instance, sink, db, reinject, config)
+
+
+@pytest.fixture
+def stack(postfix: MakePostfix, sink: RecordingSink, tmp_path: Path) -> Iterator[Stack]:
+    with started(postfix, sink, tmp_path) as made:
+        yield made
 
 
 def shot(page: object, name: str) -> None:
@@ -121,6 +131,66 @@ def test_send_to_the_suggestion_instead(stack: Stack, browser: Browser) -> None:
     page.close()
     time.sleep(0.5)
     assert len(stack.delivered_to("x@army.mil")) == 1
+
+
+def test_the_wrong_person_at_a_partner_sent_to_the_one_meant(postfix: MakePostfix, sink: RecordingSink,
+                                                             tmp_path: Path, browser: Browser) -> None:
+    """The sender writes to nils.martin@partner.com; a message that greets Nils goes to olga.smith@partner.com
+    (an operator's `odd_greeting = 8`: held). The notice and the page say the recipient may not be the one meant,
+    not that an address looks mistyped; "Send to nils.martin@partner.com instead" in Chromium delivers it there
+    exactly once, and Olga never gets it."""
+    with started(postfix, sink, tmp_path, "\n[history]\nodd_greeting = 8.0\n") as stack:
+        wrong_person_sent_to_the_one_meant(stack, browser)
+
+
+def wrong_person_sent_to_the_one_meant(stack: Stack, browser: Browser) -> None:
+    for n in range(3):
+        assert greet(stack.postfix, "nils.martin@partner.com", "Nils", subject=f"figures {n}") == {}
+    deadline = time.monotonic() + 60
+    while len(stack.delivered_to("nils.martin@partner.com")) < 3 or not _learned(stack, "nils.martin@partner.com"):
+        assert time.monotonic() < deadline, stack.sink.messages
+        time.sleep(0.2)
+    assert greet(stack.postfix, "olga.smith@partner.com", "Nils", subject="Q3 figures") == {}
+    notice = stack.notice()
+    body = " ".join(text_of(notice).split())
+    assert "The message greets Nils, and nobody it goes to is Nils." in body
+    assert "because the recipient may not be the one you meant" in body
+    assert "mistyped" not in body
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(link_in(notice))
+    assert "waiting because the recipient may not be the one you meant" in " ".join(page.text_content("main").split())
+    shot(page, "confirm-page-wrong-person")
+    page.get_by_role("button", name="Send to nils.martin@partner.com instead").click()
+    page.wait_for_load_state()
+    page.get_by_text("Sent to nils.martin@partner.com.").wait_for(timeout=30_000)
+    page.close()
+    deadline = time.monotonic() + 60
+    while len(stack.delivered_to("nils.martin@partner.com")) < 4:
+        assert time.monotonic() < deadline, stack.sink.messages
+        time.sleep(0.1)
+    stack.postfix.wait_queue_empty()
+    time.sleep(1)
+    held = [m for m in stack.delivered_to("nils.martin@partner.com") if b"Q3 figures" in m.data]
+    assert len(held) == 1
+    assert stack.delivered_to("olga.smith@partner.com") == []
+
+
+def greet(instance: PostfixInstance, to: str, name: str, *, subject: str) -> dict[str, tuple[int, bytes]]:
+    """A message through Postfix whose opening greets `name`."""
+    msg = EmailMessage()
+    msg["From"] = "me@example-corp.com"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg.set_content(f"Hi {name},\n\nthe figures you asked for.\n")
+    with smtplib.SMTP("127.0.0.1", instance.smtpd_port, timeout=30) as smtp:
+        return smtp.send_message(msg, from_addr="me@example-corp.com", to_addrs=[to])
+
+
+def _learned(stack: Stack, address: str) -> bool:
+    """Whether the store (so the relay's history, which wrote it) has the sender's messages to `address`."""
+    shown = subprocess.run([RCPTGUARD, "known", "show", address.rpartition("@")[2], "--db", stack.db],
+                           capture_output=True, text=True, check=False)
+    return address in shown.stdout
 
 
 def test_page_and_admin_fit_320_to_1280_px(stack: Stack, browser: Browser, tmp_path: Path) -> None:
