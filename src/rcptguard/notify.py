@@ -459,7 +459,8 @@ class Warned:
     """Which (sender, domain) pairs were warned lately: a sender hears about a mistyped-looking domain at most
     once in `interval` seconds. A recipient that may be the wrong person at a right domain is its own topic (the
     address, `topic`): a second wrong pick at the same partner the same day is told too. In memory, bounded to
-    `size` pairs (the oldest forgotten first)."""
+    `size` pairs of each kind (the oldest forgotten first): a message to thousands of people doubted forgets other
+    people, never the domains senders were told of."""
 
     @staticmethod
     def topic(recipient: str, verdict: Verdict) -> str:
@@ -471,28 +472,32 @@ class Warned:
     def __init__(self, interval: float, size: int) -> None:
         self.interval = interval
         self.size = size
-        self._told: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._domains: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._people: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     @staticmethod
     def key(sender: str, topic: str) -> tuple[str, str]:
         return sender.lower(), topic.lower()
 
+    def _told(self, topic: str) -> OrderedDict[tuple[str, str], float]:
+        return self._people if "@" in topic else self._domains
+
     def due(self, sender: str, topic: str) -> bool:
         """True (and remembered as told now) when this sender was not warned about this topic lately."""
-        key, now = self.key(sender, topic), time.monotonic()
-        last = self._told.get(key)
+        key, now, told = self.key(sender, topic), time.monotonic(), self._told(topic)
+        last = told.get(key)
         if last is not None and now - last < self.interval:
             return False
-        self._told[key] = now
-        self._told.move_to_end(key)
-        while len(self._told) > self.size:
-            self._told.popitem(last=False)
+        told[key] = now
+        told.move_to_end(key)
+        while len(told) > self.size:
+            told.popitem(last=False)
         return True
 
     def forget(self, sender: str, topics: Sequence[str]) -> None:
         """The warning about these topics did not reach the sender: the next one may try again."""
         for topic in topics:
-            self._told.pop(self.key(sender, topic), None)
+            self._told(topic).pop(self.key(sender, topic), None)
 
 
 def wants_notice(mail_from: str, content: bytes) -> bool:

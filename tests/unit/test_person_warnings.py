@@ -130,3 +130,19 @@ def test_the_words_for_what_is_doubted() -> None:
     assert (Doubt(1, 3).doubted, Doubt(1, 3).topics, Doubt(1, 3).check) == (
         "addresses that look mistyped or may not be the ones you meant", "these domains and addresses",
         "Check the address")
+
+
+def test_a_flood_of_people_doubted_forgets_no_domain_told() -> None:
+    """One message to more people doubted than the memory holds forgets other people first, never the domains
+    other senders were told of (they are not warned again the same day)."""
+    warned = Warned(86400, 100)
+    typo = ("a@ymail.com", verdict("a@ymail.com", person=False))
+    assert WarningNotice.due(warned, "other@org.example", [typo]) is not None
+    early = ("first@partner.com", verdict("first@partner.com", person=True))
+    assert WarningNotice.due(warned, "other@org.example", [early]) is not None
+    flood = [(f"n{i}@partner.com", verdict(f"n{i}@partner.com", person=True)) for i in range(150)]
+    notice = WarningNotice.due(warned, "bulk@org.example", flood)
+    assert notice is not None
+    assert len(notice.flagged) == 150
+    assert WarningNotice.due(warned, "other@org.example", [typo]) is None  # the domain still remembered
+    assert WarningNotice.due(warned, "other@org.example", [early]) is not None  # the oldest person forgotten
