@@ -77,7 +77,7 @@ class Doubt:
     @property
     def check(self) -> str:
         """The notice's heading."""
-        return "Check the recipient" if self.people == self.count else "Check the address"
+        return "Check the recipient" if self.people and self.people == self.count else "Check the address"
 
     @property
     def doubted(self) -> str:

@@ -46,13 +46,13 @@ EXTEND_SHARE = 0.1  # ... or this share of the domains that build knew, whicheve
 
 def counted(verdicts: Sequence[Verdict]) -> list[Counted]:
     """The recipients that count towards history: those let through without a hold (a warned one carries the domain
-    it resembles, for the poisoning guard)."""
+    it resembles, for the poisoning guard, unless only the person was doubted: `Verdict.about_person`)."""
     out = []
     for verdict in verdicts:
         key = key_of(verdict.address) if verdict.action <= Action.WARN else None
         if key is None:
             continue
-        near = verdict.intended if verdict.action is Action.WARN else None
+        near = verdict.intended if verdict.action is Action.WARN and not verdict.about_person else None
         out.append(Counted(key, key.rpartition("@")[2], near))  # the key's domain is the A-label form
     return out
 

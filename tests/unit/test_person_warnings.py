@@ -14,6 +14,7 @@ from rcptguard.history.judge import ODD_SIGNALS, judge_message
 from rcptguard.model import PERSON_SIGNALS, Action, Signal, Verdict, doubts_person, mark_person
 from rcptguard.notify import Doubt, Warned
 from rcptguard.policy import load_policy
+from rcptguard.runtime import counted
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -146,3 +147,17 @@ def test_a_flood_of_people_doubted_forgets_no_domain_told() -> None:
     assert len(notice.flagged) == 150
     assert WarningNotice.due(warned, "other@org.example", [typo]) is None  # the domain still remembered
     assert WarningNotice.due(warned, "other@org.example", [early]) is not None  # the oldest person forgotten
+
+
+def test_a_person_let_through_with_a_warning_holds_nothing_against_the_domain() -> None:
+    """A colleague's personal address at gmail.com, warned of and let through, is learned as a message to gmail.com
+    with no near miss of the colleague's domain (as its release would be); a warned lookalike keeps its near miss."""
+    history = history_of(["ann.lee@org.example", "bob@partner.com"])
+    [personal] = judged(history, ["annlee84@gmail.com"])
+    assert personal.action is Action.WARN
+    assert personal.about_person
+    assert personal.intended == "org.example"
+    assert [c.near for c in counted([personal])] == [None]
+    lookalike = verdict("a@ymail.com", person=False)
+    lookalike.intended = "gmail.com"
+    assert [c.near for c in counted([lookalike])] == ["gmail.com"]

@@ -223,7 +223,8 @@ def _answered(message: EvalMessage, verdicts: list[Verdict], settings: HistorySe
             if address == leak or sender is None:
                 continue
             batch.confirmed(sender, domain, message.when)
-        counted.append(Counted(address, domain, verdict.intended if verdict.action >= Action.WARN else None))
+        doubted = verdict.action >= Action.WARN and not verdict.about_person  # a wrong person: nothing of the domain
+        counted.append(Counted(address, domain, verdict.intended if doubted else None))
     batch.message(sender, counted, message.when, max_group=settings.max_group)
     return batch
 

@@ -191,7 +191,8 @@ class Hold:
     def about_person(self) -> bool:
         """Held only for doubts of the person at a domain the guard passed, not of the domain
         (`rcptguard.model.doubts_person`): what the notices and the page say of it."""
-        return doubts_person(s.get("evidence") for s in self.signals if isinstance(s, dict))
+        signals = self.signals if isinstance(self.signals, list) else []
+        return doubts_person(s.get("evidence") for s in signals if isinstance(s, dict))
 
     @property
     def params(self) -> EnvelopeParams:
