@@ -74,42 +74,38 @@ class Doubt:
     def of(cls, recipients: Sequence[object], attribute: str) -> Doubt:
         return cls(sum(1 for r in recipients if getattr(r, attribute, False) is True), len(recipients))
 
+    def _said(self, addresses: tuple[str, str], people: tuple[str, str], mixed: str) -> str:
+        """The words for mistyped-looking addresses only, persons doubted only (each: one, several), or both."""
+        if not self.people:
+            return addresses[self.count != 1]
+        return people[self.count != 1] if self.people == self.count else mixed
+
     @property
     def check(self) -> str:
         """The notice's heading."""
-        return "Check the recipient" if self.people and self.people == self.count else "Check the address"
+        return self._said(("Check the address",) * 2, ("Check the recipient",) * 2, "Check the address")
 
     @property
     def doubted(self) -> str:
         """What the message went to: "an address that looks mistyped"."""
-        one = self.count == 1
-        if not self.people:
-            return "an address that looks mistyped" if one else "addresses that look mistyped"
-        if self.people == self.count:
-            return "a recipient who may not be the one you meant" if one else \
-                "recipients who may not be the ones you meant"
-        return "addresses that look mistyped or may not be the ones you meant"
+        return self._said(("an address that looks mistyped", "addresses that look mistyped"),
+                          ("a recipient who may not be the one you meant",
+                           "recipients who may not be the ones you meant"),
+                          "addresses that look mistyped or may not be the ones you meant")
 
     @property
     def because(self) -> str:
         """Why it was held: "an address looks mistyped"."""
-        one = self.count == 1
-        if not self.people:
-            return "an address looks mistyped" if one else "addresses look mistyped"
-        if self.people == self.count:
-            return "the recipient may not be the one you meant" if one else \
-                "the recipients may not be the ones you meant"
-        return "addresses look mistyped or may not be the ones you meant"
+        return self._said(("an address looks mistyped", "addresses look mistyped"),
+                          ("the recipient may not be the one you meant",
+                           "the recipients may not be the ones you meant"),
+                          "addresses look mistyped or may not be the ones you meant")
 
     @property
     def topics(self) -> str:
         """What a warning quiets: "this domain", or the addresses of persons doubted."""
-        one = self.count == 1
-        if not self.people:
-            return "this domain" if one else "these domains"
-        if self.people == self.count:
-            return "this address" if one else "these addresses"
-        return "these domains and addresses"
+        return self._said(("this domain", "these domains"), ("this address", "these addresses"),
+                          "these domains and addresses")
 
 
 @dataclass(frozen=True, slots=True)
