@@ -62,6 +62,13 @@ class HeldView(Protocol):
     def about_person(self) -> bool: ...  # held for doubts of the person at a right domain, not of the domain
 
 
+class Doubted(Protocol):
+    """A recipient a notice or the page tells of: a verdict, a hold, a flagged warning."""
+
+    @property
+    def about_person(self) -> bool: ...  # the person at a right domain doubted, not the domain
+
+
 @dataclass(frozen=True, slots=True)
 class Doubt:
     """How a notice or the confirmation page names what was doubted of `count` recipients, `people` of them persons
@@ -71,8 +78,8 @@ class Doubt:
     count: int
 
     @classmethod
-    def of(cls, recipients: Sequence[object], attribute: str) -> Doubt:
-        return cls(sum(1 for r in recipients if getattr(r, attribute, False) is True), len(recipients))
+    def of(cls, recipients: Sequence[Doubted]) -> Doubt:
+        return cls(sum(1 for r in recipients if r.about_person), len(recipients))
 
     def _said(self, addresses: tuple[str, str], people: tuple[str, str], mixed: str) -> str:
         """The words for mistyped-looking addresses only, persons doubted only (each: one, several), or both."""
@@ -115,7 +122,7 @@ class Flagged:
     recipient: str
     reason: str
     suggestion: str | None
-    person: bool = False  # the recipient may not be the one meant, not its address mistyped (`Verdict.about_person`)
+    about_person: bool = False  # the recipient may not be the one meant, not its address mistyped (as a Verdict's)
 
     @classmethod
     def of(cls, verdict: Verdict) -> Flagged:
@@ -199,7 +206,7 @@ class Notifier:
         person's (a warning, not a hold), to the sender, who can fix the address; `quiet`: how long no other
         warning of these domains (or addresses, for a person doubted) follows. `subject` None: told while the
         message is being sent (the policy service, at RCPT), not after."""
-        doubt = Doubt.of(items, "person")
+        doubt = Doubt.of(items)
         title = f"{doubt.check}: " + ", ".join(item.recipient for item in items)
         return self._compose("notice_warned", mail_from, title, in_reply_to=in_reply_to, subject=subject,
                              items=items, quiet=duration_words(quiet), doubt=doubt)
@@ -216,7 +223,7 @@ class Notifier:
         first = holds[0]
         return self._compose(template, first.mail_from, subject, in_reply_to=first.message_id_header, report=report,
                              holds=holds, subject=first.subject, date=format_datetime(first.received_at),
-                             doubt=Doubt.of(holds, "about_person"), **context)
+                             doubt=Doubt.of(holds), **context)
 
     def _compose(self, template: str, to: str, title: str, *, in_reply_to: str | None = None,
                  report: DeliveryReport | None = None, **context: Any) -> bytes:  # noqa: ANN401

@@ -174,7 +174,7 @@ def test_decided_notice_says_what_the_administrator_chose() -> None:
 
 TYPO = Flagged("a@ymail.com", "ymail.com looks like gmail.com", "a@gmail.com")
 PERSON = Flagged("olga.smith@partner.com", "The message greets Nils, and nobody it goes to is Nils.",
-                 "nils.martin@partner.com", person=True)
+                 "nils.martin@partner.com", about_person=True)
 
 
 @pytest.mark.parametrize(("items", "title", "doubt", "quiet"), [
@@ -204,7 +204,7 @@ def test_a_warning_says_whether_the_address_or_the_person_is_doubted(items: list
             assert item.reason in flat, kind
             assert f"Did you mean {item.suggestion}?" in flat, kind
     shown = text_parts(notice)["text/html"]
-    assert ("Check the recipient</h1>" in shown) == all(item.person for item in items)
+    assert ("Check the recipient</h1>" in shown) == all(item.about_person for item in items)
 
 
 def test_a_warning_at_rcpt_says_what_is_doubted_before_the_message_is_sent() -> None:

@@ -108,7 +108,7 @@ def test_a_wrong_person_is_told_per_address_a_mistyped_domain_per_domain() -> No
     first = WarningNotice.due(warned, "me@org.example", [olga, typo[0]])
     assert first is not None
     assert [f.recipient for f in first.flagged] == ["olga@partner.com", "a@ymail.com"]
-    assert [f.person for f in first.flagged] == [True, False]
+    assert [f.about_person for f in first.flagged] == [True, False]
     assert WarningNotice.due(warned, "me@org.example", [olga, typo[1]]) is None
     assert WarningNotice.due(warned, "ME@org.example", [("Olga@Partner.com", olga[1])]) is None
     second = WarningNotice.due(warned, "me@org.example", [berg])

@@ -475,7 +475,7 @@ class Web:
         waiting = [hold for hold in holds if hold.state == "held"]
         refresh = REFRESH_SECONDS if any(outcome.in_progress for outcome in outcomes) else None
         return self.pages.render(request, "confirm.html", status, message=message, items=items,
-                                 waiting=len(waiting), doubt=Doubt.of(waiting, "about_person"), refresh=refresh)
+                                 waiting=len(waiting), doubt=Doubt.of(waiting), refresh=refresh)
 
     def confirm_action(self, request: Request, token: str, hold_id: str, action: str, csrf: str,
                        confirm_domain: str) -> Response:
