@@ -191,8 +191,7 @@ class Hold:
     def about_person(self) -> bool:
         """Held only for doubts of the person at a domain the guard passed, not of the domain
         (`rcptguard.model.doubts_person`): what the notices and the page say of it."""
-        signals = self.signals if isinstance(self.signals, list) else []
-        return doubts_person(s.get("evidence") for s in signals if isinstance(s, dict))
+        return _stored_doubt(self.signals)
 
     @property
     def params(self) -> EnvelopeParams:
@@ -387,10 +386,14 @@ def _about_the_person(signals: str | None) -> bool:
     """Whether a hold (its signals as stored) was raised only for doubts of the person at a domain the guard passed
     (`rcptguard.model.doubts_person`): its release says nothing of the domain."""
     try:
-        stored = json.loads(signals or "[]")
+        return _stored_doubt(json.loads(signals or "[]"))
     except ValueError:
         return False
-    return isinstance(stored, list) and doubts_person(s.get("evidence") for s in stored if isinstance(s, dict))
+
+
+def _stored_doubt(signals: object) -> bool:
+    """`doubts_person` of signals as a hold stores them (a list of `Signal.to_json`); anything else doubts no one."""
+    return isinstance(signals, list) and doubts_person(s.get("evidence") for s in signals if isinstance(s, dict))
 
 
 def _hold_query() -> Select[Any]:
