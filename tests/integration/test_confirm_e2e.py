@@ -160,6 +160,11 @@ def wrong_person_sent_to_the_one_meant(stack: Stack, browser: Browser) -> None:
     page.goto(link_in(notice))
     assert "waiting because the recipient may not be the one you meant" in " ".join(page.text_content("main").split())
     shot(page, "confirm-page-wrong-person")
+    field = page.get_by_label(re.compile(r"anyway, type olga\.smith \(the part before the @\)"))
+    field.fill("partner.com")  # the domain is right: typing it again says nothing of the person; refused
+    page.get_by_role("button", name="Send to olga.smith@partner.com anyway").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("alert").text_content() == "To send it anyway, type olga.smith exactly. Nothing was sent."
     page.get_by_role("button", name="Send to nils.martin@partner.com instead").click()
     page.wait_for_load_state()
     page.get_by_text("Sent to nils.martin@partner.com.").wait_for(timeout=30_000)

@@ -330,6 +330,43 @@ def test_release_requires_typing_the_typed_domain(client: TestClient, quarantine
     assert quarantine.require(holds[0].id).state == "released"
 
 
+def test_release_of_a_person_doubted_asks_for_the_person_not_the_domain(client: TestClient, quarantine: Quarantine,
+                                                                        links: Links, sink: RecordingSink) -> None:
+    """The domain of a person doubted is right: typing it again says nothing of whom the sender meant. Send-anyway
+    asks for the recipient's local part (or the whole address, case aside); the domain, or somebody else, is refused
+    and nothing is sent. A typo's hold beside it still asks for its domain."""
+    person = HeldRecipient(address="Olga.Smith@partner.com", intended="partner.com",
+                           suggestion="nils.martin@partner.com", reason="The message greets Nils.",
+                           signals=[{"name": "ODD_GREETING", "score": 4.0, "evidence": {"doubt": "person"}}],
+                           score=4.0)
+    holds = hold_message(quarantine, person, held())
+    assert [h.about_person for h in holds] == [True, False]
+    token = issue(links, holds)
+    page = " ".join(client.get(f"/confirm/{token}").text.split())
+    assert 'anyway, type <span class="addr">Olga.Smith</span> (the part before the @) here' in page
+    assert 'anyway, type <span class="addr">army.ml</span> here' in page
+    for typed in ("", "partner.com", "nils.martin", "olga.smith@partner.co", "olga", "@partner.com"):
+        again = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "release", confirm_domain=typed))
+        assert again.status_code == 422, typed
+        assert "type Olga.Smith exactly" in again.text
+        assert quarantine.require(holds[0].id).state == "held"
+    wrong = client.post(f"/confirm/{token}", data=form(token, holds[1].id, "release", confirm_domain="c"))
+    assert wrong.status_code == 422
+    assert "type army.ml exactly" in wrong.text
+    time.sleep(0.2)
+    assert sink.messages == []
+    done = client.post(f"/confirm/{token}", data=form(token, holds[0].id, "release", confirm_domain=" olga.smith "))
+    redirected_to_page(done, token)
+    assert sink.wait_for(1)[0].rcpt_tos == ("Olga.Smith@partner.com",)
+    assert quarantine.require(holds[0].id).state == "released"
+    again = hold_message(quarantine, person, content=message(marker="whole"))
+    token = issue(links, again)
+    done = client.post(f"/confirm/{token}", data=form(token, again[0].id, "release",
+                                                      confirm_domain="OLGA.SMITH@Partner.com."))
+    redirected_to_page(done, token)
+    assert quarantine.require(again[0].id).state == "released"
+
+
 def test_cancel_never_delivers(client: TestClient, quarantine: Quarantine, links: Links,
                                sink: RecordingSink) -> None:
     """Don't-send cancels the hold, says "Not sent", and nothing afterwards can deliver it."""

@@ -25,6 +25,7 @@ import logging
 import math
 import re
 import time
+import unicodedata
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -299,6 +300,27 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2]
 
 
+def local_of(address: str) -> str:
+    return address.rpartition("@")[0]
+
+
+def confirms(typed: str, hold: Hold) -> bool:
+    """Whether what the sender typed to send a held recipient anyway names what the hold doubts: the domain of an
+    address that looks mistyped (`same_domain`), the person of one who may be the wrong person, since that domain is
+    right (the local part, olga.smith, or the whole address; case aside)."""
+    if not hold.about_person:
+        return same_domain(typed, domain_of(hold.recipient))
+    typed = unicodedata.normalize("NFC", typed.strip()).casefold()
+    local, _, domain = hold.recipient.rpartition("@")
+    local = unicodedata.normalize("NFC", local).casefold()
+    if not typed:
+        return False
+    if typed == local:
+        return True
+    typed_local, at, typed_domain = typed.rpartition("@")
+    return bool(at) and typed_local == local and same_domain(typed_domain, domain)
+
+
 def same_domain(typed: str, expected: str) -> bool:
     """Whether what the sender typed names the expected domain (case, a trailing dot and IDN spelling aside)."""
     typed = typed.strip().rstrip(".").lower()
@@ -465,7 +487,7 @@ class Web:
         now = dt.datetime.now(dt.UTC)
         outcomes = [self.with_reply_note(hold, outcome_of(hold, now)) for hold in holds]
         items = [{
-            "hold": hold, "typed_domain": domain_of(hold.recipient),
+            "hold": hold, "typed_domain": domain_of(hold.recipient), "typed_local": local_of(hold.recipient),
             "typed_both": lookalike.both(domain_of(hold.recipient)), "lookalike": lookalike.note(hold.recipient),
             "typed_ascii": lookalike.ascii_form(domain_of(hold.recipient)),
             "suggestion_domain": domain_of(hold.suggestion) if hold.suggestion else None,
@@ -493,8 +515,9 @@ class Web:
         if held and action == "correct" and not current.suggestion:
             raise PageError(400, "There is no suggested address",
                             "This recipient has no suggested correction. Nothing was changed.")
-        if held and action == "release" and not same_domain(confirm_domain, domain_of(current.recipient)):
-            error = f"To send it anyway, type {visible(domain_of(current.recipient))} exactly. Nothing was sent."
+        if held and action == "release" and not confirms(confirm_domain, current):
+            asked = local_of(current.recipient) if current.about_person else domain_of(current.recipient)
+            error = f"To send it anyway, type {visible(asked)} exactly. Nothing was sent."
             return self.confirm_page(request, info, 422, {hold_id: error})
         if action not in ("cancel", "correct", "release"):
             raise PageError(400, "Please choose what to do",
