@@ -491,6 +491,52 @@ def test_a_personal_address_of_a_colleague_warns_alone(kind: str, tmp_path: Path
     assert judged("annlee84@gmail.com").signal("ODD_PERSONAL") is None  # written to three times: meant
 
 
+def initials_history() -> Batch:
+    """An organisation that writes some addresses as an initial and a last name (thorvat@, wli@): t.horvat writes
+    to his colleagues cpeterson, emily.wright, tina.berg and to a partner."""
+    batch = Batch()
+    for day in range(10):
+        batch.message("thorvat@org.example", to("cpeterson@org.example", "emily.wright@org.example"), NOW - day * DAY)
+        batch.message("thorvat@org.example", to("tina.berg@org.example", "bob@partner.com"), NOW - day * DAY)
+        batch.message("wli@org.example", to("bob@partner.com"), NOW - day * DAY)
+    return batch
+
+
+@pytest.mark.parametrize("kind", ["memory", "store"])
+def test_a_personal_address_names_a_colleague_however_either_is_written(kind: str, tmp_path: Path) -> None:
+    """A person's personal address spells their whole name where the organisation writes an initial (christopher.
+    peterson63@ for cpeterson@, tomaszhorvat@ for thorvat@), or the first name and an initial where it writes both
+    names (emilyw@ for emily.wright@): all are the colleague's (T. Horvat may be Tina). Not: a whole first name that is
+    not the colleague's (carl.berg, tina.wright for tina.berg and emily.wright), a first name and a longer ending
+    (emilywilliams), an initial and a last name of four letters (wei.li) unless the colleague is on the message or
+    sends it."""
+    history: MemoryHistory | StoreHistory = (MemoryHistory() if kind == "memory" else
+                                             StoreHistory(Store.open(f"sqlite:///{tmp_path / 'h.db'}")))
+    history.record(initials_history())
+    engine = Guard(load_policy(), learned=history.learned(NOW))
+
+    def whose(recipients: list[str], sender: str = "thorvat@org.example") -> str | None:
+        verdict = judge_message(engine, sender, recipients, history, now=NOW)[0]
+        signal = verdict.signal("ODD_PERSONAL")
+        return None if signal is None else signal.evidence["colleague"]
+
+    for personal, colleague in [("christopher.peterson63@gmx.de", "cpeterson@org.example"),
+                                ("peterson.christopher@gmail.com", "cpeterson@org.example"),
+                                ("christopherpeterson@proton.me", "cpeterson@org.example"),
+                                ("emilyw5@yahoo.com", "emily.wright@org.example"),
+                                ("tomaszhorvat11@gmail.com", "thorvat@org.example"),
+                                ("tomasz.horvat@outlook.com", "thorvat@org.example"),
+                                ("horvat.tomasz@outlook.com", "thorvat@org.example"),
+                                ("tina.berg1987@gmail.com", "tina.berg@org.example")]:
+        assert whose([personal]) == colleague, personal
+    for other in ("carl.berg@gmail.com", "tina.wright@gmail.com", "emilywilliams@gmail.com", "emily.williams@gmail.com",
+                  "wei.li67@gmail.com", "xpeterson@gmail.com", "peter.horvat@gmail.com"):
+        assert whose([other]) is None, other
+    assert whose(["tina.horvat@gmail.com"]) == "thorvat@org.example"  # T. Horvat may be Tina
+    assert whose(["wei.li67@gmail.com"], "wli@org.example") == "wli@org.example"  # the sender's own
+    assert whose(["wei.li67@gmail.com", "wli@org.example"]) == "wli@org.example"  # a colleague on the message
+
+
 def test_the_store_and_memory_know_the_same_colleagues(store: StoreHistory) -> None:
     memory = MemoryHistory()
     hers = Batch()
@@ -506,7 +552,7 @@ def test_the_store_and_memory_know_the_same_colleagues(store: StoreHistory) -> N
         facts = memory.facts(sender, recipients, NOW)
         assert store.facts(sender, recipients, NOW) == facts
     assert memory.facts("mark.jones@org.example", ["annlee84@gmail.com", "jamessmith@gmail.com"],
-                        NOW).colleagues == {"annlee": "ann.lee@org.example", "jamessmith": "james.smith@org.example"}
+                        NOW).colleagues == {"annlee84": "ann.lee@org.example", "jamessmith": "james.smith@org.example"}
     assert memory.facts("kim.novak@org.example", ["annlee@gmail.com", "kimnovak@yahoo.com", "markjones@gmail.com"],
                         NOW).colleagues == {"kimnovak": "kim.novak@org.example", "markjones": "mark.jones@org.example"}
     assert memory.facts("mark.jones@org.example", ["kimnovak@gmail.com"], NOW).colleagues == {

@@ -50,13 +50,12 @@ from rcptguard.domains import normalize_domain
 from rcptguard.guard import Guard
 from rcptguard.history.greeting import NOBODY_GREETED, Greeting, answers, spells, unanswered
 from rcptguard.history.model import (
-    NAME_LETTERS,
+    EXACT,
     DomainFacts,
     Facts,
-    initial_form,
     key_of,
-    last_first,
-    named,
+    name_forms,
+    named_by,
     sender_key,
     spelled,
 )
@@ -73,6 +72,7 @@ __all__ = ["ODD_SIGNALS", "adjust", "judge_message"]
 
 _NOTHING_KNOWN = DomainFacts()  # a domain history has nothing on (frozen: one for all)
 SLIP_COMPANY = 30  # a recipient's domain is compared with at most this many of the message's other domains
+SHORT_NAME = 3  # the sender or a colleague on the message is named by fewer letters than anybody at all (wli@: wei.li)
 SUBSTITUTE_SHARE = 0.8  # the person whose place is taken filled it in this share of the group's messages, at least
 ODD_SIGNALS = ("ODD_DOMAIN_SLIP", "ODD_NEW_DOMAIN", "ODD_NEW_TO_GROUP", "ODD_NEW_ADDRESS", "ODD_ADDRESS_SLIP",
                "ODD_NEW_FOR_SENDER", "ODD_SUBSTITUTE", "ODD_PERSONAL", "ODD_GREETING")
@@ -283,13 +283,13 @@ class _Message:
         address `established` times."""
         if self.own is None or domain == self.own or domain not in providers():
             return None
-        name = spelled(key.rsplit("@", 1)[0])
-        colleague = named(name, self._names()) if name else None
+        local = key.rsplit("@", 1)[0]
+        colleague = named_by(local, self._names(), least=SHORT_NAME)
         if colleague is not None:
             return _odd("ODD_PERSONAL", self.settings.odd_personal,
                         f"{key} looks like a personal address of {colleague}, at a public mail provider.",
                         colleague=colleague)
-        colleague = self.facts.colleagues.get(name)
+        colleague = self.facts.colleagues.get(local)
         if colleague is None or self.facts.by_sender.get(key, 0) >= self.settings.established:
             return None
         return _odd("ODD_PERSONAL", self.settings.odd_personal,
@@ -304,9 +304,9 @@ class _Message:
                 if other is None or other.rsplit("@", 1)[1] != self.own:
                     continue
                 local = other.rsplit("@", 1)[0]
-                if len(spelled(local)) >= NAME_LETTERS:  # (the initial form may be shorter: ann.lee, alee)
-                    for form in (spelled(local), initial_form(local), last_first(local)):
-                        if form:
+                if len(spelled(local)) >= SHORT_NAME:
+                    for form in name_forms(local):
+                        if len(form.rstrip(EXACT)) >= SHORT_NAME:
                             self.names.setdefault(form, other)
         return self.names
 

@@ -16,9 +16,8 @@ from rcptguard.history.model import (
     Tally,
     add_colleague,
     colleague_names,
-    named,
+    named_by,
     places,
-    spelled,
 )
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
@@ -186,10 +185,10 @@ class MemoryHistory:
         colleagues = {}
         public = providers()
         if sender and (own := sender.rpartition("@")[2]) not in public:
-            wanted = [spelled(a.rpartition("@")[0]) for a in unique if a.rpartition("@")[2] in public]
+            wanted = [a.rpartition("@")[0] for a in unique if a.rpartition("@")[2] in public]
             if wanted:
                 names, by_sender = self.names_at.get(own, {}), self.by_sender
-                colleagues = {word: who for word in wanted if (who := named(word, names)) is not None
+                colleagues = {local: who for local in wanted if (who := named_by(local, names)) is not None
                               and (who == sender or by_sender.get((sender, who)) or by_sender.get((who, sender)))}
         pairs = self.pairs
         return Facts(

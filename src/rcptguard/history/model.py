@@ -12,9 +12,10 @@ from rcptguard.domains import MAX_ADDRESS, parse_address
 from rcptguard.model import Address, Malformed
 
 __all__ = ["NAME_LETTERS", "DomainFacts", "Facts", "Seen", "Tally", "add_colleague", "address_key", "colleague_names",
-           "initial_form", "key_of", "last_first", "named", "places", "sender_key", "spelled"]
+           "initial_form", "key_of", "last_first", "name_forms", "named", "named_by", "places", "sender_key", "spelled"]
 
 NAME_LETTERS = 5  # a name spelled in fewer letters says too little to stand for one person in a whole organisation
+EXACT = "."  # ends a name that only a local part of just its letters spells, never one that starts with them
 
 
 def address_key(address: Address) -> str:
@@ -88,6 +89,16 @@ def last_first(local: str) -> str:
     return last + first
 
 
+def name_forms(local: str) -> tuple[str, ...]:
+    """The names an address at the organisation's domain spells, as a personal address of its person would: all the
+    letters of the local part (ann.lee: annlee), and for first.last the initial with the last name (alee), the last
+    name first (leeann) and the first name with the last's initial (annl), this one marked `EXACT`: only a local part
+    of just these letters is it (emilyw, not emilywilliams)."""
+    first, last = _first_last(local)
+    whole = spelled(local)
+    return (whole, first[:1] + last, last + first, first + last[:1] + EXACT) if first else (whole,)
+
+
 def colleague_names(addresses: Iterable[str]) -> dict[str, str | None]:
     """The names the organisation's people spell (their addresses at its domain), as a personal address of theirs
     would (`add_colleague`)."""
@@ -98,12 +109,10 @@ def colleague_names(addresses: Iterable[str]) -> dict[str, str | None]:
 
 
 def add_colleague(names: dict[str, str | None], address: str) -> None:
-    """The names one person at the organisation's domain spells, added: all the letters of the local part (ann.lee:
-    annlee), the initial with the last name (alee) and the last name first (leeann), each of NAME_LETTERS letters at
-    least; a name two people spell is nobody's (None)."""
-    local = address.rpartition("@")[0]
-    for name in (spelled(local), initial_form(local), last_first(local)):
-        if len(name) >= NAME_LETTERS:
+    """The names one person at the organisation's domain spells (`name_forms`), added, each of NAME_LETTERS letters
+    at least; a name two people spell is nobody's (None)."""
+    for name in name_forms(address.rpartition("@")[0]):
+        if len(name.rstrip(EXACT)) >= NAME_LETTERS:
             names[name] = address if names.get(name, address) == address else None
 
 
@@ -115,6 +124,30 @@ def named(word: str, names: Mapping[str, str | None]) -> str | None:
     for end in range(len(word) - 1, NAME_LETTERS - 1, -1):
         if word[:end] in names:
             return names[word[:end]]
+    return None
+
+
+def named_by(local: str, names: Mapping[str, str | None], *, least: int = NAME_LETTERS) -> str | None:
+    """Whose name a personal address's local part spells, however its owner wrote it and the organisation writes
+    it: its letters (`named`: annlee84, annleehome), else, for the organisation's initial-and-last-name addresses
+    (alee@, thorvat@), first.last as its initial and last name, either way round (ann.lee84, lee.ann: alee), or
+    letters run together as the first letter and an ending (tomaszhorvat: thorvat), of `least` letters or more (the
+    people on the message itself may be shorter: wei.li67 and wli@)."""
+    word = spelled(local)
+    if not word:
+        return None
+    who = named(word, names)
+    if who is not None or (who := names.get(word + EXACT)) is not None:
+        return who
+    first, last = _first_last(local)
+    if first:
+        forms: Iterable[str] = (first[:1] + last, last[:1] + first)
+    else:  # word[0] and an ending of NAME_LETTERS - 1 letters or more, the longest first
+        forms = (word[0] + word[i:] for i in range(2, len(word) - least + 2))
+    for form in forms:  # only an address written so (thorvat@), not one whose whole first name is known (tina.horvat@)
+        if (len(form) >= least and (who := names.get(form)) is not None
+                and spelled(who.rpartition("@")[0]) == form):
+            return who
     return None
 
 
@@ -188,7 +221,7 @@ class Facts:
     # address -> who filled its place in this group before (model.places), with their messages: for messages of
     # 2 to `max_group` recipients
     places: dict[str, dict[str, int]] = field(default_factory=dict)
-    # the letters of a recipient's local part at a public mail provider (`spelled`) -> the one person at the sender's
-    # domain whose name they are or start with (`colleague_names`, `named`: its senders and the addresses written to
-    # there), when that is the sender or somebody the sender has written to or had mail from
+    # the local part of a recipient at a public mail provider -> the one person at the sender's domain whose name it
+    # spells (`colleague_names`, `named_by`: its senders and the addresses written to there), when that is the sender
+    # or somebody the sender has written to or had mail from
     colleagues: dict[str, str] = field(default_factory=dict)

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rcptguard.errors import StoreError
 from rcptguard.history.batch import Batch
 from rcptguard.history.memory import NEIGHBOURS, ORG_NEIGHBOURS_AT_MOST, MemoryHistory
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named, places, spelled
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named_by, places
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 from rcptguard.history.view import WRITTEN_AT_MOST
@@ -213,7 +213,7 @@ class StoreHistory:
         sender and the ones the sender has written to or had mail from; a door's mirror keeps the names in memory."""
         public = providers()
         own = sender.rpartition("@")[2] if sender else None
-        wanted = [spelled(a.rpartition("@")[0]) for a in unique if a.rpartition("@")[2] in public]
+        wanted = [a.rpartition("@")[0] for a in unique if a.rpartition("@")[2] in public]
         if own is None or own in public or not wanted:
             return {}
         people = {s for (s,) in self._rows(select(sender_domains.c.sender).distinct()
@@ -221,7 +221,7 @@ class StoreHistory:
         people.update(a for (a,) in self._rows(select(sender_addresses.c.address).distinct()
                                                .where(sender_addresses.c.domain == own)))
         names = colleague_names(people)
-        found = {word: who for word in wanted if (who := named(word, names)) is not None}
+        found = {local: who for local in wanted if (who := named_by(local, names)) is not None}
         them = sorted(set(found.values()))
         a = sender_addresses.c
         known = {address for (address,) in self._rows(select(a.address).where(a.sender == sender,
