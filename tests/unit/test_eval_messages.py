@@ -1,6 +1,6 @@
 """`rcptguard eval-messages` on small synthetic organisations (bench/synth_org.py, and bench/synth_books.py and
-bench/synth_acme.py, made differently): the figures it prints are the ones its JSON gives, every kind of leak is counted, and a malformed line
-is an error that names it."""
+bench/synth_acme.py, made differently): the figures it prints are the ones its JSON gives, every kind of leak is
+counted, and a malformed line is an error that names it."""
 
 from __future__ import annotations
 

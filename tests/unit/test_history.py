@@ -493,23 +493,29 @@ def test_a_personal_address_of_a_colleague_warns_alone(kind: str, tmp_path: Path
 
 def initials_history() -> Batch:
     """An organisation that writes some addresses as an initial and a last name (thorvat@, wli@): t.horvat writes
-    to his colleagues cpeterson, emily.wright, tina.berg and to a partner."""
+    to his colleagues cpeterson, emily.wright, tina.berg, a shared mailbox sales@ and to a partner."""
     batch = Batch()
     for day in range(10):
         batch.message("thorvat@org.example", to("cpeterson@org.example", "emily.wright@org.example"), NOW - day * DAY)
         batch.message("thorvat@org.example", to("tina.berg@org.example", "bob@partner.com"), NOW - day * DAY)
+        batch.message("thorvat@org.example", to("sales@org.example", "hwood@org.example"), NOW - day * DAY)
+        batch.message("thorvat@org.example", to("eric.adams@org.example", "julian.alvarez@org.example",
+                                                 "mark.smith@org.example"), NOW - day * DAY)
         batch.message("wli@org.example", to("bob@partner.com"), NOW - day * DAY)
+        batch.message("ben@org.example", to("sarahgonzales@gmail.com"), NOW - day * DAY)
     return batch
 
 
 @pytest.mark.parametrize("kind", ["memory", "store"])
 def test_a_personal_address_names_a_colleague_however_either_is_written(kind: str, tmp_path: Path) -> None:
     """A person's personal address spells their whole name where the organisation writes an initial (christopher.
-    peterson63@ for cpeterson@, tomaszhorvat@ for thorvat@), or the first name and an initial where it writes both
-    names (emilyw@ for emily.wright@): all are the colleague's (T. Horvat may be Tina). Not: a whole first name that is
-    not the colleague's (carl.berg, tina.wright for tina.berg and emily.wright), a first name and a longer ending
-    (emilywilliams), an initial and a last name of four letters (wei.li) unless the colleague is on the message or
-    sends it."""
+    peterson63@ for cpeterson@, tomaszhorvat@ for thorvat@: T. Horvat may be Tina too), or the first name and the
+    last's initial (emilyw5@ for emily.wright@): the colleague's. Not: a whole first name that is not the
+    colleague's (carl.berg for tina.berg), a first name and an initial that make another name (erica, juliana, marks
+    for eric.adams, julian.alvarez, mark.smith) or a longer word (emilywilliams), a role's mailbox (sales@ is no Sarah
+    Gonzales), an ending of fewer than four letters (ben@ is no Brian Allen), an initial and a last name of
+    four letters (wei.li) unless the colleague is on the message or sends it; and a guess no more once the sender has
+    written to the address `established` times (hollywood@ is Holly Wood, not hwood@)."""
     history: MemoryHistory | StoreHistory = (MemoryHistory() if kind == "memory" else
                                              StoreHistory(Store.open(f"sqlite:///{tmp_path / 'h.db'}")))
     history.record(initials_history())
@@ -523,18 +529,30 @@ def test_a_personal_address_names_a_colleague_however_either_is_written(kind: st
     for personal, colleague in [("christopher.peterson63@gmx.de", "cpeterson@org.example"),
                                 ("peterson.christopher@gmail.com", "cpeterson@org.example"),
                                 ("christopherpeterson@proton.me", "cpeterson@org.example"),
-                                ("emilyw5@yahoo.com", "emily.wright@org.example"),
                                 ("tomaszhorvat11@gmail.com", "thorvat@org.example"),
                                 ("tomasz.horvat@outlook.com", "thorvat@org.example"),
                                 ("horvat.tomasz@outlook.com", "thorvat@org.example"),
-                                ("tina.berg1987@gmail.com", "tina.berg@org.example")]:
+                                ("tina.horvat@gmail.com", "thorvat@org.example"),
+                                ("tina.berg1987@gmail.com", "tina.berg@org.example"),
+                                ("hollywood@gmail.com", "hwood@org.example"),
+                                ("emilyw5@yahoo.com", "emily.wright@org.example")]:
         assert whose([personal]) == colleague, personal
     for other in ("carl.berg@gmail.com", "tina.wright@gmail.com", "emilywilliams@gmail.com", "emily.williams@gmail.com",
-                  "wei.li67@gmail.com", "xpeterson@gmail.com", "peter.horvat@gmail.com"):
+                  "erica1990@gmail.com", "juliana@gmail.com", "marks@gmail.com", "wei.li67@gmail.com",
+                  "xpeterson@gmail.com", "peter.horvat@gmail.com",
+                  "sarahgonzales@gmail.com", "sales.team@gmail.com", "sales2020@gmail.com"):
         assert whose([other]) is None, other
-    assert whose(["tina.horvat@gmail.com"]) == "thorvat@org.example"  # T. Horvat may be Tina
     assert whose(["wei.li67@gmail.com"], "wli@org.example") == "wli@org.example"  # the sender's own
     assert whose(["wei.li67@gmail.com", "wli@org.example"]) == "wli@org.example"  # a colleague on the message
+    assert whose(["brianallen@gmail.com", "ben@org.example"]) is None
+    assert whose(["sarahgonzales@gmail.com", "sales@org.example"]) is None
+    assert whose(["sarahgonzales@gmail.com"], "ben@org.example") is None
+    sent = Batch()
+    for day in range(3):
+        sent.message("thorvat@org.example", to("hollywood@gmail.com", "hwood@org.example"), NOW - day * DAY)
+    history.record(sent)
+    assert whose(["hollywood@gmail.com", "hwood@org.example"]) is None  # written to three times: somebody else
+    assert whose(["tomaszhorvat11@gmail.com"]) == "thorvat@org.example"  # the guess still stands for others
 
 
 def test_the_store_and_memory_know_the_same_colleagues(store: StoreHistory) -> None:

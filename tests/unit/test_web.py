@@ -365,6 +365,19 @@ def test_release_of_a_person_doubted_asks_for_the_person_not_the_domain(client: 
                                                       confirm_domain="OLGA.SMITH@Partner.com."))
     redirected_to_page(done, token)
     assert quarantine.require(again[0].id).state == "released"
+    # what the page shows can be typed: a quoted local part without its quotes, a format character (a bidi control,
+    # a zero-width space: shown marked) left out
+    for n, (address, typed) in enumerate([('"olga smith"@partner.com', "olga smith"),
+                                          ('"olga smith"@partner.com', '"Olga Smith"@partner.com'),
+                                          ("olga\u202e.smith@partner.com", "olga.smith"),
+                                          ("olga\u200b.smith@partner.com", "olga.smith@partner.com")]):
+        odd = hold_message(quarantine, dataclasses.replace(person, address=address), content=message(marker=f"o{n}"))
+        token = issue(links, odd)
+        refused = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain="olga"))
+        assert refused.status_code == 422
+        done = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain=typed))
+        redirected_to_page(done, token)
+        assert quarantine.require(odd[0].id).state == "released", address
 
 
 def test_cancel_never_delivers(client: TestClient, quarantine: Quarantine, links: Links,

@@ -53,9 +53,10 @@ from rcptguard.history.model import (
     EXACT,
     DomainFacts,
     Facts,
+    guessed,
     key_of,
     name_forms,
-    named_by,
+    named,
     sender_key,
     spelled,
 )
@@ -284,7 +285,10 @@ class _Message:
         if self.own is None or domain == self.own or domain not in providers():
             return None
         local = key.rsplit("@", 1)[0]
-        colleague = named_by(local, self._names(), least=SHORT_NAME)
+        name, names = spelled(local), self._names()
+        colleague = named(name, names) if name else None
+        if colleague is None and self.facts.by_sender.get(key, 0) < self.settings.established:
+            colleague = guessed(local, names, least=SHORT_NAME)  # a guess: written to often, it is somebody else's
         if colleague is not None:
             return _odd("ODD_PERSONAL", self.settings.odd_personal,
                         f"{key} looks like a personal address of {colleague}, at a public mail provider.",

@@ -5,17 +5,38 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rcptguard.domains import MAX_ADDRESS, parse_address
+from rcptguard.history.greeting import ROLES, aliases
 from rcptguard.model import Address, Malformed
 
-__all__ = ["NAME_LETTERS", "DomainFacts", "Facts", "Seen", "Tally", "add_colleague", "address_key", "colleague_names",
-           "initial_form", "key_of", "last_first", "name_forms", "named", "named_by", "places", "sender_key", "spelled"]
+__all__ = [
+    "NAME_LETTERS",
+    "DomainFacts",
+    "Facts",
+    "Seen",
+    "Tally",
+    "add_colleague",
+    "address_key",
+    "colleague_names",
+    "guessed",
+    "initial_form",
+    "key_of",
+    "last_first",
+    "name_forms",
+    "named",
+    "named_by",
+    "places",
+    "sender_key",
+    "spelled",
+]
 
 NAME_LETTERS = 5  # a name spelled in fewer letters says too little to stand for one person in a whole organisation
-EXACT = "."  # ends a name that only a local part of just its letters spells, never one that starts with them
+EXACT = "."  # ends a name only a local part of just its letters spells (emilyw), never one that starts with them
+SHORT_INITIALS = frozenset("bcdfghjklmnpqrtvwxz")  # a first name and one of these is rarely a name of its own
 
 
 def address_key(address: Address) -> str:
@@ -92,11 +113,24 @@ def last_first(local: str) -> str:
 def name_forms(local: str) -> tuple[str, ...]:
     """The names an address at the organisation's domain spells, as a personal address of its person would: all the
     letters of the local part (ann.lee: annlee), and for first.last the initial with the last name (alee), the last
-    name first (leeann) and the first name with the last's initial (annl), this one marked `EXACT`: only a local part
-    of just these letters is it (emilyw, not emilywilliams)."""
+    name first (leeann) and the first name with the last's initial (emily.wright: emilyw), this one marked `EXACT`
+    (only a local part of just these letters is it: not emilywilliams) and only where it is no other name (not
+    eric.adams as erica, mark.smith as marks, julian.alvarez as juliana: a vowel, s or y for the initial, or a name
+    the nicknames list knows); none for a role's address (sales@, info@, accounts.payable@), which is nobody's name."""
+    if any(word in ROLES for word in _words(local)):
+        return ()
     first, last = _first_last(local)
     whole = spelled(local)
-    return (whole, first[:1] + last, last + first, first + last[:1] + EXACT) if first else (whole,)
+    if not first:
+        return (whole,)
+    short = first + last[:1]  # (emilyw: but erica, paula, peters, juliana are names of their own)
+    if len(first) < 4 or last[:1] not in SHORT_INITIALS or len(aliases(short)) > 1:
+        return whole, first[:1] + last, last + first
+    return whole, first[:1] + last, last + first, short + EXACT
+
+
+def _words(local: str) -> list[str]:
+    return [w for w in re.split(r"[\W\d_]+", local.lower()) if w]
 
 
 def colleague_names(addresses: Iterable[str]) -> dict[str, str | None]:
@@ -127,24 +161,33 @@ def named(word: str, names: Mapping[str, str | None]) -> str | None:
     return None
 
 
-def named_by(local: str, names: Mapping[str, str | None], *, least: int = NAME_LETTERS) -> str | None:
+def named_by(local: str, names: Mapping[str, str | None]) -> str | None:
     """Whose name a personal address's local part spells, however its owner wrote it and the organisation writes
-    it: its letters (`named`: annlee84, annleehome), else, for the organisation's initial-and-last-name addresses
-    (alee@, thorvat@), first.last as its initial and last name, either way round (ann.lee84, lee.ann: alee), or
-    letters run together as the first letter and an ending (tomaszhorvat: thorvat), of `least` letters or more (the
-    people on the message itself may be shorter: wei.li67 and wli@)."""
+    it: its letters (`named`: annlee84, annleehome), else a guess (`guessed`)."""
     word = spelled(local)
     if not word:
         return None
-    who = named(word, names)
-    if who is not None or (who := names.get(word + EXACT)) is not None:
+    return named(word, names) or guessed(local, names)
+
+
+def guessed(local: str, names: Mapping[str, str | None], *, least: int = NAME_LETTERS) -> str | None:
+    """Whose name a personal address's local part spells, guessed: its letters as a first name and the last's
+    initial (emilyw5: emily.wright@, `name_forms`); or, where the organisation writes its people as an initial and a
+    last name (alee@, thorvat@) and the address the whole first name, first.last as its initial and last name either
+    way round (ann.lee84, lee.ann: alee), of `least` letters or more (the people on the message itself may be
+    shorter: wei.li67 for wli@), or letters run together as their first letter and an ending of four letters or more
+    (tomaszhorvat: thorvat). Only an address written so is named (thorvat@, not tina.horvat@: she is not Tomasz). A
+    guess: a namesake who is somebody else fits too (hollywood for hwood@)."""
+    if (who := names.get(spelled(local) + EXACT)) is not None:  # emilyw5: emily.wright
         return who
     first, last = _first_last(local)
     if first:
         forms: Iterable[str] = (first[:1] + last, last[:1] + first)
     else:  # word[0] and an ending of NAME_LETTERS - 1 letters or more, the longest first
-        forms = (word[0] + word[i:] for i in range(2, len(word) - least + 2))
-    for form in forms:  # only an address written so (thorvat@), not one whose whole first name is known (tina.horvat@)
+        word = spelled(local)
+        least = NAME_LETTERS
+        forms = (word[0] + word[i:] for i in range(2, len(word) - NAME_LETTERS + 2))
+    for form in forms:
         if (len(form) >= least and (who := names.get(form)) is not None
                 and spelled(who.rpartition("@")[0]) == form):
             return who

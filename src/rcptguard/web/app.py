@@ -310,15 +310,28 @@ def confirms(typed: str, hold: Hold) -> bool:
     right (the local part, olga.smith, or the whole address; case aside)."""
     if not hold.about_person:
         return same_domain(typed, domain_of(hold.recipient))
-    typed = unicodedata.normalize("NFC", typed.strip()).casefold()
+    typed = _comparable(typed.strip())
     local, _, domain = hold.recipient.rpartition("@")
-    local = unicodedata.normalize("NFC", local).casefold()
+    locals_ = {_comparable(local), _comparable(_unquoted(local))}
     if not typed:
         return False
-    if typed == local:
+    if typed in locals_:
         return True
     typed_local, at, typed_domain = typed.rpartition("@")
-    return bool(at) and typed_local == local and same_domain(typed_domain, domain)
+    return bool(at) and typed_local in locals_ and same_domain(typed_domain, domain)
+
+
+def _comparable(text: str) -> str:
+    """Text as a sender can type what the page shows of it: NFC, case folded, without format characters (a bidi
+    control or a zero-width space in a local part is shown marked, and cannot be typed)."""
+    return "".join(c for c in unicodedata.normalize("NFC", text) if unicodedata.category(c) != "Cf").casefold()
+
+
+def _unquoted(local: str) -> str:
+    """A quoted local part's content ("john smith" -> john smith), as a sender would type it."""
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", local[1:-1])
+    return local
 
 
 def same_domain(typed: str, expected: str) -> bool:
