@@ -113,3 +113,27 @@ def test_a_malformed_line_is_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"])
     assert result.exit_code == 1
     assert "line 2:" in result.output
+
+
+def test_a_leak_is_found_however_the_file_writes_it(tmp_path: Path) -> None:
+    """The leak named with a display name, in another case, or with the other form of an internationalised domain
+    than its recipient is still that recipient: caught when held, and a held leak is corrected, never learned as a
+    confirmation (the same slip again is held again)."""
+    rows = [{"date": f"2026-04-{day:02d}T09:00:00+00:00", "sender": "me@org.example",
+             "recipients": ["Nils Martin <nils@partner.com>", "anna@bücher.de"], "leak": None} for day in range(1, 20)]
+    rows += [{"date": "2026-05-04T09:00:00+00:00", "sender": "me@org.example", "recipients": ["nils@parnter.com"],
+              "leak": "Nils <nils@parnter.com>", "kind": "domain-slip"},
+             {"date": "2026-05-04T10:00:00+00:00", "sender": "me@org.example", "recipients": ["NILS@PARTNER.CO"],
+              "leak": "nils@partner.co", "kind": "domain-slip"}]
+    rows += [{"date": f"2026-05-05T09:0{n}:00+00:00", "sender": "me@org.example",
+              "recipients": ["anna@xn--bchr-0ra.de"], "leak": "Anna@büchr.de", "kind": "domain-slip"} for n in range(2)]
+    org = tmp_path / "forms.jsonl"
+    org.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    explained = tmp_path / "why.jsonl"
+    result = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-05-01", "--format", "json",
+                                       "--explain", str(explained)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert (figures["leaks"], figures["leaks_held"], figures["clean"]) == (4, 4, 0)
+    outcomes = [json.loads(line)["outcome"] for line in explained.read_text(encoding="utf-8").splitlines()]
+    assert outcomes == ["held"] * 4

@@ -29,7 +29,7 @@ from rcptguard.history.batch import Batch, Counted
 from rcptguard.history.greeting import NOBODY_GREETED, Greeting, greeting_of
 from rcptguard.history.judge import judge_message
 from rcptguard.history.memory import MemoryHistory
-from rcptguard.history.model import address_key, sender_key
+from rcptguard.history.model import address_key, key_of, sender_key
 from rcptguard.history.rules import HELD
 from rcptguard.history.settings import HistorySettings
 from rcptguard.model import Action, Malformed, Verdict
@@ -187,14 +187,14 @@ def explained(message: EvalMessage, verdicts: Sequence[Verdict]) -> dict[str, An
     """One judged message as a line of `eval-messages --explain`: its outcome (a leak caught, held or warned, or
     missed; a clean message with a recipient held, or warned) and the verdict of each recipient held or warned, and
     of the leak, with the signals and the reason."""
-    leak = message.leak.lower() if message.leak else None
     worst = max((v.action for v in verdicts), default=Action.PASS)
-    if leak is not None:
-        action = next((v.action for v in verdicts if v.address.lower() == leak), Action.PASS)
+    leaked = _leaked(message, verdicts)
+    if message.leak is not None:
+        action = leaked.action if leaked is not None else Action.PASS
         outcome = "held" if action >= Action.HOLD else "warned" if action is Action.WARN else "missed"
     else:
         outcome = "clean-held" if worst >= Action.HOLD else "clean-warned"
-    shown = [v for v in verdicts if v.action >= Action.WARN or v.address.lower() == leak]
+    shown = [v for v in verdicts if v.action >= Action.WARN or v is leaked]
     return {"date": message.when.isoformat(), "sender": message.sender, "recipients": list(message.recipients),
             "leak": message.leak, "kind": message.kind, "outcome": outcome,
             "verdicts": [{"address": v.address, "verdict": str(v.action), "suggestion": v.suggestion,
@@ -206,12 +206,25 @@ def _known(learned: dict[str, int], policy: Policy) -> set[str]:
     return {d for d, n in learned.items() if n >= policy.learn_min_count}
 
 
+def _leaked(message: EvalMessage, verdicts: Sequence[Verdict]) -> Verdict | None:
+    """The verdict of the message's leak, however the file writes it and its recipient (a display name, the case,
+    either form of an internationalised domain: compared as history keys them), or None."""
+    if message.leak is None:
+        return None
+    leak = _leak_key(message)
+    return next((v for v in verdicts if (key_of(v.address) or v.address.lower()) == leak), None)
+
+
+def _leak_key(message: EvalMessage) -> str | None:
+    return None if message.leak is None else key_of(message.leak) or message.leak.lower()
+
+
 def _answered(message: EvalMessage, verdicts: list[Verdict], settings: HistorySettings) -> Batch:
     """What the doors learn from a judged message once its sender answered every hold: the recipients that passed
     or were warned count; a held clean recipient was sent anyway (a confirmation, as on the page: it counts for
     that sender); a held leak was corrected, and counts nothing."""
     sender = sender_key(message.sender)
-    leak = message.leak.lower() if message.leak else None
+    leak = _leak_key(message)
     batch = Batch()
     counted = []
     for verdict in verdicts:
@@ -234,8 +247,7 @@ def _score(result: Result, message: EvalMessage, verdicts: list[Verdict]) -> Non
     if message.leak is not None:
         kind = message.kind or "leak"
         result.leaks[kind] += 1
-        leaked = message.leak.lower()
-        verdict = next((v for v in verdicts if v.address.lower() == leaked), None)
+        verdict = _leaked(message, verdicts)
         if verdict is not None and verdict.action >= Action.HOLD:
             result.held[kind] += 1
         elif verdict is not None and verdict.action is Action.WARN:
