@@ -113,6 +113,12 @@ def test_a_malformed_line_is_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"])
     assert result.exit_code == 1
     assert "line 2:" in result.output
+    listed = tmp_path / "listed.jsonl"
+    listed.write_text('{"date": "2026-01-01", "sender": "a@x.org", "recipients": ["b@x.com"], "leak": ""}\n'
+                      '{"date": "2026-01-02", "sender": "a@x.org", "recipients": ["b@x.com"], "leak": ["b@x.com"]}\n')
+    result = CliRunner().invoke(main, ["eval-messages", str(listed), "--train-until", "2026-05-01"])
+    assert result.exit_code == 1  # an empty leak is none; a list is not an address
+    assert "line 2: leak: ['b@x.com'] is not an address" in result.output
 
 
 def test_a_leak_is_found_however_the_file_writes_it(tmp_path: Path) -> None:

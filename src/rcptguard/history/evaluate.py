@@ -65,13 +65,21 @@ def read_messages(path: Path) -> list[EvalMessage]:
                 row = json.loads(line)
                 when = dt.datetime.fromisoformat(row["date"])
                 message = EvalMessage(when if when.tzinfo else when.replace(tzinfo=dt.UTC), str(row["sender"]),
-                                      tuple(str(r) for r in row["recipients"]), row.get("leak"), row.get("kind"),
+                                      tuple(str(r) for r in row["recipients"]), _leak(row), row.get("kind"),
                                       greeting_of(str(row["text"])) if row.get("text") else NOBODY_GREETED)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"line {number}: {exc}") from None
             out.append(message)
     out.sort(key=lambda m: m.when)
     return out
+
+
+def _leak(row: dict[str, Any]) -> str | None:
+    """A line's leak: an address, or none (null, absent or empty)."""
+    leak = row.get("leak") or None
+    if leak is not None and not isinstance(leak, str):
+        raise TypeError(f"leak: {leak!r} is not an address")
+    return leak
 
 
 @dataclass(slots=True)
