@@ -120,6 +120,9 @@ def test_a_malformed_line_is_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["eval-messages", str(listed), "--train-until", "2026-05-01"])
     assert result.exit_code == 1  # an empty leak is none; a list is not an address
     assert "line 2: leak: ['b@x.com'] is not an address" in result.output
+    listed.write_text('{"date": "2026-01-01", "sender": "a@x.org", "recipients": ["b@x.com"], "leak": 0}\n')
+    result = CliRunner().invoke(main, ["eval-messages", str(listed), "--train-until", "2026-05-01"])
+    assert "line 1: leak: 0 is not an address" in result.output
 
 
 def test_a_leak_is_found_however_the_file_writes_it(tmp_path: Path) -> None:
@@ -144,6 +147,14 @@ def test_a_leak_is_found_however_the_file_writes_it(tmp_path: Path) -> None:
     assert (figures["leaks"], figures["leaks_held"], figures["clean"]) == (4, 4, 0)
     outcomes = [json.loads(line)["outcome"] for line in explained.read_text(encoding="utf-8").splitlines()]
     assert outcomes == ["held"] * 4
+    assert figures["leaks_unmatched"] == 0
+    elsewhere = tmp_path / "elsewhere.jsonl"  # a leak that is none of its message's recipients: missed, and said
+    stray = {"date": "2026-05-04T09:00:00+00:00", "sender": "me@org.example", "recipients": ["nils@partner.com"],
+             "leak": "olga@partner.com", "kind": "wrong-person"}
+    elsewhere.write_text("".join(json.dumps(row) + "\n" for row in [*rows[:19], stray]), encoding="utf-8")
+    text = CliRunner().invoke(main, ["eval-messages", str(elsewhere), "--train-until", "2026-05-01"]).output
+    assert "1 leaks name no recipient of their message (counted as missed): check the file" in text
+    assert "leaks held or warned: 0.0% (0 held, 0 warned; 95% interval 0.0%–79.3%)" in text
 
 
 def test_a_rate_comes_with_its_interval() -> None:
@@ -157,3 +168,6 @@ def test_a_rate_comes_with_its_interval() -> None:
     lines = list(result.lines())
     assert "leaks held or warned: 90.0% (9 held, 0 warned; 95% interval 59.6%–98.2%)" in lines
     assert "clean messages with a recipient held: 0.00% (0; at most 0.38% at 95%); warned: 0.0% (0)" in lines
+    lines = list(Result(clean=100_000).lines())
+    assert "leaks held or warned: 0.0% (0 held, 0 warned)" in lines  # no leak: no interval
+    assert "clean messages with a recipient held: 0.00% (0; at most 0.004% at 95%); warned: 0.0% (0)" in lines

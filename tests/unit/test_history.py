@@ -500,7 +500,10 @@ def initials_history() -> Batch:
         batch.message("thorvat@org.example", to("tina.berg@org.example", "bob@partner.com"), NOW - day * DAY)
         batch.message("thorvat@org.example", to("sales@org.example", "hwood@org.example"), NOW - day * DAY)
         batch.message("thorvat@org.example", to("eric.adams@org.example", "julian.alvarez@org.example",
-                                                 "mark.smith@org.example"), NOW - day * DAY)
+                                                 "mark.smith@org.example", "kari.nieminen@org.example"),
+                      NOW - day * DAY)
+        batch.message("thorvat@org.example", to("maria.sales@org.example", "john.q.smith@org.example",
+                                                 "anna.martin@org.example"), NOW - day * DAY)
         batch.message("wli@org.example", to("bob@partner.com"), NOW - day * DAY)
         batch.message("ben@org.example", to("sarahgonzales@gmail.com"), NOW - day * DAY)
     return batch
@@ -535,10 +538,14 @@ def test_a_personal_address_names_a_colleague_however_either_is_written(kind: st
                                 ("tina.horvat@gmail.com", "thorvat@org.example"),
                                 ("tina.berg1987@gmail.com", "tina.berg@org.example"),
                                 ("hollywood@gmail.com", "hwood@org.example"),
-                                ("emilyw5@yahoo.com", "emily.wright@org.example")]:
+                                ("emilyw5@yahoo.com", "emily.wright@org.example"),
+                                ("mariasales@gmail.com", "maria.sales@org.example"),  # a person, not a mailbox
+                                ("jsmith84@gmail.com", "john.q.smith@org.example"),  # a middle initial left out
+                                ("annamartinez@gmail.com", "anna.martin@org.example")]:  # a guess, until written to
         assert whose([personal]) == colleague, personal
     for other in ("carl.berg@gmail.com", "tina.wright@gmail.com", "emilywilliams@gmail.com", "emily.williams@gmail.com",
-                  "erica1990@gmail.com", "juliana@gmail.com", "marks@gmail.com", "wei.li67@gmail.com",
+                  "erica1990@gmail.com", "juliana@gmail.com", "marks@gmail.com", "karin@gmail.com",
+                  "wei.li67@gmail.com",
                   "xpeterson@gmail.com", "peter.horvat@gmail.com",
                   "sarahgonzales@gmail.com", "sales.team@gmail.com", "sales2020@gmail.com"):
         assert whose([other]) is None, other
@@ -552,6 +559,13 @@ def test_a_personal_address_names_a_colleague_however_either_is_written(kind: st
         sent.message("thorvat@org.example", to("hollywood@gmail.com", "hwood@org.example"), NOW - day * DAY)
     history.record(sent)
     assert whose(["hollywood@gmail.com", "hwood@org.example"]) is None  # written to three times: somebody else
+    mine = Batch()
+    for day in range(3):
+        mine.message("anna.martin@org.example", to("annamartinez@gmail.com"), NOW - day * DAY)
+        mine.message("anna.martin@org.example", to("annamartin84@gmail.com"), NOW - day * DAY)
+    history.record(mine)
+    assert whose(["annamartinez@gmail.com"], "anna.martin@org.example") is None  # a name that only starts with hers
+    assert whose(["annamartin84@gmail.com"], "anna.martin@org.example") == "anna.martin@org.example"  # her own
     assert whose(["tomaszhorvat11@gmail.com"]) == "thorvat@org.example"  # the guess still stands for others
 
 

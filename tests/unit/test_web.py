@@ -370,7 +370,8 @@ def test_release_of_a_person_doubted_asks_for_the_person_not_the_domain(client: 
     for n, (address, typed) in enumerate([('"olga smith"@partner.com', "olga smith"),
                                           ('"olga smith"@partner.com', '"Olga Smith"@partner.com'),
                                           ("olga\u202e.smith@partner.com", "olga.smith"),
-                                          ("olga\u200b.smith@partner.com", "olga.smith@partner.com")]):
+                                          ("olga\u200b.smith@partner.com", "olga.smith@partner.com"),
+                                          ("stra\u00dfe@partner.com", "STRASSE".lower().replace("ss", "\u00df"))]):
         odd = hold_message(quarantine, dataclasses.replace(person, address=address), content=message(marker=f"o{n}"))
         token = issue(links, odd)
         refused = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain="olga"))
@@ -378,6 +379,15 @@ def test_release_of_a_person_doubted_asks_for_the_person_not_the_domain(client: 
         done = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain=typed))
         redirected_to_page(done, token)
         assert quarantine.require(odd[0].id).state == "released", address
+    # what is typed must name the local part itself: not another mailbox that folds to it, nor nothing at all
+    for n, (address, typed) in enumerate([("stra\u00dfe@partner.com", "strasse"),
+                                          ('""@partner.com', "@partner.com"),
+                                          ("\u200b@partner.com", "@partner.com")]):
+        odd = hold_message(quarantine, dataclasses.replace(person, address=address), content=message(marker=f"r{n}"))
+        token = issue(links, odd)
+        refused = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain=typed))
+        assert refused.status_code == 422, address
+        assert quarantine.require(odd[0].id).state == "held"
 
 
 def test_cancel_never_delivers(client: TestClient, quarantine: Quarantine, links: Links,

@@ -77,8 +77,10 @@ def read_messages(path: Path) -> list[EvalMessage]:
 
 def _leak(row: dict[str, Any]) -> str | None:
     """A line's leak: an address, or none (null, absent or empty)."""
-    leak = row.get("leak") or None
-    if leak is not None and not isinstance(leak, str):
+    leak = row.get("leak")
+    if leak is None or leak == "":
+        return None
+    if not isinstance(leak, str):
         raise TypeError(f"leak: {leak!r} is not an address")
     return leak
 
@@ -94,6 +96,7 @@ class Result:
     clean_held: int = 0
     clean_warned: int = 0
     by_signal: Counter[str] = field(default_factory=Counter)  # the signals of clean messages held
+    unmatched: int = 0  # leaks naming no recipient of their message (counted as missed)
 
     def rate(self, caught: int, total: int) -> float:
         return caught / total if total else 0.0
@@ -121,7 +124,7 @@ class Result:
                 "leaks_warned": self.warned.total(), "clean": self.clean,
                 "fpr": round(self.rate(self.clean_held, self.clean), 5),
                 "fpr_interval": self.interval(self.clean_held, self.clean), "clean_held": self.clean_held,
-                "clean_warned": self.clean_warned,
+                "clean_warned": self.clean_warned, "leaks_unmatched": self.unmatched,
                 "clean_warn_rate": round(self.rate(self.clean_warned, self.clean), 4),
                 "kinds": kinds, "false_positive_signals": dict(self.by_signal.most_common())}
 
@@ -130,10 +133,17 @@ class Result:
         yield (f"trained on {self.trained:,} messages, judged {self.judged:,}: {data['leaks']:,} leaks, "
                f"{self.clean:,} clean")
         low, high = data["tpr_interval"]
+        within = f"; 95% interval {low:.1%}–{high:.1%}" if data["leaks"] else ""
         yield (f"leaks held or warned: {data['tpr']:.1%} ({data['leaks_held']:,} held, {data['leaks_warned']:,} "
-               f"warned; 95% interval {low:.1%}–{high:.1%})")
-        yield (f"clean messages with a recipient held: {data['fpr']:.2%} ({self.clean_held:,}; at most "
-               f"{data['fpr_interval'][1]:.2%} at 95%); warned: {data['clean_warn_rate']:.1%} ({self.clean_warned:,})")
+               f"warned{within})")
+        most = data["fpr_interval"][1]
+        bound = f"; at most {most:.3%} at 95%" if self.clean and most < 0.001 else (
+            f"; at most {most:.2%} at 95%" if self.clean else "")
+        yield (f"clean messages with a recipient held: {data['fpr']:.2%} ({self.clean_held:,}{bound}); warned: "
+               f"{data['clean_warn_rate']:.1%} ({self.clean_warned:,})")
+        if self.unmatched:
+            yield (f"{self.unmatched:,} leaks name no recipient of their message (counted as missed): "
+                   f"check the file")
         for kind, row in data["kinds"].items():
             yield f"  {kind:<16} {row['tpr']:.1%} of {row['leaks']:,} ({row['held']:,} held, {row['warned']:,} warned)"
         if self.by_signal:
@@ -271,6 +281,7 @@ def _score(result: Result, message: EvalMessage, verdicts: list[Verdict]) -> Non
         kind = message.kind or "leak"
         result.leaks[kind] += 1
         verdict = _leaked(message, verdicts)
+        result.unmatched += verdict is None
         if verdict is not None and verdict.action >= Action.HOLD:
             result.held[kind] += 1
         elif verdict is not None and verdict.action is Action.WARN:

@@ -286,9 +286,10 @@ class _Message:
             return None
         local = key.rsplit("@", 1)[0]
         name, names = spelled(local), self._names()
-        colleague = named(name, names) if name else None
+        colleague = names.get(name) if name else None  # its letters are the name (annlee84): the colleague's
         if colleague is None and self.facts.by_sender.get(key, 0) < self.settings.established:
-            colleague = guessed(local, names, least=SHORT_NAME)  # a guess: written to often, it is somebody else's
+            # a guess (annamartinez for anna.martin, thorvat's tomaszhorvat): written to often, somebody else's
+            colleague = (named(name, names) if name else None) or guessed(local, names, least=SHORT_NAME)
         if colleague is not None:
             return _odd("ODD_PERSONAL", self.settings.odd_personal,
                         f"{key} looks like a personal address of {colleague}, at a public mail provider.",

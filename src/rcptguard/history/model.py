@@ -92,6 +92,9 @@ def _first_last(local: str) -> tuple[str, str]:
     for sep in ".-_":
         first, found, last = local.partition(sep)
         if found:
+            middle, between, rest = last.partition(".")
+            if between and len(spelled(middle)) == 1 and spelled(rest):  # a middle initial: john.q.smith
+                last = rest
             first, last = spelled(first), spelled(last)
             return (first, last) if first and last else ("", "")
     return "", ""
@@ -115,16 +118,18 @@ def name_forms(local: str) -> tuple[str, ...]:
     letters of the local part (ann.lee: annlee), and for first.last the initial with the last name (alee), the last
     name first (leeann) and the first name with the last's initial (emily.wright: emilyw), this one marked `EXACT`
     (only a local part of just these letters is it: not emilywilliams) and only where it is no other name (not
-    eric.adams as erica, mark.smith as marks, julian.alvarez as juliana: a vowel, s or y for the initial, or a name
-    the nicknames list knows); none for a role's address (sales@, info@, accounts.payable@), which is nobody's name."""
-    if any(word in ROLES for word in _words(local)):
+    eric.adams as erica, mark.smith as marks, julian.alvarez as juliana, kari.nieminen as karin: a first name of five
+    letters at least, not a vowel, s or y for the initial, nor a name the nicknames list knows); none for a role's
+    address (sales@, info@, accounts.payable@: its first word or every word a role's), which is nobody's name."""
+    words = _words(local)
+    if words and (words[0] in ROLES or all(word in ROLES for word in words)):  # (maria.sales is a person)
         return ()
     first, last = _first_last(local)
     whole = spelled(local)
     if not first:
         return (whole,)
     short = first + last[:1]  # (emilyw: but erica, paula, peters, juliana are names of their own)
-    if len(first) < 4 or last[:1] not in SHORT_INITIALS or len(aliases(short)) > 1:
+    if len(first) < 5 or last[:1] not in SHORT_INITIALS or len(aliases(short)) > 1:  # (kari.n: karin, jose.f)
         return whole, first[:1] + last, last + first
     return whole, first[:1] + last, last + first, short + EXACT
 

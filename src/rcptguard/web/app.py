@@ -312,8 +312,8 @@ def confirms(typed: str, hold: Hold) -> bool:
         return same_domain(typed, domain_of(hold.recipient))
     typed = _comparable(typed.strip())
     local, _, domain = hold.recipient.rpartition("@")
-    locals_ = {_comparable(local), _comparable(_unquoted(local))}
-    if not typed:
+    locals_ = {_comparable(local), _comparable(_unquoted(local))} - {""}
+    if not typed or not locals_:
         return False
     if typed in locals_:
         return True
@@ -322,9 +322,9 @@ def confirms(typed: str, hold: Hold) -> bool:
 
 
 def _comparable(text: str) -> str:
-    """Text as a sender can type what the page shows of it: NFC, case folded, without format characters (a bidi
-    control or a zero-width space in a local part is shown marked, and cannot be typed)."""
-    return "".join(c for c in unicodedata.normalize("NFC", text) if unicodedata.category(c) != "Cf").casefold()
+    """Text as a sender can type what the page shows of it: NFC, lower case (not case folded: straße is not
+    strasse), without format characters (a bidi control, a zero-width space: nobody can type them)."""
+    return "".join(c for c in unicodedata.normalize("NFC", text) if unicodedata.category(c) != "Cf").lower()
 
 
 def _unquoted(local: str) -> str:
