@@ -137,8 +137,8 @@ class Result:
         yield (f"leaks held or warned: {data['tpr']:.1%} ({data['leaks_held']:,} held, {data['leaks_warned']:,} "
                f"warned{within})")
         most = data["fpr_interval"][1]
-        bound = f"; at most {most:.3%} at 95%" if self.clean and most < 0.001 else (
-            f"; at most {most:.2%} at 95%" if self.clean else "")
+        places = 3 if most < 0.001 else 2  # 0.004%, not 0.00%
+        bound = f"; at most {most:.{places}%} at 95%" if self.clean else ""
         yield (f"clean messages with a recipient held: {data['fpr']:.2%} ({self.clean_held:,}{bound}); warned: "
                f"{data['clean_warn_rate']:.1%} ({self.clean_warned:,})")
         if self.unmatched:
@@ -242,9 +242,9 @@ def _known(learned: dict[str, int], policy: Policy) -> set[str]:
 def _leaked(message: EvalMessage, verdicts: Sequence[Verdict]) -> Verdict | None:
     """The verdict of the message's leak, however the file writes it and its recipient (a display name, the case,
     either form of an internationalised domain: compared as history keys them), or None."""
-    if message.leak is None:
-        return None
     leak = _leak_key(message)
+    if leak is None:
+        return None
     return next((v for v in verdicts if (key_of(v.address) or v.address.lower()) == leak), None)
 
 

@@ -39,7 +39,7 @@ from rcptguard.content.extract import (
 from rcptguard.sources.addresses import decode_words, header_fields, header_text
 
 __all__ = ["NOBODY_GREETED", "Greeting", "answers", "greeting_of", "header_addresses", "opening", "spells",
-           "unanswered"]
+           "unanswered", "words_of"]
 
 OPENING_OCTETS = 2048  # of the first text part, decoded: a greeting is on its first lines
 OPENING_SCAN = 262_144  # octets of a message walked to find that part
@@ -182,7 +182,7 @@ def _greeted(line: str) -> Greeting | None:
     return Greeting(last=kept) if title is not None else Greeting(first=kept)
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
     """The words of a local part or display name, folded: ann.lee84 -> ann, lee."""
     return [w for w in (fold(part) for part in re.split(r"[\W\d_]+", text)) if w]
 
@@ -202,10 +202,10 @@ def answers(name: str, address: str, display: str = "", *, last: bool = False) -
     answer. A local part of one word (nmartin, mueller, olga, isaacj) may be anybody's, and a role's (info,
     accounts.payable) everybody's; one of several words answers by a word, a nickname, a word starting with the
     name (nilsm) or an initial (n.martin)."""
-    words = _words(address.rpartition("@")[0])
+    words = words_of(address.rpartition("@")[0])
     if len(words) < 2 or any(w in ROLES for w in words):
         return True
-    said = _words(display)
+    said = words_of(display)
     both = (*words, *said)
     for form in forms(name):
         if form in both or fold(display).startswith(form):
@@ -226,7 +226,7 @@ def spells(name: str, address: str, *, last: bool = False) -> bool:
     """Whether `address` is plainly the address of somebody called `name`: its first word (nils.martin, or a
     nickname's: robert.king for Bob), or the last after a title (nils.martin for Mr Martin). Stricter than
     `answers`: this finds whom the sender meant, `answers` whom a recipient may be."""
-    words = _words(address.rpartition("@")[0])
+    words = words_of(address.rpartition("@")[0])
     if len(words) < 2:
         return False
     return any(words[-1] == form if last else words[0] in aliases(form) for form in forms(name))

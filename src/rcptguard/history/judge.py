@@ -308,11 +308,9 @@ class _Message:
             for other in (self.sender, *self.keys):
                 if other is None or other.rsplit("@", 1)[1] != self.own:
                     continue
-                local = other.rsplit("@", 1)[0]
-                if len(spelled(local)) >= SHORT_NAME:
-                    for form in name_forms(local):
-                        if len(form.rstrip(EXACT)) >= SHORT_NAME:
-                            self.names.setdefault(form, other)
+                for form in name_forms(other.rsplit("@", 1)[0]):
+                    if len(form.rstrip(EXACT)) >= SHORT_NAME:
+                        self.names.setdefault(form, other)
         return self.names
 
     def _domain_slip(self, domain: str, known: DomainFacts) -> Signal | None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rcptguard.domains import MAX_ADDRESS, parse_address
-from rcptguard.history.greeting import ROLES, aliases
+from rcptguard.history.greeting import ROLES, aliases, words_of
 from rcptguard.model import Address, Malformed
 
 __all__ = [
@@ -23,9 +22,7 @@ __all__ = [
     "address_key",
     "colleague_names",
     "guessed",
-    "initial_form",
     "key_of",
-    "last_first",
     "name_forms",
     "named",
     "named_by",
@@ -100,19 +97,6 @@ def _first_last(local: str) -> tuple[str, str]:
     return "", ""
 
 
-def initial_form(local: str) -> str:
-    """first.last as its initial and last name (alee): a personal address's other common form; "" for another
-    shape."""
-    first, last = _first_last(local)
-    return first[:1] + last if first else ""
-
-
-def last_first(local: str) -> str:
-    """first.last with the last name first (leeann): a personal address's third common form; "" for another shape."""
-    first, last = _first_last(local)
-    return last + first
-
-
 def name_forms(local: str) -> tuple[str, ...]:
     """The names an address at the organisation's domain spells, as a personal address of its person would: all the
     letters of the local part (ann.lee: annlee), and for first.last the initial with the last name (alee), the last
@@ -121,7 +105,7 @@ def name_forms(local: str) -> tuple[str, ...]:
     eric.adams as erica, mark.smith as marks, julian.alvarez as juliana, kari.nieminen as karin: a first name of five
     letters at least, not a vowel, s or y for the initial, nor a name the nicknames list knows); none for a role's
     address (sales@, info@, accounts.payable@: its first word or every word a role's), which is nobody's name."""
-    words = _words(local)
+    words = words_of(local)
     if words and (words[0] in ROLES or all(word in ROLES for word in words)):  # (maria.sales is a person)
         return ()
     first, last = _first_last(local)
@@ -132,10 +116,6 @@ def name_forms(local: str) -> tuple[str, ...]:
     if len(first) < 5 or last[:1] not in SHORT_INITIALS or len(aliases(short)) > 1:  # (kari.n: karin, jose.f)
         return whole, first[:1] + last, last + first
     return whole, first[:1] + last, last + first, short + EXACT
-
-
-def _words(local: str) -> list[str]:
-    return [w for w in re.split(r"[\W\d_]+", local.lower()) if w]
 
 
 def colleague_names(addresses: Iterable[str]) -> dict[str, str | None]:
@@ -190,10 +170,10 @@ def guessed(local: str, names: Mapping[str, str | None], *, least: int = NAME_LE
         forms: Iterable[str] = (first[:1] + last, last[:1] + first)
     else:  # word[0] and an ending of NAME_LETTERS - 1 letters or more, the longest first
         word = spelled(local)
-        least = NAME_LETTERS
         forms = (word[0] + word[i:] for i in range(2, len(word) - NAME_LETTERS + 2))
+    shortest = least if first else NAME_LETTERS
     for form in forms:
-        if (len(form) >= least and (who := names.get(form)) is not None
+        if (len(form) >= shortest and (who := names.get(form)) is not None
                 and spelled(who.rpartition("@")[0]) == form):
             return who
     return None
