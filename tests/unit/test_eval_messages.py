@@ -4,10 +4,14 @@ counted, and a malformed line is an error that names it."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+import gzip
 import json
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,23 +110,121 @@ def test_a_new_correspondent_is_known_within_minutes(tmp_path: Path) -> None:
     assert (figures["leaks"], figures["tpr"], figures["clean_held"]) == (1, 1.0, 0)
 
 
-def test_a_malformed_line_is_named(tmp_path: Path) -> None:
-    """A line that is not a message stops the evaluation with its line number, never a traceback."""
+def test_lines_that_are_not_messages_are_skipped_and_named(tmp_path: Path) -> None:
+    """A line that is not a message is skipped, counted and named with its line number and why (never a traceback);
+    the others are judged. A file with no message at all is an error that names its first bad line."""
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"date": "2026-01-01T00:00:00", "sender": "a@org.example", "recipients": [], "leak": null}\n'
-                   '{"date": "yesterday", "sender": "a@org.example", "recipients": []}\n')
+    lines = [b'{"date": "2026-01-01T00:00:00", "sender": "a@org.example", "recipients": ["b@x.com"], "leak": null}',
+             b'{"date": "yesterday", "sender": "a@org.example", "recipients": []}',
+             (b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": ["b@x.com"], '
+              b'"leak": ["b@x.com", "c@x.com"]}'),
+             b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": ["b@x.com", "c@x.com"], "leak": true}',
+             b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": ["b@x.com"], "leak": 0}',
+             b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": ["b@x.com"], "leak": ""}',
+             b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": "b@x.com", "leak": false}',
+             b'{"date": "2026-05-02", "sender": "a@org.\xff", "recipients": ["b@x.com"]}',
+             b'["not", "an", "object"]',
+             b'{"date": "2026-05-02", "recipients": ["b@x.com"]}',
+             b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": ["b@x.com"',
+             b'{"date": 1e300, "sender": "a@org.example", "recipients": ["b@x.com"]}',
+             b'{"date": "2026-05-03", "sender": "a@org.example", "recipients": [7]}']
+    bad.write_bytes(b"\n".join(lines) + b"\n\n")
+    result = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert (figures["trained"], figures["judged"], figures["lines_skipped"]) == (1, 2, 10)
+    assert figures["skipped"] == [
+        {"line": 2, "reason": "date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date"},
+        {"line": 3, "reason": "leak: 2 leaks in one message; give each its own line or name one"},
+        {"line": 4, "reason": "leak: true names no address among 2 recipients"},
+        {"line": 5, "reason": "leak: 0 is not an address"},
+        {"line": 8, "reason": "not UTF-8"},
+        {"line": 9, "reason": "a list, not an object"},
+        {"line": 10, "reason": "no 'sender'"},
+        {"line": 11, "reason": "not JSON (Expecting ',' delimiter at column 75)"},
+        {"line": 12, "reason": "date: 1e+300 is out of range"},
+        {"line": 13, "reason": "recipients: 7 is not an address"}]
+    text = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"]).output
+    assert ("10 lines skipped, not messages (line 2: date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date; "
+            "line 3: leak: 2 leaks in one message; give each its own line or name one; line 4: leak: true names no "
+            "address among 2 recipients and 7 more)") in text
+    bad.write_bytes(lines[1] + b"\n" + lines[9] + b"\n")
     result = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"])
     assert result.exit_code == 1
-    assert "line 2:" in result.output
-    listed = tmp_path / "listed.jsonl"
-    listed.write_text('{"date": "2026-01-01", "sender": "a@x.org", "recipients": ["b@x.com"], "leak": ""}\n'
-                      '{"date": "2026-01-02", "sender": "a@x.org", "recipients": ["b@x.com"], "leak": ["b@x.com"]}\n')
-    result = CliRunner().invoke(main, ["eval-messages", str(listed), "--train-until", "2026-05-01"])
-    assert result.exit_code == 1  # an empty leak is none; a list is not an address
-    assert "line 2: leak: ['b@x.com'] is not an address" in result.output
-    listed.write_text('{"date": "2026-01-01", "sender": "a@x.org", "recipients": ["b@x.com"], "leak": 0}\n')
-    result = CliRunner().invoke(main, ["eval-messages", str(listed), "--train-until", "2026-05-01"])
-    assert "line 1: leak: 0 is not an address" in result.output
+    assert "no message in the file: line 1: date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date" in result.output
+    bad.write_bytes(b'[{"date": "2026-01-01"')
+    result = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"])
+    assert result.exit_code == 1
+    assert "not a JSON array of messages" in result.output
+    bad.write_bytes(b"\x1f\x8b\x08\x00 truncated")
+    result = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+
+
+def test_a_message_may_be_written_in_other_forms(tmp_path: Path) -> None:
+    """The same messages written otherwise give the same figures: dates as a Date: header writes them, in Unix
+    seconds or milliseconds, or as a day alone; the recipients as one header-like string or as "to", "cc" and
+    "bcc"; "from" for the sender; a leak marked `true` on a message of one recipient; the file gzip-compressed,
+    one JSON array, with a byte-order mark or CRLF line ends."""
+    rows = [{"date": f"2026-04-{day:02d}T09:00:00+00:00", "sender": "me@org.example",
+             "recipients": ["a@old.example", "Nils <nils@partner.com>"], "leak": None} for day in range(1, 20)]
+    rows += [{"date": "2026-05-04T09:00:00+00:00", "sender": "me@org.example", "recipients": ["nils@parnter.com"],
+              "leak": "nils@parnter.com", "kind": "domain-slip"},
+             {"date": "2026-05-04T10:00:00+00:00", "sender": "me@org.example",
+              "recipients": ["a@old.example", "nils@partner.com"], "leak": None}]
+
+    def figures(path: Path) -> dict[str, Any]:
+        result = CliRunner().invoke(main, ["eval-messages", str(path), "--train-until", "2026-05-01", "--format",
+                                           "json"])
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.output))
+
+    def written(name: str, change: Callable[[dict[str, Any]], dict[str, Any]], *, end: str = "\n") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(change(dict(row))) + end for row in rows), encoding="utf-8")
+        return path
+
+    def when(row: dict[str, Any]) -> dt.datetime:
+        return dt.datetime.fromisoformat(row["date"])
+
+    plain = figures(written("plain.jsonl", lambda row: row))
+    assert (plain["leaks"], plain["leaks_held"], plain["clean"], plain["lines_skipped"]) == (1, 1, 1, 0)
+    forms = {
+        "header-date": lambda r: {**r, "date": email.utils.format_datetime(when(r))},
+        "seconds": lambda r: {**r, "date": when(r).timestamp()},
+        "milliseconds": lambda r: {**r, "date": int(when(r).timestamp() * 1000)},
+        "day": lambda r: {**r, "date": r["date"][:10]},
+        "string": lambda r: {**r, "recipients": ", ".join(r["recipients"])},
+        "to-cc-bcc": lambda r: {"date": r["date"], "from": r["sender"], "to": r["recipients"][:1],
+                                "cc": r["recipients"][1:], "bcc": None, "leak": r["leak"], "kind": r.get("kind")},
+        "leak-true": lambda r: {**r, "leak": r["leak"] is not None},
+    }
+    for name, change in forms.items():
+        assert figures(written(f"{name}.jsonl", change)) == plain, name
+    assert figures(written("crlf.jsonl", lambda row: row, end="\r\n")) == plain
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "plain.jsonl").read_bytes())
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps(rows, indent=2))
+    packed = tmp_path / "plain.jsonl.gz"
+    packed.write_bytes(gzip.compress((tmp_path / "plain.jsonl").read_bytes()))
+    for path in (bom, array, packed):
+        assert figures(path) == plain, path.name
+
+
+def test_nothing_on_one_side_of_the_cut_is_said(tmp_path: Path) -> None:
+    """A cut after the last message judges nothing, one before the first learns nothing: both are said."""
+    org = tmp_path / "org.jsonl"
+    org.write_text("".join(json.dumps({"date": f"2026-04-{day:02d}", "sender": "me@org.example",
+                                       "recipients": ["a@old.example"], "leak": None}) + "\n" for day in range(1, 9)))
+    text = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-05-01"]).output
+    assert "nothing judged: every message is dated before the cut (2026-04-01 to 2026-04-08)" in text
+    text = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-03-01"]).output
+    assert ("nothing learned: no message is dated before the cut (2026-04-01 to 2026-04-08), every correspondent is "
+            "new") in text
+    text = CliRunner().invoke(main, ["eval-messages", str(org), "--train-until", "2026-04-05"]).output
+    assert "nothing" not in text
 
 
 def test_a_leak_is_found_however_the_file_writes_it(tmp_path: Path) -> None:

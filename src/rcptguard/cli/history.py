@@ -345,7 +345,8 @@ def _date(text: str) -> dt.datetime:
 def eval_messages(messages: Path, train_until: str, config: Path | None, protect: tuple[str, ...],
                   known: tuple[str, ...], known_files: tuple[Path, ...], output: str, explain: Path | None) -> None:
     """Measure history and the odd recipient out on MESSAGES, one JSON object a line: {"date": ISO 8601, "sender":
-    "a@org.example", "recipients": [...], "leak": "address" | null} (and optionally "kind": the kind of leak).
+    "a@org.example", "recipients": [...], "leak": "address" | null} (and optionally "kind": the kind of leak);
+    other common forms are taken too (docs/history.md), and lines that are not messages are skipped and named.
     Prints the share of leaks held or warned, and of clean messages with a recipient held, overall and by kind."""
     from rcptguard.history.evaluate import evaluate, read_messages  # noqa: PLC0415
 
@@ -354,13 +355,17 @@ def eval_messages(messages: Path, train_until: str, config: Path | None, protect
     cut = _cut(train_until)
     try:
         read = read_messages(messages)
-    except (OSError, ValueError) as exc:
+    except (OSError, EOFError, ValueError) as exc:
         raise click.ClickException(f"{messages}: {first_line(exc)}") from None
+    if not read.messages:
+        why = f": line {read.skipped[0][0]}: {read.skipped[0][1]}" if read.skipped else ""
+        raise click.ClickException(f"{messages}: no message in the file{why}")
     try:
         with explain.open("w", encoding="utf-8") if explain else contextlib.nullcontext() as out:
-            result = evaluate(read, cut, policy, loaded.history, explain=_writer(out) if out else None)
+            result = evaluate(read.messages, cut, policy, loaded.history, explain=_writer(out) if out else None)
     except OSError as exc:
         raise click.ClickException(f"{explain}: {first_line(exc)}") from None
+    result.skipped = read.skipped
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return

@@ -16,6 +16,8 @@ recipient is held (a warning is counted apart).
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
+import gzip
 import json
 import math
 from collections import Counter
@@ -36,12 +38,13 @@ from rcptguard.history.settings import HistorySettings
 from rcptguard.model import Action, Malformed, Verdict
 from rcptguard.policy import Policy
 
-__all__ = ["EvalMessage", "Result", "evaluate", "explained", "read_messages"]
+__all__ = ["EvalMessage", "Read", "Result", "evaluate", "explained", "read_messages"]
 
 # When, in the stream's time, the guard's index takes in new correspondents, as the doors do (runtime.Runtime): at
 # most once a `rebuild_interval` after a domain it did not know was let through, and after each reload of history
 # (`[history] reload_seconds`), when correspondents may have faded
 REBUILD = dt.timedelta(seconds=60)
+SHOWN_SKIPPED = 20  # of the lines skipped, how many the JSON names
 RELOAD = dt.timedelta(hours=1)
 
 
@@ -55,34 +58,142 @@ class EvalMessage:
     greeting: Greeting = NOBODY_GREETED  # of the optional "text"
 
 
-def read_messages(path: Path) -> list[EvalMessage]:
-    """The messages of a JSONL file, in date order; ValueError naming the line of a malformed one."""
-    out = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+@dataclass(frozen=True, slots=True)
+class Read:
+    """The messages of a file, in date order, and the lines that could not be read: (line number, why)."""
+    messages: list[EvalMessage]
+    skipped: list[tuple[int, str]]
+
+
+def read_messages(path: Path) -> Read:
+    """The messages of a JSONL file (gzip-compressed or not; a JSON array of them also does), in date order. A line
+    that is not a message (not JSON, not UTF-8, a field missing or of the wrong kind) is skipped and named with the
+    reason; OSError when the file cannot be read."""
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if compressed else path.open("rb")) as handle:
+        data = handle.read().removeprefix(b"\xef\xbb\xbf")
+    rows: Iterable[tuple[int, bytes | Any]]
+    if data.lstrip()[:1] == b"[":
+        try:
+            rows = enumerate(json.loads(data), 1)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"not a JSON array of messages: {exc}") from None
+    else:
+        rows = enumerate(data.splitlines(), 1)
+    messages, skipped = [], []
+    for number, row in rows:
+        if isinstance(row, bytes) and not row.strip():
+            continue
+        try:
+            messages.append(_message(json.loads(row) if isinstance(row, bytes) else row))
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            skipped.append((number, _why(exc)))
+    messages.sort(key=lambda m: m.when)
+    return Read(messages, skipped)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON ({exc.msg} at column {exc.colno})"
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r}"
+    return str(exc)
+
+
+def _message(row: object) -> EvalMessage:
+    if not isinstance(row, dict):
+        raise TypeError(f"a {type(row).__name__}, not an object")
+    recipients = _recipients(row)
+    sender = _field(row, "sender", "from")
+    if not isinstance(sender, str):
+        raise TypeError(f"sender: {sender!r} is not an address")
+    text = row.get("text")
+    return EvalMessage(_when(_field(row, "date", "timestamp")), sender, recipients, _leak(row, recipients),
+                       _kind(row), greeting_of(text) if isinstance(text, str) and text else NOBODY_GREETED)
+
+
+def _field(row: dict[str, Any], name: str, *aliases: str) -> object:
+    for key in (name, *aliases):
+        if key in row:
+            return row[key]
+    raise KeyError(name)
+
+
+def _when(value: object) -> dt.datetime:
+    """A message's date: ISO 8601 (a date alone is its midnight), an RFC 5322 date as in a Date: header, or a Unix
+    time in seconds (or milliseconds); UTC when it names no zone."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise TypeError(f"date: {value!r} is not a date")
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
             try:
-                row = json.loads(line)
-                when = dt.datetime.fromisoformat(row["date"])
-                message = EvalMessage(when if when.tzinfo else when.replace(tzinfo=dt.UTC), str(row["sender"]),
-                                      tuple(str(r) for r in row["recipients"]), _leak(row), row.get("kind"),
-                                      greeting_of(str(row["text"])) if row.get("text") else NOBODY_GREETED)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"line {number}: {exc}") from None
-            out.append(message)
-    out.sort(key=lambda m: m.when)
-    return out
+                when = email.utils.parsedate_to_datetime(value)
+            except (ValueError, TypeError):
+                raise ValueError(f"date: {value!r} is neither ISO 8601 nor an RFC 5322 date") from None
+    else:
+        seconds = value / 1000 if abs(value) > 1e11 else value  # after 1973 in milliseconds, before 5138 in seconds
+        try:
+            when = dt.datetime.fromtimestamp(seconds, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"date: {value!r} is out of range") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def _leak(row: dict[str, Any]) -> str | None:
-    """A line's leak: an address, or none (null, absent or empty)."""
+def _recipients(row: dict[str, Any]) -> tuple[str, ...]:
+    """The recipients: "recipients", or else "to", "cc" and "bcc" together; each a list of addresses (strings, or
+    objects with an "address" or "email") or one string of them separated by commas, as a header writes them."""
+    fields = [row["recipients"]] if "recipients" in row else [row[k] for k in ("to", "cc", "bcc") if k in row]
+    if not fields:
+        raise KeyError("recipients")
+    out: list[str] = []
+    for value in fields:
+        if value is None:
+            continue
+        if isinstance(value, str):
+            out.extend(_header_addresses(value))
+            continue
+        if not isinstance(value, list):
+            raise TypeError(f"recipients: {value!r} is not a list of addresses")
+        for item in value:
+            address = item.get("address", item.get("email")) if isinstance(item, dict) else item
+            if not isinstance(address, str):
+                raise TypeError(f"recipients: {address!r} is not an address")
+            out.append(address)
+    return tuple(out)
+
+
+def _header_addresses(value: str) -> list[str]:
+    """The addresses of a To: header's value, without their display names."""
+    return [address for _name, address in email.utils.getaddresses([value]) if address]
+
+
+def _leak(row: dict[str, Any], recipients: tuple[str, ...]) -> str | None:
+    """A line's leak: an address; none when null, false, absent or empty; `true` (or a list of one address) for a
+    message of one recipient names that one."""
     leak = row.get("leak")
-    if leak is None or leak == "":
+    if leak is None or leak == "" or leak is False or leak == []:
         return None
+    if leak is True and len(recipients) == 1:
+        return recipients[0]
+    if isinstance(leak, list) and len(leak) == 1:
+        leak = leak[0]
+    if leak is True:
+        raise ValueError(f"leak: true names no address among {len(recipients)} recipients")
+    if isinstance(leak, list):
+        raise ValueError(f"leak: {len(leak)} leaks in one message; give each its own line or name one")  # noqa: TRY004 - a value the reader does not take, not a wrong type
     if not isinstance(leak, str):
         raise TypeError(f"leak: {leak!r} is not an address")
     return leak
+
+
+def _kind(row: dict[str, Any]) -> str | None:
+    kind = row.get("kind", row.get("leak_kind"))
+    return None if kind is None else str(kind)
 
 
 @dataclass(slots=True)
@@ -97,6 +208,9 @@ class Result:
     clean_warned: int = 0
     by_signal: Counter[str] = field(default_factory=Counter)  # the signals of clean messages held
     unmatched: int = 0  # leaks naming no recipient of their message (counted as missed)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # lines of the file that are not messages, and why
+    span: tuple[dt.datetime, dt.datetime] | None = None  # the dates of the file's first and last message
+    cut: dt.datetime | None = None
 
     def rate(self, caught: int, total: int) -> float:
         return caught / total if total else 0.0
@@ -126,12 +240,15 @@ class Result:
                 "fpr_interval": self.interval(self.clean_held, self.clean), "clean_held": self.clean_held,
                 "clean_warned": self.clean_warned, "leaks_unmatched": self.unmatched,
                 "clean_warn_rate": round(self.rate(self.clean_warned, self.clean), 4),
-                "kinds": kinds, "false_positive_signals": dict(self.by_signal.most_common())}
+                "kinds": kinds, "false_positive_signals": dict(self.by_signal.most_common()),
+                "lines_skipped": len(self.skipped),
+                "skipped": [{"line": n, "reason": why} for n, why in self.skipped[:SHOWN_SKIPPED]]}
 
     def lines(self) -> Iterator[str]:
         data = self.to_json()
         yield (f"trained on {self.trained:,} messages, judged {self.judged:,}: {data['leaks']:,} leaks, "
                f"{self.clean:,} clean")
+        yield from self._notes()
         low, high = data["tpr_interval"]
         within = f"; 95% interval {low:.1%}–{high:.1%}" if data["leaks"] else ""
         yield (f"leaks held or warned: {data['tpr']:.1%} ({data['leaks_held']:,} held, {data['leaks_warned']:,} "
@@ -148,6 +265,21 @@ class Result:
             yield f"  {kind:<16} {row['tpr']:.1%} of {row['leaks']:,} ({row['held']:,} held, {row['warned']:,} warned)"
         if self.by_signal:
             yield "clean messages held, by signal: " + ", ".join(f"{s} {n}" for s, n in self.by_signal.most_common(8))
+
+
+    def _notes(self) -> Iterator[str]:
+        """What makes the figures mean less than they seem: lines skipped, nothing on one side of the cut."""
+        if self.skipped:
+            shown = "; ".join(f"line {n}: {why}" for n, why in self.skipped[:3])
+            more = f" and {len(self.skipped) - 3:,} more" if len(self.skipped) > 3 else ""
+            yield f"{len(self.skipped):,} lines skipped, not messages ({shown}{more})"
+        if self.span is not None and self.cut is not None:
+            first, last = (d.date().isoformat() for d in self.span)
+            if not self.judged:
+                yield f"nothing judged: every message is dated before the cut ({first} to {last})"
+            elif not self.trained:
+                yield (f"nothing learned: no message is dated before the cut ({first} to {last}), every "
+                       f"correspondent is new")
 
 
 class _Near:
@@ -181,7 +313,7 @@ def evaluate(messages: list[EvalMessage], cut: dt.datetime, policy: Policy, sett
     each judged message that is a leak or has a recipient held or warned, what happened and why (`explained`)."""
     settings = settings or HistorySettings()
     history = MemoryHistory(settings)
-    result = Result()
+    result = Result(span=(messages[0].when, messages[-1].when) if messages else None, cut=cut)
     near = _Near(Guard(policy))
     training = [m for m in messages if m.when < cut]
     for message in training:
