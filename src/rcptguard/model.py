@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -104,6 +105,14 @@ class Address:
 
     def with_domain(self, domain: str) -> str:
         return f"{self.local}@{domain}"
+
+    @property
+    def key(self) -> str:
+        """How rcptguard compares and remembers the address: the local part in lower case (a non-ASCII one made NFC
+        first, as RFC 6532 asks, so `Ünal`, `ünal` and `u` + U+0308 `nal` are one mailbox; `ß` stays `ß`), the
+        domain in A-label form."""
+        local = self.local if self.local.isascii() else unicodedata.normalize("NFC", self.local)
+        return f"{local.lower()}@{self.domain.ascii}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,11 @@ from rcptguard.history import Batch, Counted, HistorySettings, MemoryHistory
 from rcptguard.history import judge as judge_module
 from rcptguard.history import memory as memory_module
 from rcptguard.history.judge import judge_message
+from rcptguard.history.model import key_of
 from rcptguard.history.rules import HELD, near_for, why_not
 from rcptguard.model import Action, Verdict
 from rcptguard.policy import ForceRule, load_policy
+from rcptguard.sources.addresses import normal_address
 from rcptguard.store import Store, utc_now
 from rcptguard.store.history import FEED_KEEP, MirroredHistory, StoreHistory, write_batch
 from rcptguard.store.quarantine import confirmation
@@ -758,3 +760,12 @@ def test_one_runner_at_a_time(tmp_path: Path) -> None:
     pruned = CliRunner().invoke(main, ["known", "prune", "--db", url])
     assert pruned.exit_code == 0, pruned.output
     assert pruned.output.startswith("deleted: 0 from sender_addresses")
+
+
+def test_an_address_is_one_key_however_its_letters_are_written() -> None:
+    """History, the archive readers and eval-messages key an address alike: a non-ASCII local part in lower case and
+    NFC (`Ünal`, `ünal`, `u` + U+0308 `nal` are one mailbox), the domain in A-label form; `ß` is not `ss`."""
+    forms = ["Ünal@Bücher.de", "ünal@xn--bcher-kva.de", "u\u0308nal@bücher.de", "ÜNAL <ÜNAL@BÜCHER.DE>"]
+    assert {key_of(form) for form in forms} == {"ünal@xn--bcher-kva.de"}
+    assert {normal_address(form) for form in forms} == {"ünal@xn--bcher-kva.de"}
+    assert key_of("Straße@x.de") == "straße@x.de" != key_of("strasse@x.de")

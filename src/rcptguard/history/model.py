@@ -37,10 +37,8 @@ SHORT_INITIALS = frozenset("bcdfghjklmnpqrtvwxz")  # a first name and one of the
 
 
 def address_key(address: Address) -> str:
-    """How history names an address, as the archive readers do (`sources.normal_address`): the local part
-    lower-cased when it is ASCII, the domain in A-label form."""
-    local = address.local.lower() if address.local.isascii() else address.local
-    return f"{local}@{address.domain.ascii}"
+    """How history names an address, as the archive readers do (`sources.normal_address`): `Address.key`."""
+    return address.key
 
 
 def sender_key(sender: str) -> str | None:

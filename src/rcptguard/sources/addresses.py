@@ -32,8 +32,7 @@ def normal_address(raw: str) -> str | None:
     parsed = parse_address(raw)
     if not isinstance(parsed, Address):
         return None
-    local = parsed.local.lower() if parsed.local.isascii() else parsed.local
-    return f"{local}@{parsed.domain.ascii}"
+    return parsed.key
 
 
 def _plain_items(value: str) -> list[str] | None:
