@@ -365,15 +365,21 @@ def test_release_of_a_person_doubted_asks_for_the_person_not_the_domain(client: 
                                                       confirm_domain="OLGA.SMITH@Partner.com."))
     redirected_to_page(done, token)
     assert quarantine.require(again[0].id).state == "released"
-    # what the page shows can be typed: a quoted local part without its quotes, a format character (a bidi control,
-    # a zero-width space: shown marked) left out
+    # what the page shows can be typed: a quoted local part without its quotes, a character that shows nothing (a
+    # bidi control, a zero-width space, a variation selector: shown marked) left out
     for n, (address, typed) in enumerate([('"olga smith"@partner.com', "olga smith"),
                                           ('"olga smith"@partner.com', '"Olga Smith"@partner.com'),
                                           ("olga\u202e.smith@partner.com", "olga.smith"),
                                           ("olga\u200b.smith@partner.com", "olga.smith@partner.com"),
+                                          ("olga\ufe0f.smith@partner.com", "olga.smith"),
+                                          ("olga\U000e0100.smith@partner.com", "Olga.Smith"),
                                           ("stra\u00dfe@partner.com", "STRASSE".lower().replace("ss", "\u00df"))]):
         odd = hold_message(quarantine, dataclasses.replace(person, address=address), content=message(marker=f"o{n}"))
         token = issue(links, odd)
+        if "\u200b" in address or "\ufe0f" in address:
+            shown = client.get(f"/confirm/{token}").text
+            name = "zero width space" if "\u200b" in address else "variation selector-16"
+            assert f'olga<mark title="an invisible character ({name}), not typed">\ufffd</mark>.smith' in shown
         refused = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain="olga"))
         assert refused.status_code == 422
         done = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain=typed))

@@ -275,14 +275,30 @@ def visible(value: object) -> str:
 
 def marked(value: object) -> Markup:
     """`visible` text with each character that passes for another (a Cyrillic 'а' in a Latin name) in a <mark>
-    that names it: what a person cannot see on screen, the page shows."""
+    that names it, and each one that shows nothing (a zero-width space, a variation selector) as a marked U+FFFD:
+    what a person cannot see on screen, the page shows."""
     text = visible(value)
     chars = {f.char: f for f in lookalike.foreign(text)}
-    if not chars:
+    if not chars and not any(_invisible(ch) for ch in text):
         return Markup.escape(text)
-    return Markup("").join(
-        Markup('<mark title="{}">{}</mark>').format(f"{chars[ch].script}: {chars[ch].name.lower()}", ch)
-        if ch in chars else Markup.escape(ch) for ch in text)
+    return Markup("").join(_marked_char(ch, chars) for ch in text)
+
+
+def _marked_char(ch: str, chars: dict[str, lookalike.Foreign]) -> Markup:
+    if ch in chars:
+        return Markup('<mark title="{}">{}</mark>').format(f"{chars[ch].script}: {chars[ch].name.lower()}", ch)
+    if _invisible(ch):
+        name = unicodedata.name(ch, f"U+{ord(ch):04X}").lower()
+        return Markup('<mark title="{}">\ufffd</mark>').format(f"an invisible character ({name}), not typed")
+    return Markup.escape(ch)
+
+
+def _invisible(ch: str) -> bool:
+    """A character that shows nothing and that nobody types: a format character (Cf) or a variation selector."""
+    return unicodedata.category(ch) == "Cf" or _VARIATION.fullmatch(ch) is not None
+
+
+_VARIATION = re.compile("[\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 
 
 def printable(value: Any) -> Any:  # noqa: ANN401 - any JSON value
@@ -323,8 +339,9 @@ def confirms(typed: str, hold: Hold) -> bool:
 
 def _comparable(text: str) -> str:
     """Text as a sender can type what the page shows of it: NFC, lower case (not case folded: straße is not
-    strasse), without format characters (a bidi control, a zero-width space: nobody can type them)."""
-    return "".join(c for c in unicodedata.normalize("NFC", text) if unicodedata.category(c) != "Cf").lower()
+    strasse), without the characters that show nothing (a bidi control, a zero-width space, a variation selector:
+    nobody can type them)."""
+    return "".join(c for c in unicodedata.normalize("NFC", text) if not _invisible(c)).lower()
 
 
 def _unquoted(local: str) -> str:
