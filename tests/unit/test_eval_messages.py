@@ -273,3 +273,15 @@ def test_a_rate_comes_with_its_interval() -> None:
     lines = list(Result(clean=100_000).lines())
     assert "leaks held or warned: 0.0% (0 held, 0 warned)" in lines  # no leak: no interval
     assert "clean messages with a recipient held: 0.00% (0; at most 0.004% at 95%); warned: 0.0% (0)" in lines
+
+
+def test_without_a_cut_two_thirds_are_learned(tmp_path: Path) -> None:
+    """No --train-until: the first two thirds of the messages are learned and the rest judged, and the date is said."""
+    org = tmp_path / "org.jsonl"
+    org.write_text("".join(json.dumps({"date": f"2026-04-{day:02d}", "sender": "me@org.example",
+                                       "recipients": ["a@old.example"], "leak": None}) + "\n" for day in range(1, 10)))
+    result = CliRunner().invoke(main, ["eval-messages", str(org)])
+    assert result.exit_code == 0, result.output
+    assert "trained on 6 messages, judged 3: 0 leaks, 3 clean" in result.output
+    assert ("no --train-until: learning from the first two thirds of the messages, those before "
+            "2026-04-07T00:00:00+00:00") in result.output

@@ -335,14 +335,15 @@ def _date(text: str) -> dt.datetime:
 
 @click.command("eval-messages")
 @click.argument("messages", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--train-until", "train_until", required=True, metavar="DATE",
-              help="Learn from the messages before this date (YYYY-MM-DD or ISO 8601), judge the rest.")
+@click.option("--train-until", "train_until", metavar="DATE",
+              help="Learn from the messages before this date (YYYY-MM-DD or ISO 8601), judge the rest. By default "
+                   "the first two thirds of the messages are learned.")
 @detection_options
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--explain", type=click.Path(dir_okay=False, writable=True, path_type=Path), metavar="FILE",
               help="Write, one JSON object a line, each judged leak (held, warned or missed) and each clean message "
                    "with a recipient held or warned, with every such recipient's verdict, signals and reason.")
-def eval_messages(messages: Path, train_until: str, config: Path | None, protect: tuple[str, ...],
+def eval_messages(messages: Path, train_until: str | None, config: Path | None, protect: tuple[str, ...],
                   known: tuple[str, ...], known_files: tuple[Path, ...], output: str, explain: Path | None) -> None:
     """Measure history and the odd recipient out on MESSAGES, one JSON object a line: {"date": ISO 8601, "sender":
     "a@org.example", "recipients": [...], "leak": "address" | null} (and optionally "kind": the kind of leak);
@@ -352,7 +353,7 @@ def eval_messages(messages: Path, train_until: str, config: Path | None, protect
 
     loaded = build_config(config)
     policy = build_policy(loaded, protect, known, known_files)
-    cut = _cut(train_until)
+    cut = _cut(train_until) if train_until is not None else None
     try:
         read = read_messages(messages)
     except (OSError, EOFError, ValueError) as exc:
@@ -360,6 +361,10 @@ def eval_messages(messages: Path, train_until: str, config: Path | None, protect
     if not read.messages:
         why = f": line {read.skipped[0][0]}: {read.skipped[0][1]}" if read.skipped else ""
         raise click.ClickException(f"{messages}: no message in the file{why}")
+    if cut is None:
+        cut = read.messages[len(read.messages) * 2 // 3].when
+        click.echo(f"no --train-until: learning from the first two thirds of the messages, those before "
+                   f"{cut.isoformat()}", err=True)
     try:
         with explain.open("w", encoding="utf-8") if explain else contextlib.nullcontext() as out:
             result = evaluate(read.messages, cut, policy, loaded.history, explain=_writer(out) if out else None)

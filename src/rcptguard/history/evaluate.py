@@ -232,7 +232,8 @@ class Result:
                  for k, n in sorted(self.leaks.items())}
         leaks = self.leaks.total()
         caught = self.held.total() + self.warned.total()
-        return {"trained": self.trained, "judged": self.judged, "leaks": leaks,
+        return {"cut": self.cut.isoformat() if self.cut else None,
+                "trained": self.trained, "judged": self.judged, "leaks": leaks,
                 "tpr": round(self.rate(caught, leaks), 4), "tpr_interval": self.interval(caught, leaks),
                 "leaks_held": self.held.total(),
                 "leaks_warned": self.warned.total(), "clean": self.clean,
