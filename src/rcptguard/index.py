@@ -24,6 +24,9 @@ about 400 MB rather than 2.7 GB, and build in a third of the time (bench/README.
 A typed domain whose top-level label does not exist (`.con`, `.c`, `.com123`) is also read with the real
 suffixes it was probably meant to be (`typos.suffixes.nearest`), so `yahoo.co.ukk` meets `yahoo.co.uk`; and a
 name that is a country code glued to a protected domain (`deibm.com`) is read as that subdomain (`de.ibm.com`).
+Two slips move where the name seems to end, and are looked for apart: a dot left out before an indexed suffix
+(`tetburyco.uk` for `tetbury.co.uk`, `armymil` for `army.mil`: a look-up for each suffix the typed domain ends
+with) and a slip in the first label of a suffix of two labels (`dstl.gv.uk` is also read as `dstl` + `gv.uk`).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ BLOOM_BITS_MAX = 1 << 24  # 2 MiB: a larger filter falls out of the processor's 
 ENTRY_CACHE = 65536  # entries kept made as `Entry` objects (a judgement is remembered for as many domains)
 SUFFIX_FIXES = 3  # real suffixes a non-existent one is read as, at most
 _SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
+MAX_SUFFIX_LABEL = 5  # letters of a label read as a slip of a suffix's first label (gv for gov in gov.uk)
+MAX_SUFFIX_TEXT = 24  # characters of a suffix looked for at the end of a domain typed without its dot
 _COLUMNS = ("_ids", "_idn", "_owner", "_cut", "_count", "_role", "_is_suffix", "_deep", "_slips", "_anagram",
             "_glued", "_bloom")  # the parts of an index that `DomainIndex.add` changes in place (the rest it replaces)
 
@@ -530,6 +535,8 @@ class DomainIndex:
             inner = self._inner_suffix(stem)
             if inner is not None:
                 splits.append((stem[: -len(inner) - 1], f"{inner}.{suffix}"))
+            if "." not in suffix and suffix_depth(tld) > 1 and self._slipped_suffix(stem, suffix):
+                splits.append(split_unicode(domain, 2))  # dstl.gv.uk is dstl + gv.uk, a slip of gov.uk
         reads: list[tuple[str, str, str]] = []  # (labels carried over, name, suffix)
         for stem, suffix in splits:
             if not stem:
@@ -547,7 +554,33 @@ class DomainIndex:
             for candidate in self._around(prefix, stem, suffix, real,
                                           names and not (prefix and stem in self._suffixes), same[stem]):
                 found.setdefault((candidate.intended, candidate.family), candidate)
+        for candidate in self._dot_left_out(domain.unicode, *splits[0]):
+            found.setdefault((candidate.intended, candidate.family), candidate)
         return list(found.values())
+
+    def _slipped_suffix(self, stem: str, tld: str) -> bool:
+        """Whether the typed name's last label and the top-level label are one slip from an indexed suffix of two
+        labels, and are not one themselves: gv.uk for gov.uk (its name then read without that label)."""
+        label = stem[stem.rfind(".") + 1 :]
+        if len(label) > MAX_SUFFIX_LABEL or f"{label}.{tld}" in self._suffixes:
+            return False
+        return any(f"{variant}.{tld}" in self._suffixes for variant in one_edit_variants(label, _SUFFIX_ALPHABET))
+
+    def _dot_left_out(self, typed: str, stem: str, suffix: str) -> Iterator[Candidate]:
+        """An indexed domain with one dot more, before one of its indexed suffixes: the dot that parts the name
+        from its suffix, or the labels of a suffix (tetburyco.uk <- tetbury.co.uk, dstl.govuk <- dstl.gov.uk,
+        armymil <- army.mil). A dot left out inside the name (usmeridianbank.com) is the name index's."""
+        for size in range(1, min(len(typed) - 1, MAX_SUFFIX_TEXT) + 1):
+            cut = len(typed) - size
+            if typed[cut - 1] in ".-" or typed[cut] in ".-" or typed[cut:] not in self._suffixes:
+                continue
+            entry = self._named(f"{typed[:cut]}.{typed[cut:]}")
+            if entry is None:
+                continue
+            edit = single_edit(typed, entry.domain.unicode)
+            if edit is not None:
+                yield Candidate(Family.NAME, typed, entry, entry.domain.unicode, stem, suffix, entry.stem,
+                                entry.suffix, edit, (edit,))
 
     def _inner_suffix(self, stem: str) -> str | None:
         """The suffix of an indexed domain that the typed name ends with, leaving a name before it (com in

@@ -325,3 +325,28 @@ def test_a_guard_replaced_at_a_rebuild_is_freed_at_once() -> None:
     finally:
         if collecting:
             gc.enable()
+
+
+@pytest.mark.parametrize(("address", "intended", "signal"), [
+    ("x@tetburyco.uk", "tetbury.co.uk", "MISSING_DOT"),  # the dot before a suffix of two labels
+    ("x@sheffieldac.uk", "sheffield.ac.uk", "MISSING_DOT"),
+    ("x@ncscgov.uk", "ncsc.gov.uk", "MISSING_DOT"),
+    ("x@gyro-castingsco.uk", "gyro-castings.co.uk", "MISSING_DOT"),
+    ("x@dstl.govuk", "dstl.gov.uk", "MISSING_DOT"),  # the dot inside the suffix
+    ("x@examplecom", "example.com", "MISSING_DOT"),  # the only dot
+    ("x@armymil", "army.mil", "MISSING_DOT"),  # not .army with junk after it
+    ("x@dstl.gv.uk", "dstl.gov.uk", "TLD_SLIP"),  # a slip inside a suffix of two labels, which then is none
+    ("x@mod.giv.uk", "mod.gov.uk", "TLD_SLIP"),
+])
+def test_a_slip_across_the_suffixs_dots_is_held(address: str, intended: str, signal: str) -> None:
+    """A dot left out where the name meets its suffix, or inside a suffix of two labels, and a slip in a suffix's
+    first label (gv.uk for gov.uk) move where the name ends: each is still the slip of the domain it was."""
+    guard = make_guard(protect=("army.mil",), known=("tetbury.co.uk", "sheffield.ac.uk", "ncsc.gov.uk",
+                                                     "gyro-castings.co.uk", "dstl.gov.uk", "example.com",
+                                                     "mod.gov.uk"))
+    verdict = guard.check(address)
+    assert verdict.action is Action.HOLD, verdict.reason
+    assert verdict.intended == intended
+    assert verdict.signals[0].name == signal
+    for fine in ("x@tetbury.co.uk", "x@mail.abc.uk", "x@ac.uk", "x@mail.gv.at", "x@dstl.gov.uk"):
+        assert guard.check(fine).action is Action.PASS, fine
