@@ -108,11 +108,24 @@ class Address:
 
     @property
     def key(self) -> str:
-        """How rcptguard compares and remembers the address: the local part in lower case (a non-ASCII one made NFC
-        first, as RFC 6532 asks, so `Ünal`, `ünal` and `u` + U+0308 `nal` are one mailbox; `ß` stays `ß`), the
-        domain in A-label form."""
-        local = self.local if self.local.isascii() else unicodedata.normalize("NFC", self.local)
-        return f"{local.lower()}@{self.domain.ascii}"
+        """How rcptguard compares and remembers the address: the local part in lower case, the domain in A-label
+        form (`fold_local`)."""
+        return f"{fold_local(self.local)}@{self.domain.ascii}"
+
+
+def fold_local(local: str) -> str:
+    """A local part as one mailbox is written however it is typed: in lower case, and a non-ASCII one in NFC (RFC
+    6532), so `Ünal`, `ünal` and `u` + U+0308 `nal` are one; `ß` stays `ß`. A non-ASCII character that folding
+    would make ASCII (the Kelvin sign's K, U+037E's semicolon, U+0130's dotted i) is another mailbox that looks like
+    an ASCII one, not a way of writing it: such a local part is kept as written."""
+    if local.isascii():
+        return local.lower()
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", local).lower())
+    return local if _ascii_count(folded) > _ascii_count(local) else folded
+
+
+def _ascii_count(text: str) -> int:
+    return sum(1 for c in text if c < "\x80")
 
 
 @dataclass(frozen=True, slots=True)

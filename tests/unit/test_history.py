@@ -769,3 +769,9 @@ def test_an_address_is_one_key_however_its_letters_are_written() -> None:
     assert {key_of(form) for form in forms} == {"ünal@xn--bcher-kva.de"}
     assert {normal_address(form) for form in forms} == {"ünal@xn--bcher-kva.de"}
     assert key_of("Straße@x.de") == "straße@x.de" != key_of("strasse@x.de")
+    assert key_of("\u0394\u03aa\u0301@x.gr") == key_of("\u03b4\u0390@x.gr")  # NFC again after lower case
+    # a character that only looks like an ASCII one is another mailbox, never the ASCII one's history
+    for lookalike, plain in (("\u212aate@x.de", "kate@x.de"), ("\u0130nci@x.de", "i\u0307nci@x.de"),
+                             ("a\u037e@x.de", "a;@x.de")):
+        assert key_of(lookalike) != key_of(plain), lookalike
+        assert normal_address(lookalike) == key_of(lookalike)
