@@ -8,6 +8,7 @@ import datetime as dt
 import email.utils
 import gzip
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from rcptguard.cli import main
@@ -134,24 +136,25 @@ def test_lines_that_are_not_messages_are_skipped_and_named(tmp_path: Path) -> No
     figures = json.loads(result.output)
     assert (figures["trained"], figures["judged"], figures["lines_skipped"]) == (1, 2, 10)
     assert figures["skipped"] == [
-        {"line": 2, "reason": "date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date"},
-        {"line": 3, "reason": "leak: 2 leaks in one message; give each its own line or name one"},
-        {"line": 4, "reason": "leak: true names no address among 2 recipients"},
-        {"line": 5, "reason": "leak: 0 is not an address"},
-        {"line": 8, "reason": "not UTF-8"},
-        {"line": 9, "reason": "a list, not an object"},
-        {"line": 10, "reason": "no 'sender'"},
-        {"line": 11, "reason": "not JSON (Expecting ',' delimiter at column 75)"},
-        {"line": 12, "reason": "date: 1e+300 is out of range"},
-        {"line": 13, "reason": "recipients: 7 is not an address"}]
+        {"at": "line 2", "reason": "date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date with its zone"},
+        {"at": "line 3", "reason": "leak: 2 leaks in one message; give each its own line or name one"},
+        {"at": "line 4", "reason": "leak: true names no address among 2 recipients"},
+        {"at": "line 5", "reason": "leak: 0 is not an address"},
+        {"at": "line 8", "reason": "not UTF-8"},
+        {"at": "line 9", "reason": "a list, not an object"},
+        {"at": "line 10", "reason": "no 'sender'"},
+        {"at": "line 11", "reason": "not JSON (Expecting ',' delimiter at column 75)"},
+        {"at": "line 12", "reason": "date: 1e+300 is out of range"},
+        {"at": "line 13", "reason": "recipients: 7 is not an address"}]
     text = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"]).output
-    assert ("10 lines skipped, not messages (line 2: date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date; "
-            "line 3: leak: 2 leaks in one message; give each its own line or name one; line 4: leak: true names no "
-            "address among 2 recipients and 7 more)") in text
+    assert ("10 skipped as no message (line 2: date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date with its "
+            "zone; line 3: leak: 2 leaks in one message; give each its own line or name one; line 4: leak: true "
+            "names no address among 2 recipients and 7 more)") in text
     bad.write_bytes(lines[1] + b"\n" + lines[9] + b"\n")
     result = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"])
     assert result.exit_code == 1
-    assert "no message in the file: line 1: date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date" in result.output
+    assert ("no message in the file: line 1: date: 'yesterday' is neither ISO 8601 nor an RFC 5322 date with its "
+            "zone") in result.output
     bad.write_bytes(b'[{"date": "2026-01-01"')
     result = CliRunner().invoke(main, ["eval-messages", str(bad), "--train-until", "2026-05-01"])
     assert result.exit_code == 1
@@ -283,5 +286,93 @@ def test_without_a_cut_two_thirds_are_learned(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["eval-messages", str(org)])
     assert result.exit_code == 0, result.output
     assert "trained on 6 messages, judged 3: 0 leaks, 3 clean" in result.output
-    assert ("no --train-until: learning from the first two thirds of the messages, those before "
-            "2026-04-07T00:00:00+00:00") in result.output
+    assert ("no --train-until: learning from the messages dated before 2026-04-07T00:00:00+00:00, 6 of 9 (two "
+            "thirds, as near as their dates allow)") in result.output
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    (b'{"date": 1' + b"0" * 400 + b', "sender": "a@org.example", "recipients": ["b@x.com"]}', "out of range"),
+    (b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": ["b@\xed\xa0\x80.com"]}', "not UTF-8"),
+    (b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": ["b@\\ud800.com"]}', "not UTF-8"),
+    (b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": ["b@x.com"], "leak": "\\ud800"}',
+     "not UTF-8"),
+    (b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": []}', "no recipients"),
+    (b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": null}', "no recipients"),
+    (b'{"date": "2026-05-02", "sender": "a@org.example", "to": null}', "no recipients"),
+    (b'{"date": "2026-05-02", "sender": "a@org.example", "recipients": "nobody at all"}', "no address in"),
+    (b'{"date": "Sat May 02 2026 10:00:00 GMT+0200 (CEST)", "sender": "a@org.example", "recipients": ["b@x.com"]}',
+     "with its zone"),
+    (b'{"date": "Sat, 02 May 2026 10:00:00 +02", "sender": "a@org.example", "recipients": ["b@x.com"]}',
+     "with its zone"),
+    (b'{"date": "Sat, 02 May 2026 10:00:00 CEST", "sender": "a@org.example", "recipients": ["b@x.com"]}',
+     "with its zone"),
+])
+def test_a_line_that_would_be_misread_is_skipped(tmp_path: Path, line: bytes, reason: str) -> None:
+    """A date too large, a lone surrogate (as bytes or as a JSON escape), no recipient, a recipients string with no
+    address, a date whose zone is not one RFC 5322 names: skipped with the reason, never a traceback or a guess."""
+    good = b'{"date": "2026-01-01", "sender": "a@org.example", "recipients": ["b@x.com"], "leak": null}'
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(good + b"\n" + line + b"\n")
+    result = CliRunner().invoke(main, ["eval-messages", str(path), "--train-until", "2026-05-01", "--format", "json",
+                                       "--explain", str(tmp_path / "why.jsonl")])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["lines_skipped"] == 1
+    assert figures["skipped"][0]["at"] == "line 2"
+    assert reason in figures["skipped"][0]["reason"]
+
+
+def test_recipients_written_as_a_header_are_each_an_address(tmp_path: Path) -> None:
+    """A recipients string as Outlook writes it (a display name with a comma), separated by semicolons or spaces:
+    each address is a recipient and nothing else is, whatever the Python's getaddresses does with it."""
+    rows = [{"date": f"2026-04-{day:02d}", "sender": "me@org.example", "recipients": ["a@old.example",
+                                                                                    "j@partner.com"], "leak": None}
+            for day in range(1, 20)]
+    forms = ["Smith, John <j@partner.com>, a@old.example", "a@old.example; j@partner.com",
+             "a@old.example j@partner.com", '"Smith, John" <j@partner.com>;<a@old.example>']
+    rows += [{"date": "2026-05-04", "sender": "me@org.example", "recipients": form, "leak": None} for form in forms]
+    path = tmp_path / "header.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = CliRunner().invoke(main, ["eval-messages", str(path), "--train-until", "2026-05-01", "--format", "json"])
+    figures = json.loads(result.output)
+    assert (figures["judged"], figures["clean_held"], figures["clean_warned"], figures["lines_skipped"]) == (4, 0, 0, 0)
+
+
+def test_a_file_is_read_once_as_a_stream(tmp_path: Path) -> None:
+    """From a pipe (read once: nothing lost to a look at its first bytes), in UTF-16 as PowerShell writes it, as a
+    JSON array over many lines (skipped messages named by their place in it), after a first line that is a list
+    (a header row): the same figures; a corrupt gzip file is an error, not a traceback."""
+    rows = [{"date": f"2026-04-{day:02d}T09:00:00+00:00", "sender": "me@org.example", "recipients": ["a@old.example"],
+             "leak": None} for day in range(1, 29)]
+    rows += [{"date": "2026-05-04T09:00:00+00:00", "sender": "me@org.example", "recipients": ["a@old.exmaple"],
+              "leak": "a@old.exmaple", "kind": "domain-slip"}] * 3
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = ["--train-until", "2026-05-01", "--format", "json"]
+    expected = json.loads(CliRunner().invoke(main, ["eval-messages", str(plain), *args]).output)
+    assert (expected["trained"], expected["leaks_held"]) == (28, 3)
+    piped = subprocess.run(f"cat {plain} | {sys.executable} -c 'from rcptguard.cli import main; main()' "
+                           f"eval-messages /dev/stdin {' '.join(args)}", shell=True, capture_output=True, text=True,
+                           check=False,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout) == expected
+    utf16 = tmp_path / "utf16.jsonl"
+    utf16.write_text(plain.read_text(), encoding="utf-16")
+    headed = tmp_path / "headed.jsonl"
+    headed.write_text('["date", "sender", "recipients", "leak"]\n' + plain.read_text())
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([*rows, {"date": "someday"}], indent=1))
+    someday = "date: 'someday' is neither ISO 8601 nor an RFC 5322 date with its zone"
+    for path, skipped in ((utf16, []), (headed, [{"at": "line 1", "reason": "a list, not an object"}]),
+                          (array, [{"at": "message 32", "reason": someday}])):
+        figures = json.loads(CliRunner().invoke(main, ["eval-messages", str(path), *args]).output)
+        assert figures["skipped"] == skipped, path.name
+        assert {**figures, "skipped": [], "lines_skipped": 0} == expected, path.name
+    corrupt = tmp_path / "corrupt.jsonl.gz"
+    packed = gzip.compress(plain.read_bytes())
+    corrupt.write_bytes(packed[:20] + bytes(len(packed) - 28) + packed[-8:])
+    result = CliRunner().invoke(main, ["eval-messages", str(corrupt), *args])
+    assert result.exit_code == 1
+    assert "Error:" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

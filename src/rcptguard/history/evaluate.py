@@ -18,13 +18,16 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import gzip
+import io
 import json
 import math
+import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from rcptguard.domains import parse_address
 from rcptguard.guard import Guard
@@ -60,41 +63,99 @@ class EvalMessage:
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """The messages of a file, in date order, and the lines that could not be read: (line number, why)."""
+    """The messages of a file, in date order, and what could not be read: (where, why), where "line 5" or, in a
+    file that is one JSON array, "message 5"."""
     messages: list[EvalMessage]
-    skipped: list[tuple[int, str]]
+    skipped: list[tuple[str, str]]
 
 
 def read_messages(path: Path) -> Read:
-    """The messages of a JSONL file (gzip-compressed or not; a JSON array of them also does), in date order. A line
-    that is not a message (not JSON, not UTF-8, a field missing or of the wrong kind) is skipped and named with the
-    reason; OSError when the file cannot be read."""
-    with path.open("rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"
-    with (gzip.open(path, "rb") if compressed else path.open("rb")) as handle:
-        data = handle.read().removeprefix(b"\xef\xbb\xbf")
-    rows: Iterable[tuple[int, bytes | Any]]
-    if data.lstrip()[:1] == b"[":
+    """The messages of a JSONL file, in date order, read as a stream: gzip-compressed or not, UTF-8 (with or without
+    a byte-order mark) or UTF-16; a file that is one JSON array of them also does. A line that is not a message (not
+    JSON, not UTF-8, a field missing or of the wrong kind, no recipient) is skipped and named with the reason;
+    OSError, EOFError or ValueError when the file itself cannot be read."""
+    messages: list[EvalMessage] = []
+    skipped: list[tuple[str, str]] = []
+    with path.open("rb") as raw:  # opened once, and peeked at: a pipe can be read only once
         try:
-            rows = enumerate(json.loads(data), 1)
-        except (ValueError, RecursionError) as exc:
-            raise ValueError(f"not a JSON array of messages: {exc}") from None
-    else:
-        rows = enumerate(data.splitlines(), 1)
-    messages, skipped = [], []
-    for number, row in rows:
-        if isinstance(row, bytes) and not row.strip():
-            continue
-        try:
-            messages.append(_message(json.loads(row) if isinstance(row, bytes) else row))
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            skipped.append((number, _why(exc)))
+            for where, row in _rows(raw):
+                try:
+                    messages.append(_message(row))
+                except (ValueError, KeyError, TypeError, RecursionError) as exc:
+                    skipped.append((where, _why(exc)))
+        except zlib.error as exc:
+            raise ValueError(f"not a readable gzip file: {exc}") from None
     messages.sort(key=lambda m: m.when)
     return Read(messages, skipped)
 
 
+def _rows(raw: BinaryIO) -> Iterator[tuple[str, Any]]:
+    """(where, the text of a line or an object) for each message of the file, blank lines left out."""
+    source = cast("BinaryIO", gzip.GzipFile(fileobj=raw)) if _peek(raw, 2) == b"\x1f\x8b" else raw
+    head = _peek(source, 4)
+    text: io.TextIOWrapper | None = None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and 0 in head[:2]):
+        encoding = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-16-le" if head[1] == 0 else "utf-16-be"
+        text = io.TextIOWrapper(source, encoding=encoding)
+    elif head.startswith(b"\xef\xbb\xbf"):
+        source.read(3)
+    try:
+        yield from _numbered_rows(text if text is not None else source)
+    finally:  # the caller closes the file itself
+        if text is not None:
+            text.detach()
+        if source is not raw:
+            source.close()
+
+
+def _numbered_rows(lines: Iterable[bytes | str]) -> Iterator[tuple[str, Any]]:
+    numbered = _nonblank(lines)
+    first = next(numbered, None)
+    if first is None:
+        return
+    number, line = first
+    if line.lstrip()[:1] in (b"[", "["):  # one JSON array of messages, or a first line that is a list
+        try:
+            whole = json.loads(line)
+        except (ValueError, RecursionError):
+            whole = _array(line, (text for _, text in numbered))
+            yield from ((f"message {n}", row) for n, row in enumerate(whole, 1))
+            return
+        if isinstance(whole, list) and whole and all(isinstance(row, dict) for row in whole):
+            yield from ((f"message {n}", row) for n, row in enumerate(whole, 1))
+        else:
+            yield f"line {number}", line
+    else:
+        yield f"line {number}", line
+    yield from ((f"line {n}", text) for n, text in numbered)
+
+
+def _nonblank(lines: Iterable[bytes | str]) -> Iterator[tuple[int, bytes | str]]:
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield number, line
+
+
+def _array(first: bytes | str, rest: Iterable[bytes | str]) -> list[Any]:
+    """The messages of a file that is one JSON array written over several lines."""
+    parts = [first, *rest]
+    text = b"".join(p if isinstance(p, bytes) else p.encode("utf-8", "surrogatepass") for p in parts)
+    try:
+        whole = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not a JSON array of messages: {exc}") from None
+    if not isinstance(whole, list):
+        raise ValueError("not a JSON array of messages")  # noqa: TRY004 - a file's content, not an argument's type
+    return whole
+
+
+def _peek(handle: BinaryIO, size: int) -> bytes:
+    peek = getattr(handle, "peek", None)
+    return bytes(peek(size)[:size]) if peek is not None else b""
+
+
 def _why(exc: Exception) -> str:
-    if isinstance(exc, UnicodeDecodeError):
+    if isinstance(exc, UnicodeError):
         return "not UTF-8"
     if isinstance(exc, json.JSONDecodeError):
         return f"not JSON ({exc.msg} at column {exc.colno})"
@@ -104,15 +165,27 @@ def _why(exc: Exception) -> str:
 
 
 def _message(row: object) -> EvalMessage:
+    if isinstance(row, bytes):
+        row = row.decode("utf-8")
+    if isinstance(row, str):
+        row = json.loads(row.strip())
     if not isinstance(row, dict):
         raise TypeError(f"a {type(row).__name__}, not an object")
+    when = _when(_field(row, "date", "timestamp"))
+    sender = _text(_field(row, "sender", "from"), "sender")
     recipients = _recipients(row)
-    sender = _field(row, "sender", "from")
-    if not isinstance(sender, str):
-        raise TypeError(f"sender: {sender!r} is not an address")
     text = row.get("text")
-    return EvalMessage(_when(_field(row, "date", "timestamp")), sender, recipients, _leak(row, recipients),
-                       _kind(row), greeting_of(text) if isinstance(text, str) and text else NOBODY_GREETED)
+    return EvalMessage(when, sender, recipients, _leak(row, recipients),
+                       _kind(row), greeting_of(_text(text, "text")) if isinstance(text, str) and text else
+                       NOBODY_GREETED)
+
+
+def _text(value: object, name: str) -> str:
+    """A field that must be a string of UTF-8's characters (JSON can escape a lone surrogate, which is none)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: {value!r} is not an address" if name != "text" else "text: not a string")
+    value.encode("utf-8")  # UnicodeEncodeError (a ValueError): "not UTF-8"
+    return value
 
 
 def _field(row: dict[str, Any], name: str, *aliases: str) -> object:
@@ -122,31 +195,41 @@ def _field(row: dict[str, Any], name: str, *aliases: str) -> object:
     raise KeyError(name)
 
 
+_ZONE = re.compile(r"\s(?:[+-]\d{4}|UT|GMT|Z|[ECMP][SD]T)\s*(?:\([^()]*\))?\s*\Z", re.IGNORECASE)
+
+
 def _when(value: object) -> dt.datetime:
-    """A message's date: ISO 8601 (a date alone is its midnight), an RFC 5322 date as in a Date: header, or a Unix
-    time in seconds (or milliseconds); UTC when it names no zone."""
+    """A message's date: ISO 8601 (a date alone is its midnight), an RFC 5322 date as in a Date: header (with a
+    zone it names as RFC 5322 does: +0200, GMT, EST...), or a Unix time in seconds (or milliseconds); UTC when an
+    ISO date names no zone."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise TypeError(f"date: {value!r} is not a date")
     if isinstance(value, str):
         try:
             when = dt.datetime.fromisoformat(value.strip())
         except ValueError:
+            if _ZONE.search(value) is None:
+                raise ValueError(f"date: {value!r} is neither ISO 8601 nor an RFC 5322 date with its zone") from None
             try:
                 when = email.utils.parsedate_to_datetime(value)
-            except (ValueError, TypeError):
-                raise ValueError(f"date: {value!r} is neither ISO 8601 nor an RFC 5322 date") from None
+            except (ValueError, TypeError, OverflowError):
+                raise ValueError(f"date: {value!r} is neither ISO 8601 nor an RFC 5322 date with its zone") from None
     else:
-        seconds = value / 1000 if abs(value) > 1e11 else value  # after 1973 in milliseconds, before 5138 in seconds
         try:
+            seconds = value / 1000 if abs(value) > 1e11 else value  # after 1973 in milliseconds, before 5138 in s
             when = dt.datetime.fromtimestamp(seconds, dt.UTC)
         except (OverflowError, OSError, ValueError):
             raise ValueError(f"date: {value!r} is out of range") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+_ADDRESS = re.compile(r"""[^\s<>,;:"()\[\]]+@[^\s<>,;:"()\[\]]+""")
+
+
 def _recipients(row: dict[str, Any]) -> tuple[str, ...]:
     """The recipients: "recipients", or else "to", "cc" and "bcc" together; each a list of addresses (strings, or
-    objects with an "address" or "email") or one string of them separated by commas, as a header writes them."""
+    objects with an "address" or "email") or one string of them as a header writes them (separated by commas,
+    semicolons or spaces, display names and all). A message with none is no message."""
     fields = [row["recipients"]] if "recipients" in row else [row[k] for k in ("to", "cc", "bcc") if k in row]
     if not fields:
         raise KeyError("recipients")
@@ -155,21 +238,19 @@ def _recipients(row: dict[str, Any]) -> tuple[str, ...]:
         if value is None:
             continue
         if isinstance(value, str):
-            out.extend(_header_addresses(value))
+            found = _ADDRESS.findall(value)
+            if value.strip() and not found:
+                raise ValueError(f"recipients: no address in {value!r}")
+            out.extend(_text(address, "recipients") for address in found)
             continue
         if not isinstance(value, list):
             raise TypeError(f"recipients: {value!r} is not a list of addresses")
         for item in value:
             address = item.get("address", item.get("email")) if isinstance(item, dict) else item
-            if not isinstance(address, str):
-                raise TypeError(f"recipients: {address!r} is not an address")
-            out.append(address)
+            out.append(_text(address, "recipients"))
+    if not out:
+        raise ValueError("no recipients")
     return tuple(out)
-
-
-def _header_addresses(value: str) -> list[str]:
-    """The addresses of a To: header's value, without their display names."""
-    return [address for _name, address in email.utils.getaddresses([value]) if address]
 
 
 def _leak(row: dict[str, Any], recipients: tuple[str, ...]) -> str | None:
@@ -186,9 +267,7 @@ def _leak(row: dict[str, Any], recipients: tuple[str, ...]) -> str | None:
         raise ValueError(f"leak: true names no address among {len(recipients)} recipients")
     if isinstance(leak, list):
         raise ValueError(f"leak: {len(leak)} leaks in one message; give each its own line or name one")  # noqa: TRY004 - a value the reader does not take, not a wrong type
-    if not isinstance(leak, str):
-        raise TypeError(f"leak: {leak!r} is not an address")
-    return leak
+    return _text(leak, "leak")
 
 
 def _kind(row: dict[str, Any]) -> str | None:
@@ -208,7 +287,7 @@ class Result:
     clean_warned: int = 0
     by_signal: Counter[str] = field(default_factory=Counter)  # the signals of clean messages held
     unmatched: int = 0  # leaks naming no recipient of their message (counted as missed)
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # lines of the file that are not messages, and why
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # what of the file is no message ("line 5"), and why
     span: tuple[dt.datetime, dt.datetime] | None = None  # the dates of the file's first and last message
     cut: dt.datetime | None = None
 
@@ -243,7 +322,7 @@ class Result:
                 "clean_warn_rate": round(self.rate(self.clean_warned, self.clean), 4),
                 "kinds": kinds, "false_positive_signals": dict(self.by_signal.most_common()),
                 "lines_skipped": len(self.skipped),
-                "skipped": [{"line": n, "reason": why} for n, why in self.skipped[:SHOWN_SKIPPED]]}
+                "skipped": [{"at": where, "reason": why} for where, why in self.skipped[:SHOWN_SKIPPED]]}
 
     def lines(self) -> Iterator[str]:
         data = self.to_json()
@@ -271,9 +350,9 @@ class Result:
     def _notes(self) -> Iterator[str]:
         """What makes the figures mean less than they seem: lines skipped, nothing on one side of the cut."""
         if self.skipped:
-            shown = "; ".join(f"line {n}: {why}" for n, why in self.skipped[:3])
+            shown = "; ".join(f"{where}: {why}" for where, why in self.skipped[:3])
             more = f" and {len(self.skipped) - 3:,} more" if len(self.skipped) > 3 else ""
-            yield f"{len(self.skipped):,} lines skipped, not messages ({shown}{more})"
+            yield f"{len(self.skipped):,} skipped as no message ({shown}{more})"
         if self.span is not None and self.cut is not None:
             first, last = (d.date().isoformat() for d in self.span)
             if not self.judged:
