@@ -31,6 +31,7 @@ from rcptguard.store.links import LinkExpired, LinkInvalid, Links, token_hash
 from rcptguard.store.quarantine import HeldRecipient, Hold, Quarantine
 from rcptguard.store.schema import links as links_table
 from rcptguard.web import create_app, csrf_token
+from rcptguard.web.app import marked
 from rcptguard.web.settings import WebSettings
 from tests.conftest import make_guard
 from tests.support.admin import ADMIN, ADMIN_HASH, sign_in, signed_in
@@ -394,6 +395,40 @@ def test_release_of_a_person_doubted_asks_for_the_person_not_the_domain(client: 
         refused = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain=typed))
         assert refused.status_code == 422, address
         assert quarantine.require(odd[0].id).state == "held"
+
+
+def test_what_shows_nothing_is_marked_and_never_confirms_a_lookalike(client: TestClient, quarantine: Quarantine,
+                                                                     links: Links, sink: RecordingSink) -> None:
+    """Every character that shows nothing (Unicode's default-ignorables: a bidi control, a Hangul filler) is marked
+    and named on the page, and one that shows (an Arabic number sign) is not. Typing the marks as copied from the
+    page, or a letter that NFC writes otherwise, confirms; but when the address held and the one suggested differ
+    only by what shows nothing, typing cannot tell them apart, and only "instead" sends."""
+    assert str(marked("olga\u202e.smith")) == ('olga<mark title="an invisible character (right-to-left override), '
+                                               'not typed">\ufffd</mark>.smith')
+    assert "hangul filler" in str(marked("olga\u3164.smith"))
+    assert "<mark" not in str(marked("\u0600123"))
+    base = HeldRecipient(address="x@partner.com", intended="partner.com", suggestion="nils.martin@partner.com",
+                         reason="The message greets Nils.", score=4.0,
+                         signals=[{"name": "ODD_GREETING", "score": 4.0, "evidence": {"doubt": "person"}}])
+    for n, (address, typed) in enumerate([("olga\u200b.smith@partner.com", "olga\ufffd.smith"),
+                                          ("\u0394\u03aa\u0301@partner.com", "\u03b4\u0390")]):
+        odd = hold_message(quarantine, dataclasses.replace(base, address=address), content=message(marker=f"c{n}"))
+        token = issue(links, odd)
+        done = client.post(f"/confirm/{token}", data=form(token, odd[0].id, "release", confirm_domain=typed))
+        redirected_to_page(done, token)
+        assert quarantine.require(odd[0].id).state == "released", address
+    twin = dataclasses.replace(base, address="olga\ufe0f.smith@partner.com", suggestion="olga.smith@partner.com")
+    held = hold_message(quarantine, twin, content=message(marker="twin"))
+    token = issue(links, held)
+    for typed in ("olga.smith", "olga\ufe0f.smith@partner.com", "olga.smith@partner.com"):
+        refused = client.post(f"/confirm/{token}", data=form(token, held[0].id, "release", confirm_domain=typed))
+        assert refused.status_code == 422
+        assert "look the same: typing it cannot tell them apart. Send it to olga.smith@partner.com instead" in (
+            " ".join(refused.text.split()))
+        assert quarantine.require(held[0].id).state == "held"
+    done = client.post(f"/confirm/{token}", data=form(token, held[0].id, "correct"))
+    redirected_to_page(done, token)
+    assert sink.wait_for(3)[-1].rcpt_tos == ("olga.smith@partner.com",)
 
 
 def test_cancel_never_delivers(client: TestClient, quarantine: Quarantine, links: Links,

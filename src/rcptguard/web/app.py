@@ -275,30 +275,36 @@ def visible(value: object) -> str:
 
 def marked(value: object) -> Markup:
     """`visible` text with each character that passes for another (a Cyrillic 'а' in a Latin name) in a <mark>
-    that names it, and each one that shows nothing (a zero-width space, a variation selector) as a marked U+FFFD:
-    what a person cannot see on screen, the page shows."""
-    text = visible(value)
-    chars = {f.char: f for f in lookalike.foreign(text)}
-    if not chars and not any(_invisible(ch) for ch in text):
-        return Markup.escape(text)
-    return Markup("").join(_marked_char(ch, chars) for ch in text)
+    that names it, and each one that shows nothing (a bidi control, a zero-width space, a variation selector: the
+    default-ignorable code points) as a marked U+FFFD that names it: what a person cannot see on screen, the page
+    shows."""
+    raw = str(value)
+    shown = visible(raw)  # a character for a character
+    chars = {f.char: f for f in lookalike.foreign(shown)}
+    if not chars and not any(_invisible(ch) for ch in raw):
+        return Markup.escape(shown)
+    return Markup("").join(_marked_char(ch, seen, chars) for ch, seen in zip(raw, shown, strict=True))
 
 
-def _marked_char(ch: str, chars: dict[str, lookalike.Foreign]) -> Markup:
-    if ch in chars:
-        return Markup('<mark title="{}">{}</mark>').format(f"{chars[ch].script}: {chars[ch].name.lower()}", ch)
+def _marked_char(ch: str, seen: str, chars: dict[str, lookalike.Foreign]) -> Markup:
     if _invisible(ch):
         name = unicodedata.name(ch, f"U+{ord(ch):04X}").lower()
         return Markup('<mark title="{}">\ufffd</mark>').format(f"an invisible character ({name}), not typed")
-    return Markup.escape(ch)
+    if seen in chars:
+        return Markup('<mark title="{}">{}</mark>').format(f"{chars[seen].script}: {chars[seen].name.lower()}", seen)
+    return Markup.escape(seen)
 
 
 def _invisible(ch: str) -> bool:
-    """A character that shows nothing and that nobody types: a format character (Cf) or a variation selector."""
-    return unicodedata.category(ch) == "Cf" or _VARIATION.fullmatch(ch) is not None
+    """A character that shows nothing: Unicode's Default_Ignorable_Code_Point (bidi controls, zero-width
+    characters, variation selectors, Hangul fillers, tags...)."""
+    return _IGNORABLE.fullmatch(ch) is not None
 
 
-_VARIATION = re.compile("[\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef]")
+# Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt; Python's unicodedata does not carry it)
+_IGNORABLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+                        "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
 
 
 def printable(value: Any) -> Any:  # noqa: ANN401 - any JSON value
@@ -326,6 +332,8 @@ def confirms(typed: str, hold: Hold) -> bool:
     right (the local part, olga.smith, or the whole address; case aside)."""
     if not hold.about_person:
         return same_domain(typed, domain_of(hold.recipient))
+    if indistinct(hold):
+        return False
     typed = _comparable(typed.strip())
     local, _, domain = hold.recipient.rpartition("@")
     locals_ = {_comparable(local), _comparable(_unquoted(local))} - {""}
@@ -337,11 +345,21 @@ def confirms(typed: str, hold: Hold) -> bool:
     return bool(at) and typed_local in locals_ and same_domain(typed_domain, domain)
 
 
+def indistinct(hold: Hold) -> bool:
+    """Whether the address held as possibly the wrong person and the one suggested are the same when typed (one has
+    a character that shows nothing): typing it would say nothing of which of the two was meant."""
+    if not hold.about_person or not hold.suggestion:
+        return False
+    return (domain_of(hold.suggestion) == domain_of(hold.recipient)
+            and _comparable(_unquoted(local_of(hold.suggestion))) == _comparable(_unquoted(local_of(hold.recipient))))
+
+
 def _comparable(text: str) -> str:
     """Text as a sender can type what the page shows of it: NFC, lower case (not case folded: straße is not
     strasse), without the characters that show nothing (a bidi control, a zero-width space, a variation selector:
-    nobody can type them)."""
-    return "".join(c for c in unicodedata.normalize("NFC", text) if not _invisible(c)).lower()
+    nobody can type them) and without the U+FFFD the page shows for them (a copy of what it shows)."""
+    kept = "".join(c for c in unicodedata.normalize("NFC", text) if not _invisible(c) and c != "\ufffd")
+    return unicodedata.normalize("NFC", kept.lower())
 
 
 def _unquoted(local: str) -> str:
@@ -548,6 +566,10 @@ class Web:
         if held and action == "release" and not confirms(confirm_domain, current):
             asked = local_of(current.recipient) if current.about_person else domain_of(current.recipient)
             error = f"To send it anyway, type {visible(asked)} exactly. Nothing was sent."
+            if indistinct(current):
+                error = (f"{visible(current.recipient)} and {visible(current.suggestion)} look the same: typing it "
+                         f"cannot tell them apart. Send it to {visible(current.suggestion)} instead, or ask your "
+                         f"administrator. Nothing was sent.")
             return self.confirm_page(request, info, 422, {hold_id: error})
         if action not in ("cancel", "correct", "release"):
             raise PageError(400, "Please choose what to do",
