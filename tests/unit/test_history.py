@@ -776,24 +776,3 @@ def test_an_address_is_one_key_however_its_letters_are_written() -> None:
         assert key_of(lookalike) != key_of(plain), lookalike
         assert normal_address(lookalike) == key_of(lookalike)
 
-
-def test_a_colleague_at_the_organisations_other_domain_is_a_colleague_on_the_message() -> None:
-    """An organisation with two domains (a rebrand: millbrook.co.uk, millbrook-eng.com, both protected): a message from
-    one domain to a colleague at the other and to that colleague's personal address warns of the personal address,
-    as it does when both are at the sender's domain; a domain that is not protected names no colleague."""
-    history = MemoryHistory()
-    batch = Batch()
-    for day in range(10):
-        batch.message("dyoung@millbrook.co.uk", to("david.johnston@millbrook-eng.com", "bob@partner.com"),
-                      NOW - day * DAY)
-    history.record(batch)
-    engine = Guard(load_policy().with_domains(protect=("millbrook-eng.com", "millbrook.co.uk")),
-                   learned=history.learned(NOW))
-    verdicts = judge_message(engine, "dyoung@millbrook.co.uk",
-                             ["david.johnston@millbrook-eng.com", "davidjohnston@icloud.com"], history, now=NOW)
-    assert verdicts[1].signal("ODD_PERSONAL") is not None
-    assert "personal address of david.johnston@millbrook-eng.com" in verdicts[1].reason
-    engine = Guard(load_policy().with_domains(protect=("millbrook.co.uk",)), learned=history.learned(NOW))
-    verdicts = judge_message(engine, "dyoung@millbrook.co.uk",
-                             ["david.johnston@millbrook-eng.com", "davidjohnston@icloud.com"], history, now=NOW)
-    assert verdicts[1].signal("ODD_PERSONAL") is None

@@ -101,8 +101,7 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
     me = sender_key(sender)
     present = [k for k in keys if k is not None]
     facts = history.facts(me, present, now)
-    ours = {v.domain_ascii for v in verdicts if v.domain_ascii and v.signal("PROTECTED_DOMAIN") is not None}
-    message = _Message(facts, present, settings, policy, now, me, partial=last_only, ours=ours)
+    message = _Message(facts, present, settings, policy, now, me, partial=last_only)
     message.prepare()
     if greeting and me is not None and not last_only:
         shown = {key: name for a, name in (displays or {}).items() if (key := key_of(a)) is not None}
@@ -139,7 +138,6 @@ class _Message:
     names: dict[str, str] | None = None  # a name spelled (annlee, alee) -> the sender or colleague: `_names`
     present: set[str] = field(default_factory=set)  # the message's recipients
     greeted: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # recipient -> name, meant, messages
-    ours: set[str] = field(default_factory=set)  # the recipients' domains that are protected: the organisation's too
 
     def prepare(self) -> None:
         unique = dict.fromkeys(self.keys)
@@ -304,13 +302,11 @@ class _Message:
                     f"is {colleague} the address you meant?", colleague=colleague, like=colleague)
 
     def _names(self) -> dict[str, str]:
-        """The names the sender and the colleagues on this message spell (worked out once, when first wanted): at the
-        sender's domain or at a protected one (an organisation's other domain: david.johnston@millbrook-eng.com on a
-        message from millbrook.co.uk)."""
+        """The names the sender and the colleagues on this message spell (worked out once, when first wanted)."""
         if self.names is None:
             self.names = {}
             for other in (self.sender, *self.keys):
-                if other is None or ((domain := other.rsplit("@", 1)[1]) != self.own and domain not in self.ours):
+                if other is None or other.rsplit("@", 1)[1] != self.own:
                     continue
                 for form in name_forms(other.rsplit("@", 1)[0]):
                     if len(form.rstrip(EXACT)) >= SHORT_NAME:
