@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import itertools
 import os
 import weakref
 from array import array
@@ -67,6 +68,8 @@ SUFFIX_FIXES = 3  # real suffixes a non-existent one is read as, at most
 _SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
 MAX_SUFFIX_LABEL = 5  # letters of a label read as a slip of a suffix's first label (gv for gov in gov.uk)
 MAX_SUFFIX_TEXT = 24  # characters of a suffix looked for at the end of a domain typed without its dot
+GLUED_POPULAR = 6  # letters a popular provider's name needs before it is read glued to its suffix (hotmailco.uk)
+GLUED_WHOLE = 3  # letters a name needs before it is read glued to a protected whole suffix (armymil)
 _COLUMNS = ("_ids", "_idn", "_owner", "_cut", "_count", "_role", "_is_suffix", "_deep", "_slips", "_anagram",
             "_glued", "_bloom")  # the parts of an index that `DomainIndex.add` changes in place (the rest it replaces)
 
@@ -535,8 +538,6 @@ class DomainIndex:
             inner = self._inner_suffix(stem)
             if inner is not None:
                 splits.append((stem[: -len(inner) - 1], f"{inner}.{suffix}"))
-            if "." not in suffix and suffix_depth(tld) > 1 and self._slipped_suffix(stem, suffix):
-                splits.append(split_unicode(domain, 2))  # dstl.gv.uk is dstl + gv.uk, a slip of gov.uk
         reads: list[tuple[str, str, str]] = []  # (labels carried over, name, suffix)
         for stem, suffix in splits:
             if not stem:
@@ -554,33 +555,62 @@ class DomainIndex:
             for candidate in self._around(prefix, stem, suffix, real,
                                           names and not (prefix and stem in self._suffixes), same[stem]):
                 found.setdefault((candidate.intended, candidate.family), candidate)
-        for candidate in self._dot_left_out(domain.unicode, *splits[0]):
+        extra = self._dot_left_out(domain.unicode, *splits[0])
+        if "." not in splits[0][1] and suffix_depth(tld) > 1:
+            extra = itertools.chain(extra, self._suffix_label_slips(domain.unicode))
+        for candidate in extra:
             found.setdefault((candidate.intended, candidate.family), candidate)
         return list(found.values())
 
-    def _slipped_suffix(self, stem: str, tld: str) -> bool:
-        """Whether the typed name's last label and the top-level label are one slip from an indexed suffix of two
-        labels, and are not one themselves: gv.uk for gov.uk (its name then read without that label)."""
-        label = stem[stem.rfind(".") + 1 :]
-        if len(label) > MAX_SUFFIX_LABEL or f"{label}.{tld}" in self._suffixes:
-            return False
-        return any(f"{variant}.{tld}" in self._suffixes for variant in one_edit_variants(label, _SUFFIX_ALPHABET))
+    def _suffix_label_slips(self, typed: str) -> Iterator[Candidate]:
+        """A slip in the first label of a two-label suffix, which leaves the typed domain under no such suffix at all
+        (dstl.gv.uk, mod.giv.uk for gov.uk): the domain with that label mended, looked up whole (an indexed domain,
+        or one under a protected whole suffix). Only such whole domains: the name read with the mended suffix is
+        never searched for slips of its own."""
+        labels = typed.split(".")
+        label, tld = labels[-2] if len(labels) > 2 else "", labels[-1]
+        slipped = f"{label}.{tld}"
+        if not label or len(label) > MAX_SUFFIX_LABEL or slipped in self._suffixes:
+            return
+        stem = ".".join(labels[:-2])
+        for entry in map(self._entry, self._slips.get(to_ascii(slipped), ())):  # gv.uk <- gov.uk, protected
+            if "." in entry.domain.unicode:
+                yield Candidate(Family.SUFFIX, typed, entry, f"{stem}.{entry.domain.unicode}", stem, slipped, stem,
+                                entry.domain.unicode)
+        for variant in one_edit_variants(label, _SUFFIX_ALPHABET):
+            suffix = f"{variant}.{tld}"
+            named = self._named(f"{stem}.{suffix}") if suffix in self._suffixes else None
+            if named is not None:
+                yield Candidate(Family.SUFFIX, typed, named, named.domain.unicode, stem, slipped, named.stem,
+                                named.suffix)
 
     def _dot_left_out(self, typed: str, stem: str, suffix: str) -> Iterator[Candidate]:
-        """An indexed domain with one dot more, before one of its indexed suffixes: the dot that parts the name
-        from its suffix, or the labels of a suffix (tetburyco.uk <- tetbury.co.uk, dstl.govuk <- dstl.gov.uk,
-        armymil <- army.mil). A dot left out inside the name (usmeridianbank.com) is the name index's."""
+        """An indexed domain with one dot more, before one of its indexed suffixes or a protected whole suffix: the
+        dot that parts the name from its suffix, or the labels of a suffix (tetburyco.uk <- tetbury.co.uk,
+        dstl.govuk <- dstl.gov.uk, armymil <- army.mil). A popular provider's name needs `GLUED_POPULAR` letters
+        (zenco.uk is a name of its own, not zen.co.uk). A dot left out inside the name (usmeridianbank.com) is the
+        name index's."""
         for size in range(1, min(len(typed) - 1, MAX_SUFFIX_TEXT) + 1):
             cut = len(typed) - size
-            if typed[cut - 1] in ".-" or typed[cut] in ".-" or typed[cut:] not in self._suffixes:
+            if typed[cut - 1] in ".-" or typed[cut] in ".-":
                 continue
-            entry = self._named(f"{typed[:cut]}.{typed[cut:]}")
+            name, tail = typed[:cut], typed[cut:]
+            label = name[name.rfind(".") + 1 :]
+            entry = self._named(f"{name}.{tail}") if tail in self._suffixes else None
+            if entry is not None and entry.role is Role.POPULAR and len(label) < GLUED_POPULAR:
+                continue
+            if entry is None and len(label) >= GLUED_WHOLE:
+                entry = self._whole_suffix(tail)
             if entry is None:
                 continue
-            edit = single_edit(typed, entry.domain.unicode)
+            edit = single_edit(typed, f"{name}.{tail}")
             if edit is not None:
-                yield Candidate(Family.NAME, typed, entry, entry.domain.unicode, stem, suffix, entry.stem,
-                                entry.suffix, edit, (edit,))
+                yield Candidate(Family.NAME, typed, entry, f"{name}.{tail}", stem, suffix, name, tail, edit, (edit,))
+
+    def _whole_suffix(self, suffix: str) -> Entry | None:
+        """The protected or known whole suffix (mil, gov.uk) that `suffix` is, if any."""
+        i = self._ids.get(to_ascii(suffix))
+        return self._entry(i) if i is not None and self._is_suffix[i] else None
 
     def _inner_suffix(self, stem: str) -> str | None:
         """The suffix of an indexed domain that the typed name ends with, leaving a name before it (com in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rcptguard.countries import describe_tld
+from rcptguard.domains import is_public_suffix, to_ascii
 from rcptguard.index import Entry
 from rcptguard.model import Domain, Role, Signal
 
@@ -15,6 +16,8 @@ _TLD_SLIP_WORDS = {
 
 
 def _suffix_note(suffix: str) -> str:
+    if "." in suffix and not is_public_suffix(to_ascii(suffix)):  # gv.uk for gov.uk: a name under .uk, no suffix
+        return f".{suffix} is no public suffix"
     described = describe_tld(suffix)
     return f".{suffix} is {described}" if described else f".{suffix} is another suffix"
 

@@ -350,3 +350,32 @@ def test_a_slip_across_the_suffixs_dots_is_held(address: str, intended: str, sig
     assert verdict.signals[0].name == signal
     for fine in ("x@tetbury.co.uk", "x@mail.abc.uk", "x@ac.uk", "x@mail.gv.at", "x@dstl.gov.uk"):
         assert guard.check(fine).action is Action.PASS, fine
+    assert ".gv.uk is no public suffix, one letter short of .gov.uk" in guard.check("x@dstl.gv.uk").reason
+
+
+def test_a_protected_whole_suffix_is_met_across_its_dots() -> None:
+    """With gov.uk or mil protected as whole suffixes, a dot left out before them and a slip in gov.uk's first label
+    are held as slips of the domain under them; a name of two letters glued to one is not read so."""
+    guard = make_guard(protect=("gov.uk", "mil"))
+    for address, intended, signal in (("x@dstl.gv.uk", "dstl.gov.uk", "TLD_SLIP"),
+                                      ("x@ncscgov.uk", "ncsc.gov.uk", "MISSING_DOT"),
+                                      ("x@armymil", "army.mil", "MISSING_DOT"),
+                                      ("x@navymil", "navy.mil", "MISSING_DOT")):
+        verdict = guard.check(address)
+        assert (verdict.action, verdict.intended, verdict.signals[0].name) == (Action.HOLD, intended, signal), address
+    assert guard.check("x@ukgov.uk").action is Action.PASS
+
+
+def test_reading_a_slipped_suffix_loses_no_slip_and_invents_none() -> None:
+    """The second reading of a domain (its name and a two-label suffix mended) only ever offers a whole indexed
+    domain: the name-slips of the first reading still count (mail.oo.jp is mail.goo.jp, mail.col.uk is mail.cole.uk,
+    though mail.com makes `mail` a known name), and no other domain of the same name is offered for a suffix one slip
+    from a popular one (acme.eco.uk is not acme.com). A popular provider's short name glued to its suffix is a name
+    of its own (zenco.uk is not zen.co.uk)."""
+    guard = make_guard(protect=("acme.com",), known=("cole.uk", "mail.com"))
+    assert guard.check("x@mail.oo.jp").intended == "mail.goo.jp"
+    assert guard.check("x@mail.col.uk").intended == "mail.cole.uk"
+    for fine in ("x@acme.eco.uk", "x@mail.neto.au", "x@zenco.uk", "x@sparkco.nz", "x@hanaor.jp", "x@adamcom.au"):
+        assert guard.check(fine).action is Action.PASS, fine
+    assert guard.check("x@poczta.onet.il").intended != "poczta.fm"
+    assert guard.check("x@hotmailco.uk").intended == "hotmail.co.uk"

@@ -12,6 +12,7 @@ from rcptguard.index import Candidate
 from rcptguard.model import Signal
 from rcptguard.typos.edits import Edit, Op
 from rcptguard.typos.slips import VOWELS, describe, is_bitflip, is_lookalike, is_repetition, keyboard_layouts
+from rcptguard.typos.suffixes import country_codes
 
 
 def _signal(name: str, c: Candidate, edit: Edit, detail: str | None = None) -> Signal:
@@ -43,6 +44,8 @@ def glued_prefix(c: Candidate) -> Signal | None:
     if edit is None or c.intended_stem == c.target.stem or edit.was != ".":
         return None
     label = c.intended_stem.split(".", 1)[0]
+    if label not in country_codes():  # another dot left out is MISSING_DOT (armymil, dstl.govuk)
+        return None
     return Signal("GLUED_PREFIX", {"typed": c.typed, "likely": c.intended, "edit": edit.op.value,
                                    "detail": f"the dot after {label!r} is missing"})
 
