@@ -67,11 +67,11 @@ ENTRY_CACHE = 65536  # entries kept made as `Entry` objects (a judgement is reme
 SUFFIX_FIXES = 3  # real suffixes a non-existent one is read as, at most
 _SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
 MAX_SUFFIX_LABEL = 5  # letters of a label read as a slip of a suffix's first label (gv for gov in gov.uk)
-MAX_SUFFIX_TEXT = 24  # characters of a suffix looked for at the end of a domain typed without its dot
 GLUED_POPULAR = 6  # letters a popular provider's name needs before it is read glued to its suffix (hotmailco.uk)
 GLUED_WHOLE = 3  # letters a name needs before it is read glued to a protected whole suffix (armymil)
+# the parts of an index that `DomainIndex.add` changes in place (the rest it replaces)
 _COLUMNS = ("_ids", "_idn", "_owner", "_cut", "_count", "_role", "_is_suffix", "_deep", "_slips", "_anagram",
-            "_glued", "_bloom")  # the parts of an index that `DomainIndex.add` changes in place (the rest it replaces)
+            "_glued", "_bloom", "_wholes")
 
 
 _ROLES = {int(role): role for role in Role}  # a dictionary look-up, quicker than calling the enum
@@ -311,6 +311,7 @@ class DomainIndex:
         self._slips: dict[str, tuple[int, ...]] = {}
         self._anagram: dict[str, tuple[int, ...]] = {}
         self._glued: dict[str, Entry] = {}  # each country code glued to each protected name: deibm.com
+        self._wholes: set[str] = set()  # the whole suffixes indexed (mil, gov.uk)
         self._real = real_tlds()
         neighbourhood()  # the real suffixes' own look-up table, made now rather than in the first check
         self._country_codes = country_codes()
@@ -355,11 +356,13 @@ class DomainIndex:
         self._skeleton: _Table | _Grown = _Table(_int64(skeleton_hashes), named_ids, n)
         self._suffixes = frozenset(unicode[i][cut[i] + 1 :] if cut[i] else unicode[i]
                                    for i in range(n) if not is_suffix[i])  # com, co.uk, ...
+        self._tails = _tails(self._suffixes, self._wholes)
 
     # What `_build` and `_index_from` both do for an entry, on their rarer paths.
 
     def _index_suffix(self, i: int) -> None:
         """A whole suffix (`mil`): its one-edit variants lead to it (`ml`)."""
+        self._wholes.add(self._unicode[i])
         for variant in one_edit_variants(self._ascii[i], _SUFFIX_ALPHABET):
             _add(self._slips, variant, i)
 
@@ -439,6 +442,7 @@ class DomainIndex:
         self._near, self._by_stem, self._skeleton = (_grow(self._near, near), _grow(self._by_stem, stems),
                                                      _grow(self._skeleton, looks))
         self._suffixes = frozenset(suffixes)
+        self._tails = _tails(self._suffixes, self._wholes)
 
     def _strong(self) -> npt.NDArray[np.bool_]:
         """The entries indexed two edits deep (if their name is long enough): every protected and popular one,
@@ -590,16 +594,16 @@ class DomainIndex:
         dstl.govuk <- dstl.gov.uk, armymil <- army.mil). A popular provider's name needs `GLUED_POPULAR` letters
         (zenco.uk is a name of its own, not zen.co.uk). A dot left out inside the name (usmeridianbank.com) is the
         name index's."""
-        for size in range(1, min(len(typed) - 1, MAX_SUFFIX_TEXT) + 1):
-            cut = len(typed) - size
-            if typed[cut - 1] in ".-" or typed[cut] in ".-":
+        for tail in self._tails.get(typed[-2:], ()):  # the suffixes the typed domain ends with, glued or not
+            cut = len(typed) - len(tail)
+            if cut < 1 or not typed.endswith(tail) or typed[cut - 1] in ".-" or tail[0] in ".-":
                 continue
-            name, tail = typed[:cut], typed[cut:]
+            name = typed[:cut]
             label = name[name.rfind(".") + 1 :]
             entry = self._named(f"{name}.{tail}") if tail in self._suffixes else None
             if entry is not None and entry.role is Role.POPULAR and len(label) < GLUED_POPULAR:
                 continue
-            if entry is None and len(label) >= GLUED_WHOLE:
+            if entry is None and len(label) >= GLUED_WHOLE and tail in self._wholes:
                 entry = self._whole_suffix(tail)
             if entry is None:
                 continue
@@ -726,6 +730,15 @@ class DomainIndex:
             return None
         return Candidate(Family.NAME, typed, entry, intended, stem, suffix, entry.stem, entry.suffix, one, (one,),
                          suffix_slip=True)
+
+
+def _tails(suffixes: Iterable[str], wholes: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """The indexed suffixes and whole suffixes by their last two characters: those a typed domain may end with,
+    its dot before them left out (`DomainIndex._dot_left_out`)."""
+    tails: dict[str, list[str]] = {}
+    for suffix in {*suffixes, *wholes}:
+        tails.setdefault(suffix[-2:], []).append(suffix)
+    return {end: tuple(sorted(found, key=len)) for end, found in tails.items()}
 
 
 def _affix(typed: str, intended: str) -> bool:
