@@ -331,18 +331,21 @@ class Result:
         yield from self._notes()
         low, high = data["tpr_interval"]
         within = f"; 95% interval {low:.1%}–{high:.1%}" if data["leaks"] else ""
-        yield (f"leaks held or warned: {data['tpr']:.1%} ({data['leaks_held']:,} held, {data['leaks_warned']:,} "
-               f"warned{within})")
+        caught = self.held.total() + self.warned.total()
+        yield (f"leaks held or warned: {self.rate(caught, data['leaks']):.1%} ({data['leaks_held']:,} held, "
+               f"{data['leaks_warned']:,} warned{within})")
         most = data["fpr_interval"][1]
         places = 3 if most < 0.001 else 2  # 0.004%, not 0.00%
         bound = f"; at most {most:.{places}%} at 95%" if self.clean else ""
-        yield (f"clean messages with a recipient held: {data['fpr']:.2%} ({self.clean_held:,}{bound}); warned: "
-               f"{data['clean_warn_rate']:.1%} ({self.clean_warned:,})")
+        yield (f"clean messages with a recipient held: {self.rate(self.clean_held, self.clean):.2%} "
+               f"({self.clean_held:,}{bound}); warned: {self.rate(self.clean_warned, self.clean):.1%} "
+               f"({self.clean_warned:,})")
         if self.unmatched:
             yield (f"{self.unmatched:,} leaks name no recipient of their message (counted as missed): "
                    f"check the file")
         for kind, row in data["kinds"].items():
-            yield f"  {kind:<16} {row['tpr']:.1%} of {row['leaks']:,} ({row['held']:,} held, {row['warned']:,} warned)"
+            rate = self.rate(row["held"] + row["warned"], row["leaks"])  # not the JSON's rate: rounded twice, it is off
+            yield f"  {kind:<16} {rate:.1%} of {row['leaks']:,} ({row['held']:,} held, {row['warned']:,} warned)"
         if self.by_signal:
             yield "clean messages held, by signal: " + ", ".join(f"{s} {n}" for s, n in self.by_signal.most_common(8))
 
