@@ -291,6 +291,9 @@ def test_a_rate_comes_with_its_interval() -> None:
     lines = list(result.lines())
     assert "leaks held or warned: 90.0% (9 held, 0 warned; 95% interval 59.6%–98.2%)" in lines
     assert "clean messages with a recipient held: 0.00% (0; at most 0.38% at 95%); warned: 0.0% (0)" in lines
+    lines = list(Result(leaks=Counter({"leak": 203}), held=Counter({"leak": 155}), clean=10).lines())
+    assert lines[1].startswith("leaks held or warned: 76.4% (155 held")  # 0.76354, not the JSON's 0.7635 again
+    assert "  leak             76.4% of 203 (155 held, 0 warned)" in lines
     lines = list(Result(clean=100_000).lines())
     assert "leaks held or warned: 0.0% (0 held, 0 warned)" in lines  # no leak: no interval
     assert "clean messages with a recipient held: 0.00% (0; at most 0.004% at 95%); warned: 0.0% (0)" in lines
