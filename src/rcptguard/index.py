@@ -24,9 +24,10 @@ about 400 MB rather than 2.7 GB, and build in a third of the time (bench/README.
 A typed domain whose top-level label does not exist (`.con`, `.c`, `.com123`) is also read with the real
 suffixes it was probably meant to be (`typos.suffixes.nearest`), so `yahoo.co.ukk` meets `yahoo.co.uk`; and a
 name that is a country code glued to a protected domain (`deibm.com`) is read as that subdomain (`de.ibm.com`).
-Two slips move where the name seems to end, and are looked for apart: a dot left out before an indexed suffix
-(`tetburyco.uk` for `tetbury.co.uk`, `armymil` for `army.mil`: a look-up for each suffix the typed domain ends
-with) and a slip in the first label of a suffix of two labels (`dstl.gv.uk` is also read as `dstl` + `gv.uk`).
+Two slips move where the name seems to end, and are looked for apart, each only as a whole indexed domain (or one
+under a protected whole suffix): a dot left out before a suffix (`tetburyco.uk` for `tetbury.co.uk`, `armymil` for
+`army.mil`: a look-up for each suffix the typed domain ends with) and a slip in the first label of a suffix of two
+labels (`dstl.gv.uk` for `dstl.gov.uk`).
 """
 
 from __future__ import annotations
