@@ -8,7 +8,6 @@ Exit status: 0 when the command did what was asked, 1 when it could not (an arch
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import datetime as dt
 import json
@@ -362,16 +361,17 @@ def eval_messages(messages: Path, train_until: str | None, config: Path | None, 
     if not read.messages:
         why = f": {read.skipped[0][0]}: {read.skipped[0][1]}" if read.skipped else ""
         raise click.ClickException(f"{messages}: no message in the file{why}")
+    chosen = cut is None
     if cut is None:
         cut = read.messages[len(read.messages) * 2 // 3].when
-        learned = bisect.bisect_left([m.when for m in read.messages], cut)
-        click.echo(f"no --train-until: learning from the messages dated before {cut.isoformat()}, {learned:,} of "
-                   f"{len(read.messages):,} (two thirds, as near as their dates allow)", err=True)
     try:
         with explain.open("w", encoding="utf-8") if explain else contextlib.nullcontext() as out:
             result = evaluate(read.messages, cut, policy, loaded.history, explain=_writer(out) if out else None)
     except OSError as exc:
         raise click.ClickException(f"{explain}: {first_line(exc)}") from None
+    if chosen:
+        click.echo(f"no --train-until: learning from the messages dated before {cut.isoformat()}, {result.trained:,} "
+                   f"of {len(read.messages):,} (two thirds, as near as their dates allow)", err=True)
     result.skipped = read.skipped
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))

@@ -175,15 +175,14 @@ def _message(row: object) -> EvalMessage:
     sender = _text(_field(row, "sender", "from"), "sender")
     recipients = _recipients(row)
     text = row.get("text")
-    return EvalMessage(when, sender, recipients, _leak(row, recipients),
-                       _kind(row), greeting_of(_text(text, "text")) if isinstance(text, str) and text else
-                       NOBODY_GREETED)
+    greeting = greeting_of(_text(text, "text")) if isinstance(text, str) and text else NOBODY_GREETED
+    return EvalMessage(when, sender, recipients, _leak(row, recipients), _kind(row), greeting)
 
 
 def _text(value: object, name: str) -> str:
     """A field that must be a string of UTF-8's characters (JSON can escape a lone surrogate, which is none)."""
     if not isinstance(value, str):
-        raise TypeError(f"{name}: {value!r} is not an address" if name != "text" else "text: not a string")
+        raise TypeError(f"{name}: {value!r} is not an address")
     value.encode("utf-8")  # UnicodeEncodeError (a ValueError): "not UTF-8"
     return value
 
