@@ -493,6 +493,68 @@ def test_a_personal_address_of_a_colleague_warns_alone(kind: str, tmp_path: Path
     assert judged("annlee84@gmail.com").signal("ODD_PERSONAL") is None  # written to three times: meant
 
 
+def two_domains_history() -> Batch:
+    """An organisation on org.example with an older org.co.uk: dyoung@org.co.uk writes to david.johnston@org.example,
+    who sends mail too; the organisation writes to people at a partner (partner.com), at army.mil, and at its old
+    brand old-org.com, from which nobody sends any more."""
+    batch = Batch()
+    for day in range(10):
+        batch.message("dyoung@org.co.uk", to("david.johnston@org.example", "ruth.baker@partner.com"), NOW - day * DAY)
+        batch.message("david.johnston@org.example", to("sam.carter@army.mil"), NOW - day * DAY)
+        batch.message("david.johnston@org.example", to("helen.price@old-org.com"), NOW - day * DAY)
+    return batch
+
+
+@pytest.mark.parametrize("kind", ["memory", "store"])
+def test_a_personal_address_of_a_colleague_at_the_organisations_other_domain(kind: str, tmp_path: Path) -> None:
+    """Colleagues are the people of the sender's domain and of the organisation's other domains, the protected ones
+    its people send from: dyoung@org.co.uk's colleague david.johnston@org.example, on the message or written to.
+    Not the people of a protected partner nobody sends from, of a protected whole suffix (mil), or of a protected
+    domain only written to; nor of the other domain when it is not protected."""
+    history: MemoryHistory | StoreHistory = (MemoryHistory() if kind == "memory" else
+                                             StoreHistory(Store.open(f"sqlite:///{tmp_path / 'h.db'}")))
+    history.record(two_domains_history())
+    protected = load_policy().with_domains(protect=("org.example", "org.co.uk", "partner.com", "mil", "old-org.com"))
+    engine = Guard(protected, learned=history.learned(NOW))
+
+    def whose(recipients: list[str], sender: str = "dyoung@org.co.uk", guard: Guard = engine) -> str | None:
+        verdict = judge_message(guard, sender, recipients, history, now=NOW)[-1]
+        signal = verdict.signal("ODD_PERSONAL")
+        return None if signal is None else signal.evidence["colleague"]
+
+    assert whose(["david.johnston@org.example", "davidjohnston@icloud.com"]) == "david.johnston@org.example"
+    alone = judge_message(engine, "dyoung@org.co.uk", ["d.johnston@icloud.com"], history, now=NOW)[0]
+    assert alone.action is Action.WARN
+    assert alone.suggestion == "david.johnston@org.example"
+    assert "personal address of your colleague david.johnston@org.example" in alone.reason
+    assert whose(["dyoung1970@gmail.com"], "david.johnston@org.example") == "dyoung@org.co.uk"  # he has mail from him
+    assert whose(["ruth.baker@partner.com", "ruthbaker@gmail.com"]) is None  # a protected partner's
+    assert whose(["ruthbaker@gmail.com"]) is None
+    assert whose(["sam.carter@army.mil", "samcarter@gmail.com"], "david.johnston@org.example") is None
+    assert whose(["samcarter@gmail.com"], "david.johnston@org.example") is None
+    assert whose(["helen.price@old-org.com", "helenprice@gmail.com"], "david.johnston@org.example") is None
+    assert whose(["helenprice@gmail.com"], "david.johnston@org.example") is None
+    unprotected = Guard(load_policy().with_domains(protect=("org.co.uk",)), learned=history.learned(NOW))
+    assert whose(["d.johnston@icloud.com"], guard=unprotected) is None
+    assert whose(["david.johnston@org.example", "davidjohnston@icloud.com"], guard=unprotected) is None
+
+
+def test_the_store_and_memory_know_the_organisations_other_domains_alike(store: StoreHistory) -> None:
+    memory = MemoryHistory()
+    for history in (store, memory):
+        history.record(two_domains_history())
+    own = ("org.example", "org.co.uk", "partner.com", "old-org.com")
+    for sender, recipients in [("dyoung@org.co.uk", ["d.johnston@icloud.com", "ruthbaker@gmail.com"]),
+                               ("david.johnston@org.example", ["dyoung1970@gmail.com", "helen.price@old-org.com"]),
+                               ("dyoung@org.co.uk", ["ruth.baker@partner.com"])]:
+        facts = memory.facts(sender, recipients, NOW, own)
+        assert store.facts(sender, recipients, NOW, own) == facts
+    facts = memory.facts("dyoung@org.co.uk", ["d.johnston@icloud.com"], NOW, own)
+    assert facts.own == ("org.co.uk", "org.example")
+    assert facts.colleagues == {"d.johnston": "david.johnston@org.example"}
+    assert memory.facts("dyoung@org.co.uk", ["ruth.baker@partner.com"], NOW, own).own == ()  # nothing to ask
+
+
 def initials_history() -> Batch:
     """An organisation that writes some addresses as an initial and a last name (thorvat@, wli@): t.horvat writes
     to his colleagues cpeterson, emily.wright, tina.berg, a shared mailbox sales@ and to a partner."""

@@ -26,7 +26,9 @@ says of this sender and this group of recipients:
   `ODD_PERSONAL` an address at a public mail provider spelling the name of the sender or a colleague on the
   message (ann.lee@org.example, annlee84@gmail.com): a personal address, where company mail should not go; or of
   one colleague known to history (who sends mail, or was written to) whom the sender writes to or has mail from,
-  in place of the work address, while the sender has written to it fewer than `established` times;
+  in place of the work address, while the sender has written to it fewer than `established` times. Colleagues are
+  the people of the sender's domain and of the organisation's other domains: the protected ones its people send
+  from (dyoung@org.co.uk's colleague d.johnston@org.com, and d.johnston@icloud.com);
   `ODD_GREETING` the message's opening greets somebody (Hi Nils,) whom none of its recipients can be, and the sender
   writes to a Nils at this recipient's domain (rcptguard.history.greeting; the doors that read the message: the
   relay, a milter at end of message).
@@ -43,10 +45,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rcptguard.domains import normalize_domain
+from rcptguard.domains import is_public_suffix, normalize_domain
 from rcptguard.guard import Guard
 from rcptguard.history.greeting import NOBODY_GREETED, Greeting, answers, spells, unanswered
 from rcptguard.history.model import (
@@ -100,7 +103,7 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
     keys = [_key(v) for v in verdicts]
     me = sender_key(sender)
     present = [k for k in keys if k is not None]
-    facts = history.facts(me, present, now)
+    facts = history.facts(me, present, now, own=organisation(policy.protect))
     message = _Message(facts, present, settings, policy, now, me, partial=last_only)
     message.prepare()
     if greeting and me is not None and not last_only:
@@ -109,6 +112,14 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
     if last_only:
         return [*verdicts[:-1], verdicts[-1] if keys[-1] is None else message.judge(verdicts[-1], keys[-1])]
     return [v if k is None else message.judge(v, k) for v, k in zip(verdicts, keys, strict=True)]
+
+
+@functools.lru_cache(maxsize=16)
+def organisation(protect: tuple[str, ...]) -> tuple[str, ...]:
+    """The domains that may be the organisation's, besides a sender's own: the protected ones, not whole suffixes
+    (mil) nor public mail providers. History counts those its people send from (`Facts.own`)."""
+    public = providers()
+    return tuple(d for d in dict.fromkeys(protect) if d not in public and not is_public_suffix(d))
 
 
 def _key(verdict: Verdict) -> str | None:
@@ -278,10 +289,10 @@ class _Message:
 
     def _personal(self, key: str, domain: str) -> Signal | None:
         """ODD_PERSONAL: this address at a public mail provider spells the name of the sender or of a colleague on
-        this message (an address at the sender's domain: ann.lee@org.example, annlee84@gmail.com), or of the one
-        person at the sender's domain history knows by that name, whom the sender writes to or has mail from, not on
-        the message (a colleague's work address replaced by a personal one), unless the sender has written to this
-        address `established` times."""
+        this message (an address at the sender's domain or another of the organisation's, `Facts.own`:
+        ann.lee@org.example, annlee84@gmail.com), or of the one person there history knows by that name (the
+        sender's domain first), whom the sender writes to or has mail from, not on the message (a colleague's work
+        address replaced by a personal one), unless the sender has written to this address `established` times."""
         if self.own is None or domain == self.own or domain not in providers():
             return None
         local = key.rsplit("@", 1)[0]
@@ -305,8 +316,9 @@ class _Message:
         """The names the sender and the colleagues on this message spell (worked out once, when first wanted)."""
         if self.names is None:
             self.names = {}
+            ours = set(self.facts.own) | {self.own}
             for other in (self.sender, *self.keys):
-                if other is None or other.rsplit("@", 1)[1] != self.own:
+                if other is None or other.rsplit("@", 1)[1] not in ours:
                     continue
                 for form in name_forms(other.rsplit("@", 1)[0]):
                     if len(form.rstrip(EXACT)) >= SHORT_NAME:

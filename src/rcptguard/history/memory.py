@@ -163,7 +163,8 @@ class MemoryHistory:
                            state=self.states.get(domain), sender=Seen(mine.count, mine.first, mine.last),
                            confirmed=self.confirmed.get((sender, domain)) if sender else None)
 
-    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:  # noqa: ARG002
+    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime,  # noqa: ARG002
+              own: Sequence[str] = ()) -> Facts:
         # (dict.get, not the Counters' [], whose missing keys cost a call of __missing__ each: this runs for every
         # message a door passes)
         unique = sorted(set(addresses))
@@ -184,12 +185,18 @@ class MemoryHistory:
                 org_neighbours[domain] = top
         colleagues = {}
         public = providers()
-        if sender and (own := sender.rpartition("@")[2]) not in public:
+        ours: tuple[str, ...] = ()
+        if sender and (home := sender.rpartition("@")[2]) not in public:
             wanted = [a.rpartition("@")[0] for a in unique if a.rpartition("@")[2] in public]
             if wanted:
-                names, by_sender = self.names_at.get(own, {}), self.by_sender
-                colleagues = {local: who for local in wanted if (who := named_by(local, names)) is not None
-                              and (who == sender or by_sender.get((sender, who)) or by_sender.get((who, sender)))}
+                ours = (home, *(d for d in dict.fromkeys(own) if d != home and d in self.names_at))
+                by_sender = self.by_sender
+                for local in wanted:
+                    who = next((w for d in ours if (w := named_by(local, self.names_at.get(d, {}))) is not None),
+                               None)
+                    if who is not None and (who == sender or by_sender.get((sender, who))
+                                            or by_sender.get((who, sender))):
+                        colleagues[local] = who
         pairs = self.pairs
         return Facts(
             domains={d: self._domain(d, sender) for d in {a.rsplit("@", 1)[-1] for a in unique}},
@@ -201,6 +208,7 @@ class MemoryHistory:
             places={a: _filled(found) for a, rest in places(sender, unique) if (found := self.places.get(rest))}
             if grouped else {},
             colleagues=colleagues,
+            own=ours,
         )
 
     def written_at(self, sender: str, domain: str) -> dict[str, int]:

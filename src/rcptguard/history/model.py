@@ -251,3 +251,6 @@ class Facts:
     # spells (`colleague_names`, `named_by`: its senders and the addresses written to there), when that is the sender
     # or somebody the sender has written to or had mail from
     colleagues: dict[str, str] = field(default_factory=dict)
+    # the sender's organisation, when a recipient is at a public mail provider: the sender's domain, then those of the
+    # organisation's other domains asked for (`HistoryView.facts`' own) that its people send from
+    own: tuple[str, ...] = ()

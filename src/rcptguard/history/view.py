@@ -15,8 +15,11 @@ WRITTEN_AT_MOST = 500  # a sender's addresses at one domain compared with a name
 
 
 class HistoryView(Protocol):
-    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:
-        """What history says of these recipients (history's form of each address), for `sender`."""
+    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime,
+              own: Sequence[str] = ()) -> Facts:
+        """What history says of these recipients (history's form of each address), for `sender`. `own`: the
+        organisation's other domains (its protected ones); those its people send from are the sender's organisation
+        too, whose people a personal address may name (`Facts.colleagues`, `Facts.own`)."""
         ...
 
     def written_at(self, sender: str, domain: str) -> dict[str, int]:

@@ -158,7 +158,8 @@ class StoreHistory:
             out[domain] = base
         return out
 
-    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:  # noqa: ARG002
+    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime,  # noqa: ARG002
+              own: Sequence[str] = ()) -> Facts:
         unique = sorted(set(addresses))[:_CHUNK]
         domains = sorted({a.rsplit("@", 1)[-1] for a in unique})
         if not unique:
@@ -197,9 +198,10 @@ class StoreHistory:
             for rest, address, count in self._rows(select(co_places.c.rest, co_places.c.address, co_places.c.count)
                                                    .where(co_places.c.rest.in_(sorted(owner)))):
                 filled.setdefault(owner[rest], {})[address] = int(count)
+        colleagues, ours = self._colleagues(sender, unique, own)
         return Facts(domains=self._domain_facts(domains, sender), by_sender=by_sender, by_org=by_org, pairs=pairs,
                      neighbours=neighbours, org_neighbours=org_neighbours, places=filled,
-                     colleagues=self._colleagues(sender, unique))
+                     colleagues=colleagues, own=ours)
 
     def written_at(self, sender: str, domain: str) -> dict[str, int]:
         a = sender_addresses.c
@@ -207,28 +209,38 @@ class StoreHistory:
                           .limit(WRITTEN_AT_MOST + 1))
         return {address: int(n) for address, n in rows} if len(rows) <= WRITTEN_AT_MOST else {}
 
-    def _colleagues(self, sender: str | None, unique: Sequence[str]) -> dict[str, str]:
-        """Facts.colleagues: the people of the sender's domain read whole (its senders, and the addresses written to
-        there) when a recipient is at a public mail provider, and of those whose name a recipient spells, the
-        sender and the ones the sender has written to or had mail from; a door's mirror keeps the names in memory."""
+    def _colleagues(self, sender: str | None, unique: Sequence[str],
+                    own: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+        """Facts.colleagues and Facts.own: when a recipient is at a public mail provider, the people of the sender's
+        domain read whole (its senders, and the addresses written to there), then those of each of `own` its people
+        send from, and of those whose name a recipient spells (the first domain that names one), the sender and the
+        ones the sender has written to or had mail from; a door's mirror keeps the names in memory."""
         public = providers()
-        own = sender.rpartition("@")[2] if sender else None
+        home = sender.rpartition("@")[2] if sender else None
         wanted = [a.rpartition("@")[0] for a in unique if a.rpartition("@")[2] in public]
-        if own is None or own in public or not wanted:
-            return {}
-        people = {s for (s,) in self._rows(select(sender_domains.c.sender).distinct()
-                                           .where(sender_domains.c.sender.endswith(f"@{own}", autoescape=True)))}
-        people.update(a for (a,) in self._rows(select(sender_addresses.c.address).distinct()
-                                               .where(sender_addresses.c.domain == own)))
-        names = colleague_names(people)
-        found = {local: who for local in wanted if (who := named_by(local, names)) is not None}
+        if home is None or home in public or not wanted:
+            return {}, ()
+        ours, found = [], {}
+        for domain in dict.fromkeys((home, *own)):
+            people = {s for (s,) in self._rows(
+                select(sender_domains.c.sender).distinct()
+                .where(sender_domains.c.sender.endswith(f"@{domain}", autoescape=True)))}
+            if not people and domain != home:  # nobody sends from it: not the organisation's
+                continue
+            ours.append(domain)
+            people.update(a for (a,) in self._rows(select(sender_addresses.c.address).distinct()
+                                                   .where(sender_addresses.c.domain == domain)))
+            names = colleague_names(people)
+            for local in wanted:
+                if local not in found and (who := named_by(local, names)) is not None:
+                    found[local] = who
         them = sorted(set(found.values()))
         a = sender_addresses.c
         known = {address for (address,) in self._rows(select(a.address).where(a.sender == sender,
                                                                                 a.address.in_(them)))}
         known.update(writer for (writer,) in self._rows(select(a.sender).where(a.address == sender,
                                                                                  a.sender.in_(them))))
-        return {name: who for name, who in found.items() if who == sender or who in known}
+        return {name: who for name, who in found.items() if who == sender or who in known}, tuple(ours)
 
     # -- all of it, into memory (the doors' mirror) ---------------------------------------------------
 
@@ -506,9 +518,10 @@ class MirroredHistory:
         self.loaded = time.monotonic()
         return memory
 
-    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime) -> Facts:
+    def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime,
+              own: Sequence[str] = ()) -> Facts:
         with self.lock:
-            return self.memory.facts(sender, addresses, now)
+            return self.memory.facts(sender, addresses, now, own)
 
     def written_at(self, sender: str, domain: str) -> dict[str, int]:
         with self.lock:
