@@ -29,6 +29,7 @@ from rcptguard.store.schema import links as links_table
 from tests.holds import awkward_message
 from tests.holds import gmial_recipient as recipient
 from tests.integration.test_relay_postfix import RelayProcess, held
+from tests.support.old_keys import check_rekey
 from tests.support.processes import free_port, race
 from tests.support.sink import Message, RecordingSink
 
@@ -122,6 +123,15 @@ def test_open_migrates_the_schema(postgres_url: str) -> None:
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
     finally:
         again.close()
+
+
+def test_history_under_old_address_keys_is_moved_on_postgresql(postgres_url: str) -> None:
+    """Migration 0017 on PostgreSQL (its regular expressions, its times with zones): as on SQLite."""
+    store = Store.open(postgres_url)
+    try:
+        check_rekey(store, dt.datetime.now(dt.UTC).replace(microsecond=0))
+    finally:
+        store.close()
 
 
 def test_learned_counts_add_up_and_survive_reopening(postgres_url: str) -> None:

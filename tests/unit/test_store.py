@@ -20,6 +20,7 @@ from rcptguard.store.history import StoreHistory, _sqlite_time
 from rcptguard.store.quarantine import Quarantine
 from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, correspondents, holds, metadata
 from tests.holds import gmial_recipient
+from tests.support.old_keys import check_rekey
 
 
 def _open_and_read(url: str) -> dict[str, int]:
@@ -112,6 +113,18 @@ def test_a_near_miss_naming_its_own_domain_is_lifted(tmp_path: Path) -> None:
     assert [batch for *_, batch in history.feed(now - dt.timedelta(minutes=1))] == [None]
     with store.engine.begin() as connection:
         assert repair(connection) == 0
+
+
+def test_history_under_the_old_keys_of_non_ascii_addresses_is_moved_to_the_new(tmp_path: Path) -> None:
+    """Migration 0017: rows kept under a non-ASCII local part as written (Ünal, u + U+0308 nal) move to the key
+    Address.key gives today (ünal), added to what is there: counts summed, first and last seen and a confirmation
+    kept; a pair that became one address twice is dropped; the Kelvin sign's kim@ stays another mailbox; running
+    doors are told to read history again, and a second run moves nothing."""
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        check_rekey(store, utc_now().replace(microsecond=0))
+    finally:
+        store.close()
 
 
 _ZONES = st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)), dt.timezone(-dt.timedelta(hours=8))])
