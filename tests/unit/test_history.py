@@ -508,9 +508,11 @@ def two_domains_history() -> Batch:
 @pytest.mark.parametrize("kind", ["memory", "store"])
 def test_a_personal_address_of_a_colleague_at_the_organisations_other_domain(kind: str, tmp_path: Path) -> None:
     """Colleagues are the people of the sender's domain and of the organisation's other domains, the protected ones
-    its people send from: dyoung@org.co.uk's colleague david.johnston@org.example, on the message or written to.
-    Not the people of a protected partner nobody sends from, of a protected whole suffix (mil), or of a protected
-    domain only written to; nor of the other domain when it is not protected."""
+    its people send from (or under one): dyoung@org.co.uk's colleague david.johnston@org.example, on the message or
+    written to. Not the people of a protected partner nobody sends from, of a protected whole suffix (mil), or of a
+    protected domain only written to; nor of the other domain when it is not protected. The first domain that knows
+    a name decides whose it is (the sender's first). A protected partner whose people's mail was imported as the
+    organisation's looks the same: its person is named, but never called a colleague."""
     history: MemoryHistory | StoreHistory = (MemoryHistory() if kind == "memory" else
                                              StoreHistory(Store.open(f"sqlite:///{tmp_path / 'h.db'}")))
     history.record(two_domains_history())
@@ -526,7 +528,7 @@ def test_a_personal_address_of_a_colleague_at_the_organisations_other_domain(kin
     alone = judge_message(engine, "dyoung@org.co.uk", ["d.johnston@icloud.com"], history, now=NOW)[0]
     assert alone.action is Action.WARN
     assert alone.suggestion == "david.johnston@org.example"
-    assert "personal address of your colleague david.johnston@org.example" in alone.reason
+    assert "personal address of david.johnston@org.example, at a public mail provider" in alone.reason
     assert whose(["dyoung1970@gmail.com"], "david.johnston@org.example") == "dyoung@org.co.uk"  # he has mail from him
     assert whose(["ruth.baker@partner.com", "ruthbaker@gmail.com"]) is None  # a protected partner's
     assert whose(["ruthbaker@gmail.com"]) is None
@@ -537,13 +539,32 @@ def test_a_personal_address_of_a_colleague_at_the_organisations_other_domain(kin
     unprotected = Guard(load_policy().with_domains(protect=("org.co.uk",)), learned=history.learned(NOW))
     assert whose(["d.johnston@icloud.com"], guard=unprotected) is None
     assert whose(["david.johnston@org.example", "davidjohnston@icloud.com"], guard=unprotected) is None
+    later = Batch()
+    later.message("john.smith@uk.org.example", to("dyoung@org.co.uk"), NOW)  # under a protected domain
+    later.message("johnny.hale@org.co.uk", to("ruth.baker@partner.com"), NOW)
+    history.record(later)
+    assert whose(["jsmith77@gmail.com"]) == "john.smith@uk.org.example"
+    assert whose(["johnnyhale@gmail.com"]) is None  # dyoung never wrote to him, nor he to dyoung
+    namesakes = Batch()  # two more J. Smiths, at the sender's domain
+    namesakes.message("j.smith@org.co.uk", to("ruth.baker@partner.com"), NOW)
+    namesakes.message("jane.smith@org.co.uk", to("ruth.baker@partner.com"), NOW)
+    history.record(namesakes)
+    assert whose(["jsmith77@gmail.com"]) is None  # the first domain that knows the name decides: two people's there
+    ruth = Batch()
+    ruth.message("ruth.baker@partner.com", to("dyoung@org.co.uk"), NOW)  # a partner's mail imported as ours
+    history.record(ruth)
+    partner = judge_message(engine, "dyoung@org.co.uk", ["ruthbaker@gmail.com"], history, now=NOW)[0]
+    assert "a personal address of ruth.baker@partner.com" in partner.reason  # never called a colleague
 
 
 def test_the_store_and_memory_know_the_organisations_other_domains_alike(store: StoreHistory) -> None:
     memory = MemoryHistory()
+    private = Batch()
+    private.message("davidjohnston@icloud.com", to("dyoung@org.co.uk"), NOW)  # somebody sends from a provider
     for history in (store, memory):
         history.record(two_domains_history())
-    own = ("org.example", "org.co.uk", "partner.com", "old-org.com")
+        history.record(private)
+    own = {"org.example", "org.co.uk", "partner.com", "old-org.com", "gmail.com", "icloud.com"}
     for sender, recipients in [("dyoung@org.co.uk", ["d.johnston@icloud.com", "ruthbaker@gmail.com"]),
                                ("david.johnston@org.example", ["dyoung1970@gmail.com", "helen.price@old-org.com"]),
                                ("dyoung@org.co.uk", ["ruth.baker@partner.com"])]:

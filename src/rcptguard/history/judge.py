@@ -115,11 +115,11 @@ def adjust(sender: str, verdicts: Sequence[Verdict], history: HistoryView, polic
 
 
 @functools.lru_cache(maxsize=16)
-def organisation(protect: tuple[str, ...]) -> tuple[str, ...]:
+def organisation(protect: tuple[str, ...]) -> frozenset[str]:
     """The domains that may be the organisation's, besides a sender's own: the protected ones, not whole suffixes
-    (mil) nor public mail providers. History counts those its people send from (`Facts.own`)."""
+    (mil) nor public mail providers. History counts those its people send from, and their subdomains (`Facts.own`)."""
     public = providers()
-    return tuple(d for d in dict.fromkeys(protect) if d not in public and not is_public_suffix(d))
+    return frozenset(d for d in protect if d not in public and not is_public_suffix(d))
 
 
 def _key(verdict: Verdict) -> str | None:
@@ -175,7 +175,8 @@ class _Message:
 
     @property
     def own(self) -> str | None:
-        """The sender's domain: its addresses on the message are colleagues."""
+        """The sender's domain: its addresses on the message are colleagues (so are those at the organisation's other
+        domains, `Facts.own`, asked for when a recipient is at a public mail provider)."""
         return self.sender.rsplit("@", 1)[1] if self.sender else None
 
     def judge(self, verdict: Verdict, key: str) -> Verdict:
@@ -308,8 +309,11 @@ class _Message:
         colleague = self.facts.colleagues.get(local)
         if colleague is None or self.facts.by_sender.get(key, 0) >= self.settings.established:
             return None
+        # (at another of the organisation's domains, a protected one its people send from, the person is most likely a
+        # colleague; but a protected partner whose mail was imported as the organisation's looks the same)
+        whose = "your colleague " if colleague.rpartition("@")[2] == self.own else ""
         return _odd("ODD_PERSONAL", self.settings.odd_personal,
-                    f"{key} looks like a personal address of your colleague {colleague}, at a public mail provider: "
+                    f"{key} looks like a personal address of {whose}{colleague}, at a public mail provider: "
                     f"is {colleague} the address you meant?", colleague=colleague, like=colleague)
 
     def _names(self) -> dict[str, str]:

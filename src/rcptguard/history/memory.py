@@ -6,7 +6,7 @@ import datetime as dt
 import heapq
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from rcptguard.history.batch import Batch
 from rcptguard.history.model import (
@@ -16,8 +16,9 @@ from rcptguard.history.model import (
     Tally,
     add_colleague,
     colleague_names,
-    named_by,
+    named_in,
     places,
+    within,
 )
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
@@ -164,7 +165,7 @@ class MemoryHistory:
                            confirmed=self.confirmed.get((sender, domain)) if sender else None)
 
     def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime,  # noqa: ARG002
-              own: Sequence[str] = ()) -> Facts:
+              own: Collection[str] = ()) -> Facts:
         # (dict.get, not the Counters' [], whose missing keys cost a call of __missing__ each: this runs for every
         # message a door passes)
         unique = sorted(set(addresses))
@@ -189,11 +190,11 @@ class MemoryHistory:
         if sender and (home := sender.rpartition("@")[2]) not in public:
             wanted = [a.rpartition("@")[0] for a in unique if a.rpartition("@")[2] in public]
             if wanted:
-                ours = (home, *(d for d in dict.fromkeys(own) if d != home and d in self.names_at))
+                ours = (home, *sorted(d for d in self.names_at if d != home and within(d, own)))
+                names = [self.names_at.get(d, {}) for d in ours]
                 by_sender = self.by_sender
                 for local in wanted:
-                    who = next((w for d in ours if (w := named_by(local, self.names_at.get(d, {}))) is not None),
-                               None)
+                    who = named_in(local, names)
                     if who is not None and (who == sender or by_sender.get((sender, who))
                                             or by_sender.get((who, sender))):
                         colleagues[local] = who

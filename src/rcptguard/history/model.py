@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rcptguard.domains import MAX_ADDRESS, parse_address
@@ -26,9 +26,11 @@ __all__ = [
     "name_forms",
     "named",
     "named_by",
+    "named_in",
     "places",
     "sender_key",
     "spelled",
+    "within",
 ]
 
 NAME_LETTERS = 5  # a name spelled in fewer letters says too little to stand for one person in a whole organisation
@@ -153,6 +155,31 @@ def named_by(local: str, names: Mapping[str, str | None]) -> str | None:
     return named(word, names) or guessed(local, names)
 
 
+def named_in(local: str, domains: Iterable[Mapping[str, str | None]]) -> str | None:
+    """`named_by` across the names of the organisation's domains, in order (the sender's first): the first domain
+    that knows the name decides. A person often has an address at each of its domains (flast@org.co.uk and
+    first.last@org.example), so a name met again at a later domain is taken for the same person; a name two people
+    spell at one domain is nobody's, and a later domain is not asked."""
+    word = spelled(local)
+    for names in domains:
+        if names.get(word, "") is None:  # (named_by says None for a name two people spell, as for no name)
+            return None
+        who = named_by(local, names)
+        if who is not None:
+            return who
+    return None
+
+
+def within(domain: str, domains: Collection[str]) -> bool:
+    """Whether `domain` is one of `domains` or under one of them (uk.org.example under org.example)."""
+    while True:
+        if domain in domains:
+            return True
+        _, dot, domain = domain.partition(".")
+        if not dot:
+            return False
+
+
 def guessed(local: str, names: Mapping[str, str | None], *, least: int = NAME_LETTERS) -> str | None:
     """Whose name a personal address's local part spells, guessed: its letters as a first name and the last's
     initial (emilyw5: emily.wright@, `name_forms`); or, where the organisation writes its people as an initial and a
@@ -247,10 +274,11 @@ class Facts:
     # address -> who filled its place in this group before (model.places), with their messages: for messages of
     # 2 to `max_group` recipients
     places: dict[str, dict[str, int]] = field(default_factory=dict)
-    # the local part of a recipient at a public mail provider -> the one person at the sender's domain whose name it
-    # spells (`colleague_names`, `named_by`: its senders and the addresses written to there), when that is the sender
-    # or somebody the sender has written to or had mail from
+    # the local part of a recipient at a public mail provider -> the one person of the sender's organisation (`own`)
+    # whose name it spells (`colleague_names`, `named_in`: the senders and the addresses written to at its domains),
+    # when that is the sender or somebody the sender has written to or had mail from
     colleagues: dict[str, str] = field(default_factory=dict)
-    # the sender's organisation, when a recipient is at a public mail provider: the sender's domain, then those of the
-    # organisation's other domains asked for (`HistoryView.facts`' own) that its people send from
+    # the sender's organisation, when a recipient is at a public mail provider: the sender's domain, then the domains
+    # its people send from that are (or are under) one of the organisation's domains asked for (`HistoryView.facts`'
+    # own), in order
     own: tuple[str, ...] = ()

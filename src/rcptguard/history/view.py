@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from rcptguard.history.batch import Batch
@@ -16,10 +16,11 @@ WRITTEN_AT_MOST = 500  # a sender's addresses at one domain compared with a name
 
 class HistoryView(Protocol):
     def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime,
-              own: Sequence[str] = ()) -> Facts:
+              own: Collection[str] = ()) -> Facts:
         """What history says of these recipients (history's form of each address), for `sender`. `own`: the
-        organisation's other domains (its protected ones); those its people send from are the sender's organisation
-        too, whose people a personal address may name (`Facts.colleagues`, `Facts.own`)."""
+        organisation's domains (`judge.organisation`: its protected ones, neither public mail providers nor whole
+        suffixes); the domains its people send from that are, or are under, one of them are the sender's
+        organisation too, whose people a personal address may name (`Facts.colleagues`, `Facts.own`)."""
         ...
 
     def written_at(self, sender: str, domain: str) -> dict[str, int]:

@@ -23,7 +23,8 @@ import operator
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rcptguard.errors import StoreError
 from rcptguard.history.batch import Batch
 from rcptguard.history.memory import NEIGHBOURS, ORG_NEIGHBOURS_AT_MOST, MemoryHistory
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named_by, places
+from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named_in, places, within
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 from rcptguard.history.view import WRITTEN_AT_MOST
@@ -159,7 +160,7 @@ class StoreHistory:
         return out
 
     def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime,  # noqa: ARG002
-              own: Sequence[str] = ()) -> Facts:
+              own: Collection[str] = ()) -> Facts:
         unique = sorted(set(addresses))[:_CHUNK]
         domains = sorted({a.rsplit("@", 1)[-1] for a in unique})
         if not unique:
@@ -210,32 +211,26 @@ class StoreHistory:
         return {address: int(n) for address, n in rows} if len(rows) <= WRITTEN_AT_MOST else {}
 
     def _colleagues(self, sender: str | None, unique: Sequence[str],
-                    own: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+                    own: Collection[str]) -> tuple[dict[str, str], tuple[str, ...]]:
         """Facts.colleagues and Facts.own: when a recipient is at a public mail provider, the people of the sender's
-        domain read whole (its senders, and the addresses written to there), then those of each of `own` its people
-        send from, and of those whose name a recipient spells (the first domain that names one), the sender and the
-        ones the sender has written to or had mail from; a door's mirror keeps the names in memory."""
+        organisation read whole (the senders of its domains: the sender's, and those its people send from under
+        `own`; and the addresses written to there), and of those whose name a recipient spells (`named_in`), the
+        sender and the ones the sender has written to or had mail from; a door's mirror keeps the names in memory."""
         public = providers()
         home = sender.rpartition("@")[2] if sender else None
         wanted = [a.rpartition("@")[0] for a in unique if a.rpartition("@")[2] in public]
         if home is None or home in public or not wanted:
             return {}, ()
-        ours, found = [], {}
-        for domain in dict.fromkeys((home, *own)):
-            people = {s for (s,) in self._rows(
-                select(sender_domains.c.sender).distinct()
-                .where(sender_domains.c.sender.endswith(f"@{domain}", autoescape=True)))}
-            if not people and domain != home:  # nobody sends from it: not the organisation's
-                continue
-            ours.append(domain)
-            people.update(a for (a,) in self._rows(select(sender_addresses.c.address).distinct()
-                                                   .where(sender_addresses.c.domain == domain)))
-            names = colleague_names(people)
-            for local in wanted:
-                if local not in found and (who := named_by(local, names)) is not None:
-                    found[local] = who
-        them = sorted(set(found.values()))
+        people: defaultdict[str, set[str]] = defaultdict(set)
+        for (someone,) in self._rows(select(sender_domains.c.sender).distinct()):
+            people[someone.rpartition("@")[2]].add(someone)
+        ours = (home, *sorted(d for d in people if d != home and d not in public and within(d, own)))
         a = sender_addresses.c
+        for address, domain in self._rows(select(a.address, a.domain).distinct().where(a.domain.in_(ours))):
+            people[domain].add(address)
+        names = [colleague_names(people.get(domain, ())) for domain in ours]
+        found = {local: who for local in wanted if (who := named_in(local, names)) is not None}
+        them = sorted(set(found.values()))
         known = {address for (address,) in self._rows(select(a.address).where(a.sender == sender,
                                                                                 a.address.in_(them)))}
         known.update(writer for (writer,) in self._rows(select(a.sender).where(a.address == sender,
@@ -519,7 +514,7 @@ class MirroredHistory:
         return memory
 
     def facts(self, sender: str | None, addresses: Sequence[str], now: dt.datetime,
-              own: Sequence[str] = ()) -> Facts:
+              own: Collection[str] = ()) -> Facts:
         with self.lock:
             return self.memory.facts(sender, addresses, now, own)
 
