@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib
 import multiprocessing
 import os
 import signal
@@ -14,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Table, func, inspect, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Table, func, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from rcptguard.delivery import NextHop, normalise_line_endings
 from rcptguard.notify import NoticeLinks, Notifier, send_owed
@@ -29,7 +30,7 @@ from rcptguard.store.schema import links as links_table
 from tests.holds import awkward_message
 from tests.holds import gmial_recipient as recipient
 from tests.integration.test_relay_postfix import RelayProcess, held
-from tests.support.old_keys import check_rekey
+from tests.support.old_keys import check_rekey, rekey
 from tests.support.processes import free_port, race
 from tests.support.sink import Message, RecordingSink
 
@@ -125,11 +126,41 @@ def test_open_migrates_the_schema(postgres_url: str) -> None:
         again.close()
 
 
-def test_history_under_old_address_keys_is_moved_on_postgresql(postgres_url: str) -> None:
-    """Migration 0017 on PostgreSQL (its regular expressions, its times with zones): as on SQLite."""
+def test_history_under_old_address_keys_is_moved_on_postgresql(postgres_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration 0017 on PostgreSQL (its regular expressions, its times with zones): as on SQLite. It locks the
+    history tables before it reads them: a door's write meanwhile waits for the commit (here: gives up)."""
     store = Store.open(postgres_url)
     try:
-        check_rekey(store, dt.datetime.now(dt.UTC).replace(microsecond=0))
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        check_rekey(store, now)
+        with store.engine.begin() as connection:
+            connection.execute(text("INSERT INTO sender_domains (sender, domain, count, first_seen, last_seen) "
+                                    "VALUES ('Zoë@firma.de', 'partner.com', 1, now(), now())"))
+        module = importlib.import_module("rcptguard.store.migrations.versions.0017_address_keys")
+        each_table = module._rekey  # a door writes before each table is read
+        doors: list[str] = []
+
+        def door_first(connection: Connection, spec: object) -> int:
+            with store.engine.connect() as door:
+                try:
+                    with door.begin():
+                        door.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                        door.execute(text("UPDATE sender_domains SET count = count + 1000 "
+                                          "WHERE sender = 'Zoë@firma.de'"))
+                    doors.append("written")
+                except OperationalError as exc:
+                    doors.append("lock timeout" if "lock timeout" in str(exc) else str(exc))
+            moved: int = each_table(connection, spec)
+            return moved
+
+        monkeypatch.setattr(module, "_rekey", door_first)
+        with store.engine.begin() as migrating:
+            assert rekey(migrating) == 1
+        assert doors == ["lock timeout"] * 4
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT count FROM sender_domains WHERE sender = 'zoë@firma.de'")
+                                      ).scalar_one() == 1
     finally:
         store.close()
 

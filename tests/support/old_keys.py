@@ -47,13 +47,26 @@ def old_keys_history(connection: sqlalchemy.Connection, now: dt.datetime) -> Non
         {"rest": "0" * 32, "address": "ünal@firma.de", "count": 1, "last_seen": late}])
 
 
+def rekey(connection: sqlalchemy.Connection) -> int:
+    """Migration 0017's work, as its upgrade does it."""
+    moved: int = importlib.import_module("rcptguard.store.migrations.versions.0017_address_keys").rekey(connection)
+    return moved
+
+
 def check_rekey(store: Store, now: dt.datetime) -> None:
     """Write `old_keys_history` into `store` (migrated to the newest revision), run 0017's `rekey` and check what
-    history then holds."""
-    rekey = importlib.import_module("rcptguard.store.migrations.versions.0017_address_keys").rekey
+    history then holds (`check_rekeyed`); a second run moves nothing."""
     with store.engine.begin() as connection:
         old_keys_history(connection, now)
         assert rekey(connection) == 7  # 1 sender, 3 of sender_addresses, 2 pairs (one dropped), 1 place
+    check_rekeyed(store, now)
+    with store.engine.begin() as connection:
+        assert rekey(connection) == 0
+    assert len(StoreHistory(store).feed(now - dt.timedelta(minutes=1))) == 1  # (none written for nothing)
+
+
+def check_rekeyed(store: Store, now: dt.datetime) -> None:
+    """What history holds once `old_keys_history` was moved to today's keys."""
     with store.engine.connect() as connection:
         senders = {tuple(row[:3]): row[3:] for row in connection.execute(sqlalchemy.select(
             sender_domains.c.sender, sender_domains.c.domain, sender_domains.c.count, sender_domains.c.first_seen,
@@ -84,5 +97,3 @@ def check_rekey(store: Store, now: dt.datetime) -> None:
     assert typed is not None
     assert history.facts("me@org.example", [typed], now).by_sender == {"ünal@firma.de": 6}
     assert [batch for *_, batch in history.feed(now - dt.timedelta(minutes=1))] == [None]
-    with store.engine.begin() as connection:
-        assert rekey(connection) == 0

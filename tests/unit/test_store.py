@@ -18,9 +18,17 @@ from hypothesis import strategies as st
 from rcptguard.store import Store, _sqlite_pragmas, utc_now
 from rcptguard.store.history import StoreHistory, _sqlite_time
 from rcptguard.store.quarantine import Quarantine
-from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, correspondents, holds, metadata
+from rcptguard.store.schema import (
+    DELIVERY_STATES,
+    HOLD_STATES,
+    check_in,
+    correspondents,
+    holds,
+    metadata,
+    sender_domains,
+)
 from tests.holds import gmial_recipient
-from tests.support.old_keys import check_rekey
+from tests.support.old_keys import check_rekey, check_rekeyed, old_keys_history, rekey
 
 
 def _open_and_read(url: str) -> dict[str, int]:
@@ -123,6 +131,51 @@ def test_history_under_the_old_keys_of_non_ascii_addresses_is_moved_to_the_new(t
     store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         check_rekey(store, utc_now().replace(microsecond=0))
+    finally:
+        store.close()
+
+
+def test_migration_0017_runs_from_0016_and_keeps_writers_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a store at revision 0016 that holds history under the old keys moves it (Alembic runs 0017); and
+    0017 takes SQLite's write lock before it reads anything, so that no door adds to a row between the migration's
+    read and its move: a door that tries meanwhile waits (here: gives up after its busy timeout)."""
+    path = tmp_path / "store.db"
+    store = Store.open(f"sqlite:///{path}")
+    now = utc_now().replace(microsecond=0)
+    with store.engine.begin() as connection:
+        old_keys_history(connection, now)
+        connection.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = '0016'"))
+    store.close()
+    store = Store.open(f"sqlite:///{path}")
+    try:
+        check_rekeyed(store, now)
+        with store.engine.begin() as connection:
+            connection.execute(sqlalchemy.insert(sender_domains).values(
+                sender="Zoë@firma.de", domain="partner.com", count=1, first_seen=now, last_seen=now))
+        module = importlib.import_module("rcptguard.store.migrations.versions.0017_address_keys")
+        each_table = module._rekey  # a door writes before each table is read
+        doors: list[str] = []
+
+        def door_first(connection: sqlalchemy.Connection, spec: object) -> int:
+            door = sqlite3.connect(path, timeout=0.2)
+            try:
+                door.execute("UPDATE sender_domains SET count = count + 1000 WHERE sender = 'Zoë@firma.de'")
+                door.commit()
+                doors.append("written")
+            except sqlite3.OperationalError as exc:
+                doors.append(str(exc))
+            finally:
+                door.close()
+            moved: int = each_table(connection, spec)
+            return moved
+
+        monkeypatch.setattr(module, "_rekey", door_first)
+        with store.engine.begin() as migrating:
+            assert rekey(migrating) == 1
+        assert doors == ["database is locked"] * 4
+        with store.engine.connect() as connection:
+            assert connection.execute(sqlalchemy.select(sender_domains.c.count).where(
+                sender_domains.c.sender == "zoë@firma.de")).scalar_one() == 1
     finally:
         store.close()
 

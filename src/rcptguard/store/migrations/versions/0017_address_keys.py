@@ -3,9 +3,11 @@
 the change a door asked for history under the new key found none under the old. Each row whose sender or address
 has a non-ASCII local part is moved to its new key, added to a row already there (counts summed, the first time
 the earliest, the last the latest, a confirmation the latest); a pair of recipients that becomes one address with
-itself is dropped. A group's digest (`co_places.rest`) names its people as they were written and cannot be worked
-out again: such a place is only found again once the group writes again. The history feed tells running doors to
-read history again.
+itself is dropped (and two of one message, to two spellings of one mailbox beside a third recipient, count that
+message twice in the pair they make). A group's digest (`co_places.rest`) names its people as they were written
+and cannot be worked out again: such a place is only found again once the group writes again. The history feed
+tells running doors to read history again. Stop the doors before migrating: one of the version before writes
+history under the old keys (docs/install.md, Upgrading).
 
 Revision ID: 0017
 Revises: 0016
@@ -37,7 +39,8 @@ def downgrade() -> None:
 
 
 _TIME = sa.DateTime(timezone=True)
-_feed = sa.table("history_feed", sa.column("at", _TIME), sa.column("origin", sa.String), sa.column("batch", sa.Text))
+_feed = sa.table("history_feed", sa.column("id", sa.Integer), sa.column("at", _TIME), sa.column("origin", sa.String),
+                 sa.column("batch", sa.Text))
 _NON_ASCII = "[^ -~]"  # an address is printable ASCII but for the non-ASCII letters of an internationalised one
 
 
@@ -76,11 +79,23 @@ _TABLES = (
 def rekey(connection: sa.Connection) -> int:
     """Move every row of history whose key has a non-ASCII local part to its key of today; the number of rows
     moved (a row added to another counts as moved). When there were any, an entry of the history feed (no batch:
-    "read everything again") makes running doors take it in."""
+    "read everything again") makes running doors take it in.
+
+    The tables are locked against writers first (PostgreSQL: a table lock until the commit; SQLite: its one write
+    lock, taken by writing the feed's entry before anything is read, and the entry taken back if nothing moved), so
+    that no door adds to a row between its read here and its move: a door waits, and writes after the commit."""
+    if connection.dialect.name == "postgresql":
+        names = ", ".join(spec.table.name for spec in _TABLES)
+        connection.execute(sa.text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
+    entry = connection.execute(sa.insert(_feed).values(at=dt.datetime.now(dt.UTC), origin=None, batch=None)
+                               .returning(_feed.c.id)).scalar_one()
     moved = sum(_rekey(connection, spec) for spec in _TABLES)
-    if moved:
-        connection.execute(sa.insert(_feed).values(at=dt.datetime.now(dt.UTC), origin=None, batch=None))
+    if not moved:
+        connection.execute(sa.delete(_feed).where(_feed.c.id == entry))
     return moved
+
+
+_CHUNK = 500  # keys looked up in one statement
 
 
 def _rekey(connection: sa.Connection, spec: _Table) -> int:
@@ -99,21 +114,30 @@ def _rekey(connection: sa.Connection, spec: _Table) -> int:
             continue
         values = {name: row[name] for name in spec.merge}
         arriving[new] = _merged(spec, arriving[new], values) if new in arriving else values
-    for old in gone:
-        connection.execute(sa.delete(spec.table).where(*_where(spec, old)))
-    for new, values in arriving.items():
-        there = connection.execute(sa.select(*(columns[name] for name in spec.merge))
-                                   .where(*_where(spec, new))).mappings().first()
-        if there is None:
-            connection.execute(sa.insert(spec.table).values(**dict(zip(spec.keys, new, strict=True)), **values))
-        else:
-            connection.execute(sa.update(spec.table).where(*_where(spec, new))
-                               .values(**_merged(spec, dict(there), values)))
+    if not gone:
+        return 0
+    keys = [columns[name] for name in spec.keys]
+    by_key = [column == sa.bindparam(f"k_{column.name}") for column in keys]
+    connection.execute(sa.delete(spec.table).where(*by_key),
+                       [{f"k_{name}": value for name, value in zip(spec.keys, old, strict=True)} for old in gone])
+    wanted = list(arriving)
+    there: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for at in range(0, len(wanted), _CHUNK):
+        found = connection.execute(sa.select(*keys, *(columns[name] for name in spec.merge))
+                                   .where(sa.tuple_(*keys).in_(wanted[at:at + _CHUNK]))).mappings()
+        for row in found:
+            there[tuple(row[name] for name in spec.keys)] = {name: row[name] for name in spec.merge}
+    fresh = [{**dict(zip(spec.keys, new, strict=True)), **values}
+             for new, values in arriving.items() if new not in there]
+    if fresh:
+        connection.execute(sa.insert(spec.table), fresh)
+    added = [{**{f"k_{name}": value for name, value in zip(spec.keys, new, strict=True)},
+              **{f"v_{name}": value for name, value in _merged(spec, there[new], values).items()}}
+             for new, values in arriving.items() if new in there]
+    if added:
+        connection.execute(sa.update(spec.table).where(*by_key)
+                           .values({name: sa.bindparam(f"v_{name}") for name in spec.merge}), added)
     return len(gone)
-
-
-def _where(spec: _Table, key: tuple[Any, ...]) -> list[sa.ColumnElement[bool]]:
-    return [spec.table.c[name] == value for name, value in zip(spec.keys, key, strict=True)]
 
 
 def _merged(spec: _Table, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
