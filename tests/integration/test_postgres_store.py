@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import importlib
 import multiprocessing
 import os
 import signal
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Table, func, inspect, select, text, update
+from sqlalchemy import Table, func, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from rcptguard.delivery import NextHop, normalise_line_endings
@@ -30,7 +29,7 @@ from rcptguard.store.schema import links as links_table
 from tests.holds import awkward_message
 from tests.holds import gmial_recipient as recipient
 from tests.integration.test_relay_postfix import RelayProcess, held
-from tests.support.old_keys import check_rekey, rekey
+from tests.support.old_keys import check_rekey, doors_meanwhile, rekey
 from tests.support.processes import free_port, race
 from tests.support.sink import Message, RecordingSink
 
@@ -137,24 +136,19 @@ def test_history_under_old_address_keys_is_moved_on_postgresql(postgres_url: str
         with store.engine.begin() as connection:
             connection.execute(text("INSERT INTO sender_domains (sender, domain, count, first_seen, last_seen) "
                                     "VALUES ('Zoë@firma.de', 'partner.com', 1, now(), now())"))
-        module = importlib.import_module("rcptguard.store.migrations.versions.0017_address_keys")
-        each_table = module._rekey  # a door writes before each table is read
-        doors: list[str] = []
 
-        def door_first(connection: Connection, spec: object) -> int:
-            with store.engine.connect() as door:
+        def door() -> str:
+            with store.engine.connect() as connection:
                 try:
-                    with door.begin():
-                        door.execute(text("SET LOCAL lock_timeout = '200ms'"))
-                        door.execute(text("UPDATE sender_domains SET count = count + 1000 "
-                                          "WHERE sender = 'Zoë@firma.de'"))
-                    doors.append("written")
+                    with connection.begin():
+                        connection.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                        connection.execute(text("UPDATE sender_domains SET count = count + 1000 "
+                                                "WHERE sender = 'Zoë@firma.de'"))
                 except OperationalError as exc:
-                    doors.append("lock timeout" if "lock timeout" in str(exc) else str(exc))
-            moved: int = each_table(connection, spec)
-            return moved
+                    return "lock timeout" if "lock timeout" in str(exc) else str(exc)
+            return "written"
 
-        monkeypatch.setattr(module, "_rekey", door_first)
+        doors = doors_meanwhile(monkeypatch, door)
         with store.engine.begin() as migrating:
             assert rekey(migrating) == 1
         assert doors == ["lock timeout"] * 4

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import sqlalchemy
 
@@ -12,6 +14,9 @@ from rcptguard.history.model import key_of
 from rcptguard.store import Store
 from rcptguard.store.history import StoreHistory
 from rcptguard.store.schema import co_places, co_recipients, sender_addresses, sender_domains
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def old_keys_history(connection: sqlalchemy.Connection, now: dt.datetime) -> None:
@@ -51,6 +56,22 @@ def rekey(connection: sqlalchemy.Connection) -> int:
     """Migration 0017's work, as its upgrade does it."""
     moved: int = importlib.import_module("rcptguard.store.migrations.versions.0017_address_keys").rekey(connection)
     return moved
+
+
+def doors_meanwhile(monkeypatch: pytest.MonkeyPatch, write: Callable[[], str]) -> list[str]:
+    """Make 0017 let a door try `write` (which says what became of it) before it reads each table; what became of
+    each try, filled in as the migration runs."""
+    module = importlib.import_module("rcptguard.store.migrations.versions.0017_address_keys")
+    each_table = module._rekey
+    tries: list[str] = []
+
+    def door_first(connection: sqlalchemy.Connection, spec: object) -> int:
+        tries.append(write())
+        moved: int = each_table(connection, spec)
+        return moved
+
+    monkeypatch.setattr(module, "_rekey", door_first)
+    return tries
 
 
 def check_rekey(store: Store, now: dt.datetime) -> None:

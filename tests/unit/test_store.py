@@ -28,7 +28,7 @@ from rcptguard.store.schema import (
     sender_domains,
 )
 from tests.holds import gmial_recipient
-from tests.support.old_keys import check_rekey, check_rekeyed, old_keys_history, rekey
+from tests.support.old_keys import check_rekey, check_rekeyed, doors_meanwhile, old_keys_history, rekey
 
 
 def _open_and_read(url: str) -> dict[str, int]:
@@ -152,24 +152,19 @@ def test_migration_0017_runs_from_0016_and_keeps_writers_out(tmp_path: Path, mon
         with store.engine.begin() as connection:
             connection.execute(sqlalchemy.insert(sender_domains).values(
                 sender="Zoë@firma.de", domain="partner.com", count=1, first_seen=now, last_seen=now))
-        module = importlib.import_module("rcptguard.store.migrations.versions.0017_address_keys")
-        each_table = module._rekey  # a door writes before each table is read
-        doors: list[str] = []
 
-        def door_first(connection: sqlalchemy.Connection, spec: object) -> int:
-            door = sqlite3.connect(path, timeout=0.2)
+        def door() -> str:
+            connection = sqlite3.connect(path, timeout=0.2)
             try:
-                door.execute("UPDATE sender_domains SET count = count + 1000 WHERE sender = 'Zoë@firma.de'")
-                door.commit()
-                doors.append("written")
+                connection.execute("UPDATE sender_domains SET count = count + 1000 WHERE sender = 'Zoë@firma.de'")
+                connection.commit()
             except sqlite3.OperationalError as exc:
-                doors.append(str(exc))
+                return str(exc)
             finally:
-                door.close()
-            moved: int = each_table(connection, spec)
-            return moved
+                connection.close()
+            return "written"
 
-        monkeypatch.setattr(module, "_rekey", door_first)
+        doors = doors_meanwhile(monkeypatch, door)
         with store.engine.begin() as migrating:
             assert rekey(migrating) == 1
         assert doors == ["database is locked"] * 4
