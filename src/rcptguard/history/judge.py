@@ -28,7 +28,7 @@ says of this sender and this group of recipients:
   one colleague known to history (who sends mail, or was written to) whom the sender writes to or has mail from,
   in place of the work address, while the sender has written to it fewer than `established` times. Colleagues are
   the people of the sender's domain and of the organisation's other domains: the protected ones its people send
-  from (dyoung@org.co.uk's colleague d.johnston@org.com, and d.johnston@icloud.com);
+  from, or under one (dyoung@org.co.uk's colleague david.johnston@org.example, and d.johnston@icloud.com);
   `ODD_GREETING` the message's opening greets somebody (Hi Nils,) whom none of its recipients can be, and the sender
   writes to a Nils at this recipient's domain (rcptguard.history.greeting; the doors that read the message: the
   relay, a milter at end of message).
