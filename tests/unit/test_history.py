@@ -589,6 +589,8 @@ def initials_history() -> Batch:
                       NOW - day * DAY)
         batch.message("thorvat@org.example", to("maria.sales@org.example", "john.q.smith@org.example",
                                                  "anna.martin@org.example"), NOW - day * DAY)
+        batch.message("thorvat@org.example", to("robert.nicholson@org.example", "stephen.richardson@org.example"),
+                      NOW - day * DAY)
         batch.message("wli@org.example", to("bob@partner.com"), NOW - day * DAY)
         batch.message("ben@org.example", to("sarahgonzales@gmail.com"), NOW - day * DAY)
     return batch
@@ -603,7 +605,8 @@ def test_a_personal_address_names_a_colleague_however_either_is_written(kind: st
     for eric.adams, julian.alvarez, mark.smith) or a longer word (emilywilliams), a role's mailbox (sales@ is no Sarah
     Gonzales), an ending of fewer than four letters (ben@ is no Brian Allen), an initial and a last name of
     four letters (wei.li) unless the colleague is on the message or sends it; and a guess no more once the sender has
-    written to the address `established` times (hollywood@ is Holly Wood, not hwood@)."""
+    written to the address `established` times (hollywood@ is Holly Wood, not hwood@). What a first name is called
+    for short names too (robnicholson@, steverichardson@), but only as the whole local part."""
     history: MemoryHistory | StoreHistory = (MemoryHistory() if kind == "memory" else
                                              StoreHistory(Store.open(f"sqlite:///{tmp_path / 'h.db'}")))
     history.record(initials_history())
@@ -626,13 +629,17 @@ def test_a_personal_address_names_a_colleague_however_either_is_written(kind: st
                                 ("emilyw5@yahoo.com", "emily.wright@org.example"),
                                 ("mariasales@gmail.com", "maria.sales@org.example"),  # a person, not a mailbox
                                 ("jsmith84@gmail.com", "john.q.smith@org.example"),  # a middle initial left out
-                                ("annamartinez@gmail.com", "anna.martin@org.example")]:  # a guess, until written to
+                                ("annamartinez@gmail.com", "anna.martin@org.example"),  # a guess, until written to
+                                ("robnicholson@sky.com", "robert.nicholson@org.example"),  # what Robert is called
+                                ("Bob.Nicholson71@gmail.com", "robert.nicholson@org.example"),
+                                ("steverichardson@gmail.com", "stephen.richardson@org.example")]:
         assert whose([personal]) == colleague, personal
     for other in ("carl.berg@gmail.com", "tina.wright@gmail.com", "emilywilliams@gmail.com", "emily.williams@gmail.com",
                   "erica1990@gmail.com", "juliana@gmail.com", "marks@gmail.com", "karin@gmail.com",
                   "wei.li67@gmail.com",
                   "xpeterson@gmail.com", "peter.horvat@gmail.com",
-                  "sarahgonzales@gmail.com", "sales.team@gmail.com", "sales2020@gmail.com"):
+                  "sarahgonzales@gmail.com", "sales.team@gmail.com", "sales2020@gmail.com",
+                  "robnicholsonphoto@gmail.com", "stevierichardson@gmail.com"):
         assert whose([other]) is None, other
     assert whose(["wei.li67@gmail.com"], "wli@org.example") == "wli@org.example"  # the sender's own
     assert whose(["wei.li67@gmail.com", "wli@org.example"]) == "wli@org.example"  # a colleague on the message

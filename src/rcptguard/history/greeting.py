@@ -188,6 +188,12 @@ def words_of(text: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4096)
+def nicknames(name: str) -> frozenset[str]:
+    """What a first name is called for short (robert: rob, bob, bobby...), not the names it may stand for."""
+    return frozenset(_NICKNAMES.nicknames_of(name))
+
+
+@functools.lru_cache(maxsize=4096)
 def aliases(name: str) -> frozenset[str]:
     """A first name and every name it may stand for or be called: bob, robert, rob, bobby, bill..."""
     canonical = _NICKNAMES.canonicals_of(name) | {name}

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rcptguard.domains import MAX_ADDRESS, parse_address
-from rcptguard.history.greeting import ROLES, aliases, words_of
+from rcptguard.history.greeting import ROLES, aliases, nicknames, words_of
 from rcptguard.model import Address, Malformed
 
 __all__ = [
@@ -103,8 +103,10 @@ def name_forms(local: str) -> tuple[str, ...]:
     name first (leeann) and the first name with the last's initial (emily.wright: emilyw), this one marked `EXACT`
     (only a local part of just these letters is it: not emilywilliams) and only where it is no other name (not
     eric.adams as erica, mark.smith as marks, julian.alvarez as juliana, kari.nieminen as karin: a first name of five
-    letters at least, not a vowel, s or y for the initial, nor a name the nicknames list knows); none for a role's
-    address (sales@, info@, accounts.payable@: its first word or every word a role's), which is nobody's name."""
+    letters at least, not a vowel, s or y for the initial, nor a name the nicknames list knows); and what the first
+    name is called for short with the last name (robert.nicholson: robnicholson, bobnicholson; stephen.richardson:
+    steverichardson), marked `EXACT` too; none for a role's address (sales@, info@, accounts.payable@: its first word
+    or every word a role's), which is nobody's name."""
     words = words_of(local)
     if words and (words[0] in ROLES or all(word in ROLES for word in words)):  # (maria.sales is a person)
         return ()
@@ -113,9 +115,11 @@ def name_forms(local: str) -> tuple[str, ...]:
     if not first:
         return (whole,)
     short = first + last[:1]  # (emilyw: but erica, paula, peters, juliana are names of their own)
+    called = tuple(sorted(nick + last + EXACT for nick in nicknames(first) if len(nick) >= 3 and nick.isalpha()))
+    # (a guess, as emilyw's: quiet once the sender has written to the address `established` times)
     if len(first) < 5 or last[:1] not in SHORT_INITIALS or len(aliases(short)) > 1:  # (kari.n: karin, jose.f)
-        return whole, first[:1] + last, last + first
-    return whole, first[:1] + last, last + first, short + EXACT
+        return whole, first[:1] + last, last + first, *called
+    return whole, first[:1] + last, last + first, short + EXACT, *called
 
 
 def colleague_names(addresses: Iterable[str]) -> dict[str, str | None]:
