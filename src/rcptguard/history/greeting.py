@@ -188,9 +188,13 @@ def words_of(text: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def nicknames(name: str) -> frozenset[str]:
-    """What a first name is called for short (robert: rob, bob, bobby...), not the names it may stand for."""
-    return frozenset(_NICKNAMES.nicknames_of(name))
+def shortened(name: str) -> frozenset[str]:
+    """What a first name is called for short, of the names the nicknames list gives it: those of three letters or
+    more that begin as it begins and are shorter (robert: rob, robby; stephen: steph, steve; richard: rich, rick;
+    david: dave). The list also gives names of other people (john: ian, jack; emily: emma; patrick: peter), words
+    (david: day) and names a shortening hides (robert: bob, bill): none of them is what an address is spelled from."""
+    return frozenset(nick for nick in _NICKNAMES.nicknames_of(name)
+                     if 3 <= len(nick) < len(name) and nick.isalpha() and nick[:3] == name[:3])
 
 
 @functools.lru_cache(maxsize=4096)

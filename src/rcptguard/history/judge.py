@@ -53,6 +53,7 @@ from rcptguard.domains import is_public_suffix, normalize_domain
 from rcptguard.guard import Guard
 from rcptguard.history.greeting import NOBODY_GREETED, Greeting, answers, spells, unanswered
 from rcptguard.history.model import (
+    CALLED,
     EXACT,
     DomainFacts,
     Facts,
@@ -325,7 +326,7 @@ class _Message:
                 if other is None or other.rsplit("@", 1)[1] not in ours:
                     continue
                 for form in name_forms(other.rsplit("@", 1)[0]):
-                    if len(form.rstrip(EXACT)) >= SHORT_NAME:
+                    if len(form.rstrip(EXACT + CALLED)) >= SHORT_NAME:
                         self.names.setdefault(form, other)
         return self.names
 

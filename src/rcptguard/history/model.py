@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rcptguard.domains import MAX_ADDRESS, parse_address
-from rcptguard.history.greeting import ROLES, aliases, nicknames, words_of
+from rcptguard.history.greeting import ROLES, aliases, shortened, words_of
 from rcptguard.model import Address, Malformed
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
 
 NAME_LETTERS = 5  # a name spelled in fewer letters says too little to stand for one person in a whole organisation
 EXACT = "."  # ends a name only a local part of just its letters spells (emilyw), never one that starts with them
+CALLED = "~"  # ends a short first name with the last name (robnicholson): as EXACT, and only the last guess
 SHORT_INITIALS = frozenset("bcdfghjklmnpqrtvwxz")  # a first name and one of these is rarely a name of its own
 
 
@@ -104,9 +105,9 @@ def name_forms(local: str) -> tuple[str, ...]:
     (only a local part of just these letters is it: not emilywilliams) and only where it is no other name (not
     eric.adams as erica, mark.smith as marks, julian.alvarez as juliana, kari.nieminen as karin: a first name of five
     letters at least, not a vowel, s or y for the initial, nor a name the nicknames list knows); and what the first
-    name is called for short with the last name (robert.nicholson: robnicholson, bobnicholson; stephen.richardson:
-    steverichardson), marked `EXACT` too; none for a role's address (sales@, info@, accounts.payable@: its first word
-    or every word a role's), which is nobody's name."""
+    name is called for short with the last name (`greeting.shortened`; robert.nicholson: robnicholson;
+    stephen.richardson: steverichardson), marked `CALLED`; none for a role's address (sales@, info@,
+    accounts.payable@: its first word or every word a role's), which is nobody's name."""
     words = words_of(local)
     if words and (words[0] in ROLES or all(word in ROLES for word in words)):  # (maria.sales is a person)
         return ()
@@ -115,8 +116,7 @@ def name_forms(local: str) -> tuple[str, ...]:
     if not first:
         return (whole,)
     short = first + last[:1]  # (emilyw: but erica, paula, peters, juliana are names of their own)
-    called = tuple(sorted(nick + last + EXACT for nick in nicknames(first) if len(nick) >= 3 and nick.isalpha()))
-    # (a guess, as emilyw's: quiet once the sender has written to the address `established` times)
+    called = tuple(sorted(nick + last + CALLED for nick in shortened(first)))  # (a guess, as emilyw's)
     if len(first) < 5 or last[:1] not in SHORT_INITIALS or len(aliases(short)) > 1:  # (kari.n: karin, jose.f)
         return whole, first[:1] + last, last + first, *called
     return whole, first[:1] + last, last + first, short + EXACT, *called
@@ -135,7 +135,7 @@ def add_colleague(names: dict[str, str | None], address: str) -> None:
     """The names one person at the organisation's domain spells (`name_forms`), added, each of NAME_LETTERS letters
     at least; a name two people spell is nobody's (None)."""
     for name in name_forms(address.rpartition("@")[0]):
-        if len(name.rstrip(EXACT)) >= NAME_LETTERS:
+        if len(name.rstrip(EXACT + CALLED)) >= NAME_LETTERS:
             names[name] = address if names.get(name, address) == address else None
 
 
@@ -159,17 +159,22 @@ def named_by(local: str, names: Mapping[str, str | None]) -> str | None:
     return named(word, names) or guessed(local, names)
 
 
-def named_in(local: str, domains: Iterable[Mapping[str, str | None]]) -> str | None:
-    """`named_by` across the names of the organisation's domains, in order (the sender's first): the first domain
-    that knows the name decides. A person often has an address at each of its domains (flast@org.co.uk and
-    first.last@org.example), so a name met again at a later domain is taken for the same person; a name two people
-    spell at one domain is nobody's, and a later domain is not asked."""
+def named_in(local: str, domains: Sequence[Mapping[str, str | None]]) -> str | None:
+    """`named_by` across the names of the organisation's domains, in order (the sender's first): a name its letters
+    spell (`named`) before a guess (`guessed`), and of each, the first domain that knows it decides. A person often
+    has an address at each of its domains (flast@org.co.uk and first.last@org.example), so a name met again at a
+    later domain is taken for the same person; a name two people spell at one domain is nobody's, and a later domain
+    is not asked."""
     word = spelled(local)
+    if not word:
+        return None
     for names in domains:
-        if names.get(word, "") is None:  # (named_by says None for a name two people spell, as for no name)
+        if names.get(word, "") is None:  # (named says None for a name two people spell, as for no name)
             return None
-        who = named_by(local, names)
-        if who is not None:
+        if (who := named(word, names)) is not None:
+            return who
+    for names in domains:
+        if (who := guessed(local, names)) is not None:
             return who
     return None
 
@@ -191,7 +196,8 @@ def guessed(local: str, names: Mapping[str, str | None], *, least: int = NAME_LE
     way round (ann.lee84, lee.ann: alee), of `least` letters or more (the people on the message itself may be
     shorter: wei.li67 for wli@), or letters run together as their first letter and an ending of four letters or more
     (tomaszhorvat: thorvat). Only an address written so is named (thorvat@, not tina.horvat@: she is not Tomasz). A
-    guess: a namesake who is somebody else fits too (hollywood for hwood@)."""
+    guess: a namesake who is somebody else fits too (hollywood for hwood@). Last, what a first name is called for
+    short with the last name (robnicholson for robert.nicholson@: `name_forms`)."""
     if (who := names.get(spelled(local) + EXACT)) is not None:  # emilyw5: emily.wright
         return who
     first, last = _first_last(local)
@@ -205,7 +211,7 @@ def guessed(local: str, names: Mapping[str, str | None], *, least: int = NAME_LE
         if (len(form) >= shortest and (who := names.get(form)) is not None
                 and spelled(who.rpartition("@")[0]) == form):
             return who
-    return None
+    return names.get(spelled(local) + CALLED)  # robnicholson: robert.nicholson, when nothing else fits
 
 
 @dataclass(slots=True)
