@@ -74,6 +74,22 @@ def doors_meanwhile(monkeypatch: pytest.MonkeyPatch, write: Callable[[], str]) -
     return tries
 
 
+def check_doors_kept_out(store: Store, now: dt.datetime, monkeypatch: pytest.MonkeyPatch, door: Callable[[], str],
+                         refused: str) -> None:
+    """History under an old key (Zoë@firma.de) moved by 0017 while a door tries to add 1000 to it before each table
+    is read (`door`, saying what became of its try): every try is `refused`, and the moved row holds what it had."""
+    with store.engine.begin() as connection:
+        connection.execute(sqlalchemy.insert(sender_domains).values(
+            sender="Zoë@firma.de", domain="partner.com", count=1, first_seen=now, last_seen=now))
+    tries = doors_meanwhile(monkeypatch, door)
+    with store.engine.begin() as migrating:
+        assert rekey(migrating) == 1
+    assert tries == [refused] * 4
+    with store.engine.connect() as connection:
+        assert connection.execute(sqlalchemy.select(sender_domains.c.count).where(
+            sender_domains.c.sender == "zoë@firma.de")).scalar_one() == 1
+
+
 def check_rekey(store: Store, now: dt.datetime) -> None:
     """Write `old_keys_history` into `store` (migrated to the newest revision), run 0017's `rekey` and check what
     history then holds (`check_rekeyed`); a second run moves nothing."""

@@ -18,17 +18,9 @@ from hypothesis import strategies as st
 from rcptguard.store import Store, _sqlite_pragmas, utc_now
 from rcptguard.store.history import StoreHistory, _sqlite_time
 from rcptguard.store.quarantine import Quarantine
-from rcptguard.store.schema import (
-    DELIVERY_STATES,
-    HOLD_STATES,
-    check_in,
-    correspondents,
-    holds,
-    metadata,
-    sender_domains,
-)
+from rcptguard.store.schema import DELIVERY_STATES, HOLD_STATES, check_in, correspondents, holds, metadata
 from tests.holds import gmial_recipient
-from tests.support.old_keys import check_rekey, check_rekeyed, doors_meanwhile, old_keys_history, rekey
+from tests.support.old_keys import check_doors_kept_out, check_rekey, check_rekeyed, old_keys_history
 
 
 def _open_and_read(url: str) -> dict[str, int]:
@@ -149,9 +141,6 @@ def test_migration_0017_runs_from_0016_and_keeps_writers_out(tmp_path: Path, mon
     store = Store.open(f"sqlite:///{path}")
     try:
         check_rekeyed(store, now)
-        with store.engine.begin() as connection:
-            connection.execute(sqlalchemy.insert(sender_domains).values(
-                sender="Zoë@firma.de", domain="partner.com", count=1, first_seen=now, last_seen=now))
 
         def door() -> str:
             connection = sqlite3.connect(path, timeout=0.2)
@@ -164,13 +153,7 @@ def test_migration_0017_runs_from_0016_and_keeps_writers_out(tmp_path: Path, mon
                 connection.close()
             return "written"
 
-        doors = doors_meanwhile(monkeypatch, door)
-        with store.engine.begin() as migrating:
-            assert rekey(migrating) == 1
-        assert doors == ["database is locked"] * 4
-        with store.engine.connect() as connection:
-            assert connection.execute(sqlalchemy.select(sender_domains.c.count).where(
-                sender_domains.c.sender == "zoë@firma.de")).scalar_one() == 1
+        check_doors_kept_out(store, now, monkeypatch, door, "database is locked")
     finally:
         store.close()
 

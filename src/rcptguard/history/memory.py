@@ -17,8 +17,8 @@ from rcptguard.history.model import (
     add_colleague,
     colleague_names,
     named_in,
+    organisation_of,
     places,
-    within,
 )
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
@@ -190,7 +190,7 @@ class MemoryHistory:
         if sender and (home := sender.rpartition("@")[2]) not in public:
             wanted = [a.rpartition("@")[0] for a in unique if a.rpartition("@")[2] in public]
             if wanted:
-                ours = (home, *sorted(d for d in self.names_at if d != home and within(d, own)))
+                ours = organisation_of(home, self.names_at, own)
                 names = [self.names_at.get(d, {}) for d in ours]
                 by_sender = self.by_sender
                 for local in wanted:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from rcptguard.domains import MAX_ADDRESS, parse_address
 from rcptguard.history.greeting import ROLES, aliases, shortened, words_of
 from rcptguard.model import Address, Malformed
+from rcptguard.providers import providers
 
 __all__ = [
     "NAME_LETTERS",
@@ -27,10 +28,10 @@ __all__ = [
     "named",
     "named_by",
     "named_in",
+    "organisation_of",
     "places",
     "sender_key",
     "spelled",
-    "within",
 ]
 
 NAME_LETTERS = 5  # a name spelled in fewer letters says too little to stand for one person in a whole organisation
@@ -179,8 +180,15 @@ def named_in(local: str, domains: Sequence[Mapping[str, str | None]]) -> str | N
     return None
 
 
-def within(domain: str, domains: Collection[str]) -> bool:
-    """Whether `domain` is one of `domains` or under one of them (uk.org.example under org.example)."""
+def organisation_of(home: str, sending: Iterable[str], own: Collection[str]) -> tuple[str, ...]:
+    """The sender's organisation (`Facts.own`): the sender's domain `home`, then, in order, those of `sending` (the
+    domains people send from) that are, or are under, one of `own` (uk.org.example under org.example); never a
+    public mail provider."""
+    public = providers()
+    return (home, *sorted(d for d in sending if d != home and d not in public and _within(d, own)))
+
+
+def _within(domain: str, domains: Collection[str]) -> bool:
     while True:
         if domain in domains:
             return True

@@ -36,7 +36,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from rcptguard.errors import StoreError
 from rcptguard.history.batch import Batch
 from rcptguard.history.memory import NEIGHBOURS, ORG_NEIGHBOURS_AT_MOST, MemoryHistory
-from rcptguard.history.model import DomainFacts, Facts, Seen, Tally, colleague_names, named_in, places, within
+from rcptguard.history.model import (
+    DomainFacts,
+    Facts,
+    Seen,
+    Tally,
+    colleague_names,
+    named_in,
+    organisation_of,
+    places,
+)
 from rcptguard.history.rules import qualifies
 from rcptguard.history.settings import HistorySettings
 from rcptguard.history.view import WRITTEN_AT_MOST
@@ -224,7 +233,7 @@ class StoreHistory:
         people: defaultdict[str, set[str]] = defaultdict(set)
         for (someone,) in self._rows(select(sender_domains.c.sender).distinct()):
             people[someone.rpartition("@")[2]].add(someone)
-        ours = (home, *sorted(d for d in people if d != home and d not in public and within(d, own)))
+        ours = organisation_of(home, people, own)
         a = sender_addresses.c
         for address, domain in self._rows(select(a.address, a.domain).distinct().where(a.domain.in_(ours))):
             people[domain].add(address)
@@ -235,7 +244,7 @@ class StoreHistory:
                                                                                 a.address.in_(them)))}
         known.update(writer for (writer,) in self._rows(select(a.sender).where(a.address == sender,
                                                                                  a.sender.in_(them))))
-        return {name: who for name, who in found.items() if who == sender or who in known}, tuple(ours)
+        return {name: who for name, who in found.items() if who == sender or who in known}, ours
 
     # -- all of it, into memory (the doors' mirror) ---------------------------------------------------
 
